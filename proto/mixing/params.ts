@@ -1,0 +1,74 @@
+/**
+ * The mixing and cover-traffic parameters of one network (Loopix, Piotrowska et al. 2017), as
+ * the network document carries them. Rates are per second; the per-hop delay is Exp(mu), so its
+ * mean is 1/mu seconds. The client, the mix node and the simulator all read these types and
+ * the rules below, so the simulated network and the real one follow the same rules.
+ */
+export interface MixingParams {
+  /** λ_P: rate of a client's payload stream (real packets replace drop cover in it). */
+  readonly lambdaP: number;
+  /** λ_L: rate of a client's loop cover packets. */
+  readonly lambdaL: number;
+  /** λ_D: rate of a client's drop cover packets. */
+  readonly lambdaD: number;
+  /** λ_M: rate of a mix node's own loop cover packets. */
+  readonly lambdaM: number;
+  /** μ: per-hop delay rate; each hop holds a packet Exp(μ) seconds (mean 1/μ). */
+  readonly mu: number;
+}
+
+export const DEFAULT_MIXING: MixingParams = Object.freeze({
+  lambdaP: 2,
+  lambdaL: 0.5,
+  lambdaD: 0.5,
+  lambdaM: 0.5,
+  mu: 10,
+});
+
+/** A source of uniform numbers in [0, 1): Math.random, or a seeded generator in the simulator. */
+export type Uniform = () => number;
+
+/** One draw from Exp(rate), in seconds, by inversion. rate <= 0 means "never" (Infinity). */
+export function sampleExponential(rate: number, uniform: Uniform): number {
+  if (!(rate > 0)) return Infinity;
+  // 1 - u is in (0, 1], so the log is finite
+  return -Math.log(1 - uniform()) / rate;
+}
+
+/** Per-hop delay the sender writes into a hop's Delay command, in whole milliseconds. */
+export function samplePerHopDelayMs(mu: number, uniform: Uniform): number {
+  const s = sampleExponential(mu, uniform);
+  if (!Number.isFinite(s)) return 0;
+  return Math.min(0xffffffff, Math.round(s * 1000));
+}
+
+/** The kinds of packet a client's streams emit. */
+export type StreamKind = 'payload' | 'loop' | 'drop';
+
+/**
+ * The Loopix sending rule for the payload stream: at each tick of the Poisson(λ_P) process a
+ * client sends the next real packet if one is queued, and a drop-cover packet otherwise, so an
+ * observer sees the same rate whether or not the client is talking.
+ */
+export function payloadTick(realQueued: number): 'real' | 'drop' {
+  return realQueued > 0 ? 'real' : 'drop';
+}
+
+/** Expected end-to-end mixing delay of a route with `hops` delaying hops: the Erlang(hops, μ) mean. */
+export function expectedRouteDelaySeconds(hops: number, mu: number): number {
+  return mu > 0 ? hops / mu : 0;
+}
+
+export class MixingParamsError extends Error {
+  override readonly name = 'MixingParamsError';
+}
+
+export function validateMixingParams(p: MixingParams): MixingParams {
+  for (const k of ['lambdaP', 'lambdaL', 'lambdaD', 'lambdaM', 'mu'] as const) {
+    const v = p[k];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+      throw new MixingParamsError(`${k} must be a finite number >= 0, got ${String(v)}`);
+  }
+  if (p.mu === 0) throw new MixingParamsError('mu must be > 0 (it is the per-hop delay rate)');
+  return p;
+}
