@@ -117,7 +117,7 @@ export function surbVector(suite: SphinxSuite, geom: Geometry = DEFAULT_GEOMETRY
   const used = packetFromSurb(suite, geom, surb, replyPayload);
   if (!used.ok) throw new Error('vector SURB did not wrap');
   let packet = used.packet;
-  let delivered = new Uint8Array(0);
+  let delivered: Uint8Array = new Uint8Array(0);
   for (let i = 0; i < n; i++) {
     const r = processPacket(geom, prepareHopKey(suite, secrets[i]!), packet);
     if (!r.ok) throw new Error(`vector SURB hop ${i}: ${r.reason}`);
