@@ -1,0 +1,60 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { ConfigError, applyEnvOverrides, loadConfig, newRegistry, startMetricsServer, isLoopback } from './daemon.ts';
+
+const schema = z.object({
+  listen: z.string(),
+  metrics: z.object({ port: z.number().int().min(0).max(65535), host: z.string().default('127.0.0.1') }),
+  debug: z.boolean().default(false),
+});
+
+describe('daemon config', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'postmix-cfg-'));
+
+  it('loads TOML, applies env overrides with nesting and coercion', () => {
+    const f = join(dir, 'a.toml');
+    writeFileSync(f, 'listen = "/ip4/127.0.0.1/tcp/0"\n[metrics]\nport = 9100\n');
+    const c = loadConfig(f, schema, 'POSTMIX_T', { POSTMIX_T_METRICS__PORT: '9200', POSTMIX_T_DEBUG: 'true', OTHER: 'x' });
+    expect(c).toEqual({ listen: '/ip4/127.0.0.1/tcp/0', metrics: { port: 9200, host: '127.0.0.1' }, debug: true });
+    expect(applyEnvOverrides({ a: { b: 1 } }, 'P', { P_A__C: '[1,2]' })).toEqual({ a: { b: 1, c: [1, 2] } });
+  });
+
+  it('names the file and every bad field', () => {
+    const f = join(dir, 'b.toml');
+    writeFileSync(f, '[metrics]\nport = "x"\n');
+    expect(() => loadConfig(f, schema, 'P', {})).toThrow(ConfigError);
+    try {
+      loadConfig(f, schema, 'P', {});
+    } catch (e) {
+      expect((e as Error).message).toContain(f);
+      expect((e as Error).message).toContain('listen');
+      expect((e as Error).message).toContain('metrics.port');
+    }
+    writeFileSync(f, 'this is = = not toml');
+    expect(() => loadConfig(f, schema, 'P', {})).toThrow(/not valid TOML/);
+    expect(() => loadConfig(join(dir, 'missing.toml'), schema, 'P', {})).toThrow(/ENOENT/);
+  });
+
+  it('serves Prometheus metrics on loopback', async () => {
+    const r = newRegistry('postmix_test');
+    const s = await startMetricsServer(r, '127.0.0.1', 0);
+    try {
+      const res = await fetch(`http://127.0.0.1:${s.port}/metrics`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain('postmix_test_process_cpu');
+      expect((await fetch(`http://127.0.0.1:${s.port}/other`)).status).toBe(404);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('knows loopback addresses', () => {
+    expect(isLoopback('127.0.0.1')).toBe(true);
+    expect(isLoopback('127.3.4.5')).toBe(true);
+    expect(isLoopback('::1')).toBe(true);
+    expect(isLoopback('0.0.0.0')).toBe(false);
+  });
+});
