@@ -1,0 +1,286 @@
+/**
+ * Durable replay-tag store of a mix node (or gateway): the set of 32-byte Sphinx replay tags
+ * seen under each epoch key, kept across restarts and dropped when the epoch key expires.
+ * Two implementations of one interface (`ReplayTagStore`), measured in bench/link.ts on the
+ * 2-core dev machine (100k random tags):
+ *
+ * | store | seenOrAdd, durable per call | batched 32 | memory |
+ * |---|---|---|---|
+ * | `ReplayStore` (SQLite WAL, NORMAL) | ~18-30k/s | ~28-50k/s | bounded (page cache), tags on disk |
+ * | `LogReplayStore` (Set + append log) | ~230k/s | ~560k/s | ~70 B heap per tag of the epoch |
+ *
+ * Default choice: SQLite, because its memory does not grow with traffic (an epoch at a few
+ * thousand packets/s is tens of millions of tags) and expiry is a DROP TABLE. Its cost is a
+ * random B-tree page write per commit (~40-55 µs), which batching barely amortises because
+ * random tags dirty distinct pages. A node whose measured hot path is dominated by it, and that
+ * has the RAM, uses `LogReplayStore` (same durability, same interface).
+ *
+ * SQLite details: better-sqlite3 in WAL mode, one
+ * `WITHOUT ROWID` table per epoch (so expiring an epoch is a cheap DROP TABLE, not a delete of
+ * millions of rows). `seenOrAdd` is one `INSERT OR IGNORE` in its own transaction: when it
+ * returns, the tag is in the WAL, so the caller can forward the packet knowing a restart will
+ * still refuse the replay (no loss window). `seenOrAddMany` does a batch in one transaction
+ * for callers that process packets in batches.
+ *
+ * Durability level: `synchronous: 'normal'` (default) makes a committed tag survive a crash
+ * or SIGKILL of the process (it is in the OS page cache / WAL file) but not a power loss;
+ * `'full'` fsyncs the WAL on every commit (survives power loss, much slower). Power loss on a
+ * mix costs little: an adversary could replay packets seen in the last moments before it.
+ */
+import Database from 'better-sqlite3';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, truncateSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface ReplayStoreOptions {
+  /** 'normal' (default): durable against process crash. 'full': fsync per commit (power loss). */
+  readonly synchronous?: 'normal' | 'full';
+}
+
+export const REPLAY_TAG_BYTES = 32;
+
+function tableName(epoch: number): string {
+  if (!Number.isSafeInteger(epoch) || epoch < 0) throw new RangeError(`bad epoch ${epoch}`);
+  return `tags_${epoch}`;
+}
+
+function checkTag(tag: Uint8Array): Buffer {
+  if (tag.length !== REPLAY_TAG_BYTES) throw new RangeError(`replay tag must be ${REPLAY_TAG_BYTES} bytes, got ${tag.length}`);
+  return Buffer.from(tag.buffer, tag.byteOffset, tag.length);
+}
+
+interface EpochStatements {
+  insert: Database.Statement<[Buffer]>;
+  has: Database.Statement<[Buffer]>;
+  count: Database.Statement<[]>;
+}
+
+export class ReplayStore implements ReplayTagStore {
+  private readonly db: Database.Database;
+  private readonly stmts = new Map<number, EpochStatements>();
+  private readonly many: (epoch: number, tags: readonly Uint8Array[]) => boolean[];
+
+  /** Opens (creating if needed) the store at `path` (':memory:' for a non-durable one in tests). */
+  constructor(path: string, opts: ReplayStoreOptions = {}) {
+    this.db = new Database(path);
+    // Small pages: each commit appends the dirtied leaf page to the WAL, and tags are random,
+    // so a commit costs about one page write (measured ~1.5x faster than 4 KiB pages).
+    // Only takes effect when the file is created.
+    this.db.pragma('page_size = 1024');
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+    this.db.pragma('temp_store = MEMORY');
+    this.many = this.db.transaction((epoch: number, tags: readonly Uint8Array[]) => {
+      const s = this.statements(epoch);
+      return tags.map((t) => s.insert.run(checkTag(t)).changes === 0);
+    });
+  }
+
+  private statements(epoch: number): EpochStatements {
+    let s = this.stmts.get(epoch);
+    if (s === undefined) {
+      const t = tableName(epoch);
+      this.db.exec(`CREATE TABLE IF NOT EXISTS ${t} (tag BLOB PRIMARY KEY) WITHOUT ROWID`);
+      s = {
+        insert: this.db.prepare<[Buffer]>(`INSERT OR IGNORE INTO ${t} (tag) VALUES (?)`),
+        has: this.db.prepare<[Buffer]>(`SELECT 1 FROM ${t} WHERE tag = ?`).pluck(),
+        count: this.db.prepare<[]>(`SELECT count(*) FROM ${t}`).pluck(),
+      };
+      this.stmts.set(epoch, s);
+    }
+    return s;
+  }
+
+  /**
+   * Records `tag` under `epoch`. Returns true when the tag was already there (a replay: drop
+   * the packet), false when it is new. The tag is committed before this returns.
+   */
+  seenOrAdd(epoch: number, tag: Uint8Array): boolean {
+    return this.statements(epoch).insert.run(checkTag(tag)).changes === 0;
+  }
+
+  /** `seenOrAdd` for a batch, in one transaction; result[i] is true when tags[i] is a replay
+   * (including a duplicate earlier in the same batch). */
+  seenOrAddMany(epoch: number, tags: readonly Uint8Array[]): boolean[] {
+    return this.many(epoch, tags);
+  }
+
+  /** Whether `tag` was seen under `epoch` (does not add it). */
+  has(epoch: number, tag: Uint8Array): boolean {
+    if (!this.epochs().includes(epoch)) return false;
+    return this.statements(epoch).has.get(checkTag(tag)) !== undefined;
+  }
+
+  /** Number of tags stored for `epoch`. */
+  count(epoch: number): number {
+    if (!this.epochs().includes(epoch)) return 0;
+    return this.statements(epoch).count.get() as number;
+  }
+
+  /** Epochs with a tag table, ascending. */
+  epochs(): number[] {
+    const rows = this.db
+      .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'tags\\_%' ESCAPE '\\'`)
+      .pluck()
+      .all() as string[];
+    return rows
+      .map((n) => Number(n.slice(5)))
+      .filter((n) => Number.isSafeInteger(n))
+      .sort((a, b) => a - b);
+  }
+
+  /** Forgets every tag of `epoch` (its key expired). */
+  dropEpoch(epoch: number): void {
+    const t = tableName(epoch);
+    this.stmts.delete(epoch);
+    this.db.exec(`DROP TABLE IF EXISTS ${t}`);
+  }
+
+  /** Drops every epoch older than `epoch`; returns the epochs dropped. */
+  dropEpochsBefore(epoch: number): number[] {
+    const old = this.epochs().filter((e) => e < epoch);
+    for (const e of old) this.dropEpoch(e);
+    return old;
+  }
+
+  /** Checkpoints the WAL and closes the database. */
+  close(): void {
+    if (!this.db.open) return;
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.db.close();
+  }
+}
+
+/** What the mix node needs from a replay store; both implementations below provide it. */
+export interface ReplayTagStore {
+  seenOrAdd(epoch: number, tag: Uint8Array): boolean;
+  seenOrAddMany(epoch: number, tags: readonly Uint8Array[]): boolean[];
+  has(epoch: number, tag: Uint8Array): boolean;
+  count(epoch: number): number;
+  epochs(): number[];
+  dropEpoch(epoch: number): void;
+  dropEpochsBefore(epoch: number): number[];
+  close(): void;
+}
+
+/**
+ * The alternative to SQLite, measured ~10x faster on the hot path (bench/link.ts): every tag
+ * of every live epoch in memory (a Set; V8 seeds its string hash, so crafted tags cannot
+ * flood one bucket) plus one append-only file per epoch (`tags-<epoch>.log`, raw 32-byte
+ * records). `seenOrAdd` writes the new tag with one write(2) before returning, so it has the
+ * same durability as SQLite with synchronous=NORMAL (survives the process dying, not power
+ * loss). The cost is memory: measured ~70 bytes of heap (~150 bytes RSS) per tag for the
+ * whole epoch (node --expose-gc, 500k tags), i.e. ~250-550 MB for an hour at 1,000 packets/s;
+ * the SQLite store keeps tags on disk and its memory does not grow with the epoch.
+ * Opening reads every log back (a torn trailing record is cut off).
+ */
+export class LogReplayStore implements ReplayTagStore {
+  private readonly dir: string;
+  private readonly sets = new Map<number, Set<string>>();
+  private readonly fds = new Map<number, number>();
+  private closed = false;
+
+  constructor(dir: string) {
+    this.dir = dir;
+    mkdirSync(dir, { recursive: true });
+    for (const name of readdirSync(dir)) {
+      const m = /^tags-(\d+)\.log$/.exec(name);
+      if (m === null) continue;
+      const epoch = Number(m[1]);
+      if (!Number.isSafeInteger(epoch)) continue;
+      const path = join(dir, name);
+      const buf = readFileSync(path);
+      const whole = buf.length - (buf.length % REPLAY_TAG_BYTES);
+      if (whole !== buf.length) truncateSync(path, whole);
+      const set = new Set<string>();
+      for (let i = 0; i < whole; i += REPLAY_TAG_BYTES) set.add(buf.toString('latin1', i, i + REPLAY_TAG_BYTES));
+      this.sets.set(epoch, set);
+    }
+  }
+
+  private path(epoch: number): string {
+    tableName(epoch); // validates
+    return join(this.dir, `tags-${epoch}.log`);
+  }
+
+  private open(epoch: number): { set: Set<string>; fd: number } {
+    if (this.closed) throw new Error('replay store closed');
+    let set = this.sets.get(epoch);
+    if (set === undefined) {
+      set = new Set();
+      this.sets.set(epoch, set);
+    }
+    let fd = this.fds.get(epoch);
+    if (fd === undefined) {
+      fd = openSync(this.path(epoch), 'a');
+      this.fds.set(epoch, fd);
+    }
+    return { set, fd };
+  }
+
+  seenOrAdd(epoch: number, tag: Uint8Array): boolean {
+    const b = checkTag(tag);
+    const { set, fd } = this.open(epoch);
+    const k = b.toString('latin1');
+    if (set.has(k)) return true;
+    writeSync(fd, b);
+    set.add(k);
+    return false;
+  }
+
+  seenOrAddMany(epoch: number, tags: readonly Uint8Array[]): boolean[] {
+    const bufs = tags.map(checkTag);
+    const { set, fd } = this.open(epoch);
+    const fresh: Buffer[] = [];
+    const out = bufs.map((b) => {
+      const k = b.toString('latin1');
+      if (set.has(k)) return true;
+      set.add(k);
+      fresh.push(b);
+      return false;
+    });
+    if (fresh.length > 0) {
+      try {
+        writeSync(fd, Buffer.concat(fresh));
+      } catch (err) {
+        for (const b of fresh) set.delete(b.toString('latin1'));
+        throw err;
+      }
+    }
+    return out;
+  }
+
+  has(epoch: number, tag: Uint8Array): boolean {
+    return this.sets.get(epoch)?.has(checkTag(tag).toString('latin1')) ?? false;
+  }
+
+  count(epoch: number): number {
+    return this.sets.get(epoch)?.size ?? 0;
+  }
+
+  epochs(): number[] {
+    return [...this.sets.keys()].sort((a, b) => a - b);
+  }
+
+  dropEpoch(epoch: number): void {
+    const path = this.path(epoch);
+    const fd = this.fds.get(epoch);
+    if (fd !== undefined) closeSync(fd);
+    this.fds.delete(epoch);
+    this.sets.delete(epoch);
+    rmSync(path, { force: true });
+  }
+
+  dropEpochsBefore(epoch: number): number[] {
+    const old = this.epochs().filter((e) => e < epoch);
+    for (const e of old) this.dropEpoch(e);
+    return old;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const fd of this.fds.values()) closeSync(fd);
+    this.fds.clear();
+    this.sets.clear();
+  }
+}

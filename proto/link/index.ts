@@ -1,0 +1,5 @@
+/** The packet link shared by mix nodes, gateways and clients (docs/spec/link.md). */
+export { SPHINX_PROTOCOL, PacketLink, parseMultiaddr } from './link.ts';
+export type { FrameHandler, FrameObserver, LinkCounters, LinkLogger, PacketLinkOptions } from './link.ts';
+export { encodeFrame, encodeFrames, FrameDecoder, FramingError, varintLength } from './framing.ts';
+export { peerIdFromEd25519PublicKey, peerIdFromSeed, privateKeyFromSeed } from './identity.ts';

@@ -1,0 +1,277 @@
+import type { PeerId } from '@libp2p/interface';
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodeFrame, encodeFrames, FrameDecoder, FramingError } from './framing.ts';
+import { peerIdFromEd25519PublicKey, peerIdFromSeed } from './identity.ts';
+import { PacketLink, SPHINX_PROTOCOL, type PacketLinkOptions } from './link.ts';
+
+const SIZE = 2048;
+const LOOP = ['/ip4/127.0.0.1/tcp/0'];
+
+function seed(n: number): Uint8Array {
+  return new Uint8Array(32).fill(n);
+}
+
+function frame(i: number, size = SIZE): Uint8Array {
+  const f = new Uint8Array(size);
+  if (size >= 4) {
+    new DataView(f.buffer).setUint32(0, i);
+    f.fill(i & 0xff, 4);
+  }
+  return f;
+}
+
+async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const links: PacketLink[] = [];
+afterEach(async () => {
+  await Promise.all(links.splice(0).map((l) => l.stop(100)));
+});
+
+interface Node {
+  link: PacketLink;
+  got: Array<{ frame: Uint8Array; from: string }>;
+  observed: number[];
+}
+
+/** Nodes that all know each other (the "network document" is the set `allowed`). */
+async function mkNode(n: number, allowed: Set<string>, over: Partial<PacketLinkOptions> = {}): Promise<Node> {
+  const got: Node['got'] = [];
+  const observed: number[] = [];
+  const link = await PacketLink.create({
+    identity: seed(n),
+    listen: LOOP,
+    packetSize: SIZE,
+    onFrame: (f, from) => {
+      got.push({ frame: f, from: from.toString() });
+    },
+    isAllowedPeer: (p) => allowed.has(p.toString()),
+    addressesOf: (p) => addrBook.get(p.toString()),
+    observe: (_dir, f) => observed.push(f.length),
+    ...over,
+  });
+  links.push(link);
+  addrBook.set(link.peerId.toString(), link.multiaddrs());
+  return { link, got, observed };
+}
+const addrBook = new Map<string, ReturnType<PacketLink['multiaddrs']>>();
+
+describe('framing', () => {
+  it('decodes any chunking of a frame stream and skips wrong-size frames', () => {
+    const frames = [frame(1, 100), frame(2, 7), frame(3, 100), frame(4, 300), frame(5, 100)];
+    const bytes = encodeFrames(frames);
+    for (const step of [1, 3, 64, 101, 4096]) {
+      const got: number[] = [];
+      const wrong: number[] = [];
+      const d = new FrameDecoder(100, {
+        frame: (f) => got.push(new DataView(f.buffer, f.byteOffset).getUint32(0)),
+        wrongSize: (l) => wrong.push(l),
+      });
+      for (let i = 0; i < bytes.length; i += step) d.push(bytes.subarray(i, i + step));
+      expect(got).toEqual([1, 3, 5]);
+      expect(wrong).toEqual([7, 300]);
+      expect(d.idle).toBe(true);
+    }
+    expect(encodeFrame(frame(9, 100))).toEqual(encodeFrames([frame(9, 100)]));
+  });
+
+  it('rejects an over-long varint prefix', () => {
+    const d = new FrameDecoder(100, { frame: () => {}, wrongSize: () => {} });
+    expect(() => d.push(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0x01]))).toThrow(FramingError);
+  });
+});
+
+describe('identity', () => {
+  it('derives a stable peer id from a seed, computable from the Ed25519 public key', async () => {
+    const a = await peerIdFromSeed(seed(7));
+    const b = await peerIdFromSeed(seed(7));
+    expect(a.toString()).toBe(b.toString());
+    expect((await peerIdFromSeed(seed(8))).toString()).not.toBe(a.toString());
+    expect(peerIdFromEd25519PublicKey(a.publicKey!.raw).toString()).toBe(a.toString());
+  });
+});
+
+describe('PacketLink over loopback', () => {
+  it('carries frames A -> B -> C on one reused stream per neighbour, all of one size', async () => {
+    const allowed = new Set<string>();
+    for (const n of [1, 2, 3]) allowed.add((await peerIdFromSeed(seed(n))).toString());
+    const a = await mkNode(1, allowed);
+    const c = await mkNode(3, allowed);
+    // B relays whatever it receives to C
+    let cId: PeerId | undefined;
+    const b = await mkNode(2, allowed, {
+      onFrame: (f) => {
+        b.got.push({ frame: f, from: '' });
+        b.link.send(cId!, f);
+      },
+    });
+    cId = c.link.peerId;
+    const N = 500;
+    for (let i = 0; i < N; i++) expect(a.link.send(b.link.peerId, frame(i))).toBe(true);
+    await until(() => c.got.length === N, 'frames at C');
+    expect(c.got.map((g) => new DataView(g.frame.buffer, g.frame.byteOffset).getUint32(0))).toEqual([...Array(N).keys()]);
+    expect(c.got.every((g) => g.from === b.link.peerId.toString())).toBe(true);
+    expect(c.got[7]!.frame).toEqual(frame(7));
+    // every frame observed on every link has the configured length
+    for (const n of [a, b, c]) {
+      expect(n.observed.length).toBeGreaterThan(0);
+      expect(new Set(n.observed)).toEqual(new Set([SIZE]));
+    }
+    expect(a.link.counters.framesOut).toBe(N);
+    expect(b.link.counters.framesIn).toBe(N);
+    expect(b.link.counters.framesOut).toBe(N);
+    // one connection and one outbound packet stream per neighbour
+    const conns = a.link.libp2pNode.getConnections(b.link.peerId);
+    expect(conns.length).toBe(1);
+    expect(conns[0]!.streams.filter((s) => s.protocol === SPHINX_PROTOCOL).length).toBe(1);
+    expect(b.link.inboundStreamCount).toBe(1);
+  });
+
+  it('drops and counts frames of the wrong size, inbound and outbound, and keeps going', async () => {
+    const allowed = new Set<string>();
+    for (const n of [11, 12]) allowed.add((await peerIdFromSeed(seed(n))).toString());
+    const a = await mkNode(11, allowed);
+    const b = await mkNode(12, allowed);
+    expect(a.link.send(b.link.peerId, frame(1, SIZE - 1))).toBe(false);
+    expect(a.link.counters.droppedWrongSizeOut).toBe(1);
+    // a raw stream bypassing send(): wrong sizes interleaved with good frames
+    const s = await a.link.libp2pNode.dialProtocol(b.link.libp2pNode.getMultiaddrs(), SPHINX_PROTOCOL);
+    s.send(encodeFrames([frame(1), frame(2, 10), frame(3), frame(4, SIZE + 1), frame(5, 0), frame(6)]));
+    await until(() => b.got.length === 3, 'good frames');
+    expect(b.link.counters.droppedWrongSizeIn).toBe(3);
+    // garbage prefix: the stream is aborted, the node stays up
+    s.send(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
+    await until(() => b.link.counters.streamsAbortedBadPrefix === 1, 'bad prefix abort');
+    expect(a.link.send(b.link.peerId, frame(7))).toBe(true);
+    await until(() => b.got.length === 4, 'frame after abuse');
+    expect(new Set(b.observed)).toEqual(new Set([SIZE]));
+  });
+
+  it('gater rejects a peer outside the network document unless unknown inbound is allowed', async () => {
+    const allowed = new Set<string>();
+    allowed.add((await peerIdFromSeed(seed(21))).toString());
+    allowed.add((await peerIdFromSeed(seed(22))).toString());
+    const b = await mkNode(21, allowed);
+    const strangerKnows = new Set([b.link.peerId.toString()]);
+    const stranger = await mkNode(29, strangerKnows);
+    expect(stranger.link.send(b.link.peerId, frame(1))).toBe(true);
+    await until(() => stranger.link.counters.droppedUnreachable === 1, 'refused dial');
+    // no dial storm: within the back-off, frames to that neighbour are dropped without dialling
+    const dials = stranger.link.counters.dials;
+    expect(stranger.link.send(b.link.peerId, frame(1))).toBe(false);
+    expect(stranger.link.counters.dials).toBe(dials);
+    expect(stranger.link.counters.droppedUnreachable).toBe(2);
+    expect(b.link.counters.connectionsDenied).toBeGreaterThan(0);
+    expect(b.got.length).toBe(0);
+    // and the node does not dial peers outside the document either
+    const c = await mkNode(22, allowed);
+    expect(c.link.send(stranger.link.peerId, frame(2))).toBe(true);
+    await until(() => c.link.counters.dialFailures === 1, 'outbound gate');
+    // a layer-1 mix accepting clients
+    const l1 = await mkNode(22 + 100, allowed, { allowUnknownInbound: true });
+    strangerKnows.add(l1.link.peerId.toString());
+    expect(stranger.link.send(l1.link.peerId, frame(3))).toBe(true);
+    await until(() => l1.got.length === 1, 'client frame at layer 1');
+  });
+
+  it('re-gates open connections when the network document drops a peer', async () => {
+    const allowedByB = new Set<string>();
+    const allowedByA = new Set<string>();
+    const b = await mkNode(61, allowedByB);
+    const a = await mkNode(62, allowedByA);
+    allowedByA.add(b.link.peerId.toString());
+    allowedByB.add(a.link.peerId.toString());
+    a.link.send(b.link.peerId, frame(1));
+    await until(() => b.got.length === 1, 'first frame');
+    expect(b.link.connectionCount).toBe(1);
+    expect(await b.link.enforceAllowedPeers()).toBe(0);
+    allowedByB.delete(a.link.peerId.toString()); // new document without A
+    expect(await b.link.enforceAllowedPeers()).toBe(1);
+    await until(() => b.link.connectionCount === 0, 'connection closed');
+    a.link.send(b.link.peerId, frame(2));
+    await until(() => a.link.counters.droppedUnreachable >= 1, 'refused after re-gate');
+    expect(b.got.length).toBe(1);
+  });
+
+  it('bounds streams per connection when a peer opens many', async () => {
+    const allowed = new Set<string>();
+    for (const n of [31, 32]) allowed.add((await peerIdFromSeed(seed(n))).toString());
+    const b = await mkNode(31, allowed, { maxInboundStreamsPerConnection: 2, maxMuxedStreamsPerConnection: 8 });
+    const a = await mkNode(32, allowed);
+    const conn = await a.link.libp2pNode.dial(b.link.libp2pNode.getMultiaddrs());
+    let opened = 0;
+    let failed = 0;
+    const attempts = 1000;
+    const tries = [];
+    for (let i = 0; i < attempts; i++) {
+      tries.push(
+        conn.newStream(SPHINX_PROTOCOL, { maxOutboundStreams: 10_000 }).then(
+          (s) => {
+            opened++;
+            try {
+              s.send(encodeFrame(frame(i)));
+            } catch {
+              // the receiver reset it: over the limit
+            }
+          },
+          () => failed++,
+        ),
+      );
+    }
+    await Promise.all(tries);
+    await until(() => b.link.inboundStreamCount <= 2, 'stream limit');
+    expect(opened + failed).toBe(attempts);
+    expect(failed).toBeGreaterThan(0);
+    expect(b.link.inboundStreamCount).toBeLessThanOrEqual(2);
+    // still serving well-behaved traffic
+    const fresh = await mkNode(32 + 100, new Set([b.link.peerId.toString()]));
+    allowed.add(fresh.link.peerId.toString());
+    expect(fresh.link.send(b.link.peerId, frame(999))).toBe(true);
+    await until(() => b.got.some((g) => g.from === fresh.link.peerId.toString()), 'frame after abuse');
+  });
+
+  it('applies backpressure to a peer that sends faster than frames are processed', async () => {
+    const allowed = new Set<string>();
+    for (const n of [41, 42]) allowed.add((await peerIdFromSeed(seed(n))).toString());
+    const releases: Array<() => void> = [];
+    const b = await mkNode(41, allowed, {
+      maxPendingPerStream: 16,
+      onFrame: () => new Promise<void>((r) => releases.push(r)),
+    });
+    const a = await mkNode(42, allowed, { maxQueuedFramesPerPeer: 100_000 });
+    const N = 2000; // 4 MB offered
+    for (let i = 0; i < N; i++) a.link.send(b.link.peerId, frame(i));
+    await until(() => b.link.counters.inboundPauses > 0 && releases.length >= 16, 'pause');
+    await new Promise((r) => setTimeout(r, 300));
+    // processing stalled: the receiver holds only what the pause + flow-control window admit
+    const held = b.link.counters.framesIn;
+    expect(held).toBeLessThan(N);
+    expect(a.link.queued(b.link.peerId)).toBeGreaterThan(0);
+    // resume processing: everything arrives, nothing lost
+    const drain = setInterval(() => releases.splice(0).forEach((r) => r()), 5);
+    try {
+      await until(() => b.link.counters.framesIn === N, 'all frames after backpressure', 30_000);
+    } finally {
+      clearInterval(drain);
+      releases.splice(0).forEach((r) => r());
+    }
+    expect(b.link.counters.droppedWrongSizeIn).toBe(0);
+  });
+
+  it('bounds the outbound queue per neighbour: drops and counts past the limit', async () => {
+    const allowed = new Set<string>();
+    for (const n of [51, 52]) allowed.add((await peerIdFromSeed(seed(n))).toString());
+    const b = await mkNode(51, allowed);
+    const a = await mkNode(52, allowed, { maxQueuedFramesPerPeer: 10 });
+    let accepted = 0;
+    for (let i = 0; i < 50; i++) if (a.link.send(b.link.peerId, frame(i))) accepted++;
+    expect(accepted).toBe(10);
+    expect(a.link.counters.droppedQueueFull).toBe(40);
+    await until(() => b.got.length === 10, 'queued frames');
+  });
+});
