@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_GEOMETRY as G,
+  createPacket,
+  nodeSuite,
+  prepareHopKey,
+  type HopDeliver,
+} from '../sphinx/index.ts';
+import { HopEngine, type EpochHopKey } from './engine.ts';
+import { ReplayStore } from './replay-store.ts';
+
+function node(i: number) {
+  const sk = new Uint8Array(32).fill(i + 1);
+  return { id: new Uint8Array(32).fill(0x10 + i), sk, pk: nodeSuite.publicKey(sk) };
+}
+
+function setup(opts: { keys?: () => EpochHopKey[]; maxQueuedBytes?: number; known?: boolean } = {}) {
+  let now = 0;
+  const a = node(0);
+  const sent: { next: string; packet: Uint8Array; at: number }[] = [];
+  const delivered: HopDeliver[] = [];
+  const replay = new ReplayStore(':memory:');
+  const engine = new HopEngine<string>({
+    geometry: G,
+    replay,
+    keys: opts.keys ?? (() => [{ epoch: 7, key: prepareHopKey(nodeSuite, a.sk) }]),
+    resolveNext: (id) => (opts.known === false ? undefined : Buffer.from(id).toString('hex')),
+    forward: (next, packet) => sent.push({ next, packet, at: now }),
+    deliver: (r) => delivered.push(r),
+    maxQueuedBytes: opts.maxQueuedBytes ?? 10_000_000,
+    now: () => now,
+    autoTimer: false,
+  });
+  return { engine, a, sent, delivered, replay, tick: (ms: number) => { now += ms; engine.releaseDue(now); } };
+}
+
+describe('HopEngine', () => {
+  const b = node(1);
+
+  it('holds a packet for its header delay, then forwards it to the resolved next hop', () => {
+    const s = setup();
+    const route = [s.a, b].map((n, i) => ({ nodeId: n.id, publicKey: n.pk, delayMs: i === 0 ? 250 : 0 }));
+    const { packet } = createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1) });
+    s.engine.handle(packet);
+    expect(s.engine.queued.packets).toBe(1);
+    s.tick(249);
+    expect(s.sent.length).toBe(0);
+    s.tick(1);
+    expect(s.sent.length).toBe(1);
+    expect(s.sent[0]!.next).toBe(Buffer.from(b.id).toString('hex'));
+    expect(s.sent[0]!.packet.length).toBe(packet.length);
+    expect(s.engine.counters.forwarded).toBe(1);
+  });
+
+  it('drops a replay, an unknown next hop, garbage and a full queue, counting each', () => {
+    const s = setup();
+    const route = [s.a, b].map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 10 }));
+    const mk = () => createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1) }).packet;
+    const p = mk();
+    s.engine.handle(p);
+    s.engine.handle(p);
+    expect(s.engine.counters.dropped.replay).toBe(1);
+    s.engine.handle(new Uint8Array(10));
+    expect(s.engine.counters.dropped['bad-length']).toBe(1);
+    const junk = mk();
+    junk[100]! ^= 1;
+    s.engine.handle(junk);
+    expect(s.engine.counters.dropped['bad-mac']).toBe(1);
+    expect(s.replay.count(7)).toBe(1); // forged packets never enter the replay set
+
+    const u = setup({ known: false });
+    u.engine.handle(mk());
+    expect(u.engine.counters.dropped['unknown-next-hop']).toBe(1);
+
+    const f = setup({ maxQueuedBytes: p.length * 2 });
+    for (let i = 0; i < 3; i++) f.engine.handle(mk());
+    expect(f.engine.counters.dropped['queue-full']).toBe(1);
+    expect(f.engine.queued.packets).toBe(2);
+  });
+
+  it("accepts the previous epoch's key during the grace window, with its own replay set", () => {
+    const old = node(5);
+    const s = setup({
+      keys: () => [
+        { epoch: 8, key: prepareHopKey(nodeSuite, node(0).sk) },
+        { epoch: 7, key: prepareHopKey(nodeSuite, old.sk) },
+      ],
+    });
+    const route = [old, b].map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 0 }));
+    const { packet } = createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1) });
+    s.engine.handle(packet);
+    s.tick(0);
+    expect(s.sent.length).toBe(1);
+    expect(s.replay.count(7)).toBe(1);
+    expect(s.replay.count(8)).toBe(0);
+  });
+
+  it('delivers at the final hop and ends drop cover quietly', () => {
+    const s = setup();
+    const q = new Uint8Array(32).fill(9);
+    const d = createPacket(nodeSuite, G, { route: [{ nodeId: s.a.id, publicKey: s.a.pk, delayMs: 5 }], terminal: { kind: 'deliver', queueId: q }, payload: new Uint8Array([1, 2, 3]) });
+    s.engine.handle(d.packet);
+    s.tick(5);
+    expect(s.delivered.length).toBe(1);
+    expect(s.delivered[0]!.queueId).toEqual(q);
+    expect(s.delivered[0]!.payload.subarray(0, 3)).toEqual(new Uint8Array([1, 2, 3]));
+    const c = createPacket(nodeSuite, G, { route: [{ nodeId: s.a.id, publicKey: s.a.pk, delayMs: 5 }], terminal: { kind: 'drop' }, payload: new Uint8Array(0) });
+    s.engine.handle(c.packet);
+    expect(s.engine.counters.coverEnded).toBe(1);
+  });
+});

@@ -1,0 +1,166 @@
+/**
+ * The packet pipeline every hop runs, a mix or a gateway alike: check the frame, peel one
+ * Sphinx layer with this epoch's key (or the previous epoch's during the grace window), refuse
+ * replays, hold the packet for the delay its header names, then hand it on. Drops are counted
+ * per reason and never answered. No I/O here: the caller supplies the link (`forward`), what
+ * the final hop does (`deliver`), the replay store and the clock.
+ */
+import {
+  SPHINX_DROP_REASONS,
+  processPacket,
+  type Geometry,
+  type HopDeliver,
+  type HopPrivateKey,
+  type NodeId,
+  type SphinxDropReason,
+} from '../sphinx/index.ts';
+import { DelayQueue } from './delay-queue.ts';
+import type { ReplayTagStore } from './replay-store.ts';
+
+/** A Sphinx key the hop accepts now, with the epoch whose replay set it uses. */
+export interface EpochHopKey {
+  readonly epoch: number;
+  readonly key: HopPrivateKey;
+}
+
+export type HopDropReason = SphinxDropReason | 'unknown-next-hop' | 'queue-full' | 'no-key';
+
+export const HOP_DROP_REASONS: readonly HopDropReason[] = [...SPHINX_DROP_REASONS, 'unknown-next-hop', 'queue-full', 'no-key'];
+
+export interface HopCounters {
+  received: number;
+  forwarded: number;
+  delivered: number;
+  /** Drop cover that reached its last hop (normal, not an error). */
+  coverEnded: number;
+  dropped: Record<HopDropReason, number>;
+}
+
+export interface HopEngineOptions<P> {
+  readonly geometry: Geometry;
+  readonly replay: ReplayTagStore;
+  /** The keys accepted now, current epoch first (then the previous one within its grace). */
+  readonly keys: () => readonly EpochHopKey[];
+  /** Maps a next-hop node id to where the link sends it; undefined when not in the document. */
+  readonly resolveNext: (nodeId: NodeId) => P | undefined;
+  /** Sends a due packet to the next hop. */
+  readonly forward: (next: P, packet: Uint8Array) => void;
+  /** Hands a due final-hop packet to the local queue. */
+  readonly deliver: (result: HopDeliver, epoch: number) => void;
+  /** Bound on bytes held in the delay queue (packets past it are dropped and counted). */
+  readonly maxQueuedBytes: number;
+  /** Processing time of one packet, seconds (a histogram in the daemon). */
+  readonly observeProcessing?: (seconds: number) => void;
+  /** Called for each drop (logging at debug level, metrics). */
+  readonly onDrop?: (reason: HopDropReason) => void;
+  readonly now?: () => number;
+  readonly autoTimer?: boolean;
+  /** When true, delays in headers are ignored (benchmarks of the bare pipeline). */
+  readonly ignoreDelays?: boolean;
+}
+
+type Due<P> = { kind: 'forward'; next: P; packet: Uint8Array } | { kind: 'deliver'; result: HopDeliver; epoch: number };
+
+export class HopEngine<P> {
+  readonly counters: HopCounters;
+  private readonly queue: DelayQueue<Due<P>>;
+  private readonly packetBytes: number;
+
+  constructor(private readonly opts: HopEngineOptions<P>) {
+    const dropped = Object.fromEntries(HOP_DROP_REASONS.map((r) => [r, 0])) as Record<HopDropReason, number>;
+    this.counters = { received: 0, forwarded: 0, delivered: 0, coverEnded: 0, dropped };
+    this.packetBytes = opts.geometry.payloadSize + 512;
+    this.queue = new DelayQueue<Due<P>>({
+      maxBytes: opts.maxQueuedBytes,
+      onDue: (d) => this.release(d),
+      ...(opts.now ? { now: opts.now } : {}),
+      ...(opts.autoTimer === undefined ? {} : { autoTimer: opts.autoTimer }),
+    });
+  }
+
+  /** Packets held right now, and their bytes. */
+  get queued(): { packets: number; bytes: number } {
+    return { packets: this.queue.size, bytes: this.queue.bytes };
+  }
+
+  /** Releases due packets when the caller drives time (autoTimer: false). */
+  releaseDue(now?: number): number {
+    return this.queue.releaseDue(now);
+  }
+
+  private drop(reason: HopDropReason): void {
+    this.counters.dropped[reason]++;
+    this.opts.onDrop?.(reason);
+  }
+
+  /** Processes one frame as it comes off the link. Never throws. */
+  handle(frame: Uint8Array): void {
+    this.counters.received++;
+    const t0 = performance.now();
+    const keys = this.opts.keys();
+    if (keys.length === 0) return this.drop('no-key');
+    let lastReason: SphinxDropReason = 'bad-mac';
+    for (const k of keys) {
+      const r = processPacket(this.opts.geometry, k.key, frame, {
+        isReplay: (tag) => this.opts.replay.seenOrAdd(k.epoch, tag),
+      });
+      if (!r.ok) {
+        lastReason = r.reason;
+        // only a MAC failure can mean "another epoch's key"; anything else is final
+        if (r.reason === 'bad-mac' || r.reason === 'bad-group-element') continue;
+        break;
+      }
+      const delay = this.opts.ignoreDelays ? 0 : r.delayMs;
+      if (r.kind === 'forward') {
+        const next = this.opts.resolveNext(r.next);
+        if (next === undefined) return this.finish(t0, 'unknown-next-hop');
+        if (!this.queue.push({ kind: 'forward', next, packet: r.packet }, delay, r.packet.length)) return this.finish(t0, 'queue-full');
+      } else if (r.kind === 'deliver') {
+        if (!this.queue.push({ kind: 'deliver', result: r, epoch: k.epoch }, delay, this.packetBytes)) return this.finish(t0, 'queue-full');
+      } else {
+        this.counters.coverEnded++;
+      }
+      return this.finish(t0);
+    }
+    this.finish(t0, lastReason);
+  }
+
+  private finish(t0: number, reason?: HopDropReason): void {
+    if (reason) this.drop(reason);
+    this.opts.observeProcessing?.((performance.now() - t0) / 1000);
+  }
+
+  private release(d: Due<P>): void {
+    if (d.kind === 'forward') {
+      this.counters.forwarded++;
+      this.opts.forward(d.next, d.packet);
+    } else {
+      this.counters.delivered++;
+      this.opts.deliver(d.result, d.epoch);
+    }
+  }
+
+  /**
+   * Graceful shutdown, first half: keeps releasing packets that fall due within `boundMs`,
+   * then returns how many are still held (they will be dropped by `close`).
+   */
+  async drain(boundMs: number): Promise<number> {
+    const now = this.opts.now ?? (() => performance.now());
+    const end = now() + boundMs;
+    for (;;) {
+      const due = this.queue.peekDue();
+      if (due === undefined || due > end) break;
+      const wait = Math.max(0, due - now());
+      await new Promise((r) => setTimeout(r, Math.min(wait + 1, 50)));
+      this.queue.releaseDue();
+    }
+    return this.queue.size;
+  }
+
+  /** Stops the timer; packets still held are dropped (the senders' retransmission covers them). */
+  close(): number {
+    const n = this.queue.size;
+    this.queue.close();
+    return n;
+  }
+}
