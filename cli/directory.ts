@@ -1,7 +1,79 @@
-import type { Command } from 'commander';
-import { notBuilt } from './not-built.ts';
+import { Command } from 'commander';
+import { ConfigError, createLogger, EXIT, onShutdown } from '../proto/util/daemon.ts';
+import { bytesEqual, isPkiError, loadIdentity } from '../proto/pki/index.ts';
+import { ENV_PREFIX, loadDirectoryConfig } from '../directory/config.ts';
+import { runDirectory } from '../directory/daemon.ts';
+
+const RUN_HELP = `
+Configuration (one TOML file; see docs/spec/pki.md §8 for a complete example):
+  [authority]   identity_key, database, listen_host (127.0.0.1), listen_port (8080),
+                log_level (info), max_descriptors_per_epoch (5000), peer_timeout_ms (5000)
+  [network]     threshold (2), layers (3), epoch_length (3600 s), epoch_origin (unix s),
+                grace (600 s), [network.geometry] max_hops/per_hop_size/payload_size,
+                [network.mixing] lambda_p/lambda_l/lambda_d/lambda_m/mu
+  [[authorities]] url + public_key (base64) or public_key_file, one per authority, this one included
+
+Environment overrides: ${ENV_PREFIX}_<SECTION>__<KEY>=value, e.g.
+  ${ENV_PREFIX}_AUTHORITY__LISTEN_PORT=8081  ${ENV_PREFIX}_AUTHORITY__LOG_LEVEL=debug
+
+HTTP API: GET /v1/document/{current,next,<epoch>}, POST /v1/descriptor, GET /v1/vote/<epoch>,
+GET /v1/signature/<epoch>, GET /healthz, GET /metrics (Prometheus).
+Logs: JSON lines (pino) on stdout. SIGTERM/SIGINT: stop the scheduler, finish requests, close the database.
+Exit codes: 0 ok, 1 failure, 69 port unavailable, 77 key problem, 78 bad configuration.
+`;
 
 export function registerDirectory(program: Command): void {
-  const cmd = program.command('directory').description('directory role [NOT BUILT YET: issue #3]');
-  notBuilt(cmd, 'run', 'run the directory', 3);
+  const cmd = program
+    .command('directory')
+    .description('directory authority: collect signed node descriptors, vote with the other authorities, publish the signed network document per epoch');
+  cmd
+    .command('run')
+    .description('run a directory authority (HTTP API, SQLite state, k-of-n voting)')
+    .requiredOption('-c, --config <file>', 'the authority\'s TOML configuration file')
+    .option('--check', 'validate the configuration and key file, print a summary, and exit without serving', false)
+    .addHelpText('after', RUN_HELP)
+    .action(async (opts: { config: string; check: boolean }) => {
+      let cfg;
+      try {
+        cfg = loadDirectoryConfig(opts.config);
+      } catch (e) {
+        if (e instanceof ConfigError) {
+          process.stderr.write(`postmix directory run: ${e.message}\n`);
+          process.exitCode = EXIT.config;
+          return;
+        }
+        throw e;
+      }
+      if (opts.check) {
+        const n = cfg.file.network;
+        try {
+          const id = loadIdentity(cfg.identityKeyPath);
+          if (!cfg.authorities.some((a) => bytesEqual(a.publicKey, id.publicKey)))
+            throw new Error(`the key in ${cfg.identityKeyPath} is not one of the configured [[authorities]]`);
+        } catch (e) {
+          process.stderr.write(`postmix directory run: ${(e as Error).message}\n`);
+          process.exitCode = EXIT.keys;
+          return;
+        }
+        process.stdout.write(
+          `config ok: ${cfg.authorities.length} authorities, threshold ${n.threshold}, ${n.layers} layers, epoch ${n.epoch_length}s from ${n.epoch_origin}, ` +
+            `listen ${cfg.file.authority.listen_host}:${cfg.file.authority.listen_port}, database ${cfg.databasePath}\n`,
+        );
+        return;
+      }
+      const log = createLogger('directory', cfg.file.authority.log_level);
+      let running;
+      try {
+        running = await runDirectory(cfg, { logger: log, defaultMetrics: true });
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        log.error({ err: err.message }, 'cannot start');
+        log.flush?.();
+        process.stderr.write(`postmix directory run: ${err.message}\n`);
+        process.exitCode = isPkiError(e) || err.code === 'ENOENT' || /authorities/.test(err.message) ? EXIT.keys : err.code === 'EADDRINUSE' ? EXIT.unavailable : EXIT.failure;
+        return;
+      }
+      const r = running;
+      onShutdown(log, () => r.close());
+    });
 }

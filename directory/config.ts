@@ -1,0 +1,123 @@
+/**
+ * `postmix directory run` configuration: one TOML file, validated with zod, with environment
+ * overrides. Relative paths are resolved against the config file's directory.
+ * docs/spec/pki.md §8 shows a complete example.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { z } from 'zod';
+import { DEFAULT_GEOMETRY, validateGeometry } from '../proto/sphinx/geometry.ts';
+import { DEFAULT_MIXING, validateMixingParams } from '../proto/mixing/params.ts';
+import { applyEnvOverrides, ConfigError, validateConfig } from '../proto/util/daemon.ts';
+import { DEFAULT_EPOCH, loadIdentityPublicKey, validateEpochConfig } from '../proto/pki/index.ts';
+
+const b64Key = z
+  .string()
+  .refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s), 'must be a base64 Ed25519 public key (32 bytes, 44 characters)');
+
+const authorityEntry = z
+  .object({
+    url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+    public_key: b64Key.optional(),
+    public_key_file: z.string().min(1).optional(),
+  })
+  .strict()
+  .refine((a) => (a.public_key === undefined) !== (a.public_key_file === undefined), 'give exactly one of public_key or public_key_file');
+
+export const DirectoryConfigSchema = z
+  .object({
+    authority: z
+      .object({
+        identity_key: z.string().min(1),
+        database: z.string().min(1),
+        listen_host: z.string().min(1).default('127.0.0.1'),
+        listen_port: z.number().int().min(0).max(65535).default(8080),
+        log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        max_descriptors_per_epoch: z.number().int().min(1).max(10_000).default(5000),
+        peer_timeout_ms: z.number().int().min(100).max(60_000).default(5000),
+      })
+      .strict(),
+    network: z
+      .object({
+        threshold: z.number().int().min(1).default(2),
+        layers: z.number().int().min(1).max(16).default(3),
+        epoch_length: z.number().int().min(1).max(604_800).default(DEFAULT_EPOCH.length),
+        epoch_origin: z.number().int().min(0).max(0xffffffff).default(DEFAULT_EPOCH.origin),
+        grace: z.number().int().min(0).default(DEFAULT_EPOCH.grace),
+        geometry: z
+          .object({
+            max_hops: z.number().int().default(DEFAULT_GEOMETRY.maxHops),
+            per_hop_size: z.number().int().default(DEFAULT_GEOMETRY.perHopSize),
+            payload_size: z.number().int().default(DEFAULT_GEOMETRY.payloadSize),
+          })
+          .strict()
+          .prefault({}),
+        mixing: z
+          .object({
+            lambda_p: z.number().default(DEFAULT_MIXING.lambdaP),
+            lambda_l: z.number().default(DEFAULT_MIXING.lambdaL),
+            lambda_d: z.number().default(DEFAULT_MIXING.lambdaD),
+            lambda_m: z.number().default(DEFAULT_MIXING.lambdaM),
+            mu: z.number().default(DEFAULT_MIXING.mu),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    authorities: z.array(authorityEntry).min(1, 'list every authority of the network (this one included) under [[authorities]]'),
+  })
+  .strict();
+
+export type DirectoryConfigFile = z.infer<typeof DirectoryConfigSchema>;
+
+export interface ResolvedDirectoryConfig {
+  readonly file: DirectoryConfigFile;
+  readonly identityKeyPath: string;
+  readonly databasePath: string;
+  readonly authorities: readonly { readonly url: string; readonly publicKey: Uint8Array }[];
+}
+
+export { ConfigError };
+
+/** Prefix of environment overrides: POSTMIX_DIRECTORY_AUTHORITY__LISTEN_PORT=8081 sets authority.listen_port. */
+export const ENV_PREFIX = 'POSTMIX_DIRECTORY';
+
+export function loadDirectoryConfig(path: string, env: NodeJS.ProcessEnv = process.env): ResolvedDirectoryConfig {
+  let raw: Record<string, unknown>;
+  try {
+    raw = parseToml(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new ConfigError(`${path}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  raw = applyEnvOverrides(raw, ENV_PREFIX, env);
+  const file = validateConfig(raw, DirectoryConfigSchema, path);
+  const base = dirname(resolve(path));
+  const n = file.network;
+  try {
+    validateEpochConfig({ origin: n.epoch_origin, length: n.epoch_length, grace: n.grace });
+    validateGeometry({ maxHops: n.geometry.max_hops, perHopSize: n.geometry.per_hop_size, payloadSize: n.geometry.payload_size });
+    validateMixingParams({ lambdaP: n.mixing.lambda_p, lambdaL: n.mixing.lambda_l, lambdaD: n.mixing.lambda_d, lambdaM: n.mixing.lambda_m, mu: n.mixing.mu });
+  } catch (e) {
+    throw new ConfigError(`${path}: [network] ${(e as Error).message}`);
+  }
+  if (n.threshold > file.authorities.length)
+    throw new ConfigError(`${path}: network.threshold ${n.threshold} exceeds the ${file.authorities.length} listed authorities`);
+  const authorities = file.authorities.map((a, i) => {
+    try {
+      const publicKey = a.public_key ? new Uint8Array(Buffer.from(a.public_key, 'base64')) : loadIdentityPublicKey(resolve(base, a.public_key_file!));
+      return { url: a.url.replace(/\/+$/, ''), publicKey };
+    } catch (e) {
+      throw new ConfigError(`${path}: authorities[${i}]: ${(e as Error).message}`);
+    }
+  });
+  const keys = new Set(authorities.map((a) => Buffer.from(a.publicKey).toString('hex')));
+  if (keys.size !== authorities.length) throw new ConfigError(`${path}: two [[authorities]] entries have the same public key`);
+  return {
+    file,
+    identityKeyPath: resolve(base, file.authority.identity_key),
+    databasePath: resolve(base, file.authority.database),
+    authorities,
+  };
+}

@@ -1,0 +1,112 @@
+/**
+ * The running authority: HTTP server + epoch scheduler over an Authority (docs/spec/pki.md §6.4).
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import { bytesEqual, epochAt, loadIdentity, schedulePoint, SCHEDULE, type DocumentParams } from '../proto/pki/index.ts';
+import { Authority } from './authority.ts';
+import type { ResolvedDirectoryConfig } from './config.ts';
+import { DirectoryHttp } from './http.ts';
+import { DirectoryMetrics } from './metrics.ts';
+import { AuthorityStore } from './store.ts';
+
+export interface RunningDirectory {
+  readonly authority: Authority;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export interface RunOptions {
+  readonly logger: Logger;
+  readonly now?: () => number;
+  /** Scheduler tick in ms (default 500). */
+  readonly tickMs?: number;
+  readonly defaultMetrics?: boolean;
+}
+
+export async function runDirectory(cfg: ResolvedDirectoryConfig, opts: RunOptions): Promise<RunningDirectory> {
+  const log = opts.logger;
+  const identity = loadIdentity(cfg.identityKeyPath);
+  const self = cfg.authorities.find((a) => bytesEqual(a.publicKey, identity.publicKey));
+  if (!self) throw new Error(`the key in ${cfg.identityKeyPath} is not one of the configured [[authorities]]`);
+  const n = cfg.file.network;
+  const params: DocumentParams = {
+    epochConfig: { origin: n.epoch_origin, length: n.epoch_length, grace: n.grace },
+    geometry: { maxHops: n.geometry.max_hops, perHopSize: n.geometry.per_hop_size, payloadSize: n.geometry.payload_size },
+    mixing: { lambdaP: n.mixing.lambda_p, lambdaL: n.mixing.lambda_l, lambdaD: n.mixing.lambda_d, lambdaM: n.mixing.lambda_m, mu: n.mixing.mu },
+    numLayers: n.layers,
+    authorities: cfg.authorities.map((a) => a.publicKey),
+    threshold: n.threshold,
+  };
+  mkdirSync(dirname(cfg.databasePath), { recursive: true });
+  const store = new AuthorityStore(cfg.databasePath);
+  const authority = new Authority({
+    identity,
+    peers: cfg.authorities.filter((a) => a !== self),
+    params,
+    store,
+    logger: log,
+    metrics: new DirectoryMetrics(opts.defaultMetrics ?? false),
+    now: opts.now,
+    peerTimeoutMs: cfg.file.authority.peer_timeout_ms,
+    maxDescriptorsPerEpoch: cfg.file.authority.max_descriptors_per_epoch,
+  });
+  const http = new DirectoryHttp(authority);
+  let addr;
+  try {
+    addr = await http.listen(cfg.file.authority.listen_host, cfg.file.authority.listen_port);
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+  const url = `http://${addr.address}:${addr.port}`;
+  log.info({ url, nodeId: Buffer.from(identity.nodeId).toString('hex'), authorities: cfg.authorities.length, threshold: n.threshold }, 'directory authority listening');
+
+  // scheduler: during epoch e, work on the document for e + 1
+  let stopped = false;
+  let busy = false;
+  let lastCollect = 0;
+  const collectEvery = Math.max(1, params.epochConfig.length / 32);
+  const tick = async (): Promise<void> => {
+    const now = authority.now();
+    const e = epochAt(params.epochConfig, now);
+    const target = e + 1;
+    if (now >= schedulePoint(params.epochConfig, e, SCHEDULE.vote)) authority.vote(target);
+    if (now >= schedulePoint(params.epochConfig, e, SCHEDULE.tally) && !store.getBody(target)) await authority.tally(target);
+    const doc = store.getDocument(target);
+    if (
+      now >= schedulePoint(params.epochConfig, e, SCHEDULE.collect) &&
+      (!doc || doc.signers < params.authorities.length) &&
+      now - lastCollect >= collectEvery
+    ) {
+      lastCollect = now;
+      await authority.collect(target);
+    }
+    if (e >= 3) store.prune(e - 2);
+  };
+  const timer = setInterval(() => {
+    if (busy || stopped) return;
+    busy = true;
+    tick()
+      .catch((err: unknown) => log.error({ err: (err as Error).message }, 'scheduler step failed'))
+      .finally(() => {
+        busy = false;
+      });
+  }, opts.tickMs ?? 500);
+  timer.unref();
+
+  return {
+    authority,
+    url,
+    async close() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      for (let i = 0; busy && i < 100; i++) await new Promise((r) => setTimeout(r, 50));
+      await http.close();
+      store.close();
+      log.info('directory authority stopped');
+    },
+  };
+}

@@ -1,0 +1,307 @@
+/**
+ * Node keys (docs/spec/pki.md §2): a long-term Ed25519 identity key, and one X25519 Sphinx key
+ * per epoch. Node id = SHA-256(identity public key), 32 bytes.
+ *
+ * Ed25519 signing and verification go through node:crypto (several times faster than a pure JS
+ * implementation, which matters when an authority verifies every descriptor of a vote); X25519
+ * key generation uses @noble/curves, the same implementation the Sphinx layer uses.
+ *
+ * Key files are small JSON documents; private key files are created with mode 0600 and never
+ * overwritten unless the caller asks (`force`).
+ */
+import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { x25519 } from '@noble/curves/ed25519.js';
+import { PkiError } from './errors.ts';
+
+export const ED25519_PUBLIC_KEY_LENGTH = 32;
+export const ED25519_SEED_LENGTH = 32;
+export const ED25519_SIGNATURE_LENGTH = 64;
+export const X25519_KEY_LENGTH = 32;
+export const NODE_ID_LENGTH = 32;
+
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+export interface IdentityKey {
+  /** 32-byte Ed25519 seed (RFC 8032 private key). */
+  readonly seed: Uint8Array;
+  readonly publicKey: Uint8Array;
+  /** SHA-256(publicKey). */
+  readonly nodeId: Uint8Array;
+  /** Cached node:crypto key object. */
+  readonly privateKeyObject: KeyObject;
+}
+
+export interface SphinxKeyPair {
+  readonly epoch: number;
+  readonly secretKey: Uint8Array;
+  readonly publicKey: Uint8Array;
+}
+
+export function sha256(data: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(data).digest());
+}
+
+export function nodeIdOf(identityPublicKey: Uint8Array): Uint8Array {
+  if (identityPublicKey.length !== ED25519_PUBLIC_KEY_LENGTH)
+    throw new PkiError('bad-key', `identity key must be 32 bytes, got ${identityPublicKey.length}`);
+  return sha256(identityPublicKey);
+}
+
+export function identityFromSeed(seed: Uint8Array): IdentityKey {
+  if (seed.length !== ED25519_SEED_LENGTH) throw new PkiError('bad-key', `Ed25519 seed must be 32 bytes, got ${seed.length}`);
+  const privateKeyObject = createPrivateKey({
+    key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  const spki = createPublicKey(privateKeyObject).export({ format: 'der', type: 'spki' });
+  const publicKey = new Uint8Array(spki.subarray(spki.length - 32));
+  return { seed: new Uint8Array(seed), publicKey, nodeId: sha256(publicKey), privateKeyObject };
+}
+
+export function generateIdentity(): IdentityKey {
+  return identityFromSeed(new Uint8Array(randomBytes(32)));
+}
+
+export function ed25519Sign(identity: IdentityKey, message: Uint8Array): Uint8Array {
+  return new Uint8Array(sign(null, message, identity.privateKeyObject));
+}
+
+const publicKeyCache = new Map<string, KeyObject | null>();
+
+function publicKeyObject(pub: Uint8Array): KeyObject | null {
+  const k = Buffer.from(pub).toString('hex');
+  const hit = publicKeyCache.get(k);
+  if (hit !== undefined) return hit;
+  let obj: KeyObject | null = null;
+  try {
+    obj = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, pub]), format: 'der', type: 'spki' });
+  } catch {
+    obj = null;
+  }
+  if (publicKeyCache.size > 4096) publicKeyCache.clear();
+  publicKeyCache.set(k, obj);
+  return obj;
+}
+
+/** Verifies an Ed25519 signature; never throws (bad keys and lengths are simply false). */
+export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== ED25519_PUBLIC_KEY_LENGTH || signature.length !== ED25519_SIGNATURE_LENGTH) return false;
+  const key = publicKeyObject(publicKey);
+  if (!key) return false;
+  try {
+    return verify(null, message, key, signature);
+  } catch {
+    return false;
+  }
+}
+
+export function generateSphinxKey(epoch: number): SphinxKeyPair {
+  const secretKey = x25519.utils.randomSecretKey();
+  return { epoch, secretKey, publicKey: x25519.getPublicKey(secretKey) };
+}
+
+export function sphinxKeyFromSecret(epoch: number, secretKey: Uint8Array): SphinxKeyPair {
+  if (secretKey.length !== X25519_KEY_LENGTH) throw new PkiError('bad-key', `X25519 secret must be 32 bytes`);
+  return { epoch, secretKey: new Uint8Array(secretKey), publicKey: x25519.getPublicKey(secretKey) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key files
+
+export const IDENTITY_FILE = 'identity.key';
+export const IDENTITY_PUBLIC_FILE = 'identity.pub';
+export const sphinxKeyFile = (epoch: number): string => `sphinx-${epoch}.key`;
+const SPHINX_FILE_RE = /^sphinx-(\d+)\.key$/;
+
+interface KeyFileJson {
+  readonly type: string;
+  readonly version: 1;
+  readonly [k: string]: unknown;
+}
+
+function b64(u: Uint8Array): string {
+  return Buffer.from(u).toString('base64');
+}
+
+function unb64(s: unknown, len: number, what: string): Uint8Array {
+  if (typeof s !== 'string') throw new PkiError('invalid-field', `${what}: missing`);
+  const b = Buffer.from(s, 'base64');
+  if (b.length !== len) throw new PkiError('bad-key', `${what}: expected ${len} bytes, got ${b.length}`);
+  return new Uint8Array(b);
+}
+
+export class KeyFileExistsError extends Error {
+  override readonly name = 'KeyFileExistsError';
+  constructor(readonly path: string) {
+    super(`${path} exists; refusing to overwrite it (use --force to replace it)`);
+  }
+}
+
+/** Writes a file atomically (temp file + rename); `secret` files get mode 0600. */
+export function writeKeyFile(path: string, content: string, opts: { secret: boolean; force: boolean }): void {
+  if (!opts.force && existsSync(path)) throw new KeyFileExistsError(path);
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  writeFileSync(tmp, content, { mode: opts.secret ? 0o600 : 0o644, flag: 'wx' });
+  if (opts.secret) chmodSync(tmp, 0o600); // umask cannot loosen it, but be explicit
+  renameSync(tmp, path);
+}
+
+function readJson(path: string): KeyFileJson {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new PkiError('malformed', `${path}: not a postmix key file (${(e as Error).message})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || (parsed as KeyFileJson).version !== 1)
+    throw new PkiError('wrong-version', `${path}: not a version 1 postmix key file`);
+  return parsed as KeyFileJson;
+}
+
+export function identityFileContent(id: IdentityKey): string {
+  return (
+    JSON.stringify(
+      { type: 'postmix-ed25519-identity', version: 1, seed: b64(id.seed), publicKey: b64(id.publicKey), nodeId: Buffer.from(id.nodeId).toString('hex') },
+      null,
+      2,
+    ) + '\n'
+  );
+}
+
+export function identityPublicFileContent(id: IdentityKey): string {
+  return (
+    JSON.stringify(
+      { type: 'postmix-ed25519-identity-public', version: 1, publicKey: b64(id.publicKey), nodeId: Buffer.from(id.nodeId).toString('hex') },
+      null,
+      2,
+    ) + '\n'
+  );
+}
+
+export function sphinxFileContent(k: SphinxKeyPair): string {
+  return (
+    JSON.stringify({ type: 'postmix-x25519-sphinx', version: 1, epoch: k.epoch, secretKey: b64(k.secretKey), publicKey: b64(k.publicKey) }, null, 2) + '\n'
+  );
+}
+
+export function loadIdentity(path: string): IdentityKey {
+  const j = readJson(path);
+  if (j.type !== 'postmix-ed25519-identity') throw new PkiError('invalid-field', `${path}: type is ${String(j.type)}, expected postmix-ed25519-identity`);
+  const id = identityFromSeed(unb64(j.seed, 32, `${path} seed`));
+  if (j.publicKey !== undefined && b64(id.publicKey) !== j.publicKey)
+    throw new PkiError('bad-key', `${path}: publicKey does not match the seed`);
+  return id;
+}
+
+/** Loads a public identity key: an identity.pub file or a full identity.key file. */
+export function loadIdentityPublicKey(path: string): Uint8Array {
+  const j = readJson(path);
+  if (j.type !== 'postmix-ed25519-identity-public' && j.type !== 'postmix-ed25519-identity')
+    throw new PkiError('invalid-field', `${path}: not an identity key file`);
+  return unb64(j.publicKey, 32, `${path} publicKey`);
+}
+
+export function loadSphinxKey(path: string): SphinxKeyPair {
+  const j = readJson(path);
+  if (j.type !== 'postmix-x25519-sphinx') throw new PkiError('invalid-field', `${path}: not a Sphinx key file`);
+  if (typeof j.epoch !== 'number' || !Number.isInteger(j.epoch) || j.epoch < 0 || j.epoch > 0xffffffff)
+    throw new PkiError('invalid-field', `${path}: epoch must be a uint32`);
+  const k = sphinxKeyFromSecret(j.epoch, unb64(j.secretKey, 32, `${path} secretKey`));
+  if (j.publicKey !== undefined && b64(k.publicKey) !== j.publicKey)
+    throw new PkiError('bad-key', `${path}: publicKey does not match the secret key`);
+  return k;
+}
+
+/**
+ * A node's key directory: identity.key (0600), identity.pub, and sphinx-<epoch>.key (0600) per
+ * epoch. Mixes and gateways call `ensureSphinxKeys([e, e + 1])` before uploading a descriptor,
+ * and `pruneSphinxKeys(oldest)` once the grace window of an epoch has passed (deleting old
+ * Sphinx secrets is what gives forward secrecy across epochs).
+ */
+export class KeyStore {
+  constructor(readonly dir: string) {}
+
+  static create(dir: string, opts: { force: boolean; epochs: readonly number[] }): { store: KeyStore; identity: IdentityKey; written: string[] } {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const written: string[] = [];
+    const idPath = join(dir, IDENTITY_FILE);
+    const pubPath = join(dir, IDENTITY_PUBLIC_FILE);
+    if (!opts.force) {
+      for (const p of [idPath, pubPath, ...opts.epochs.map((e) => join(dir, sphinxKeyFile(e)))])
+        if (existsSync(p)) throw new KeyFileExistsError(p);
+    }
+    const identity = generateIdentity();
+    writeKeyFile(idPath, identityFileContent(identity), { secret: true, force: opts.force });
+    written.push(idPath);
+    writeKeyFile(pubPath, identityPublicFileContent(identity), { secret: false, force: opts.force });
+    written.push(pubPath);
+    const store = new KeyStore(dir);
+    for (const e of opts.epochs) {
+      const p = join(dir, sphinxKeyFile(e));
+      writeKeyFile(p, sphinxFileContent(generateSphinxKey(e)), { secret: true, force: opts.force });
+      written.push(p);
+    }
+    return { store, identity, written };
+  }
+
+  identity(): IdentityKey {
+    return loadIdentity(join(this.dir, IDENTITY_FILE));
+  }
+
+  sphinxKey(epoch: number): SphinxKeyPair | undefined {
+    const p = join(this.dir, sphinxKeyFile(epoch));
+    return existsSync(p) ? loadSphinxKey(p) : undefined;
+  }
+
+  /** Loads or creates the Sphinx keys for these epochs. */
+  ensureSphinxKeys(epochs: readonly number[]): SphinxKeyPair[] {
+    return epochs.map((e) => {
+      const have = this.sphinxKey(e);
+      if (have) return have;
+      const k = generateSphinxKey(e);
+      writeKeyFile(join(this.dir, sphinxKeyFile(e)), sphinxFileContent(k), { secret: true, force: false });
+      return k;
+    });
+  }
+
+  listSphinxEpochs(): number[] {
+    return readdirSync(this.dir)
+      .map((f) => SPHINX_FILE_RE.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
+  }
+
+  /** Deletes Sphinx key files of epochs < oldestKept; returns the epochs deleted. */
+  pruneSphinxKeys(oldestKept: number): number[] {
+    const gone: number[] = [];
+    for (const e of this.listSphinxEpochs()) {
+      if (e < oldestKept) {
+        unlinkSync(join(this.dir, sphinxKeyFile(e)));
+        gone.push(e);
+      }
+    }
+    return gone;
+  }
+}
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
+}
+
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+export function hex(u: Uint8Array): string {
+  return Buffer.from(u).toString('hex');
+}
