@@ -1,10 +1,205 @@
+import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { notBuilt } from './not-built.ts';
+import { ConfigError, createLogger, EXIT, onShutdown } from '../proto/util/daemon.ts';
+import { finalizeTokens, issueTokens, makeBundle, requestTokens } from '../proto/tokens/index.ts';
+import { ENV_PREFIX, loadGatewayConfig, loadOrCreateIssuer, type GatewayConfig } from '../gateway/config.ts';
+import { Gateway } from '../gateway/daemon.ts';
+import { GatewayStore, type Policy, type QueueState } from '../gateway/store.ts';
+
+const RUN_HELP = `
+Configuration (one TOML file; docs/gateway.md has a complete example and every key):
+  [gateway]    data_dir (gateway.sqlite, issuer.seed, keys/, replay store), keys_dir, listen
+               (/ip4/127.0.0.1/tcp/4101), announce, domains (required), log_level, shutdown_grace_ms, tick_ms
+  [intake]     max_message_bytes (10 MiB), reassembly_ttl_s (172800), ack_unknown_recipient (true)
+  [mx]         host, port (25), protocol (smtp|lmtp), starttls (opportunistic|require|never), tls_verify,
+               helo_name, envelope_from (""), retry_base_s (30), retry_max_s (3600), max_age_s (5 days),
+               recovery (resend|hold), concurrency (4), keep_delivered_s (7 days)
+  [mailbox]    max_items (1000), ttl_s (86400)
+  [issuance]   enabled (true), host (127.0.0.1), port (4180), public_url, max_per_request (100)
+  [limits]     max_queued_bytes, per_peer_queue, max_batch_frames, max_connections
+  [metrics]    enabled (true), host (loopback only), port (9102)
+  [directory]  threshold, epoch_length, epoch_origin, grace, timeout_ms, retry_ms, [[directory.authorities]]
+
+Environment overrides: ${ENV_PREFIX}_<SECTION>__<KEY>=value (e.g. ${ENV_PREFIX}_MX__PORT=2525).
+Keys: \`postmix keygen -d <data_dir>/keys -e none\` once; issuer.seed is created on first use.
+Exit codes: 0 ok, 1 failure, 69 port in use, 77 key file problem, 78 bad configuration.
+`;
+
+function fail(what: string, msg: string, code: number): void {
+  process.stderr.write(`postmix gateway ${what}: ${msg}\n`);
+  process.exitCode = code;
+}
+
+function withConfig(what: string, file: string): GatewayConfig | undefined {
+  try {
+    return loadGatewayConfig(file);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      fail(what, e.message, EXIT.config);
+      return undefined;
+    }
+    throw e;
+  }
+}
+
+function withStore<T>(what: string, file: string, fn: (store: GatewayStore, cfg: GatewayConfig) => T): T | undefined {
+  const cfg = withConfig(what, file);
+  if (!cfg) return undefined;
+  const store = new GatewayStore(cfg.dbPath);
+  try {
+    return fn(store, cfg);
+  } catch (e) {
+    fail(what, (e as Error).message, EXIT.failure);
+    return undefined;
+  } finally {
+    store.close();
+  }
+}
+
+const iso = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
 
 export function registerGateway(program: Command): void {
-  const cmd = program.command('gateway').description('the gateway beside a provider MX [NOT BUILT YET: issue #5]');
-  notBuilt(cmd, 'run', 'run the gateway daemon', 5);
-  notBuilt(cmd, 'queue', 'list, retry or purge the hand-off queue', 5);
-  notBuilt(cmd, 'user', 'add or rotate a recipient delivery key', 5);
-  notBuilt(cmd, 'tokens', 'issue a delivery-token bundle for a user', 5);
+  const cmd = program.command('gateway').description('the gateway beside a provider MX: last hop, delivery tokens, reassembly, hand-off to the MX');
+
+  cmd
+    .command('run')
+    .description('run the gateway daemon (libp2p link, Sphinx final hop, token checks, durable queue, SMTP/LMTP hand-off, mailboxes, issuance, metrics)')
+    .requiredOption('-c, --config <file>', 'the TOML configuration file')
+    .option('--check', 'validate the configuration and exit', false)
+    .addHelpText('after', RUN_HELP)
+    .action(async (opts: { config: string; check: boolean }) => {
+      const cfg = withConfig('run', opts.config);
+      if (!cfg) return;
+      if (opts.check) {
+        const f = cfg.file;
+        process.stdout.write(`config ok: domains ${f.gateway.domains.join(', ')}, listen ${f.gateway.listen}, MX ${f.mx.protocol}://${f.mx.host}:${f.mx.port}, db ${cfg.dbPath}\n`);
+        return;
+      }
+      const log = createLogger('gateway', cfg.file.gateway.log_level);
+      let gw: Gateway;
+      try {
+        gw = await Gateway.start({ config: cfg, logger: log });
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        const msg = err.message ?? String(e);
+        if (e instanceof ConfigError) return fail('run', msg, EXIT.config);
+        if (/EADDRINUSE|address already in use/i.test(msg)) return fail('run', msg, EXIT.unavailable);
+        if (/identity|key/i.test(msg) && /ENOENT|no such file|missing/i.test(msg)) return fail('run', `${msg} (create keys with: postmix keygen -d ${cfg.keysDir} -e none)`, EXIT.keys);
+        return fail('run', msg, EXIT.failure);
+      }
+      onShutdown(log, () => gw.close(), cfg.file.gateway.shutdown_grace_ms + 5000);
+    });
+
+  const queue = cmd.command('queue').description('list, retry or purge the hand-off queue');
+  queue
+    .command('list')
+    .description('list queue rows (default: everything not yet delivered)')
+    .requiredOption('-c, --config <file>', 'the TOML configuration file')
+    .option('--all', 'include delivered rows', false)
+    .option('--json', 'JSON lines', false)
+    .action((o: { config: string; all: boolean; json: boolean }) =>
+      withStore('queue list', o.config, (store) => {
+        const states: QueueState[] = o.all ? ['queued', 'sending', 'failed', 'delivered'] : ['queued', 'sending', 'failed'];
+        for (const r of store.listQueue(states)) {
+          const row = { queueId: r.queueId, recipient: r.recipient, size: r.size, state: r.state, attempts: r.attempts, nextAttempt: iso(r.nextAttempt), created: iso(r.created), lastError: r.lastError };
+          process.stdout.write(o.json ? JSON.stringify(row) + '\n' : `${row.queueId}  ${row.state.padEnd(9)} ${String(row.attempts).padStart(3)}  ${row.recipient}  ${row.size} B  next ${row.nextAttempt}${row.lastError ? `  (${row.lastError})` : ''}\n`);
+        }
+        const d = store.queueDepth();
+        process.stderr.write(`queued ${d.queued}, sending ${d.sending}, failed ${d.failed}, delivered ${d.delivered}\n`);
+      }),
+    );
+  queue
+    .command('retry')
+    .description('hand a failed or waiting message over again now (a running gateway picks it up within a poll)')
+    .requiredOption('-c, --config <file>', 'the TOML configuration file')
+    .argument('<queue-id|all>')
+    .action((id: string, o: { config: string }) =>
+      withStore('queue retry', o.config, (store) => {
+        const n = store.retry(id, Date.now());
+        process.stdout.write(`${n} message(s) requeued\n`);
+        if (n === 0 && id !== 'all') process.exitCode = EXIT.failure;
+      }),
+    );
+  queue
+    .command('purge')
+    .description('delete a message from the queue, all failed ones (--failed), or delivered records older than --delivered-days')
+    .requiredOption('-c, --config <file>', 'the TOML configuration file')
+    .argument('[queue-id]')
+    .option('--failed', 'purge every failed message', false)
+    .option('--delivered-days <n>', 'purge delivered records older than n days')
+    .action((id: string | undefined, o: { config: string; failed: boolean; deliveredDays?: string }) =>
+      withStore('queue purge', o.config, (store) => {
+        let n: number;
+        if (id) n = store.purge({ queueId: id });
+        else if (o.failed) n = store.purge({ failed: true });
+        else if (o.deliveredDays !== undefined) n = store.purge({ deliveredBefore: Date.now() - Number(o.deliveredDays) * 86_400_000 });
+        else throw new Error('give a queue id, --failed or --delivered-days N');
+        process.stdout.write(`${n} row(s) purged\n`);
+      }),
+    );
+
+  const user = cmd.command('user').description('add or rotate a recipient (its per-user secret and token key epoch)');
+  user
+    .command('add')
+    .description('add a recipient; prints its per-user secret once (for the issuance endpoint)')
+    .requiredOption('-c, --config <file>', 'the TOML configuration file')
+    .argument('<address>')
+    .option('--open', 'open policy: no token needed, rate limited', false)
+    .option('--rate <n>', 'open policy: new messages per hour', '100')
+    .action((address: string, o: { config: string; open: boolean; rate: string }) =>
+      withStore('user add', o.config, (store, cfg) => {
+        const at = address.lastIndexOf('@');
+        const dom = address.slice(at + 1).toLowerCase();
+        if (!cfg.file.gateway.domains.includes(dom)) throw new Error(`${dom} is not one of this gateway's domains (${cfg.file.gateway.domains.join(', ')})`);
+        const policy: Policy = o.open ? 'open' : 'tokens';
+        const { secret, user: u } = store.addUser(address, { policy, ratePerHour: Number(o.rate) });
+        process.stdout.write(`added ${u.address} (policy ${u.policy}, key epoch ${u.keyEpoch})\nsecret: ${secret}\n`);
+        process.stderr.write('Give the secret to the user over a trusted channel; it is shown only once (reset: user rotate --secret).\n');
+      }),
+    );
+  user
+    .command('rotate')
+    .description("rotate a recipient's token key epoch (revokes every token it issued); --secret also replaces its per-user secret")
+    .requiredOption('-c, --config <file>', 'the TOML configuration file')
+    .argument('<address>')
+    .option('--secret', 'also issue a new per-user secret', false)
+    .option('--no-epoch', 'keep the key epoch (with --secret: only reset the secret)')
+    .action((address: string, o: { config: string; secret: boolean; epoch: boolean }) =>
+      withStore('user rotate', o.config, (store) => {
+        if (o.epoch) process.stdout.write(`${address}: key epoch now ${store.rotateUser(address)} (older tokens are refused)\n`);
+        if (o.secret) process.stdout.write(`secret: ${store.resetSecret(address)}\n`);
+      }),
+    );
+  user
+    .command('list')
+    .description('list recipients')
+    .requiredOption('-c, --config <file>', 'the TOML configuration file')
+    .action((o: { config: string }) =>
+      withStore('user list', o.config, (store) => {
+        for (const u of store.listUsers()) process.stdout.write(`${u.address}  ${u.policy}${u.policy === 'open' ? `(${u.ratePerHour}/h)` : ''}  key epoch ${u.keyEpoch}\n`);
+      }),
+    );
+
+  cmd
+    .command('tokens')
+    .description('delivery tokens')
+    .command('issue')
+    .description("issue a token bundle for a user directly from the gateway's keys (admin path; users normally use the issuance endpoint)")
+    .requiredOption('-c, --config <file>', 'the TOML configuration file')
+    .requiredOption('-u, --user <address>', 'the recipient')
+    .requiredOption('-n, --count <n>', 'how many tokens (1..1000)')
+    .requiredOption('-o, --out <file>', 'where to write the bundle (JSON)')
+    .action((o: { config: string; user: string; count: string; out: string }) =>
+      withStore('tokens issue', o.config, (store, cfg) => {
+        const u = store.getUser(o.user);
+        if (!u) throw new Error(`no such user: ${o.user} (add it with: postmix gateway user add)`);
+        const count = Number(o.count);
+        const issuer = loadOrCreateIssuer(cfg.issuerSeedPath);
+        // the same blind/evaluate/finalize steps as a remote client, so the proof is checked too
+        const st = requestTokens(issuer.publicKey, u.address, u.keyEpoch, count);
+        const tokens = finalizeTokens(st, issueTokens(issuer, u.address, u.keyEpoch, st.blinded));
+        writeFileSync(o.out, JSON.stringify(makeBundle(u.address, issuer.publicKey, tokens), null, 1) + '\n', { mode: 0o600 });
+        process.stdout.write(`${tokens.length} tokens for ${u.address} (key epoch ${u.keyEpoch}) written to ${o.out}\n`);
+      }),
+    );
 }

@@ -108,4 +108,30 @@ describe('HopEngine', () => {
     s.engine.handle(c.packet);
     expect(s.engine.counters.coverEnded).toBe(1);
   });
+
+  it('drops final-hop packets admitDeliver refuses at once, without queueing them', () => {
+    const a = node(0);
+    const delivered: HopDeliver[] = [];
+    const mine = new Uint8Array(32).fill(1);
+    const engine = new HopEngine<string>({
+      geometry: G,
+      replay: new ReplayStore(':memory:'),
+      keys: () => [{ epoch: 1, key: prepareHopKey(nodeSuite, a.sk) }],
+      resolveNext: () => undefined,
+      forward: () => {},
+      deliver: (r) => delivered.push(r),
+      admitDeliver: (r) => r.queueId[0] === 1,
+      maxQueuedBytes: 1_000_000,
+      autoTimer: false,
+      now: () => 0,
+    });
+    const mk = (q: Uint8Array) =>
+      createPacket(nodeSuite, G, { route: [{ nodeId: a.id, publicKey: a.pk, delayMs: 0 }], terminal: { kind: 'deliver', queueId: q }, payload: new Uint8Array(1) }).packet;
+    engine.handle(mk(new Uint8Array(32).fill(2)));
+    expect(engine.counters.dropped['not-deliverable']).toBe(1);
+    expect(engine.queued.packets).toBe(0);
+    engine.handle(mk(mine));
+    engine.releaseDue(0);
+    expect(delivered).toHaveLength(1);
+  });
 });

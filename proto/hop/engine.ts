@@ -23,9 +23,14 @@ export interface EpochHopKey {
   readonly key: HopPrivateKey;
 }
 
-export type HopDropReason = SphinxDropReason | 'unknown-next-hop' | 'queue-full' | 'no-key';
+/**
+ * Why the hop dropped a packet: a Sphinx reason, or `unknown-next-hop` (not a legal next hop in
+ * the document), `queue-full` (delay queue at its byte bound), `no-key` (no Sphinx key for
+ * now), `not-deliverable` (a final-hop packet this hop does not take, see `admitDeliver`).
+ */
+export type HopDropReason = SphinxDropReason | 'unknown-next-hop' | 'queue-full' | 'no-key' | 'not-deliverable';
 
-export const HOP_DROP_REASONS: readonly HopDropReason[] = [...SPHINX_DROP_REASONS, 'unknown-next-hop', 'queue-full', 'no-key'];
+export const HOP_DROP_REASONS: readonly HopDropReason[] = [...SPHINX_DROP_REASONS, 'unknown-next-hop', 'queue-full', 'no-key', 'not-deliverable'];
 
 export interface HopCounters {
   received: number;
@@ -47,10 +52,18 @@ export interface HopEngineOptions<P> {
   readonly forward: (next: P, packet: Uint8Array) => void;
   /** Hands a due final-hop packet to the local queue. */
   readonly deliver: (result: HopDeliver, epoch: number) => void;
+  /**
+   * Optional filter on final-hop packets, applied before they are queued: false drops the
+   * packet at once (counted as `not-deliverable`) instead of holding it for its delay. A mix
+   * uses it to take only its own loop cover; a gateway leaves it unset.
+   */
+  readonly admitDeliver?: (result: HopDeliver) => boolean;
   /** Bound on bytes held in the delay queue (packets past it are dropped and counted). */
   readonly maxQueuedBytes: number;
   /** Processing time of one packet, seconds (a histogram in the daemon). */
   readonly observeProcessing?: (seconds: number) => void;
+  /** How late (ms) each packet left the delay queue after its due time: the scheduler's added latency. */
+  readonly observeLateness?: (lateMs: number) => void;
   /** Called for each drop (logging at debug level, metrics). */
   readonly onDrop?: (reason: HopDropReason) => void;
   readonly now?: () => number;
@@ -72,7 +85,12 @@ export class HopEngine<P> {
     this.packetBytes = opts.geometry.payloadSize + 512;
     this.queue = new DelayQueue<Due<P>>({
       maxBytes: opts.maxQueuedBytes,
-      onDue: (d) => this.release(d),
+      onDue: opts.observeLateness
+        ? (d, late) => {
+            opts.observeLateness!(late);
+            this.release(d);
+          }
+        : (d) => this.release(d),
       ...(opts.now ? { now: opts.now } : {}),
       ...(opts.autoTimer === undefined ? {} : { autoTimer: opts.autoTimer }),
     });
@@ -116,6 +134,7 @@ export class HopEngine<P> {
         if (next === undefined) return this.finish(t0, 'unknown-next-hop');
         if (!this.queue.push({ kind: 'forward', next, packet: r.packet }, delay, r.packet.length)) return this.finish(t0, 'queue-full');
       } else if (r.kind === 'deliver') {
+        if (this.opts.admitDeliver !== undefined && !this.opts.admitDeliver(r)) return this.finish(t0, 'not-deliverable');
         if (!this.queue.push({ kind: 'deliver', result: r, epoch: k.epoch }, delay, this.packetBytes)) return this.finish(t0, 'queue-full');
       } else {
         this.counters.coverEnded++;

@@ -1,0 +1,541 @@
+/**
+ * The gateway daemon (docs/gateway.md): the last hop for its domains.
+ *
+ *   link frame → HopEngine (Sphinx layer with the current/previous epoch key, durable replay
+ *   tags) → deliver:
+ *     MAIL_QUEUE_ID → Intake (token, reassembly, durable queue; one transaction) → ACK payload
+ *                     through the fragment's SURB to the SURB's first hop
+ *     other queue   → the client mailbox (bounded, TTL), pushed to a `/postmix/mailbox/1`
+ *                     subscriber if one is connected
+ *   HandoffWorker → MX (SMTP/LMTP), issuance endpoint (HTTP), Prometheus metrics.
+ *
+ * Epochs (like the mix node): fetch the network document for the current and next epoch,
+ * upload the descriptor (role gateway, served domains, token issuer public key) for the next
+ * two epochs with Sphinx keys generated ahead of time, drop replay sets and key files once the
+ * previous epoch's grace window is over.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Connection, PeerId, Stream } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
+import * as lp from 'it-length-prefixed';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { encodeAck } from '../proto/fragment/index.ts';
+import { HopEngine, type EpochHopKey } from '../proto/hop/engine.ts';
+import { ReplayStore } from '../proto/hop/replay-store.ts';
+import { PacketLink, parseMultiaddr } from '../proto/link/index.ts';
+import { MAILBOX_PROTOCOL, decodeSubscribe, encodeItem, isMailQueue } from '../proto/mailbox/index.ts';
+import {
+  acceptedKeyEpochs,
+  buildDescriptor,
+  DocumentCache,
+  epochAt,
+  epochStart,
+  fetchDocument,
+  hex,
+  isPkiError,
+  KeyStore,
+  schedulePoint,
+  SCHEDULE,
+  uploadDescriptor,
+  type IdentityKey,
+  type NodeEntry,
+  type VerifiedDocument,
+} from '../proto/pki/index.ts';
+import { DEFAULT_GEOMETRY, nodeSuite, packetFromSurb, packetSizes, prepareHopKey, type Geometry, type HopDeliver } from '../proto/sphinx/index.ts';
+import { startMetricsServer, type MetricsServer } from '../proto/util/daemon.ts';
+import type { IssuerKeys } from '../proto/tokens/index.ts';
+import { loadOrCreateIssuer, type GatewayConfig } from './config.ts';
+import { HandoffWorker } from './handoff.ts';
+import { Intake, TOKEN_REJECT_REASONS } from './intake.ts';
+import { startIssuanceServer, type IssuanceServer } from './issuance.ts';
+import { GatewayStore } from './store.ts';
+
+export interface GatewayOptions {
+  readonly config: GatewayConfig;
+  readonly logger: Logger;
+  /** Unix seconds (tests move the clock); default Date.now()/1000. */
+  readonly now?: () => number;
+  readonly defaultMetrics?: boolean;
+  readonly ignoreDelays?: boolean;
+}
+
+const idKey = (id: Uint8Array): string => Buffer.from(id.buffer, id.byteOffset, id.length).toString('latin1');
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly fragmentsIn = new Counter({ name: 'postmix_gateway_fragments_in_total', help: 'Fragments delivered to the mail queue', registers: [this.registry] });
+  readonly acks = new Counter({ name: 'postmix_gateway_acks_total', help: 'ACKs by status', labelNames: ['status'], registers: [this.registry] });
+  readonly intakeDrops = new Counter({ name: 'postmix_gateway_intake_dropped_total', help: 'Mail-queue payloads dropped without ACK', labelNames: ['reason'], registers: [this.registry] });
+  readonly completed = new Counter({ name: 'postmix_gateway_messages_completed_total', help: 'Messages reassembled and queued', registers: [this.registry] });
+  readonly tokensAccepted = new Counter({ name: 'postmix_gateway_tokens_accepted_total', help: 'Tokens accepted (new bindings)', registers: [this.registry] });
+  readonly tokensRejected = new Counter({ name: 'postmix_gateway_tokens_rejected_total', help: 'Tokens refused by reason', labelNames: ['reason'], registers: [this.registry] });
+  readonly tokensIssued = new Counter({ name: 'postmix_gateway_tokens_issued_total', help: 'Tokens evaluated for users', registers: [this.registry] });
+  readonly queueDepth = new Gauge({ name: 'postmix_gateway_queue_depth', help: 'Hand-off queue rows by state', labelNames: ['state'], registers: [this.registry] });
+  readonly partials = new Gauge({ name: 'postmix_gateway_reassembly_pending', help: 'Incomplete messages held', registers: [this.registry] });
+  readonly handoffLatency = new Histogram({
+    name: 'postmix_gateway_handoff_seconds',
+    help: 'One SMTP/LMTP hand-off (connect to 250)',
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [this.registry],
+  });
+  readonly queueLatency = new Histogram({
+    name: 'postmix_gateway_queued_to_delivered_seconds',
+    help: 'From queueing to MX acceptance',
+    buckets: [0.01, 0.1, 1, 10, 60, 600, 3600, 86_400],
+    registers: [this.registry],
+  });
+  readonly handoffFailures = new Counter({ name: 'postmix_gateway_handoff_failures_total', help: 'Hand-off failures', labelNames: ['kind'], registers: [this.registry] });
+  readonly hopDrops = new Counter({ name: 'postmix_gateway_packets_dropped_total', help: 'Sphinx packets dropped by reason', labelNames: ['reason'], registers: [this.registry] });
+  readonly mailboxItems = new Counter({ name: 'postmix_gateway_mailbox_items_total', help: 'Items stored in client mailboxes', registers: [this.registry] });
+  readonly mailboxDropped = new Counter({ name: 'postmix_gateway_mailbox_dropped_total', help: 'Mailbox items dropped (full or expired)', labelNames: ['reason'], registers: [this.registry] });
+  readonly ackUnsent = new Counter({ name: 'postmix_gateway_acks_unsent_total', help: 'ACKs that could not be sent', labelNames: ['reason'], registers: [this.registry] });
+  readonly documents = new Counter({ name: 'postmix_gateway_documents_total', help: 'Document fetches by result', labelNames: ['result'], registers: [this.registry] });
+
+  constructor(defaults: boolean) {
+    if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'postmix_gateway_' });
+    for (const r of TOKEN_REJECT_REASONS) this.tokensRejected.inc({ reason: r }, 0);
+  }
+}
+
+export class Gateway {
+  readonly log: Logger;
+  readonly config: GatewayConfig;
+  readonly store: GatewayStore;
+  readonly issuer: IssuerKeys;
+  readonly intake: Intake;
+  readonly handoff: HandoffWorker;
+  readonly metrics: GatewayMetrics;
+  readonly identity: IdentityKey;
+  readonly keyStore: KeyStore;
+  readonly replay: ReplayStore;
+  readonly now: () => number;
+  engine: HopEngine<never>;
+  private geometry: Geometry;
+  private linkRef: PacketLink | undefined;
+  private metricsServer: MetricsServer | undefined;
+  private issuance: IssuanceServer | undefined;
+  private readonly docs = new Map<number, VerifiedDocument>();
+  private nodes = new Map<string, NodeEntry>();
+  private allowed = new Set<string>();
+  private readonly subscribers = new Map<string, Set<Stream>>();
+  private readonly keyCache = new Map<number, EpochHopKey>();
+  private readonly cache: DocumentCache;
+  private readonly uploaded = new Set<number>();
+  private readonly lastTry = new Map<string, number>();
+  private prunedBefore = -1;
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
+  private closed = false;
+
+  private constructor(o: GatewayOptions) {
+    this.config = o.config;
+    this.log = o.logger;
+    this.now = o.now ?? (() => Date.now() / 1000);
+    const c = o.config;
+    mkdirSync(c.dataDir, { recursive: true, mode: 0o700 });
+    this.keyStore = new KeyStore(c.keysDir);
+    this.identity = this.keyStore.identity();
+    this.issuer = loadOrCreateIssuer(c.issuerSeedPath);
+    this.store = new GatewayStore(c.dbPath);
+    this.replay = new ReplayStore(join(c.dataDir, 'replay.sqlite'));
+    this.cache = new DocumentCache(join(c.dataDir, 'document.bin'));
+    this.metrics = new GatewayMetrics(o.defaultMetrics ?? true);
+    const f = c.file;
+    this.intake = new Intake(this.store, {
+      domains: f.gateway.domains,
+      issuer: this.issuer,
+      maxMessageBytes: f.intake.max_message_bytes,
+      reassemblyTtlMs: f.intake.reassembly_ttl_s * 1000,
+      ackUnknownRecipient: f.intake.ack_unknown_recipient,
+      now: () => this.now() * 1000,
+    });
+    this.handoff = new HandoffWorker({
+      store: this.store,
+      mx: {
+        host: f.mx.host,
+        port: f.mx.port,
+        protocol: f.mx.protocol,
+        starttls: f.mx.starttls,
+        tlsVerify: f.mx.tls_verify,
+        heloName: f.mx.helo_name,
+        envelopeFrom: f.mx.envelope_from,
+      },
+      baseDelayMs: f.mx.retry_base_s * 1000,
+      maxDelayMs: f.mx.retry_max_s * 1000,
+      maxAgeMs: f.mx.max_age_s * 1000,
+      recovery: f.mx.recovery,
+      concurrency: f.mx.concurrency,
+      now: () => this.now() * 1000,
+      log: this.log,
+      onDelivered: (_r, sendS, queuedS) => {
+        this.metrics.handoffLatency.observe(sendS);
+        this.metrics.queueLatency.observe(queuedS);
+      },
+      onFailure: (_r, _e, permanent) => this.metrics.handoffFailures.inc({ kind: permanent ? 'permanent' : 'transient' }),
+    });
+    const cached = this.cache.load({ ...this.verifyOpts(), now: this.now() });
+    if (cached) this.docs.set(cached.body.epoch, cached);
+    this.geometry = cached ? cached.body.geometry : DEFAULT_GEOMETRY;
+    this.engine = this.newEngine(this.geometry, o.ignoreDelays === true);
+    this.rebuild();
+  }
+
+  static async start(o: GatewayOptions): Promise<Gateway> {
+    const g = new Gateway(o);
+    try {
+      await g.startIo();
+    } catch (e) {
+      await g.close().catch(() => {});
+      throw e;
+    }
+    return g;
+  }
+
+  private newEngine(geometry: Geometry, ignoreDelays: boolean): HopEngine<never> {
+    return new HopEngine<never>({
+      geometry,
+      replay: this.replay,
+      keys: () => this.keys(),
+      // a gateway is a final hop only: it never forwards
+      resolveNext: () => undefined,
+      forward: () => {},
+      deliver: (r) => this.onDeliver(r),
+      maxQueuedBytes: this.config.file.limits.max_queued_bytes,
+      onDrop: (reason) => this.metrics.hopDrops.inc({ reason }),
+      ignoreDelays,
+    });
+  }
+
+  /** The Sphinx keys accepted now (current epoch first, previous during its grace window). */
+  keys(): EpochHopKey[] {
+    const out: EpochHopKey[] = [];
+    for (const e of acceptedKeyEpochs(this.config.epoch, this.now())) {
+      let k = this.keyCache.get(e);
+      if (!k) {
+        const kp = this.keyStore.sphinxKey(e);
+        if (!kp) continue;
+        k = { epoch: e, key: prepareHopKey(nodeSuite, kp.secretKey) };
+        this.keyCache.set(e, k);
+      }
+      out.push(k);
+    }
+    return out;
+  }
+
+  private async startIo(): Promise<void> {
+    const f = this.config.file;
+    const e = epochAt(this.config.epoch, this.now());
+    this.keyStore.ensureSphinxKeys([e, e + 1, e + 2]);
+    this.linkRef = await PacketLink.create({
+      identity: this.identity.seed,
+      listen: [f.gateway.listen],
+      packetSize: packetSizes(this.geometry).packet,
+      onFrame: (frame) => {
+        if (!this.closed) this.engine.handle(frame);
+      },
+      isAllowedPeer: (peer: PeerId) => this.allowed.has(peer.toString()),
+      // clients connect to fetch their mailboxes
+      allowUnknownInbound: true,
+      addressesOf: (peer) => {
+        for (const n of this.nodes.values()) if (n.peerId === peer.toString()) return n.addresses.map((a) => parseMultiaddr(a.includes('/p2p/') ? a : `${a}/p2p/${n.peerId}`));
+        return undefined;
+      },
+      maxQueuedFramesPerPeer: f.limits.per_peer_queue,
+      maxBatchFrames: f.limits.max_batch_frames,
+      maxConnections: f.limits.max_connections,
+      logger: this.log,
+    });
+    await this.linkRef.libp2pNode.handle(MAILBOX_PROTOCOL, (stream, conn) => this.onMailboxStream(stream, conn), { maxInboundStreams: 4, maxOutboundStreams: 0 });
+    if (f.metrics.enabled) this.metricsServer = await startMetricsServer(this.metrics.registry, f.metrics.host, f.metrics.port);
+    if (f.issuance.enabled)
+      this.issuance = await startIssuanceServer(this.store, this.issuer, f.issuance.host, f.issuance.port, {
+        maxPerRequest: f.issuance.max_per_request,
+        onIssued: (n) => this.metrics.tokensIssued.inc(n),
+      });
+    this.handoff.start();
+    this.log.info(
+      {
+        nodeId: hex(this.identity.nodeId),
+        peerId: this.link.peerId.toString(),
+        addrs: this.addresses(),
+        domains: f.gateway.domains,
+        issuerPublicKey: hex(this.issuer.publicKey),
+        mx: `${f.mx.protocol}://${f.mx.host}:${f.mx.port}`,
+        issuance: this.issuance ? `http://${f.issuance.host}:${this.issuance.port}` : 'off',
+        metrics: this.metricsServer ? `http://${f.metrics.host}:${this.metricsServer.port}/metrics` : 'off',
+      },
+      'gateway listening',
+    );
+    await this.tick();
+    this.timer = setInterval(() => void this.tick(), f.gateway.tick_ms);
+    this.timer.unref();
+  }
+
+  get link(): PacketLink {
+    if (!this.linkRef) throw new Error('gateway link not started');
+    return this.linkRef;
+  }
+
+  get metricsPort(): number | undefined {
+    return this.metricsServer?.port;
+  }
+
+  get issuancePort(): number | undefined {
+    return this.issuance?.port;
+  }
+
+  addresses(): string[] {
+    const a = this.config.file.gateway.announce;
+    if (a) return [...a];
+    return this.link.multiaddrs().map((m) => m.toString().replace(/\/p2p\/[^/]+$/, ''));
+  }
+
+  // ---- final hop ----
+
+  private onDeliver(r: HopDeliver): void {
+    if (!isMailQueue(r.queueId)) return this.toMailbox(r);
+    this.metrics.fragmentsIn.inc();
+    const res = this.intake.handlePayload(r.payload);
+    if (res.kind === 'drop') {
+      this.metrics.intakeDrops.inc({ reason: res.reason });
+      this.log.debug({ reason: res.reason }, 'mail payload dropped');
+      return;
+    }
+    this.metrics.acks.inc({ status: String(res.status) });
+    if (res.tokenReason) this.metrics.tokensRejected.inc({ reason: res.tokenReason });
+    if (res.tokenAccepted) this.metrics.tokensAccepted.inc();
+    if (res.queueId) {
+      this.metrics.completed.inc();
+      this.log.info({ queueId: res.queueId }, 'message complete and queued');
+      this.handoff.wake();
+    }
+    // the ACK goes out only now: the fragment (and message) is committed
+    this.sendAck(res.fragment.surb, encodeAck({ messageId: res.fragment.messageId, index: res.fragment.index, status: res.status }));
+  }
+
+  private sendAck(surb: Uint8Array, ack: Uint8Array): void {
+    if (surb.length === 0) return;
+    const p = packetFromSurb(nodeSuite, this.geometry, surb, ack);
+    if (!p.ok) {
+      this.metrics.ackUnsent.inc({ reason: p.reason });
+      return;
+    }
+    const n = this.nodes.get(idKey(p.firstHop));
+    if (!n) {
+      this.metrics.ackUnsent.inc({ reason: 'unknown-first-hop' });
+      return;
+    }
+    try {
+      if (!this.link.send(peerIdFromString(n.peerId), p.packet)) this.metrics.ackUnsent.inc({ reason: 'link-refused' });
+    } catch {
+      this.metrics.ackUnsent.inc({ reason: 'link-refused' });
+    }
+  }
+
+  private toMailbox(r: HopDeliver): void {
+    const f = this.config.file.mailbox;
+    const item = r.surbId ? { surbId: r.surbId, payload: r.payload } : { payload: r.payload };
+    const subs = this.subscribers.get(idKey(r.queueId));
+    if (subs && subs.size > 0) {
+      const frame = lp.encode.single(encodeItem(item)).subarray();
+      for (const s of subs) {
+        try {
+          s.send(frame);
+          this.metrics.mailboxItems.inc();
+          return;
+        } catch {
+          subs.delete(s);
+        }
+      }
+    }
+    const dropped = this.store.mailboxPut(r.queueId, item, this.now() * 1000, f.ttl_s * 1000, f.max_items);
+    this.metrics.mailboxItems.inc();
+    if (dropped > 0) this.metrics.mailboxDropped.inc({ reason: 'full' }, dropped);
+  }
+
+  private onMailboxStream(stream: Stream, conn: Connection): void {
+    void (async () => {
+      let key: string | null = null;
+      try {
+        for await (const frame of lp.decode(stream, { maxDataLength: 64 })) {
+          if (key !== null) continue; // only one subscribe per stream
+          const id = decodeSubscribe(frame.subarray());
+          if (!id) {
+            stream.abort(new Error('bad subscribe frame'));
+            return;
+          }
+          key = idKey(id);
+          let set = this.subscribers.get(key);
+          if (!set) this.subscribers.set(key, (set = new Set()));
+          set.add(stream);
+          // everything waiting, then new items as they arrive (toMailbox)
+          for (;;) {
+            const items = this.store.mailboxTake(id, this.now() * 1000, 256);
+            for (const it of items) stream.send(lp.encode.single(encodeItem(it)).subarray());
+            if (items.length < 256) break;
+          }
+          this.log.debug({ peer: conn.remotePeer.toString() }, 'mailbox subscribed');
+        }
+      } catch (e) {
+        this.log.debug({ err: String(e) }, 'mailbox stream ended');
+      } finally {
+        if (key !== null) this.subscribers.get(key)?.delete(stream);
+      }
+    })();
+  }
+
+  // ---- epochs ----
+
+  private verifyOpts(): { authorities: Uint8Array[]; threshold: number } {
+    return { authorities: this.config.authorities.map((a) => a.publicKey), threshold: this.config.file.directory.threshold };
+  }
+
+  private due(what: string): boolean {
+    const t = performance.now();
+    const last = this.lastTry.get(what);
+    if (last !== undefined && t - last < this.config.file.directory.retry_ms) return false;
+    this.lastTry.set(what, t);
+    return true;
+  }
+
+  tick(): Promise<void> {
+    if (this.ticking) return this.ticking;
+    this.ticking = this.tickOnce()
+      .catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'tick failed'))
+      .finally(() => {
+        this.ticking = null;
+      });
+    return this.ticking;
+  }
+
+  private rebuild(): void {
+    const nodes = new Map<string, NodeEntry>();
+    const allowed = new Set<string>();
+    for (const d of [...this.docs.values()].sort((a, b) => a.body.epoch - b.body.epoch)) {
+      for (const n of [...d.body.layers.flat(), ...d.body.gateways]) {
+        nodes.set(idKey(n.nodeId), n);
+        allowed.add(n.peerId);
+      }
+    }
+    this.nodes = nodes;
+    this.allowed = allowed;
+  }
+
+  /** Installs a verified document (what `fetch` does; also for tests and tools). */
+  installDocument(doc: VerifiedDocument): void {
+    this.docs.set(doc.body.epoch, doc);
+    this.rebuild();
+  }
+
+  private async tickOnce(): Promise<void> {
+    if (this.closed) return;
+    const c = this.config.epoch;
+    const t = this.now();
+    const e = epochAt(c, t);
+    const inGrace = e > 0 && t < epochStart(c, e) + c.grace;
+    if (!this.docs.has(e) && this.due(`doc-${e}`)) await this.fetch(e, t);
+    if (t >= schedulePoint(c, e, SCHEDULE.collect) && !this.docs.has(e + 1) && this.due(`doc-${e + 1}`)) await this.fetch(e + 1, t);
+    if (this.closed) return;
+    for (const k of [...this.docs.keys()]) if (k < e - 1 || (k === e - 1 && !inGrace)) this.docs.delete(k);
+    this.rebuild();
+    const cur = this.docs.get(e);
+    if (cur && (cur.body.geometry.payloadSize !== this.geometry.payloadSize || cur.body.geometry.maxHops !== this.geometry.maxHops || cur.body.geometry.perHopSize !== this.geometry.perHopSize)) {
+      this.geometry = cur.body.geometry;
+      this.engine.close();
+      this.engine = this.newEngine(this.geometry, false);
+      this.link.setPacketSize(packetSizes(this.geometry).packet);
+    }
+    for (const E of [e + 1, e + 2]) {
+      if (this.uploaded.has(E) || this.closed) continue;
+      if (E === e + 1 && t >= schedulePoint(c, e, SCHEDULE.vote)) continue;
+      if (this.due(`up-${E}`)) await this.upload(E);
+    }
+    for (const E of [...this.uploaded]) if (E <= e) this.uploaded.delete(E);
+    if (!inGrace && this.prunedBefore < e) {
+      this.prunedBefore = e;
+      this.replay.dropEpochsBefore(e);
+      this.keyStore.pruneSphinxKeys(e);
+      for (const k of [...this.keyCache.keys()]) if (k < e) this.keyCache.delete(k);
+    }
+    // housekeeping
+    const nowMs = t * 1000;
+    const expired = this.store.purgeExpiredPartials(nowMs);
+    if (expired > 0) this.log.info({ expired }, 'incomplete messages expired');
+    const mb = this.store.purgeExpiredMailbox(nowMs);
+    if (mb > 0) this.metrics.mailboxDropped.inc({ reason: 'expired' }, mb);
+    this.store.purge({ deliveredBefore: nowMs - this.config.file.mx.keep_delivered_s * 1000 });
+    this.store.purgeRate(Math.floor(nowMs / 3_600_000) - 1);
+    const depth = this.store.queueDepth();
+    for (const [state, n] of Object.entries(depth)) this.metrics.queueDepth.set({ state }, n);
+    this.metrics.partials.set(this.store.partialCount());
+  }
+
+  private async fetch(E: number, t: number): Promise<void> {
+    try {
+      const doc = await fetchDocument(E, {
+        ...this.verifyOpts(),
+        urls: this.config.authorities.map((a) => a.url),
+        epoch: E,
+        now: t,
+        timeoutMs: this.config.file.directory.timeout_ms,
+      });
+      this.docs.set(E, doc);
+      this.metrics.documents.inc({ result: 'ok' });
+      try {
+        this.cache.save(doc);
+      } catch {
+        /* cache is best effort */
+      }
+      this.log.info({ epoch: E, gateways: doc.body.gateways.length }, 'network document fetched');
+    } catch (e) {
+      this.metrics.documents.inc({ result: isPkiError(e) ? e.reason : 'error' });
+    }
+  }
+
+  private async upload(E: number): Promise<void> {
+    const c = this.config.epoch;
+    const f = this.config.file;
+    const sphinxKeys = this.keyStore.ensureSphinxKeys([E, E + 1]);
+    const descriptor = buildDescriptor({
+      identity: this.identity,
+      peerId: this.link.peerId.toString(),
+      addresses: this.addresses(),
+      role: 'gateway',
+      epoch: E,
+      sphinxKeys,
+      gateway: {
+        domains: f.gateway.domains,
+        // one POPRF issuer key per gateway; recipients' key epochs are inside the POPRF info
+        issuerKeys: [{ keyEpoch: 0, publicKey: this.issuer.publicKey }],
+        keyDirectoryUrl: f.issuance.public_url,
+        policy: 'token-required',
+      },
+      publishedAt: Math.max(0, epochStart(c, Math.max(0, E - 1))),
+    });
+    const results = await uploadDescriptor(this.config.authorities.map((a) => a.url), descriptor, f.directory.timeout_ms);
+    const held = results.filter((r) => r.result === 'accepted' || r.result === 'duplicate' || r.result === 'conflicting').length;
+    if (held >= f.directory.threshold) {
+      this.uploaded.add(E);
+      this.log.info({ epoch: E, held }, 'descriptor uploaded');
+    } else this.log.warn({ epoch: E, results: results.map((r) => ({ url: r.url, result: r.result })) }, 'descriptor upload below threshold; will retry');
+  }
+
+  /** Graceful shutdown: stop taking frames, deliver what falls due soon, finish the hand-off pass, close. */
+  async close(graceMs = this.config.file.gateway.shutdown_grace_ms): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.ticking) await this.ticking;
+    await this.engine.drain(Math.floor(graceMs * 0.5)).catch(() => 0);
+    await this.handoff.stop();
+    for (const set of this.subscribers.values()) for (const s of set) s.abort(new Error('gateway stopping'));
+    if (this.linkRef) await this.linkRef.stop(Math.floor(graceMs * 0.3)).catch(() => {});
+    this.engine.close();
+    await this.issuance?.close();
+    await this.metricsServer?.close();
+    this.replay.close();
+    this.store.close();
+  }
+}

@@ -1,0 +1,190 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AckStatus, encodeFragment } from '../proto/fragment/index.ts';
+import { deriveIssuerKeys, encodeToken } from '../proto/tokens/index.ts';
+import { Intake } from './intake.ts';
+import { GatewayStore } from './store.ts';
+import { fragmentsOf, tokensFor } from './testkit.ts';
+
+const issuer = deriveIssuerKeys(new Uint8Array(32).fill(7));
+const other = deriveIssuerKeys(new Uint8Array(32).fill(8));
+const BOB = 'bob@example.org';
+const msg = (n: number) => new Uint8Array(Buffer.from('Subject: hi\n\n' + 'x'.repeat(n) + '\n'));
+
+let dir: string;
+let store: GatewayStore;
+let intake: Intake;
+let now = 1_000_000;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'pmx-intake-'));
+  store = new GatewayStore(join(dir, 'gw.sqlite'));
+  store.addUser(BOB);
+  now = 1_000_000;
+  intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 100_000, reassemblyTtlMs: 60_000, now: () => now });
+});
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const statuses = (frags: ReturnType<typeof fragmentsOf>) =>
+  frags.map((f) => {
+    const r = intake.handleFragment(f);
+    return r.kind === 'ack' ? r.status : r.reason;
+  });
+
+describe('intake', () => {
+  it('reassembles a multi-fragment message in any order and queues it once', () => {
+    const [t] = tokensFor(issuer, BOB, 1, 1);
+    const m = msg(6000);
+    const frags = fragmentsOf(m, BOB, t!);
+    expect(frags.length).toBe(4);
+    const order = [2, 0, 3, 1];
+    const st = statuses(order.map((i) => frags[i]!));
+    expect(st).toEqual([AckStatus.Stored, AckStatus.Stored, AckStatus.Stored, AckStatus.Queued]);
+    const q = store.queued(frags[0]!.messageId)!;
+    expect(Buffer.compare(q.body!, Buffer.from(m))).toBe(0);
+    expect(q.state).toBe('queued');
+    // resends after the message is queued are harmless
+    expect(statuses([frags[1]!, frags[0]!])).toEqual([AckStatus.Duplicate, AckStatus.Duplicate]);
+    expect(store.listQueue().length).toBe(1);
+    expect(intake.counters.messagesCompleted).toBe(1);
+    expect(intake.counters.tokensAccepted).toBe(1);
+    expect(store.partialCount()).toBe(0);
+  });
+
+  it('duplicate fragments before completion are harmless', () => {
+    const [t] = tokensFor(issuer, BOB, 1, 1);
+    const frags = fragmentsOf(msg(3000), BOB, t!);
+    expect(statuses([frags[0]!, frags[0]!, frags[0]!])).toEqual([AckStatus.Stored, AckStatus.Stored, AckStatus.Stored]);
+    expect(statuses(frags.slice(1)).at(-1)).toBe(AckStatus.Queued);
+  });
+
+  it('refuses forged, wrong-recipient, expired (rotated), malformed, missing and spent tokens, storing nothing', () => {
+    store.addUser('carol@example.org');
+    const [forged] = tokensFor(other, BOB, 1, 1);
+    const [carols] = tokensFor(issuer, 'carol@example.org', 1, 1);
+    const [good, good2] = tokensFor(issuer, BOB, 1, 2);
+    const reason = (f: ReturnType<typeof fragmentsOf>[number]) => {
+      const r = intake.handleFragment(f);
+      return r.kind === 'ack' ? [r.status, r.tokenReason] : [r.reason];
+    };
+    expect(reason(fragmentsOf(msg(10), BOB, forged!)[0]!)).toEqual([AckStatus.TokenRefused, 'invalid']);
+    expect(reason(fragmentsOf(msg(10), BOB, carols!)[0]!)).toEqual([AckStatus.TokenRefused, 'invalid']);
+    expect(reason(fragmentsOf(msg(10), BOB, null)[0]!)).toEqual([AckStatus.TokenRefused, 'missing']);
+    const bad = { ...fragmentsOf(msg(10), BOB, null)[0]!, token: new Uint8Array(99) };
+    expect(reason(bad)).toEqual([AckStatus.TokenRefused, 'malformed']);
+    // spent: the same token for a second message id
+    expect(reason(fragmentsOf(msg(10), BOB, good!)[0]!)).toEqual([AckStatus.Queued, undefined]);
+    expect(reason(fragmentsOf(msg(10), BOB, good!)[0]!)).toEqual([AckStatus.TokenRefused, 'spent']);
+    // expired: rotate revokes good2
+    store.rotateUser(BOB);
+    expect(reason(fragmentsOf(msg(10), BOB, good2!)[0]!)).toEqual([AckStatus.TokenRefused, 'expired']);
+    const [fresh] = tokensFor(issuer, BOB, 2, 1);
+    expect(reason(fragmentsOf(msg(10), BOB, fresh!)[0]!)).toEqual([AckStatus.Queued, undefined]);
+    expect(intake.counters.tokensRejected).toEqual({ malformed: 1, expired: 1, invalid: 2, spent: 1, missing: 1 });
+    expect(store.listQueue().length).toBe(2);
+    expect(store.partialCount()).toBe(0);
+  });
+
+  it('a token bound to one message id stays valid for that message only', () => {
+    const [t] = tokensFor(issuer, BOB, 1, 1);
+    const frags = fragmentsOf(msg(3000), BOB, t!);
+    expect(statuses([frags[0]!])).toEqual([AckStatus.Stored]);
+    const stolen = fragmentsOf(msg(3000), BOB, t!);
+    expect(statuses([stolen[0]!])).toEqual([AckStatus.TokenRefused]);
+    expect(statuses(frags.slice(1)).at(-1)).toBe(AckStatus.Queued);
+  });
+
+  it('drops foreign domains silently and refuses unknown users of a served domain', () => {
+    const [t] = tokensFor(issuer, 'eve@elsewhere.net', 1, 1);
+    expect(intake.handleFragment(fragmentsOf(msg(10), 'eve@elsewhere.net', t!)[0]!)).toEqual({ kind: 'drop', reason: 'foreign-domain' });
+    const r = intake.handleFragment(fragmentsOf(msg(10), 'nobody@example.org', null)[0]!);
+    expect(r.kind === 'ack' && r.status).toBe(AckStatus.UnknownRecipient);
+    expect(intake.handlePayload(new Uint8Array([1, 9, 0]))).toEqual({ kind: 'drop', reason: 'malformed' });
+    expect(store.listQueue().length).toBe(0);
+  });
+
+  it('refuses inconsistent counts, lengths and tokens, and too-large messages', () => {
+    const [t, t2] = tokensFor(issuer, BOB, 1, 2);
+    const frags = fragmentsOf(msg(3000), BOB, t!);
+    expect(statuses([frags[0]!])).toEqual([AckStatus.Stored]);
+    expect(statuses([{ ...frags[1]!, count: 5 }])).toEqual([AckStatus.Inconsistent]);
+    expect(statuses([{ ...frags[1]!, totalLength: frags[1]!.totalLength + 1 }])).toEqual([AckStatus.Inconsistent]);
+    expect(statuses([{ ...frags[1]!, token: encodeToken(t2!) }])).toEqual([AckStatus.Inconsistent]);
+    // data beyond the declared total
+    const big = fragmentsOf(msg(100), BOB, t2!);
+    expect(statuses([{ ...big[0]!, count: 2, index: 1, data: big[0]!.data.subarray(0, 50) }])).toEqual([AckStatus.Stored]);
+    expect(statuses([{ ...big[0]!, count: 2, index: 0 }])).toEqual([AckStatus.Inconsistent]);
+    // too large
+    const [t3] = tokensFor(issuer, BOB, 1, 1);
+    const huge = fragmentsOf(msg(100_001), BOB, t3!);
+    expect(statuses([huge[0]!])).toEqual([AckStatus.TooLarge]);
+    expect(store.spentFor(Buffer.from(t3!.input).toString('hex'))).toBeUndefined();
+  });
+
+  it('open policy needs no token and is rate limited per hour', () => {
+    store.setPolicy(BOB, 'open', 2);
+    expect(statuses(fragmentsOf(msg(10), BOB, null))).toEqual([AckStatus.Queued]);
+    const two = fragmentsOf(msg(3000), BOB, null);
+    expect(statuses([two[0]!])).toEqual([AckStatus.Stored]);
+    expect(statuses(fragmentsOf(msg(10), BOB, null))).toEqual([AckStatus.RateLimited]);
+    expect(statuses(two.slice(1)).at(-1)).toBe(AckStatus.Queued); // later fragments of an admitted message pass
+    now += 3_600_000;
+    expect(statuses(fragmentsOf(msg(10), BOB, null))).toEqual([AckStatus.Queued]);
+  });
+
+  it('expires incomplete messages after the reassembly TTL; their token stays spent', () => {
+    const [t] = tokensFor(issuer, BOB, 1, 1);
+    const frags = fragmentsOf(msg(3000), BOB, t!);
+    statuses([frags[0]!]);
+    expect(store.purgeExpiredPartials(now + 59_999)).toBe(0);
+    expect(store.purgeExpiredPartials(now + 60_000)).toBe(1);
+    expect(store.fragments(frags[0]!.messageId).length).toBe(0);
+  });
+
+  it('survives a reopen mid-reassembly (durable fragments and spent set)', () => {
+    const [t] = tokensFor(issuer, BOB, 1, 1);
+    const frags = fragmentsOf(msg(3000), BOB, t!);
+    statuses([frags[0]!]);
+    store.close();
+    store = new GatewayStore(join(dir, 'gw.sqlite'));
+    intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 100_000, reassemblyTtlMs: 60_000, now: () => now });
+    expect(statuses(frags.slice(1)).at(-1)).toBe(AckStatus.Queued);
+    expect(statuses(fragmentsOf(msg(5), BOB, t!))).toEqual([AckStatus.TokenRefused]);
+  });
+
+  it('handlePayload decodes encoded fragments with zero padding', () => {
+    const [t] = tokensFor(issuer, BOB, 1, 1);
+    const f = fragmentsOf(msg(10), BOB, t!)[0]!;
+    const r = intake.handlePayload(encodeFragment(f, 2048));
+    expect(r.kind === 'ack' && r.status).toBe(AckStatus.Queued);
+  });
+});
+
+describe('store: mailboxes and users', () => {
+  it('bounds mailboxes by items and TTL, oldest dropped first', () => {
+    const id = new Uint8Array(32).fill(1);
+    let dropped = 0;
+    for (let i = 0; i < 5; i++) dropped += store.mailboxPut(id, { payload: new Uint8Array([i]) }, 1000, 500, 3);
+    expect(dropped).toBe(2);
+    expect(store.mailboxTake(id, 1000).map((x) => x.payload[0])).toEqual([2, 3, 4]);
+    expect(store.mailboxTake(id, 1000)).toEqual([]);
+    store.mailboxPut(id, { surbId: new Uint8Array(16).fill(9), payload: new Uint8Array([7]) }, 1000, 500, 3);
+    expect(store.mailboxTake(id, 1500)).toEqual([]);
+    expect(store.purgeExpiredMailbox(1500)).toBe(1);
+  });
+
+  it('checks per-user secrets', () => {
+    const { secret } = store.addUser('dave@example.org');
+    expect(store.checkSecret('Dave@Example.org', secret)).toBe(true);
+    expect(store.checkSecret('dave@example.org', secret + 'x')).toBe(false);
+    expect(store.checkSecret('nobody@example.org', secret)).toBe(false);
+    const s2 = store.resetSecret('dave@example.org');
+    expect(store.checkSecret('dave@example.org', secret)).toBe(false);
+    expect(store.checkSecret('dave@example.org', s2)).toBe(true);
+  });
+});

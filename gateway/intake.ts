@@ -1,0 +1,229 @@
+/**
+ * The gateway's mail intake: one delivered payload for MAIL_QUEUE_ID in, a decision out. All
+ * I/O goes through the store; every accepted fragment is committed (token spent, fragment
+ * stored, and on completion the message moved to the hand-off queue) in ONE transaction before
+ * the ACK is returned, so an ACK never covers state a crash can lose.
+ *
+ * Order of checks (nothing is stored before all of them pass):
+ * 1. payload decodes as a fragment (else: silent drop, 'malformed');
+ * 2. the recipient's domain is served (else: silent drop, 'foreign-domain': no open relay, no ACK);
+ *    the recipient is a known user (else: UnknownRecipient ACK, like SMTP's 550, so the sender
+ *    bounces instead of retrying; set `ackUnknownRecipient: false` to drop silently instead);
+ * 3. the message is already in the hand-off queue → Duplicate (resend after a lost ACK);
+ * 4. size: total length ≤ maxMessageBytes (else TooLarge);
+ * 5. consistency with the first stored fragment (count, total length, recipient, token) and
+ *    byte accounting (stored bytes never exceed the total length) (else Inconsistent);
+ * 6. permission: tokens policy → token decodes, its key epoch is the recipient's current one,
+ *    the POPRF output verifies for this recipient, and the token is unspent or bound to this
+ *    same message id (else TokenRefused, counted by reason); open policy → a new message id
+ *    counts against the recipient's hourly limit (else RateLimited).
+ */
+import { AckStatus, decodePayload, type Fragment } from '../proto/fragment/index.ts';
+import { decodeToken, normalizeRecipient, tokenSpendKey, verifyToken, type IssuerKeys } from '../proto/tokens/index.ts';
+import type { GatewayStore } from './store.ts';
+
+export type TokenRejectReason = 'malformed' | 'expired' | 'invalid' | 'spent' | 'missing';
+export const TOKEN_REJECT_REASONS: readonly TokenRejectReason[] = ['malformed', 'expired', 'invalid', 'spent', 'missing'];
+
+export type IntakeDropReason = 'malformed' | 'not-a-fragment' | 'foreign-domain';
+
+export interface IntakeOptions {
+  /** Mail domains this gateway serves (lower-case). */
+  readonly domains: readonly string[];
+  readonly issuer: IssuerKeys;
+  /** Largest message accepted (bytes). */
+  readonly maxMessageBytes: number;
+  /** How long an incomplete message is kept (ms). */
+  readonly reassemblyTtlMs: number;
+  /** Answer UnknownRecipient for unknown users of a served domain (default true). */
+  readonly ackUnknownRecipient?: boolean;
+  readonly now?: () => number;
+}
+
+export type IntakeResult =
+  | { readonly kind: 'drop'; readonly reason: IntakeDropReason }
+  | {
+      readonly kind: 'ack';
+      readonly status: AckStatus;
+      readonly fragment: Fragment;
+      /** Set when this fragment completed the message (now in the queue). */
+      readonly queueId?: string;
+      /** Set for TokenRefused. */
+      readonly tokenReason?: TokenRejectReason;
+      /** Token accepted for a new binding (first fragment of a message). */
+      readonly tokenAccepted?: boolean;
+      /** The fragment was newly stored (not a duplicate). */
+      readonly stored?: boolean;
+    };
+
+export interface IntakeCounters {
+  fragmentsIn: number;
+  fragmentsStored: number;
+  duplicates: number;
+  messagesCompleted: number;
+  dropped: Record<IntakeDropReason, number>;
+  refused: Record<'unknown-recipient' | 'too-large' | 'inconsistent' | 'rate-limited', number>;
+  tokensAccepted: number;
+  tokensRejected: Record<TokenRejectReason, number>;
+}
+
+function eq(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
+}
+
+export class Intake {
+  readonly counters: IntakeCounters = {
+    fragmentsIn: 0,
+    fragmentsStored: 0,
+    duplicates: 0,
+    messagesCompleted: 0,
+    dropped: { malformed: 0, 'not-a-fragment': 0, 'foreign-domain': 0 },
+    refused: { 'unknown-recipient': 0, 'too-large': 0, inconsistent: 0, 'rate-limited': 0 },
+    tokensAccepted: 0,
+    tokensRejected: { malformed: 0, expired: 0, invalid: 0, spent: 0, missing: 0 },
+  };
+  private readonly domains: Set<string>;
+  private readonly now: () => number;
+
+  constructor(private readonly store: GatewayStore, private readonly opts: IntakeOptions) {
+    this.domains = new Set(opts.domains.map((d) => d.toLowerCase()));
+    this.now = opts.now ?? Date.now;
+  }
+
+  servesDomain(recipient: string): boolean {
+    const at = recipient.lastIndexOf('@');
+    return at > 0 && this.domains.has(recipient.slice(at + 1));
+  }
+
+  /** Handles one plaintext payload delivered to MAIL_QUEUE_ID. Never throws for any input. */
+  handlePayload(payload: Uint8Array): IntakeResult {
+    this.counters.fragmentsIn++;
+    const d = decodePayload(payload);
+    if (!d.ok) return this.drop('malformed');
+    if (d.kind !== 'fragment') return this.drop('not-a-fragment');
+    return this.handleFragment(d.fragment);
+  }
+
+  private drop(reason: IntakeDropReason): IntakeResult {
+    this.counters.dropped[reason]++;
+    return { kind: 'drop', reason };
+  }
+
+  private ack(status: AckStatus, fragment: Fragment, extra: Partial<Extract<IntakeResult, { kind: 'ack' }>> = {}): IntakeResult {
+    return { kind: 'ack', status, fragment, ...extra };
+  }
+
+  private refuseToken(f: Fragment, reason: TokenRejectReason): IntakeResult {
+    this.counters.tokensRejected[reason]++;
+    return this.ack(AckStatus.TokenRefused, f, { tokenReason: reason });
+  }
+
+  handleFragment(f: Fragment): IntakeResult {
+    const recipient = normalizeRecipient(f.recipient);
+    if (recipient !== f.recipient || !this.servesDomain(recipient)) return this.drop('foreign-domain');
+    const user = this.store.getUser(recipient);
+    if (!user) {
+      if (this.opts.ackUnknownRecipient === false) return this.drop('foreign-domain');
+      this.counters.refused['unknown-recipient']++;
+      return this.ack(AckStatus.UnknownRecipient, f);
+    }
+    const now = this.now();
+    const q = this.store.queued(f.messageId);
+    if (q) {
+      if (q.recipient !== recipient) {
+        this.counters.refused.inconsistent++;
+        return this.ack(AckStatus.Inconsistent, f);
+      }
+      this.counters.duplicates++;
+      return this.ack(AckStatus.Duplicate, f);
+    }
+    if (f.totalLength > this.opts.maxMessageBytes) {
+      this.counters.refused['too-large']++;
+      return this.ack(AckStatus.TooLarge, f);
+    }
+    const inconsistent = (): IntakeResult => {
+      this.counters.refused.inconsistent++;
+      return this.ack(AckStatus.Inconsistent, f);
+    };
+    // every fragment but possibly the last carries ≥ 1 byte, so count ≤ max(1, totalLength)
+    if (f.count > Math.max(1, f.totalLength)) return inconsistent();
+    const partial = this.store.getPartial(f.messageId);
+    if (partial) {
+      if (partial.recipient !== recipient || partial.count !== f.count || partial.totalLength !== f.totalLength || !eq(partial.token, f.token)) {
+        return inconsistent();
+      }
+    }
+
+    // permission (before anything is stored)
+    let tokenKey: string | null = null;
+    let keyEpoch = 0;
+    let newBinding = false;
+    if (user.policy === 'tokens') {
+      if (f.token.length === 0) return this.refuseToken(f, 'missing');
+      const tok = decodeToken(f.token);
+      if (!tok) return this.refuseToken(f, 'malformed');
+      if (tok.keyEpoch !== user.keyEpoch) return this.refuseToken(f, 'expired');
+      tokenKey = tokenSpendKey(tok);
+      keyEpoch = tok.keyEpoch;
+      const bound = this.store.spentFor(tokenKey);
+      if (bound) {
+        if (!eq(bound, f.messageId)) return this.refuseToken(f, 'spent');
+        // bound to this message already: it verified when it was bound
+      } else {
+        if (!verifyToken(this.opts.issuer, recipient, tok)) return this.refuseToken(f, 'invalid');
+        newBinding = true;
+      }
+    } else if (!partial) {
+      const window = Math.floor(now / 3_600_000);
+      if (this.store.rateCount(recipient, window) >= user.ratePerHour) {
+        this.counters.refused['rate-limited']++;
+        return this.ack(AckStatus.RateLimited, f);
+      }
+    }
+
+    // store, in one transaction
+    const r = this.store.tx(() => {
+      let p = this.store.getPartial(f.messageId);
+      if (!p) {
+        if (this.store.queued(f.messageId)) return { status: AckStatus.Duplicate, stored: false } as const;
+        this.store.createPartial({ messageId: f.messageId, recipient, count: f.count, totalLength: f.totalLength, token: f.token, now, ttlMs: this.opts.reassemblyTtlMs });
+        if (user.policy === 'open') this.store.rateBump(recipient, Math.floor(now / 3_600_000));
+        p = this.store.getPartial(f.messageId)!;
+      }
+      if (tokenKey !== null) this.store.markSpent(tokenKey, f.messageId, recipient, keyEpoch, now);
+      if (this.store.hasFragment(f.messageId, f.index)) return { status: AckStatus.Stored, stored: false } as const;
+      const isLast = f.index === f.count - 1;
+      // the last fragment may be short; the others must leave room for the rest
+      if (p.bytes + f.data.length > f.totalLength || (!isLast && f.data.length === 0)) return { status: AckStatus.Inconsistent, stored: false } as const;
+      const stored = this.store.putFragment(f.messageId, f.index, f.data);
+      if (!stored) return { status: AckStatus.Stored, stored: false } as const;
+      if (p.received + 1 < f.count) return { status: AckStatus.Stored, stored: true } as const;
+      const frags = this.store.fragments(f.messageId);
+      const body = Buffer.concat(frags.map((x) => x.data));
+      if (frags.length !== f.count || body.length !== f.totalLength) {
+        this.store.dropPartial(f.messageId);
+        return { status: AckStatus.Inconsistent, stored: false } as const;
+      }
+      const queueId = this.store.enqueue(f.messageId, recipient, body, now);
+      this.store.dropPartial(f.messageId);
+      return { status: AckStatus.Queued, stored: true, queueId } as const;
+    });
+    if (r.status === AckStatus.Inconsistent) return inconsistent();
+    if (r.status === AckStatus.Duplicate) {
+      this.counters.duplicates++;
+      return this.ack(r.status, f);
+    }
+    if (newBinding) this.counters.tokensAccepted++;
+    if (r.stored) this.counters.fragmentsStored++;
+    else this.counters.duplicates++;
+    if (r.status === AckStatus.Queued) this.counters.messagesCompleted++;
+    return this.ack(r.status, f, {
+      stored: r.stored,
+      tokenAccepted: newBinding,
+      ...('queueId' in r && r.queueId ? { queueId: r.queueId } : {}),
+    });
+  }
+}

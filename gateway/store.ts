@@ -1,0 +1,501 @@
+/**
+ * The gateway's one SQLite database (better-sqlite3, WAL, synchronous=FULL: a commit is on disk
+ * before the call returns, so an ACK sent after a commit is never for state a crash can lose).
+ *
+ * Tables:
+ * - users: recipient address → per-user secret hash (SHA-256 of a 32-byte random secret),
+ *   current token key epoch, policy ('tokens' | 'open'), open-policy rate limit per hour;
+ * - spent: token spend key (hex of its input) → the message id it is bound to;
+ * - partial + fragments: reassembly state (first-fragment header, first-seen time, expiry);
+ * - queue: complete messages for the MX (state queued | sending | delivered | failed, attempts,
+ *   next attempt time); a delivered row keeps its id (body cleared) for dedupe;
+ * - rate: open-policy message counts per recipient and hour window;
+ * - mailbox: items waiting for clients (bounded per mailbox, with a TTL).
+ *
+ * All methods are synchronous; the intake runs each fragment in one transaction.
+ */
+import Database from 'better-sqlite3';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { normalizeRecipient } from '../proto/tokens/index.ts';
+
+export type Policy = 'tokens' | 'open';
+export type QueueState = 'queued' | 'sending' | 'delivered' | 'failed';
+
+export interface UserRow {
+  readonly address: string;
+  readonly keyEpoch: number;
+  readonly policy: Policy;
+  /** Open policy: new messages per hour accepted for this recipient. */
+  readonly ratePerHour: number;
+}
+
+export interface PartialRow {
+  readonly messageId: Buffer;
+  readonly recipient: string;
+  readonly count: number;
+  readonly totalLength: number;
+  readonly token: Buffer;
+  readonly firstSeen: number;
+  readonly expires: number;
+  readonly received: number;
+  readonly bytes: number;
+}
+
+export interface QueueRow {
+  readonly messageId: Buffer;
+  readonly queueId: string;
+  readonly recipient: string;
+  readonly body: Buffer | null;
+  readonly size: number;
+  readonly state: QueueState;
+  readonly attempts: number;
+  readonly nextAttempt: number;
+  readonly created: number;
+  readonly lastError: string | null;
+  readonly deliveredAt: number | null;
+}
+
+export interface StoreOptions {
+  /** 'full' (default) fsyncs every commit; 'normal' survives a process crash, not power loss (benchmarks). */
+  readonly synchronous?: 'full' | 'normal';
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS users (
+  address TEXT PRIMARY KEY,
+  secret_hash BLOB NOT NULL,
+  key_epoch INTEGER NOT NULL,
+  policy TEXT NOT NULL CHECK (policy IN ('tokens','open')),
+  rate_per_hour INTEGER NOT NULL,
+  created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spent (
+  token_key TEXT PRIMARY KEY,
+  message_id BLOB NOT NULL,
+  recipient TEXT NOT NULL,
+  key_epoch INTEGER NOT NULL,
+  spent_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS partial (
+  message_id BLOB PRIMARY KEY,
+  recipient TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  total_length INTEGER NOT NULL,
+  token BLOB NOT NULL,
+  first_seen INTEGER NOT NULL,
+  expires INTEGER NOT NULL,
+  received INTEGER NOT NULL,
+  bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS partial_expires ON partial(expires);
+CREATE TABLE IF NOT EXISTS fragments (
+  message_id BLOB NOT NULL,
+  idx INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (message_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS queue (
+  message_id BLOB PRIMARY KEY,
+  queue_id TEXT NOT NULL UNIQUE,
+  recipient TEXT NOT NULL,
+  body BLOB,
+  size INTEGER NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('queued','sending','delivered','failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt INTEGER NOT NULL,
+  created INTEGER NOT NULL,
+  last_error TEXT,
+  delivered_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS queue_due ON queue(state, next_attempt);
+CREATE TABLE IF NOT EXISTS rate (
+  recipient TEXT NOT NULL,
+  window INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  PRIMARY KEY (recipient, window)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mailbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  mailbox BLOB NOT NULL,
+  surb_id BLOB,
+  payload BLOB NOT NULL,
+  expires INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mailbox_by_id ON mailbox(mailbox, seq);
+CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);
+`;
+
+export function hashSecret(secret: string): Buffer {
+  return createHash('sha256').update('postmix-gateway-user-secret-v1|').update(secret, 'utf8').digest();
+}
+
+/** The stable queue id a message is handed to the MX under (and the MX may dedupe on). */
+export function queueIdOf(messageId: Uint8Array): string {
+  return 'postmix-' + Buffer.from(messageId).toString('hex');
+}
+
+const b = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+
+type RawQueue = {
+  message_id: Buffer;
+  queue_id: string;
+  recipient: string;
+  body: Buffer | null;
+  size: number;
+  state: QueueState;
+  attempts: number;
+  next_attempt: number;
+  created: number;
+  last_error: string | null;
+  delivered_at: number | null;
+};
+
+function queueRow(r: RawQueue): QueueRow {
+  return {
+    messageId: r.message_id,
+    queueId: r.queue_id,
+    recipient: r.recipient,
+    body: r.body,
+    size: r.size,
+    state: r.state,
+    attempts: r.attempts,
+    nextAttempt: r.next_attempt,
+    created: r.created,
+    lastError: r.last_error,
+    deliveredAt: r.delivered_at,
+  };
+}
+
+export class GatewayStore {
+  readonly db: Database.Database;
+  private readonly st;
+
+  constructor(readonly path: string, opts: StoreOptions = {}) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+    const d = this.db;
+    this.st = {
+      getUser: d.prepare<[string], { address: string; key_epoch: number; policy: Policy; rate_per_hour: number }>(
+        'SELECT address, key_epoch, policy, rate_per_hour FROM users WHERE address = ?',
+      ),
+      userSecret: d.prepare<[string], { secret_hash: Buffer }>('SELECT secret_hash FROM users WHERE address = ?'),
+      spentGet: d.prepare<[string], { message_id: Buffer }>('SELECT message_id FROM spent WHERE token_key = ?'),
+      spentPut: d.prepare<[string, Buffer, string, number, number]>(
+        'INSERT OR IGNORE INTO spent (token_key, message_id, recipient, key_epoch, spent_at) VALUES (?,?,?,?,?)',
+      ),
+      partialGet: d.prepare<[Buffer], Record<string, unknown>>('SELECT * FROM partial WHERE message_id = ?'),
+      partialPut: d.prepare<[Buffer, string, number, number, Buffer, number, number]>(
+        'INSERT INTO partial (message_id, recipient, count, total_length, token, first_seen, expires, received, bytes) VALUES (?,?,?,?,?,?,?,0,0)',
+      ),
+      partialBump: d.prepare<[number, Buffer]>('UPDATE partial SET received = received + 1, bytes = bytes + ? WHERE message_id = ?'),
+      partialDel: d.prepare<[Buffer]>('DELETE FROM partial WHERE message_id = ?'),
+      fragPut: d.prepare<[Buffer, number, Buffer]>('INSERT OR IGNORE INTO fragments (message_id, idx, data) VALUES (?,?,?)'),
+      fragAll: d.prepare<[Buffer], { idx: number; data: Buffer }>('SELECT idx, data FROM fragments WHERE message_id = ? ORDER BY idx'),
+      fragDel: d.prepare<[Buffer]>('DELETE FROM fragments WHERE message_id = ?'),
+      queueGet: d.prepare<[Buffer], RawQueue>('SELECT * FROM queue WHERE message_id = ?'),
+      queueGetById: d.prepare<[string], RawQueue>('SELECT * FROM queue WHERE queue_id = ?'),
+      queuePut: d.prepare<[Buffer, string, string, Buffer, number, number, number]>(
+        "INSERT INTO queue (message_id, queue_id, recipient, body, size, state, attempts, next_attempt, created) VALUES (?,?,?,?,?,'queued',0,?,?)",
+      ),
+      queueDue: d.prepare<[number, number], RawQueue>(
+        "SELECT * FROM queue WHERE state = 'queued' AND next_attempt <= ? ORDER BY next_attempt LIMIT ?",
+      ),
+      queueNextDue: d.prepare<[], { t: number | null }>("SELECT MIN(next_attempt) AS t FROM queue WHERE state = 'queued'"),
+      queueClaim: d.prepare<[string]>("UPDATE queue SET state = 'sending', attempts = attempts + 1 WHERE queue_id = ? AND state = 'queued'"),
+      queueDelivered: d.prepare<[number, string]>(
+        "UPDATE queue SET state = 'delivered', body = NULL, delivered_at = ?, last_error = NULL WHERE queue_id = ?",
+      ),
+      queueRetryLater: d.prepare<[number, string, string]>(
+        "UPDATE queue SET state = 'queued', next_attempt = ?, last_error = ? WHERE queue_id = ?",
+      ),
+      queueFailed: d.prepare<[string, string]>("UPDATE queue SET state = 'failed', last_error = ? WHERE queue_id = ?"),
+      queueDepth: d.prepare<[], { state: QueueState; n: number }>('SELECT state, COUNT(*) AS n FROM queue GROUP BY state'),
+      rateGet: d.prepare<[string, number], { count: number }>('SELECT count FROM rate WHERE recipient = ? AND window = ?'),
+      rateBump: d.prepare<[string, number]>(
+        'INSERT INTO rate (recipient, window, count) VALUES (?,?,1) ON CONFLICT(recipient, window) DO UPDATE SET count = count + 1',
+      ),
+    };
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  tx<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  // ---- users ----
+
+  /** Adds a recipient; returns the per-user secret (shown once; only its hash is stored). */
+  addUser(address: string, opts: { policy?: Policy; ratePerHour?: number; now?: number } = {}): { secret: string; user: UserRow } {
+    const addr = normalizeRecipient(address);
+    if (!/^[^@\s]+@[^@\s]+$/.test(addr) || Buffer.byteLength(addr) > 254) throw new RangeError(`not an address: ${address}`);
+    const secret = randomBytes(32).toString('base64url');
+    this.db
+      .prepare('INSERT INTO users (address, secret_hash, key_epoch, policy, rate_per_hour, created) VALUES (?,?,1,?,?,?)')
+      .run(addr, hashSecret(secret), opts.policy ?? 'tokens', opts.ratePerHour ?? 100, Math.floor((opts.now ?? Date.now()) / 1000));
+    return { secret, user: this.getUser(addr)! };
+  }
+
+  getUser(address: string): UserRow | undefined {
+    const r = this.st.getUser.get(normalizeRecipient(address));
+    return r && { address: r.address, keyEpoch: r.key_epoch, policy: r.policy, ratePerHour: r.rate_per_hour };
+  }
+
+  listUsers(): UserRow[] {
+    return this.db
+      .prepare<[], { address: string; key_epoch: number; policy: Policy; rate_per_hour: number }>(
+        'SELECT address, key_epoch, policy, rate_per_hour FROM users ORDER BY address',
+      )
+      .all()
+      .map((r) => ({ address: r.address, keyEpoch: r.key_epoch, policy: r.policy, ratePerHour: r.rate_per_hour }));
+  }
+
+  /** Increments the key epoch (revokes every token issued before). Returns the new epoch. */
+  rotateUser(address: string): number {
+    const addr = normalizeRecipient(address);
+    const r = this.db.prepare('UPDATE users SET key_epoch = key_epoch + 1 WHERE address = ?').run(addr);
+    if (r.changes === 0) throw new RangeError(`no such user: ${addr}`);
+    return this.getUser(addr)!.keyEpoch;
+  }
+
+  /** Replaces the per-user secret; returns the new one. */
+  resetSecret(address: string): string {
+    const addr = normalizeRecipient(address);
+    const secret = randomBytes(32).toString('base64url');
+    const r = this.db.prepare('UPDATE users SET secret_hash = ? WHERE address = ?').run(hashSecret(secret), addr);
+    if (r.changes === 0) throw new RangeError(`no such user: ${addr}`);
+    return secret;
+  }
+
+  setPolicy(address: string, policy: Policy, ratePerHour?: number): void {
+    const addr = normalizeRecipient(address);
+    const r = this.db
+      .prepare('UPDATE users SET policy = ?, rate_per_hour = COALESCE(?, rate_per_hour) WHERE address = ?')
+      .run(policy, ratePerHour ?? null, addr);
+    if (r.changes === 0) throw new RangeError(`no such user: ${addr}`);
+  }
+
+  /** Constant-time check of a presented per-user secret. */
+  checkSecret(address: string, secret: string): boolean {
+    const r = this.st.userSecret.get(normalizeRecipient(address));
+    const h = hashSecret(secret);
+    const want = r?.secret_hash ?? Buffer.alloc(32);
+    let d = r ? 0 : 1;
+    for (let i = 0; i < 32; i++) d |= h[i]! ^ want[i]!;
+    return d === 0;
+  }
+
+  // ---- tokens ----
+
+  /** The message id a token is bound to, if spent. */
+  spentFor(tokenKey: string): Buffer | undefined {
+    return this.st.spentGet.get(tokenKey)?.message_id;
+  }
+
+  markSpent(tokenKey: string, messageId: Uint8Array, recipient: string, keyEpoch: number, now: number): void {
+    this.st.spentPut.run(tokenKey, b(messageId), recipient, keyEpoch, Math.floor(now / 1000));
+  }
+
+  /** Forgets spent tokens of key epochs older than the recipient's current one (they fail the epoch check anyway). */
+  purgeOldSpent(): number {
+    return this.db
+      .prepare('DELETE FROM spent WHERE key_epoch < (SELECT key_epoch FROM users WHERE users.address = spent.recipient)')
+      .run().changes;
+  }
+
+  // ---- reassembly ----
+
+  getPartial(messageId: Uint8Array): PartialRow | undefined {
+    const r = this.st.partialGet.get(b(messageId)) as
+      | { message_id: Buffer; recipient: string; count: number; total_length: number; token: Buffer; first_seen: number; expires: number; received: number; bytes: number }
+      | undefined;
+    return (
+      r && {
+        messageId: r.message_id,
+        recipient: r.recipient,
+        count: r.count,
+        totalLength: r.total_length,
+        token: r.token,
+        firstSeen: r.first_seen,
+        expires: r.expires,
+        received: r.received,
+        bytes: r.bytes,
+      }
+    );
+  }
+
+  createPartial(p: { messageId: Uint8Array; recipient: string; count: number; totalLength: number; token: Uint8Array; now: number; ttlMs: number }): void {
+    this.st.partialPut.run(b(p.messageId), p.recipient, p.count, p.totalLength, b(p.token), p.now, p.now + p.ttlMs);
+  }
+
+  /** Stores a fragment; false when that index was already stored (a duplicate). */
+  putFragment(messageId: Uint8Array, index: number, data: Uint8Array): boolean {
+    const r = this.st.fragPut.run(b(messageId), index, b(data));
+    if (r.changes === 0) return false;
+    this.st.partialBump.run(data.length, b(messageId));
+    return true;
+  }
+
+  hasFragment(messageId: Uint8Array, index: number): boolean {
+    return this.db.prepare('SELECT 1 FROM fragments WHERE message_id = ? AND idx = ?').get(b(messageId), index) !== undefined;
+  }
+
+  fragments(messageId: Uint8Array): { idx: number; data: Buffer }[] {
+    return this.st.fragAll.all(b(messageId));
+  }
+
+  dropPartial(messageId: Uint8Array): void {
+    this.st.fragDel.run(b(messageId));
+    this.st.partialDel.run(b(messageId));
+  }
+
+  /** Drops incomplete messages past their reassembly timeout. Returns how many. */
+  purgeExpiredPartials(now: number): number {
+    return this.tx(() => {
+      const ids = this.db.prepare<[number], { message_id: Buffer }>('SELECT message_id FROM partial WHERE expires <= ?').all(now);
+      for (const { message_id } of ids) this.dropPartial(message_id);
+      return ids.length;
+    });
+  }
+
+  partialCount(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM partial').get() as { n: number }).n;
+  }
+
+  // ---- rate limit (open policy) ----
+
+  rateCount(recipient: string, window: number): number {
+    return this.st.rateGet.get(recipient, window)?.count ?? 0;
+  }
+
+  rateBump(recipient: string, window: number): void {
+    this.st.rateBump.run(recipient, window);
+  }
+
+  purgeRate(beforeWindow: number): number {
+    return this.db.prepare('DELETE FROM rate WHERE window < ?').run(beforeWindow).changes;
+  }
+
+  // ---- hand-off queue ----
+
+  enqueue(messageId: Uint8Array, recipient: string, body: Uint8Array, now: number): string {
+    const qid = queueIdOf(messageId);
+    this.st.queuePut.run(b(messageId), qid, recipient, b(body), body.length, now, now);
+    return qid;
+  }
+
+  queued(messageId: Uint8Array): QueueRow | undefined {
+    const r = this.st.queueGet.get(b(messageId));
+    return r && queueRow(r);
+  }
+
+  byQueueId(queueId: string): QueueRow | undefined {
+    const r = this.st.queueGetById.get(queueId);
+    return r && queueRow(r);
+  }
+
+  due(now: number, limit: number): QueueRow[] {
+    return this.st.queueDue.all(now, limit).map(queueRow);
+  }
+
+  nextDue(): number | null {
+    return this.st.queueNextDue.get()?.t ?? null;
+  }
+
+  /** queued → sending (durable before the first byte goes to the MX). False if someone else claimed it. */
+  claim(queueId: string): boolean {
+    return this.st.queueClaim.run(queueId).changes === 1;
+  }
+
+  markDelivered(queueId: string, now: number): void {
+    this.st.queueDelivered.run(now, queueId);
+  }
+
+  retryLater(queueId: string, at: number, error: string): void {
+    this.st.queueRetryLater.run(at, error.slice(0, 500), queueId);
+  }
+
+  markFailed(queueId: string, error: string): void {
+    this.st.queueFailed.run(error.slice(0, 500), queueId);
+  }
+
+  /** Rows left in 'sending' by a crash. */
+  inFlight(): QueueRow[] {
+    return this.db.prepare<[], RawQueue>("SELECT * FROM queue WHERE state = 'sending'").all().map(queueRow);
+  }
+
+  listQueue(states?: readonly QueueState[]): QueueRow[] {
+    const rows = this.db.prepare<[], RawQueue>('SELECT * FROM queue ORDER BY created').all().map(queueRow);
+    return states ? rows.filter((r) => states.includes(r.state)) : rows;
+  }
+
+  /** failed/sending/queued → queued now. Returns how many rows changed. */
+  retry(queueId: string | 'all', now: number): number {
+    const sql =
+      queueId === 'all'
+        ? "UPDATE queue SET state = 'queued', next_attempt = ? WHERE state IN ('queued','failed','sending')"
+        : "UPDATE queue SET state = 'queued', next_attempt = ? WHERE state IN ('queued','failed','sending') AND queue_id = ?";
+    const st = this.db.prepare(sql);
+    return (queueId === 'all' ? st.run(now) : st.run(now, queueId)).changes;
+  }
+
+  /** Removes a queue row (any state) or, with 'delivered', delivered rows older than `before`. */
+  purge(what: { queueId: string } | { deliveredBefore: number } | { failed: true }): number {
+    if ('queueId' in what) return this.db.prepare('DELETE FROM queue WHERE queue_id = ?').run(what.queueId).changes;
+    if ('failed' in what) return this.db.prepare("DELETE FROM queue WHERE state = 'failed'").run().changes;
+    return this.db.prepare("DELETE FROM queue WHERE state = 'delivered' AND delivered_at < ?").run(what.deliveredBefore).changes;
+  }
+
+  queueDepth(): Record<QueueState, number> {
+    const out: Record<QueueState, number> = { queued: 0, sending: 0, delivered: 0, failed: 0 };
+    for (const r of this.st.queueDepth.all()) out[r.state] = r.n;
+    return out;
+  }
+
+  // ---- mailboxes ----
+
+  /** Appends an item; drops the oldest beyond `maxItems`. Returns how many were dropped. */
+  mailboxPut(mailbox: Uint8Array, item: { surbId?: Uint8Array; payload: Uint8Array }, now: number, ttlMs: number, maxItems: number): number {
+    return this.tx(() => {
+      this.db
+        .prepare('INSERT INTO mailbox (mailbox, surb_id, payload, expires) VALUES (?,?,?,?)')
+        .run(b(mailbox), item.surbId ? b(item.surbId) : null, b(item.payload), now + ttlMs);
+      const n = (this.db.prepare('SELECT COUNT(*) AS n FROM mailbox WHERE mailbox = ?').get(b(mailbox)) as { n: number }).n;
+      if (n <= maxItems) return 0;
+      return this.db
+        .prepare('DELETE FROM mailbox WHERE seq IN (SELECT seq FROM mailbox WHERE mailbox = ? ORDER BY seq LIMIT ?)')
+        .run(b(mailbox), n - maxItems).changes;
+    });
+  }
+
+  /** Takes (removes and returns) up to `limit` unexpired items, oldest first. */
+  mailboxTake(mailbox: Uint8Array, now: number, limit = 1000): { seq: number; surbId?: Uint8Array; payload: Uint8Array }[] {
+    return this.tx(() => {
+      const rows = this.db
+        .prepare<[Buffer, number, number], { seq: number; surb_id: Buffer | null; payload: Buffer }>(
+          'SELECT seq, surb_id, payload FROM mailbox WHERE mailbox = ? AND expires > ? ORDER BY seq LIMIT ?',
+        )
+        .all(b(mailbox), now, limit);
+      const del = this.db.prepare('DELETE FROM mailbox WHERE seq = ?');
+      for (const r of rows) del.run(r.seq);
+      return rows.map((r) => (r.surb_id ? { seq: r.seq, surbId: new Uint8Array(r.surb_id), payload: new Uint8Array(r.payload) } : { seq: r.seq, payload: new Uint8Array(r.payload) }));
+    });
+  }
+
+  purgeExpiredMailbox(now: number): number {
+    return this.db.prepare('DELETE FROM mailbox WHERE expires <= ?').run(now).changes;
+  }
+
+  mailboxSize(mailbox: Uint8Array): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM mailbox WHERE mailbox = ?').get(b(mailbox)) as { n: number }).n;
+  }
+}

@@ -1,0 +1,288 @@
+/**
+ * The gateway daemon over a real libp2p link on loopback: a Sphinx packet carrying a fragment
+ * arrives, is processed at the final hop, checked (token), reassembled, queued and handed to an
+ * SMTP sink; a replayed packet is dropped; a packet for a client mailbox waits until the client
+ * subscribes over /postmix/mailbox/1; the issuance endpoint issues tokens to an authenticated
+ * user; the admin CLI manages users, tokens and the queue.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Command } from 'commander';
+import * as lp from 'it-length-prefixed';
+import { SMTPServer } from 'smtp-server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AckStatus, decodePayload, encodeFragment } from '../proto/fragment/index.ts';
+import { PacketLink } from '../proto/link/index.ts';
+import { MAILBOX_PROTOCOL, MAIL_QUEUE_ID, decodeItem, encodeSubscribe } from '../proto/mailbox/index.ts';
+import { epochAt, generateSphinxKey, KeyStore, type VerifiedDocument } from '../proto/pki/index.ts';
+import { createPacket, createSurb, openSurbReply, prepareHopKey, processPacket, DEFAULT_GEOMETRY, nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
+import { finalizeTokens, parseBundle, requestTokens, verifyToken } from '../proto/tokens/index.ts';
+import { createLogger } from '../proto/util/daemon.ts';
+import { registerGateway } from '../cli/gateway.ts';
+import { loadGatewayConfig } from '../gateway/config.ts';
+import { Gateway } from '../gateway/daemon.ts';
+import { handleIssuance } from '../gateway/issuance.ts';
+import { GatewayStore } from '../gateway/store.ts';
+import { fragmentsOf } from '../gateway/testkit.ts';
+
+const run = promisify(execFile);
+const BOB = 'bob@example.org';
+let dir: string;
+let cfgPath: string;
+let sink: SMTPServer;
+let sinkPort = 0;
+const got: Buffer[] = [];
+
+/** The real binary (slow to start: used once). */
+async function cliProcess(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const r = await run(process.execPath, ['bin/postmix.js', 'gateway', ...args], { cwd: process.cwd(), timeout: 30_000 });
+    return { ...r, code: 0 };
+  } catch (e) {
+    const err = e as { stdout: string; stderr: string; code: number };
+    return { stdout: err.stdout, stderr: err.stderr, code: err.code };
+  }
+}
+
+/** The same commands in-process (commander program with registerGateway). */
+async function cli(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  const program = new Command('postmix').exitOverride();
+  registerGateway(program);
+  let stdout = '';
+  let stderr = '';
+  const ow = process.stdout.write.bind(process.stdout);
+  const ew = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((c: string | Uint8Array) => ((stdout += c.toString()), true)) as typeof process.stdout.write;
+  process.stderr.write = ((c: string | Uint8Array) => ((stderr += c.toString()), true)) as typeof process.stderr.write;
+  process.exitCode = 0;
+  try {
+    await program.parseAsync(['node', 'postmix', 'gateway', ...args]);
+  } finally {
+    process.stdout.write = ow;
+    process.stderr.write = ew;
+  }
+  const code = Number(process.exitCode ?? 0);
+  process.exitCode = 0;
+  return { stdout, stderr, code };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'pmx-gwd-'));
+  sink = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onData(stream, _s, cb) {
+      const c: Buffer[] = [];
+      stream.on('data', (x: Buffer) => c.push(x));
+      stream.on('end', () => {
+        got.push(Buffer.concat(c));
+        cb();
+      });
+    },
+  });
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
+  sinkPort = (sink.server.address() as { port: number }).port;
+  KeyStore.create(join(dir, 'data', 'keys'), { force: false, epochs: [] });
+  cfgPath = join(dir, 'gateway.toml');
+  writeFileSync(
+    cfgPath,
+    `[gateway]
+data_dir = "data"
+listen = "/ip4/127.0.0.1/tcp/0"
+domains = ["example.org"]
+log_level = "silent"
+tick_ms = 200
+[mx]
+host = "127.0.0.1"
+port = ${sinkPort}
+starttls = "never"
+[issuance]
+port = 0
+[metrics]
+port = 0
+[directory]
+threshold = 1
+timeout_ms = 200
+[[directory.authorities]]
+url = "http://127.0.0.1:9"
+public_key = "${Buffer.alloc(32, 1).toString('base64')}"
+`,
+  );
+});
+
+afterAll(async () => {
+  await new Promise<void>((r) => sink.close(() => r()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('postmix gateway (CLI admin)', () => {
+  it('user add / list / rotate, tokens issue, queue list', async () => {
+    const add = await cliProcess('user', 'add', '-c', cfgPath, BOB);
+    expect(add.code).toBe(0);
+    expect(add.stdout).toMatch(/secret: [A-Za-z0-9_-]{43}/);
+    expect((await cli('user', 'add', '-c', cfgPath, 'eve@elsewhere.net')).code).not.toBe(0);
+    const out = join(dir, 'bundle.json');
+    const iss = await cli('tokens', 'issue', '-c', cfgPath, '--user', BOB, '--count', '3', '--out', out);
+    expect(iss.code).toBe(0);
+    const b = parseBundle(readFileSync(out, 'utf8'));
+    expect(b.tokens.length).toBe(3);
+    expect(b.keyEpoch).toBe(1);
+    const rot = await cli('user', 'rotate', '-c', cfgPath, BOB);
+    expect(rot.stdout).toContain('key epoch now 2');
+    expect((await cli('user', 'list', '-c', cfgPath)).stdout).toContain('bob@example.org  tokens  key epoch 2');
+    expect((await cli('queue', 'list', '-c', cfgPath)).stderr).toContain('queued 0');
+    expect((await cli('run', '-c', cfgPath, '--check')).stdout).toContain('config ok');
+  });
+});
+
+describe('gateway daemon', () => {
+  let gw: Gateway;
+  let client: PacketLink;
+  beforeAll(async () => {
+    gw = await Gateway.start({ config: loadGatewayConfig(cfgPath), logger: createLogger('gateway', 'silent'), defaultMetrics: false });
+    client = await PacketLink.create({
+      identity: new Uint8Array(32).fill(9),
+      listen: [],
+      packetSize: packetSizes(DEFAULT_GEOMETRY).packet,
+      onFrame: () => {},
+      isAllowedPeer: () => true,
+      addressesOf: () => gw.link.multiaddrs(),
+    });
+  });
+  afterAll(async () => {
+    await client?.stop();
+    await gw?.close();
+  });
+
+  const route = () => {
+    const e = epochAt(gw.config.epoch, gw.now());
+    return [{ nodeId: gw.identity.nodeId, publicKey: gw.keyStore.sphinxKey(e)!.publicKey, delayMs: 0 }];
+  };
+
+  it('issues tokens over the authenticated endpoint, then takes a Sphinx packet to the MX; replays are dropped', async () => {
+    const secret = gw.store.resetSecret(BOB);
+    const user = await fetch(`http://127.0.0.1:${gw.issuancePort}/v1/user`, { headers: { authorization: `Bearer ${BOB}:${secret}` } }).then((r) => r.json() as Promise<{ keyEpoch: number; issuerPublicKey: string }>);
+    expect(user.keyEpoch).toBe(2);
+    const st = requestTokens(Buffer.from(user.issuerPublicKey, 'hex'), BOB, user.keyEpoch, 2);
+    const res = await fetch(`http://127.0.0.1:${gw.issuancePort}/v1/issue`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${BOB}:${secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ keyEpoch: user.keyEpoch, blinded: st.blinded.map((x) => Buffer.from(x).toString('hex')) }),
+    }).then((r) => r.json() as Promise<{ evaluated: string[]; proof: string }>);
+    const tokens = finalizeTokens(st, { evaluated: res.evaluated.map((h) => Buffer.from(h, 'hex')), proof: Buffer.from(res.proof, 'hex') });
+    expect(verifyToken(gw.issuer, BOB, tokens[0]!)).toBe(true);
+    const bad = await fetch(`http://127.0.0.1:${gw.issuancePort}/v1/user`, { headers: { authorization: `Bearer ${BOB}:${'x'.repeat(43)}` } });
+    expect(bad.status).toBe(401);
+
+    const body = Buffer.from('From: a@b.example\nTo: bob@example.org\nSubject: over the link\n\nhello\n');
+    const [frag] = fragmentsOf(new Uint8Array(body), BOB, tokens[0]!);
+    const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, { route: route(), terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID }, payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize) });
+    expect(client.send(gw.link.peerId, packet)).toBe(true);
+    expect(client.send(gw.link.peerId, packet)).toBe(true); // a replay
+    for (let i = 0; i < 100 && got.length < 1; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(got.length).toBe(1);
+    expect(got[0]!.toString()).toBe(body.toString().replace(/\n/g, '\r\n'));
+    for (let i = 0; i < 40 && gw.engine.counters.dropped.replay < 1; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(gw.engine.counters.dropped.replay).toBe(1);
+    expect(gw.intake.counters.messagesCompleted).toBe(1);
+    const m = await fetch(`http://127.0.0.1:${gw.metricsPort}/metrics`).then((r) => r.text());
+    expect(m).toMatch(/postmix_gateway_messages_completed_total 1/);
+    expect(m).toMatch(/postmix_gateway_tokens_accepted_total 1/);
+    expect(m).toMatch(/postmix_gateway_packets_dropped_total\{reason="replay"\} 1/);
+  });
+
+  it('builds the ACK from the fragment SURB only after the commit (first hop unknown without a document: counted as unsent)', async () => {
+    gw.store.setPolicy(BOB, 'open', 100);
+    const { surb } = createSurb(nodeSuite, DEFAULT_GEOMETRY, { route: route(), queueId: new Uint8Array(32).fill(6), surbId: new Uint8Array(16).fill(1) });
+    const [frag] = fragmentsOf(new Uint8Array(Buffer.from('Subject: s\n\nx\n')), BOB, null, { surb });
+    const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, { route: route(), terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID }, payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize) });
+    client.send(gw.link.peerId, packet);
+    const unsent = async () => (await gw.metrics.ackUnsent.get()).values.find((v) => v.labels.reason === 'unknown-first-hop')?.value ?? 0;
+    for (let i = 0; i < 100 && (await unsent()) < 1; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await unsent()).toBe(1);
+    expect(gw.store.queued(frag!.messageId)?.recipient).toBe(BOB);
+  });
+
+  it('sends the ACK through the SURB to its first hop, where the sender opens it', async () => {
+    const e = epochAt(gw.config.epoch, gw.now());
+    const mixKey = generateSphinxKey(e);
+    const frames: Uint8Array[] = [];
+    const mix = await PacketLink.create({
+      identity: new Uint8Array(32).fill(11),
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      packetSize: packetSizes(DEFAULT_GEOMETRY).packet,
+      onFrame: (f) => void frames.push(f),
+      isAllowedPeer: () => true,
+      allowUnknownInbound: true,
+    });
+    try {
+      const mixNodeId = new Uint8Array(32).fill(0xab);
+      const entry = {
+        nodeId: mixNodeId,
+        identityKey: new Uint8Array(32),
+        peerId: mix.peerId.toString(),
+        addresses: mix.multiaddrs().map((m) => m.toString().replace(/\/p2p\/[^/]+$/, '')),
+        sphinxKey: mixKey.publicKey,
+        sphinxKeyNext: new Uint8Array(0),
+        layer: 1,
+      };
+      // a stand-in for a verified document: only the fields the gateway reads
+      gw.installDocument({ body: { epoch: e, layers: [[entry]], gateways: [], geometry: DEFAULT_GEOMETRY } } as unknown as VerifiedDocument);
+      const mailbox = new Uint8Array(32).fill(7);
+      const { surb, keys } = createSurb(nodeSuite, DEFAULT_GEOMETRY, { route: [{ nodeId: mixNodeId, publicKey: mixKey.publicKey, delayMs: 0 }], queueId: mailbox, surbId: new Uint8Array(16).fill(2) });
+      const [frag] = fragmentsOf(new Uint8Array(Buffer.from('Subject: ack me\n\nx\n')), BOB, null, { surb });
+      const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, { route: route(), terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID }, payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize) });
+      client.send(gw.link.peerId, packet);
+      for (let i = 0; i < 100 && frames.length < 1; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(frames.length).toBe(1);
+      const r = processPacket(DEFAULT_GEOMETRY, prepareHopKey(nodeSuite, mixKey.secretKey), frames[0]!);
+      expect(r.ok && r.kind).toBe('deliver');
+      if (!r.ok || r.kind !== 'deliver') return;
+      const opened = openSurbReply(nodeSuite, DEFAULT_GEOMETRY, keys, r.payload);
+      expect(opened.ok).toBe(true);
+      if (!opened.ok) return;
+      const d = decodePayload(opened.payload);
+      expect(d.ok && d.kind === 'ack' && d.ack.status).toBe(AckStatus.Queued);
+      expect(d.ok && d.kind === 'ack' && Buffer.from(d.ack.messageId).equals(Buffer.from(frag!.messageId))).toBe(true);
+    } finally {
+      await mix.stop();
+    }
+  });
+
+  it('keeps a client mailbox item until the client subscribes', async () => {
+    const mailbox = new Uint8Array(32).fill(5);
+    const payload = new TextEncoder().encode('loop-id-123456789');
+    const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, { route: route(), terminal: { kind: 'deliver', queueId: mailbox }, payload });
+    client.send(gw.link.peerId, packet);
+    for (let i = 0; i < 100 && gw.store.mailboxSize(mailbox) < 1; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(gw.store.mailboxSize(mailbox)).toBe(1);
+    const stream = await client.libp2pNode.dialProtocol(gw.link.multiaddrs(), MAILBOX_PROTOCOL);
+    stream.send(lp.encode.single(encodeSubscribe(mailbox)).subarray());
+    for await (const frame of lp.decode(stream, { maxDataLength: 64 * 1024 })) {
+      const item = decodeItem(frame.subarray())!;
+      expect(item.surbId).toBeUndefined();
+      expect(Buffer.from(item.payload.subarray(0, payload.length)).toString()).toBe('loop-id-123456789');
+      break;
+    }
+    stream.abort(new Error('done'));
+    expect(gw.store.mailboxSize(mailbox)).toBe(0);
+  });
+});
+
+describe('issuance logic', () => {
+  it('refuses stale key epochs and bad elements', () => {
+    const store = new GatewayStore(':memory:');
+    const { secret } = store.addUser('z@example.org');
+    const issuer = { secretKey: new Uint8Array(32), publicKey: new Uint8Array(32) };
+    const auth = `Bearer z@example.org:${secret}`;
+    expect(handleIssuance(store, issuer, { method: 'POST', path: '/v1/issue', auth, body: { keyEpoch: 7, blinded: ['00'.repeat(32)] } }).status).toBe(409);
+    expect(handleIssuance(store, issuer, { method: 'POST', path: '/v1/issue', auth, body: { keyEpoch: 1, blinded: ['zz'] } }).status).toBe(400);
+    expect(handleIssuance(store, issuer, { method: 'POST', path: '/v1/issue', auth, body: { keyEpoch: 1, blinded: [] } }).status).toBe(400);
+    expect(handleIssuance(store, issuer, { method: 'GET', path: '/v1/user', auth: 'Bearer nobody', body: null }).status).toBe(401);
+    store.close();
+  });
+});
