@@ -1,11 +1,218 @@
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
-import { notBuilt } from './not-built.ts';
+import { ConfigError, createLogger, EXIT, loadConfig, onShutdown } from '../proto/util/daemon.ts';
+import { ClientConfigSchema, outboxPath, type ClientConfig } from '../client/config.ts';
+import { runClient } from '../client/daemon.ts';
+import { Outbox } from '../client/outbox.ts';
+import { Wallet } from '../client/wallet.ts';
+import { formatStatus } from '../client/status.ts';
+import { submitLocal } from '../client/submit.ts';
+import { recipientsFromHeaders, headerValues, addressesIn } from '../client/intake.ts';
+import { parseSendmailArgs, prepareSendmail } from '../client/sendmail.ts';
+import { attachLink, loadNetworkDocument } from '../client/network.ts';
+
+export const CLIENT_ENV_PREFIX = 'POSTMIX_CLIENT';
+
+function defaultConfigPath(): string {
+  return process.env.POSTMIX_CLIENT_CONFIG || join(homedir(), '.config', 'postmix', 'client.toml');
+}
+
+function loadCfg(file: string | undefined, cmd: string): ClientConfig | null {
+  try {
+    return loadConfig(file ?? defaultConfigPath(), ClientConfigSchema, CLIENT_ENV_PREFIX);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`postmix ${cmd}: ${e.message}\n`);
+      process.exitCode = EXIT.config;
+      return null;
+    }
+    throw e;
+  }
+}
+
+const RUN_HELP = `
+Configuration (TOML; docs/client.md has a complete example):
+  data_dir                 outbox.sqlite (messages, fragments, SURB keys, token wallet) lives here
+  [smtp]       host (127.0.0.1) port (2525) user password max_message_bytes allow_remote
+  [smarthost]  host port (587) secure require_tls (true) user password max_attempts retry_base_ms
+  [routing]    overlay_only (false) overlay_only_recipients [] force_smtp []
+  [strip]      received x_mailer user_agent message_id_host (all false)
+  [bounce]     maildir (~/Maildir): where bounces (RFC 3464 DSNs) are written
+  [network]    document authorities threshold home_gateway
+  [overlay]    max_attempts (5) timeout_factor (3) timeout_margin_ms (5000) cover (true) low_tokens_warning (3)
+  [metrics]    enabled (false) host (127.0.0.1) port
+Environment overrides: ${CLIENT_ENV_PREFIX}_<SECTION>__<KEY>=value (e.g. ${CLIENT_ENV_PREFIX}_SMTP__PORT=2526).
+Logs: JSON lines on stdout. SIGTERM/SIGINT: stop intake and scheduler, close the outbox (it is durable at every step).
+Exit codes: 0 ok, 1 failure, 69 port unavailable, 78 bad configuration.
+`;
+
+async function readStdin(): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+function submitTarget(cfg: ClientConfig) {
+  return { host: cfg.smtp.host, port: cfg.smtp.port, user: cfg.smtp.user || undefined, password: cfg.smtp.password || undefined };
+}
 
 export function registerClient(program: Command): void {
-  const cmd = program.command('client').description('the sender client [NOT BUILT YET: issue #6]');
-  notBuilt(cmd, 'run', 'run the client daemon (local SMTP submission)', 6);
-  notBuilt(cmd, 'send', 'send one message from a file', 6);
-  notBuilt(cmd, 'status', 'show messages in flight', 6);
-  notBuilt(cmd, 'tokens', 'import or list delivery tokens', 6);
-  notBuilt(program, 'sendmail', 'sendmail-compatible intake (-t -i)', 6);
+  const cmd = program.command('client').description('the sender client: local SMTP submission, overlay sending with cover traffic, SMTP fallback, token wallet');
+
+  cmd
+    .command('run')
+    .description('run the client daemon (SMTP submission on loopback, durable outbox, Poisson sending, fallback relay)')
+    .option('-c, --config <file>', 'TOML configuration', defaultConfigPath())
+    .addHelpText('after', RUN_HELP)
+    .action(async (opts: { config: string }) => {
+      const cfg = loadCfg(opts.config, 'client run');
+      if (!cfg) return;
+      const log = createLogger('client', cfg.log.level);
+      let network = null;
+      try {
+        network = await loadNetworkDocument(cfg, log);
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, 'network document unavailable');
+      }
+      try {
+        const c = await runClient(cfg, { log, network });
+        const attached = network ? await attachLink(network, (item) => c.core.onMailboxItem(item), log) : null;
+        onShutdown(log, async () => {
+          await attached?.stop();
+          await c.stop();
+        });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        process.stderr.write(`postmix client run: ${(e as Error).message}\n`);
+        process.exitCode = e instanceof ConfigError ? EXIT.config : code === 'EADDRINUSE' || code === 'EACCES' ? EXIT.unavailable : EXIT.failure;
+      }
+    });
+
+  cmd
+    .command('send')
+    .description("submit a message file to the running client's SMTP intake (the file's bytes are sent unchanged)")
+    .argument('<file>', 'an RFC 5322 message (already encrypted); - for stdin')
+    .option('-c, --config <file>', 'TOML configuration', defaultConfigPath())
+    .option('--to <addr...>', 'recipient(s); default: To/Cc/Bcc of the message')
+    .option('--from <addr>', 'envelope sender; default: the From header')
+    .action(async (file: string, opts: { config: string; to?: string[]; from?: string }) => {
+      const cfg = loadCfg(opts.config, 'client send');
+      if (!cfg) return;
+      const raw = file === '-' ? await readStdin() : new Uint8Array(readFileSync(file));
+      const to = opts.to && opts.to.length > 0 ? opts.to : recipientsFromHeaders(raw);
+      const from = opts.from ?? addressesIn(headerValues(raw, 'from'))[0] ?? '';
+      if (to.length === 0) {
+        process.stderr.write('postmix client send: no recipient (use --to or To/Cc headers)\n');
+        process.exitCode = EXIT.usage;
+        return;
+      }
+      const r = await submitLocal(submitTarget(cfg), from, to, raw);
+      if (r.ok) process.stdout.write(`queued as ${r.queueId ?? '?'}: ${r.response}\n`);
+      else {
+        process.stderr.write(`postmix client send: ${r.error}\n`);
+        process.exitCode = r.code !== null && r.code >= 500 ? EXIT.failure : EXIT.unavailable;
+      }
+    });
+
+  cmd
+    .command('status')
+    .description('messages in flight: fragments ACKed per recipient, the path taken and why, expected time left')
+    .option('-c, --config <file>', 'TOML configuration', defaultConfigPath())
+    .option('--all', 'include delivered and bounced messages', false)
+    .option('--json', 'machine-readable output', false)
+    .action(async (opts: { config: string; all: boolean; json: boolean }) => {
+      const cfg = loadCfg(opts.config, 'client status');
+      if (!cfg) return;
+      const ob = new Outbox(outboxPath(cfg));
+      try {
+        ob.db.pragma('busy_timeout = 5000');
+        const p = ob.progress(opts.all);
+        if (opts.json) {
+          process.stdout.write(JSON.stringify(p, (_k, v: unknown) => (v instanceof Uint8Array ? undefined : v), 2) + '\n');
+          return;
+        }
+        let eta = null;
+        try {
+          const net = await loadNetworkDocument(cfg, null);
+          const d = net?.document();
+          if (d) eta = { mixing: d.mixing, layers: d.layers.length };
+        } catch {
+          /* no document: no estimate */
+        }
+        process.stdout.write(formatStatus(p, eta));
+      } finally {
+        ob.close();
+      }
+    });
+
+  const tokens = cmd.command('tokens').description('the delivery-token wallet');
+  tokens
+    .command('import')
+    .description('import a token bundle (JSON, as a recipient hands it out)')
+    .argument('<bundle>', 'bundle file; - for stdin')
+    .option('-c, --config <file>', 'TOML configuration', defaultConfigPath())
+    .action(async (file: string, opts: { config: string }) => {
+      const cfg = loadCfg(opts.config, 'client tokens import');
+      if (!cfg) return;
+      const text = file === '-' ? Buffer.from(await readStdin()).toString('utf8') : readFileSync(file, 'utf8');
+      const ob = new Outbox(outboxPath(cfg));
+      try {
+        ob.db.pragma('busy_timeout = 5000');
+        const r = new Wallet(ob.db, cfg.overlay.low_tokens_warning).importBundle(text);
+        process.stdout.write(`imported ${r.added} token(s) for ${r.recipient} (key epoch ${r.keyEpoch})${r.duplicates ? `, ${r.duplicates} already held` : ''}\n`);
+      } catch (e) {
+        process.stderr.write(`postmix client tokens import: ${(e as Error).message}\n`);
+        process.exitCode = EXIT.failure;
+      } finally {
+        ob.close();
+      }
+    });
+  tokens
+    .command('list')
+    .description('tokens held per recipient and key epoch')
+    .option('-c, --config <file>', 'TOML configuration', defaultConfigPath())
+    .action((opts: { config: string }) => {
+      const cfg = loadCfg(opts.config, 'client tokens list');
+      if (!cfg) return;
+      const ob = new Outbox(outboxPath(cfg));
+      try {
+        const w = new Wallet(ob.db, cfg.overlay.low_tokens_warning);
+        const rows = w.list();
+        if (rows.length === 0) process.stdout.write('wallet empty\n');
+        for (const r of rows)
+          process.stdout.write(`${r.recipient}  key epoch ${r.keyEpoch}  ${r.unspent} left, ${r.spent} spent${r.unspent <= w.lowWater ? '  (LOW)' : ''}\n`);
+        for (const l of w.low()) process.stderr.write(`warning: only ${l.unspent} token(s) left for ${l.recipient}; ask them for a new bundle\n`);
+      } finally {
+        ob.close();
+      }
+    });
+
+  program
+    .command('sendmail')
+    .description('sendmail-compatible intake: reads a message on stdin (-t: recipients from To/Cc/Bcc; -i: a lone "." does not end it; -f sender)')
+    .helpOption(false)
+    .allowUnknownOption(true)
+    .allowExcessArguments(true)
+    .action(async (_o: unknown, c: Command) => {
+      const code = await sendmailMain(c.args);
+      process.exitCode = code;
+    });
+}
+
+/** `postmix sendmail [-t] [-i|-oi] [-f from] [-C config] [--] [rcpt...]`; returns the exit code (sysexits). */
+export async function sendmailMain(args: readonly string[]): Promise<number> {
+  const a = parseSendmailArgs(args);
+  const cfg = loadCfg(a.config, 'sendmail');
+  if (!cfg) return EXIT.config;
+  const { raw, to, from } = prepareSendmail(a, await readStdin());
+  if (to.length === 0) {
+    process.stderr.write('sendmail: no recipients (give addresses or use -t)\n');
+    return 64; // EX_USAGE
+  }
+  const r = await submitLocal(submitTarget(cfg), from, to, raw);
+  if (r.ok) return 0;
+  process.stderr.write(`sendmail: ${r.error}\n`);
+  return r.code !== null && r.code >= 500 ? 67 /* EX_NOUSER */ : 75; /* EX_TEMPFAIL */
 }
