@@ -1,0 +1,185 @@
+/** Units of the mix node: config, key manager, loop routes and the loop success ratio, network view. */
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../proto/util/daemon.ts';
+import { epochStart, generateIdentity, generateSphinxKey, hex, KeyStore, type DocumentBody, type NodeEntry } from '../proto/pki/index.ts';
+import { DEFAULT_GEOMETRY } from '../proto/sphinx/index.ts';
+import { encodeLoop } from '../proto/fragment/format.ts';
+import { loadMixnodeConfig } from './config.ts';
+import { EpochKeys, KeyFileError, openKeyStore } from './keys.ts';
+import { LoopCover, loopQueueId, loopRoute } from './loops.ts';
+import { NetworkView } from './network.ts';
+
+const tmp = mkdtempSync(join(tmpdir(), 'pm-mixu-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const KEY = Buffer.alloc(32, 1).toString('base64');
+
+describe('mix node config', () => {
+  it('applies defaults, resolves paths against the file, and takes env overrides', () => {
+    const f = join(tmp, 'm.toml');
+    writeFileSync(f, `[mixnode]\ndata_dir = "data"\n[directory]\nthreshold = 1\n[[directory.authorities]]\nurl = "http://127.0.0.1:8080/"\npublic_key = "${KEY}"\n`);
+    const c = loadMixnodeConfig(f, { POSTMIX_MIXNODE_METRICS__PORT: '9333', POSTMIX_MIXNODE_REPLAY__STORE: 'sqlite' });
+    expect(c.dataDir).toBe(join(tmp, 'data'));
+    expect(c.keysDir).toBe(join(tmp, 'data', 'keys'));
+    expect(c.file.mixnode.listen).toBe('/ip4/127.0.0.1/tcp/4001');
+    expect(c.file.metrics.port).toBe(9333);
+    expect(c.file.replay.store).toBe('sqlite');
+    expect(c.authorities[0]!.url).toBe('http://127.0.0.1:8080');
+    expect(c.epoch.length).toBe(3600);
+  });
+
+  it('refuses bad values with the field named', () => {
+    const f = join(tmp, 'bad.toml');
+    writeFileSync(f, `[mixnode]\ndata_dir = "d"\nbogus = 1\n[limits]\nmax_queued_bytes = 10\n[directory]\nthreshold = 3\n[[directory.authorities]]\nurl = "http://a"\npublic_key = "${KEY}"\n`);
+    expect(() => loadMixnodeConfig(f, {})).toThrow(ConfigError);
+    try {
+      loadMixnodeConfig(f, {});
+    } catch (e) {
+      expect((e as Error).message).toContain('limits.max_queued_bytes');
+      expect((e as Error).message).toContain('bogus');
+    }
+    writeFileSync(f, `[mixnode]\ndata_dir = "d"\n[directory]\nthreshold = 3\n[[directory.authorities]]\nurl = "http://a"\npublic_key = "${KEY}"\n`);
+    expect(() => loadMixnodeConfig(f, {})).toThrow(/threshold 3 exceeds/);
+  });
+});
+
+describe('mix node keys', () => {
+  it('refuses a missing identity or one readable by others, with the fix', () => {
+    const d = join(tmp, 'k1');
+    expect(() => openKeyStore(d)).toThrow(/postmix keygen/);
+    KeyStore.create(d, { force: false, epochs: [5] });
+    chmodSync(join(d, 'sphinx-5.key'), 0o640);
+    expect(() => openKeyStore(d)).toThrow(KeyFileError);
+    chmodSync(join(d, 'sphinx-5.key'), 0o600);
+    expect(openKeyStore(d).identity.nodeId.length).toBe(32);
+  });
+
+  it('switches keys exactly at the boundary and keeps the previous one for the grace window', () => {
+    const d = join(tmp, 'k2');
+    const { store } = KeyStore.create(d, { force: false, epochs: [] });
+    const ec = { origin: 1_000_000, length: 100, grace: 20 };
+    let t = epochStart(ec, 7) + 50;
+    const k = new EpochKeys(store, ec, () => t);
+    expect(k.keys()).toEqual([]); // no key files yet
+    k.ensure([7, 8]);
+    expect(k.keys().map((x) => x.epoch)).toEqual([7]);
+    t = epochStart(ec, 8) - 0.001;
+    expect(k.keys().map((x) => x.epoch)).toEqual([7]);
+    t = epochStart(ec, 8);
+    expect(k.keys().map((x) => x.epoch)).toEqual([8, 7]);
+    t = epochStart(ec, 8) + 20;
+    expect(k.keys().map((x) => x.epoch)).toEqual([8]);
+    expect(k.prune(8)).toEqual([7]);
+    expect(store.listSphinxEpochs()).toEqual([8]);
+  });
+});
+
+function entry(layer: number, i: number): NodeEntry {
+  const id = generateIdentity();
+  return {
+    nodeId: id.nodeId,
+    identityKey: id.publicKey,
+    peerId: '12D3KooWGzR5y2tQmk4vKSUaTpa1nGBKxBVhpZ6M6cBYrVhCrtFm',
+    addresses: [`/ip4/127.0.0.1/tcp/${4000 + i}`],
+    sphinxKey: generateSphinxKey(1).publicKey,
+    sphinxKeyNext: new Uint8Array(0),
+    layer,
+  };
+}
+
+function doc(layers: number[], gateways = 1, maxHops = 5, lambdaM = 1): DocumentBody {
+  let i = 0;
+  return {
+    version: 1,
+    epoch: 1,
+    validAfter: 0,
+    validUntil: 100,
+    epochLength: 100,
+    grace: 10,
+    geometry: { ...DEFAULT_GEOMETRY, maxHops },
+    mixing: { lambdaP: 1, lambdaL: 1, lambdaD: 1, lambdaM, mu: 10 },
+    layers: layers.map((n, l) => Array.from({ length: n }, () => entry(l + 1, i++))),
+    gateways: Array.from({ length: gateways }, () => entry(0, i++)),
+    authorities: [],
+    threshold: 1,
+    previousDigest: new Uint8Array(0),
+  };
+}
+
+describe('loop cover', () => {
+  it('routes through the following layers, a gateway, the earlier layers, back to itself', () => {
+    const b = doc([2, 2, 2]);
+    const L = (n: NodeEntry) => (n.layer === 0 ? 'G' : `L${n.layer}`);
+    for (const [k, want] of [
+      [1, 'L2 L3 G L1'],
+      [2, 'L3 G L1 L2'],
+      [3, 'G L1 L2 L3'],
+    ] as const) {
+      const self = b.layers[k - 1]![1]!;
+      const r = loopRoute(b, self);
+      expect(typeof r).not.toBe('string');
+      expect((r as NodeEntry[]).map(L).join(' ')).toBe(want);
+      expect((r as NodeEntry[]).at(-1)).toBe(self);
+    }
+    expect(loopRoute(doc([1, 1, 1], 0), doc([1]).layers[0]![0]!)).toBe('this node is not in the document');
+    const noGw = doc([1, 1, 1], 0);
+    expect(loopRoute(noGw, noGw.layers[0]![0]!)).toMatch(/no gateway/);
+    const short = doc([1, 1, 1], 1, 3);
+    expect(loopRoute(short, short.layers[0]![0]!)).toMatch(/needs 4 hops/);
+  });
+
+  it('counts returns and timeouts, and warns once when the ratio falls (and once when it recovers)', () => {
+    const b = doc([1, 1, 1]);
+    const self = b.layers[0]![0]!;
+    let now = 0;
+    const sent: Uint8Array[] = [];
+    const warns: string[] = [];
+    const infos: string[] = [];
+    const lc = new LoopCover({
+      nodeId: self.nodeId,
+      document: () => b,
+      send: (first, p) => (expect(hex(first.nodeId)).toBe(hex(b.layers[1]![0]!.nodeId)), sent.push(p), true),
+      timeoutS: 5,
+      window: 10,
+      alertRatio: 0.5,
+      minSamples: 4,
+      log: { warn: (_o, m) => warns.push(m ?? ''), info: (_o, m) => infos.push(m ?? ''), debug() {} },
+      now: () => now,
+    });
+    expect(lc.queueId).toEqual(loopQueueId(self.nodeId));
+    for (let i = 0; i < 8; i++) expect(lc.emit()).toBe(true);
+    expect(lc.stats.sent).toBe(8);
+    expect(sent.every((p) => p.length === sent[0]!.length)).toBe(true);
+    // nothing came back within the timeout: all lost, one warning
+    now = 6000;
+    expect(lc.sweep()).toBe(8);
+    expect(lc.ratio).toBe(0);
+    expect(warns.filter((w) => w.includes('not coming back'))).toHaveLength(1);
+    // an unknown loop id is counted, not trusted
+    expect(lc.onReturn(encodeLoop(new Uint8Array(16).fill(9)))).toBe(false);
+    expect(lc.stats.unknown).toBe(1);
+  });
+});
+
+describe('network view', () => {
+  it('routes a layer-k mix only to layer k+1 (the last layer to gateways) and admits every listed peer', () => {
+    const b = doc([2, 2, 2], 2);
+    const me = b.layers[0]![0]!;
+    const v = new NetworkView(me.nodeId);
+    v.add({ body: b, bytes: new Uint8Array(0), bodyBytes: new Uint8Array(0), digest: new Uint8Array(32), signers: [] });
+    expect(v.update(1, false)).toBe(true);
+    expect(v.update(1, false)).toBe(false);
+    expect(v.layer).toBe(1);
+    expect(v.resolveNext(b.layers[1]![0]!.nodeId)).toBeDefined();
+    expect(v.resolveNext(b.layers[2]![0]!.nodeId)).toBeUndefined();
+    expect(v.resolveNext(b.gateways[0]!.nodeId)).toBeUndefined();
+    const last = new NetworkView(b.layers[2]![1]!.nodeId);
+    last.add({ body: b, bytes: new Uint8Array(0), bodyBytes: new Uint8Array(0), digest: new Uint8Array(32), signers: [] });
+    last.update(1, false);
+    expect(last.resolveNext(b.gateways[1]!.nodeId)).toBeDefined();
+    expect(last.resolveNext(b.layers[0]![0]!.nodeId)).toBeUndefined();
+  });
+});
