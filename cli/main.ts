@@ -1,34 +1,46 @@
 import { Command, CommanderError } from 'commander';
-import { registerSphinx } from './sphinx.ts';
-import { registerDirectory } from './directory.ts';
-import { registerMixnode } from './mixnode.ts';
-import { registerGateway } from './gateway.ts';
-import { registerClient } from './client.ts';
-import { registerSim } from './sim.ts';
-import { registerTestnet } from './testnet.ts';
-import { registerKeygen } from './keygen.ts';
 
-/** Builds the `postmix` command tree. Each role contributes its own sub-commands. */
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Each top-level sub-command and the module that registers it. Modules load lazily: a
+ * `postmix mixnode run` process loads the mix node and libp2p, not the simulator's plotting
+ * library, so the daemons of a testnet start in a fraction of the time.
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  testnet: async () => (await import('./testnet.ts')).registerTestnet,
+  sphinx: async () => (await import('./sphinx.ts')).registerSphinx,
+  keygen: async () => (await import('./keygen.ts')).registerKeygen,
+  directory: async () => (await import('./directory.ts')).registerDirectory,
+  mixnode: async () => (await import('./mixnode.ts')).registerMixnode,
+  gateway: async () => (await import('./gateway.ts')).registerGateway,
+  client: async () => (await import('./client.ts')).registerClient,
+  sendmail: async () => (await import('./client.ts')).registerClient,
+  sim: async () => (await import('./sim.ts')).registerSim,
+};
+
+/** Builds the `postmix` command tree: only `only`'s module when given, else every command. */
+export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command('postmix')
     .description(
       'postmix: an anonymous delivery overlay for email (Sphinx packets through a mixnet to the recipient gateway)',
     )
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)');
-  registerTestnet(program);
-  registerSphinx(program);
-  registerKeygen(program);
-  registerDirectory(program);
-  registerMixnode(program);
-  registerGateway(program);
-  registerClient(program);
-  registerSim(program);
+  const names = only && COMMANDS[only] ? [only] : Object.keys(COMMANDS);
+  const done = new Set<Register>();
+  for (const name of names) {
+    const register = await COMMANDS[name]!();
+    if (done.has(register)) continue; // client.ts registers both `client` and `sendmail`
+    done.add(register);
+    register(program);
+  }
   return program;
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const first = argv.slice(2).find((a) => !a.startsWith('-'));
+  const program = await buildProgram(first);
   program.exitOverride();
   try {
     await program.parseAsync(argv);

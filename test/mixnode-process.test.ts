@@ -64,7 +64,7 @@ async function runCli(args: string[]): Promise<{ code: number; stderr: string }>
   process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
   process.stdout.write = (() => true) as typeof process.stdout.write;
   try {
-    await buildProgram().exitOverride().parseAsync(['node', 'postmix', ...args]);
+    await (await buildProgram()).exitOverride().parseAsync(['node', 'postmix', ...args]);
   } finally {
     process.stderr.write = err;
     process.stdout.write = out;

@@ -31,7 +31,7 @@ async function keygen(args: string[]): Promise<number> {
   const out = process.stdout.write;
   process.stdout.write = (() => true) as typeof process.stdout.write; // keep the test output clean
   try {
-    await buildProgram().exitOverride().parseAsync(['node', 'postmix', 'keygen', ...args]);
+    await (await buildProgram()).exitOverride().parseAsync(['node', 'postmix', 'keygen', ...args]);
   } finally {
     process.stdout.write = out;
   }

@@ -1,0 +1,61 @@
+/**
+ * Test messages: RFC 5322 messages shaped like PGP/MIME mail (postmix expects mail that is
+ * already encrypted end to end; the armored block here is random bytes, not real ciphertext).
+ * Each ends with CRLF, as SMTP DATA delivers it, so Maildir bytes can be compared exactly.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { maildirPath } from './maildir-mx.ts';
+
+export function makeMessage(opts: { id: string; from: string; to: string; size: number; date?: Date }): Uint8Array {
+  const domain = opts.from.split('@')[1] ?? 'localhost';
+  const boundary = `pgp-${opts.id}`;
+  const head =
+    `From: ${opts.from}\r\nTo: ${opts.to}\r\nSubject: postmix testnet ${opts.id}\r\n` +
+    `Date: ${(opts.date ?? new Date()).toUTCString().replace('GMT', '+0000')}\r\n` +
+    `Message-ID: <${opts.id}@${domain}>\r\nMIME-Version: 1.0\r\n` +
+    `Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="${boundary}"\r\n\r\n` +
+    `--${boundary}\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n` +
+    `--${boundary}\r\nContent-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\n`;
+  const tail = `-----END PGP MESSAGE-----\r\n\r\n--${boundary}--\r\n`;
+  const bodyBytes = Math.max(0, opts.size - head.length - tail.length);
+  const b64 = randomBytes(Math.ceil((bodyBytes * 3) / 4) + 3).toString('base64').slice(0, bodyBytes);
+  const lines: string[] = [];
+  // 76-character lines; the line ends count towards the size
+  for (let i = 0; i < b64.length; i += 76) lines.push(b64.slice(i, i + 76));
+  return new TextEncoder().encode(head + lines.map((l) => l + '\r\n').join('') + tail);
+}
+
+export interface MailboxFind {
+  /** Files whose bytes equal the submitted message exactly. */
+  readonly exact: string[];
+  /** Files that carry the message's id but differ (damaged or altered). */
+  readonly altered: string[];
+  /** mtime (ms) of the first exact copy */
+  readonly firstArrivalMs: number | null;
+}
+
+/** Looks for a message in a recipient's Maildir (new/ and cur/). */
+export function findInMaildir(root: string, recipient: string, id: string, bytes: Uint8Array): MailboxFind {
+  const dir = maildirPath(root, recipient);
+  const exact: string[] = [];
+  const altered: string[] = [];
+  let first: number | null = null;
+  const needle = `Message-ID: <${id}@`;
+  const want = Buffer.from(bytes);
+  for (const sub of ['new', 'cur']) {
+    const d = join(dir, sub);
+    if (!existsSync(d)) continue;
+    for (const f of readdirSync(d)) {
+      const p = join(d, f);
+      const got = readFileSync(p);
+      if (got.equals(want)) {
+        exact.push(p);
+        const name = Number(f.split('.')[0]);
+        if (Number.isFinite(name) && (first === null || name < first)) first = name;
+      } else if (got.includes(needle)) altered.push(p);
+    }
+  }
+  return { exact, altered, firstArrivalMs: first };
+}

@@ -1,0 +1,204 @@
+/**
+ * Starts the daemons of a testnet — 3 directory authorities, L layers of W mixes, one gateway
+ * per overlay domain — each as its own `postmix … run` process with its own TOML config, key
+ * directory and log under the run directory, exactly as an operator would run them.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'smol-toml';
+import { DEFAULT_EPOCH, KeyStore, fetchDocument, type VerifiedDocument } from '../../proto/pki/index.ts';
+import type { MixingParams } from '../../proto/mixing/params.ts';
+import type { Geometry } from '../../proto/sphinx/geometry.ts';
+import { freePorts } from './ports.ts';
+import type { Supervisor } from './processes.ts';
+
+export interface NetworkPlan {
+  readonly dir: string;
+  readonly authorities: number;
+  readonly threshold: number;
+  readonly layers: number;
+  readonly layerSize: number;
+  readonly gatewayDomains: readonly string[];
+  readonly epochLength: number;
+  readonly grace: number;
+  readonly geometry: Geometry;
+  readonly mixing: MixingParams;
+  /** Per gateway domain: where its MX listens. */
+  readonly mx: ReadonlyMap<string, { host: string; port: number }>;
+  readonly logLevel: string;
+}
+
+export interface AuthorityInfo {
+  readonly name: string;
+  readonly url: string;
+  readonly publicKey: string; // base64
+  readonly publicKeyHex: string;
+}
+
+export interface GatewayInfo {
+  readonly name: string;
+  readonly domain: string;
+  readonly config: string;
+  readonly issuanceUrl: string;
+}
+
+export interface RunningNetwork {
+  readonly authorities: readonly AuthorityInfo[];
+  readonly mixes: readonly string[];
+  readonly gateways: readonly GatewayInfo[];
+}
+
+const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
+
+function write(path: string, obj: Record<string, unknown>): string {
+  writeFileSync(path, stringify(obj) + '\n');
+  return path;
+}
+
+function directorySection(plan: NetworkPlan, auths: readonly AuthorityInfo[]) {
+  return {
+    threshold: plan.threshold,
+    epoch_length: plan.epochLength,
+    epoch_origin: DEFAULT_EPOCH.origin,
+    grace: plan.grace,
+    retry_ms: 500,
+    timeout_ms: 3000,
+    authorities: auths.map((a) => ({ url: a.url, public_key: a.publicKey })),
+  };
+}
+
+/** Writes keys and configs and starts every daemon; resolves once each process says it listens. */
+export async function startNetwork(plan: NetworkPlan, sup: Supervisor, progress: (s: string) => void): Promise<RunningNetwork> {
+  const nMix = plan.layers * plan.layerSize;
+  const ports = await freePorts(plan.authorities + nMix + plan.gatewayDomains.length * 2);
+  let pi = 0;
+  const next = () => ports[pi++]!;
+
+  // directory authorities
+  const auths: AuthorityInfo[] = [];
+  const authDirs: string[] = [];
+  for (let i = 1; i <= plan.authorities; i++) {
+    const dir = join(plan.dir, `auth${i}`);
+    mkdirSync(dir, { recursive: true });
+    const { identity } = KeyStore.create(dir, { force: false, epochs: [] });
+    auths.push({
+      name: `auth${i}`,
+      url: `http://127.0.0.1:${next()}`,
+      publicKey: b64(identity.publicKey),
+      publicKeyHex: Buffer.from(identity.publicKey).toString('hex'),
+    });
+    authDirs.push(dir);
+  }
+  auths.forEach((a, i) => {
+    const dir = authDirs[i]!;
+    const cfg = write(join(dir, 'directory.toml'), {
+      authority: {
+        identity_key: join(dir, 'identity.key'),
+        database: join(dir, 'directory.sqlite'),
+        listen_host: '127.0.0.1',
+        listen_port: Number(new URL(a.url).port),
+        log_level: plan.logLevel,
+      },
+      network: {
+        threshold: plan.threshold,
+        layers: plan.layers,
+        epoch_length: plan.epochLength,
+        epoch_origin: DEFAULT_EPOCH.origin,
+        grace: plan.grace,
+        geometry: { max_hops: plan.geometry.maxHops, per_hop_size: plan.geometry.perHopSize, payload_size: plan.geometry.payloadSize },
+        mixing: { lambda_p: plan.mixing.lambdaP, lambda_l: plan.mixing.lambdaL, lambda_d: plan.mixing.lambdaD, lambda_m: plan.mixing.lambdaM, mu: plan.mixing.mu },
+      },
+      authorities: auths.map((x) => ({ url: x.url, public_key: x.publicKey })),
+    });
+    sup.start(a.name, ['directory', 'run', '--config', cfg]);
+  });
+  await Promise.all(auths.map((a) => sup.waitForLog(a.name, /directory authority listening/, 30_000)));
+  progress(`${auths.length} directory authorities up (threshold ${plan.threshold})`);
+
+  // mixes
+  const mixes: string[] = [];
+  for (let l = 1; l <= plan.layers; l++) {
+    for (let w = 1; w <= plan.layerSize; w++) {
+      const name = `mix-l${l}-${w}`;
+      const dir = join(plan.dir, name);
+      mkdirSync(dir, { recursive: true });
+      KeyStore.create(join(dir, 'keys'), { force: false, epochs: [] });
+      const cfg = write(join(dir, 'mixnode.toml'), {
+        mixnode: { data_dir: dir, listen: `/ip4/127.0.0.1/tcp/${next()}`, layer_preference: l, log_level: plan.logLevel, tick_ms: 250 },
+        metrics: { enabled: false },
+        directory: directorySection(plan, auths),
+      });
+      sup.start(name, ['mixnode', 'run', '--config', cfg]);
+      mixes.push(name);
+    }
+  }
+
+  // gateways
+  const gateways: GatewayInfo[] = [];
+  plan.gatewayDomains.forEach((domain, i) => {
+    const name = `gw-${domain.split('.')[0]}`;
+    const dir = join(plan.dir, name);
+    mkdirSync(dir, { recursive: true });
+    KeyStore.create(join(dir, 'keys'), { force: false, epochs: [] });
+    const mx = plan.mx.get(domain);
+    if (!mx) throw new Error(`no MX for ${domain}`);
+    const issuancePort = next();
+    const cfg = write(join(dir, 'gateway.toml'), {
+      gateway: { data_dir: dir, listen: `/ip4/127.0.0.1/tcp/${next()}`, domains: [domain], log_level: plan.logLevel, tick_ms: 250 },
+      mx: { host: mx.host, port: mx.port, protocol: 'smtp', starttls: 'never', retry_base_s: 1, retry_max_s: 5, helo_name: `gw.${domain}` },
+      issuance: { enabled: true, host: '127.0.0.1', port: issuancePort, public_url: `http://127.0.0.1:${issuancePort}/` },
+      metrics: { enabled: false },
+      directory: directorySection(plan, auths),
+    });
+    gateways.push({ name, domain, config: cfg, issuanceUrl: `http://127.0.0.1:${issuancePort}/` });
+    void i;
+  });
+  return { authorities: auths, mixes, gateways };
+}
+
+/** Starts the gateway processes (after their users exist in their databases). */
+export async function startGateways(net: RunningNetwork, sup: Supervisor): Promise<void> {
+  for (const g of net.gateways) sup.start(g.name, ['gateway', 'run', '--config', g.config]);
+  await Promise.all([
+    ...net.mixes.map((m) => sup.waitForLog(m, /mix node listening/, 30_000)),
+    ...net.gateways.map((g) => sup.waitForLog(g.name, /gateway listening/, 30_000)),
+  ]);
+}
+
+/**
+ * Waits until the authorities publish a current document that lists every mix and gateway
+ * (nodes join at the epoch after their first upload, so this takes one to two epochs).
+ */
+export async function waitForFullDocument(
+  net: RunningNetwork,
+  plan: NetworkPlan,
+  timeoutMs: number,
+  progress: (s: string) => void,
+): Promise<VerifiedDocument> {
+  const end = Date.now() + timeoutMs;
+  const authorities = net.authorities.map((a) => Uint8Array.from(Buffer.from(a.publicKey, 'base64')));
+  let last = '';
+  for (;;) {
+    try {
+      const doc = await fetchDocument('current', {
+        urls: net.authorities.map((a) => a.url),
+        authorities,
+        threshold: plan.threshold,
+        now: Math.floor(Date.now() / 1000),
+        timeoutMs: 2000,
+      });
+      const mixes = doc.body.layers.flat().length;
+      const gws = doc.body.gateways.length;
+      const msg = `network document for epoch ${doc.body.epoch}: ${mixes} mixes in ${doc.body.layers.length} layers, ${gws} gateways, ${doc.signers.length} signatures`;
+      if (msg !== last) progress(msg);
+      last = msg;
+      if (mixes === net.mixes.length && gws === net.gateways.length) return doc;
+    } catch (e) {
+      const msg = `waiting for the first network document (${(e as Error).message.split('\n')[0]})`;
+      if (msg !== last) progress(msg);
+      last = msg;
+    }
+    if (Date.now() > end) throw new Error(`no complete network document after ${Math.round(timeoutMs / 1000)} s`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}

@@ -1,0 +1,85 @@
+/** The testnet's final report: one row per message, totals, and a table for humans. */
+
+export type MessagePath = 'overlay' | 'smtp-fallback' | 'refused';
+
+export interface MessageReport {
+  readonly id: string;
+  readonly from: string;
+  readonly to: string;
+  readonly bytes: number;
+  /** The path the client took (from its status), or the expected one if it never said. */
+  readonly path: MessagePath;
+  /** What the run expected for this message. */
+  readonly expected: MessagePath;
+  /** True only when the bytes in the recipient's mailbox equal the bytes submitted. */
+  readonly intact: boolean;
+  /** Copies found in the recipient's mailbox (1 is right for a delivered message, 0 for a refused one). */
+  readonly copies: number;
+  readonly latency_s: number | null;
+  readonly ok: boolean;
+  readonly note: string;
+}
+
+export interface TestnetReport {
+  readonly ok: boolean;
+  readonly wall_s: number;
+  readonly topology: Record<string, unknown>;
+  readonly messages: readonly MessageReport[];
+  readonly totals: {
+    readonly messages: number;
+    readonly ok: number;
+    readonly overlay: number;
+    readonly smtp_fallback: number;
+    readonly refused: number;
+    readonly intact: number;
+    readonly latency_mean_s: number | null;
+    readonly latency_max_s: number | null;
+  };
+  readonly killed: readonly string[];
+  readonly run_dir: string | null;
+}
+
+export function totals(messages: readonly MessageReport[]): TestnetReport['totals'] {
+  const lat = messages.map((m) => m.latency_s).filter((x): x is number => x !== null);
+  return {
+    messages: messages.length,
+    ok: messages.filter((m) => m.ok).length,
+    overlay: messages.filter((m) => m.path === 'overlay').length,
+    smtp_fallback: messages.filter((m) => m.path === 'smtp-fallback').length,
+    refused: messages.filter((m) => m.path === 'refused').length,
+    intact: messages.filter((m) => m.intact).length,
+    latency_mean_s: lat.length ? lat.reduce((a, b) => a + b, 0) / lat.length : null,
+    latency_max_s: lat.length ? Math.max(...lat) : null,
+  };
+}
+
+export function renderTable(r: TestnetReport): string {
+  const head = ['message', 'from', 'to', 'bytes', 'path', 'intact', 'copies', 'latency', 'result'];
+  const rows = r.messages.map((m) => [
+    m.id,
+    m.from,
+    m.to,
+    String(m.bytes),
+    m.path,
+    m.intact ? 'yes' : m.expected === 'refused' ? '-' : 'NO',
+    String(m.copies),
+    m.latency_s === null ? '-' : `${m.latency_s.toFixed(1)} s`,
+    m.ok ? 'ok' : `FAIL: ${m.note}`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  const t = r.totals;
+  return [
+    line(head),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map(line),
+    '',
+    `${t.ok}/${t.messages} as expected: ${t.overlay} through the mixnet, ${t.smtp_fallback} by SMTP fallback, ${t.refused} refused; ` +
+      `${t.intact} byte-identical in the recipient's Maildir` +
+      (t.latency_mean_s === null ? '' : `; latency mean ${t.latency_mean_s.toFixed(1)} s, max ${t.latency_max_s!.toFixed(1)} s`),
+    r.killed.length ? `killed mid-run (SIGKILL): ${r.killed.join(', ')}` : '',
+    r.ok ? 'RESULT: every message went where it should, intact.' : 'RESULT: FAILED',
+  ]
+    .filter((l) => l !== '')
+    .join('\n');
+}
