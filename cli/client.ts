@@ -4,14 +4,12 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, createLogger, EXIT, loadConfig, onShutdown } from '../proto/util/daemon.ts';
 import { ClientConfigSchema, outboxPath, type ClientConfig } from '../client/config.ts';
-import { runClient } from '../client/daemon.ts';
 import { Outbox } from '../client/outbox.ts';
 import { Wallet } from '../client/wallet.ts';
 import { formatStatus } from '../client/status.ts';
 import { submitLocal } from '../client/submit.ts';
 import { recipientsFromHeaders, headerValues, addressesIn } from '../client/intake.ts';
 import { parseSendmailArgs, prepareSendmail } from '../client/sendmail.ts';
-import { attachLink, loadNetworkDocument } from '../client/network.ts';
 
 export const CLIENT_ENV_PREFIX = 'POSTMIX_CLIENT';
 
@@ -40,7 +38,7 @@ Configuration (TOML; docs/client.md has a complete example):
   [routing]    overlay_only (false) overlay_only_recipients [] force_smtp []
   [strip]      received x_mailer user_agent message_id_host (all false)
   [bounce]     maildir (~/Maildir): where bounces (RFC 3464 DSNs) are written
-  [network]    document authorities threshold home_gateway
+  [network]    document authority_urls refresh_s authorities threshold home_gateway
   [overlay]    max_attempts (5) timeout_factor (3) timeout_margin_ms (5000) cover (true) low_tokens_warning (3)
   [metrics]    enabled (false) host (127.0.0.1) port
 Environment overrides: ${CLIENT_ENV_PREFIX}_<SECTION>__<KEY>=value (e.g. ${CLIENT_ENV_PREFIX}_SMTP__PORT=2526).
@@ -70,6 +68,9 @@ export function registerClient(program: Command): void {
       const cfg = loadCfg(opts.config, 'client run');
       if (!cfg) return;
       const log = createLogger('client', cfg.log.level);
+      // loaded here so the other client commands start fast (libp2p is heavy)
+      const { runClient } = await import('../client/daemon.ts');
+      const { attachLink, loadNetworkDocument, refreshDocument } = await import('../client/network.ts');
       let network = null;
       try {
         network = await loadNetworkDocument(cfg, log);
@@ -79,7 +80,10 @@ export function registerClient(program: Command): void {
       try {
         const c = await runClient(cfg, { log, network });
         const attached = network ? await attachLink(network, (item) => c.core.onMailboxItem(item), log) : null;
+        const net = network;
+        const refresher = net ? setInterval(() => void refreshDocument(net, cfg, log), cfg.network.refresh_s * 1000) : null;
         onShutdown(log, async () => {
+          if (refresher) clearInterval(refresher);
           await attached?.stop();
           await c.stop();
         });
@@ -135,6 +139,7 @@ export function registerClient(program: Command): void {
         }
         let eta = null;
         try {
+          const { loadNetworkDocument } = await import('../client/network.ts');
           const net = await loadNetworkDocument(cfg, null);
           const d = net?.document();
           if (d) eta = { mixing: d.mixing, layers: d.layers.length };

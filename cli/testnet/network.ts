@@ -112,7 +112,7 @@ export async function startNetwork(plan: NetworkPlan, sup: Supervisor, progress:
     });
     sup.start(a.name, ['directory', 'run', '--config', cfg]);
   });
-  await Promise.all(auths.map((a) => sup.waitForLog(a.name, /directory authority listening/, 30_000)));
+  await Promise.all(auths.map((a) => sup.waitForLog(a.name, /directory authority listening/, 60_000)));
   progress(`${auths.length} directory authorities up (threshold ${plan.threshold})`);
 
   // mixes
@@ -160,8 +160,8 @@ export async function startNetwork(plan: NetworkPlan, sup: Supervisor, progress:
 export async function startGateways(net: RunningNetwork, sup: Supervisor): Promise<void> {
   for (const g of net.gateways) sup.start(g.name, ['gateway', 'run', '--config', g.config]);
   await Promise.all([
-    ...net.mixes.map((m) => sup.waitForLog(m, /mix node listening/, 30_000)),
-    ...net.gateways.map((g) => sup.waitForLog(g.name, /gateway listening/, 30_000)),
+    ...net.mixes.map((m) => sup.waitForLog(m, /mix node listening/, 60_000)),
+    ...net.gateways.map((g) => sup.waitForLog(g.name, /gateway listening/, 60_000)),
   ]);
 }
 

@@ -1,0 +1,84 @@
+/** The client's TOML config (docs/client.md lists every key). Env overrides: POSTMIX_CLIENT_SECTION__KEY. */
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+
+const port = z.number().int().min(0).max(65535);
+
+export const ClientConfigSchema = z.object({
+  data_dir: z.string().min(1),
+  log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).prefault({}),
+  smtp: z
+    .object({
+      host: z.string().default('127.0.0.1'),
+      port: port.default(2525),
+      /** both empty: no AUTH (refused unless the host is loopback) */
+      user: z.string().default(''),
+      password: z.string().default(''),
+      max_message_bytes: z.number().int().min(1024).default(25 * 1024 * 1024),
+      /** must be true to listen on a non-loopback address */
+      allow_remote: z.boolean().default(false),
+    })
+    .prefault({}),
+  smarthost: z
+    .object({
+      host: z.string().default(''),
+      port: port.default(587),
+      secure: z.boolean().default(false),
+      require_tls: z.boolean().default(true),
+      user: z.string().default(''),
+      password: z.string().default(''),
+      insecure_tls: z.boolean().default(false),
+      /** temporary failures are retried this many times (backing off) before the message bounces */
+      max_attempts: z.number().int().min(1).default(12),
+      retry_base_ms: z.number().int().min(100).default(60_000),
+    })
+    .prefault({}),
+  routing: z
+    .object({
+      overlay_only: z.boolean().default(false),
+      overlay_only_recipients: z.array(z.string()).default([]),
+      force_smtp: z.array(z.string()).default([]),
+    })
+    .prefault({}),
+  strip: z
+    .object({
+      received: z.boolean().default(false),
+      x_mailer: z.boolean().default(false),
+      user_agent: z.boolean().default(false),
+      /** replace the Message-ID host part with the From address's domain */
+      message_id_host: z.boolean().default(false),
+    })
+    .prefault({}),
+  bounce: z.object({ maildir: z.string().default(join(homedir(), 'Maildir')) }).prefault({}),
+  network: z
+    .object({
+      /** the cached signed network document (written by the PKI client) */
+      document: z.string().default(''),
+      /** directory authority base URLs; the daemon fetches the current document from them */
+      authority_urls: z.array(z.string().url()).default([]),
+      /** seconds between document refreshes */
+      refresh_s: z.number().int().min(10).default(300),
+      authorities: z.array(z.string().regex(/^[0-9a-f]{64}$/)).default([]),
+      threshold: z.number().int().min(1).default(1),
+      /** the home gateway (mailbox for ACKs and loops): a mail domain it serves, or its node id in hex */
+      home_gateway: z.string().default(''),
+    })
+    .prefault({}),
+  overlay: z
+    .object({
+      max_attempts: z.number().int().min(1).max(100).default(5),
+      timeout_factor: z.number().min(1).default(3),
+      timeout_margin_ms: z.number().int().min(0).default(5_000),
+      cover: z.boolean().default(true),
+      low_tokens_warning: z.number().int().min(0).default(3),
+    })
+    .prefault({}),
+  metrics: z.object({ host: z.string().default('127.0.0.1'), port: port.default(0), enabled: z.boolean().default(false) }).prefault({}),
+});
+
+export type ClientConfig = z.infer<typeof ClientConfigSchema>;
+
+export function outboxPath(c: Pick<ClientConfig, 'data_dir'>): string {
+  return join(c.data_dir, 'outbox.sqlite');
+}

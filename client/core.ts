@@ -1,0 +1,228 @@
+/**
+ * The client's working parts wired together, without sockets of its own except the SMTP
+ * intake: outbox + wallet + routing + overlay sender + SMTP fallback worker + bounces. The
+ * daemon (daemon.ts) adds config, logs, metrics and timers; tests drive `tick(now)` directly.
+ */
+import { randomBytes } from 'node:crypto';
+import type { DocumentBody, NodeEntry } from '../proto/pki/codec.ts';
+import type { Uniform } from '../proto/mixing/params.ts';
+import type { SphinxSuite } from '../proto/sphinx/index.ts';
+import { normalizeRecipient } from '../proto/tokens/index.ts';
+import type { MailboxItem } from '../proto/mailbox/index.ts';
+import { buildBounce, deliverToMaildir } from './bounce.ts';
+import { SmtpReply, headerValues, addressesIn, relaySmtp, stripHeaders, type SmarthostConfig, type StripOptions, type RelayResult } from './intake.ts';
+import { Outbox, type NewRecipient } from './outbox.ts';
+import { decideRoute, type RouteDecision, type RoutingPolicy } from './routing.ts';
+import { Sender, planOverlay, type PacketSink, type TimeoutPolicy, type SenderStats } from './sender.ts';
+import { Wallet } from './wallet.ts';
+
+export interface Network {
+  /** The current verified document (null: none, overlay off). */
+  document(): DocumentBody | null;
+  /** The client's home gateway for its mailbox. */
+  home(): NodeEntry | null;
+  readonly sink: PacketSink;
+  readonly mailboxId: Uint8Array;
+}
+
+export interface CoreLog {
+  info(o: object, m?: string): void;
+  warn(o: object, m?: string): void;
+}
+
+export interface ClientCoreOptions {
+  readonly outboxPath: string;
+  readonly suite: SphinxSuite;
+  /** null: no overlay network (every recipient is routed by the fallback rules) */
+  readonly network: Network | null;
+  readonly policy: RoutingPolicy;
+  readonly strip: StripOptions & { readonly messageIdFromDomain?: boolean };
+  readonly smarthost: (SmarthostConfig & { readonly maxAttempts: number; readonly retryBaseMs: number }) | null;
+  readonly bounceMaildir: string;
+  readonly maxAttempts?: number;
+  readonly timeout?: TimeoutPolicy;
+  readonly cover?: boolean;
+  readonly lowTokens?: number;
+  readonly uniform?: Uniform;
+  readonly random?: (n: number) => Uint8Array;
+  readonly log?: CoreLog;
+  /** replaceable for tests */
+  readonly relay?: (c: SmarthostConfig, from: string, to: readonly string[], raw: Uint8Array) => Promise<RelayResult>;
+}
+
+export interface CoreCounters {
+  accepted: number;
+  refused: number;
+  smtpRelayed: number;
+  smtpDeferred: number;
+  bounced: number;
+  delivered: number;
+}
+
+export class ClientCore {
+  readonly outbox: Outbox;
+  readonly wallet: Wallet;
+  readonly sender: Sender;
+  readonly counters: CoreCounters = { accepted: 0, refused: 0, smtpRelayed: 0, smtpDeferred: 0, bounced: 0, delivered: 0 };
+  private relaying = false;
+
+  constructor(private readonly o: ClientCoreOptions) {
+    this.outbox = new Outbox(o.outboxPath);
+    this.outbox.db.pragma('busy_timeout = 5000');
+    this.wallet = new Wallet(this.outbox.db, o.lowTokens);
+    const net = o.network;
+    this.sender = new Sender({
+      outbox: this.outbox,
+      suite: o.suite,
+      sink: { send: (h, p) => net?.sink.send(h, p) },
+      document: () => net?.document() ?? null,
+      home: () => net?.home() ?? null,
+      mailboxId: net?.mailboxId ?? new Uint8Array(32),
+      uniform: o.uniform ?? Math.random,
+      random: o.random ?? ((n) => new Uint8Array(randomBytes(n))),
+      maxAttempts: o.maxAttempts,
+      timeout: o.timeout,
+      cover: o.cover,
+      log: o.log,
+      onBounce: (b) => this.writeBounce(b.messageId, b.recipient.address, b.reason, '5.4.7'),
+      onDelivered: () => this.counters.delivered++,
+    });
+  }
+
+  close(): void {
+    this.outbox.close();
+  }
+
+  get stats(): SenderStats {
+    return this.sender.stats;
+  }
+
+  /** The routing decision for one recipient now. */
+  route(address: string): RouteDecision {
+    return decideRoute({
+      recipient: address,
+      document: this.o.network?.document() ?? null,
+      unspentTokens: (r, keys) => this.wallet.count(r, keys),
+      policy: this.o.policy,
+    });
+  }
+
+  /** RCPT TO check: refuse (550) what can go neither way. */
+  checkRecipient(address: string): void {
+    const d = this.route(address);
+    if (d.path === 'refuse') {
+      this.counters.refused++;
+      throw new SmtpReply(550, `5.7.1 <${address}>: ${d.reason}`);
+    }
+    if (d.path === 'smtp' && !this.o.smarthost) {
+      this.counters.refused++;
+      throw new SmtpReply(550, `5.7.1 <${address}>: ${d.reason}, but no smarthost is configured`);
+    }
+  }
+
+  /** Stores a message durably with each recipient's decision. Returns the outbox id. */
+  accept(mailFrom: string, recipients: readonly string[], submitted: Uint8Array, now = Date.now()): string {
+    if (recipients.length === 0) throw new SmtpReply(554, '5.5.1 No valid recipients');
+    let raw = submitted;
+    if (this.o.strip.received || this.o.strip.xMailer || this.o.strip.userAgent || this.o.strip.messageIdFromDomain) {
+      const fromDomain = addressesIn(headerValues(submitted, 'from'))[0]?.split('@')[1] ?? (mailFrom.split('@')[1] || 'localhost.invalid');
+      raw = stripHeaders(submitted, { ...this.o.strip, messageIdHost: this.o.strip.messageIdFromDomain ? fromDomain : '' });
+    }
+    const doc = this.o.network?.document() ?? null;
+    for (let tries = 0; ; tries++) {
+      const rows: NewRecipient[] = [];
+      for (const a of [...new Set(recipients.map(normalizeRecipient))]) {
+        this.checkRecipient(a);
+        const d = this.route(a);
+        if (d.path === 'overlay' && doc) {
+          const tok = this.wallet.pick(a, d.issuerKeys.length > 0 ? d.issuerKeys : undefined);
+          const token = tok?.token ?? new Uint8Array(0);
+          let plan;
+          try {
+            plan = planOverlay(raw, a, token, doc.geometry);
+          } catch (e) {
+            const why = `the message is too large for the overlay (${(e as Error).message})`;
+            if (this.o.policy.overlayOnly || !this.o.smarthost) throw new SmtpReply(552, `5.3.4 <${a}>: ${why}`);
+            rows.push({ address: a, path: 'smtp', reason: `${why}: relaying through the SMTP smarthost (not anonymous)` });
+            continue;
+          }
+          rows.push({ address: a, path: 'overlay', reason: d.reason, domain: d.domain, token, tokenId: tok?.id, ...plan });
+        } else if (d.path === 'smtp') {
+          rows.push({ address: a, path: 'smtp', reason: d.reason });
+        }
+      }
+      try {
+        const id = this.outbox.accept({ mailFrom, raw, recipients: rows, now });
+        this.counters.accepted++;
+        for (const r of rows) {
+          this.o.log?.info({ message: id, recipient: r.address, path: r.path, reason: r.reason }, 'accepted');
+          if (r.path === 'overlay' && r.tokenId !== undefined) {
+            const left = this.wallet.count(r.address);
+            if (left <= this.wallet.lowWater) this.o.log?.warn({ recipient: r.address, left }, 'running low on delivery tokens for this recipient');
+          }
+        }
+        return id;
+      } catch (e) {
+        // another session spent the token we picked: pick again (bounded)
+        if (tries < 3 && /no longer unspent/.test((e as Error).message)) continue;
+        throw e;
+      }
+    }
+  }
+
+  /** Runs due overlay stream events and (asynchronously) due SMTP relays. */
+  tick(now = Date.now()): number {
+    const n = this.sender.step(now);
+    void this.relayDue(now);
+    return n;
+  }
+
+  onMailboxItem(item: MailboxItem, now = Date.now()): void {
+    this.sender.onMailboxItem(item, now);
+  }
+
+  /** Relays due SMTP-fallback recipients (one run at a time). Resolves when this run is done. */
+  async relayDue(now = Date.now()): Promise<void> {
+    if (this.relaying || !this.o.smarthost) return;
+    this.relaying = true;
+    const sh = this.o.smarthost;
+    const relay = this.o.relay ?? relaySmtp;
+    try {
+      for (const r of this.outbox.dueSmtp(now)) {
+        const m = this.outbox.message(r.messageId)!;
+        const res = await relay(sh, m.mailFrom, [r.address], this.outbox.raw(r.messageId));
+        if (res.ok) {
+          this.outbox.markDelivered(r.messageId, r.address);
+          this.counters.smtpRelayed++;
+          this.counters.delivered++;
+          this.o.log?.info({ message: r.messageId, recipient: r.address, response: res.response }, 'relayed through the smarthost');
+        } else if (res.permanent || r.attempts + 1 >= sh.maxAttempts) {
+          const reason = res.permanent ? `the smarthost refused it: ${res.error}` : `the smarthost could not be reached after ${r.attempts + 1} attempts: ${res.error}`;
+          if (this.outbox.markBounced(r.messageId, r.address, reason)) this.writeBounce(r.messageId, r.address, reason, res.permanent ? '5.0.0' : '4.4.1');
+        } else {
+          const next = Date.now() + sh.retryBaseMs * 2 ** Math.min(r.attempts, 8);
+          this.outbox.smtpDeferred(r.messageId, r.address, next, res.error);
+          this.counters.smtpDeferred++;
+          this.o.log?.warn({ message: r.messageId, recipient: r.address, err: res.error, next: new Date(next).toISOString() }, 'smarthost deferred');
+        }
+      }
+    } finally {
+      this.relaying = false;
+    }
+  }
+
+  private writeBounce(messageId: string, recipient: string, reason: string, status: string): void {
+    this.counters.bounced++;
+    try {
+      const m = this.outbox.message(messageId);
+      const raw = this.outbox.raw(messageId);
+      const file = deliverToMaildir(
+        this.o.bounceMaildir,
+        buildBounce({ to: m?.mailFrom ?? '', recipient, reason, status, original: raw, messageId }),
+      );
+      this.o.log?.warn({ message: messageId, recipient, reason, file }, 'bounce written');
+    } catch (e) {
+      this.o.log?.warn({ message: messageId, recipient, reason, err: String(e) }, 'could not write the bounce');
+    }
+  }
+}

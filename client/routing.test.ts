@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { decideRoute, type RoutingPolicy } from './routing.ts';
+import { SimNet } from './testing.ts';
+
+const doc = new SimNet({ domains: ['overlay.test'] }).doc;
+const openDoc = new SimNet({ domains: ['open.test'], openPolicy: true }).doc;
+const none: RoutingPolicy = { overlayOnly: false, overlayOnlyRecipients: [] };
+/** held: recipient → issuer-key byte (the key is 32 × that byte) → count */
+const tokens = (held: Record<string, Record<number, number>>) => (r: string, keys?: readonly Uint8Array[]) =>
+  Object.entries(held[r] ?? {}).reduce((a, [k, n]) => a + (!keys || keys.some((x) => x.every((b) => b === Number(k))) ? n : 0), 0);
+
+describe('routing decision', () => {
+  it('overlay when the domain has a gateway and a token is held (under its issuer key)', () => {
+    const d = decideRoute({ recipient: 'Bob@Overlay.test', document: doc, unspentTokens: tokens({ 'bob@overlay.test': { 3: 2 } }), policy: none });
+    expect(d.path).toBe('overlay');
+    expect(d.recipient).toBe('bob@overlay.test');
+    expect(d.reason).toMatch(/2 token/);
+  });
+
+  it('fallback when no gateway serves the domain, or no document', () => {
+    const d = decideRoute({ recipient: 'c@plain.test', document: doc, unspentTokens: tokens({}), policy: none });
+    expect(d).toMatchObject({ path: 'smtp' });
+    expect(d.reason).toMatch(/no postmix gateway serves plain\.test/);
+    expect(decideRoute({ recipient: 'b@overlay.test', document: null, unspentTokens: tokens({}), policy: none }).reason).toMatch(/no network document/);
+  });
+
+  it('fallback when the wallet is empty or holds only tokens under another issuer key', () => {
+    expect(decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({}), policy: none }).reason).toMatch(/holds no token/);
+    const d = decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({ 'b@overlay.test': { 7: 5 } }), policy: none });
+    expect(d.path).toBe('smtp');
+    expect(d.reason).toMatch(/another issuer key/);
+  });
+
+  it('open policy: overlay without a token', () => {
+    const d = decideRoute({ recipient: 'x@open.test', document: openDoc, unspentTokens: tokens({}), policy: none });
+    expect(d).toMatchObject({ path: 'overlay', open: true });
+    expect(d.reason).toMatch(/open policy/);
+  });
+
+  it('overlay-only (global, per address, per @domain) refuses instead of falling back', () => {
+    expect(decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({}), policy: { overlayOnly: true, overlayOnlyRecipients: [] } })).toMatchObject({
+      path: 'refuse',
+    });
+    expect(decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({}), policy: { overlayOnly: false, overlayOnlyRecipients: ['B@overlay.test'] } }).reason).toMatch(
+      /overlay-only is set for this recipient/,
+    );
+    expect(decideRoute({ recipient: 'z@overlay.test', document: doc, unspentTokens: tokens({}), policy: { overlayOnly: false, overlayOnlyRecipients: ['@overlay.test'] } }).path).toBe('refuse');
+    expect(decideRoute({ recipient: 'z@plain.test', document: doc, unspentTokens: tokens({}), policy: { overlayOnly: false, overlayOnlyRecipients: ['@overlay.test'] } }).path).toBe('smtp');
+    // overlay-only with a token: overlay
+    expect(decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({ 'b@overlay.test': { 3: 1 } }), policy: { overlayOnly: true, overlayOnlyRecipients: [] } }).path).toBe('overlay');
+  });
+
+  it('force_smtp wins over a held token (unless overlay-only); invalid addresses are refused', () => {
+    expect(decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({ 'b@overlay.test': { 3: 1 } }), policy: { ...none, forceSmtp: ['@overlay.test'] } }).path).toBe('smtp');
+    expect(decideRoute({ recipient: 'nobody', document: doc, unspentTokens: tokens({}), policy: none }).path).toBe('refuse');
+  });
+});

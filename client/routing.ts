@@ -1,0 +1,92 @@
+/**
+ * The routing decision per recipient (pure). Overlay when the recipient's domain has a gateway
+ * in the current network document AND the wallet holds an unspent token for that recipient
+ * under a key epoch the gateway still lists (or the gateway declares an open policy); else
+ * the SMTP fallback through the user's own provider, or a refusal when the user set
+ * overlay-only for that recipient or globally. Every decision carries a human reason that the
+ * logs, `postmix client status` and SMTP replies show.
+ */
+import type { DocumentBody, NodeEntry } from '../proto/pki/codec.ts';
+import { normalizeRecipient } from '../proto/tokens/index.ts';
+
+export type RouteDecision =
+  | {
+      readonly path: 'overlay';
+      readonly recipient: string;
+      readonly domain: string;
+      readonly gateway: NodeEntry;
+      /** true when the gateway's policy is open (no token needed; one is still used if held) */
+      readonly open: boolean;
+      /** the gateway's token-issuer public keys from the document (empty: it lists none) */
+      readonly issuerKeys: readonly Uint8Array[];
+      readonly reason: string;
+    }
+  | { readonly path: 'smtp'; readonly recipient: string; readonly reason: string }
+  | { readonly path: 'refuse'; readonly recipient: string; readonly reason: string };
+
+export interface RoutingPolicy {
+  /** Refuse rather than fall back, for every recipient. */
+  readonly overlayOnly: boolean;
+  /** Refuse rather than fall back for these addresses or `@domain` entries. */
+  readonly overlayOnlyRecipients: readonly string[];
+  /** Always use the SMTP fallback for these addresses or `@domain` entries. */
+  readonly forceSmtp?: readonly string[];
+}
+
+export interface RoutingInput {
+  readonly recipient: string;
+  /** The current verified network document, or null when the client has none. */
+  readonly document: DocumentBody | null;
+  /** Unspent wallet tokens for this recipient issued under one of `issuerKeys` (any issuer when undefined). */
+  readonly unspentTokens: (recipient: string, issuerKeys?: readonly Uint8Array[]) => number;
+  readonly policy: RoutingPolicy;
+}
+
+export function domainOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? '' : address.slice(at + 1).toLowerCase();
+}
+
+function listed(list: readonly string[] | undefined, addr: string): boolean {
+  if (!list) return false;
+  const d = domainOf(addr);
+  return list.some((e) => {
+    const x = e.trim().toLowerCase();
+    return x === addr || (x.startsWith('@') && x.slice(1) === d);
+  });
+}
+
+export function overlayOnlyFor(policy: RoutingPolicy, recipient: string): boolean {
+  return policy.overlayOnly || listed(policy.overlayOnlyRecipients, normalizeRecipient(recipient));
+}
+
+export function decideRoute(input: RoutingInput): RouteDecision {
+  const recipient = normalizeRecipient(input.recipient);
+  const domain = domainOf(recipient);
+  const strict = overlayOnlyFor(input.policy, recipient);
+  const fallback = (why: string): RouteDecision =>
+    strict
+      ? { path: 'refuse', recipient, reason: `${why}, and overlay-only is set ${input.policy.overlayOnly ? 'globally' : 'for this recipient'}` }
+      : { path: 'smtp', recipient, reason: `${why}: relaying through the SMTP smarthost (not anonymous)` };
+
+  if (!domain || !recipient.includes('@')) return { path: 'refuse', recipient, reason: 'not a valid address (no domain)' };
+  if (!strict && listed(input.policy.forceSmtp, recipient))
+    return { path: 'smtp', recipient, reason: 'configured to always use the SMTP smarthost for this recipient' };
+  if (!input.document) return fallback('no network document is available');
+  const gateway = input.document.gateways.find((g) => g.gateway?.domains.includes(domain));
+  if (!gateway || !gateway.gateway) return fallback(`no postmix gateway serves ${domain} in network epoch ${input.document.epoch}`);
+  // one POPRF issuer key per gateway (docs/spec/tokens.md); recipient key epochs are inside the tokens
+  const issuerKeys = gateway.gateway.issuerKeys.map((k) => k.publicKey);
+  const open = gateway.gateway.policy === 'open-rate-limited';
+  const n = input.unspentTokens(recipient, issuerKeys.length > 0 ? issuerKeys : undefined);
+  if (n > 0)
+    return { path: 'overlay', recipient, domain, gateway, open, issuerKeys, reason: `gateway for ${domain} in epoch ${input.document.epoch}; ${n} token(s) held` };
+  if (open)
+    return { path: 'overlay', recipient, domain, gateway, open, issuerKeys, reason: `gateway for ${domain} in epoch ${input.document.epoch}; open policy (no token needed)` };
+  const all = input.unspentTokens(recipient);
+  return fallback(
+    all > 0
+      ? `${domain} has a gateway but the ${all} token(s) held for ${recipient} were issued under another issuer key than the one it publishes`
+      : `${domain} has a gateway but the wallet holds no token for ${recipient}`,
+  );
+}

@@ -1,0 +1,239 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
+import { ClientCore } from './core.ts';
+import { StaticNetwork } from './network.ts';
+import { ackTimeoutMs, chooseRoute, nextPoisson, Sender } from './sender.ts';
+import { SimNet, fakeBundle, seededUniform } from './testing.ts';
+import { Outbox } from './outbox.ts';
+
+const dirs: string[] = [];
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'postmix-sender-'));
+  dirs.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const MAILBOX = new Uint8Array(32).fill(0x42);
+
+function core(sim: SimNet, dir: string, o: { cover?: boolean; maxAttempts?: number; seed?: number; overlayOnly?: boolean } = {}) {
+  return new ClientCore({
+    outboxPath: join(dir, 'outbox.sqlite'),
+    suite: nodeSuite,
+    network: new StaticNetwork(sim.doc, sim, MAILBOX),
+    policy: { overlayOnly: o.overlayOnly ?? true, overlayOnlyRecipients: [] },
+    strip: {},
+    smarthost: null,
+    bounceMaildir: join(dir, 'Maildir'),
+    maxAttempts: o.maxAttempts ?? 5,
+    cover: o.cover ?? false,
+    uniform: seededUniform(o.seed ?? 1),
+  });
+}
+
+/** Advances a fake clock from `from` to `to` in `step` ms, delivering mailbox items after each tick. */
+function run(c: ClientCore, sim: SimNet, from: number, to: number, step = 50, until?: () => boolean): number {
+  let t = from;
+  for (; t <= to; t += step) {
+    c.tick(t);
+    for (const item of sim.fetch(MAILBOX)) c.onMailboxItem(item, t);
+    if (until?.()) break;
+  }
+  return t;
+}
+
+function message(size: number): Uint8Array {
+  const head = Buffer.from('From: a@sender.test\r\nTo: bob@overlay.test\r\nSubject: x\r\nContent-Type: application/pgp-encrypted\r\n\r\n');
+  return new Uint8Array(Buffer.concat([head, randomBytes(size)]));
+}
+
+describe('route choice and timeouts', () => {
+  it('one node per layer in layer order, then the gateway; delays drawn per hop', () => {
+    const sim = new SimNet({ layers: 3, perLayer: 3 });
+    const u = seededUniform(7);
+    const seen = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const r = chooseRoute(sim.doc, sim.gateway.entry, u);
+      expect(r).toHaveLength(4);
+      r.slice(0, 3).forEach((h, l) => expect(sim.layers[l]!.some((n) => Buffer.from(n.entry.nodeId).equals(Buffer.from(h.nodeId)))).toBe(true));
+      expect(Buffer.from(r[3]!.nodeId).equals(Buffer.from(sim.gateway.entry.nodeId))).toBe(true);
+      seen.add(Buffer.from(r[0]!.nodeId).toString('hex'));
+    }
+    expect(seen.size).toBe(3);
+  });
+
+  it('the ACK timeout follows the Erlang mean of both routes plus a margin', () => {
+    expect(ackTimeoutMs(4, 4, 10, { factor: 1, marginMs: 0 })).toBe(800);
+    expect(ackTimeoutMs(4, 4, 10, { factor: 3, marginMs: 5000 })).toBe(7400);
+  });
+});
+
+describe('overlay sending through a simulated mixnet (real Sphinx)', () => {
+  it('fragments a message, every fragment with token + SURB, and the gateway reassembles it byte-identical', () => {
+    const sim = new SimNet();
+    const dir = tmp();
+    const c = core(sim, dir);
+    c.wallet.importBundle(fakeBundle('bob@overlay.test', 2));
+    const raw = message(10_000);
+    const id = c.accept('a@sender.test', ['Bob@overlay.test'], raw, 0);
+    const r = c.outbox.recipient(id, 'bob@overlay.test')!;
+    expect(r.path).toBe('overlay');
+    expect(r.token!.length).toBe(100);
+    expect(r.surbLength).toBe(packetSizes(sim.doc.geometry).surb);
+    expect(r.fragmentCount).toBe(Math.ceil(raw.length / (2048 - 37 - 16 - 100 - r.surbLength)));
+    run(c, sim, 0, 60_000, 50, () => c.outbox.message(id)!.state === 'done');
+    expect(c.outbox.message(id)!.state).toBe('done');
+    expect(sim.delivered).toHaveLength(1);
+    expect(Buffer.from(sim.delivered[0]!.bytes).equals(Buffer.from(raw))).toBe(true);
+    expect(c.stats.real).toBe(r.fragmentCount);
+    expect(c.stats.resent).toBe(0);
+    expect(c.stats.acks).toBe(r.fragmentCount);
+    // every delivery route: 3 mixes then the gateway (forward) and 3 mixes then the gateway (ACK)
+    expect(sim.routesSeen.every((p) => p.length === 4)).toBe(true);
+    expect(c.wallet.count('bob@overlay.test')).toBe(1);
+    c.close();
+  });
+
+  it('a mix that drops everything makes the client resend on other routes, and the message still arrives', () => {
+    const sim = new SimNet({ perLayer: 2 });
+    const bad = Buffer.from(sim.layers[0]![0]!.entry.nodeId).toString('hex');
+    sim.blackholes.add(bad);
+    const dir = tmp();
+    const c = core(sim, dir, { maxAttempts: 10 });
+    c.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+    const raw = message(6_000);
+    const id = c.accept('a@sender.test', ['bob@overlay.test'], raw, 0);
+    run(c, sim, 0, 600_000, 100, () => c.outbox.message(id)!.state === 'done');
+    expect(c.outbox.message(id)!.state).toBe('done');
+    expect(Buffer.from(sim.delivered[0]!.bytes).equals(Buffer.from(raw))).toBe(true);
+    expect(c.stats.resent).toBeGreaterThan(0);
+    expect(sim.drops).toBeGreaterThan(0);
+    // resends went through the other layer-1 mix as well
+    expect(new Set(sim.firstHops).size).toBe(2);
+    c.close();
+  });
+
+  it('bounces (DSN in the Maildir) after the attempt limit when nothing comes back', () => {
+    const sim = new SimNet({ perLayer: 1 });
+    sim.blackholes.add(Buffer.from(sim.gateway.entry.nodeId).toString('hex'));
+    const dir = tmp();
+    const c = core(sim, dir, { maxAttempts: 3 });
+    c.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+    const id = c.accept('a@sender.test', ['bob@overlay.test'], message(100), 0);
+    run(c, sim, 0, 300_000, 200, () => c.outbox.message(id)!.state === 'done');
+    const r = c.outbox.recipient(id, 'bob@overlay.test')!;
+    expect(r.state).toBe('bounced');
+    expect(r.error).toMatch(/no ACK .* after 3 attempts/);
+    expect(sim.packetsIn).toBe(3);
+    const files = readdirSync(join(dir, 'Maildir', 'new'));
+    expect(files).toHaveLength(1);
+    const dsn = readFileSync(join(dir, 'Maildir', 'new', files[0]!), 'utf8');
+    expect(dsn).toMatch(/multipart\/report; report-type=delivery-status/);
+    expect(dsn).toMatch(/Final-Recipient: rfc822; bob@overlay.test/);
+    expect(dsn).toMatch(/Action: failed/);
+    expect(dsn).toMatch(/Subject: x/); // the original headers are quoted
+    c.close();
+  });
+
+  it('a final refusal ACK (TokenRefused) bounces at once, without resending', () => {
+    const sim = new SimNet();
+    const dir = tmp();
+    const c = core(sim, dir);
+    c.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+    const tok = c.wallet.pick('bob@overlay.test')!;
+    sim.refusedTokens.add(Buffer.from(tok.token).toString('hex'));
+    const id = c.accept('a@sender.test', ['bob@overlay.test'], message(5_000), 0);
+    run(c, sim, 0, 60_000, 50, () => c.outbox.message(id)!.state === 'done');
+    const r = c.outbox.recipient(id, 'bob@overlay.test')!;
+    expect(r.state).toBe('bounced');
+    expect(r.error).toMatch(/refused the message: TokenRefused/);
+    expect(c.stats.resent).toBe(0);
+    expect(readdirSync(join(dir, 'Maildir', 'new'))).toHaveLength(1);
+    c.close();
+  });
+
+  it('killed mid-send and restarted: finishes the message, ACKs of packets sent before the crash still count, nothing sent twice', () => {
+    const sim = new SimNet();
+    sim.autoDeliver = false; // packets sit "in the network" while the client is down
+    const dir = tmp();
+    let c = core(sim, dir);
+    c.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+    const raw = message(8_000);
+    const id = c.accept('a@sender.test', ['bob@overlay.test'], raw, 0);
+    const n = c.outbox.recipient(id, 'bob@overlay.test')!.fragmentCount;
+    run(c, sim, 0, 1_000, 50);
+    const sentBefore = sim.packetsIn;
+    expect(sentBefore).toBeGreaterThan(0);
+    expect(sentBefore).toBeLessThan(n);
+    c.close(); // crash: no clean shutdown step exists that matters; the outbox is durable at every step
+    sim.flush(); // the network delivers meanwhile; ACKs wait in the mailbox
+    sim.autoDeliver = true;
+    c = core(sim, dir, { seed: 2 });
+    run(c, sim, 1_000, 60_000, 50, () => c.outbox.message(id)?.state === 'done');
+    expect(c.outbox.message(id)!.state).toBe('done');
+    expect(Buffer.from(sim.delivered[0]!.bytes).equals(Buffer.from(raw))).toBe(true);
+    expect(sim.packetsIn).toBe(n); // every fragment exactly once
+    c.close();
+  });
+});
+
+describe('Loopix streams (seeded RNG, fake clock)', () => {
+  it('payload, loop and drop streams have the document rates; real packets replace drop cover', () => {
+    const sim = new SimNet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 0.5, lambdaM: 0, mu: 10 } });
+    const dir = tmp();
+    const c = core(sim, dir, { cover: true, seed: 99, overlayOnly: false });
+    const T = 100_000; // ms of simulated time
+    run(c, sim, 0, T, 1000);
+    const s = c.stats;
+    const within = (got: number, want: number) => expect(Math.abs(got - want)).toBeLessThan(5 * Math.sqrt(want));
+    // idle: the payload stream is all drop cover
+    expect(s.real).toBe(0);
+    within(s.drop, (4 + 0.5) * (T / 1000));
+    within(s.loop, 1 * (T / 1000));
+    expect(s.loopsReturned).toBe(s.loop);
+    // now with mail queued: the total rate stays the same, drops give way to real packets
+    const sim2 = new SimNet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 0.5, lambdaM: 0, mu: 10 } });
+    const c2 = core(sim2, tmp(), { cover: true, seed: 99 });
+    c2.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+    c2.accept('a@sender.test', ['bob@overlay.test'], message(200_000), 0);
+    run(c2, sim2, 0, 20_000, 100);
+    const s2 = c2.stats;
+    expect(s2.real).toBeGreaterThan(0);
+    within(s2.real + s2.drop, (4 + 0.5) * 20);
+    within(s2.real, 4 * 20);
+    c.close();
+    c2.close();
+  });
+
+  it('inter-arrival times of the payload stream are exponential with mean 1/λ', () => {
+    const u = seededUniform(5);
+    const gaps: number[] = [];
+    let t = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const n = nextPoisson(t, 2, u);
+      gaps.push(n - t);
+      t = n;
+    }
+    const mean = gaps.reduce((a, b) => a + b, 0) / gaps.length;
+    expect(Math.abs(mean - 500)).toBeLessThan(15);
+    // P(gap > mean) = e^-1 for an exponential
+    const above = gaps.filter((g) => g > 500).length / gaps.length;
+    expect(Math.abs(above - Math.exp(-1))).toBeLessThan(0.02);
+    expect(nextPoisson(0, 0, u)).toBe(Infinity);
+  });
+
+  it('sends nothing without a document', () => {
+    const ob = new Outbox(':memory:');
+    const sent: Uint8Array[] = [];
+    const s = new Sender({ outbox: ob, suite: nodeSuite, sink: { send: (_h, p) => sent.push(p) }, document: () => null, home: () => null, mailboxId: MAILBOX, uniform: seededUniform(1), random: (n) => new Uint8Array(randomBytes(n)) });
+    expect(s.step(1e9)).toBe(0);
+    expect(s.nextEventAt()).toBe(Infinity);
+    ob.close();
+  });
+});

@@ -1,0 +1,426 @@
+/**
+ * Overlay sending. The pure core builds routes and packets; the `Sender` scheduler runs the
+ * Loopix streams of one client over the outbox:
+ *
+ * - the payload stream, Poisson at λ_P: at each tick the next due fragment goes out, or a drop
+ *   cover packet when none is due (`payloadTick`), so the rate does not say whether the user is
+ *   sending;
+ * - loop cover at λ_L: layer 1 → … → layer L → the home gateway, into the client's mailbox;
+ * - drop cover at λ_D: a random route ending in a Drop command.
+ *
+ * Each fragment carries the token and a fresh SURB (layer 1 → … → layer L → home gateway →
+ * mailbox) for its ACK. An un-ACKed fragment is due again after a timeout derived from the
+ * expected delay of both routes (Erlang mean × factor + margin) and is resent on a fresh route
+ * with a fresh SURB; after `maxAttempts` sends the recipient bounces. A final refusal ACK
+ * (TokenRefused, UnknownRecipient, TooLarge, Inconsistent) bounces at once.
+ *
+ * The scheduler is driven by `step(now)`: the daemon calls it from a timer, tests with a fake
+ * clock. All randomness comes from injected sources, so a seeded run is reproducible.
+ */
+import type { DocumentBody, NodeEntry } from '../proto/pki/codec.ts';
+import {
+  AckStatus,
+  ackIsFinalRefusal,
+  decodePayload,
+  encodeFragment,
+  encodeLoop,
+  splitMessage,
+} from '../proto/fragment/index.ts';
+import { MAIL_QUEUE_ID, type MailboxItem } from '../proto/mailbox/index.ts';
+import {
+  expectedRouteDelaySeconds,
+  payloadTick,
+  sampleExponential,
+  samplePerHopDelayMs,
+  type MixingParams,
+  type Uniform,
+} from '../proto/mixing/params.ts';
+import {
+  SURB_ID_LENGTH,
+  createPacket,
+  createSurb,
+  decodeSurbKeys,
+  encodeSurbKeys,
+  openSurbReply,
+  packetSizes,
+  type Geometry,
+  type RouteHop,
+  type SphinxSuite,
+} from '../proto/sphinx/index.ts';
+import type { Outbox, FragmentRow, RecipientRow } from './outbox.ts';
+
+// ---------------------------------------------------------------------------------------------
+// pure core
+
+/** Picks one node of `layer` (uniformly: the document carries no weights yet). */
+export function pickNode(layer: readonly NodeEntry[], uniform: Uniform): NodeEntry {
+  if (layer.length === 0) throw new Error('a mix layer is empty');
+  return layer[Math.min(layer.length - 1, Math.floor(uniform() * layer.length))]!;
+}
+
+function hop(n: NodeEntry, mu: number, uniform: Uniform): RouteHop {
+  return { nodeId: n.nodeId, publicKey: n.sphinxKey, delayMs: samplePerHopDelayMs(mu, uniform) };
+}
+
+/** One random node per layer, then `last`; every hop's delay drawn from Exp(μ). */
+export function chooseRoute(doc: DocumentBody, last: NodeEntry, uniform: Uniform): RouteHop[] {
+  const route = doc.layers.map((l) => hop(pickNode(l, uniform), doc.mixing.mu, uniform));
+  route.push(hop(last, doc.mixing.mu, uniform));
+  return route;
+}
+
+export interface TimeoutPolicy {
+  /** Multiplies the expected delay (Erlang mean) of forward + reply routes. */
+  readonly factor: number;
+  /** Added for link latency and gateway processing, ms. */
+  readonly marginMs: number;
+}
+
+export const DEFAULT_TIMEOUT: TimeoutPolicy = { factor: 3, marginMs: 5_000 };
+
+/** How long to wait for a fragment's ACK: both routes' expected mixing delay × factor + margin. */
+export function ackTimeoutMs(forwardHops: number, replyHops: number, mu: number, p: TimeoutPolicy = DEFAULT_TIMEOUT): number {
+  return Math.ceil(expectedRouteDelaySeconds(forwardHops + replyHops, mu) * 1000 * p.factor + p.marginMs);
+}
+
+/** What an overlay recipient's fragments look like under a geometry. */
+export interface OverlayPlan {
+  readonly payloadSize: number;
+  readonly surbLength: number;
+  readonly fragmentCount: number;
+}
+
+export function planOverlay(raw: Uint8Array, recipient: string, token: Uint8Array, geom: Geometry): OverlayPlan {
+  const surbLength = packetSizes(geom).surb;
+  const parts = splitMessage({ message: raw, payloadSize: geom.payloadSize, recipient, token, surbLength });
+  return { payloadSize: geom.payloadSize, surbLength, fragmentCount: parts.length };
+}
+
+export interface FragmentPacketInput {
+  readonly suite: SphinxSuite;
+  readonly doc: DocumentBody;
+  readonly gateway: NodeEntry;
+  readonly home: NodeEntry;
+  readonly mailboxId: Uint8Array;
+  readonly wireId: Uint8Array;
+  readonly recipient: string;
+  readonly token: Uint8Array;
+  readonly index: number;
+  readonly count: number;
+  readonly totalLength: number;
+  readonly data: Uint8Array;
+  readonly uniform: Uniform;
+  readonly surbId: Uint8Array;
+}
+
+export interface BuiltFragmentPacket {
+  readonly firstHop: Uint8Array;
+  readonly packet: Uint8Array;
+  readonly surbKeys: Uint8Array;
+  readonly forwardHops: number;
+  readonly replyHops: number;
+  /** The forward route's node ids (for tests and logs at debug level). */
+  readonly route: readonly Uint8Array[];
+}
+
+/** A fragment of one recipient's message, with a fresh SURB, in a packet on a fresh route. */
+export function buildFragmentPacket(i: FragmentPacketInput): BuiltFragmentPacket {
+  const geom = i.doc.geometry;
+  const replyRoute = chooseRoute(i.doc, i.home, i.uniform);
+  const { surb, keys } = createSurb(i.suite, geom, { route: replyRoute, queueId: i.mailboxId, surbId: i.surbId });
+  const payload = encodeFragment(
+    {
+      messageId: i.wireId,
+      index: i.index,
+      count: i.count,
+      totalLength: i.totalLength,
+      recipient: i.recipient,
+      token: i.token,
+      surb,
+      data: i.data,
+    },
+    geom.payloadSize,
+  );
+  const route = chooseRoute(i.doc, i.gateway, i.uniform);
+  const p = createPacket(i.suite, geom, { route, terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID }, payload });
+  return {
+    firstHop: p.firstHop,
+    packet: p.packet,
+    surbKeys: encodeSurbKeys(keys),
+    forwardHops: route.length,
+    replyHops: replyRoute.length,
+    route: route.map((h) => h.nodeId),
+  };
+}
+
+/** Loop cover: through every layer to the home gateway, into our own mailbox. */
+export function buildLoopPacket(suite: SphinxSuite, doc: DocumentBody, home: NodeEntry, mailboxId: Uint8Array, loopId: Uint8Array, uniform: Uniform) {
+  const route = chooseRoute(doc, home, uniform);
+  return createPacket(suite, doc.geometry, { route, terminal: { kind: 'deliver', queueId: mailboxId }, payload: encodeLoop(loopId) });
+}
+
+/** Drop cover: through every layer to a random gateway, which discards it. */
+export function buildDropPacket(suite: SphinxSuite, doc: DocumentBody, uniform: Uniform) {
+  const gw = pickNode(doc.gateways, uniform);
+  const route = chooseRoute(doc, gw, uniform);
+  return createPacket(suite, doc.geometry, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(0) });
+}
+
+// ---------------------------------------------------------------------------------------------
+// the scheduler
+
+export interface PacketSink {
+  /** Hands a packet to the link for the layer-1 node `firstHop`. */
+  send(firstHop: Uint8Array, packet: Uint8Array): void;
+}
+
+export interface SenderStats {
+  real: number;
+  resent: number;
+  drop: number;
+  loop: number;
+  loopsReturned: number;
+  acks: number;
+  badReplies: number;
+  bounced: number;
+}
+
+export interface BounceNotice {
+  readonly messageId: string;
+  readonly recipient: RecipientRow;
+  readonly reason: string;
+}
+
+export interface SenderOptions {
+  readonly outbox: Outbox;
+  readonly suite: SphinxSuite;
+  readonly sink: PacketSink;
+  /** The current network document (null: nothing can be sent over the overlay). */
+  readonly document: () => DocumentBody | null;
+  /** The client's home gateway (its mailbox), from the document. */
+  readonly home: () => NodeEntry | null;
+  readonly mailboxId: Uint8Array;
+  readonly uniform: Uniform;
+  readonly random: (n: number) => Uint8Array;
+  readonly maxAttempts?: number;
+  readonly timeout?: TimeoutPolicy;
+  /** Back-off when the gateway answers RateLimited, ms. */
+  readonly rateLimitBackoffMs?: number;
+  /** Emit cover traffic (loop/drop, and drop in place of real packets). Default true. */
+  readonly cover?: boolean;
+  readonly onBounce?: (b: BounceNotice) => void;
+  readonly onDelivered?: (messageId: string, recipient: string) => void;
+  readonly log?: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
+}
+
+interface Streams {
+  payload: number;
+  loop: number;
+  drop: number;
+}
+
+/** Next event time after `now` for a Poisson process of rate `lambda` per second (ms; Infinity when 0). */
+export function nextPoisson(now: number, lambda: number, uniform: Uniform): number {
+  const s = sampleExponential(lambda, uniform);
+  return Number.isFinite(s) ? now + s * 1000 : Infinity;
+}
+
+export class Sender {
+  readonly stats: SenderStats = { real: 0, resent: 0, drop: 0, loop: 0, loopsReturned: 0, acks: 0, badReplies: 0, bounced: 0 };
+  private next: Streams | null = null;
+  private mixing: MixingParams | null = null;
+  private readonly cache = new Map<string, Uint8Array[]>();
+  private readonly pendingLoops = new Set<string>();
+  private readonly maxAttempts: number;
+  private readonly timeout: TimeoutPolicy;
+
+  constructor(private readonly o: SenderOptions) {
+    this.maxAttempts = o.maxAttempts ?? 5;
+    this.timeout = o.timeout ?? DEFAULT_TIMEOUT;
+  }
+
+  /** When the next stream event is due (ms), or Infinity. */
+  nextEventAt(): number {
+    if (!this.next) return Infinity;
+    return Math.min(this.next.payload, this.next.loop, this.next.drop);
+  }
+
+  private schedule(now: number, doc: DocumentBody): void {
+    const m = doc.mixing;
+    const u = this.o.uniform;
+    if (!this.next || !this.mixing || JSON.stringify(this.mixing) !== JSON.stringify(m)) {
+      this.mixing = m;
+      const cover = this.o.cover ?? true;
+      this.next = {
+        payload: nextPoisson(now, m.lambdaP, u),
+        loop: cover ? nextPoisson(now, m.lambdaL, u) : Infinity,
+        drop: cover ? nextPoisson(now, m.lambdaD, u) : Infinity,
+      };
+    }
+  }
+
+  /**
+   * Runs every stream event due at or before `now`, in time order. Returns how many packets
+   * went out. With no document (or no home gateway) nothing can be built; streams restart when
+   * one arrives.
+   */
+  step(now: number): number {
+    const doc = this.o.document();
+    const home = this.o.home();
+    if (!doc || !home) {
+      this.next = null;
+      return 0;
+    }
+    this.schedule(now, doc);
+    const n = this.next!;
+    const m = doc.mixing;
+    const u = this.o.uniform;
+    const cover = this.o.cover ?? true;
+    let sent = 0;
+    for (let guard = 0; guard < 100_000; guard++) {
+      const t = Math.min(n.payload, n.loop, n.drop);
+      if (!(t <= now)) break;
+      if (t === n.payload) {
+        n.payload = nextPoisson(t, m.lambdaP, u);
+        if (this.sendReal(t, doc, home)) sent++;
+        else if (cover && payloadTick(0) === 'drop') {
+          this.sendDrop(doc);
+          sent++;
+        }
+      } else if (t === n.loop) {
+        n.loop = nextPoisson(t, m.lambdaL, u);
+        this.sendLoop(doc, home);
+        sent++;
+      } else {
+        n.drop = nextPoisson(t, m.lambdaD, u);
+        this.sendDrop(doc);
+        sent++;
+      }
+    }
+    return sent;
+  }
+
+  private fragmentsOf(r: RecipientRow): Uint8Array[] {
+    const key = `${r.messageId}/${r.address}`;
+    let parts = this.cache.get(key);
+    if (!parts) {
+      const raw = this.o.outbox.raw(r.messageId);
+      parts = splitMessage({ message: raw, payloadSize: r.payloadSize, recipient: r.address, token: r.token ?? new Uint8Array(0), surbLength: r.surbLength });
+      if (this.cache.size >= 8) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(key, parts);
+    }
+    return parts;
+  }
+
+  private bounce(r: RecipientRow, reason: string): void {
+    if (!this.o.outbox.markBounced(r.messageId, r.address, reason)) return;
+    this.stats.bounced++;
+    this.cache.delete(`${r.messageId}/${r.address}`);
+    this.o.log?.warn({ message: r.messageId, recipient: r.address, reason }, 'bounced');
+    this.o.onBounce?.({ messageId: r.messageId, recipient: { ...r, state: 'bounced', error: reason }, reason });
+  }
+
+  /** Sends the next due fragment; false when none is due. */
+  private sendReal(now: number, doc: DocumentBody, home: NodeEntry): boolean {
+    const ob = this.o.outbox;
+    for (let guard = 0; guard < 1000; guard++) {
+      const f: FragmentRow | undefined = ob.nextDueFragment(now);
+      if (!f) return false;
+      const r = ob.recipient(f.messageId, f.address)!;
+      if (f.attempts >= this.maxAttempts) {
+        this.bounce(r, `no ACK from the gateway for ${r.domain} after ${f.attempts} attempts (fragment ${f.index + 1} of ${r.fragmentCount})`);
+        continue;
+      }
+      const gw = doc.gateways.find((g) => g.gateway?.domains.includes(r.domain ?? ''));
+      if (!gw) {
+        this.bounce(r, `the network document (epoch ${doc.epoch}) no longer lists a gateway for ${r.domain}`);
+        continue;
+      }
+      if (doc.geometry.payloadSize !== r.payloadSize || packetSizes(doc.geometry).surb !== r.surbLength) {
+        this.bounce(r, `the network's packet geometry changed since the message was accepted; please send it again`);
+        continue;
+      }
+      const parts = this.fragmentsOf(r);
+      const surbId = this.o.random(SURB_ID_LENGTH);
+      const built = buildFragmentPacket({
+        suite: this.o.suite,
+        doc,
+        gateway: gw,
+        home,
+        mailboxId: this.o.mailboxId,
+        wireId: r.wireId,
+        recipient: r.address,
+        token: r.token ?? new Uint8Array(0),
+        index: f.index,
+        count: r.fragmentCount,
+        totalLength: parts.reduce((a, p) => a + p.length, 0),
+        data: parts[f.index]!,
+        uniform: this.o.uniform,
+        surbId,
+      });
+      const deadline = now + ackTimeoutMs(built.forwardHops, built.replyHops, doc.mixing.mu, this.timeout);
+      // durable before the packet leaves: a crash now repeats at most this packet
+      ob.markInFlight(f.messageId, f.address, f.index, surbId, built.surbKeys, deadline, now);
+      this.o.sink.send(built.firstHop, built.packet);
+      this.stats.real++;
+      if (f.attempts > 0) this.stats.resent++;
+      return true;
+    }
+    return false;
+  }
+
+  private sendDrop(doc: DocumentBody): void {
+    if (doc.gateways.length === 0) return;
+    const p = buildDropPacket(this.o.suite, doc, this.o.uniform);
+    this.o.sink.send(p.firstHop, p.packet);
+    this.stats.drop++;
+  }
+
+  private sendLoop(doc: DocumentBody, home: NodeEntry): void {
+    const id = this.o.random(16);
+    const p = buildLoopPacket(this.o.suite, doc, home, this.o.mailboxId, id, this.o.uniform);
+    if (this.pendingLoops.size > 10_000) this.pendingLoops.clear();
+    this.pendingLoops.add(Buffer.from(id).toString('hex'));
+    this.o.sink.send(p.firstHop, p.packet);
+    this.stats.loop++;
+  }
+
+  /** Handles one item fetched from the client's mailbox (an ACK via SURB, or a returning loop). */
+  onMailboxItem(item: MailboxItem, now: number): void {
+    const ob = this.o.outbox;
+    if (!item.surbId) {
+      const d = decodePayload(item.payload);
+      if (d.ok && d.kind === 'loop' && this.pendingLoops.delete(Buffer.from(d.loopId).toString('hex'))) this.stats.loopsReturned++;
+      else this.stats.badReplies++;
+      return;
+    }
+    const s = ob.surb(item.surbId);
+    const doc = this.o.document();
+    const keys = s && decodeSurbKeys(s.keys);
+    if (!s || !keys || !doc) {
+      this.stats.badReplies++;
+      return;
+    }
+    const opened = openSurbReply(this.o.suite, doc.geometry, keys, item.payload);
+    const d = opened.ok ? decodePayload(opened.payload) : null;
+    const r = ob.recipient(s.messageId, s.address);
+    if (!d || !d.ok || d.kind !== 'ack' || !r || d.ack.index !== s.index || !Buffer.from(d.ack.messageId).equals(Buffer.from(r.wireId))) {
+      this.stats.badReplies++;
+      return;
+    }
+    this.stats.acks++;
+    ob.forgetSurb(item.surbId);
+    const st = d.ack.status;
+    if (st === AckStatus.Stored || st === AckStatus.Queued || st === AckStatus.Duplicate) {
+      if (ob.markAcked(s.messageId, s.address, s.index)) {
+        this.cache.delete(`${s.messageId}/${s.address}`);
+        this.o.log?.info({ message: s.messageId, recipient: s.address }, 'delivered to the gateway (every fragment ACKed)');
+        this.o.onDelivered?.(s.messageId, s.address);
+      }
+    } else if (ackIsFinalRefusal(st)) {
+      this.bounce(r, `the gateway for ${r.domain} refused the message: ${AckStatus[st]}`);
+    } else if (st === AckStatus.RateLimited) {
+      ob.backOff(s.messageId, s.address, now + (this.o.rateLimitBackoffMs ?? 60_000), 'gateway rate limit (open policy); retrying later');
+    }
+  }
+}

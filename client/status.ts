@@ -1,0 +1,60 @@
+/** `postmix client status`: messages in flight, progress per recipient, path and why, time left. */
+import { expectedRouteDelaySeconds, type MixingParams } from '../proto/mixing/params.ts';
+import type { Progress } from './outbox.ts';
+
+export function progressBar(done: number, total: number, width = 20): string {
+  const f = total > 0 ? Math.round((done / total) * width) : 0;
+  return `[${'#'.repeat(f)}${'-'.repeat(width - f)}]`;
+}
+
+export interface EtaInput {
+  readonly mixing: MixingParams;
+  /** mix layers in the network (the route has layers + 1 hops each way) */
+  readonly layers: number;
+}
+
+/**
+ * Expected seconds until every fragment of a recipient is ACKed: the fragments not yet ACKed go
+ * out at the payload rate λ_P (shared by every recipient queued before), then one forward and one
+ * reply route's expected mixing delay (Erlang mean).
+ */
+export function expectedSecondsLeft(remaining: number, queuedBefore: number, e: EtaInput): number {
+  if (remaining <= 0) return 0;
+  const send = e.mixing.lambdaP > 0 ? (remaining + queuedBefore) / e.mixing.lambdaP : Infinity;
+  return send + expectedRouteDelaySeconds(2 * (e.layers + 1), e.mixing.mu);
+}
+
+function fmtSeconds(s: number): string {
+  if (!Number.isFinite(s)) return 'unknown';
+  if (s < 90) return `${Math.ceil(s)}s`;
+  if (s < 5400) return `${Math.round(s / 60)}min`;
+  return `${(s / 3600).toFixed(1)}h`;
+}
+
+export function formatStatus(progress: readonly Progress[], eta: EtaInput | null, now = Date.now()): string {
+  if (progress.length === 0) return 'outbox empty: no message in flight\n';
+  const lines: string[] = [];
+  let queued = 0;
+  for (const p of progress) {
+    const m = p.message;
+    const age = fmtSeconds((now - m.createdAt) / 1000);
+    lines.push(`${m.id}  from <${m.mailFrom}>  ${m.size} bytes  accepted ${age} ago${m.state === 'done' ? '  (done)' : ''}`);
+    for (const r of p.recipients) {
+      let state: string;
+      if (r.path === 'overlay') {
+        const remaining = r.fragmentCount - r.acked;
+        const left =
+          r.state === 'active' ? `  ~${eta ? fmtSeconds(expectedSecondsLeft(remaining, queued, eta)) : 'unknown (no network document)'} left` : '';
+        if (r.state === 'active') queued += remaining;
+        state = `${progressBar(r.acked, r.fragmentCount)} ${r.acked}/${r.fragmentCount} fragments ACKed${r.inflight ? ` (${r.inflight} in flight)` : ''}${left}`;
+      } else {
+        state = r.state === 'active' ? `waiting for the smarthost (${r.attempts} attempt(s) so far)` : '';
+      }
+      const st = r.state === 'active' ? '' : ` ${r.state.toUpperCase()}`;
+      lines.push(`  <${r.address}>  ${r.path === 'overlay' ? 'OVERLAY' : 'SMTP'}${st}  ${state}`.trimEnd());
+      lines.push(`      why: ${r.reason}`);
+      if (r.error) lines.push(`      note: ${r.error}`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,200 @@
+/**
+ * Test support: an in-process mixnet with real Sphinx processing (no sockets, no delays) and a
+ * minimal gateway (reassembly + SURB-ACKs + mailbox), so the client's sending, ACK and resend
+ * logic can be tested end to end before the real gateway and link land. Not used in production.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { makeBundle, type Token } from '../proto/tokens/index.ts';
+import type { DocumentBody, NodeEntry } from '../proto/pki/codec.ts';
+import { AckStatus, assemble, decodePayload, encodeAck } from '../proto/fragment/index.ts';
+import { isMailQueue, type MailboxItem } from '../proto/mailbox/index.ts';
+import { DEFAULT_MIXING, type MixingParams } from '../proto/mixing/params.ts';
+import { nodeSuite, packetFromSurb, prepareHopKey, processPacket, type Geometry, type HopPrivateKey } from '../proto/sphinx/index.ts';
+import type { PacketSink } from './sender.ts';
+
+/** The issuer key the simulated gateway publishes; `fakeBundle` tokens carry it. */
+export const SIM_ISSUER_KEY = new Uint8Array(32).fill(3);
+
+export interface SimNode {
+  readonly entry: NodeEntry;
+  readonly key: HopPrivateKey;
+}
+
+function mkNode(name: string, layer: number, domains?: string[]): SimNode {
+  const sk = createHash('sha256').update(`sim-node|${name}`).digest();
+  const identityKey = new Uint8Array(createHash('sha256').update(`sim-id|${name}`).digest());
+  const nodeId = new Uint8Array(createHash('sha256').update(identityKey).digest());
+  const entry: NodeEntry = {
+    nodeId,
+    identityKey,
+    peerId: `sim-${name}`,
+    addresses: [],
+    sphinxKey: nodeSuite.publicKey(new Uint8Array(sk)),
+    sphinxKeyNext: new Uint8Array(0),
+    layer,
+    gateway: domains ? { domains, issuerKeys: [{ keyEpoch: 0, publicKey: SIM_ISSUER_KEY }], keyDirectoryUrl: '', policy: 'token-required' } : undefined,
+  };
+  return { entry, key: prepareHopKey(nodeSuite, new Uint8Array(sk)) };
+}
+
+export interface SimOptions {
+  readonly layers?: number;
+  readonly perLayer?: number;
+  readonly geometry?: Geometry;
+  readonly mixing?: MixingParams;
+  /** mail domains served by the (single) gateway, which is also the client's home */
+  readonly domains?: readonly string[];
+  readonly openPolicy?: boolean;
+}
+
+export class SimNet implements PacketSink {
+  readonly nodes = new Map<string, SimNode>();
+  readonly layers: SimNode[][];
+  readonly gateway: SimNode;
+  readonly doc: DocumentBody;
+  /** node ids (hex) that silently drop every packet */
+  readonly blackholes = new Set<string>();
+  /** token hex strings the gateway refuses */
+  readonly refusedTokens = new Set<string>();
+  /** reassembled messages the gateway queued, by recipient */
+  readonly delivered: { recipient: string; bytes: Uint8Array }[] = [];
+  readonly mailboxes = new Map<string, MailboxItem[]>();
+  /** each forward packet's first hop (hex), in order */
+  readonly firstHops: string[] = [];
+  readonly routesSeen: string[][] = [];
+  packetsIn = 0;
+  drops = 0;
+  private readonly partial = new Map<string, { parts: Map<number, Uint8Array>; count: number; total: number; done: boolean }>();
+  /** when false, packets are queued until `flush()` */
+  autoDeliver = true;
+  private readonly queue: { hop: string; packet: Uint8Array; path: string[] }[] = [];
+
+  constructor(o: SimOptions = {}) {
+    const L = o.layers ?? 3;
+    const per = o.perLayer ?? 2;
+    this.layers = [];
+    for (let l = 1; l <= L; l++) {
+      const layer: SimNode[] = [];
+      for (let i = 0; i < per; i++) layer.push(mkNode(`mix-${l}-${i}`, l));
+      this.layers.push(layer);
+    }
+    this.gateway = mkNode('gateway', 0, [...(o.domains ?? ['overlay.test'])]);
+    if (o.openPolicy) (this.gateway.entry.gateway as { policy: string }).policy = 'open-rate-limited';
+    for (const n of [...this.layers.flat(), this.gateway]) this.nodes.set(Buffer.from(n.entry.nodeId).toString('hex'), n);
+    this.doc = {
+      version: 1,
+      epoch: 1,
+      validAfter: 0,
+      validUntil: 2 ** 31,
+      epochLength: 3600,
+      grace: 600,
+      geometry: o.geometry ?? { maxHops: 5, perHopSize: 64, payloadSize: 2048 },
+      mixing: o.mixing ?? DEFAULT_MIXING,
+      layers: this.layers.map((l) => l.map((n) => n.entry)),
+      gateways: [this.gateway.entry],
+      authorities: [],
+      threshold: 1,
+      previousDigest: new Uint8Array(32),
+    };
+  }
+
+  send(firstHop: Uint8Array, packet: Uint8Array): void {
+    this.packetsIn++;
+    const h = Buffer.from(firstHop).toString('hex');
+    this.firstHops.push(h);
+    this.queue.push({ hop: h, packet, path: [] });
+    if (this.autoDeliver) this.flush();
+  }
+
+  /** Processes every queued packet to its end (forward, ACK replies, loops). */
+  flush(): void {
+    for (let guard = 0; this.queue.length > 0 && guard < 1_000_000; guard++) {
+      const { hop, packet, path } = this.queue.shift()!;
+      this.process(hop, packet, path);
+    }
+  }
+
+  private process(hopHex: string, packet: Uint8Array, path: string[]): void {
+    const node = this.nodes.get(hopHex);
+    if (!node || this.blackholes.has(hopHex)) {
+      this.drops++;
+      return;
+    }
+    const r = processPacket(this.doc.geometry, node.key, packet);
+    const p = [...path, hopHex];
+    if (!r.ok) {
+      this.drops++;
+      return;
+    }
+    if (r.kind === 'forward') {
+      this.queue.push({ hop: Buffer.from(r.next).toString('hex'), packet: r.packet, path: p });
+      return;
+    }
+    if (r.kind === 'drop') return;
+    this.routesSeen.push(p);
+    if (isMailQueue(r.queueId)) this.gatewayIntake(r.payload);
+    else {
+      const k = Buffer.from(r.queueId).toString('hex');
+      const box = this.mailboxes.get(k) ?? [];
+      box.push(r.surbId ? { surbId: r.surbId, payload: r.payload } : { payload: r.payload });
+      this.mailboxes.set(k, box);
+    }
+  }
+
+  private gatewayIntake(payload: Uint8Array): void {
+    const d = decodePayload(payload);
+    if (!d.ok || d.kind !== 'fragment') {
+      this.drops++;
+      return;
+    }
+    const f = d.fragment;
+    const key = Buffer.from(f.messageId).toString('hex');
+    let status: AckStatus;
+    if (this.refusedTokens.has(Buffer.from(f.token).toString('hex'))) status = AckStatus.TokenRefused;
+    else if (!this.gateway.entry.gateway!.domains.includes(f.recipient.split('@')[1] ?? '')) status = AckStatus.UnknownRecipient;
+    else {
+      let m = this.partial.get(key);
+      if (!m) this.partial.set(key, (m = { parts: new Map(), count: f.count, total: f.totalLength, done: false }));
+      if (m.done) status = AckStatus.Duplicate;
+      else {
+        m.parts.set(f.index, f.data);
+        const whole = assemble(m.parts, m.count, m.total);
+        if (whole) {
+          m.done = true;
+          this.delivered.push({ recipient: f.recipient, bytes: whole });
+          status = AckStatus.Queued;
+        } else status = AckStatus.Stored;
+      }
+    }
+    if (f.surb.length === 0) return;
+    const reply = packetFromSurb(nodeSuite, this.doc.geometry, f.surb, encodeAck({ messageId: f.messageId, index: f.index, status }));
+    if (reply.ok) this.queue.push({ hop: Buffer.from(reply.firstHop).toString('hex'), packet: reply.packet, path: [] });
+  }
+
+  /** Takes every item waiting in a mailbox. */
+  fetch(mailboxId: Uint8Array): MailboxItem[] {
+    const k = Buffer.from(mailboxId).toString('hex');
+    const items = this.mailboxes.get(k) ?? [];
+    this.mailboxes.delete(k);
+    return items;
+  }
+}
+
+/** A small deterministic uniform generator (mulberry32) for reproducible tests and benches. */
+export function seededUniform(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A bundle of syntactically valid (not issuer-signed) tokens, for wallet and routing tests. */
+export function fakeBundle(recipient: string, n: number, keyEpoch = 1, issuer: Uint8Array = SIM_ISSUER_KEY): string {
+  const tokens: Token[] = [];
+  for (let i = 0; i < n; i++) tokens.push({ keyEpoch, input: new Uint8Array(randomBytes(32)), output: new Uint8Array(randomBytes(64)) });
+  return JSON.stringify(makeBundle(recipient, issuer, tokens));
+}

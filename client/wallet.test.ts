@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { encodeToken } from '../proto/tokens/index.ts';
+import { fakeBundle } from './testing.ts';
+import { Outbox } from './outbox.ts';
+import { Wallet } from './wallet.ts';
+
+describe('wallet', () => {
+  it('imports a bundle, lists per recipient and epoch, ignores re-imports', () => {
+    const ob = new Outbox(':memory:');
+    const w = new Wallet(ob.db, 2);
+    const b = fakeBundle('Bob@Overlay.test', 3);
+    expect(w.importBundle(b)).toEqual({ recipient: 'bob@overlay.test', keyEpoch: 1, added: 3, duplicates: 0 });
+    expect(w.importBundle(b).duplicates).toBe(3);
+    w.importBundle(fakeBundle('bob@overlay.test', 1, 2));
+    expect(w.list()).toEqual([
+      { recipient: 'bob@overlay.test', keyEpoch: 1, unspent: 3, spent: 0 },
+      { recipient: 'bob@overlay.test', keyEpoch: 2, unspent: 1, spent: 0 },
+    ]);
+    expect(w.count('BOB@overlay.test')).toBe(4);
+    expect(w.count('bob@overlay.test', [new Uint8Array(32).fill(3)])).toBe(4);
+    expect(w.count('bob@overlay.test', [new Uint8Array(32).fill(4)])).toBe(0);
+    ob.close();
+  });
+
+  it('picks the newest accepted epoch; a token is spent once, by the message that used it; warns when low', () => {
+    const ob = new Outbox(':memory:');
+    const w = new Wallet(ob.db, 1);
+    w.importBundle(fakeBundle('b@o.t', 2, 1));
+    w.importBundle(fakeBundle('b@o.t', 1, 2));
+    const t = w.pick('b@o.t')!;
+    expect(t.keyEpoch).toBe(2);
+    expect(w.pick('b@o.t', [new Uint8Array(32).fill(9)])).toBeUndefined();
+    const id = ob.accept({
+      mailFrom: 'a@x',
+      raw: new Uint8Array([65]),
+      now: 0,
+      recipients: [{ address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', token: t.token, tokenId: t.id, payloadSize: 2048, surbLength: 434, fragmentCount: 1 }],
+    });
+    expect(ob.recipient(id, 'b@o.t')!.token).toEqual(t.token);
+    expect(w.count('b@o.t')).toBe(2);
+    expect(w.pick('b@o.t')!.keyEpoch).toBe(1);
+    expect(w.low()).toEqual([]);
+    const t2 = w.pick('b@o.t')!;
+    ob.accept({ mailFrom: 'a@x', raw: new Uint8Array([65]), now: 0, recipients: [{ address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', token: t2.token, tokenId: t2.id, payloadSize: 2048, surbLength: 434, fragmentCount: 1 }] });
+    expect(w.low()).toEqual([{ recipient: 'b@o.t', keyEpoch: 1, unspent: 1, spent: 2 }]);
+    ob.close();
+  });
+
+  it('rejects malformed bundles with a reason', () => {
+    const ob = new Outbox(':memory:');
+    const w = new Wallet(ob.db);
+    expect(() => w.importBundle('nope')).toThrow(/not JSON/);
+    expect(() => w.importBundle(JSON.stringify({ v: 1, recipient: 'b@o.t', keyEpoch: 1, issuerPublicKey: '00'.repeat(32), tokens: ['zz'] }))).toThrow(/malformed/);
+    expect(encodeToken({ keyEpoch: 1, input: new Uint8Array(32), output: new Uint8Array(64) }).length).toBe(100);
+    ob.close();
+  });
+});
