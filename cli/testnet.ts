@@ -1,6 +1,56 @@
-import type { Command } from 'commander';
-import { notBuilt } from './not-built.ts';
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+function int(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}`);
+    return n;
+  };
+}
 
 export function registerTestnet(program: Command): void {
-  notBuilt(program, 'testnet', 'start a whole local network on loopback and deliver real mail', 7);
+  program
+    .command('testnet')
+    .description(
+      'start a whole postmix network on loopback (3 directory authorities, layers of mix nodes, 2 gateways with MXs, ' +
+        'a domain without a gateway behind an SMTP relay, 2 clients with tokens), deliver real mail, and report',
+    )
+    .option('--messages <n>', 'overlay messages each client sends to the other (plus one each to the no-gateway domain)', int('--messages', 0, 1000), 2)
+    .option('--size <bytes>', 'size of each message', int('--size', 200, 10_000_000), 6000)
+    .option('--unauthorized <n>', 'also send N messages to bob from mallory, whose tokens are forged: the gateway must refuse them', int('--unauthorized', 0, 100), 0)
+    .option('--kill-mix <k>', 'SIGKILL K mix processes once packets are in the mixnet; every message must still arrive', int('--kill-mix', 0, 100), 0)
+    .addOption(new Option('--mta <kind>', 'the MXs and the fallback relay: embedded SMTP servers writing Maildirs, or real Postfix').choices(['embedded', 'postfix']).default('embedded'))
+    .option('--layers <n>', 'mix layers', int('--layers', 1, 8), 3)
+    .option('--layer-size <n>', 'mixes per layer', int('--layer-size', 1, 10), 3)
+    .option('--epoch-length <s>', 'epoch length in seconds (short, so the run crosses epochs)', int('--epoch-length', 5, 3600), 20)
+    .option('--mean-delay <ms>', 'mean per-hop mixing delay (1/μ) in milliseconds', int('--mean-delay', 1, 60_000), 50)
+    .option('--timeout <s>', 'give up waiting for deliveries after this many seconds', int('--timeout', 10, 3600), 240)
+    .option('--json', 'print the final report as one JSON object on stdout (progress goes to stderr)', false)
+    .option('--keep <dir>', 'keep the run directory (configs, keys, logs, Maildirs) in DIR')
+    .option('--log-level <level>', 'log level of every node (their logs are in the run directory)', 'info')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 only when every message went where it should, byte-identical and exactly once;\n' +
+        '1 otherwise. See README "What postmix testnet does" for the topology.',
+    )
+    .action(async (o: Record<string, unknown>) => {
+      const { runTestnet, TESTNET_DEFAULTS } = await import('./testnet/run.ts');
+      const report = await runTestnet({
+        ...TESTNET_DEFAULTS,
+        messages: o.messages as number,
+        size: o.size as number,
+        unauthorized: o.unauthorized as number,
+        killMix: o.killMix as number,
+        json: Boolean(o.json),
+        ...(typeof o.keep === 'string' ? { keep: o.keep } : {}),
+        mta: o.mta as 'embedded' | 'postfix',
+        layers: o.layers as number,
+        layerSize: o.layerSize as number,
+        epochLength: o.epochLength as number,
+        meanDelayMs: o.meanDelay as number,
+        timeoutS: o.timeout as number,
+        logLevel: o.logLevel as string,
+      });
+      process.exitCode = report.ok ? 0 : 1;
+    });
 }

@@ -58,7 +58,7 @@ export const ClientConfigSchema = z.object({
       /** directory authority base URLs; the daemon fetches the current document from them */
       authority_urls: z.array(z.string().url()).default([]),
       /** seconds between document refreshes */
-      refresh_s: z.number().int().min(10).default(300),
+      refresh_s: z.number().int().min(1).default(300),
       authorities: z.array(z.string().regex(/^[0-9a-f]{64}$/)).default([]),
       threshold: z.number().int().min(1).default(1),
       /** the home gateway (mailbox for ACKs and loops): a mail domain it serves, or its node id in hex */

@@ -48,6 +48,7 @@ import {
   type SphinxSuite,
 } from '../proto/sphinx/index.ts';
 import type { Outbox, FragmentRow, RecipientRow } from './outbox.ts';
+import { RouteHealth } from './route-health.ts';
 
 // ---------------------------------------------------------------------------------------------
 // pure core
@@ -62,9 +63,12 @@ function hop(n: NodeEntry, mu: number, uniform: Uniform): RouteHop {
   return { nodeId: n.nodeId, publicKey: n.sphinxKey, delayMs: samplePerHopDelayMs(mu, uniform) };
 }
 
-/** One random node per layer, then `last`; every hop's delay drawn from Exp(μ). */
-export function chooseRoute(doc: DocumentBody, last: NodeEntry, uniform: Uniform): RouteHop[] {
-  const route = doc.layers.map((l) => hop(pickNode(l, uniform), doc.mixing.mu, uniform));
+/**
+ * One random node per layer, then `last`; every hop's delay drawn from Exp(μ). With `health`,
+ * nodes that recently lost packets are left out while their layer has others.
+ */
+export function chooseRoute(doc: DocumentBody, last: NodeEntry, uniform: Uniform, health?: RouteHealth): RouteHop[] {
+  const route = doc.layers.map((l) => hop(pickNode(health ? health.usable(l) : l, uniform), doc.mixing.mu, uniform));
   route.push(hop(last, doc.mixing.mu, uniform));
   return route;
 }
@@ -111,6 +115,7 @@ export interface FragmentPacketInput {
   readonly data: Uint8Array;
   readonly uniform: Uniform;
   readonly surbId: Uint8Array;
+  readonly health?: RouteHealth;
 }
 
 export interface BuiltFragmentPacket {
@@ -121,12 +126,14 @@ export interface BuiltFragmentPacket {
   readonly replyHops: number;
   /** The forward route's node ids (for tests and logs at debug level). */
   readonly route: readonly Uint8Array[];
+  /** The SURB's reply route's node ids. */
+  readonly replyRoute: readonly Uint8Array[];
 }
 
 /** A fragment of one recipient's message, with a fresh SURB, in a packet on a fresh route. */
 export function buildFragmentPacket(i: FragmentPacketInput): BuiltFragmentPacket {
   const geom = i.doc.geometry;
-  const replyRoute = chooseRoute(i.doc, i.home, i.uniform);
+  const replyRoute = chooseRoute(i.doc, i.home, i.uniform, i.health);
   const { surb, keys } = createSurb(i.suite, geom, { route: replyRoute, queueId: i.mailboxId, surbId: i.surbId });
   const payload = encodeFragment(
     {
@@ -141,7 +148,7 @@ export function buildFragmentPacket(i: FragmentPacketInput): BuiltFragmentPacket
     },
     geom.payloadSize,
   );
-  const route = chooseRoute(i.doc, i.gateway, i.uniform);
+  const route = chooseRoute(i.doc, i.gateway, i.uniform, i.health);
   const p = createPacket(i.suite, geom, { route, terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID }, payload });
   return {
     firstHop: p.firstHop,
@@ -150,19 +157,24 @@ export function buildFragmentPacket(i: FragmentPacketInput): BuiltFragmentPacket
     forwardHops: route.length,
     replyHops: replyRoute.length,
     route: route.map((h) => h.nodeId),
+    replyRoute: replyRoute.map((h) => h.nodeId),
   };
 }
 
-/** Loop cover: through every layer to the home gateway, into our own mailbox. */
-export function buildLoopPacket(suite: SphinxSuite, doc: DocumentBody, home: NodeEntry, mailboxId: Uint8Array, loopId: Uint8Array, uniform: Uniform) {
-  const route = chooseRoute(doc, home, uniform);
-  return createPacket(suite, doc.geometry, { route, terminal: { kind: 'deliver', queueId: mailboxId }, payload: encodeLoop(loopId) });
+/**
+ * Loop cover: through every layer to the home gateway, into our own mailbox. Cover routes avoid
+ * the same suspect mixes real ones do, so the two kinds stay alike on the wire.
+ */
+export function buildLoopPacket(suite: SphinxSuite, doc: DocumentBody, home: NodeEntry, mailboxId: Uint8Array, loopId: Uint8Array, uniform: Uniform, health?: RouteHealth) {
+  const route = chooseRoute(doc, home, uniform, health);
+  const p = createPacket(suite, doc.geometry, { route, terminal: { kind: 'deliver', queueId: mailboxId }, payload: encodeLoop(loopId) });
+  return { ...p, route: route.map((h) => h.nodeId) };
 }
 
 /** Drop cover: through every layer to a random gateway, which discards it. */
-export function buildDropPacket(suite: SphinxSuite, doc: DocumentBody, uniform: Uniform) {
+export function buildDropPacket(suite: SphinxSuite, doc: DocumentBody, uniform: Uniform, health?: RouteHealth) {
   const gw = pickNode(doc.gateways, uniform);
-  const route = chooseRoute(doc, gw, uniform);
+  const route = chooseRoute(doc, gw, uniform, health);
   return createPacket(suite, doc.geometry, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(0) });
 }
 
@@ -233,6 +245,8 @@ export class Sender {
   private readonly pendingLoops = new Set<string>();
   private readonly maxAttempts: number;
   private readonly timeout: TimeoutPolicy;
+  /** Mixes that lost our packets lately (see RouteHealth). */
+  readonly health = new RouteHealth();
 
   constructor(private readonly o: SenderOptions) {
     this.maxAttempts = o.maxAttempts ?? 5;
@@ -327,6 +341,8 @@ export class Sender {
       const f: FragmentRow | undefined = ob.nextDueFragment(now);
       if (!f) return false;
       const r = ob.recipient(f.messageId, f.address)!;
+      // due again while in flight: the last attempt's ACK never came
+      if (f.state === 'inflight' && f.surbId) this.health.failed(f.surbId);
       if (f.attempts >= this.maxAttempts) {
         this.bounce(r, `no ACK from the gateway for ${r.domain} after ${f.attempts} attempts (fragment ${f.index + 1} of ${r.fragmentCount})`);
         continue;
@@ -357,7 +373,9 @@ export class Sender {
         data: parts[f.index]!,
         uniform: this.o.uniform,
         surbId,
+        health: this.health,
       });
+      this.health.sent(surbId, [...built.route, ...built.replyRoute]);
       const deadline = now + ackTimeoutMs(built.forwardHops, built.replyHops, doc.mixing.mu, this.timeout);
       // durable before the packet leaves: a crash now repeats at most this packet
       ob.markInFlight(f.messageId, f.address, f.index, surbId, built.surbKeys, deadline, now);
@@ -371,14 +389,15 @@ export class Sender {
 
   private sendDrop(doc: DocumentBody): void {
     if (doc.gateways.length === 0) return;
-    const p = buildDropPacket(this.o.suite, doc, this.o.uniform);
+    const p = buildDropPacket(this.o.suite, doc, this.o.uniform, this.health);
     this.o.sink.send(p.firstHop, p.packet);
     this.stats.drop++;
   }
 
   private sendLoop(doc: DocumentBody, home: NodeEntry): void {
     const id = this.o.random(16);
-    const p = buildLoopPacket(this.o.suite, doc, home, this.o.mailboxId, id, this.o.uniform);
+    const p = buildLoopPacket(this.o.suite, doc, home, this.o.mailboxId, id, this.o.uniform, this.health);
+    this.health.sent(id, p.route);
     if (this.pendingLoops.size > 10_000) this.pendingLoops.clear();
     this.pendingLoops.add(Buffer.from(id).toString('hex'));
     this.o.sink.send(p.firstHop, p.packet);
@@ -390,7 +409,10 @@ export class Sender {
     const ob = this.o.outbox;
     if (!item.surbId) {
       const d = decodePayload(item.payload);
-      if (d.ok && d.kind === 'loop' && this.pendingLoops.delete(Buffer.from(d.loopId).toString('hex'))) this.stats.loopsReturned++;
+      if (d.ok && d.kind === 'loop' && this.pendingLoops.delete(Buffer.from(d.loopId).toString('hex'))) {
+        this.stats.loopsReturned++;
+        this.health.succeeded(d.loopId);
+      }
       else this.stats.badReplies++;
       return;
     }
@@ -409,6 +431,7 @@ export class Sender {
       return;
     }
     this.stats.acks++;
+    this.health.succeeded(item.surbId);
     ob.forgetSurb(item.surbId);
     const st = d.ack.status;
     if (st === AckStatus.Stored || st === AckStatus.Queued || st === AckStatus.Duplicate) {

@@ -19,11 +19,19 @@ export function makeMessage(opts: { id: string; from: string; to: string; size: 
     `--${boundary}\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n` +
     `--${boundary}\r\nContent-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\n`;
   const tail = `-----END PGP MESSAGE-----\r\n\r\n--${boundary}--\r\n`;
-  const bodyBytes = Math.max(0, opts.size - head.length - tail.length);
-  const b64 = randomBytes(Math.ceil((bodyBytes * 3) / 4) + 3).toString('base64').slice(0, bodyBytes);
+  // armored lines of up to 76 characters, each ending CRLF, filling the message to exactly `size`
+  // bytes when it is larger than the fixed parts (headers are ASCII, so characters = bytes)
+  let rem = Math.max(0, opts.size - head.length - tail.length);
+  const pool = randomBytes(Math.ceil(rem * 0.75) + 8).toString('base64').replace(/[+/=]/g, 'A');
   const lines: string[] = [];
-  // 76-character lines; the line ends count towards the size
-  for (let i = 0; i < b64.length; i += 76) lines.push(b64.slice(i, i + 76));
+  let at = 0;
+  while (rem >= 3) {
+    const n = Math.min(76, rem - 2);
+    lines.push(pool.slice(at, at + n));
+    at += n;
+    rem -= n + 2;
+  }
+  if (rem > 0 && lines.length > 0) lines[lines.length - 1] += 'A'.repeat(rem);
   return new TextEncoder().encode(head + lines.map((l) => l + '\r\n').join('') + tail);
 }
 

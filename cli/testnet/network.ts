@@ -68,7 +68,13 @@ function directorySection(plan: NetworkPlan, auths: readonly AuthorityInfo[]) {
 }
 
 /** Writes keys and configs and starts every daemon; resolves once each process says it listens. */
-export async function startNetwork(plan: NetworkPlan, sup: Supervisor, progress: (s: string) => void): Promise<RunningNetwork> {
+export async function startNetwork(
+  plan: NetworkPlan,
+  sup: Supervisor,
+  progress: (s: string) => void,
+  /** Runs once the gateway configs exist, before any mix or gateway process starts (admin commands). */
+  prepareGateways: (gateways: readonly GatewayInfo[]) => Promise<void> = async () => undefined,
+): Promise<RunningNetwork> {
   const nMix = plan.layers * plan.layerSize;
   const ports = await freePorts(plan.authorities + nMix + plan.gatewayDomains.length * 2);
   let pi = 0;
@@ -115,24 +121,6 @@ export async function startNetwork(plan: NetworkPlan, sup: Supervisor, progress:
   await Promise.all(auths.map((a) => sup.waitForLog(a.name, /directory authority listening/, 60_000)));
   progress(`${auths.length} directory authorities up (threshold ${plan.threshold})`);
 
-  // mixes
-  const mixes: string[] = [];
-  for (let l = 1; l <= plan.layers; l++) {
-    for (let w = 1; w <= plan.layerSize; w++) {
-      const name = `mix-l${l}-${w}`;
-      const dir = join(plan.dir, name);
-      mkdirSync(dir, { recursive: true });
-      KeyStore.create(join(dir, 'keys'), { force: false, epochs: [] });
-      const cfg = write(join(dir, 'mixnode.toml'), {
-        mixnode: { data_dir: dir, listen: `/ip4/127.0.0.1/tcp/${next()}`, layer_preference: l, log_level: plan.logLevel, tick_ms: 250 },
-        metrics: { enabled: false },
-        directory: directorySection(plan, auths),
-      });
-      sup.start(name, ['mixnode', 'run', '--config', cfg]);
-      mixes.push(name);
-    }
-  }
-
   // gateways
   const gateways: GatewayInfo[] = [];
   plan.gatewayDomains.forEach((domain, i) => {
@@ -153,6 +141,28 @@ export async function startNetwork(plan: NetworkPlan, sup: Supervisor, progress:
     gateways.push({ name, domain, config: cfg, issuanceUrl: `http://127.0.0.1:${issuancePort}/` });
     void i;
   });
+  await prepareGateways(gateways);
+
+  const mixConfigs: string[] = [];
+  // mixes
+  const mixes: string[] = [];
+  for (let l = 1; l <= plan.layers; l++) {
+    for (let w = 1; w <= plan.layerSize; w++) {
+      const name = `mix-l${l}-${w}`;
+      const dir = join(plan.dir, name);
+      mkdirSync(dir, { recursive: true });
+      KeyStore.create(join(dir, 'keys'), { force: false, epochs: [] });
+      const cfg = write(join(dir, 'mixnode.toml'), {
+        mixnode: { data_dir: dir, listen: `/ip4/127.0.0.1/tcp/${next()}`, layer_preference: l, log_level: plan.logLevel, tick_ms: 250 },
+        metrics: { enabled: false },
+        directory: directorySection(plan, auths),
+      });
+      mixes.push(name);
+      mixConfigs.push(cfg);
+    }
+  }
+
+  mixes.forEach((name, i) => sup.start(name, ['mixnode', 'run', '--config', mixConfigs[i]!]));
   return { authorities: auths, mixes, gateways };
 }
 
