@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ConfigError, createLogger, EXIT, onShutdown } from '../proto/util/daemon.ts';
+import { KeyFileError } from '../proto/hop/epoch-keys.ts';
 import { finalizeTokens, issueTokens, makeBundle, requestTokens } from '../proto/tokens/index.ts';
 import { ENV_PREFIX, loadGatewayConfig, loadOrCreateIssuer, type GatewayConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/daemon.ts';
@@ -83,6 +84,7 @@ export function registerGateway(program: Command): void {
         const err = e as NodeJS.ErrnoException;
         const msg = err.message ?? String(e);
         if (e instanceof ConfigError) return fail('run', msg, EXIT.config);
+        if (e instanceof KeyFileError) return fail('run', msg, EXIT.keys);
         if (/EADDRINUSE|address already in use/i.test(msg)) return fail('run', msg, EXIT.unavailable);
         if (/identity|key/i.test(msg) && /ENOENT|no such file|missing/i.test(msg)) return fail('run', `${msg} (create keys with: postmix keygen -d ${cfg.keysDir} -e none)`, EXIT.keys);
         return fail('run', msg, EXIT.failure);

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { ConfigError, createLogger, EXIT, onShutdown } from '../proto/util/daemon.ts';
+import { KeyFileError, openKeyStore } from '../proto/hop/epoch-keys.ts';
 import { isPkiError } from '../proto/pki/index.ts';
 import { ENV_PREFIX, loadMixnodeConfig, type MixnodeConfig } from '../mixnode/config.ts';
 import { MixNode, PortInUseError } from '../mixnode/daemon.ts';
-import { KeyFileError, openKeyStore } from '../mixnode/keys.ts';
 
 const RUN_HELP = `
 Configuration (one TOML file; docs/mixnode.md has a complete example and every key):

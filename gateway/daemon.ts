@@ -7,6 +7,8 @@
  *                     through the fragment's SURB to the SURB's first hop
  *     other queue   → the client mailbox (bounded, TTL), pushed to a `/postmix/mailbox/1`
  *                     subscriber if one is connected
+ *   or forward (a mix's loop cover, which passes a gateway on its way back) → a layer-1 mix of
+ *   the document; any other next hop is dropped as `unknown-next-hop`.
  *   HandoffWorker → MX (SMTP/LMTP), issuance endpoint (HTTP), Prometheus metrics.
  *
  * Epochs (like the mix node): fetch the network document for the current and next epoch,
@@ -17,17 +19,17 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Connection, PeerId, Stream } from '@libp2p/interface';
-import { peerIdFromString } from '@libp2p/peer-id';
 import * as lp from 'it-length-prefixed';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { encodeAck } from '../proto/fragment/index.ts';
-import { HopEngine, type EpochHopKey } from '../proto/hop/engine.ts';
+import { HOP_DROP_REASONS, HopEngine } from '../proto/hop/engine.ts';
+import { EpochKeys, openKeyStore } from '../proto/hop/epoch-keys.ts';
+import { idKey, NetworkView, type Peer } from '../proto/hop/network-view.ts';
 import { ReplayStore } from '../proto/hop/replay-store.ts';
-import { PacketLink, parseMultiaddr } from '../proto/link/index.ts';
+import { PacketLink } from '../proto/link/index.ts';
 import { MAILBOX_PROTOCOL, decodeSubscribe, encodeItem, isMailQueue } from '../proto/mailbox/index.ts';
 import {
-  acceptedKeyEpochs,
   buildDescriptor,
   DocumentCache,
   epochAt,
@@ -40,10 +42,9 @@ import {
   SCHEDULE,
   uploadDescriptor,
   type IdentityKey,
-  type NodeEntry,
   type VerifiedDocument,
 } from '../proto/pki/index.ts';
-import { DEFAULT_GEOMETRY, nodeSuite, packetFromSurb, packetSizes, prepareHopKey, type Geometry, type HopDeliver } from '../proto/sphinx/index.ts';
+import { DEFAULT_GEOMETRY, nodeSuite, packetFromSurb, packetSizes, type Geometry, type HopDeliver } from '../proto/sphinx/index.ts';
 import { startMetricsServer, type MetricsServer } from '../proto/util/daemon.ts';
 import type { IssuerKeys } from '../proto/tokens/index.ts';
 import { loadOrCreateIssuer, type GatewayConfig } from './config.ts';
@@ -60,8 +61,6 @@ export interface GatewayOptions {
   readonly defaultMetrics?: boolean;
   readonly ignoreDelays?: boolean;
 }
-
-const idKey = (id: Uint8Array): string => Buffer.from(id.buffer, id.byteOffset, id.length).toString('latin1');
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -88,6 +87,7 @@ export class GatewayMetrics {
   });
   readonly handoffFailures = new Counter({ name: 'postmix_gateway_handoff_failures_total', help: 'Hand-off failures', labelNames: ['kind'], registers: [this.registry] });
   readonly hopDrops = new Counter({ name: 'postmix_gateway_packets_dropped_total', help: 'Sphinx packets dropped by reason', labelNames: ['reason'], registers: [this.registry] });
+  readonly forwarded = new Counter({ name: 'postmix_gateway_packets_forwarded_total', help: 'Sphinx packets forwarded to a layer-1 mix (mix loop cover)', registers: [this.registry] });
   readonly mailboxItems = new Counter({ name: 'postmix_gateway_mailbox_items_total', help: 'Items stored in client mailboxes', registers: [this.registry] });
   readonly mailboxDropped = new Counter({ name: 'postmix_gateway_mailbox_dropped_total', help: 'Mailbox items dropped (full or expired)', labelNames: ['reason'], registers: [this.registry] });
   readonly ackUnsent = new Counter({ name: 'postmix_gateway_acks_unsent_total', help: 'ACKs that could not be sent', labelNames: ['reason'], registers: [this.registry] });
@@ -96,6 +96,7 @@ export class GatewayMetrics {
   constructor(defaults: boolean) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'postmix_gateway_' });
     for (const r of TOKEN_REJECT_REASONS) this.tokensRejected.inc({ reason: r }, 0);
+    for (const r of [...HOP_DROP_REASONS, 'link-refused']) this.hopDrops.inc({ reason: r }, 0);
   }
 }
 
@@ -109,18 +110,16 @@ export class Gateway {
   readonly metrics: GatewayMetrics;
   readonly identity: IdentityKey;
   readonly keyStore: KeyStore;
+  readonly keys: EpochKeys;
+  readonly view: NetworkView;
   readonly replay: ReplayStore;
   readonly now: () => number;
-  engine: HopEngine<never>;
+  engine: HopEngine<Peer>;
   private geometry: Geometry;
   private linkRef: PacketLink | undefined;
   private metricsServer: MetricsServer | undefined;
   private issuance: IssuanceServer | undefined;
-  private readonly docs = new Map<number, VerifiedDocument>();
-  private nodes = new Map<string, NodeEntry>();
-  private allowed = new Set<string>();
   private readonly subscribers = new Map<string, Set<Stream>>();
-  private readonly keyCache = new Map<number, EpochHopKey>();
   private readonly cache: DocumentCache;
   private readonly uploaded = new Set<number>();
   private readonly lastTry = new Map<string, number>();
@@ -135,8 +134,12 @@ export class Gateway {
     this.now = o.now ?? (() => Date.now() / 1000);
     const c = o.config;
     mkdirSync(c.dataDir, { recursive: true, mode: 0o700 });
-    this.keyStore = new KeyStore(c.keysDir);
-    this.identity = this.keyStore.identity();
+    // same key-file rules as a mix: identity present, secret files 0600 (KeyFileError → exit 77)
+    const opened = openKeyStore(c.keysDir);
+    this.keyStore = opened.store;
+    this.identity = opened.identity;
+    this.keys = new EpochKeys(this.keyStore, c.epoch, this.now);
+    this.view = new NetworkView(this.identity.nodeId);
     this.issuer = loadOrCreateIssuer(c.issuerSeedPath);
     this.store = new GatewayStore(c.dbPath);
     this.replay = new ReplayStore(join(c.dataDir, 'replay.sqlite'));
@@ -176,10 +179,10 @@ export class Gateway {
       onFailure: (_r, _e, permanent) => this.metrics.handoffFailures.inc({ kind: permanent ? 'permanent' : 'transient' }),
     });
     const cached = this.cache.load({ ...this.verifyOpts(), now: this.now() });
-    if (cached) this.docs.set(cached.body.epoch, cached);
+    if (cached) this.view.add(cached);
     this.geometry = cached ? cached.body.geometry : DEFAULT_GEOMETRY;
     this.engine = this.newEngine(this.geometry, o.ignoreDelays === true);
-    this.rebuild();
+    this.updateView();
   }
 
   static async start(o: GatewayOptions): Promise<Gateway> {
@@ -193,14 +196,17 @@ export class Gateway {
     return g;
   }
 
-  private newEngine(geometry: Geometry, ignoreDelays: boolean): HopEngine<never> {
-    return new HopEngine<never>({
+  private newEngine(geometry: Geometry, ignoreDelays: boolean): HopEngine<Peer> {
+    return new HopEngine<Peer>({
       geometry,
       replay: this.replay,
-      keys: () => this.keys(),
-      // a gateway is a final hop only: it never forwards
-      resolveNext: () => undefined,
-      forward: () => {},
+      keys: () => this.keys.keys(),
+      // mixes' loop cover passes through a gateway on its way back into layer 1
+      resolveNext: (id) => this.view.resolveNext(id),
+      forward: (next, packet) => {
+        if (this.link.send(next.peerId, packet)) this.metrics.forwarded.inc();
+        else this.metrics.hopDrops.inc({ reason: 'link-refused' });
+      },
       deliver: (r) => this.onDeliver(r),
       maxQueuedBytes: this.config.file.limits.max_queued_bytes,
       onDrop: (reason) => this.metrics.hopDrops.inc({ reason }),
@@ -208,26 +214,10 @@ export class Gateway {
     });
   }
 
-  /** The Sphinx keys accepted now (current epoch first, previous during its grace window). */
-  keys(): EpochHopKey[] {
-    const out: EpochHopKey[] = [];
-    for (const e of acceptedKeyEpochs(this.config.epoch, this.now())) {
-      let k = this.keyCache.get(e);
-      if (!k) {
-        const kp = this.keyStore.sphinxKey(e);
-        if (!kp) continue;
-        k = { epoch: e, key: prepareHopKey(nodeSuite, kp.secretKey) };
-        this.keyCache.set(e, k);
-      }
-      out.push(k);
-    }
-    return out;
-  }
-
   private async startIo(): Promise<void> {
     const f = this.config.file;
     const e = epochAt(this.config.epoch, this.now());
-    this.keyStore.ensureSphinxKeys([e, e + 1, e + 2]);
+    this.keys.ensure([e, e + 1, e + 2]);
     this.linkRef = await PacketLink.create({
       identity: this.identity.seed,
       listen: [f.gateway.listen],
@@ -235,13 +225,10 @@ export class Gateway {
       onFrame: (frame) => {
         if (!this.closed) this.engine.handle(frame);
       },
-      isAllowedPeer: (peer: PeerId) => this.allowed.has(peer.toString()),
+      isAllowedPeer: (peer: PeerId) => this.view.isKnownPeer(peer),
       // clients connect to fetch their mailboxes
       allowUnknownInbound: true,
-      addressesOf: (peer) => {
-        for (const n of this.nodes.values()) if (n.peerId === peer.toString()) return n.addresses.map((a) => parseMultiaddr(a.includes('/p2p/') ? a : `${a}/p2p/${n.peerId}`));
-        return undefined;
-      },
+      addressesOf: (peer) => this.view.addressesOf(peer),
       maxQueuedFramesPerPeer: f.limits.per_peer_queue,
       maxBatchFrames: f.limits.max_batch_frames,
       maxConnections: f.limits.max_connections,
@@ -322,13 +309,13 @@ export class Gateway {
       this.metrics.ackUnsent.inc({ reason: p.reason });
       return;
     }
-    const n = this.nodes.get(idKey(p.firstHop));
+    const n = this.view.peerOf(p.firstHop);
     if (!n) {
       this.metrics.ackUnsent.inc({ reason: 'unknown-first-hop' });
       return;
     }
     try {
-      if (!this.link.send(peerIdFromString(n.peerId), p.packet)) this.metrics.ackUnsent.inc({ reason: 'link-refused' });
+      if (!this.link.send(n.peerId, p.packet)) this.metrics.ackUnsent.inc({ reason: 'link-refused' });
     } catch {
       this.metrics.ackUnsent.inc({ reason: 'link-refused' });
     }
@@ -410,23 +397,18 @@ export class Gateway {
     return this.ticking;
   }
 
-  private rebuild(): void {
-    const nodes = new Map<string, NodeEntry>();
-    const allowed = new Set<string>();
-    for (const d of [...this.docs.values()].sort((a, b) => a.body.epoch - b.body.epoch)) {
-      for (const n of [...d.body.layers.flat(), ...d.body.gateways]) {
-        nodes.set(idKey(n.nodeId), n);
-        allowed.add(n.peerId);
-      }
-    }
-    this.nodes = nodes;
-    this.allowed = allowed;
+  /** Rebuilds the view for the clock's epoch. */
+  private updateView(): void {
+    const c = this.config.epoch;
+    const t = this.now();
+    const e = epochAt(c, t);
+    this.view.update(e, e > 0 && t < epochStart(c, e) + c.grace);
   }
 
   /** Installs a verified document (what `fetch` does; also for tests and tools). */
   installDocument(doc: VerifiedDocument): void {
-    this.docs.set(doc.body.epoch, doc);
-    this.rebuild();
+    this.view.add(doc);
+    this.updateView();
   }
 
   private async tickOnce(): Promise<void> {
@@ -435,12 +417,11 @@ export class Gateway {
     const t = this.now();
     const e = epochAt(c, t);
     const inGrace = e > 0 && t < epochStart(c, e) + c.grace;
-    if (!this.docs.has(e) && this.due(`doc-${e}`)) await this.fetch(e, t);
-    if (t >= schedulePoint(c, e, SCHEDULE.collect) && !this.docs.has(e + 1) && this.due(`doc-${e + 1}`)) await this.fetch(e + 1, t);
+    if (!this.view.has(e) && this.due(`doc-${e}`)) await this.fetch(e, t);
+    if (t >= schedulePoint(c, e, SCHEDULE.collect) && !this.view.has(e + 1) && this.due(`doc-${e + 1}`)) await this.fetch(e + 1, t);
     if (this.closed) return;
-    for (const k of [...this.docs.keys()]) if (k < e - 1 || (k === e - 1 && !inGrace)) this.docs.delete(k);
-    this.rebuild();
-    const cur = this.docs.get(e);
+    this.view.update(e, inGrace);
+    const cur = this.view.get(e);
     if (cur && (cur.body.geometry.payloadSize !== this.geometry.payloadSize || cur.body.geometry.maxHops !== this.geometry.maxHops || cur.body.geometry.perHopSize !== this.geometry.perHopSize)) {
       this.geometry = cur.body.geometry;
       this.engine.close();
@@ -456,8 +437,7 @@ export class Gateway {
     if (!inGrace && this.prunedBefore < e) {
       this.prunedBefore = e;
       this.replay.dropEpochsBefore(e);
-      this.keyStore.pruneSphinxKeys(e);
-      for (const k of [...this.keyCache.keys()]) if (k < e) this.keyCache.delete(k);
+      this.keys.prune(e);
     }
     // housekeeping
     const nowMs = t * 1000;
@@ -481,7 +461,7 @@ export class Gateway {
         now: t,
         timeoutMs: this.config.file.directory.timeout_ms,
       });
-      this.docs.set(E, doc);
+      this.view.add(doc);
       this.metrics.documents.inc({ result: 'ok' });
       try {
         this.cache.save(doc);
@@ -497,7 +477,7 @@ export class Gateway {
   private async upload(E: number): Promise<void> {
     const c = this.config.epoch;
     const f = this.config.file;
-    const sphinxKeys = this.keyStore.ensureSphinxKeys([E, E + 1]);
+    const sphinxKeys = this.keys.ensure([E, E + 1]);
     const descriptor = buildDescriptor({
       identity: this.identity,
       peerId: this.link.peerId.toString(),

@@ -18,6 +18,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { PeerId } from '@libp2p/interface';
 import { HopEngine } from '../proto/hop/engine.ts';
+import { EpochKeys, openKeyStore } from '../proto/hop/epoch-keys.ts';
+import { NetworkView, type Peer } from '../proto/hop/network-view.ts';
 import { LogReplayStore, ReplayStore, type ReplayTagStore } from '../proto/hop/replay-store.ts';
 import { PacketLink } from '../proto/link/index.ts';
 import {
@@ -38,10 +40,8 @@ import {
 import { DEFAULT_GEOMETRY, packetSizes, type Geometry } from '../proto/sphinx/index.ts';
 import { startMetricsServer, type MetricsServer } from '../proto/util/daemon.ts';
 import type { MixnodeConfig } from './config.ts';
-import { EpochKeys, openKeyStore } from './keys.ts';
 import { LoopCover } from './loops.ts';
 import { MixnodeMetrics } from './metrics.ts';
-import { NetworkView, type Peer } from './network.ts';
 
 export interface MixNodeOptions {
   readonly config: MixnodeConfig;

@@ -1,16 +1,14 @@
-/** Units of the mix node: config, key manager, loop routes and the loop success ratio, network view. */
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+/** Units of the mix node: config, loop routes and the loop success ratio. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../proto/util/daemon.ts';
-import { epochStart, generateIdentity, generateSphinxKey, hex, KeyStore, type DocumentBody, type NodeEntry } from '../proto/pki/index.ts';
-import { DEFAULT_GEOMETRY } from '../proto/sphinx/index.ts';
+import { hex, type NodeEntry } from '../proto/pki/index.ts';
+import { fakeDocumentBody as doc } from '../proto/pki/fixtures.ts';
 import { encodeLoop } from '../proto/fragment/format.ts';
 import { loadMixnodeConfig } from './config.ts';
-import { EpochKeys, KeyFileError, openKeyStore } from './keys.ts';
 import { LoopCover, loopQueueId, loopRoute } from './loops.ts';
-import { NetworkView } from './network.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'pm-mixu-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -46,69 +44,6 @@ describe('mix node config', () => {
   });
 });
 
-describe('mix node keys', () => {
-  it('refuses a missing identity or one readable by others, with the fix', () => {
-    const d = join(tmp, 'k1');
-    expect(() => openKeyStore(d)).toThrow(/postmix keygen/);
-    KeyStore.create(d, { force: false, epochs: [5] });
-    chmodSync(join(d, 'sphinx-5.key'), 0o640);
-    expect(() => openKeyStore(d)).toThrow(KeyFileError);
-    chmodSync(join(d, 'sphinx-5.key'), 0o600);
-    expect(openKeyStore(d).identity.nodeId.length).toBe(32);
-  });
-
-  it('switches keys exactly at the boundary and keeps the previous one for the grace window', () => {
-    const d = join(tmp, 'k2');
-    const { store } = KeyStore.create(d, { force: false, epochs: [] });
-    const ec = { origin: 1_000_000, length: 100, grace: 20 };
-    let t = epochStart(ec, 7) + 50;
-    const k = new EpochKeys(store, ec, () => t);
-    expect(k.keys()).toEqual([]); // no key files yet
-    k.ensure([7, 8]);
-    expect(k.keys().map((x) => x.epoch)).toEqual([7]);
-    t = epochStart(ec, 8) - 0.001;
-    expect(k.keys().map((x) => x.epoch)).toEqual([7]);
-    t = epochStart(ec, 8);
-    expect(k.keys().map((x) => x.epoch)).toEqual([8, 7]);
-    t = epochStart(ec, 8) + 20;
-    expect(k.keys().map((x) => x.epoch)).toEqual([8]);
-    expect(k.prune(8)).toEqual([7]);
-    expect(store.listSphinxEpochs()).toEqual([8]);
-  });
-});
-
-function entry(layer: number, i: number): NodeEntry {
-  const id = generateIdentity();
-  return {
-    nodeId: id.nodeId,
-    identityKey: id.publicKey,
-    peerId: '12D3KooWGzR5y2tQmk4vKSUaTpa1nGBKxBVhpZ6M6cBYrVhCrtFm',
-    addresses: [`/ip4/127.0.0.1/tcp/${4000 + i}`],
-    sphinxKey: generateSphinxKey(1).publicKey,
-    sphinxKeyNext: new Uint8Array(0),
-    layer,
-  };
-}
-
-function doc(layers: number[], gateways = 1, maxHops = 5, lambdaM = 1): DocumentBody {
-  let i = 0;
-  return {
-    version: 1,
-    epoch: 1,
-    validAfter: 0,
-    validUntil: 100,
-    epochLength: 100,
-    grace: 10,
-    geometry: { ...DEFAULT_GEOMETRY, maxHops },
-    mixing: { lambdaP: 1, lambdaL: 1, lambdaD: 1, lambdaM, mu: 10 },
-    layers: layers.map((n, l) => Array.from({ length: n }, () => entry(l + 1, i++))),
-    gateways: Array.from({ length: gateways }, () => entry(0, i++)),
-    authorities: [],
-    threshold: 1,
-    previousDigest: new Uint8Array(0),
-  };
-}
-
 describe('loop cover', () => {
   it('routes through the following layers, a gateway, the earlier layers, back to itself', () => {
     const b = doc([2, 2, 2]);
@@ -124,10 +59,10 @@ describe('loop cover', () => {
       expect((r as NodeEntry[]).map(L).join(' ')).toBe(want);
       expect((r as NodeEntry[]).at(-1)).toBe(self);
     }
-    expect(loopRoute(doc([1, 1, 1], 0), doc([1]).layers[0]![0]!)).toBe('this node is not in the document');
-    const noGw = doc([1, 1, 1], 0);
+    expect(loopRoute(doc([1, 1, 1], { gateways: 0 }), doc([1]).layers[0]![0]!)).toBe('this node is not in the document');
+    const noGw = doc([1, 1, 1], { gateways: 0 });
     expect(loopRoute(noGw, noGw.layers[0]![0]!)).toMatch(/no gateway/);
-    const short = doc([1, 1, 1], 1, 3);
+    const short = doc([1, 1, 1], { maxHops: 3 });
     expect(loopRoute(short, short.layers[0]![0]!)).toMatch(/needs 4 hops/);
   });
 
@@ -161,25 +96,5 @@ describe('loop cover', () => {
     // an unknown loop id is counted, not trusted
     expect(lc.onReturn(encodeLoop(new Uint8Array(16).fill(9)))).toBe(false);
     expect(lc.stats.unknown).toBe(1);
-  });
-});
-
-describe('network view', () => {
-  it('routes a layer-k mix only to layer k+1 (the last layer to gateways) and admits every listed peer', () => {
-    const b = doc([2, 2, 2], 2);
-    const me = b.layers[0]![0]!;
-    const v = new NetworkView(me.nodeId);
-    v.add({ body: b, bytes: new Uint8Array(0), bodyBytes: new Uint8Array(0), digest: new Uint8Array(32), signers: [] });
-    expect(v.update(1, false)).toBe(true);
-    expect(v.update(1, false)).toBe(false);
-    expect(v.layer).toBe(1);
-    expect(v.resolveNext(b.layers[1]![0]!.nodeId)).toBeDefined();
-    expect(v.resolveNext(b.layers[2]![0]!.nodeId)).toBeUndefined();
-    expect(v.resolveNext(b.gateways[0]!.nodeId)).toBeUndefined();
-    const last = new NetworkView(b.layers[2]![1]!.nodeId);
-    last.add({ body: b, bytes: new Uint8Array(0), bodyBytes: new Uint8Array(0), digest: new Uint8Array(32), signers: [] });
-    last.update(1, false);
-    expect(last.resolveNext(b.gateways[1]!.nodeId)).toBeDefined();
-    expect(last.resolveNext(b.layers[0]![0]!.nodeId)).toBeUndefined();
   });
 });

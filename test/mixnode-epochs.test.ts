@@ -17,7 +17,7 @@ import type { MixingParams } from '../proto/mixing/params.ts';
 import { epochAt, epochStart, schedulePoint, SCHEDULE, sphinxKeyFile, type DocumentBody, type EpochConfig } from '../proto/pki/index.ts';
 import { createPacket, DEFAULT_GEOMETRY as G, nodeSuite } from '../proto/sphinx/index.ts';
 import { MixNode } from '../mixnode/daemon.ts';
-import { clientLink, dialAddrs, makeNodeKeys, SinkGateway, startTestDirectory, testNodeConfig, type Clock, type TestDirectory } from './support/mixnet.ts';
+import { clientLink, dialAddrs, makeNodeKeys, SinkGateway, startTestDirectory, testNodeConfig, until, type Clock, type TestDirectory } from './support/mixnet.ts';
 
 const EC: EpochConfig = { origin: 1_700_000_000, length: 3600, grace: 300 };
 const E = 200;
@@ -30,14 +30,6 @@ const nodes: MixNode[] = [];
 const logs: string[] = [];
 let sink: SinkGateway;
 let client: PacketLink;
-
-async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function packetVia(doc: DocumentBody, seq: number): Uint8Array {
   const hops = [...doc.layers.map((l) => l[0]!), doc.gateways[0]!];

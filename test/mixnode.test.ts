@@ -23,6 +23,7 @@ import {
   SinkGateway,
   startTestDirectory,
   testNodeConfig,
+  until,
   type Clock,
   type TestDirectory,
 } from './support/mixnet.ts';
@@ -41,14 +42,6 @@ const dataDirs: string[] = [];
 let sink: SinkGateway;
 let client: PacketLink;
 let route: NodeEntry[] = [];
-
-async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function startNode(i: number, listenPort?: number, maxQueuedBytes?: number): Promise<MixNode> {
   return MixNode.start({

@@ -13,6 +13,7 @@ import { buildProgram } from '../cli/main.ts';
 import { ConfigError, loadDirectoryConfig } from '../directory/config.ts';
 import { runDirectory, type RunningDirectory } from '../directory/daemon.ts';
 import { fakeNode } from '../proto/pki/fixtures.ts';
+import { peerIdFromEd25519PublicKey } from '../proto/link/identity.ts';
 import { fetchDocument, findNode, KeyStore, loadIdentityPublicKey, schedulePoint, SCHEDULE, uploadDescriptor, uploadNodeDescriptor } from '../proto/pki/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pm-dird-'));
@@ -114,7 +115,7 @@ describe('postmix directory run', () => {
       keys: mixKeys,
       epochConfig: EC,
       urls,
-      peerId: '12D3KooWmixnode',
+      peerId: peerIdFromEd25519PublicKey(mixKeys.identity().publicKey).toString(),
       addresses: ['/ip4/127.0.0.1/tcp/4001'],
       role: 'mix',
       now: clock,

@@ -27,7 +27,8 @@ import {
   type EpochConfig,
   type IdentityKey,
 } from '../proto/pki/index.ts';
-import { fakeNode, type FakeNode } from '../proto/pki/fixtures.ts';
+import { fakeNode, resignedDescriptor, type FakeNode } from '../proto/pki/fixtures.ts';
+import { peerIdFromEd25519PublicKey } from '../proto/link/identity.ts';
 import { Authority } from '../directory/authority.ts';
 import { DirectoryHttp } from '../directory/http.ts';
 import { AuthorityStore } from '../directory/store.ts';
@@ -185,6 +186,12 @@ describe('directory authorities on loopback', () => {
     const bad = good.slice();
     bad[bad.length - 1]! ^= 0x55;
     expect((await uploadDescriptor(url, bad))[0]!.result).toBe('bad-signature');
+    // a validly signed descriptor that names another node's libp2p peer id
+    const thief = fakeNode(E + 1, 5, 'mix');
+    const stolen = await uploadDescriptor(url, resignedDescriptor(thief, { peerId: peerIdFromEd25519PublicKey(nodes[1]!.identity.publicKey).toString() }));
+    expect(stolen[0]!.result).toBe('invalid-field');
+    expect(stolen[0]!.status).toBe(400);
+    expect(stolen[0]!.message).toMatch(/peer id .* is not the one derived from the identity key/);
     // conflicting: the same node uploads a second, different descriptor for E+1
     const n = nodes[0]!;
     const first = fakeNodeFor(n, E + 1, '/ip4/127.0.0.1/tcp/1');
@@ -204,6 +211,7 @@ describe('directory authorities on loopback', () => {
     expect(metrics).toMatch(/postmix_directory_rejected_total\{kind="descriptor",reason="bad-signature"\} 1/);
     expect(metrics).toMatch(/postmix_directory_rejected_total\{kind="descriptor",reason="conflicting"\} 1/);
     expect(metrics).toMatch(/postmix_directory_rejected_total\{kind="descriptor",reason="oversized"\} 1/);
+    expect(metrics).toMatch(/postmix_directory_rejected_total\{kind="descriptor",reason="invalid-field"\} 1/);
     // the authority is still serving
     expect((await fetch(`${urls[0]}/healthz`)).status).toBe(200);
   });
@@ -284,7 +292,7 @@ function fakeNodeFor(n: FakeNode, epoch: number, address: string): Uint8Array {
   const { buildDescriptor, generateSphinxKey } = pkiSync;
   return buildDescriptor({
     identity: n.identity,
-    peerId: 'peer-' + hex(n.identity.nodeId).slice(0, 16),
+    peerId: peerIdFromEd25519PublicKey(n.identity.publicKey).toString(),
     addresses: [address],
     role: n.role,
     epoch,

@@ -3,8 +3,9 @@
  * deterministically from a seed (RFC 8032: the seed *is* the Ed25519 private key), so the PKI
  * can bind the libp2p peer id to the node's identity key: a node that uses its identity seed
  * here has a peer id that anyone can compute from its Ed25519 public key
- * (`peerIdFromEd25519PublicKey`). A node that prefers separate keys derives the seed with a KDF
- * from its identity secret and publishes the peer id in its descriptor.
+ * (`peerIdFromEd25519PublicKey`). Every postmix node must do so: the directory authorities
+ * refuse a descriptor whose peer id is not the one derived from its identity key
+ * (docs/spec/pki.md), so a peer id cannot be claimed by a node that does not hold the key.
  */
 import { generateKeyPairFromSeed, publicKeyFromRaw } from '@libp2p/crypto/keys';
 import type { Ed25519PrivateKey, PeerId } from '@libp2p/interface';

@@ -2,6 +2,7 @@
  * Node descriptors: what a mix or gateway uploads to every authority for an epoch
  * (docs/spec/pki.md §3.1). Build one with `buildDescriptor`, check one with `verifyDescriptor`.
  */
+import { peerIdFromEd25519PublicKey } from '../link/identity.ts';
 import { encodeDescriptorBody, encodeSignedDescriptor, decodeDescriptorBody, decodeSignedDescriptor, PKI_VERSION } from './codec.ts';
 import type { DescriptorBody, GatewayInfo, Role, SignedDescriptor } from './codec.ts';
 import { PkiError } from './errors.ts';
@@ -46,8 +47,20 @@ export function buildDescriptor(input: DescriptorInput): Uint8Array {
   };
   const bodyBytes = encodeDescriptorBody(body);
   // round-trip through the decoder so we never sign something the authorities will refuse
-  decodeDescriptorBody(bodyBytes);
+  checkPeerId(decodeDescriptorBody(bodyBytes));
   return encodeSignedDescriptor({ body: bodyBytes, signature: ed25519Sign(id, descriptorSigningBytes(bodyBytes)) });
+}
+
+/**
+ * The peer id must be the one of the identity key used as the libp2p key (proto/link/identity.ts).
+ * Otherwise anyone could publish a victim's peer id under their own identity: the network would
+ * send the node's packets to the victim's libp2p endpoint, and a peer that connects as the
+ * victim would be admitted as the node. Throws PkiError (`invalid-field`).
+ */
+export function checkPeerId(body: DescriptorBody): void {
+  const want = peerIdFromEd25519PublicKey(body.identityKey).toString();
+  if (body.peerId !== want)
+    throw new PkiError('invalid-field', `peer id ${body.peerId} is not the one derived from the identity key (${want}); the node must use its identity seed as its libp2p key`);
 }
 
 export interface VerifiedDescriptor {
@@ -61,7 +74,7 @@ export interface VerifiedDescriptor {
 
 /**
  * Decodes and checks a SignedDescriptor: encoding, fields, the identity signature over the
- * body, and each Sphinx key's signature. Epoch freshness is the caller's business (it needs a
+ * body, each Sphinx key's signature, and that the peer id is the identity key's. Epoch freshness is the caller's business (it needs a
  * clock). Throws PkiError.
  */
 export function verifyDescriptor(bytes: Uint8Array): VerifiedDescriptor {
@@ -74,6 +87,7 @@ export function verifyDescriptor(bytes: Uint8Array): VerifiedDescriptor {
     if (!ed25519Verify(body.identityKey, sphinxKeySigningBytes(nodeId, k.epoch, k.publicKey), k.signature))
       throw new PkiError('bad-signature', `Sphinx key for epoch ${k.epoch} is not signed by the identity key`);
   }
+  checkPeerId(body);
   return { bytes, signed, body, nodeId, digest: sha256(bytes) };
 }
 

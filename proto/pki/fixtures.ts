@@ -1,9 +1,13 @@
 /**
  * Test and benchmark helpers: fake nodes with real keys. Not used by daemons.
  */
-import type { GatewayInfo, Role } from './codec.ts';
+import { peerIdFromEd25519PublicKey } from '../link/identity.ts';
+import { DEFAULT_GEOMETRY } from '../sphinx/geometry.ts';
+import { decodeDescriptorBody, decodeSignedDescriptor, encodeDescriptorBody, encodeSignedDescriptor } from './codec.ts';
+import type { DescriptorBody, DocumentBody, GatewayInfo, NodeEntry, Role } from './codec.ts';
 import { buildDescriptor } from './descriptor.ts';
-import { generateIdentity, generateSphinxKey, hex, type IdentityKey, type SphinxKeyPair } from './keys.ts';
+import { ed25519Sign, generateIdentity, generateSphinxKey, type IdentityKey, type SphinxKeyPair } from './keys.ts';
+import { descriptorSigningBytes } from './signing.ts';
 
 export interface FakeNode {
   readonly identity: IdentityKey;
@@ -26,8 +30,7 @@ export function fakeNode(epoch: number, i: number, role: Role, extra: { gateway?
       : undefined;
   const descriptor = buildDescriptor({
     identity,
-    // a stand-in: real nodes publish their libp2p peer id (proto/link/identity.ts)
-    peerId: `peer-${hex(identity.nodeId).slice(0, 32)}`,
+    peerId: peerIdFromEd25519PublicKey(identity.publicKey).toString(),
     addresses: [`/ip4/127.0.0.1/tcp/${20000 + i}`],
     role,
     layerPreference: extra.layerPreference ?? 0,
@@ -37,4 +40,46 @@ export function fakeNode(epoch: number, i: number, role: Role, extra: { gateway?
     publishedAt: extra.publishedAt ?? 1_800_000_000,
   });
   return { identity, role, keys, descriptor };
+}
+
+/**
+ * The node's descriptor with some fields changed, validly signed by the node itself, past the
+ * checks `buildDescriptor` makes: for testing what a verifier refuses.
+ */
+export function resignedDescriptor(n: FakeNode, patch: Partial<DescriptorBody>): Uint8Array {
+  const body = encodeDescriptorBody({ ...decodeDescriptorBody(decodeSignedDescriptor(n.descriptor).body), ...patch });
+  return encodeSignedDescriptor({ body, signature: ed25519Sign(n.identity, descriptorSigningBytes(body)) });
+}
+
+function fakeEntry(layer: number, i: number): NodeEntry {
+  const id = generateIdentity();
+  return {
+    nodeId: id.nodeId,
+    identityKey: id.publicKey,
+    peerId: peerIdFromEd25519PublicKey(id.publicKey).toString(),
+    addresses: [`/ip4/127.0.0.1/tcp/${4000 + i}`],
+    sphinxKey: generateSphinxKey(1).publicKey,
+    sphinxKeyNext: new Uint8Array(0),
+    layer,
+  };
+}
+
+/** An unsigned document body for epoch 1 with `layers[l]` mixes in layer l + 1. */
+export function fakeDocumentBody(layers: readonly number[], o: { gateways?: number; maxHops?: number; lambdaM?: number } = {}): DocumentBody {
+  let i = 0;
+  return {
+    version: 1,
+    epoch: 1,
+    validAfter: 0,
+    validUntil: 100,
+    epochLength: 100,
+    grace: 10,
+    geometry: { ...DEFAULT_GEOMETRY, maxHops: o.maxHops ?? 5 },
+    mixing: { lambdaP: 1, lambdaL: 1, lambdaD: 1, lambdaM: o.lambdaM ?? 1, mu: 10 },
+    layers: layers.map((n, l) => Array.from({ length: n }, () => fakeEntry(l + 1, i++))),
+    gateways: Array.from({ length: o.gateways ?? 1 }, () => fakeEntry(0, i++)),
+    authorities: [],
+    threshold: 1,
+    previousDigest: new Uint8Array(0),
+  };
 }

@@ -40,7 +40,9 @@ import {
   type DocumentParams,
   type EpochConfig,
 } from './index.ts';
-import { fakeNode } from './fixtures.ts';
+import { peerIdFromEd25519PublicKey } from '../link/identity.ts';
+import { buildDescriptor } from './descriptor.ts';
+import { fakeNode, resignedDescriptor } from './fixtures.ts';
 import { ed25519Sign } from './keys.ts';
 import { descriptorSigningBytes } from './signing.ts';
 
@@ -142,6 +144,18 @@ describe('descriptors', () => {
     expect(reason(() => verifyDescriptor(resigned))).toBe('bad-signature');
     expect(reason(() => verifyDescriptor(n.descriptor.subarray(0, n.descriptor.length - 5)))).toBe('truncated');
     expect(reason(() => verifyDescriptor(new Uint8Array(LIMITS.descriptorBytes + 1)))).toBe('oversized');
+  });
+
+  it('rejects a peer id that is not the identity key\'s, and refuses to build one', () => {
+    const n = fakeNode(9, 5, 'mix');
+    const other = fakeNode(9, 6, 'mix');
+    const theirs = peerIdFromEd25519PublicKey(other.identity.publicKey).toString();
+    expect(verifyDescriptor(n.descriptor).body.peerId).toBe(peerIdFromEd25519PublicKey(n.identity.publicKey).toString());
+    const stolen = resignedDescriptor(n, { peerId: theirs });
+    expect(reason(() => verifyDescriptor(stolen))).toBe('invalid-field');
+    expect(() => verifyDescriptor(stolen)).toThrow(/not the one derived from the identity key/);
+    expect(reason(() => verifyDescriptor(resignedDescriptor(n, { peerId: 'peer-1' })))).toBe('invalid-field');
+    expect(reason(() => buildDescriptor({ identity: n.identity, peerId: theirs, addresses: [], role: 'mix', epoch: 9, sphinxKeys: n.keys }))).toBe('invalid-field');
   });
 
   it('rejects a mix that carries gateway info and a gateway without domains', () => {

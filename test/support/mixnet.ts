@@ -1,6 +1,6 @@
 /**
  * Test and benchmark scaffolding for mix nodes (not used by the daemon): directory authorities
- * in-process on loopback HTTP with an injected clock, mix node configs, a sink gateway (a
+ * in-process on loopback HTTP with an injected clock, mix node and gateway configs, a sink gateway (a
  * PacketLink + HopEngine registered as a gateway that records what it receives and can forward
  * loops into layer 1), and a client link that sends packets into layer 1.
  */
@@ -13,6 +13,7 @@ import { Authority } from '../../directory/authority.ts';
 import { DirectoryHttp } from '../../directory/http.ts';
 import { AuthorityStore } from '../../directory/store.ts';
 import { HopEngine } from '../../proto/hop/engine.ts';
+import { idKey } from '../../proto/hop/network-view.ts';
 import { ReplayStore } from '../../proto/hop/replay-store.ts';
 import { PacketLink, parseMultiaddr } from '../../proto/link/index.ts';
 import { peerIdFromString } from '@libp2p/peer-id';
@@ -35,7 +36,7 @@ import {
 import { nodeSuite, prepareHopKey, packetSizes, type HopDeliver, type Geometry } from '../../proto/sphinx/index.ts';
 import type { MixingParams } from '../../proto/mixing/params.ts';
 import { MixnodeConfigSchema, resolveMixnodeConfig, type MixnodeConfig } from '../../mixnode/config.ts';
-import { idKey } from '../../mixnode/network.ts';
+import { GatewayConfigSchema, resolveGatewayConfig, type GatewayConfig } from '../../gateway/config.ts';
 
 export const silentLogger: Logger = pino({ level: 'silent' });
 
@@ -48,6 +49,15 @@ export async function freePort(): Promise<number> {
       s.close(() => resolve(p));
     });
   });
+}
+
+/** Polls `cond` every 10 ms; throws naming `what` after `ms`. */
+export async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 export interface Clock {
@@ -128,6 +138,19 @@ export async function startTestDirectory(o: {
   };
 }
 
+/** The [directory] section of a daemon config that points at `directory`. */
+function directorySection(directory: TestDirectory, epoch: EpochConfig) {
+  return {
+    threshold: 2,
+    epoch_length: epoch.length,
+    epoch_origin: epoch.origin,
+    grace: epoch.grace,
+    retry_ms: 10,
+    timeout_ms: 3000,
+    authorities: directory.urls.map((url, i) => ({ url, public_key: Buffer.from(directory.identities[i]!.publicKey).toString('base64') })),
+  };
+}
+
 /** A mix node config for tests (no TOML file): loopback, ephemeral ports, fast ticks. */
 export function testNodeConfig(o: {
   dataDir: string;
@@ -154,17 +177,20 @@ export function testNodeConfig(o: {
     replay: { store: o.replay ?? 'log' },
     loops: { enabled: o.loops ?? false, timeout_s: o.loopTimeoutS ?? 0, min_samples: 5 },
     metrics: { enabled: o.metrics ?? false, port: 0 },
-    directory: {
-      threshold: 2,
-      epoch_length: o.epoch.length,
-      epoch_origin: o.epoch.origin,
-      grace: o.epoch.grace,
-      retry_ms: 10,
-      timeout_ms: 3000,
-      authorities: o.directory.urls.map((url, i) => ({ url, public_key: Buffer.from(o.directory.identities[i]!.publicKey).toString('base64') })),
-    },
+    directory: directorySection(o.directory, o.epoch),
   });
   return resolveMixnodeConfig(file, '(test)', o.dataDir);
+}
+
+/** A gateway config for tests (no TOML file): loopback, ephemeral ports, no issuance or metrics, ticks driven by the test. */
+export function testGatewayConfig(o: { dataDir: string; directory: TestDirectory; epoch: EpochConfig; domains?: string[] }): GatewayConfig {
+  const file = GatewayConfigSchema.parse({
+    gateway: { data_dir: o.dataDir, listen: '/ip4/127.0.0.1/tcp/0', domains: o.domains ?? ['gw.example'], log_level: 'silent', tick_ms: 60_000, shutdown_grace_ms: 1000 },
+    issuance: { enabled: false },
+    metrics: { enabled: false, port: 0 },
+    directory: directorySection(o.directory, o.epoch),
+  });
+  return resolveGatewayConfig(file, '(test)', o.dataDir);
 }
 
 /** Creates a node's key directory with an identity (as `postmix keygen -e none` does). */

@@ -1,18 +1,20 @@
 /**
- * What the mix node knows of the network: the verified documents it holds (previous epoch
- * during the grace window, current, next), and what follows from them:
+ * What a hop (mix or gateway) knows of the network: the verified documents it holds (previous
+ * epoch during the grace window, current, next), and what follows from them:
  *
  * - the legal next hops: in the stratified topology a layer-k mix forwards only to layer k+1,
- *   and the last layer only to gateways (computed per document, with this node's layer in
- *   that document, so packets processed under the previous epoch's key during the grace
- *   window are routed by the previous document);
- * - the peers allowed to connect (every node of every held document), and where to dial them.
+ *   the last layer only to gateways, and a gateway only to layer 1 (the gateway hop of a mix's
+ *   own loop cover, mixnode/loops.ts). Computed per document, with this node's place in that
+ *   document, so packets processed under the previous epoch's key during the grace window are
+ *   routed by the previous document;
+ * - every other node of the held documents: the peers allowed to connect, where to dial them,
+ *   and where a packet that is not routed by the topology (a SURB's first hop) goes.
  */
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
-import { parseMultiaddr } from '../proto/link/index.ts';
-import { bytesEqual, type DocumentBody, type NodeEntry, type VerifiedDocument } from '../proto/pki/index.ts';
+import { parseMultiaddr } from '../link/index.ts';
+import { bytesEqual, type DocumentBody, type NodeEntry, type VerifiedDocument } from '../pki/index.ts';
 
 export interface Peer {
   readonly peerId: PeerId;
@@ -35,20 +37,28 @@ function toPeer(n: NodeEntry): Peer | undefined {
   }
 }
 
-/** This node's layer in a document (0 when absent). */
+/** A node's mix layer in a document (0 when it is not a mix there). */
 export function layerOf(body: DocumentBody, nodeId: Uint8Array): number {
   for (let i = 0; i < body.layers.length; i++) if (body.layers[i]!.some((n) => bytesEqual(n.nodeId, nodeId))) return i + 1;
   return 0;
 }
 
+/** The nodes the stratified topology lets `nodeId` send a packet to next, in this document. */
+export function legalNextHops(body: DocumentBody, nodeId: Uint8Array): readonly NodeEntry[] {
+  const k = layerOf(body, nodeId);
+  if (k > 0) return k < body.layers.length ? body.layers[k]! : body.gateways;
+  if (body.gateways.some((g) => bytesEqual(g.nodeId, nodeId))) return body.layers[0] ?? [];
+  return [];
+}
+
 export class NetworkView {
   private readonly docs = new Map<number, VerifiedDocument>();
   private next = new Map<string, Peer>();
-  private allowed = new Set<string>();
-  private addrs = new Map<string, readonly Multiaddr[]>();
+  private nodes = new Map<string, Peer>();
+  private byPeer = new Map<string, Peer>();
   /** The epoch the derived tables were built for, and which documents went in. */
   private builtFor = '';
-  /** This node's layer in the current document (0: not in it). */
+  /** This node's mix layer in the current document (0: not a mix in it). */
   layer = 0;
   current: VerifiedDocument | undefined;
 
@@ -64,6 +74,8 @@ export class NetworkView {
 
   add(doc: VerifiedDocument): void {
     this.docs.set(doc.body.epoch, doc);
+    // a replaced document for an epoch already held must not be skipped by the next update
+    this.builtFor = '';
   }
 
   epochs(): number[] {
@@ -85,29 +97,27 @@ export class NetworkView {
     const next = new Map<string, Peer>();
     // routing: the current document wins over the previous one for a node in both
     for (const d of [...routing].reverse()) {
-      const body = d.body;
-      const mine = layerOf(body, this.nodeId);
-      if (mine === 0) continue;
-      const targets = mine < body.layers.length ? body.layers[mine]! : body.gateways;
-      for (const n of targets) {
+      for (const n of legalNextHops(d.body, this.nodeId)) {
         const p = toPeer(n);
         if (p) next.set(idKey(n.nodeId), p);
       }
     }
-    const allowed = new Set<string>();
-    const addrs = new Map<string, readonly Multiaddr[]>();
-    for (const d of this.docs.values()) {
-      for (const n of [...d.body.layers.flat(), ...d.body.gateways]) {
+    const nodes = new Map<string, Peer>();
+    const byPeer = new Map<string, Peer>();
+    // the newest document wins for a node listed in several
+    for (const E of this.epochs()) {
+      const body = this.docs.get(E)!.body;
+      for (const n of [...body.layers.flat(), ...body.gateways]) {
         if (bytesEqual(n.nodeId, this.nodeId)) continue;
         const p = toPeer(n);
         if (!p) continue;
-        allowed.add(n.peerId);
-        addrs.set(n.peerId, p.addrs);
+        nodes.set(idKey(n.nodeId), p);
+        byPeer.set(n.peerId, p);
       }
     }
     this.next = next;
-    this.allowed = allowed;
-    this.addrs = addrs;
+    this.nodes = nodes;
+    this.byPeer = byPeer;
     return true;
   }
 
@@ -116,12 +126,17 @@ export class NetworkView {
     return this.next.get(idKey(nodeId));
   }
 
+  /** Any other node of the held documents, legal next hop or not. */
+  peerOf(nodeId: Uint8Array): Peer | undefined {
+    return this.nodes.get(idKey(nodeId));
+  }
+
   isKnownPeer(peer: PeerId): boolean {
-    return this.allowed.has(peer.toString());
+    return this.byPeer.has(peer.toString());
   }
 
   addressesOf(peer: PeerId): readonly Multiaddr[] | undefined {
-    return this.addrs.get(peer.toString());
+    return this.byPeer.get(peer.toString())?.addrs;
   }
 
   get nextHopCount(): number {

@@ -1,7 +1,7 @@
 /**
- * The mix node's keys: the long-term identity (identity.key, made by `postmix keygen`) and the
- * per-epoch Sphinx keys, which the node creates itself ahead of time and deletes once their
- * grace window has passed (forward secrecy across epochs).
+ * A hop's keys (mix or gateway): the long-term identity (identity.key, made by `postmix keygen`)
+ * and the per-epoch Sphinx keys, which the node creates itself ahead of time and deletes once
+ * their grace window has passed (forward secrecy across epochs).
  *
  * `keys()` is on the packet hot path: it returns a cached list (current epoch first, then the
  * previous one during its grace window) and recomputes it only when the clock crosses the next
@@ -9,7 +9,6 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { EpochHopKey } from '../proto/hop/engine.ts';
 import {
   acceptedKeyEpochs,
   epochAt,
@@ -20,8 +19,9 @@ import {
   sphinxKeyFile,
   type EpochConfig,
   type IdentityKey,
-} from '../proto/pki/index.ts';
-import { nodeSuite, prepareHopKey } from '../proto/sphinx/index.ts';
+} from '../pki/index.ts';
+import { nodeSuite, prepareHopKey } from '../sphinx/index.ts';
+import type { EpochHopKey } from './engine.ts';
 
 /** A key file problem an operator must fix (exit code 77). */
 export class KeyFileError extends Error {
