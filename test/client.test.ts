@@ -12,7 +12,7 @@
  * - a client process killed (SIGKILL) after the 250 and restarted delivers the message.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,13 +25,16 @@ import { runClient, type RunningClient } from '../client/daemon.ts';
 import { StaticNetwork } from '../client/network.ts';
 import { Outbox } from '../client/outbox.ts';
 import { SimNet, fakeBundle } from '../client/testing.ts';
-import { freePort, startPostfix, stripPostfixTrace, type PostfixInstance } from '../client/testing-postfix.ts';
+import { createPostfix, freePort, postfixAvailable, stripPostfixTrace, type PostfixServer } from '../cli/testnet/postfix.ts';
+
+const why = postfixAvailable();
+if (why) throw new Error(`test/client.test.ts needs a real Postfix: ${why}`);
 
 const ROOT = join(import.meta.dirname, '..');
 const MAILBOX = new Uint8Array(32).fill(9);
 let tmp: string;
-let relay: PostfixInstance;
-let mx: PostfixInstance;
+let relay: PostfixServer;
+let mx: PostfixServer;
 let sim: SimNet;
 let client: RunningClient;
 let pump: NodeJS.Timeout;
@@ -136,11 +139,11 @@ function toml(c: ClientConfig): string {
 }
 
 beforeAll(async () => {
-  tmp = mkdtempSync(join(tmpdir(), 'postmix-client-it-'));
-  chmodSync(tmp, 0o755); // Postfix's daemons (user postfix) must reach their queue directories
+  tmp = mkdtempSync(join(tmpdir(), 'postmix-client-it-')); // createPostfix makes it traversable for Postfix's daemons
   const [relayPort, mxPort, smtpPort] = [await freePort(), await freePort(), await freePort()];
-  mx = startPostfix({ dir: join(tmp, 'pf-mx'), name: 'mx', port: mxPort, role: { kind: 'mx', domain: 'recipient.test', mailboxes: ['bob', 'dan', 'erin'] } });
-  relay = startPostfix({ dir: join(tmp, 'pf-relay'), name: 'relay', port: relayPort, role: { kind: 'relay', relayPort: mxPort } });
+  mx = createPostfix({ dir: join(tmp, 'pf-mx'), name: 'mx', port: mxPort, role: { kind: 'mx', domains: ['recipient.test'], mailRoot: join(tmp, 'mail'), mailboxes: ['bob@recipient.test', 'dan@recipient.test', 'erin@recipient.test'] } });
+  relay = createPostfix({ dir: join(tmp, 'pf-relay'), name: 'relay', port: relayPort, role: { kind: 'relay', relayPort: mxPort } });
+  await Promise.all([mx.start(), relay.start()]); // each waits until its port accepts connections
   sim = new SimNet({ domains: ['overlay.test'], mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, mu: 10 } });
   const cfg = config(join(tmp, 'client'), smtpPort, relayPort);
   cfgFile = join(tmp, 'client.toml');
@@ -150,16 +153,14 @@ beforeAll(async () => {
     for (const item of sim.fetch(MAILBOX)) client.core.onMailboxItem(item);
   }, 20);
   client.core.wallet.importBundle(fakeBundle('bob@overlay.test', 3));
-  // the relay must be accepting before the first test
-  await waitFor('postfix relay to listen', () => existsSync(join(tmp, 'pf-relay', 'maillog')), 10_000);
 }, 60_000);
 
 afterAll(async () => {
   clearInterval(pump);
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   await client?.stop();
-  relay?.stop();
-  mx?.stop();
+  await relay?.stop();
+  await mx?.stop();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 }, 30_000);
 
@@ -185,7 +186,7 @@ describe('client intake with real SMTP clients', () => {
     const info = await t.sendMail({ envelope: { from: 'alice@sender.test', to: ['bob@recipient.test'] }, raw });
     t.close();
     expect(info.response).toMatch(/^250 .*queued as/);
-    const file = await waitFor('Maildir delivery', () => newMaildirFiles(mx.maildir('bob'))[0]);
+    const file = await waitFor('Maildir delivery', () => newMaildirFiles(mx.maildir('bob@recipient.test'))[0]);
     const delivered = readFileSync(file, 'latin1');
     // Postfix stores LF line ends in Maildir and prepends trace fields; everything else is the submitted bytes
     expect(stripPostfixTrace(delivered)).toBe(raw.replace(/\r\n/g, '\n'));
@@ -225,8 +226,8 @@ describe('client intake with real SMTP clients', () => {
     const r = await postmix(['sendmail', '-t', '-i', '-C', cfgFile], raw);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const dan = await waitFor('dan delivery', () => newMaildirFiles(mx.maildir('dan'))[0]);
-    const erin = await waitFor('erin (Bcc) delivery', () => newMaildirFiles(mx.maildir('erin'))[0]);
+    const dan = await waitFor('dan delivery', () => newMaildirFiles(mx.maildir('dan@recipient.test'))[0]);
+    const erin = await waitFor('erin (Bcc) delivery', () => newMaildirFiles(mx.maildir('erin@recipient.test'))[0]);
     const want = raw.replace('Bcc: erin@recipient.test\r\n', '').replace(/\r\n/g, '\n');
     expect(stripPostfixTrace(readFileSync(dan, 'latin1'))).toBe(want);
     expect(stripPostfixTrace(readFileSync(erin, 'latin1'))).toBe(want);
@@ -291,11 +292,11 @@ describe('client process killed after the 250', () => {
     const ob = new Outbox(join(dir, 'data', 'outbox.sqlite'));
     expect(ob.recipient(id, 'bob@recipient.test')?.state).toBe('active');
     ob.close();
-    const before = newMaildirFiles(mx.maildir('bob')).length;
+    const before = newMaildirFiles(mx.maildir('bob@recipient.test')).length;
     c0port = relay.port; // the smarthost is back
     proc = start();
     const files = await waitFor('delivery after restart', () => {
-      const f = newMaildirFiles(mx.maildir('bob'));
+      const f = newMaildirFiles(mx.maildir('bob@recipient.test'));
       return f.length > before && f;
     }, 30_000);
     const mine = files.map((f) => readFileSync(f, 'latin1')).find((t) => t.includes('Subject: survives kill'))!;

@@ -1,8 +1,9 @@
 /**
  * The gateway's intake and hand-off against a REAL Postfix (Debian package `postfix`) started
- * by this file on a loopback port with its own config, queue and Maildir under a temp dir.
+ * by this file on a loopback port with its own config, queue and Maildir under a temp dir
+ * (cli/testnet/postfix.ts, mx role).
  *
- * What "byte for byte" means here: Postfix's virtual(8) delivery writes the Maildir file as
+ * What "byte for byte" means here: Postfix's Maildir delivery writes the file as
  *   <trace headers Postfix adds on top> || <the submitted message>
  * where the trace headers are exactly Return-Path, X-Original-To, Delivered-To and Received
  * (with its folded continuation lines), and Maildir files use LF line ends. So for a message
@@ -11,15 +12,15 @@
  * same holds after CRLF → LF (SMTP carries CRLF; the MX stores the Unix form).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPostfix, freePort, postfixAvailable, type PostfixServer } from '../cli/testnet/postfix.ts';
 import { AckStatus } from '../proto/fragment/index.ts';
 import { deriveIssuerKeys } from '../proto/tokens/index.ts';
 import { HandoffWorker } from '../gateway/handoff.ts';
 import { Intake } from '../gateway/intake.ts';
-import { PostfixInstance, postfixAvailable } from '../gateway/postfix-harness.ts';
 import { GatewayStore } from '../gateway/store.ts';
 import { fragmentsOf, payloadsOf, tokensFor } from '../gateway/testkit.ts';
 
@@ -30,21 +31,42 @@ const issuer = deriveIssuerKeys(new Uint8Array(32).fill(3));
 const why = postfixAvailable();
 if (why) throw new Error(`test/gateway-postfix.test.ts needs a real Postfix: ${why}`);
 
-let pf: PostfixInstance;
+let pf: PostfixServer;
 let dir: string;
 let n = 0;
 
 beforeAll(async () => {
-  pf = await PostfixInstance.create(DOMAIN, [BOB]);
-  pf.start();
-  await pf.waitListening();
   dir = mkdtempSync(join(tmpdir(), 'pmx-gw-pf-'));
+  // the MX knows only bob (so that a recipient the gateway knows but the MX does not gets a 5xx)
+  pf = createPostfix({ dir: join(dir, 'postfix'), name: 'mx', port: await freePort(), role: { kind: 'mx', domains: [DOMAIN], mailRoot: join(dir, 'mail'), mailboxes: [BOB] } });
+  await pf.start();
 });
 
-afterAll(() => {
-  pf?.destroy();
+afterAll(async () => {
+  await pf?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
+
+/**
+ * Files delivered to `address`'s Maildir new/, oldest first. By modification time, not by name:
+ * virtual(8) names files `<s>.V…I…M<µs>.<host>` with an unpadded µs field, so names from the
+ * same second do not sort in delivery order.
+ */
+function maildirFiles(address: string): string[] {
+  const d = join(pf.maildir(address), 'new');
+  if (!existsSync(d)) return [];
+  const withTime = readdirSync(d).map((f) => ({ p: join(d, f), t: statSync(join(d, f), { bigint: true }).mtimeNs }));
+  return withTime.sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : a.p < b.p ? -1 : 1)).map((x) => x.p);
+}
+
+async function waitForMail(address: string, n: number, timeoutMs = 20_000): Promise<string[]> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const files = maildirFiles(address);
+    if (files.length >= n || Date.now() > end) return files;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 function message(subject: string, eol = '\n'): Buffer {
   const lines = [
@@ -114,7 +136,7 @@ function submit(intake: Intake, body: Buffer): { statuses: AckStatus[]; payloads
 describe('gateway → real Postfix', () => {
   it('delivers a fragmented message byte for byte (LF and CRLF line ends)', async () => {
     const g = gateway(join(dir, `gw${n++}.sqlite`));
-    const before = pf.maildirFiles(BOB).length;
+    const before = maildirFiles(BOB).length;
     const lf = message('lf message');
     const crlf = message('crlf message', '\r\n');
     const a = submit(g.intake, lf);
@@ -122,7 +144,7 @@ describe('gateway → real Postfix', () => {
     expect(a.statuses.at(-1)).toBe(AckStatus.Queued);
     expect(submit(g.intake, crlf).statuses.at(-1)).toBe(AckStatus.Queued);
     expect(await g.handoff.runOnce()).toBe(2);
-    const files = (await pf.waitForMail(BOB, before + 2)).slice(before);
+    const files = (await waitForMail(BOB, before + 2)).slice(before);
     expect(files.length).toBe(2);
     const bodies = files.map((f) => readFileSync(f, 'utf8'));
     expectDelivered(files[bodies.findIndex((b) => b.includes('Subject: lf message'))]!, lf);
@@ -134,7 +156,7 @@ describe('gateway → real Postfix', () => {
 
   it('gateway killed between ACK and hand-off (store reopened): delivered exactly once, resends are Duplicates', async () => {
     const path = join(dir, `gw${n++}.sqlite`);
-    const before = pf.maildirFiles(BOB).length;
+    const before = maildirFiles(BOB).length;
     const body = message('crash between ack and handoff');
     let g = gateway(path);
     const { statuses, payloads } = submit(g.intake, body);
@@ -158,15 +180,15 @@ describe('gateway → real Postfix', () => {
     expect(await g.handoff.runOnce()).toBe(0);
     await g.handoff.stop();
     g.store.close();
-    const files = (await pf.waitForMail(BOB, before + 1)).slice(before);
+    const files = (await waitForMail(BOB, before + 1)).slice(before);
     await new Promise((r) => setTimeout(r, 300));
-    expect(pf.maildirFiles(BOB).length).toBe(before + 1);
+    expect(maildirFiles(BOB).length).toBe(before + 1);
     expectDelivered(files[0]!, body);
   });
 
   it('gateway process SIGKILLed after ACKing and before the hand-off: delivered exactly once after restart', async () => {
     const path = join(dir, `gw${n++}.sqlite`);
-    const before = pf.maildirFiles(BOB).length;
+    const before = maildirFiles(BOB).length;
     const body = message('sigkill after ack');
     const setup = gateway(path); // creates the user
     setup.store.close();
@@ -196,14 +218,14 @@ describe('gateway → real Postfix', () => {
     expect(await g.handoff.runOnce()).toBe(0);
     await g.handoff.stop();
     g.store.close();
-    const files = (await pf.waitForMail(BOB, before + 1)).slice(before);
+    const files = (await waitForMail(BOB, before + 1)).slice(before);
     expect(files.length).toBe(1);
     expectDelivered(files[0]!, body);
   });
 
   it('gateway killed while a row was claimed for sending: recovery resends it under the same id, once', async () => {
     const path = join(dir, `gw${n++}.sqlite`);
-    const before = pf.maildirFiles(BOB).length;
+    const before = maildirFiles(BOB).length;
     const body = message('crash during handoff');
     let g = gateway(path);
     submit(g.intake, body);
@@ -217,7 +239,7 @@ describe('gateway → real Postfix', () => {
     expect(g.store.byQueueId(row.queueId)!.attempts).toBe(2);
     await g.handoff.stop();
     g.store.close();
-    const files = (await pf.waitForMail(BOB, before + 1)).slice(before);
+    const files = (await waitForMail(BOB, before + 1)).slice(before);
     expect(files.length).toBe(1);
     expectDelivered(files[0]!, body);
   });
@@ -225,11 +247,10 @@ describe('gateway → real Postfix', () => {
   it('MX down, then back: retried with backoff and delivered once', async () => {
     let now = Date.now();
     const g = gateway(join(dir, `gw${n++}.sqlite`), () => now);
-    const before = pf.maildirFiles(BOB).length;
+    const before = maildirFiles(BOB).length;
     const body = message('mx down then back');
     submit(g.intake, body);
-    pf.stop();
-    await pf.waitStopped();
+    await pf.stop();
     expect(await g.handoff.runOnce()).toBe(0);
     let row = g.store.listQueue()[0]!;
     expect(row.state).toBe('queued');
@@ -240,13 +261,12 @@ describe('gateway → real Postfix', () => {
     expect(await g.handoff.runOnce()).toBe(0);
     row = g.store.listQueue()[0]!;
     expect(row.nextAttempt).toBe(now + 120_000); // doubled
-    pf.start();
-    await pf.waitListening();
+    await pf.start();
     expect(await g.handoff.runOnce()).toBe(0); // not due yet
     now += 120_000;
     expect(await g.handoff.runOnce()).toBe(1);
     expect(g.handoff.counters).toMatchObject({ delivered: 1, transientFailures: 2, permanentFailures: 0 });
-    const files = (await pf.waitForMail(BOB, before + 1)).slice(before);
+    const files = (await waitForMail(BOB, before + 1)).slice(before);
     expect(files.length).toBe(1);
     expectDelivered(files[0]!, body);
     await g.handoff.stop();
