@@ -19,6 +19,10 @@ export function registerTestnet(program: Command): void {
     .option('--size <bytes>', 'size of each message', int('--size', 200, 10_000_000), 6000)
     .option('--unauthorized <n>', 'also send N messages to bob from mallory, whose tokens are forged: the gateway must refuse them', int('--unauthorized', 0, 100), 0)
     .option('--kill-mix <k>', 'SIGKILL K mix processes once packets are in the mixnet; every message must still arrive', int('--kill-mix', 0, 100), 0)
+    .option('--restart-gateway <ms>', "SIGKILL beta.test's gateway while fragments are in flight and restart it after MS milliseconds; every message must arrive exactly once", int('--restart-gateway', 1, 600_000))
+    .option('--mx-outage <s>', "take alpha.test's MX down before sending, for at least S seconds and until its gateway has failed a hand-off; every message must arrive after it returns", int('--mx-outage', 1, 3600), 0)
+    .option('--capture', 'capture every frame on every link (POSTMIX_LINK_CAPTURE in each node) and fail unless all have one length', false)
+    .option('--replay <n>', 're-inject N captured frames into a mix from the node that sent them; each must be dropped as a replay (implies --capture)', int('--replay', 0, 64), 0)
     .addOption(new Option('--mta <kind>', 'the MXs and the fallback relay: embedded SMTP servers writing Maildirs, or real Postfix').choices(['embedded', 'postfix']).default('embedded'))
     .option('--layers <n>', 'mix layers', int('--layers', 1, 8), 3)
     .option('--layer-size <n>', 'mixes per layer', int('--layer-size', 1, 10), 3)
@@ -41,6 +45,10 @@ export function registerTestnet(program: Command): void {
         size: o.size as number,
         unauthorized: o.unauthorized as number,
         killMix: o.killMix as number,
+        restartGatewayMs: typeof o.restartGateway === 'number' ? o.restartGateway : 0,
+        mxOutageS: o.mxOutage as number,
+        capture: Boolean(o.capture),
+        replay: o.replay as number,
         json: Boolean(o.json),
         ...(typeof o.keep === 'string' ? { keep: o.keep } : {}),
         mta: o.mta as 'embedded' | 'postfix',

@@ -49,6 +49,8 @@ export function startMaildirMx(opts: MaildirMxOptions): Promise<MaildirMx> {
     authOptional: true,
     disabledCommands: ['STARTTLS', 'AUTH'],
     banner: 'postmix testnet MX',
+    // a stopped MX (the outage chaos step) must not wait for the gateway's open connection to end
+    closeTimeout: 500,
     size: 64 * 1024 * 1024,
     onRcptTo(address, _session, cb) {
       const domain = address.address.split('@')[1]?.toLowerCase() ?? '';

@@ -4,9 +4,13 @@
  * Each ends with CRLF, as SMTP DATA delivers it, so Maildir bytes can be compared exactly.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { maildirPath } from './maildir-mx.ts';
+import { stripPostfixTrace } from './postfix.ts';
+
+/** Which MX wrote the Maildirs: the embedded one stores DATA verbatim; Postfix prepends trace headers and stores LF line ends. */
+export type MtaKind = 'embedded' | 'postfix';
 
 export function makeMessage(opts: { id: string; from: string; to: string; size: number; date?: Date }): Uint8Array {
   const domain = opts.from.split('@')[1] ?? 'localhost';
@@ -40,12 +44,22 @@ export interface MailboxFind {
   readonly exact: string[];
   /** Files that carry the message's id but differ (damaged or altered). */
   readonly altered: string[];
-  /** mtime (ms) of the first exact copy */
+  /** mtime (ms) of the first exact copy (when the MX finished writing it) */
   readonly firstArrivalMs: number | null;
 }
 
+/**
+ * What the recipient would read, back in SMTP's form: for Postfix, its trace header fields
+ * (Return-Path, Delivered-To, X-Original-To, Received) removed and LF turned back into CRLF.
+ * Nothing else is undone, so any other change Postfix (or anything before it) made shows up.
+ */
+function asSubmitted(file: Buffer, mta: MtaKind): Buffer {
+  if (mta === 'embedded') return file;
+  return Buffer.from(stripPostfixTrace(file.toString('latin1')).replace(/\r?\n/g, '\r\n'), 'latin1');
+}
+
 /** Looks for a message in a recipient's Maildir (new/ and cur/). */
-export function findInMaildir(root: string, recipient: string, id: string, bytes: Uint8Array): MailboxFind {
+export function findInMaildir(root: string, recipient: string, id: string, bytes: Uint8Array, mta: MtaKind = 'embedded'): MailboxFind {
   const dir = maildirPath(root, recipient);
   const exact: string[] = [];
   const altered: string[] = [];
@@ -57,11 +71,11 @@ export function findInMaildir(root: string, recipient: string, id: string, bytes
     if (!existsSync(d)) continue;
     for (const f of readdirSync(d)) {
       const p = join(d, f);
-      const got = readFileSync(p);
+      const got = asSubmitted(readFileSync(p), mta);
       if (got.equals(want)) {
         exact.push(p);
-        const name = Number(f.split('.')[0]);
-        if (Number.isFinite(name) && (first === null || name < first)) first = name;
+        const t = statSync(p).mtimeMs;
+        if (first === null || t < first) first = t;
       } else if (got.includes(needle)) altered.push(p);
     }
   }

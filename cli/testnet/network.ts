@@ -9,6 +9,7 @@ import { stringify } from 'smol-toml';
 import { DEFAULT_EPOCH, KeyStore, fetchDocument, type VerifiedDocument } from '../../proto/pki/index.ts';
 import type { MixingParams } from '../../proto/mixing/params.ts';
 import type { Geometry } from '../../proto/sphinx/geometry.ts';
+import { peerIdFromSeed } from '../../proto/link/index.ts';
 import { freePorts } from './ports.ts';
 import type { Supervisor } from './processes.ts';
 
@@ -42,10 +43,26 @@ export interface GatewayInfo {
   readonly issuanceUrl: string;
 }
 
+/** A mix or gateway as the testnet knows it (nodes.json in the run directory, minus the seed). */
+export interface NodeRecord {
+  readonly name: string;
+  readonly kind: 'mix' | 'gateway';
+  readonly layer?: number;
+  readonly domain?: string;
+  readonly peerId: string;
+  /** libp2p listen address, without /p2p/ */
+  readonly listen: string;
+  readonly metricsUrl: string;
+  readonly config: string;
+  /** the node's identity seed: the testnet holds every key, so it can act as any node (replay injection) */
+  readonly identitySeed: Uint8Array;
+}
+
 export interface RunningNetwork {
   readonly authorities: readonly AuthorityInfo[];
   readonly mixes: readonly string[];
   readonly gateways: readonly GatewayInfo[];
+  readonly nodes: readonly NodeRecord[];
 }
 
 const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
@@ -76,7 +93,12 @@ export async function startNetwork(
   prepareGateways: (gateways: readonly GatewayInfo[]) => Promise<void> = async () => undefined,
 ): Promise<RunningNetwork> {
   const nMix = plan.layers * plan.layerSize;
-  const ports = await freePorts(plan.authorities + nMix + plan.gatewayDomains.length * 2);
+  const ports = await freePorts(plan.authorities + nMix * 2 + plan.gatewayDomains.length * 3);
+  const nodes: NodeRecord[] = [];
+  const record = async (r: Omit<NodeRecord, 'peerId' | 'metricsUrl'> & { metricsPort: number }): Promise<void> => {
+    const { metricsPort, ...rest } = r;
+    nodes.push({ ...rest, peerId: (await peerIdFromSeed(r.identitySeed)).toString(), metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` });
+  };
   let pi = 0;
   const next = () => ports[pi++]!;
 
@@ -123,24 +145,26 @@ export async function startNetwork(
 
   // gateways
   const gateways: GatewayInfo[] = [];
-  plan.gatewayDomains.forEach((domain, i) => {
+  for (const domain of plan.gatewayDomains) {
     const name = `gw-${domain.split('.')[0]}`;
     const dir = join(plan.dir, name);
     mkdirSync(dir, { recursive: true });
-    KeyStore.create(join(dir, 'keys'), { force: false, epochs: [] });
+    const { identity } = KeyStore.create(join(dir, 'keys'), { force: false, epochs: [] });
     const mx = plan.mx.get(domain);
     if (!mx) throw new Error(`no MX for ${domain}`);
     const issuancePort = next();
+    const listen = `/ip4/127.0.0.1/tcp/${next()}`;
+    const metricsPort = next();
     const cfg = write(join(dir, 'gateway.toml'), {
-      gateway: { data_dir: dir, listen: `/ip4/127.0.0.1/tcp/${next()}`, domains: [domain], log_level: plan.logLevel, tick_ms: 250 },
+      gateway: { data_dir: dir, listen, domains: [domain], log_level: plan.logLevel, tick_ms: 250 },
       mx: { host: mx.host, port: mx.port, protocol: 'smtp', starttls: 'never', retry_base_s: 1, retry_max_s: 5, helo_name: `gw.${domain}` },
       issuance: { enabled: true, host: '127.0.0.1', port: issuancePort, public_url: `http://127.0.0.1:${issuancePort}/` },
-      metrics: { enabled: false },
+      metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
       directory: directorySection(plan, auths),
     });
     gateways.push({ name, domain, config: cfg, issuanceUrl: `http://127.0.0.1:${issuancePort}/` });
-    void i;
-  });
+    await record({ name, kind: 'gateway', domain, listen, metricsPort, config: cfg, identitySeed: identity.seed });
+  }
   await prepareGateways(gateways);
 
   const mixConfigs: string[] = [];
@@ -151,19 +175,30 @@ export async function startNetwork(
       const name = `mix-l${l}-${w}`;
       const dir = join(plan.dir, name);
       mkdirSync(dir, { recursive: true });
-      KeyStore.create(join(dir, 'keys'), { force: false, epochs: [] });
+      const { identity } = KeyStore.create(join(dir, 'keys'), { force: false, epochs: [] });
+      const listen = `/ip4/127.0.0.1/tcp/${next()}`;
+      const metricsPort = next();
       const cfg = write(join(dir, 'mixnode.toml'), {
-        mixnode: { data_dir: dir, listen: `/ip4/127.0.0.1/tcp/${next()}`, layer_preference: l, log_level: plan.logLevel, tick_ms: 250 },
-        metrics: { enabled: false },
+        mixnode: { data_dir: dir, listen, layer_preference: l, log_level: plan.logLevel, tick_ms: 250 },
+        metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
         directory: directorySection(plan, auths),
       });
+      await record({ name, kind: 'mix', layer: l, listen, metricsPort, config: cfg, identitySeed: identity.seed });
       mixes.push(name);
       mixConfigs.push(cfg);
     }
   }
 
   mixes.forEach((name, i) => sup.start(name, ['mixnode', 'run', '--config', mixConfigs[i]!]));
-  return { authorities: auths, mixes, gateways };
+  writeFileSync(
+    join(plan.dir, 'nodes.json'),
+    JSON.stringify(
+      nodes.map(({ identitySeed: _secret, ...pub }) => pub),
+      null,
+      2,
+    ) + '\n',
+  );
+  return { authorities: auths, mixes, gateways, nodes };
 }
 
 /** Starts the gateway processes (after their users exist in their databases). */

@@ -4,7 +4,7 @@
  * process and `--keep DIR` leaves everything to inspect.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, statSync, type WriteStream } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,6 +18,8 @@ export interface NodeProcess {
   exited: Promise<number | null>;
   /** Exit code or signal once it ended. */
   status?: string;
+  /** Where this run's output starts in the (appended) log file: a restarted node's readiness is read from there. */
+  readonly logOffset: number;
 }
 
 export class Supervisor {
@@ -29,6 +31,7 @@ export class Supervisor {
   /** Starts `postmix <args>` as a child named `name`. */
   start(name: string, args: readonly string[]): NodeProcess {
     const logFile = join(this.logDir, `${name}.log`);
+    const logOffset = existsSync(logFile) ? statSync(logFile).size : 0;
     const out: WriteStream = createWriteStream(logFile, { flags: 'a' });
     const child = spawn(process.execPath, [POSTMIX_BIN, ...args], {
       env: { ...this.env, POSTMIX_NODE_NAME: name },
@@ -40,6 +43,7 @@ export class Supervisor {
       name,
       args,
       logFile,
+      logOffset,
       child,
       exited: new Promise((res) => {
         child.once('exit', (code, signal) => {
@@ -69,7 +73,7 @@ export class Supervisor {
     for (;;) {
       let text = '';
       try {
-        text = readFileSync(p.logFile, 'utf8');
+        text = readFileSync(p.logFile).subarray(p.logOffset).toString('utf8');
       } catch {
         /* not written yet */
       }
@@ -87,6 +91,20 @@ export class Supervisor {
     if (!p) throw new Error(`no process ${name}`);
     p.child.kill('SIGKILL');
     return p.exited;
+  }
+
+  /**
+   * SIGKILL then start again with the same command (a crash and an operator's restart); resolves
+   * when the new process logs `ready`.
+   */
+  async restart(name: string, ready: RegExp, downMs: number, timeoutMs = 60_000): Promise<void> {
+    const p = this.procs.get(name);
+    if (!p) throw new Error(`no process ${name}`);
+    await this.kill(name);
+    await new Promise((r) => setTimeout(r, downMs));
+    if (this.stopping) return;
+    this.start(name, p.args);
+    await this.waitForLog(name, ready, timeoutMs);
   }
 
   /** SIGTERM every process still running, then SIGKILL whatever is left after `graceMs`. */

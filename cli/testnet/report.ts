@@ -1,4 +1,6 @@
-/** The testnet's final report: one row per message, totals, and a table for humans. */
+/** The testnet's final report: one row per message, totals, chaos and wire checks, and a table for humans. */
+import type { ReplayReport } from './replay.ts';
+import type { WireReport } from './wire.ts';
 
 export type MessagePath = 'overlay' | 'smtp-fallback' | 'refused';
 
@@ -35,8 +37,23 @@ export interface TestnetReport {
     readonly latency_mean_s: number | null;
     readonly latency_max_s: number | null;
   };
+  /** mixes SIGKILLed mid-run (also in chaos.killed) */
   readonly killed: readonly string[];
+  readonly chaos: ChaosReport;
+  /** the link capture's summary (null without --capture) */
+  readonly wire: WireReport | null;
+  /** the replay check (null without --replay) */
+  readonly replay: ReplayReport | null;
   readonly run_dir: string | null;
+}
+
+export interface ChaosReport {
+  readonly killed: readonly string[];
+  /** processes SIGKILLed and started again with the same config */
+  readonly restarted: readonly { readonly name: string; readonly down_s: number }[];
+  readonly mx_outage: { readonly domain: string; readonly down_s: number; readonly handoff_failures: number } | null;
+  /** chaos steps that could not be carried out (the run fails) */
+  readonly errors: readonly string[];
 }
 
 export function totals(messages: readonly MessageReport[]): TestnetReport['totals'] {
@@ -78,6 +95,17 @@ export function renderTable(r: TestnetReport): string {
       `${t.intact} byte-identical in the recipient's Maildir` +
       (t.latency_mean_s === null ? '' : `; latency mean ${t.latency_mean_s.toFixed(1)} s, max ${t.latency_max_s!.toFixed(1)} s`),
     r.killed.length ? `killed mid-run (SIGKILL): ${r.killed.join(', ')}` : '',
+    ...r.chaos.restarted.map((x) => `SIGKILLed and restarted mid-run: ${x.name} (down ${x.down_s.toFixed(1)} s)`),
+    r.chaos.mx_outage
+      ? `MX for ${r.chaos.mx_outage.domain} down ${r.chaos.mx_outage.down_s.toFixed(1)} s; its gateway counted ${r.chaos.mx_outage.handoff_failures} failed hand-offs and retried`
+      : '',
+    ...r.chaos.errors.map((e) => `chaos step failed: ${e}`),
+    r.wire
+      ? `wire: ${r.wire.frames} frames on ${r.wire.links} directed links of ${r.wire.nodes} nodes; on-wire lengths ${Object.entries(r.wire.lengths)
+          .map(([len, n]) => `${len} B × ${n}`)
+          .join(', ')}${Object.keys(r.wire.lengths).length === 1 ? ' (one length: size leaks nothing)' : ' (MORE THAN ONE LENGTH)'}`
+      : '',
+    r.replay ? `replay: ${r.replay.note}; dropped as replays: ${r.replay.dropped_as_replay}/${r.replay.injected}` : '',
     r.ok ? 'RESULT: every message went where it should, intact.' : 'RESULT: FAILED',
   ]
     .filter((l) => l !== '')

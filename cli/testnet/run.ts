@@ -8,9 +8,10 @@
  *   other's gateway issued · optionally client M (mallory@alpha.test) holding forged tokens.
  *
  * Every node is its own `postmix … run` process. The run submits messages over SMTP to the
- * clients, follows them (sent, in the mixnet, ACKed, in the recipient's Maildir), optionally
- * SIGKILLs mixes mid-run, and exits 0 only when every message went where it should, intact,
- * exactly once.
+ * clients, follows them (sent, in the mixnet, ACKed, in the recipient's Maildir), and exits 0
+ * only when every message went where it should, intact, exactly once. Chaos on request: SIGKILL
+ * mixes mid-run, SIGKILL and restart a gateway, take an MX down; and wire checks: capture every
+ * link's frames (one length network-wide) and re-inject captured frames (dropped as replays).
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -22,12 +23,17 @@ import nodemailer from 'nodemailer';
 import { stringify } from 'smol-toml';
 import { Outbox } from '../../client/outbox.ts';
 import { DEFAULT_GEOMETRY } from '../../proto/sphinx/geometry.ts';
-import { startMaildirMx, type MaildirMx } from './maildir-mx.ts';
-import { findInMaildir, makeMessage } from './messages.ts';
+import { CAPTURE_ENV } from '../../proto/link/index.ts';
+import { startMaildirMx } from './maildir-mx.ts';
+import { findInMaildir, makeMessage, type MtaKind } from './messages.ts';
+import { scrape, sumMetric } from './metrics.ts';
 import { startGateways, startNetwork, waitForFullDocument, type GatewayInfo, type NetworkPlan } from './network.ts';
 import { freePorts } from './ports.ts';
+import { createPostfix, freePort, postfixAvailable } from './postfix.ts';
 import { Supervisor } from './processes.ts';
-import { renderTable, totals, type MessagePath, type MessageReport, type TestnetReport } from './report.ts';
+import { injectReplays, type ReplayReport } from './replay.ts';
+import { renderTable, totals, type ChaosReport, type MessagePath, type MessageReport, type TestnetReport } from './report.ts';
+import { summarizeCapture, type WireReport } from './wire.ts';
 
 const POSTMIX_BIN = resolve(fileURLToPath(new URL('../../bin/postmix.js', import.meta.url)));
 
@@ -36,9 +42,17 @@ export interface TestnetOptions {
   readonly size: number;
   readonly unauthorized: number;
   readonly killMix: number;
+  /** SIGKILL the beta.test gateway while fragments are in flight, restart it after this many ms (0: off) */
+  readonly restartGatewayMs: number;
+  /** take alpha.test's MX down before submission for at least this many seconds (0: off) */
+  readonly mxOutageS: number;
+  /** record every link's frames (POSTMIX_LINK_CAPTURE) and check they all have one length */
+  readonly capture: boolean;
+  /** re-inject this many captured frames into a mix; each must be dropped as a replay (implies capture) */
+  readonly replay: number;
   readonly json: boolean;
   readonly keep?: string;
-  readonly mta: 'embedded' | 'postfix';
+  readonly mta: MtaKind;
   readonly layers: number;
   readonly layerSize: number;
   readonly epochLength: number;
@@ -52,6 +66,10 @@ export const TESTNET_DEFAULTS: TestnetOptions = {
   size: 6000,
   unauthorized: 0,
   killMix: 0,
+  restartGatewayMs: 0,
+  mxOutageS: 0,
+  capture: false,
+  replay: 0,
   json: false,
   mta: 'embedded',
   layers: 3,
@@ -83,6 +101,49 @@ interface Planned {
 
 const DOMAINS = { a: 'alpha.test', b: 'beta.test', c: 'gamma.test' } as const;
 
+/** An MX the run can take down and bring back on the same port. */
+interface RunningMx {
+  readonly domain: string;
+  readonly port: number;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function embeddedMx(domain: string, root: string): Promise<RunningMx> {
+  let server = await startMaildirMx({ host: '127.0.0.1', port: 0, domains: [domain], root });
+  const port = server.port;
+  let up = true;
+  const stop = async () => {
+    if (!up) return;
+    up = false;
+    await server.close();
+  };
+  return {
+    domain,
+    port,
+    stop,
+    start: async () => {
+      if (up) return;
+      server = await startMaildirMx({ host: '127.0.0.1', port, domains: [domain], root });
+      up = true;
+    },
+    close: stop,
+  };
+}
+
+async function postfixMx(domain: string, mailboxes: readonly string[], runDir: string, mailRoot: string, keep: boolean): Promise<RunningMx> {
+  const pf = createPostfix({
+    dir: join(runDir, 'postfix', domain),
+    name: `mx-${domain.split('.')[0]!}`,
+    port: await freePort(),
+    // the MX knows its users (virtual(8) delivery); anyone else at the domain is refused
+    role: { kind: 'mx', domains: [domain], mailRoot, mailboxes },
+  });
+  await pf.start();
+  return { domain, port: pf.port, stop: () => pf.stop(), start: () => pf.start(), close: () => (keep ? pf.stop() : pf.destroy()) };
+}
+
 /** Runs one `postmix` admin command, as an operator would type it. */
 function runCli(args: string[]): Promise<string> {
   return new Promise((res, rej) => {
@@ -105,9 +166,14 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
   const logs = join(dir, 'logs');
   mkdirSync(logs, { recursive: true });
   const mailRoot = join(dir, 'mail');
-  const sup = new Supervisor(logs);
+  const captureDir = o.capture || o.replay > 0 ? join(dir, 'capture') : undefined;
+  const sup = new Supervisor(logs, captureDir ? { ...process.env, [CAPTURE_ENV]: captureDir } : process.env);
   const closers: (() => Promise<void>)[] = [];
   const killed: string[] = [];
+  const chaos: { restarted: { name: string; down_s: number }[]; mx_outage: ChaosReport['mx_outage']; errors: string[] } = { restarted: [], mx_outage: null, errors: [] };
+  let wire: WireReport | null = null;
+  let replay: ReplayReport | null = null;
+  const background: Promise<void>[] = [];
   let messages: MessageReport[] = [];
   let ok = false;
   const topology = {
@@ -131,16 +197,23 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     log(`run directory ${dir}${o.keep ? ' (kept)' : ''}`);
     // MXs: one per gateway domain, and the senders' provider relay that reaches gamma.test
     const mxs = new Map<string, { host: string; port: number }>();
+    const mxByDomain = new Map<string, RunningMx>();
     if (o.mta === 'postfix') {
-      throw new Error('--mta postfix is not built yet in this version; use the embedded MX (the default)');
-    } else {
-      for (const d of [DOMAINS.a, DOMAINS.b, DOMAINS.c]) {
-        const mx: MaildirMx = await startMaildirMx({ host: '127.0.0.1', port: 0, domains: [d], root: mailRoot });
-        closers.push(mx.close);
-        mxs.set(d, { host: '127.0.0.1', port: mx.port });
-      }
-      log('MX: embedded SMTP servers writing Maildirs for alpha.test, beta.test, and the gamma.test relay');
+      const why = postfixAvailable();
+      if (why) throw new Error(`--mta postfix: ${why}`);
     }
+    for (const d of [DOMAINS.a, DOMAINS.b, DOMAINS.c]) {
+      const users = { [DOMAINS.a]: ['alice'], [DOMAINS.b]: ['bob'], [DOMAINS.c]: ['carol'] }[d]!.map((u) => `${u}@${d}`);
+      const mx = o.mta === 'postfix' ? await postfixMx(d, users, dir, mailRoot, Boolean(o.keep)) : await embeddedMx(d, mailRoot);
+      closers.push(() => mx.close());
+      mxByDomain.set(d, mx);
+      mxs.set(d, { host: '127.0.0.1', port: mx.port });
+    }
+    log(
+      o.mta === 'postfix'
+        ? `MX: three private Postfix instances (Maildir delivery) for alpha.test, beta.test, and the gamma.test relay (ports ${[...mxs.values()].map((m) => m.port).join(', ')})`
+        : 'MX: embedded SMTP servers writing Maildirs for alpha.test, beta.test, and the gamma.test relay',
+    );
 
     const plan: NetworkPlan = {
       dir,
@@ -181,6 +254,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     await startGateways(net, sup);
     log(`${net.mixes.length} mix nodes and ${net.gateways.length} gateways listening`);
     await waitForFullDocument(net, plan, (o.epochLength * 4 + 60) * 1000, log);
+    if (captureDir) log(`link capture on: every node records its frames under ${captureDir}`);
 
     // clients
     const clientPorts = await freePorts(3);
@@ -236,6 +310,32 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     await Promise.all(clients.map((c) => sup.waitForLog(c.name, /SMTP submission listening|listening/, 60_000)));
     log(`clients up: ${clients.map((c) => `${c.name} (SMTP 127.0.0.1:${c.smtpPort})`).join(', ')}`);
 
+    if (o.mxOutageS > 0) {
+      // down before anything is sent, back only after the gateway has seen it fail and the
+      // outage has lasted its time: the run proves hand-off retries, not lucky timing
+      const mx = mxByDomain.get(DOMAINS.a)!;
+      const gw = net.nodes.find((n) => n.kind === 'gateway' && n.domain === DOMAINS.a)!;
+      await mx.stop();
+      const downAt = Date.now();
+      log(`MX for ${DOMAINS.a} is DOWN (for at least ${o.mxOutageS} s, until ${gw.name} has failed to hand off)`);
+      background.push(
+        (async () => {
+          let failures = 0;
+          const until = Date.now() + o.timeoutS * 1000;
+          while (Date.now() < until) {
+            failures = sumMetric(await scrape(gw.metricsUrl).catch(() => []), 'postmix_gateway_handoff_failures_total');
+            if (failures > 0 && Date.now() - downAt >= o.mxOutageS * 1000) break;
+            await new Promise((r) => setTimeout(r, 500));
+          }
+          await mx.start();
+          chaos.mx_outage = { domain: DOMAINS.a, down_s: (Date.now() - downAt) / 1000, handoff_failures: failures };
+          log(`MX for ${DOMAINS.a} is back after ${chaos.mx_outage.down_s.toFixed(1)} s (${gw.name} counted ${failures} failed hand-offs meanwhile)`);
+        })().catch((e: unknown) => {
+          chaos.errors.push(`mx outage: ${(e as Error).message}`);
+        }),
+      );
+    }
+
     // what to send: every run reaches both gateway domains and the domain without a gateway
     const planned: Planned[] = [];
     let seq = 0;
@@ -250,6 +350,10 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     add(cA, carol, 'smtp-fallback');
     add(cB, carol, 'smtp-fallback');
     if (cM) for (let i = 0; i < o.unauthorized; i++) add(cM, bob, 'refused');
+
+    // what was submitted, byte for byte, so anyone (the e2e test, an operator with --keep) can compare a Maildir file with it
+    mkdirSync(join(dir, 'sent'), { recursive: true });
+    for (const p of planned) writeFileSync(join(dir, 'sent', `${p.id}.eml`), p.bytes);
 
     const transports = new Map(
       clients.map((c) => [
@@ -269,6 +373,22 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     for (const t of transports.values()) t.close();
     log(`submitted ${planned.length} messages (${o.size} bytes each) over SMTP to the clients`);
 
+    if (captureDir && o.replay > 0) {
+      try {
+        replay = await injectReplays({
+          captureDir,
+          nodes: net.nodes,
+          count: o.replay,
+          maxAgeMs: Math.min(5000, (o.epochLength * 1000) / 2),
+          isAlive: (name) => !sup.get(name)?.status,
+        });
+        log(`replay: ${replay.note}; ${replay.target} dropped ${replay.dropped_as_replay}/${replay.injected} as replays`);
+      } catch (e) {
+        chaos.errors.push((e as Error).message);
+        log(`replay check failed: ${(e as Error).message}`);
+      }
+    }
+
     // follow them
     const outboxes = new Map(clients.map((c) => [c.name, new Outbox(join(c.dir, 'outbox.sqlite'))]));
     closers.push(async () => {
@@ -277,8 +397,9 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     const deadline = Date.now() + o.timeoutS * 1000;
     let lastLine = '';
     let killedYet = o.killMix === 0;
+    let restartedYet = o.restartGatewayMs === 0;
     for (;;) {
-      const st = status(planned, outboxes, mailRoot);
+      const st = status(planned, outboxes, mailRoot, o.mta);
       const line =
         `sent ${st.submitted}/${planned.length} | in the mixnet ${st.inflight} fragments | ACKed ${st.acked}/${st.fragments} fragments | ` +
         `handed to MX ${st.arrived}/${st.expectArrive} | refused ${st.refusedDone}/${st.expectRefused}`;
@@ -292,16 +413,43 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
         }
         log(`SIGKILLed ${killed.join(', ')} mid-run: their queued packets are lost; clients must resend`);
       }
+      if (!restartedYet && st.inflight > 0) {
+        restartedYet = true;
+        const gw = net.gateways.find((g) => g.domain === DOMAINS.b)!;
+        const at = Date.now();
+        log(`SIGKILL ${gw.name} with fragments in flight; restarting it in ${o.restartGatewayMs} ms`);
+        background.push(
+          sup.restart(gw.name, /gateway listening/, o.restartGatewayMs).then(
+            () => {
+              chaos.restarted.push({ name: gw.name, down_s: (Date.now() - at) / 1000 });
+              log(`${gw.name} is back (down ${((Date.now() - at) / 1000).toFixed(1)} s): same keys, same queue database`);
+            },
+            (e: unknown) => {
+              chaos.errors.push(`restart ${gw.name}: ${(e as Error).message}`);
+            },
+          ),
+        );
+      }
       if (st.done || Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 1000));
     }
 
+    await Promise.all(background);
     messages = planned.map((p) => judge(p, outboxes, mailRoot, o.mta));
-    ok = messages.every((m) => m.ok);
+    ok = messages.every((m) => m.ok) && chaos.errors.length === 0;
+    if (o.restartGatewayMs > 0 && chaos.restarted.length === 0) ok = false;
+    if (o.mxOutageS > 0 && chaos.mx_outage === null) ok = false;
+    if (replay && replay.dropped_as_replay !== replay.injected) ok = false;
+    if (o.replay > 0 && !replay) ok = false;
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
     await sup.stopAll();
+    if (captureDir) {
+      // after stopAll: every link has flushed its capture on the way down
+      wire = summarizeCapture(captureDir);
+      if (Object.keys(wire.lengths).length !== 1) ok = false;
+    }
     for (const c of closers.reverse()) await c().catch(() => undefined);
     if (!o.keep) rmSync(dir, { recursive: true, force: true });
   }
@@ -312,6 +460,9 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     messages,
     totals: totals(messages),
     killed,
+    chaos: { killed, restarted: chaos.restarted, mx_outage: chaos.mx_outage, errors: chaos.errors },
+    wire,
+    replay,
     run_dir: o.keep ? dir : null,
   };
   if (o.json) process.stdout.write(JSON.stringify(report) + '\n');
@@ -356,7 +507,7 @@ function recipientRow(p: Planned, outboxes: Map<string, Outbox>) {
   return prog?.recipients.find((r) => r.address.toLowerCase() === p.to.toLowerCase());
 }
 
-function status(planned: readonly Planned[], outboxes: Map<string, Outbox>, mailRoot: string): Status {
+function status(planned: readonly Planned[], outboxes: Map<string, Outbox>, mailRoot: string, mta: MtaKind): Status {
   const s: Status = { submitted: 0, inflight: 0, acked: 0, fragments: 0, arrived: 0, expectArrive: 0, refusedDone: 0, expectRefused: 0, done: true };
   for (const p of planned) {
     if (p.queueId) s.submitted++;
@@ -374,7 +525,7 @@ function status(planned: readonly Planned[], outboxes: Map<string, Outbox>, mail
       else s.done = false;
     } else {
       s.expectArrive++;
-      const found = findInMaildir(mailRoot, p.to, p.id, p.bytes);
+      const found = findInMaildir(mailRoot, p.to, p.id, p.bytes, mta);
       const arrived = found.exact.length + found.altered.length > 0;
       if (arrived) s.arrived++;
       // done for this message when it is in the mailbox and the client knows (ACKs / relay done), or it failed for good
@@ -385,10 +536,9 @@ function status(planned: readonly Planned[], outboxes: Map<string, Outbox>, mail
   return s;
 }
 
-function judge(p: Planned, outboxes: Map<string, Outbox>, mailRoot: string, mta: 'embedded' | 'postfix'): MessageReport {
+function judge(p: Planned, outboxes: Map<string, Outbox>, mailRoot: string, mta: MtaKind): MessageReport {
   const r = recipientRow(p, outboxes);
-  void mta;
-  const found = findInMaildir(mailRoot, p.to, p.id, p.bytes);
+  const found = findInMaildir(mailRoot, p.to, p.id, p.bytes, mta);
   const copies = found.exact.length + found.altered.length;
   const intact = found.exact.length >= 1 && found.altered.length === 0;
   let path: MessagePath;

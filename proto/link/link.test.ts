@@ -3,6 +3,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame, encodeFrames, FrameDecoder, FramingError } from './framing.ts';
 import { peerIdFromEd25519PublicKey, peerIdFromSeed } from './identity.ts';
 import { PacketLink, SPHINX_PROTOCOL, type PacketLinkOptions } from './link.ts';
+import { CAPTURE_ENV, readCapturedLengths, readRecentFrames } from './capture.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const SIZE = 2048;
 const LOOP = ['/ip4/127.0.0.1/tcp/0'];
@@ -150,6 +154,34 @@ describe('PacketLink over loopback', () => {
     expect(a.link.send(b.link.peerId, frame(7))).toBe(true);
     await until(() => b.got.length === 4, 'frame after abuse');
     expect(new Set(b.observed)).toEqual(new Set([SIZE]));
+  });
+
+  it('capture (POSTMIX_LINK_CAPTURE) records every frame length both ways, wrong sizes included, and the recent inbound frames', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pmx-capture-'));
+    process.env[CAPTURE_ENV] = dir;
+    try {
+      const allowed = new Set<string>();
+      for (const n of [41, 42]) allowed.add((await peerIdFromSeed(seed(n))).toString());
+      const a = await mkNode(41, allowed);
+      const b = await mkNode(42, allowed);
+      for (let i = 0; i < 5; i++) expect(a.link.send(b.link.peerId, frame(i))).toBe(true);
+      await until(() => b.got.length === 5, 'frames');
+      // a raw stream bypassing send(): one frame of another length must show up in the capture
+      const s = await a.link.libp2pNode.dialProtocol(b.link.libp2pNode.getMultiaddrs(), SPHINX_PROTOCOL);
+      s.send(encodeFrames([frame(9, 10), frame(10)]));
+      await until(() => b.got.length === 6, 'raw frames');
+      const [ai, bi] = [a.link.peerId.toString(), b.link.peerId.toString()];
+      await Promise.all([a.link.stop(100), b.link.stop(100)]);
+      const wire = encodeFrame(frame(0)).length;
+      expect(readCapturedLengths(join(dir, `${ai}.lengths.json`)).links).toEqual({ [`out ${bi}`]: { [wire]: 5 } });
+      expect(readCapturedLengths(join(dir, `${bi}.lengths.json`)).links).toEqual({ [`in ${ai}`]: { [wire]: 6, '11': 1 } });
+      const recent = readRecentFrames(join(dir, `${bi}.recent.bin`));
+      expect(recent.map((r) => r.from)).toEqual(Array(6).fill(ai));
+      expect(recent.map((r) => Buffer.from(r.frame).equals(Buffer.from(b.got[recent.indexOf(r)]!.frame)))).toEqual(Array(6).fill(true));
+    } finally {
+      delete process.env[CAPTURE_ENV];
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('gater rejects a peer outside the network document unless unknown inbound is allowed', async () => {

@@ -19,6 +19,7 @@ import { tcp } from '@libp2p/tcp';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { encodeFrames, FrameDecoder, FramingError } from './framing.ts';
+import { CAPTURE_ENV, LinkCapture } from './capture.ts';
 import { privateKeyFromSeed } from './identity.ts';
 
 export const SPHINX_PROTOCOL = '/postmix/sphinx/1';
@@ -166,6 +167,8 @@ export class PacketLink {
   private readonly inboundStreams = new Set<Stream>();
   private node: Libp2p | null = null;
   private stopping = false;
+  /** Set only when POSTMIX_LINK_CAPTURE asks for a capture (tests, diagnostics). */
+  private capture: LinkCapture | undefined;
 
   private constructor(opts: PacketLinkOptions) {
     this.opts = opts;
@@ -237,6 +240,8 @@ export class PacketLink {
       maxOutboundStreams: 2,
     });
     await this.node.start();
+    this.capture = LinkCapture.fromEnv(this.node.peerId.toString());
+    if (this.capture) this.log.warn({ dir: process.env[CAPTURE_ENV] }, 'link: capturing frames (test/diagnostic mode; never on a production node)');
     this.log.info({ peer: this.node.peerId.toString(), addrs: this.multiaddrs().map(String) }, 'link: started');
   }
 
@@ -382,6 +387,7 @@ export class PacketLink {
             this.counters.framesOut++;
             this.counters.bytesOut += f.length;
             this.opts.observe?.('out', f, ob.peer);
+            this.capture?.record('out', ob.peer.toString(), f.length);
           }
           if (!ok) await stream.onDrain();
         } catch (err) {
@@ -429,6 +435,7 @@ export class PacketLink {
         this.counters.framesIn++;
         this.counters.bytesIn += frame.length;
         this.opts.observe?.('in', frame, peer);
+        this.capture?.record('in', peer.toString(), frame.length, frame);
         let r: void | Promise<void>;
         try {
           r = this.opts.onFrame(frame, peer);
@@ -451,6 +458,7 @@ export class PacketLink {
       },
       wrongSize: (len) => {
         this.counters.droppedWrongSizeIn++;
+        this.capture?.record('in', peer.toString(), len);
         this.log.debug({ peer: peer.toString(), len }, 'link: wrong-size frame dropped');
       },
     });
@@ -499,6 +507,7 @@ export class PacketLink {
     const node = this.node;
     this.node = null;
     await node.stop();
+    this.capture?.close();
     this.log.info({}, 'link: stopped');
   }
 }

@@ -1,0 +1,131 @@
+/**
+ * Link capture, for tests and diagnostics only: with POSTMIX_LINK_CAPTURE=<dir> in its
+ * environment, every PacketLink records what crosses it, so a test can check the wire from the
+ * outside instead of trusting the code that writes it.
+ *
+ * - `<dir>/<peer id>.lengths.json`: for every link (direction × neighbour) a histogram of the
+ *   on-wire frame lengths (varint prefix + body) — including inbound frames of the wrong size,
+ *   which the decoder skips. A passive observer's first question is "do lengths differ?": here
+ *   the answer must be one length, network-wide.
+ * - `<dir>/<peer id>.recent.bin`: the last RECENT_FRAMES inbound frames (whole), so a test can
+ *   re-inject a frame a node has already processed and watch it be dropped as a replay.
+ *
+ * Files are rewritten (tmp + rename) every FLUSH_MS and on close; nothing is written on the
+ * packet path itself. Off by default: a production node never keeps packets it has forwarded.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { varintLength } from './framing.ts';
+
+export const CAPTURE_ENV = 'POSTMIX_LINK_CAPTURE';
+const RECENT_FRAMES = 64;
+const FLUSH_MS = 500;
+
+export type CaptureDirection = 'in' | 'out';
+
+export interface CapturedLengths {
+  readonly peer: string;
+  /** key `${direction} ${neighbour peer id}` → { wire length → frames } */
+  readonly links: Record<string, Record<string, number>>;
+}
+
+export interface CapturedFrame {
+  /** the neighbour the frame came from */
+  readonly from: string;
+  /** wall-clock ms when it arrived */
+  readonly at: number;
+  readonly frame: Uint8Array;
+}
+
+export class LinkCapture {
+  private readonly links = new Map<string, Map<number, number>>();
+  private readonly recent: CapturedFrame[] = [];
+  private dirty = false;
+  private readonly timer: NodeJS.Timeout;
+
+  private constructor(private readonly dir: string, private readonly peer: string) {
+    mkdirSync(dir, { recursive: true });
+    this.timer = setInterval(() => this.flush(), FLUSH_MS);
+    this.timer.unref();
+  }
+
+  /** A capture when the environment asks for one, else undefined (the normal case). */
+  static fromEnv(peer: string, env: NodeJS.ProcessEnv = process.env): LinkCapture | undefined {
+    const dir = env[CAPTURE_ENV];
+    return dir ? new LinkCapture(dir, peer) : undefined;
+  }
+
+  /** One frame of `bodyLength` bytes (its declared length, for a skipped inbound frame). */
+  record(direction: CaptureDirection, neighbour: string, bodyLength: number, frame?: Uint8Array): void {
+    const key = `${direction} ${neighbour}`;
+    let h = this.links.get(key);
+    if (!h) this.links.set(key, (h = new Map()));
+    const wire = varintLength(bodyLength) + bodyLength;
+    h.set(wire, (h.get(wire) ?? 0) + 1);
+    if (direction === 'in' && frame) {
+      this.recent.push({ from: neighbour, at: Date.now(), frame: frame.slice() });
+      if (this.recent.length > RECENT_FRAMES) this.recent.shift();
+    }
+    this.dirty = true;
+  }
+
+  flush(): void {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const lengths: CapturedLengths = {
+      peer: this.peer,
+      links: Object.fromEntries([...this.links].map(([k, h]) => [k, Object.fromEntries([...h].map(([len, n]) => [String(len), n]))])),
+    };
+    atomicWrite(join(this.dir, `${this.peer}.lengths.json`), JSON.stringify(lengths));
+    atomicWrite(join(this.dir, `${this.peer}.recent.bin`), encodeRecent(this.recent));
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.flush();
+  }
+}
+
+function atomicWrite(path: string, data: string | Uint8Array): void {
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, data);
+  renameSync(tmp, path);
+}
+
+// recent.bin: records of  u16 len(from) | from (utf8) | f64 at | u32 len(frame) | frame,  big-endian
+function encodeRecent(frames: readonly CapturedFrame[]): Uint8Array {
+  const parts: Buffer[] = [];
+  for (const f of frames) {
+    const from = Buffer.from(f.from, 'utf8');
+    const head = Buffer.alloc(2 + from.length + 8 + 4);
+    head.writeUInt16BE(from.length, 0);
+    from.copy(head, 2);
+    head.writeDoubleBE(f.at, 2 + from.length);
+    head.writeUInt32BE(f.frame.length, 2 + from.length + 8);
+    parts.push(head, Buffer.from(f.frame));
+  }
+  return Buffer.concat(parts);
+}
+
+/** Reads a `<peer>.recent.bin`; a truncated tail (file replaced mid-read) is ignored. */
+export function readRecentFrames(path: string): CapturedFrame[] {
+  const b = readFileSync(path);
+  const out: CapturedFrame[] = [];
+  let at = 0;
+  while (at + 2 <= b.length) {
+    const fl = b.readUInt16BE(at);
+    if (at + 2 + fl + 12 > b.length) break;
+    const from = b.subarray(at + 2, at + 2 + fl).toString('utf8');
+    const t = b.readDoubleBE(at + 2 + fl);
+    const n = b.readUInt32BE(at + 2 + fl + 8);
+    const start = at + 2 + fl + 12;
+    if (start + n > b.length) break;
+    out.push({ from, at: t, frame: new Uint8Array(b.subarray(start, start + n)) });
+    at = start + n;
+  }
+  return out;
+}
+
+export function readCapturedLengths(path: string): CapturedLengths {
+  return JSON.parse(readFileSync(path, 'utf8')) as CapturedLengths;
+}
