@@ -1,5 +1,13 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 
+function num(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number in ${min}..${max}`);
+    return n;
+  };
+}
+
 function int(name: string, min: number, max: number) {
   return (v: string): number => {
     const n = Number(v);
@@ -28,6 +36,11 @@ export function registerTestnet(program: Command): void {
     .option('--layer-size <n>', 'mixes per layer', int('--layer-size', 1, 10), 3)
     .option('--epoch-length <s>', 'epoch length in seconds (short, so the run crosses epochs)', int('--epoch-length', 5, 3600), 20)
     .option('--mean-delay <ms>', 'mean per-hop mixing delay (1/μ) in milliseconds', int('--mean-delay', 1, 60_000), 50)
+    .option('--lambda-p <r>', 'λ_P: each client\'s Poisson sending rate per second (real packets replace drop cover in it)', num('--lambda-p', 0.01, 1000), 10)
+    .option('--lambda-l <r>', 'λ_L: each client\'s loop cover rate per second', num('--lambda-l', 0, 1000), 1)
+    .option('--lambda-d <r>', 'λ_D: each client\'s drop cover rate per second', num('--lambda-d', 0, 1000), 1)
+    .option('--lambda-m <r>', 'λ_M: each mix\'s loop cover rate per second', num('--lambda-m', 0, 1000), 0.5)
+    .option('--payload-size <bytes>', 'Sphinx payload size of the network document (the packet is this plus the header)', int('--payload-size', 512, 32 * 1024), 2048)
     .option('--timeout <s>', 'give up waiting for deliveries after this many seconds', int('--timeout', 10, 3600), 240)
     .option('--json', 'print the final report as one JSON object on stdout (progress goes to stderr)', false)
     .option('--keep <dir>', 'keep the run directory (configs, keys, logs, Maildirs) in DIR')
@@ -56,6 +69,11 @@ export function registerTestnet(program: Command): void {
         layerSize: o.layerSize as number,
         epochLength: o.epochLength as number,
         meanDelayMs: o.meanDelay as number,
+        lambdaP: o.lambdaP as number,
+        lambdaL: o.lambdaL as number,
+        lambdaD: o.lambdaD as number,
+        lambdaM: o.lambdaM as number,
+        payloadSize: o.payloadSize as number,
         timeoutS: o.timeout as number,
         logLevel: o.logLevel as string,
       });

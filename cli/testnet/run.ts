@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import nodemailer from 'nodemailer';
 import { stringify } from 'smol-toml';
 import { Outbox } from '../../client/outbox.ts';
-import { DEFAULT_GEOMETRY } from '../../proto/sphinx/geometry.ts';
+import { DEFAULT_GEOMETRY, packetSizes, validateGeometry } from '../../proto/sphinx/geometry.ts';
 import { CAPTURE_ENV } from '../../proto/link/index.ts';
 import { startMaildirMx } from './maildir-mx.ts';
 import { findInMaildir, makeMessage, type MtaKind } from './messages.ts';
@@ -57,6 +57,13 @@ export interface TestnetOptions {
   readonly layerSize: number;
   readonly epochLength: number;
   readonly meanDelayMs: number;
+  /** Loopix rates per client (λ_P, λ_L, λ_D) and per mix (λ_M), per second */
+  readonly lambdaP: number;
+  readonly lambdaL: number;
+  readonly lambdaD: number;
+  readonly lambdaM: number;
+  /** Sphinx payload size of the network document (bytes) */
+  readonly payloadSize: number;
   readonly timeoutS: number;
   readonly logLevel: string;
 }
@@ -76,6 +83,11 @@ export const TESTNET_DEFAULTS: TestnetOptions = {
   layerSize: 3,
   epochLength: 20,
   meanDelayMs: 50,
+  lambdaP: 10,
+  lambdaL: 1,
+  lambdaD: 1,
+  lambdaM: 0.5,
+  payloadSize: DEFAULT_GEOMETRY.payloadSize,
   timeoutS: 240,
   logLevel: 'info',
 };
@@ -176,6 +188,8 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
   const background: Promise<void>[] = [];
   let messages: MessageReport[] = [];
   let ok = false;
+  // a route is one mix per layer + the gateway, and so is a mix's loop: L+1 hops
+  const geometry = validateGeometry({ ...DEFAULT_GEOMETRY, maxHops: Math.max(DEFAULT_GEOMETRY.maxHops, o.layers + 1), payloadSize: o.payloadSize });
   const topology = {
     authorities: 3,
     threshold: 2,
@@ -186,6 +200,9 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     mta: o.mta,
     epoch_length_s: o.epochLength,
     mean_delay_per_hop_ms: o.meanDelayMs,
+    rates_per_s: { lambda_p: o.lambdaP, lambda_l: o.lambdaL, lambda_d: o.lambdaD, lambda_m: o.lambdaM },
+    payload_bytes: o.payloadSize,
+    packet_bytes: packetSizes(geometry).packet,
   };
   const onSignal = () => {
     void sup.stopAll(2000).then(() => process.exit(130));
@@ -224,8 +241,8 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
       gatewayDomains: [DOMAINS.a, DOMAINS.b],
       epochLength: o.epochLength,
       grace: Math.max(5, Math.ceil(o.epochLength * 0.75)),
-      geometry: DEFAULT_GEOMETRY,
-      mixing: { lambdaP: 10, lambdaL: 1, lambdaD: 1, lambdaM: 0.5, mu: 1000 / o.meanDelayMs },
+      geometry,
+      mixing: { lambdaP: o.lambdaP, lambdaL: o.lambdaL, lambdaD: o.lambdaD, lambdaM: o.lambdaM, mu: 1000 / o.meanDelayMs },
       mx: mxs,
       logLevel: o.logLevel,
     };
