@@ -10,20 +10,7 @@ import { z } from 'zod';
 import { DEFAULT_GEOMETRY, validateGeometry } from '../proto/sphinx/geometry.ts';
 import { DEFAULT_MIXING, validateMixingParams } from '../proto/mixing/params.ts';
 import { applyEnvOverrides, ConfigError, validateConfig } from '../proto/util/daemon.ts';
-import { DEFAULT_EPOCH, loadIdentityPublicKey, validateEpochConfig } from '../proto/pki/index.ts';
-
-const b64Key = z
-  .string()
-  .refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s), 'must be a base64 Ed25519 public key (32 bytes, 44 characters)');
-
-const authorityEntry = z
-  .object({
-    url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
-    public_key: b64Key.optional(),
-    public_key_file: z.string().min(1).optional(),
-  })
-  .strict()
-  .refine((a) => (a.public_key === undefined) !== (a.public_key_file === undefined), 'give exactly one of public_key or public_key_file');
+import { authorityEntry, checkThreshold, epochFields, logLevel, resolveAuthorities, resolveEpoch, thresholdField } from '../proto/util/config-schema.ts';
 
 export const DirectoryConfigSchema = z
   .object({
@@ -33,18 +20,16 @@ export const DirectoryConfigSchema = z
         database: z.string().min(1),
         listen_host: z.string().min(1).default('127.0.0.1'),
         listen_port: z.number().int().min(0).max(65535).default(8080),
-        log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        log_level: logLevel,
         max_descriptors_per_epoch: z.number().int().min(1).max(10_000).default(5000),
         peer_timeout_ms: z.number().int().min(100).max(60_000).default(5000),
       })
       .strict(),
     network: z
       .object({
-        threshold: z.number().int().min(1).default(2),
+        threshold: thresholdField,
         layers: z.number().int().min(1).max(16).default(3),
-        epoch_length: z.number().int().min(1).max(604_800).default(DEFAULT_EPOCH.length),
-        epoch_origin: z.number().int().min(0).max(0xffffffff).default(DEFAULT_EPOCH.origin),
-        grace: z.number().int().min(0).default(DEFAULT_EPOCH.grace),
+        ...epochFields,
         geometry: z
           .object({
             max_hops: z.number().int().default(DEFAULT_GEOMETRY.maxHops),
@@ -95,25 +80,15 @@ export function loadDirectoryConfig(path: string, env: NodeJS.ProcessEnv = proce
   const file = validateConfig(raw, DirectoryConfigSchema, path);
   const base = dirname(resolve(path));
   const n = file.network;
+  resolveEpoch(n, path, 'network');
   try {
-    validateEpochConfig({ origin: n.epoch_origin, length: n.epoch_length, grace: n.grace });
     validateGeometry({ maxHops: n.geometry.max_hops, perHopSize: n.geometry.per_hop_size, payloadSize: n.geometry.payload_size });
     validateMixingParams({ lambdaP: n.mixing.lambda_p, lambdaL: n.mixing.lambda_l, lambdaD: n.mixing.lambda_d, lambdaM: n.mixing.lambda_m, mu: n.mixing.mu });
   } catch (e) {
     throw new ConfigError(`${path}: [network] ${(e as Error).message}`);
   }
-  if (n.threshold > file.authorities.length)
-    throw new ConfigError(`${path}: network.threshold ${n.threshold} exceeds the ${file.authorities.length} listed authorities`);
-  const authorities = file.authorities.map((a, i) => {
-    try {
-      const publicKey = a.public_key ? new Uint8Array(Buffer.from(a.public_key, 'base64')) : loadIdentityPublicKey(resolve(base, a.public_key_file!));
-      return { url: a.url.replace(/\/+$/, ''), publicKey };
-    } catch (e) {
-      throw new ConfigError(`${path}: authorities[${i}]: ${(e as Error).message}`);
-    }
-  });
-  const keys = new Set(authorities.map((a) => Buffer.from(a.publicKey).toString('hex')));
-  if (keys.size !== authorities.length) throw new ConfigError(`${path}: two [[authorities]] entries have the same public key`);
+  checkThreshold(n.threshold, file.authorities.length, path, 'network.threshold');
+  const authorities = resolveAuthorities(file.authorities, { source: path, base, key: 'authorities', distinctKeys: true });
   return {
     file,
     identityKeyPath: resolve(base, file.authority.identity_key),

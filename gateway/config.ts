@@ -7,38 +7,20 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, isLoopback, loadConfig } from '../proto/util/daemon.ts';
-import { DEFAULT_EPOCH, loadIdentityPublicKey, validateEpochConfig, type EpochConfig } from '../proto/pki/index.ts';
+import { ConfigError, loadConfig } from '../proto/util/daemon.ts';
+import { directorySection, hopSection, limitsSection, metricsSection, resolveHopConfig, type ResolvedHopConfig } from '../proto/util/config-schema.ts';
 import { deriveIssuerKeys, type IssuerKeys } from '../proto/tokens/index.ts';
 
 export const ENV_PREFIX = 'POSTMIX_GATEWAY';
 
-const b64Key = z.string().refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s), 'must be a base64 Ed25519 public key (32 bytes, 44 characters)');
-const authorityEntry = z
-  .object({ url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }), public_key: b64Key.optional(), public_key_file: z.string().min(1).optional() })
-  .strict()
-  .refine((a) => (a.public_key === undefined) !== (a.public_key_file === undefined), 'give exactly one of public_key or public_key_file');
-const multiaddrString = z
-  .string()
-  .refine((s) => /^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+\/tcp\/\d{1,5}$/.test(s), 'must be a TCP multiaddr like /ip4/127.0.0.1/tcp/4001');
 const domain = z.string().regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/, 'must be a lower-case domain name');
 
 export const GatewayConfigSchema = z
   .object({
-    gateway: z
-      .object({
-        /** Holds gateway.sqlite, issuer.seed, keys/ and the document cache. */
-        data_dir: z.string().min(1),
-        keys_dir: z.string().min(1).optional(),
-        listen: multiaddrString.default('/ip4/127.0.0.1/tcp/4101'),
-        announce: z.array(multiaddrString).min(1).max(8).optional(),
-        /** The mail domains this gateway is the last hop for. */
-        domains: z.array(domain).min(1, 'list the served mail domains'),
-        log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-        shutdown_grace_ms: z.number().int().min(0).max(600_000).default(5000),
-        tick_ms: z.number().int().min(20).max(60_000).default(1000),
-      })
-      .strict(),
+    gateway: hopSection('/ip4/127.0.0.1/tcp/4101', {
+      /** The mail domains this gateway is the last hop for. */
+      domains: z.array(domain).min(1, 'list the served mail domains'),
+    }),
     intake: z
       .object({
         max_message_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(10 * 1024 * 1024),
@@ -83,77 +65,24 @@ export const GatewayConfigSchema = z
       })
       .strict()
       .prefault({}),
-    limits: z
-      .object({
-        max_queued_bytes: z.number().int().min(64 * 1024).default(256 * 1024 * 1024),
-        per_peer_queue: z.number().int().min(16).max(1_000_000).default(4096),
-        max_batch_frames: z.number().int().min(1).max(1024).default(32),
-        max_connections: z.number().int().min(8).max(100_000).default(1024),
-      })
-      .strict()
-      .prefault({}),
-    metrics: z
-      .object({ enabled: z.boolean().default(true), host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9102) })
-      .strict()
-      .prefault({}),
-    directory: z
-      .object({
-        threshold: z.number().int().min(1).default(2),
-        epoch_length: z.number().int().min(1).max(604_800).default(DEFAULT_EPOCH.length),
-        epoch_origin: z.number().int().min(0).max(0xffffffff).default(DEFAULT_EPOCH.origin),
-        grace: z.number().int().min(0).default(DEFAULT_EPOCH.grace),
-        timeout_ms: z.number().int().min(100).max(120_000).default(10_000),
-        retry_ms: z.number().int().min(10).max(600_000).default(5000),
-        authorities: z.array(authorityEntry).min(1, 'list the directory authorities under [[directory.authorities]]'),
-      })
-      .strict(),
+    limits: limitsSection,
+    metrics: metricsSection(9102),
+    directory: directorySection,
   })
   .strict();
 
 export type GatewayConfigFile = z.infer<typeof GatewayConfigSchema>;
 
-export interface GatewayConfig {
-  readonly source: string;
-  readonly file: GatewayConfigFile;
-  readonly dataDir: string;
-  readonly keysDir: string;
+export interface GatewayConfig extends ResolvedHopConfig<GatewayConfigFile> {
   readonly dbPath: string;
   readonly issuerSeedPath: string;
-  readonly epoch: EpochConfig;
-  readonly authorities: readonly { url: string; publicKey: Uint8Array }[];
 }
 
 export { ConfigError };
 
 export function resolveGatewayConfig(file: GatewayConfigFile, source: string, base: string): GatewayConfig {
-  const d = file.directory;
-  let epoch: EpochConfig;
-  try {
-    epoch = validateEpochConfig({ origin: d.epoch_origin, length: d.epoch_length, grace: d.grace });
-  } catch (e) {
-    throw new ConfigError(`${source}: [directory] ${(e as Error).message}`);
-  }
-  if (d.threshold > d.authorities.length) throw new ConfigError(`${source}: directory.threshold ${d.threshold} exceeds the ${d.authorities.length} listed authorities`);
-  if (file.metrics.enabled && !isLoopback(file.metrics.host)) throw new ConfigError(`${source}: metrics.host must be a loopback address, got ${file.metrics.host}`);
-  const authorities = d.authorities.map((a, i) => {
-    try {
-      const publicKey = a.public_key ? new Uint8Array(Buffer.from(a.public_key, 'base64')) : loadIdentityPublicKey(resolve(base, a.public_key_file!));
-      return { url: a.url.replace(/\/+$/, ''), publicKey };
-    } catch (e) {
-      throw new ConfigError(`${source}: directory.authorities[${i}]: ${(e as Error).message}`);
-    }
-  });
-  const dataDir = resolve(base, file.gateway.data_dir);
-  return {
-    source,
-    file,
-    dataDir,
-    keysDir: file.gateway.keys_dir ? resolve(base, file.gateway.keys_dir) : join(dataDir, 'keys'),
-    dbPath: join(dataDir, 'gateway.sqlite'),
-    issuerSeedPath: join(dataDir, 'issuer.seed'),
-    epoch,
-    authorities,
-  };
+  const hop = resolveHopConfig(file, file.gateway, source, base, { loopbackNames: false, distinctKeys: false });
+  return { ...hop, dbPath: join(hop.dataDir, 'gateway.sqlite'), issuerSeedPath: join(hop.dataDir, 'issuer.seed') };
 }
 
 export function loadGatewayConfig(path: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {

@@ -11,10 +11,11 @@
  *   the document; any other next hop is dropped as `unknown-next-hop`.
  *   HandoffWorker → MX (SMTP/LMTP), issuance endpoint (HTTP), Prometheus metrics.
  *
- * Epochs (like the mix node): fetch the network document for the current and next epoch,
- * upload the descriptor (role gateway, served domains, token issuer public key) for the next
- * two epochs with Sphinx keys generated ahead of time, drop replay sets and key files once the
- * previous epoch's grace window is over.
+ * Epochs: the epoch driver shared with the mix node (proto/hop/epoch-driver.ts) fetches the
+ * network document for the current and next epoch, uploads the descriptor (role gateway, served
+ * domains, token issuer public key) for the next two epochs with Sphinx keys generated ahead of
+ * time, and drops replay sets and key files once the previous epoch's grace window is over; the
+ * store's housekeeping runs in the same tick.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,26 +25,13 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { encodeAck } from '../proto/fragment/index.ts';
 import { HOP_DROP_REASONS, HopEngine } from '../proto/hop/engine.ts';
+import { EpochDriver } from '../proto/hop/epoch-driver.ts';
 import { EpochKeys, openKeyStore } from '../proto/hop/epoch-keys.ts';
 import { idKey, NetworkView, type Peer } from '../proto/hop/network-view.ts';
 import { ReplayStore } from '../proto/hop/replay-store.ts';
 import { PacketLink } from '../proto/link/index.ts';
 import { MAILBOX_PROTOCOL, decodeSubscribe, encodeItem, isMailQueue } from '../proto/mailbox/index.ts';
-import {
-  buildDescriptor,
-  DocumentCache,
-  epochAt,
-  epochStart,
-  fetchDocument,
-  hex,
-  isPkiError,
-  KeyStore,
-  schedulePoint,
-  SCHEDULE,
-  uploadDescriptor,
-  type IdentityKey,
-  type VerifiedDocument,
-} from '../proto/pki/index.ts';
+import { epochAt, hex, KeyStore, type IdentityKey, type VerifiedDocument } from '../proto/pki/index.ts';
 import { DEFAULT_GEOMETRY, nodeSuite, packetFromSurb, packetSizes, type Geometry, type HopDeliver } from '../proto/sphinx/index.ts';
 import { startMetricsServer, type MetricsServer } from '../proto/util/daemon.ts';
 import type { IssuerKeys } from '../proto/tokens/index.ts';
@@ -120,12 +108,7 @@ export class Gateway {
   private metricsServer: MetricsServer | undefined;
   private issuance: IssuanceServer | undefined;
   private readonly subscribers = new Map<string, Set<Stream>>();
-  private readonly cache: DocumentCache;
-  private readonly uploaded = new Set<number>();
-  private readonly lastTry = new Map<string, number>();
-  private prunedBefore = -1;
-  private timer: NodeJS.Timeout | null = null;
-  private ticking: Promise<void> | null = null;
+  private readonly epochs: EpochDriver;
   private closed = false;
 
   private constructor(o: GatewayOptions) {
@@ -143,7 +126,6 @@ export class Gateway {
     this.issuer = loadOrCreateIssuer(c.issuerSeedPath);
     this.store = new GatewayStore(c.dbPath);
     this.replay = new ReplayStore(join(c.dataDir, 'replay.sqlite'));
-    this.cache = new DocumentCache(join(c.dataDir, 'document.bin'));
     this.metrics = new GatewayMetrics(o.defaultMetrics ?? true);
     const f = c.file;
     this.intake = new Intake(this.store, {
@@ -178,11 +160,34 @@ export class Gateway {
       },
       onFailure: (_r, _e, permanent) => this.metrics.handoffFailures.inc({ kind: permanent ? 'permanent' : 'transient' }),
     });
-    const cached = this.cache.load({ ...this.verifyOpts(), now: this.now() });
-    if (cached) this.view.add(cached);
+    this.epochs = new EpochDriver({
+      config: c,
+      identity: this.identity,
+      keys: this.keys,
+      view: this.view,
+      replay: this.replay,
+      log: this.log,
+      now: this.now,
+      descriptor: () => ({
+        peerId: this.link.peerId.toString(),
+        addresses: this.addresses(),
+        role: 'gateway',
+        gateway: {
+          domains: f.gateway.domains,
+          // one POPRF issuer key per gateway; recipients' key epochs are inside the POPRF info
+          issuerKeys: [{ keyEpoch: 0, publicKey: this.issuer.publicKey }],
+          keyDirectoryUrl: f.issuance.public_url,
+          policy: 'token-required',
+        },
+      }),
+      onView: (e) => this.followGeometry(e),
+      afterRound: (t) => this.housekeeping(t),
+      onFetch: (result) => this.metrics.documents.inc({ result }),
+    });
+    const cached = this.epochs.restoreCached();
     this.geometry = cached ? cached.body.geometry : DEFAULT_GEOMETRY;
     this.engine = this.newEngine(this.geometry, o.ignoreDelays === true);
-    this.updateView();
+    this.epochs.updateView();
   }
 
   static async start(o: GatewayOptions): Promise<Gateway> {
@@ -255,9 +260,7 @@ export class Gateway {
       },
       'gateway listening',
     );
-    await this.tick();
-    this.timer = setInterval(() => void this.tick(), f.gateway.tick_ms);
-    this.timer.unref();
+    await this.epochs.start(f.gateway.tick_ms);
   }
 
   get link(): PacketLink {
@@ -375,52 +378,18 @@ export class Gateway {
 
   // ---- epochs ----
 
-  private verifyOpts(): { authorities: Uint8Array[]; threshold: number } {
-    return { authorities: this.config.authorities.map((a) => a.publicKey), threshold: this.config.file.directory.threshold };
-  }
-
-  private due(what: string): boolean {
-    const t = performance.now();
-    const last = this.lastTry.get(what);
-    if (last !== undefined && t - last < this.config.file.directory.retry_ms) return false;
-    this.lastTry.set(what, t);
-    return true;
-  }
-
   tick(): Promise<void> {
-    if (this.ticking) return this.ticking;
-    this.ticking = this.tickOnce()
-      .catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'tick failed'))
-      .finally(() => {
-        this.ticking = null;
-      });
-    return this.ticking;
+    return this.epochs.tick();
   }
 
-  /** Rebuilds the view for the clock's epoch. */
-  private updateView(): void {
-    const c = this.config.epoch;
-    const t = this.now();
-    const e = epochAt(c, t);
-    this.view.update(e, e > 0 && t < epochStart(c, e) + c.grace);
-  }
-
-  /** Installs a verified document (what `fetch` does; also for tests and tools). */
+  /** Installs a verified document (what a fetch does; also for tests and tools). */
   installDocument(doc: VerifiedDocument): void {
     this.view.add(doc);
-    this.updateView();
+    this.epochs.updateView();
   }
 
-  private async tickOnce(): Promise<void> {
-    if (this.closed) return;
-    const c = this.config.epoch;
-    const t = this.now();
-    const e = epochAt(c, t);
-    const inGrace = e > 0 && t < epochStart(c, e) + c.grace;
-    if (!this.view.has(e) && this.due(`doc-${e}`)) await this.fetch(e, t);
-    if (t >= schedulePoint(c, e, SCHEDULE.collect) && !this.view.has(e + 1) && this.due(`doc-${e + 1}`)) await this.fetch(e + 1, t);
-    if (this.closed) return;
-    this.view.update(e, inGrace);
+  /** A new geometry means a new packet size: what is queued under the old one is dropped. */
+  private followGeometry(e: number): void {
     const cur = this.view.get(e);
     if (cur && (cur.body.geometry.payloadSize !== this.geometry.payloadSize || cur.body.geometry.maxHops !== this.geometry.maxHops || cur.body.geometry.perHopSize !== this.geometry.perHopSize)) {
       this.geometry = cur.body.geometry;
@@ -428,18 +397,9 @@ export class Gateway {
       this.engine = this.newEngine(this.geometry, false);
       this.link.setPacketSize(packetSizes(this.geometry).packet);
     }
-    for (const E of [e + 1, e + 2]) {
-      if (this.uploaded.has(E) || this.closed) continue;
-      if (E === e + 1 && t >= schedulePoint(c, e, SCHEDULE.vote)) continue;
-      if (this.due(`up-${E}`)) await this.upload(E);
-    }
-    for (const E of [...this.uploaded]) if (E <= e) this.uploaded.delete(E);
-    if (!inGrace && this.prunedBefore < e) {
-      this.prunedBefore = e;
-      this.replay.dropEpochsBefore(e);
-      this.keys.prune(e);
-    }
-    // housekeeping
+  }
+
+  private housekeeping(t: number): void {
     const nowMs = t * 1000;
     const expired = this.store.purgeExpiredPartials(nowMs);
     if (expired > 0) this.log.info({ expired }, 'incomplete messages expired');
@@ -452,62 +412,11 @@ export class Gateway {
     this.metrics.partials.set(this.store.partialCount());
   }
 
-  private async fetch(E: number, t: number): Promise<void> {
-    try {
-      const doc = await fetchDocument(E, {
-        ...this.verifyOpts(),
-        urls: this.config.authorities.map((a) => a.url),
-        epoch: E,
-        now: t,
-        timeoutMs: this.config.file.directory.timeout_ms,
-      });
-      this.view.add(doc);
-      this.metrics.documents.inc({ result: 'ok' });
-      try {
-        this.cache.save(doc);
-      } catch {
-        /* cache is best effort */
-      }
-      this.log.info({ epoch: E, gateways: doc.body.gateways.length }, 'network document fetched');
-    } catch (e) {
-      this.metrics.documents.inc({ result: isPkiError(e) ? e.reason : 'error' });
-    }
-  }
-
-  private async upload(E: number): Promise<void> {
-    const c = this.config.epoch;
-    const f = this.config.file;
-    const sphinxKeys = this.keys.ensure([E, E + 1]);
-    const descriptor = buildDescriptor({
-      identity: this.identity,
-      peerId: this.link.peerId.toString(),
-      addresses: this.addresses(),
-      role: 'gateway',
-      epoch: E,
-      sphinxKeys,
-      gateway: {
-        domains: f.gateway.domains,
-        // one POPRF issuer key per gateway; recipients' key epochs are inside the POPRF info
-        issuerKeys: [{ keyEpoch: 0, publicKey: this.issuer.publicKey }],
-        keyDirectoryUrl: f.issuance.public_url,
-        policy: 'token-required',
-      },
-      publishedAt: Math.max(0, epochStart(c, Math.max(0, E - 1))),
-    });
-    const results = await uploadDescriptor(this.config.authorities.map((a) => a.url), descriptor, f.directory.timeout_ms);
-    const held = results.filter((r) => r.result === 'accepted' || r.result === 'duplicate' || r.result === 'conflicting').length;
-    if (held >= f.directory.threshold) {
-      this.uploaded.add(E);
-      this.log.info({ epoch: E, held }, 'descriptor uploaded');
-    } else this.log.warn({ epoch: E, results: results.map((r) => ({ url: r.url, result: r.result })) }, 'descriptor upload below threshold; will retry');
-  }
-
   /** Graceful shutdown: stop taking frames, deliver what falls due soon, finish the hand-off pass, close. */
   async close(graceMs = this.config.file.gateway.shutdown_grace_ms): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    if (this.ticking) await this.ticking;
+    await this.epochs.stop();
     await this.engine.drain(Math.floor(graceMs * 0.5)).catch(() => 0);
     await this.handoff.stop();
     for (const set of this.subscribers.values()) for (const s of set) s.abort(new Error('gateway stopping'));

@@ -6,37 +6,22 @@
  *   replay tag) → delay queue → forward to the next hop's libp2p peer (a legal next hop in the
  *   document) | final hop: only this node's own loops are taken, anything else is dropped.
  *
- * Every `tick_ms` the node: fetches the document for the current epoch if it lacks it and the
- * next one from the authorities' collect point on; uploads its descriptor for the next two
- * epochs (with the Sphinx keys for each and the one after, generated ahead of time); installs
- * the documents (routing table, allowed peers, packet size); and once the previous epoch's grace
- * window is over drops its replay set and deletes its Sphinx key file. The key switch itself
- * happens at the boundary (EpochKeys.keys() looks at the clock), not at the next tick.
+ * Every `tick_ms` the epoch driver (proto/hop/epoch-driver.ts, shared with the gateway) fetches
+ * documents, uploads the descriptor with Sphinx keys made ahead of time and expires the previous
+ * epoch; what is the mix's own is `installed`: routing table, allowed peers, packet size, and a
+ * new engine (the old one retired until its queue is empty) when the geometry changes.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { PeerId } from '@libp2p/interface';
 import { HopEngine } from '../proto/hop/engine.ts';
+import { EpochDriver } from '../proto/hop/epoch-driver.ts';
 import { EpochKeys, openKeyStore } from '../proto/hop/epoch-keys.ts';
 import { NetworkView, type Peer } from '../proto/hop/network-view.ts';
 import { LogReplayStore, ReplayStore, type ReplayTagStore } from '../proto/hop/replay-store.ts';
 import { PacketLink } from '../proto/link/index.ts';
-import {
-  buildDescriptor,
-  bytesEqual,
-  DocumentCache,
-  epochAt,
-  epochStart,
-  fetchDocument,
-  hex,
-  isPkiError,
-  schedulePoint,
-  SCHEDULE,
-  uploadDescriptor,
-  type IdentityKey,
-  type VerifiedDocument,
-} from '../proto/pki/index.ts';
+import { bytesEqual, epochAt, epochStart, hex, type IdentityKey } from '../proto/pki/index.ts';
 import { DEFAULT_GEOMETRY, packetSizes, type Geometry } from '../proto/sphinx/index.ts';
 import { startMetricsServer, type MetricsServer } from '../proto/util/daemon.ts';
 import type { MixnodeConfig } from './config.ts';
@@ -84,15 +69,9 @@ export class MixNode {
   private geometry: Geometry;
   private linkRef: PacketLink | undefined;
   private metricsServer: MetricsServer | undefined;
-  private readonly cache: DocumentCache;
-  private readonly uploaded = new Set<number>();
-  private readonly lastTry = new Map<string, number>();
-  private prunedBefore = -1;
-  private timer: NodeJS.Timeout | null = null;
-  private ticking: Promise<void> | null = null;
+  private readonly epochs: EpochDriver;
   private accepting = true;
   private closed = false;
-  private warnedNoDoc = -1;
   /** Frames that arrived while shutting down (not processed). */
   droppedAtShutdown = 0;
 
@@ -107,9 +86,22 @@ export class MixNode {
     this.replay =
       o.config.file.replay.store === 'sqlite' ? new ReplayStore(join(o.config.dataDir, 'replay.sqlite')) : new LogReplayStore(join(o.config.dataDir, 'replay'));
     this.view = new NetworkView(identity.nodeId);
-    this.cache = new DocumentCache(join(o.config.dataDir, 'document.bin'));
-    const cached = this.cache.load({ ...this.verifyOpts(), now: this.now() });
-    if (cached) this.view.add(cached);
+    this.epochs = new EpochDriver({
+      config: o.config,
+      identity,
+      keys: this.keys,
+      view: this.view,
+      replay: this.replay,
+      log: this.log,
+      now: this.now,
+      descriptor: () => ({ peerId: this.link.peerId.toString(), addresses: this.addresses(), role: 'mix', layerPreference: o.config.file.mixnode.layer_preference }),
+      onView: (e, changed) => {
+        if (changed) this.installed(e);
+      },
+      onFetch: (result) => this.metrics.documents.inc({ result }),
+      onUpload: (result) => this.metrics.uploads.inc({ result }),
+    });
+    const cached = this.epochs.restoreCached();
     this.geometry = cached ? cached.body.geometry : DEFAULT_GEOMETRY;
     this.metrics = new MixnodeMetrics(
       {
@@ -220,9 +212,7 @@ export class MixNode {
       },
       'mix node listening',
     );
-    await this.tick();
-    this.timer = setInterval(() => void this.tick(), f.mixnode.tick_ms);
-    this.timer.unref();
+    await this.epochs.start(f.mixnode.tick_ms);
     this.loops?.start();
   }
 
@@ -269,83 +259,9 @@ export class MixNode {
     return { received: sum('received'), forwarded: sum('forwarded'), delivered: sum('delivered'), coverEnded: sum('coverEnded'), dropped };
   }
 
-  private verifyOpts(): { authorities: Uint8Array[]; threshold: number } {
-    return { authorities: this.config.authorities.map((a) => a.publicKey), threshold: this.config.file.directory.threshold };
-  }
-
-  private due(what: string): boolean {
-    const t = performance.now();
-    const last = this.lastTry.get(what);
-    if (last !== undefined && t - last < this.config.file.directory.retry_ms) return false;
-    this.lastTry.set(what, t);
-    return true;
-  }
-
   /** One round of the epoch machinery (also called directly by tests that move the clock). */
   tick(): Promise<void> {
-    if (this.ticking) return this.ticking;
-    this.ticking = this.tickOnce()
-      .catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'epoch tick failed'))
-      .finally(() => {
-        this.ticking = null;
-      });
-    return this.ticking;
-  }
-
-  private async tickOnce(): Promise<void> {
-    if (this.closed) return;
-    const c = this.config.epoch;
-    const t = this.now();
-    const e = epochAt(c, t);
-    const inGrace = e > 0 && t < epochStart(c, e) + c.grace;
-    if (!this.view.has(e) && this.due(`doc-${e}`)) await this.fetch(e, t);
-    if (t >= schedulePoint(c, e, SCHEDULE.collect) && !this.view.has(e + 1) && this.due(`doc-${e + 1}`)) await this.fetch(e + 1, t);
-    if (this.closed) return;
-    if (this.view.update(e, inGrace)) this.installed(e);
-    if (!this.view.current && this.warnedNoDoc !== e && t >= schedulePoint(c, e, 0.25)) {
-      this.warnedNoDoc = e;
-      this.log.warn({ epoch: e }, 'no network document for the current epoch: this node forwards nothing until it has one');
-    }
-    for (const E of [e + 1, e + 2]) {
-      if (this.uploaded.has(E) || this.closed) continue;
-      if (E === e + 1 && t >= schedulePoint(c, e, SCHEDULE.vote)) continue; // too late for e+1
-      if (this.due(`up-${E}`)) await this.upload(E);
-    }
-    for (const E of [...this.uploaded]) if (E <= e) this.uploaded.delete(E);
-    if (!inGrace && this.prunedBefore < e) {
-      this.prunedBefore = e;
-      const tags = this.replay.dropEpochsBefore(e);
-      const keys = this.keys.prune(e);
-      if (tags.length > 0 || keys.length > 0) this.log.info({ epoch: e, replaySetsDropped: tags, keyFilesDeleted: keys }, 'previous epoch expired');
-    }
-  }
-
-  private async fetch(E: number, t: number): Promise<void> {
-    try {
-      const doc = await fetchDocument(E, {
-        ...this.verifyOpts(),
-        urls: this.config.authorities.map((a) => a.url),
-        epoch: E,
-        now: t,
-        timeoutMs: this.config.file.directory.timeout_ms,
-      });
-      this.view.add(doc);
-      this.metrics.documents.inc({ result: 'ok' });
-      this.saveCache(doc);
-      this.log.info({ epoch: E, signers: doc.signers.length, mixes: doc.body.layers.flat().length, gateways: doc.body.gateways.length }, 'network document fetched');
-    } catch (e) {
-      this.metrics.documents.inc({ result: isPkiError(e) ? e.reason : 'error' });
-      this.log.debug({ epoch: E, err: (e as Error).message }, 'no document yet');
-    }
-  }
-
-  private saveCache(doc: VerifiedDocument): void {
-    try {
-      const cached = this.cache.load({ ...this.verifyOpts() });
-      if (!cached || cached.body.epoch <= doc.body.epoch) this.cache.save(doc);
-    } catch (e) {
-      this.log.warn({ err: (e as Error).message }, 'cannot write the document cache');
-    }
+    return this.epochs.tick();
   }
 
   private installed(e: number): void {
@@ -369,38 +285,6 @@ export class MixNode {
     void this.link.enforceAllowedPeers().catch(() => {});
   }
 
-  private async upload(E: number): Promise<void> {
-    const c = this.config.epoch;
-    const sphinxKeys = this.keys.ensure([E, E + 1]);
-    const descriptor = buildDescriptor({
-      identity: this.identity,
-      peerId: this.link.peerId.toString(),
-      addresses: this.addresses(),
-      role: 'mix',
-      layerPreference: this.config.file.mixnode.layer_preference,
-      epoch: E,
-      sphinxKeys,
-      // stable across restarts, so a re-upload is an idempotent duplicate
-      publishedAt: Math.max(0, epochStart(c, Math.max(0, E - 1))),
-    });
-    const results = await uploadDescriptor(
-      this.config.authorities.map((a) => a.url),
-      descriptor,
-      this.config.file.directory.timeout_ms,
-    );
-    for (const r of results) this.metrics.uploads.inc({ result: r.result });
-    const held = results.filter((r) => r.result === 'accepted' || r.result === 'duplicate' || r.result === 'conflicting').length;
-    const conflicting = results.filter((r) => r.result === 'conflicting');
-    if (conflicting.length > 0)
-      this.log.warn({ epoch: E, authorities: conflicting.map((r) => r.url) }, 'authorities hold another descriptor of this node for the epoch (changed address?); theirs stays');
-    if (held >= this.config.file.directory.threshold) {
-      this.uploaded.add(E);
-      this.log.info({ epoch: E, held, of: results.length }, 'descriptor uploaded');
-    } else {
-      this.log.warn({ epoch: E, results: results.map((r) => ({ url: r.url, result: r.result, message: r.message })) }, 'descriptor upload did not reach the threshold; will retry');
-    }
-  }
-
   /**
    * Graceful shutdown: stop accepting (new frames and connections), keep forwarding packets
    * that fall due within most of `graceMs`, flush and close the link, drop what is still held,
@@ -410,9 +294,8 @@ export class MixNode {
     if (this.closed) return { drained: 0, dropped: 0 };
     this.closed = true;
     this.accepting = false;
-    if (this.timer) clearInterval(this.timer);
     this.loops?.stop();
-    if (this.ticking) await this.ticking;
+    await this.epochs.stop();
     const before = this.engine.counters.forwarded;
     const left = await this.engine.drain(Math.floor(graceMs * 0.6));
     const drained = this.engine.counters.forwarded - before;

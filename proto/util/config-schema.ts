@@ -1,0 +1,185 @@
+/**
+ * The config sections and checks the daemons share. Operators copy blocks between mixnode.toml
+ * and gateway.toml, and a hop's [directory] epoch keys must match the authorities' [network]:
+ * a key, bound, default or message defined once here cannot drift between the roles.
+ */
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { DEFAULT_EPOCH, loadIdentityPublicKey, validateEpochConfig, type EpochConfig } from '../pki/index.ts';
+import { ConfigError, isLoopback } from './daemon.ts';
+
+export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info');
+
+export const b64Key = z
+  .string()
+  .refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s), 'must be a base64 Ed25519 public key (32 bytes, 44 characters)');
+
+/** A key inline or in a file: an authority's operator hands out identity.pub, others paste it. */
+export const authorityEntry = z
+  .object({
+    url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+    public_key: b64Key.optional(),
+    public_key_file: z.string().min(1).optional(),
+  })
+  .strict()
+  .refine((a) => (a.public_key === undefined) !== (a.public_key_file === undefined), 'give exactly one of public_key or public_key_file');
+
+export type AuthorityEntry = z.infer<typeof authorityEntry>;
+
+export const multiaddrString = z
+  .string()
+  .refine((s) => /^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+\/tcp\/\d{1,5}$/.test(s), 'must be a TCP multiaddr like /ip4/127.0.0.1/tcp/4001');
+
+/**
+ * The epoch schedule: the authorities' [network] and the hops' [directory] must agree on it, so
+ * both take the same keys with the same bounds.
+ */
+export const epochFields = {
+  epoch_length: z.number().int().min(1).max(604_800).default(DEFAULT_EPOCH.length),
+  epoch_origin: z.number().int().min(0).max(0xffffffff).default(DEFAULT_EPOCH.origin),
+  grace: z.number().int().min(0).default(DEFAULT_EPOCH.grace),
+};
+
+export const thresholdField = z.number().int().min(1).default(2);
+
+/**
+ * The hop daemon's own table ([mixnode] or [gateway]). `own` holds the role's keys; they sit
+ * between `announce` and `log_level`, where each role has always had them, so validation reports
+ * issues in the order they were reported before.
+ */
+export function hopSection<T extends z.ZodRawShape>(defaultListen: string, own: T) {
+  return z
+    .object({
+      /** Holds keys/, the replay store and the document cache (and the role's own files). */
+      data_dir: z.string().min(1),
+      /** Key directory; default <data_dir>/keys. */
+      keys_dir: z.string().min(1).optional(),
+      listen: multiaddrString.default(defaultListen),
+      /** Addresses published in the descriptor; default: the listen address. */
+      announce: z.array(multiaddrString).min(1).max(8).optional(),
+      ...own,
+      log_level: logLevel,
+      /** Bound on the graceful shutdown after SIGTERM (drain + link close), ms. */
+      shutdown_grace_ms: z.number().int().min(0).max(600_000).default(5000),
+      /** How often the epoch/document/upload logic runs, ms. */
+      tick_ms: z.number().int().min(20).max(60_000).default(1000),
+    })
+    .strict();
+}
+
+export const limitsSection = z
+  .object({
+    /** Bound on bytes held in the delay queue; past it packets are dropped (queue-full). */
+    max_queued_bytes: z.number().int().min(64 * 1024).default(256 * 1024 * 1024),
+    /** Outbound frames queued per neighbour before the link drops. */
+    per_peer_queue: z.number().int().min(16).max(1_000_000).default(4096),
+    /** Frames per batched stream write. */
+    max_batch_frames: z.number().int().min(1).max(1024).default(32),
+    max_connections: z.number().int().min(8).max(100_000).default(1024),
+  })
+  .strict()
+  .prefault({});
+
+/** The default port differs per role so a mix and a gateway can share a host without a clash. */
+export function metricsSection(defaultPort: number) {
+  return z
+    .object({
+      enabled: z.boolean().default(true),
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(defaultPort),
+    })
+    .strict()
+    .prefault({});
+}
+
+/** How a hop reaches the authorities and checks what they publish. */
+export const directorySection = z
+  .object({
+    threshold: thresholdField,
+    ...epochFields,
+    timeout_ms: z.number().int().min(100).max(120_000).default(10_000),
+    /** Minimum time between two attempts at the same fetch or upload, ms. */
+    retry_ms: z.number().int().min(10).max(600_000).default(5000),
+    authorities: z.array(authorityEntry).min(1, 'list the directory authorities under [[directory.authorities]]'),
+  })
+  .strict();
+
+export type DirectorySection = z.infer<typeof directorySection>;
+export type MetricsSection = z.infer<ReturnType<typeof metricsSection>>;
+
+export interface AuthorityRef {
+  readonly url: string;
+  readonly publicKey: Uint8Array;
+}
+
+/** `section` is the TOML table the fields came from, so the operator knows where to look. */
+export function resolveEpoch(f: { epoch_origin: number; epoch_length: number; grace: number }, source: string, section: string): EpochConfig {
+  try {
+    return validateEpochConfig({ origin: f.epoch_origin, length: f.epoch_length, grace: f.grace });
+  } catch (e) {
+    throw new ConfigError(`${source}: [${section}] ${(e as Error).message}`);
+  }
+}
+
+/** `key` is the dotted name of the threshold field (directory.threshold, network.threshold). */
+export function checkThreshold(threshold: number, authorities: number, source: string, key: string): void {
+  if (threshold > authorities) throw new ConfigError(`${source}: ${key} ${threshold} exceeds the ${authorities} listed authorities`);
+}
+
+/**
+ * `key` is the dotted name of the authority array (directory.authorities, authorities).
+ * `distinctKeys` refuses two entries with one public key: checkThreshold counts
+ * entries while the verifier counts distinct keys, so such a list can make the threshold
+ * unreachable. The gateway has never refused it, and a gateway config that loads today must
+ * keep loading, so it is the caller's choice.
+ */
+export function resolveAuthorities(
+  entries: readonly AuthorityEntry[],
+  o: { source: string; base: string; key: string; distinctKeys: boolean },
+): AuthorityRef[] {
+  const authorities = entries.map((a, i) => {
+    try {
+      const publicKey = a.public_key ? new Uint8Array(Buffer.from(a.public_key, 'base64')) : loadIdentityPublicKey(resolve(o.base, a.public_key_file!));
+      // a trailing slash would double up in the request paths
+      return { url: a.url.replace(/\/+$/, ''), publicKey };
+    } catch (e) {
+      throw new ConfigError(`${o.source}: ${o.key}[${i}]: ${(e as Error).message}`);
+    }
+  });
+  if (o.distinctKeys && new Set(authorities.map((a) => Buffer.from(a.publicKey).toString('hex'))).size !== authorities.length)
+    throw new ConfigError(`${o.source}: two [[${o.key}]] entries have the same public key`);
+  return authorities;
+}
+
+/** What every hop config resolves to; the role adds its own paths. */
+export interface ResolvedHopConfig<F> {
+  readonly source: string;
+  readonly file: F;
+  readonly dataDir: string;
+  readonly keysDir: string;
+  readonly epoch: EpochConfig;
+  readonly authorities: readonly AuthorityRef[];
+}
+
+/**
+ * The [directory] and [metrics] checks of a hop config, in the order both hops have always made
+ * them (the first failing one is the message the operator sees), and the hop's directories.
+ * The two options keep each role's past behaviour: the gateway's loopback message never listed
+ * the accepted names, and the gateway accepts duplicate authority keys (see resolveAuthorities).
+ */
+export function resolveHopConfig<F extends { directory: DirectorySection; metrics: MetricsSection }>(
+  file: F,
+  hop: { data_dir: string; keys_dir?: string | undefined },
+  source: string,
+  base: string,
+  o: { loopbackNames: boolean; distinctKeys: boolean },
+): ResolvedHopConfig<F> {
+  const d = file.directory;
+  const epoch = resolveEpoch(d, source, 'directory');
+  checkThreshold(d.threshold, d.authorities.length, source, 'directory.threshold');
+  if (file.metrics.enabled && !isLoopback(file.metrics.host))
+    throw new ConfigError(`${source}: metrics.host must be a loopback address${o.loopbackNames ? ' (127.0.0.1, ::1, localhost)' : ''}, got ${file.metrics.host}`);
+  const authorities = resolveAuthorities(d.authorities, { source, base, key: 'directory.authorities', distinctKeys: o.distinctKeys });
+  const dataDir = resolve(base, hop.data_dir);
+  return { source, file, dataDir, keysDir: hop.keys_dir ? resolve(base, hop.keys_dir) : resolve(dataDir, 'keys'), epoch, authorities };
+}
