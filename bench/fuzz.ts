@@ -1,8 +1,20 @@
 /**
- * Fuzz loop over every packet decoder: 100,000 random and mutated inputs (10,000 with --quick).
- * Counts outcomes per reason; any throw is a bug and is reported (and exits non-zero).
+ * Fuzz loop over every decoder that takes bytes from the network or from another party:
+ * Sphinx packets, routing commands and SURBs; fragment/ACK/loop payloads; mailbox frames; link
+ * frame streams; PKI descriptors, documents and votes; tokens and token bundles. 100,000 inputs
+ * in all (10,000 with --quick), random and mutated from valid seeds, round-robin over targets.
+ *
+ * A decoder may reject an input by its result (null, `ok: false`) or by throwing its own
+ * documented error class (PkiError, BundleError, FramingError): both are counted per reason.
+ * Anything else thrown is a bug: counted under THROW/… and the run exits non-zero.
  */
 import crypto from 'node:crypto';
+import { tokensFor, fragmentsOf } from '../gateway/testkit.ts';
+import { decodePayload, encodeAck, encodeFragment, encodeLoop, AckStatus } from '../proto/fragment/index.ts';
+import { encodeFrames, FrameDecoder, FramingError } from '../proto/link/index.ts';
+import { decodeItem, decodeSubscribe, encodeItem } from '../proto/mailbox/index.ts';
+import { fakeNode } from '../proto/pki/fixtures.ts';
+import { decodeSignedDescriptor, decodeDescriptorBody, decodeSignedDocument, decodeDocumentBody, decodeSignedVote, decodeVoteBody, PkiError } from '../proto/pki/index.ts';
 import {
   DEFAULT_GEOMETRY as G,
   createPacket,
@@ -15,58 +27,147 @@ import {
   prepareHopKey,
   processPacket,
 } from '../proto/sphinx/index.ts';
+import { BundleError, decodeToken, deriveIssuerKeys, encodeToken, makeBundle, parseBundle } from '../proto/tokens/index.ts';
 import { machineInfo, type BenchOptions, type BenchReport } from './harness.ts';
 
-export async function run(opts: BenchOptions): Promise<BenchReport> {
-  const total = opts.quick ? 10_000 : 100_000;
+const rnd = (n: number) => new Uint8Array(crypto.randomBytes(n));
+/** 1..16 random byte changes, sometimes a truncation or an extension. */
+function mutate(seed: Uint8Array, i: number): Uint8Array {
+  const p = seed.slice();
+  for (let f = 0, n = 1 + (i % 16); f < n && p.length > 0; f++) p[crypto.randomInt(p.length)]! ^= 1 + crypto.randomInt(255);
+  if (i % 7 === 0) return p.subarray(0, crypto.randomInt(p.length + 1));
+  if (i % 11 === 0) return new Uint8Array([...p, ...rnd(crypto.randomInt(64))]);
+  return p;
+}
+
+interface Target {
+  readonly name: string;
+  /** returns an outcome label; throws only an expected error class for a rejection */
+  run(i: number): string;
+}
+
+function targets(): Target[] {
   const sizes = packetSizes(G);
   const ns = Array.from({ length: 3 }, () => {
-    const sk = new Uint8Array(crypto.randomBytes(32));
-    return { id: new Uint8Array(crypto.randomBytes(32)), sk, pk: nodeSuite.publicKey(sk) };
+    const sk = rnd(32);
+    return { id: rnd(32), sk, pk: nodeSuite.publicKey(sk) };
   });
   const route = ns.map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 3 }));
   const valid = createPacket(nodeSuite, G, { route, terminal: { kind: 'deliver', queueId: new Uint8Array(32) }, payload: new Uint8Array(100) }).packet;
   const { surb } = createSurb(nodeSuite, G, { route, queueId: new Uint8Array(32), surbId: new Uint8Array(16) });
   const key = prepareHopKey(nodeSuite, ns[0]!.sk);
+
+  const issuer = deriveIssuerKeys(new Uint8Array(32).fill(7));
+  const tokens = tokensFor(issuer, 'bob@example.org', 1, 2);
+  const fragment = encodeFragment(fragmentsOf(rnd(5000), 'bob@example.org', tokens[0]!, { surb: surb })[1]!, G.payloadSize);
+  const payloadSeeds = [fragment, encodeAck({ messageId: rnd(16), index: 3, status: AckStatus.Queued }), encodeLoop(rnd(16))];
+  const itemSeed = encodeItem({ surbId: rnd(16), payload: rnd(300) });
+  const gw = fakeNode(100, 1, 'gateway');
+  const mix = fakeNode(100, 2, 'mix', { layerPreference: 1 });
+  const bundle = JSON.stringify(makeBundle('bob@example.org', issuer.publicKey, tokens));
+  const tokenSeed = encodeToken(tokens[1]!);
+
+  const pkiDecoders: [string, (b: Uint8Array) => unknown][] = [
+    ['signed-descriptor', decodeSignedDescriptor],
+    ['descriptor-body', decodeDescriptorBody],
+    ['signed-document', decodeSignedDocument],
+    ['document-body', decodeDocumentBody],
+    ['signed-vote', decodeSignedVote],
+    ['vote-body', decodeVoteBody],
+  ];
+  const descBodies = [gw.descriptor, mix.descriptor].map((d) => decodeSignedDescriptor(d).body);
+
+  return [
+    { name: 'packet/random', run: () => { const r = processPacket(G, key, rnd(sizes.packet)); return r.ok ? r.kind : r.reason; } },
+    { name: 'packet/mutated', run: (i) => { const r = processPacket(G, key, mutate(valid, i)); return r.ok ? r.kind : r.reason; } },
+    { name: 'commands', run: () => decodeCommands(rnd(G.perHopSize))?.action ?? 'invalid' },
+    {
+      name: 'surb',
+      run: (i) => {
+        const r1 = packetFromSurb(nodeSuite, G, mutate(surb, i), new Uint8Array(10));
+        const r2 = decodeSurbKeys(rnd(crypto.randomInt(700)));
+        return `${r1.ok ? 'wrapped' : r1.reason}/${r2 ? 'keys' : 'no-keys'}`;
+      },
+    },
+    {
+      name: 'fragment-payload',
+      run: (i) => {
+        const d = decodePayload(i % 2 ? rnd(crypto.randomInt(G.payloadSize + 1)) : mutate(payloadSeeds[i % 3]!, i));
+        return d.ok ? `ok-${d.kind}` : `rejected-${d.reason}`;
+      },
+    },
+    {
+      name: 'mailbox',
+      run: (i) => {
+        const a = decodeItem(i % 2 ? rnd(crypto.randomInt(400)) : mutate(itemSeed, i));
+        const b = decodeSubscribe(rnd(crypto.randomInt(40)));
+        return `${a ? 'item' : 'no-item'}/${b ? 'subscribe' : 'no-subscribe'}`;
+      },
+    },
+    {
+      name: 'link-frames',
+      run: (i) => {
+        // a stream of frames of mixed lengths (or pure noise), cut into random chunks
+        const bytes = i % 3 === 0 ? rnd(crypto.randomInt(3 * sizes.packet)) : encodeFrames(Array.from({ length: 1 + (i % 4) }, () => rnd(i % 2 ? sizes.packet : crypto.randomInt(3000))));
+        let frames = 0;
+        let wrong = 0;
+        const d = new FrameDecoder(sizes.packet, { frame: () => frames++, wrongSize: () => wrong++ });
+        for (let at = 0; at < bytes.length; ) {
+          const n = 1 + crypto.randomInt(4096);
+          d.push(bytes.subarray(at, at + n));
+          at += n;
+        }
+        return `${frames > 0 ? 'frames' : 'no-frames'}/${wrong > 0 ? 'wrong-size' : 'sizes-ok'}/${d.idle ? 'idle' : 'partial'}`;
+      },
+    },
+    {
+      name: 'pki',
+      run: (i) => {
+        const [label, decode] = pkiDecoders[i % pkiDecoders.length]!;
+        const seed = label.includes('descriptor') ? (label.startsWith('signed') ? [gw.descriptor, mix.descriptor][i % 2]! : descBodies[i % 2]!) : undefined;
+        decode(seed && i % 2 ? mutate(seed, i) : rnd(crypto.randomInt(800)));
+        return `${label}/decoded`;
+      },
+    },
+    {
+      name: 'tokens',
+      run: (i) => {
+        if (i % 2 === 0) return decodeToken(i % 4 ? mutate(tokenSeed, i) : rnd(crypto.randomInt(120))) ? 'token' : 'no-token';
+        const s = i % 4 === 1 ? bundle.slice(0, crypto.randomInt(bundle.length)) + crypto.randomBytes(crypto.randomInt(8)).toString('latin1') : crypto.randomBytes(crypto.randomInt(200)).toString('utf8');
+        parseBundle(s);
+        return 'bundle-parsed';
+      },
+    },
+  ];
+}
+
+const EXPECTED: readonly (abstract new (...a: never[]) => Error)[] = [PkiError, BundleError, FramingError];
+
+export async function run(opts: BenchOptions): Promise<BenchReport> {
+  const total = opts.quick ? 10_000 : 100_000;
+  const ts = targets();
   const outcomes: Record<string, number> = {};
   const count = (k: string) => (outcomes[k] = (outcomes[k] ?? 0) + 1);
   let throws = 0;
   const start = performance.now();
   for (let i = 0; i < total; i++) {
-    const mode = i % 5;
+    const t = ts[i % ts.length]!;
+    const round = Math.floor(i / ts.length);
     try {
-      if (mode === 0) {
-        const r = processPacket(G, key, new Uint8Array(crypto.randomBytes(sizes.packet)));
-        count(`packet/random/${r.ok ? r.kind : r.reason}`);
-      } else if (mode === 1) {
-        const p = valid.slice();
-        const flips = 1 + (i % 16);
-        for (let f = 0; f < flips; f++) p[crypto.randomInt(p.length)]! ^= 1 + crypto.randomInt(255);
-        const r = processPacket(G, key, p);
-        count(`packet/mutated/${r.ok ? r.kind : r.reason}`);
-      } else if (mode === 2) {
-        const len = crypto.randomInt(sizes.packet * 2);
-        const r = processPacket(G, key, new Uint8Array(crypto.randomBytes(len)));
-        count(`packet/any-length/${r.ok ? r.kind : r.reason}`);
-      } else if (mode === 3) {
-        const r = decodeCommands(new Uint8Array(crypto.randomBytes(G.perHopSize)));
-        count(`commands/${r ? r.action : 'invalid'}`);
-      } else {
-        const s = surb.slice();
-        s[crypto.randomInt(s.length)]! ^= 1;
-        const r1 = packetFromSurb(nodeSuite, G, i % 2 ? s : s.subarray(0, crypto.randomInt(s.length)), new Uint8Array(10));
-        const r2 = decodeSurbKeys(new Uint8Array(crypto.randomBytes(crypto.randomInt(700))));
-        count(`surb/${r1.ok ? 'wrapped' : r1.reason}/${r2 ? 'keys' : 'no-keys'}`);
-      }
+      count(`${t.name}/${t.run(round)}`);
     } catch (e) {
-      throws++;
-      count(`THROW/${(e as Error).message}`);
+      const err = e as Error;
+      if (EXPECTED.some((C) => err instanceof C)) count(`${t.name}/rejected-${err.name}`);
+      else {
+        throws++;
+        count(`THROW/${t.name}/${err.name}: ${err.message}`);
+      }
     }
     if ((i + 1) % 20_000 === 0) opts.log(`  fuzz: ${i + 1}/${total} inputs`);
   }
   const wall = (performance.now() - start) / 1000;
-  opts.log(`fuzz: ${total} inputs in ${wall.toFixed(1)} s, ${throws} throws`);
+  opts.log(`fuzz: ${total} inputs over ${ts.length} decoder families in ${wall.toFixed(1)} s, ${throws} unexpected throws`);
   for (const [k, v] of Object.entries(outcomes).sort()) opts.log(`  ${k}: ${v}`);
   if (throws > 0) process.exitCode = 1;
-  return { suite: 'fuzz', machine: machineInfo(), results: { inputs: total, throws, wall_s: wall, outcomes } };
+  return { suite: 'fuzz', machine: machineInfo(), results: { inputs: total, targets: ts.map((t) => t.name), unexpected_throws: throws, wall_s: wall, outcomes } };
 }

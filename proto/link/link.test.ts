@@ -1,4 +1,5 @@
 import type { PeerId } from '@libp2p/interface';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame, encodeFrames, FrameDecoder, FramingError } from './framing.ts';
 import { peerIdFromEd25519PublicKey, peerIdFromSeed } from './identity.ts';
@@ -66,6 +67,45 @@ async function mkNode(n: number, allowed: Set<string>, over: Partial<PacketLinkO
 const addrBook = new Map<string, ReturnType<PacketLink['multiaddrs']>>();
 
 describe('framing', () => {
+  it('property: any frame sequence, in any chunking, yields exactly the right-size frames in order and counts the others', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.constant(100), fc.integer({ min: 0, max: 300 })), { maxLength: 20 }),
+        fc.array(fc.integer({ min: 1, max: 400 }), { minLength: 1, maxLength: 8 }),
+        (lengths, cuts) => {
+          const frames = lengths.map((len, i) => frame(i, len));
+          const bytes = encodeFrames(frames);
+          const got: number[] = [];
+          let wrong = 0;
+          const d = new FrameDecoder(100, { frame: (f) => got.push(new DataView(f.buffer, f.byteOffset).getUint32(0)), wrongSize: () => wrong++ });
+          for (let at = 0, k = 0; at < bytes.length; k++) {
+            const n = cuts[k % cuts.length]!;
+            d.push(bytes.subarray(at, at + n));
+            at += n;
+          }
+          expect(got).toEqual(lengths.flatMap((len, i) => (len === 100 ? [i] : [])));
+          expect(wrong).toBe(lengths.filter((len) => len !== 100).length);
+          expect(d.idle).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('property: arbitrary bytes never make the decoder throw anything but FramingError', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 2000 }), fc.integer({ min: 1, max: 300 }), (bytes, step) => {
+        const d = new FrameDecoder(100, { frame: (f) => expect(f.length).toBe(100), wrongSize: () => {} });
+        try {
+          for (let at = 0; at < bytes.length; at += step) d.push(bytes.subarray(at, at + step));
+        } catch (e) {
+          expect(e).toBeInstanceOf(FramingError);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('decodes any chunking of a frame stream and skips wrong-size frames', () => {
     const frames = [frame(1, 100), frame(2, 7), frame(3, 100), frame(4, 300), frame(5, 100)];
     const bytes = encodeFrames(frames);
