@@ -205,7 +205,14 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     packet_bytes: packetSizes(geometry).packet,
   };
   const onSignal = () => {
-    void sup.stopAll(2000).then(() => process.exit(130));
+    // the MXs too: a private Postfix left running would outlive the run
+    void sup
+      .stopAll(2000)
+      .then(async () => {
+        for (const c of closers.reverse()) await c().catch(() => undefined);
+        if (!o.keep) rmSync(dir, { recursive: true, force: true });
+      })
+      .then(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -430,7 +437,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
         }
         log(`SIGKILLed ${killed.join(', ')} mid-run: their queued packets are lost; clients must resend`);
       }
-      if (!restartedYet && st.inflight > 0) {
+      if (!restartedYet && (st.inflight > 0 || st.acked < st.fragments)) {
         restartedYet = true;
         const gw = net.gateways.find((g) => g.domain === DOMAINS.b)!;
         const at = Date.now();
