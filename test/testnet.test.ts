@@ -93,6 +93,9 @@ describe.sequential('postmix testnet (whole network, separate processes)', () =>
       for (const m of toBob) expect(bob.filter((f) => f.equals(sent(keep, m.id)))).toHaveLength(1);
       const carol = mailbox(keep, 'gamma.test', 'carol', true);
       for (const m of run.report.messages.filter((x) => x.to === 'carol@gamma.test')) expect(carol.filter((f) => f.equals(sent(keep, m.id)))).toHaveLength(1);
+      // the fallback went through the senders' provider (a Postfix relay, over STARTTLS), then gamma's MX
+      const carolDir = join(keep, 'mail', 'gamma.test', 'carol', 'new');
+      for (const f of readdirSync(carolDir)) expect(readFileSync(join(carolDir, f), 'latin1')).toMatch(/by provider-relay\.postmix-test\.invalid \(Postfix\) with ESMTPS/);
     });
 
     it('refuses the sender with forged tokens: nothing of theirs reaches the MX', () => {

@@ -233,11 +233,23 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
       mxByDomain.set(d, mx);
       mxs.set(d, { host: '127.0.0.1', port: mx.port });
     }
-    log(
-      o.mta === 'postfix'
-        ? `MX: three private Postfix instances (Maildir delivery) for alpha.test, beta.test, and the gamma.test relay (ports ${[...mxs.values()].map((m) => m.port).join(', ')})`
-        : 'MX: embedded SMTP servers writing Maildirs for alpha.test, beta.test, and the gamma.test relay',
-    );
+    // the senders' provider, which the clients use as smarthost for the SMTP fallback: with
+    // Postfix, a relay of its own (STARTTLS, self-signed) in front of gamma.test's MX; embedded,
+    // gamma.test's MX itself takes the clients' submissions
+    let smarthost: { host: string; port: number; require_tls: boolean; insecure_tls: boolean };
+    if (o.mta === 'postfix') {
+      const relay = createPostfix({ dir: join(dir, 'postfix', 'relay'), name: 'provider-relay', port: await freePort(), role: { kind: 'relay', relayPort: mxs.get(DOMAINS.c)!.port } });
+      await relay.start();
+      closers.push(() => (o.keep ? relay.stop() : relay.destroy()));
+      smarthost = { host: '127.0.0.1', port: relay.port, require_tls: true, insecure_tls: true };
+      log(
+        `MX: private Postfix instances (virtual(8) Maildir delivery) for alpha.test, beta.test and gamma.test (ports ${[...mxs.values()].map((m) => m.port).join(', ')}); ` +
+          `the senders' provider relay, also Postfix (STARTTLS), on port ${relay.port}`,
+      );
+    } else {
+      smarthost = { host: '127.0.0.1', port: mxs.get(DOMAINS.c)!.port, require_tls: false, insecure_tls: false };
+      log('MX: embedded SMTP servers writing Maildirs for alpha.test, beta.test, and gamma.test (which also takes the SMTP fallback)');
+    }
 
     const plan: NetworkPlan = {
       dir,
@@ -292,7 +304,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
           data_dir: cdir,
           log: { level: o.logLevel },
           smtp: { host: '127.0.0.1', port, user: name, password: `pw-${name}` },
-          smarthost: { host: '127.0.0.1', port: mxs.get(DOMAINS.c)!.port, require_tls: false, secure: false, retry_base_ms: 1000 },
+          smarthost: { ...smarthost, secure: false, retry_base_ms: 1000 },
           bounce: { maildir: join(cdir, 'Maildir') },
           network: {
             document: join(cdir, 'document.bin'),
