@@ -25,7 +25,8 @@ import { runClient, type RunningClient } from '../client/daemon.ts';
 import { StaticNetwork } from '../client/network.ts';
 import { Outbox } from '../client/outbox.ts';
 import { SimNet, fakeBundle } from '../client/testing.ts';
-import { createPostfix, freePort, postfixAvailable, stripPostfixTrace, type PostfixServer } from '../cli/testnet/postfix.ts';
+import { freePort } from '../cli/testnet/ports.ts';
+import { createPostfix, postfixAvailable, stripPostfixTrace, type PostfixServer } from '../cli/testnet/postfix.ts';
 
 const why = postfixAvailable();
 if (why) throw new Error(`test/client.test.ts needs a real Postfix: ${why}`);

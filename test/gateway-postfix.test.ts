@@ -16,7 +16,8 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPostfix, freePort, postfixAvailable, type PostfixServer } from '../cli/testnet/postfix.ts';
+import { freePort } from '../cli/testnet/ports.ts';
+import { createPostfix, postfixAvailable, type PostfixServer } from '../cli/testnet/postfix.ts';
 import { AckStatus } from '../proto/fragment/index.ts';
 import { deriveIssuerKeys } from '../proto/tokens/index.ts';
 import { HandoffWorker } from '../gateway/handoff.ts';

@@ -4,7 +4,6 @@
  * config errors. Polls for state with a bound; never asserts on timings.
  */
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -13,6 +12,7 @@ import { buildProgram } from '../cli/main.ts';
 import { ConfigError, loadDirectoryConfig } from '../directory/config.ts';
 import { runDirectory, type RunningDirectory } from '../directory/daemon.ts';
 import { fakeNode } from '../proto/pki/fixtures.ts';
+import { freePort } from './support/mixnet.ts';
 import { peerIdFromEd25519PublicKey } from '../proto/link/identity.ts';
 import { fetchDocument, findNode, KeyStore, loadIdentityPublicKey, schedulePoint, SCHEDULE, uploadDescriptor, uploadNodeDescriptor } from '../proto/pki/index.ts';
 
@@ -39,16 +39,6 @@ async function keygen(args: string[]): Promise<number> {
   const code = Number(process.exitCode ?? 0);
   process.exitCode = prev;
   return code;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 async function until(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {

@@ -17,7 +17,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stripPostfixTrace } from '../cli/testnet/postfix.ts';
+import { asSubmitted } from '../cli/testnet/messages.ts';
 import type { TestnetReport } from '../cli/testnet/report.ts';
 
 const bin = new URL('../bin/postmix.js', import.meta.url).pathname;
@@ -47,8 +47,7 @@ function testnet(args: string[]): Promise<Run> {
 function mailbox(keep: string, domain: string, user: string, postfix: boolean): Buffer[] {
   const dir = join(keep, 'mail', domain, user, 'new');
   return readdirSync(dir).map((f) => {
-    const raw = readFileSync(join(dir, f));
-    return postfix ? Buffer.from(stripPostfixTrace(raw.toString('latin1')).replace(/\r?\n/g, '\r\n'), 'latin1') : raw;
+    return asSubmitted(readFileSync(join(dir, f)), postfix ? 'postfix' : 'embedded');
   });
 }
 

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { maildirPath } from './maildir-mx.ts';
-import { stripPostfixTrace } from './postfix.ts';
+import { postfixAsSubmitted } from './postfix.ts';
 
 /** Which MX wrote the Maildirs: the embedded one stores DATA verbatim; Postfix prepends trace headers and stores LF line ends. */
 export type MtaKind = 'embedded' | 'postfix';
@@ -48,14 +48,9 @@ export interface MailboxFind {
   readonly firstArrivalMs: number | null;
 }
 
-/**
- * What the recipient would read, back in SMTP's form: for Postfix, its trace header fields
- * (Return-Path, Delivered-To, X-Original-To, Received) removed and LF turned back into CRLF.
- * Nothing else is undone, so any other change Postfix (or anything before it) made shows up.
- */
-function asSubmitted(file: Buffer, mta: MtaKind): Buffer {
-  if (mta === 'embedded') return file;
-  return Buffer.from(stripPostfixTrace(file.toString('latin1')).replace(/\r?\n/g, '\r\n'), 'latin1');
+/** A Maildir file in the form SMTP carried it (see postfixAsSubmitted); the embedded MX stores exactly that. */
+export function asSubmitted(file: Buffer, mta: MtaKind): Buffer {
+  return mta === 'embedded' ? file : postfixAsSubmitted(file);
 }
 
 /** Looks for a message in a recipient's Maildir (new/ and cur/). */

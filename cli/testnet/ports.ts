@@ -1,5 +1,10 @@
 import net from 'node:net';
 
+/** One free TCP port on 127.0.0.1 (the kernel's choice; free when this returns, not reserved). */
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0]!;
+}
+
 /** Asks the kernel for `n` distinct free TCP ports on 127.0.0.1 (held open together, then released). */
 export async function freePorts(n: number): Promise<number[]> {
   const servers: net.Server[] = [];

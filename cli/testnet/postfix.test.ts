@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPostfix, freePort, postfixAvailable, stripPostfixTrace, type PostfixServer } from './postfix.ts';
+import { freePort } from './ports.ts';
+import { createPostfix, postfixAsSubmitted as asSent, postfixAvailable, type PostfixServer } from './postfix.ts';
 
 const why = postfixAvailable();
 if (why) throw new Error(`cli/testnet/postfix.test.ts needs a real Postfix: ${why}`);
@@ -76,9 +77,6 @@ async function waitForFile(server: PostfixServer, address: string, subject: stri
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-
-/** What arrived, back in SMTP form: trace fields removed, LF → CRLF. */
-const asSent = (delivered: string) => Buffer.from(stripPostfixTrace(delivered).replace(/\n/g, '\r\n'), 'latin1');
 
 describe('private Postfix mx instances', () => {
   it('two domains on one mailRoot: any local part is delivered byte for byte (after the trace fields, LF → CRLF)', async () => {

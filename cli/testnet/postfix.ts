@@ -45,18 +45,6 @@ export function postfixAvailable(): string | null {
   return null;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolvePort(port));
-    });
-  });
-}
-
 export interface PostfixOptions {
   /** private dir for etc/ queue/ data/ maillog (created if missing) */
   readonly dir: string;
@@ -381,4 +369,14 @@ export function stripPostfixTrace(delivered: string): string {
     while (i < lines.length && /^[ \t]/.test(lines[i]!)) i++;
   }
   return lines.slice(i).join('\n');
+}
+
+/**
+ * A delivered Maildir file back in the form SMTP carried it: the trace fields removed and the
+ * LF line ends Postfix stores turned back into CRLF. Nothing else is undone, so any other change
+ * shows up when it is compared with the submitted bytes.
+ */
+export function postfixAsSubmitted(delivered: Uint8Array | string): Buffer {
+  const text = typeof delivered === 'string' ? delivered : Buffer.from(delivered).toString('latin1');
+  return Buffer.from(stripPostfixTrace(text).replace(/\r?\n/g, '\r\n'), 'latin1');
 }

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../../cli/testnet/ports.ts';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { Authority } from '../../directory/authority.ts';
@@ -40,16 +40,7 @@ import { GatewayConfigSchema, resolveGatewayConfig, type GatewayConfig } from '.
 
 export const silentLogger: Logger = pino({ level: 'silent' });
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
+export { freePort };
 
 /** Polls `cond` every 10 ms; throws naming `what` after `ms`. */
 export async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
