@@ -61,7 +61,7 @@ function targets(): Target[] {
   const tokens = tokensFor(issuer, 'bob@example.org', 1, 2);
   const fragment = encodeFragment(fragmentsOf(rnd(5000), 'bob@example.org', tokens[0]!, { surb: surb })[1]!, G.payloadSize);
   const payloadSeeds = [fragment, encodeAck({ messageId: rnd(16), index: 3, status: AckStatus.Queued }), encodeLoop(rnd(16))];
-  const itemSeed = encodeItem({ surbId: rnd(16), payload: rnd(300) });
+  const itemSeed = encodeItem({ surbId: rnd(16), payload: rnd(16 + G.payloadSize) }, G.payloadSize);
   const gw = fakeNode(100, 1, 'gateway');
   const mix = fakeNode(100, 2, 'mix', { layerPreference: 1 });
   const bundle = JSON.stringify(makeBundle('bob@example.org', issuer.publicKey, tokens));
@@ -99,9 +99,9 @@ function targets(): Target[] {
     {
       name: 'mailbox',
       run: (i) => {
-        const a = decodeItem(i % 2 ? rnd(crypto.randomInt(400)) : mutate(itemSeed, i));
+        const a = decodeItem(i % 2 ? rnd(crypto.randomInt(2200)) : mutate(itemSeed, i));
         const b = decodeSubscribe(rnd(crypto.randomInt(40)));
-        return `${a ? 'item' : 'no-item'}/${b ? 'subscribe' : 'no-subscribe'}`;
+        return `${a === 'dummy' ? 'dummy' : a ? 'item' : 'no-item'}/${b ? 'subscribe' : 'no-subscribe'}`;
       },
     },
     {

@@ -2,7 +2,7 @@
  * The client's view of the overlay: the verified network document (the PKI client's cache file,
  * re-verified against the configured authorities), the home gateway, the client's mailbox id
  * (random, kept in data_dir so SURBs made before a restart still lead home), and the packet
- * link: a dial-only PacketLink to layer-1 mixes plus a `/postmix/mailbox/1` subscription to the
+ * link: a dial-only PacketLink to layer-1 mixes plus a `/postmix/mailbox/2` subscription to the
  * home gateway that feeds ACKs and returning loops to the sender.
  */
 import { randomBytes } from 'node:crypto';
@@ -155,10 +155,19 @@ export async function attachLink(net: StaticNetwork, onItem: (item: MailboxItem)
           stream.send(lp.encode.single(encodeSubscribe(net.mailboxId)).subarray());
           log?.info({ gateway: home.peerId }, 'mailbox subscribed');
           backoff = 500;
+          const homePeer = peerIdFromString(home.peerId);
           for await (const frame of lp.decode(stream, { maxDataLength: 64 * 1024 })) {
-            const item = decodeItem(frame.subarray());
+            const bytes = frame.subarray();
+            link.captureFrame(MAILBOX_PROTOCOL, 'in', homePeer, bytes.length);
+            const item = decodeItem(bytes);
+            // dummies keep the gateway's constant rate; nothing to do with them
+            if (item === 'dummy') continue;
+            if (item === null) {
+              log?.warn({ gateway: home.peerId }, 'malformed mailbox frame dropped');
+              continue;
+            }
             try {
-              if (item) onItem(item);
+              onItem(item);
             } catch (e) {
               log?.warn({ err: String(e) }, 'mailbox item handling failed');
             }

@@ -5,8 +5,8 @@
  *   tags) → deliver:
  *     MAIL_QUEUE_ID → Intake (token, reassembly, durable queue; one transaction) → ACK payload
  *                     through the fragment's SURB to the SURB's first hop
- *     other queue   → the client mailbox (bounded, TTL), pushed to a `/postmix/mailbox/1`
- *                     subscriber if one is connected
+ *     other queue   → the client mailbox (bounded, TTL); a pacer writes one fixed-size frame
+ *                     per tick to each `/postmix/mailbox/2` subscriber (an item or a dummy)
  *   or forward (a mix's loop cover, which passes a gateway on its way back) → a layer-1 mix of
  *   the document; any other next hop is dropped as `unknown-next-hop`.
  *   HandoffWorker → MX (SMTP/LMTP), issuance endpoint (HTTP), Prometheus metrics.
@@ -30,7 +30,7 @@ import { EpochKeys, openKeyStore } from '../proto/hop/epoch-keys.ts';
 import { idKey, NetworkView, type Peer } from '../proto/hop/network-view.ts';
 import { ReplayStore } from '../proto/hop/replay-store.ts';
 import { PacketLink } from '../proto/link/index.ts';
-import { MAILBOX_PROTOCOL, decodeSubscribe, encodeItem, isMailQueue } from '../proto/mailbox/index.ts';
+import { MAILBOX_PROTOCOL, decodeSubscribe, encodeDummyItem, encodeItem, isMailQueue, mailboxRate } from '../proto/mailbox/index.ts';
 import { epochAt, hex, KeyStore, type IdentityKey, type VerifiedDocument } from '../proto/pki/index.ts';
 import { DEFAULT_GEOMETRY, nodeSuite, packetFromSurb, packetSizes, type Geometry, type HopDeliver } from '../proto/sphinx/index.ts';
 import { startMetricsServer, type MetricsServer } from '../proto/util/daemon.ts';
@@ -77,6 +77,7 @@ export class GatewayMetrics {
   readonly hopDrops = new Counter({ name: 'postmix_gateway_packets_dropped_total', help: 'Sphinx packets dropped by reason', labelNames: ['reason'], registers: [this.registry] });
   readonly forwarded = new Counter({ name: 'postmix_gateway_packets_forwarded_total', help: 'Sphinx packets forwarded to a layer-1 mix (mix loop cover)', registers: [this.registry] });
   readonly mailboxItems = new Counter({ name: 'postmix_gateway_mailbox_items_total', help: 'Items stored in client mailboxes', registers: [this.registry] });
+  readonly mailboxSent = new Counter({ name: 'postmix_gateway_mailbox_sent_total', help: 'Frames written to subscribed mailbox streams (one per stream per pacer tick), by kind', labelNames: ['kind'], registers: [this.registry] });
   readonly mailboxDropped = new Counter({ name: 'postmix_gateway_mailbox_dropped_total', help: 'Mailbox items dropped (full or expired)', labelNames: ['reason'], registers: [this.registry] });
   readonly ackUnsent = new Counter({ name: 'postmix_gateway_acks_unsent_total', help: 'ACKs that could not be sent', labelNames: ['reason'], registers: [this.registry] });
   readonly documents = new Counter({ name: 'postmix_gateway_documents_total', help: 'Document fetches by result', labelNames: ['result'], registers: [this.registry] });
@@ -107,7 +108,9 @@ export class Gateway {
   private linkRef: PacketLink | undefined;
   private metricsServer: MetricsServer | undefined;
   private issuance: IssuanceServer | undefined;
-  private readonly subscribers = new Map<string, Set<Stream>>();
+  /** Subscribed mailbox streams, by mailbox id; the pacer writes to the first of each. */
+  private readonly subscribers = new Map<string, { readonly id: Uint8Array; readonly streams: Map<Stream, PeerId> }>();
+  private pacer: NodeJS.Timeout | undefined;
   private readonly epochs: EpochDriver;
   private closed = false;
 
@@ -247,6 +250,7 @@ export class Gateway {
         onIssued: (n) => this.metrics.tokensIssued.inc(n),
       });
     this.handoff.start();
+    this.schedulePacer();
     this.log.info(
       {
         nodeId: hex(this.identity.nodeId),
@@ -324,22 +328,13 @@ export class Gateway {
     }
   }
 
+  /**
+   * Every client-mailbox item is stored; the pacer alone writes to subscribers, one fixed-size
+   * frame per tick, so what the client's link shows does not depend on what arrived.
+   */
   private toMailbox(r: HopDeliver): void {
     const f = this.config.file.mailbox;
     const item = r.surbId ? { surbId: r.surbId, payload: r.payload } : { payload: r.payload };
-    const subs = this.subscribers.get(idKey(r.queueId));
-    if (subs && subs.size > 0) {
-      const frame = lp.encode.single(encodeItem(item)).subarray();
-      for (const s of subs) {
-        try {
-          s.send(frame);
-          this.metrics.mailboxItems.inc();
-          return;
-        } catch {
-          subs.delete(s);
-        }
-      }
-    }
     const dropped = this.store.mailboxPut(r.queueId, item, this.now() * 1000, f.ttl_s * 1000, f.max_items);
     this.metrics.mailboxItems.inc();
     if (dropped > 0) this.metrics.mailboxDropped.inc({ reason: 'full' }, dropped);
@@ -357,23 +352,68 @@ export class Gateway {
             return;
           }
           key = idKey(id);
-          let set = this.subscribers.get(key);
-          if (!set) this.subscribers.set(key, (set = new Set()));
-          set.add(stream);
-          // everything waiting, then new items as they arrive (toMailbox)
-          for (;;) {
-            const items = this.store.mailboxTake(id, this.now() * 1000, 256);
-            for (const it of items) stream.send(lp.encode.single(encodeItem(it)).subarray());
-            if (items.length < 256) break;
-          }
+          let sub = this.subscribers.get(key);
+          if (!sub) this.subscribers.set(key, (sub = { id, streams: new Map() }));
+          sub.streams.set(stream, conn.remotePeer);
           this.log.debug({ peer: conn.remotePeer.toString() }, 'mailbox subscribed');
         }
       } catch (e) {
         this.log.debug({ err: String(e) }, 'mailbox stream ended');
       } finally {
-        if (key !== null) this.subscribers.get(key)?.delete(stream);
+        if (key !== null) {
+          const sub = this.subscribers.get(key);
+          sub?.streams.delete(stream);
+          if (sub && sub.streams.size === 0) this.subscribers.delete(key);
+        }
       }
     })();
+  }
+
+  /** Ticks at the mailbox rate of the current document (re-read each tick: it may change per epoch). */
+  private schedulePacer(): void {
+    if (this.closed) return;
+    const mixing = this.view.current?.body.mixing;
+    this.pacer = setTimeout(() => {
+      this.paceMailboxes();
+      this.schedulePacer();
+    }, 1000 / mailboxRate(mixing ?? { lambdaP: 1, lambdaL: 0 }));
+    this.pacer.unref();
+  }
+
+  /** One frame on each subscribed stream: the oldest waiting item, or a dummy. */
+  paceMailboxes(): void {
+    const payloadSize = this.geometry.payloadSize;
+    const nowMs = this.now() * 1000;
+    for (const sub of this.subscribers.values()) {
+      const first = sub.streams.entries().next();
+      if (first.done) continue;
+      const [stream, peer] = first.value;
+      let frame: Uint8Array | null = null;
+      let taken: { surbId?: Uint8Array; payload: Uint8Array } | undefined;
+      while (frame === null) {
+        taken = this.store.mailboxTake(sub.id, nowMs, 1)[0];
+        if (!taken) {
+          frame = encodeDummyItem(payloadSize);
+          this.metrics.mailboxSent.inc({ kind: 'dummy' });
+          break;
+        }
+        try {
+          frame = encodeItem(taken, payloadSize);
+          this.metrics.mailboxSent.inc({ kind: taken.surbId ? 'surb-reply' : 'plain' });
+        } catch {
+          // stored under another geometry: it would stand out on the wire, so it is dropped
+          this.metrics.mailboxDropped.inc({ reason: 'other-geometry' });
+        }
+      }
+      try {
+        stream.send(lp.encode.single(frame).subarray());
+        this.link.captureFrame(MAILBOX_PROTOCOL, 'out', peer, frame.length);
+      } catch {
+        sub.streams.delete(stream);
+        // not lost: back into the mailbox for the next stream the client opens
+        if (taken) this.store.mailboxPut(sub.id, taken, nowMs, this.config.file.mailbox.ttl_s * 1000, this.config.file.mailbox.max_items);
+      }
+    }
   }
 
   // ---- epochs ----
@@ -419,7 +459,8 @@ export class Gateway {
     await this.epochs.stop();
     await this.engine.drain(Math.floor(graceMs * 0.5)).catch(() => 0);
     await this.handoff.stop();
-    for (const set of this.subscribers.values()) for (const s of set) s.abort(new Error('gateway stopping'));
+    clearTimeout(this.pacer);
+    for (const sub of this.subscribers.values()) for (const s of sub.streams.keys()) s.abort(new Error('gateway stopping'));
     if (this.linkRef) await this.linkRef.stop(Math.floor(graceMs * 0.3)).catch(() => {});
     this.engine.close();
     await this.issuance?.close();

@@ -1,7 +1,7 @@
 /**
  * The client's real network wiring (client/network.ts) over libp2p on loopback: packets go to a
  * layer-1 peer over `/postmix/sphinx/1` (proto/link), and ACKs come back over a
- * `/postmix/mailbox/1` subscription to the home gateway. Behind the layer-1 peer the rest of the
+ * `/postmix/mailbox/2` subscription to the home gateway. Behind the layer-1 peer the rest of the
  * route is the in-process simulated mixnet with real Sphinx processing (client/testing.ts), until
  * the real mixes and gateway can be started from a test.
  */
@@ -38,7 +38,7 @@ describe('client network wiring over real libp2p', () => {
       onFrame: (frame) => sim.send(layer1.nodeId, frame),
     });
     cleanup.push(() => mix.stop());
-    // the home gateway's mailbox service: a real libp2p node serving /postmix/mailbox/1
+    // the home gateway's mailbox service: a real libp2p node serving /postmix/mailbox/2
     const gw = await PacketLink.create({ identity: new Uint8Array(32).fill(2), listen: ['/ip4/127.0.0.1/tcp/0'], packetSize, allowUnknownInbound: true, isAllowedPeer: () => true, onFrame: () => undefined });
     cleanup.push(() => gw.stop());
     let subscribed: Uint8Array | null = null;
@@ -49,7 +49,7 @@ describe('client network wiring over real libp2p', () => {
       }
       const id = subscribed!;
       const timer = setInterval(() => {
-        for (const item of sim.fetch(id)) stream.send(lp.encode.single(encodeItem(item)).subarray());
+        for (const item of sim.fetch(id)) stream.send(lp.encode.single(encodeItem(item, sim.doc.geometry.payloadSize)).subarray());
       }, 20);
       stream.addEventListener('close', () => clearInterval(timer));
       cleanup.push(() => clearInterval(timer));

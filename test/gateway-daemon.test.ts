@@ -2,7 +2,7 @@
  * The gateway daemon over a real libp2p link on loopback: a Sphinx packet carrying a fragment
  * arrives, is processed at the final hop, checked (token), reassembled, queued and handed to an
  * SMTP sink; a replayed packet is dropped; a packet for a client mailbox waits until the client
- * subscribes over /postmix/mailbox/1; the issuance endpoint issues tokens to an authenticated
+ * subscribes over /postmix/mailbox/2 (then dummies, all one size); the issuance endpoint issues tokens to an authenticated
  * user; the admin CLI manages users, tokens and the queue.
  */
 import { execFile } from 'node:child_process';
@@ -16,7 +16,7 @@ import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AckStatus, decodePayload, encodeFragment } from '../proto/fragment/index.ts';
 import { PacketLink } from '../proto/link/index.ts';
-import { MAILBOX_PROTOCOL, MAIL_QUEUE_ID, decodeItem, encodeSubscribe } from '../proto/mailbox/index.ts';
+import { MAILBOX_PROTOCOL, MAIL_QUEUE_ID, decodeItem, encodeSubscribe, mailboxItemSize } from '../proto/mailbox/index.ts';
 import { epochAt, generateSphinxKey, KeyStore, type VerifiedDocument } from '../proto/pki/index.ts';
 import { createPacket, createSurb, openSurbReply, prepareHopKey, processPacket, DEFAULT_GEOMETRY, nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
 import { finalizeTokens, parseBundle, requestTokens, verifyToken } from '../proto/tokens/index.ts';
@@ -262,13 +262,19 @@ describe('gateway daemon', () => {
     expect(gw.store.mailboxSize(mailbox)).toBe(1);
     const stream = await client.libp2pNode.dialProtocol(gw.link.multiaddrs(), MAILBOX_PROTOCOL);
     stream.send(lp.encode.single(encodeSubscribe(mailbox)).subarray());
+    // the gateway writes one frame per tick: the waiting item first, then dummies; all one size
+    const frames: Uint8Array[] = [];
     for await (const frame of lp.decode(stream, { maxDataLength: 64 * 1024 })) {
-      const item = decodeItem(frame.subarray())!;
-      expect(item.surbId).toBeUndefined();
-      expect(Buffer.from(item.payload.subarray(0, payload.length)).toString()).toBe('loop-id-123456789');
-      break;
+      frames.push(frame.subarray());
+      if (frames.length === 3) break;
     }
     stream.abort(new Error('done'));
+    const [first, ...rest] = frames.map((f) => decodeItem(f));
+    if (!first || first === 'dummy') throw new Error('the waiting item did not come first');
+    expect(first.surbId).toBeUndefined();
+    expect(Buffer.from(first.payload.subarray(0, payload.length)).toString()).toBe('loop-id-123456789');
+    expect(rest).toEqual(['dummy', 'dummy']);
+    expect(new Set(frames.map((f) => f.length))).toEqual(new Set([mailboxItemSize(DEFAULT_GEOMETRY.payloadSize)]));
     expect(gw.store.mailboxSize(mailbox)).toBe(0);
   });
 });

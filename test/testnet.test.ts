@@ -105,16 +105,22 @@ describe.sequential('postmix testnet (whole network, separate processes)', () =>
       for (const f of mailbox(keep, 'beta.test', 'bob', true)) expect(f.toString('latin1')).not.toContain('mallory');
     });
 
-    it('puts frames of exactly one length on every link (passive check of the wire)', () => {
-      const w = run.report.wire!;
-      expect(w).not.toBeNull();
-      // 9 mixes, 2 gateways, 3 clients each captured their own links
-      expect(w.nodes).toBe(14);
-      expect(w.frames).toBeGreaterThan(500);
-      expect(Object.keys(w.lengths)).toHaveLength(1);
-    });
+    it('puts frames of exactly one length on every link, per protocol (passive check of the wire)', () => {
+    const w = run.report.wire!;
+    expect(w).not.toBeNull();
+    // 9 mixes, 2 gateways, 3 clients each captured their own links
+    expect(w.nodes).toBe(14);
+    const sphinx = w.protocols['/postmix/sphinx/1']!;
+    const mailbox = w.protocols['/postmix/mailbox/2']!;
+    expect(sphinx.frames).toBeGreaterThan(200);
+    expect(Object.keys(sphinx.lengths)).toHaveLength(1);
+    // gateway → client mailbox items (ACKs, loops, dummies), both ends captured
+    expect(mailbox.frames).toBeGreaterThan(20);
+    expect(Object.keys(mailbox.lengths)).toHaveLength(1);
+    expect(Object.keys(w.protocols).sort()).toEqual(['/postmix/mailbox/2', '/postmix/sphinx/1']);
+  });
 
-    it('drops captured frames re-injected into a mix, as replays', () => {
+  it('drops captured frames re-injected into a mix, as replays', () => {
       const r = run.report.replay!;
       expect(r).not.toBeNull();
       expect(r.injected).toBe(3);

@@ -100,11 +100,14 @@ export function renderTable(r: TestnetReport): string {
       ? `MX for ${r.chaos.mx_outage.domain} down ${r.chaos.mx_outage.down_s.toFixed(1)} s; its gateway counted ${r.chaos.mx_outage.handoff_failures} failed hand-offs and retried`
       : '',
     ...r.chaos.errors.map((e) => `chaos step failed: ${e}`),
-    r.wire
-      ? `wire: ${r.wire.frames} frames on ${r.wire.links} directed links of ${r.wire.nodes} nodes; on-wire lengths ${Object.entries(r.wire.lengths)
-          .map(([len, n]) => `${len} B × ${n}`)
-          .join(', ')}${Object.keys(r.wire.lengths).length === 1 ? ' (one length: size leaks nothing)' : ' (MORE THAN ONE LENGTH)'}`
-      : '',
+    ...(r.wire
+      ? Object.entries(r.wire.protocols).map(
+          ([proto, p]) =>
+            `wire ${proto}: ${p.frames} frames on ${p.links} directed links; on-wire lengths ${Object.entries(p.lengths)
+              .map(([len, n]) => `${len} B × ${n}`)
+              .join(', ')}${Object.keys(p.lengths).length === 1 ? ' (one length: size leaks nothing)' : ' (MORE THAN ONE LENGTH)'}`,
+        )
+      : []),
     r.replay ? `replay: ${r.replay.note}; dropped as replays: ${r.replay.dropped_as_replay}/${r.replay.injected}` : '',
     r.ok ? 'RESULT: every message went where it should, intact.' : 'RESULT: FAILED',
   ]

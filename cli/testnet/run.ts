@@ -33,7 +33,7 @@ import { createPostfix, postfixAvailable } from './postfix.ts';
 import { Supervisor } from './processes.ts';
 import { injectReplays, type ReplayReport } from './replay.ts';
 import { renderTable, totals, type ChaosReport, type MessagePath, type MessageReport, type TestnetReport } from './report.ts';
-import { summarizeCapture, type WireReport } from './wire.ts';
+import { oneLengthPerProtocol, summarizeCapture, type WireReport } from './wire.ts';
 
 const POSTMIX_BIN = resolve(fileURLToPath(new URL('../../bin/postmix.js', import.meta.url)));
 
@@ -484,7 +484,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     if (captureDir) {
       // after stopAll: every link has flushed its capture on the way down
       wire = summarizeCapture(captureDir);
-      if (Object.keys(wire.lengths).length !== 1) ok = false;
+      if (!oneLengthPerProtocol(wire)) ok = false;
     }
     for (const c of closers.reverse()) await c().catch(() => undefined);
     if (!o.keep) rmSync(dir, { recursive: true, force: true });

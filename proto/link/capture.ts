@@ -3,10 +3,10 @@
  * environment, every PacketLink records what crosses it, so a test can check the wire from the
  * outside instead of trusting the code that writes it.
  *
- * - `<dir>/<peer id>.lengths.json`: for every link (direction × neighbour) a histogram of the
- *   on-wire frame lengths (varint prefix + body) — including inbound frames of the wrong size,
- *   which the decoder skips. A passive observer's first question is "do lengths differ?": here
- *   the answer must be one length, network-wide.
+ * - `<dir>/<peer id>.lengths.json`: for every link (protocol × direction × neighbour) a
+ *   histogram of the on-wire frame lengths (varint prefix + body) — including inbound Sphinx
+ *   frames of the wrong size, which the decoder skips. A passive observer's first question is
+ *   "do lengths differ?": here the answer must be one length per protocol, network-wide.
  * - `<dir>/<peer id>.recent.bin`: the last RECENT_FRAMES inbound frames (whole), so a test can
  *   re-inject a frame a node has already processed and watch it be dropped as a replay.
  *
@@ -25,7 +25,7 @@ export type CaptureDirection = 'in' | 'out';
 
 export interface CapturedLengths {
   readonly peer: string;
-  /** key `${direction} ${neighbour peer id}` → { wire length → frames } */
+  /** key `${protocol} ${direction} ${neighbour peer id}` → { wire length → frames } */
   readonly links: Record<string, Record<string, number>>;
 }
 
@@ -55,9 +55,12 @@ export class LinkCapture {
     return dir ? new LinkCapture(dir, peer) : undefined;
   }
 
-  /** One frame of `bodyLength` bytes (its declared length, for a skipped inbound frame). */
-  record(direction: CaptureDirection, neighbour: string, bodyLength: number, frame?: Uint8Array): void {
-    const key = `${direction} ${neighbour}`;
+  /**
+   * One frame of `bodyLength` bytes (its declared length, for a skipped inbound frame) on
+   * `protocol`; whole inbound frames given as `frame` are kept among the recent ones.
+   */
+  record(protocol: string, direction: CaptureDirection, neighbour: string, bodyLength: number, frame?: Uint8Array): void {
+    const key = `${protocol} ${direction} ${neighbour}`;
     let h = this.links.get(key);
     if (!h) this.links.set(key, (h = new Map()));
     const wire = varintLength(bodyLength) + bodyLength;

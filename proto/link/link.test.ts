@@ -210,11 +210,13 @@ describe('PacketLink over loopback', () => {
       const s = await a.link.libp2pNode.dialProtocol(b.link.libp2pNode.getMultiaddrs(), SPHINX_PROTOCOL);
       s.send(encodeFrames([frame(9, 10), frame(10)]));
       await until(() => b.got.length === 6, 'raw frames');
+      // another protocol on the same node (the mailbox stream) records through the link
+      a.link.captureFrame('/test/other/1', 'out', b.link.peerId, 100);
       const [ai, bi] = [a.link.peerId.toString(), b.link.peerId.toString()];
       await Promise.all([a.link.stop(100), b.link.stop(100)]);
       const wire = encodeFrame(frame(0)).length;
-      expect(readCapturedLengths(join(dir, `${ai}.lengths.json`)).links).toEqual({ [`out ${bi}`]: { [wire]: 5 } });
-      expect(readCapturedLengths(join(dir, `${bi}.lengths.json`)).links).toEqual({ [`in ${ai}`]: { [wire]: 6, '11': 1 } });
+      expect(readCapturedLengths(join(dir, `${ai}.lengths.json`)).links).toEqual({ [`${SPHINX_PROTOCOL} out ${bi}`]: { [wire]: 5 }, [`/test/other/1 out ${bi}`]: { '101': 1 } });
+      expect(readCapturedLengths(join(dir, `${bi}.lengths.json`)).links).toEqual({ [`${SPHINX_PROTOCOL} in ${ai}`]: { [wire]: 6, '11': 1 } });
       const recent = readRecentFrames(join(dir, `${bi}.recent.bin`));
       expect(recent.map((r) => r.from)).toEqual(Array(6).fill(ai));
       expect(recent.map((r) => Buffer.from(r.frame).equals(Buffer.from(b.got[recent.indexOf(r)]!.frame)))).toEqual(Array(6).fill(true));

@@ -387,7 +387,7 @@ export class PacketLink {
             this.counters.framesOut++;
             this.counters.bytesOut += f.length;
             this.opts.observe?.('out', f, ob.peer);
-            this.capture?.record('out', ob.peer.toString(), f.length);
+            this.capture?.record(SPHINX_PROTOCOL, 'out', ob.peer.toString(), f.length);
           }
           if (!ok) await stream.onDrain();
         } catch (err) {
@@ -435,7 +435,7 @@ export class PacketLink {
         this.counters.framesIn++;
         this.counters.bytesIn += frame.length;
         this.opts.observe?.('in', frame, peer);
-        this.capture?.record('in', peer.toString(), frame.length, frame);
+        this.capture?.record(SPHINX_PROTOCOL, 'in', peer.toString(), frame.length, frame);
         let r: void | Promise<void>;
         try {
           r = this.opts.onFrame(frame, peer);
@@ -458,7 +458,7 @@ export class PacketLink {
       },
       wrongSize: (len) => {
         this.counters.droppedWrongSizeIn++;
-        this.capture?.record('in', peer.toString(), len);
+        this.capture?.record(SPHINX_PROTOCOL, 'in', peer.toString(), len);
         this.log.debug({ peer: peer.toString(), len }, 'link: wrong-size frame dropped');
       },
     });
@@ -479,6 +479,14 @@ export class PacketLink {
     stream.addEventListener('close', () => {
       this.inboundStreams.delete(stream);
     });
+  }
+
+  /**
+   * For the other protocols a daemon runs on this link's libp2p node (the mailbox stream):
+   * records a frame in the capture when one is on, so the wire check covers them too.
+   */
+  captureFrame(protocol: string, direction: 'in' | 'out', peer: PeerId, bodyLength: number): void {
+    this.capture?.record(protocol, direction, peer.toString(), bodyLength);
   }
 
   /** Open inbound packet streams (for tests and metrics). */

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MAIL_QUEUE_ID, decodeItem, decodeSubscribe, encodeItem, encodeSubscribe, isMailQueue } from './index.ts';
+import { MAIL_QUEUE_ID, decodeItem, decodeSubscribe, encodeDummyItem, encodeItem, encodeSubscribe, isMailQueue, mailboxItemSize, mailboxRate } from './index.ts';
 
 describe('mailbox protocol codec', () => {
   it('subscribe frames round-trip and refuse the mail queue', () => {
@@ -14,18 +14,48 @@ describe('mailbox protocol codec', () => {
     expect(isMailQueue(new Uint8Array(32))).toBe(false);
   });
 
-  it('items round-trip; random bytes never throw', () => {
+  it('SURB replies, plain items and dummies round-trip, all of one size for a payload size', () => {
     fc.assert(
-      fc.property(fc.option(fc.uint8Array({ minLength: 16, maxLength: 16 }), { nil: undefined }), fc.uint8Array({ maxLength: 3000 }), (surbId, payload) => {
-        const item = surbId ? { surbId, payload } : { payload };
-        expect(decodeItem(encodeItem(item))).toEqual(item);
+      fc.property(fc.constantFrom(64, 2048, 4096), fc.boolean(), fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.integer({ min: 0, max: 255 }), (ps, reply, surbId, fill) => {
+        const item = reply ? { surbId, payload: new Uint8Array(16 + ps).fill(fill) } : { payload: new Uint8Array(ps).fill(fill) };
+        const frame = encodeItem(item, ps);
+        expect(frame.length).toBe(mailboxItemSize(ps));
+        expect(encodeDummyItem(ps).length).toBe(mailboxItemSize(ps));
+        expect(decodeItem(frame)).toEqual(item);
+        expect(decodeItem(encodeDummyItem(ps))).toBe('dummy');
       }),
     );
+  });
+
+  it('test vectors of docs/spec/mailbox.md (payload size 64)', () => {
+    const hex = (u: Uint8Array) => Buffer.from(u).toString('hex');
+    expect(hex(encodeDummyItem(64))).toBe('03' + '00'.repeat(96));
+    expect(hex(encodeItem({ payload: new Uint8Array(64).fill(0x61) }, 64))).toBe('02' + '00'.repeat(32) + '61'.repeat(64));
+    expect(hex(encodeItem({ surbId: new Uint8Array(16).fill(1), payload: new Uint8Array(80).fill(0xff) }, 64))).toBe('01' + '01'.repeat(16) + 'ff'.repeat(80));
+    // a kind-2 frame with anything but zeros before its plaintext is refused
+    const bad = encodeItem({ payload: new Uint8Array(64) }, 64);
+    bad[20] = 1;
+    expect(decodeItem(bad)).toBeNull();
+  });
+
+  it('refuses items that do not fit the payload size (they would stand out on the wire)', () => {
+    expect(() => encodeItem({ payload: new Uint8Array(100) }, 2048)).toThrow(RangeError);
+    expect(() => encodeItem({ surbId: new Uint8Array(16), payload: new Uint8Array(2048) }, 2048)).toThrow(RangeError);
+    expect(() => encodeItem({ surbId: new Uint8Array(15), payload: new Uint8Array(2064) }, 2048)).toThrow(RangeError);
+  });
+
+  it('the mailbox rate is λ_P + λ_L, at least 1 per second', () => {
+    expect(mailboxRate({ lambdaP: 10, lambdaL: 1 })).toBe(11);
+    expect(mailboxRate({ lambdaP: 0.2, lambdaL: 0 })).toBe(1);
+    expect(mailboxRate({ lambdaP: Number.NaN, lambdaL: 1 })).toBe(1);
+  });
+
+  it('random bytes never throw', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 100 }), (b) => {
         const r1 = decodeItem(b);
         const r2 = decodeSubscribe(b);
-        expect(r1 === null || r1.payload instanceof Uint8Array).toBe(true);
+        expect(r1 === null || r1 === 'dummy' || r1.payload instanceof Uint8Array).toBe(true);
         expect(r2 === null || r2.length === 32).toBe(true);
       }),
       { numRuns: 2000 },
