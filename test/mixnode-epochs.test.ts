@@ -13,15 +13,14 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PacketLink } from '../proto/link/index.ts';
 import { MAIL_QUEUE_ID } from '../proto/mailbox/index.ts';
-import type { MixingParams } from '../proto/mixing/params.ts';
-import { epochAt, epochStart, schedulePoint, SCHEDULE, sphinxKeyFile, type DocumentBody, type EpochConfig } from '../proto/pki/index.ts';
+import { epochAt, epochStart, schedulePoint, SCHEDULE, sphinxKeyFile, type DocumentBody } from '../proto/pki/index.ts';
 import { createPacket, DEFAULT_GEOMETRY as G, nodeSuite } from '../proto/sphinx/index.ts';
 import { MixNode } from '../mixnode/daemon.ts';
-import { clientLink, dialAddrs, makeNodeKeys, SinkGateway, startTestDirectory, testNodeConfig, until, type Clock, type TestDirectory } from './support/mixnet.ts';
+import { clientLink, dialAddrs, makeNodeKeys, SinkGateway, startTestDirectory, testNodeConfig, until, type Clock, type TestDirectory, LOOP_MIXING, TEST_EPOCH } from './support/mixnet.ts';
 
-const EC: EpochConfig = { origin: 1_700_000_000, length: 3600, grace: 300 };
+const EC = TEST_EPOCH;
 const E = 200;
-const MIXING: MixingParams = { lambdaP: 1, lambdaL: 0.5, lambdaD: 0.5, lambdaM: 20, mu: 200 };
+const MIXING = LOOP_MIXING;
 
 const tmp = mkdtempSync(join(tmpdir(), 'pm-mixe-'));
 const clock: Clock = { t: schedulePoint(EC, E - 1, 0.1) };

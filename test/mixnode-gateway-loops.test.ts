@@ -8,16 +8,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MixingParams } from '../proto/mixing/params.ts';
-import { epochStart, schedulePoint, type EpochConfig } from '../proto/pki/index.ts';
+import { epochStart, schedulePoint } from '../proto/pki/index.ts';
 import { DEFAULT_GEOMETRY as G } from '../proto/sphinx/index.ts';
 import { Gateway } from '../gateway/daemon.ts';
 import { MixNode } from '../mixnode/daemon.ts';
-import { makeNodeKeys, silentLogger, startTestDirectory, testGatewayConfig, testNodeConfig, until, type Clock, type TestDirectory } from './support/mixnet.ts';
+import { makeNodeKeys, silentLogger, startTestDirectory, testGatewayConfig, testNodeConfig, until, type Clock, type TestDirectory, LOOP_MIXING, TEST_EPOCH } from './support/mixnet.ts';
 
-const EC: EpochConfig = { origin: 1_700_000_000, length: 3600, grace: 300 };
+const EC = TEST_EPOCH;
 const E = 300;
-const MIXING: MixingParams = { lambdaP: 1, lambdaL: 0.5, lambdaD: 0.5, lambdaM: 20, mu: 200 };
+const MIXING = LOOP_MIXING;
 
 const tmp = mkdtempSync(join(tmpdir(), 'pm-mixgw-'));
 const clock: Clock = { t: schedulePoint(EC, E - 1, 0.1) };

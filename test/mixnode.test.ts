@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrames, SPHINX_PROTOCOL, type PacketLink } from '../proto/link/index.ts';
 import { MAIL_QUEUE_ID } from '../proto/mailbox/index.ts';
 import { samplePerHopDelayMs, type MixingParams } from '../proto/mixing/params.ts';
-import { epochAt, epochStart, schedulePoint, type EpochConfig, type NodeEntry } from '../proto/pki/index.ts';
+import { epochAt, epochStart, schedulePoint, type NodeEntry } from '../proto/pki/index.ts';
 import { createPacket, DEFAULT_GEOMETRY as G, nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
 import { MixNode } from '../mixnode/daemon.ts';
 import {
@@ -26,9 +26,10 @@ import {
   until,
   type Clock,
   type TestDirectory,
+  TEST_EPOCH,
 } from './support/mixnet.ts';
 
-const EC: EpochConfig = { origin: 1_700_000_000, length: 3600, grace: 300 };
+const EC = TEST_EPOCH;
 const E = 100;
 const MU = 50; // mean per-hop delay 20 ms
 const MIXING: MixingParams = { lambdaP: 1, lambdaL: 0.5, lambdaD: 0.5, lambdaM: 0, mu: MU };

@@ -40,6 +40,12 @@ import { GatewayConfigSchema, resolveGatewayConfig, type GatewayConfig } from '.
 
 export const silentLogger: Logger = pino({ level: 'silent' });
 
+/** The epoch schedule the in-process network tests run on (hour-long epochs on a fake clock). */
+export const TEST_EPOCH: EpochConfig = Object.freeze({ origin: 1_700_000_000, length: 3600, grace: 300 });
+
+/** Mixing for the loop tests: mixes send loops fast (λ_M 20/s), hops are quick (mean 5 ms). */
+export const LOOP_MIXING: MixingParams = Object.freeze({ lambdaP: 1, lambdaL: 0.5, lambdaD: 0.5, lambdaM: 20, mu: 200 });
+
 export { freePort };
 
 /** Polls `cond` every 10 ms; throws naming `what` after `ms`. */
