@@ -25,6 +25,7 @@ import { runClient, type RunningClient } from '../client/daemon.ts';
 import { StaticNetwork } from '../client/network.ts';
 import { Outbox } from '../client/outbox.ts';
 import { SimNet, fakeBundle } from '../client/testing.ts';
+import { edgeCaseMessage } from '../cli/testnet/messages.ts';
 import { freePort } from '../cli/testnet/ports.ts';
 import { createPostfix, postfixAvailable, stripPostfixTrace, type PostfixServer } from '../cli/testnet/postfix.ts';
 
@@ -88,31 +89,7 @@ function newMaildirFiles(dir: string): string[] {
 }
 
 function message(to: string, subject: string): string {
-  return [
-    'From: Alice <alice@sender.test>',
-    `To: ${to}`,
-    `Subject: ${subject}`,
-    'Date: Mon, 23 Nov 2026 02:00:00 +0000',
-    `Message-ID: <${subject.replace(/\W/g, '')}.1@sender.test>`,
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="b1"',
-    '',
-    '--b1',
-    'Content-Type: application/pgp-encrypted',
-    '',
-    'Version: 1',
-    '--b1',
-    'Content-Type: application/octet-stream',
-    '',
-    '-----BEGIN PGP MESSAGE-----',
-    'hQEMA1234567890ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123',
-    '.',
-    '..leading dots survive',
-    'Received: in the body, not a header',
-    '-----END PGP MESSAGE-----',
-    '--b1--',
-    '',
-  ].join('\r\n');
+  return edgeCaseMessage({ to, subject });
 }
 
 function config(dataDir: string, smtpPort: number, smarthostPort: number, extra: Record<string, unknown> = {}): ClientConfig {
@@ -175,7 +152,7 @@ describe('client intake with real SMTP clients', () => {
     expect(r.stderr + r.stdout).not.toMatch(/\*\*\*/);
     expect(r.code).toBe(0);
     const got = await waitFor('overlay delivery', () => sim.delivered.find((d) => d.recipient === 'bob@overlay.test'));
-    expect(Buffer.from(got.bytes).toString('latin1')).toBe(raw);
+    expect(Buffer.from(got.bytes).toString('utf8')).toBe(raw);
     const done = await waitFor('all ACKs', () => client.core.outbox.progress(true).find((p) => p.recipients[0]?.address === 'bob@overlay.test' && p.message.state === 'done'));
     expect(done.recipients[0]!.path).toBe('overlay');
     expect(done.recipients[0]!.reason).toMatch(/gateway for overlay\.test/);
@@ -188,7 +165,7 @@ describe('client intake with real SMTP clients', () => {
     t.close();
     expect(info.response).toMatch(/^250 .*queued as/);
     const file = await waitFor('Maildir delivery', () => newMaildirFiles(mx.maildir('bob@recipient.test'))[0]);
-    const delivered = readFileSync(file, 'latin1');
+    const delivered = readFileSync(file, 'utf8');
     // Postfix stores LF line ends in Maildir and prepends trace fields; everything else is the submitted bytes
     expect(stripPostfixTrace(delivered)).toBe(raw.replace(/\r\n/g, '\n'));
     expect(delivered).toMatch(/^Return-Path: <alice@sender\.test>\n/);
@@ -230,8 +207,8 @@ describe('client intake with real SMTP clients', () => {
     const dan = await waitFor('dan delivery', () => newMaildirFiles(mx.maildir('dan@recipient.test'))[0]);
     const erin = await waitFor('erin (Bcc) delivery', () => newMaildirFiles(mx.maildir('erin@recipient.test'))[0]);
     const want = raw.replace('Bcc: erin@recipient.test\r\n', '').replace(/\r\n/g, '\n');
-    expect(stripPostfixTrace(readFileSync(dan, 'latin1'))).toBe(want);
-    expect(stripPostfixTrace(readFileSync(erin, 'latin1'))).toBe(want);
+    expect(stripPostfixTrace(readFileSync(dan, 'utf8'))).toBe(want);
+    expect(stripPostfixTrace(readFileSync(erin, 'utf8'))).toBe(want);
 
   });
 
@@ -300,7 +277,7 @@ describe('client process killed after the 250', () => {
       const f = newMaildirFiles(mx.maildir('bob@recipient.test'));
       return f.length > before && f;
     }, 30_000);
-    const mine = files.map((f) => readFileSync(f, 'latin1')).find((t) => t.includes('Subject: survives kill'))!;
+    const mine = files.map((f) => readFileSync(f, 'utf8')).find((t) => t.includes('Subject: survives kill'))!;
     expect(stripPostfixTrace(mine)).toBe(raw.replace(/\r\n/g, '\n'));
     proc.kill('SIGTERM');
     await new Promise((res) => proc.once('exit', res));

@@ -16,6 +16,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { edgeCaseMessage } from '../cli/testnet/messages.ts';
 import { freePort } from '../cli/testnet/ports.ts';
 import { createPostfix, postfixAvailable, type PostfixServer } from '../cli/testnet/postfix.ts';
 import { AckStatus } from '../proto/fragment/index.ts';
@@ -69,34 +70,8 @@ async function waitForMail(address: string, n: number, timeoutMs = 20_000): Prom
   }
 }
 
-function message(subject: string, eol = '\n'): Buffer {
-  const lines = [
-    'From: Alice <alice@sender.example>',
-    'To: Bob <bob@example.org>',
-    `Subject: ${subject}`,
-    'Date: Mon, 23 Nov 2026 01:02:03 +0000',
-    `Message-ID: <${subject.replace(/\W/g, '')}@sender.example>`,
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="b1"',
-    '',
-    '--b1',
-    'Content-Type: application/pgp-encrypted',
-    '',
-    'Version: 1',
-    '--b1',
-    'Content-Type: application/octet-stream',
-    '',
-    '-----BEGIN PGP MESSAGE-----',
-    ...Array.from({ length: 120 }, (_, i) => Buffer.from(`line ${i} `.repeat(6)).toString('base64').slice(0, 76)),
-    '.a line that starts with a dot',
-    '..and two dots',
-    '.',
-    'Ünïcödé 8-bit bytes',
-    '-----END PGP MESSAGE-----',
-    '--b1--',
-    '',
-  ];
-  return Buffer.from(lines.join(eol), 'utf8');
+function message(subject: string, eol: '\n' | '\r\n' = '\n'): Buffer {
+  return Buffer.from(edgeCaseMessage({ from: 'Alice <alice@sender.example>', to: 'Bob <bob@example.org>', subject, eol, armorLines: 120 }), 'utf8');
 }
 
 /** Checks a delivered Maildir file against the submitted bytes (see the file comment). */

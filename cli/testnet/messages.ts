@@ -39,6 +39,45 @@ export function makeMessage(opts: { id: string; from: string; to: string; size: 
   return new TextEncoder().encode(head + lines.map((l) => l + '\r\n').join('') + tail);
 }
 
+/**
+ * A PGP/MIME-shaped message holding the lines that mail paths get wrong: a line that starts with
+ * a dot, one with two, a lone "." (SMTP's end of data, dot-stuffed on the wire), a body line
+ * that looks like a trace header, and 8-bit text. `armorLines` base64 lines of filler make it
+ * as long as a test needs (120 spans several 2 KiB fragments). Deterministic, so tests can
+ * compare what arrives with it byte for byte.
+ */
+export function edgeCaseMessage(o: { from?: string; to: string; subject: string; eol?: '\r\n' | '\n'; armorLines?: number }): string {
+  const from = o.from ?? 'Alice <alice@sender.test>';
+  const domain = /@([^>\s]+)/.exec(from)?.[1] ?? 'sender.test';
+  return [
+    `From: ${from}`,
+    `To: ${o.to}`,
+    `Subject: ${o.subject}`,
+    'Date: Mon, 23 Nov 2026 01:02:03 +0000',
+    `Message-ID: <${o.subject.replace(/\W/g, '')}@${domain}>`,
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="b1"',
+    '',
+    '--b1',
+    'Content-Type: application/pgp-encrypted',
+    '',
+    'Version: 1',
+    '--b1',
+    'Content-Type: application/octet-stream',
+    '',
+    '-----BEGIN PGP MESSAGE-----',
+    ...Array.from({ length: o.armorLines ?? 1 }, (_, i) => Buffer.from(`line ${i} `.repeat(6)).toString('base64').slice(0, 76)),
+    '.a line that starts with a dot',
+    '..and two dots',
+    '.',
+    'Received: in the body, not a header',
+    'Ünïcödé 8-bit bytes',
+    '-----END PGP MESSAGE-----',
+    '--b1--',
+    '',
+  ].join(o.eol ?? '\r\n');
+}
+
 export interface MailboxFind {
   /** Files whose bytes equal the submitted message exactly. */
   readonly exact: string[];

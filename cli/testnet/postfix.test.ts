@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { edgeCaseMessage } from './messages.ts';
 import { freePort } from './ports.ts';
 import { createPostfix, postfixAsSubmitted as asSent, postfixAvailable, type PostfixServer } from './postfix.ts';
 
@@ -34,23 +35,7 @@ afterAll(async () => {
 });
 
 function message(to: string, subject: string): string {
-  return [
-    'From: Alice <alice@sender.test>',
-    `To: ${to}`,
-    `Subject: ${subject}`,
-    'Date: Mon, 23 Nov 2026 02:00:00 +0000',
-    `Message-ID: <${subject.replace(/\W/g, '')}@sender.test>`,
-    'MIME-Version: 1.0',
-    'Content-Type: text/plain; charset=utf-8',
-    'Content-Transfer-Encoding: 8bit',
-    '',
-    'first line',
-    '.',
-    '..two dots',
-    'Received: in the body, not a header',
-    'Ünïcödé',
-    '',
-  ].join('\r\n');
+  return edgeCaseMessage({ to, subject });
 }
 
 async function send(server: PostfixServer, to: string, raw: string): Promise<void> {
