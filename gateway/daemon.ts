@@ -381,7 +381,7 @@ export class Gateway {
   }
 
   /** One frame on each subscribed stream: the oldest waiting item, or a dummy. */
-  paceMailboxes(): void {
+  private paceMailboxes(): void {
     const payloadSize = this.geometry.payloadSize;
     const nowMs = this.now() * 1000;
     for (const sub of this.subscribers.values()) {

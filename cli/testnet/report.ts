@@ -37,8 +37,6 @@ export interface TestnetReport {
     readonly latency_mean_s: number | null;
     readonly latency_max_s: number | null;
   };
-  /** mixes SIGKILLed mid-run (also in chaos.killed) */
-  readonly killed: readonly string[];
   readonly chaos: ChaosReport;
   /** the link capture's summary (null without --capture) */
   readonly wire: WireReport | null;
@@ -48,6 +46,7 @@ export interface TestnetReport {
 }
 
 export interface ChaosReport {
+  /** mixes SIGKILLed mid-run */
   readonly killed: readonly string[];
   /** processes SIGKILLed and started again with the same config */
   readonly restarted: readonly { readonly name: string; readonly down_s: number }[];
@@ -94,7 +93,7 @@ export function renderTable(r: TestnetReport): string {
     `${t.ok}/${t.messages} as expected: ${t.overlay} through the mixnet, ${t.smtp_fallback} by SMTP fallback, ${t.refused} refused; ` +
       `${t.intact} byte-identical in the recipient's Maildir` +
       (t.latency_mean_s === null ? '' : `; latency mean ${t.latency_mean_s.toFixed(1)} s, max ${t.latency_max_s!.toFixed(1)} s`),
-    r.killed.length ? `killed mid-run (SIGKILL): ${r.killed.join(', ')}` : '',
+    r.chaos.killed.length ? `killed mid-run (SIGKILL): ${r.chaos.killed.join(', ')}` : '',
     ...r.chaos.restarted.map((x) => `SIGKILLed and restarted mid-run: ${x.name} (down ${x.down_s.toFixed(1)} s)`),
     r.chaos.mx_outage
       ? `MX for ${r.chaos.mx_outage.domain} down ${r.chaos.mx_outage.down_s.toFixed(1)} s; its gateway counted ${r.chaos.mx_outage.handoff_failures} failed hand-offs and retried`

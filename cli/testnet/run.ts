@@ -495,7 +495,6 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     topology,
     messages,
     totals: totals(messages),
-    killed,
     chaos: { killed, restarted: chaos.restarted, mx_outage: chaos.mx_outage, errors: chaos.errors },
     wire,
     replay,
