@@ -108,8 +108,12 @@ export class Gateway {
   private linkRef: PacketLink | undefined;
   private metricsServer: MetricsServer | undefined;
   private issuance: IssuanceServer | undefined;
-  /** Subscribed mailbox streams, by mailbox id; the pacer writes to the first of each. */
-  private readonly subscribers = new Map<string, { readonly id: Uint8Array; readonly streams: Map<Stream, PeerId> }>();
+  /**
+   * Subscribed mailbox streams, by mailbox id; the pacer writes to the first of each. `pending`
+   * is an upper bound on the items waiting, so a tick for an idle mailbox (the usual case: a
+   * dummy) costs no SQLite query (~45 µs each, at λ_P + λ_L per client per second).
+   */
+  private readonly subscribers = new Map<string, { readonly id: Uint8Array; readonly streams: Map<Stream, PeerId>; pending: number }>();
   private pacer: NodeJS.Timeout | undefined;
   private readonly epochs: EpochDriver;
   private closed = false;
@@ -336,6 +340,8 @@ export class Gateway {
     const f = this.config.file.mailbox;
     const item = r.surbId ? { surbId: r.surbId, payload: r.payload } : { payload: r.payload };
     const dropped = this.store.mailboxPut(r.queueId, item, this.now() * 1000, f.ttl_s * 1000, f.max_items);
+    const sub = this.subscribers.get(idKey(r.queueId));
+    if (sub) sub.pending++;
     this.metrics.mailboxItems.inc();
     if (dropped > 0) this.metrics.mailboxDropped.inc({ reason: 'full' }, dropped);
   }
@@ -353,7 +359,7 @@ export class Gateway {
           }
           key = idKey(id);
           let sub = this.subscribers.get(key);
-          if (!sub) this.subscribers.set(key, (sub = { id, streams: new Map() }));
+          if (!sub) this.subscribers.set(key, (sub = { id, streams: new Map(), pending: this.store.mailboxSize(id) }));
           sub.streams.set(stream, conn.remotePeer);
           this.log.debug({ peer: conn.remotePeer.toString() }, 'mailbox subscribed');
         }
@@ -391,7 +397,9 @@ export class Gateway {
       let frame: Uint8Array | null = null;
       let taken: { surbId?: Uint8Array; payload: Uint8Array } | undefined;
       while (frame === null) {
-        taken = this.store.mailboxTake(sub.id, nowMs, 1)[0];
+        taken = sub.pending > 0 ? this.store.mailboxTake(sub.id, nowMs, 1)[0] : undefined;
+        if (taken) sub.pending--;
+        else sub.pending = 0; // expired or purged meanwhile: the bound was loose
         if (!taken) {
           frame = encodeDummyItem(payloadSize);
           this.metrics.mailboxSent.inc({ kind: 'dummy' });
@@ -411,7 +419,10 @@ export class Gateway {
       } catch {
         sub.streams.delete(stream);
         // not lost: back into the mailbox for the next stream the client opens
-        if (taken) this.store.mailboxPut(sub.id, taken, nowMs, this.config.file.mailbox.ttl_s * 1000, this.config.file.mailbox.max_items);
+        if (taken) {
+          this.store.mailboxPut(sub.id, taken, nowMs, this.config.file.mailbox.ttl_s * 1000, this.config.file.mailbox.max_items);
+          sub.pending++;
+        }
       }
     }
   }
