@@ -14,7 +14,15 @@ import { decodePayload, encodeAck, encodeFragment, encodeLoop, AckStatus } from 
 import { encodeFrames, FrameDecoder, FramingError } from '../proto/link/index.ts';
 import { decodeItem, decodeSubscribe, encodeItem } from '../proto/mailbox/index.ts';
 import { fakeNode } from '../proto/pki/fixtures.ts';
-import { decodeSignedDescriptor, decodeDescriptorBody, decodeSignedDocument, decodeDocumentBody, decodeSignedVote, decodeVoteBody, PkiError } from '../proto/pki/index.ts';
+import {
+  decodeSignedDescriptor,
+  decodeDescriptorBody,
+  decodeSignedDocument,
+  decodeDocumentBody,
+  decodeSignedVote,
+  decodeVoteBody,
+  PkiError,
+} from '../proto/pki/index.ts';
 import {
   DEFAULT_GEOMETRY as G,
   createPacket,
@@ -78,8 +86,20 @@ function targets(): Target[] {
   const descBodies = [gw.descriptor, mix.descriptor].map((d) => decodeSignedDescriptor(d).body);
 
   return [
-    { name: 'packet/random', run: () => { const r = processPacket(G, key, rnd(sizes.packet)); return r.ok ? r.kind : r.reason; } },
-    { name: 'packet/mutated', run: (i) => { const r = processPacket(G, key, mutate(valid, i)); return r.ok ? r.kind : r.reason; } },
+    {
+      name: 'packet/random',
+      run: () => {
+        const r = processPacket(G, key, rnd(sizes.packet));
+        return r.ok ? r.kind : r.reason;
+      },
+    },
+    {
+      name: 'packet/mutated',
+      run: (i) => {
+        const r = processPacket(G, key, mutate(valid, i));
+        return r.ok ? r.kind : r.reason;
+      },
+    },
     { name: 'commands', run: () => decodeCommands(rnd(G.perHopSize))?.action ?? 'invalid' },
     {
       name: 'surb',
@@ -108,11 +128,14 @@ function targets(): Target[] {
       name: 'link-frames',
       run: (i) => {
         // a stream of frames of mixed lengths (or pure noise), cut into random chunks
-        const bytes = i % 3 === 0 ? rnd(crypto.randomInt(3 * sizes.packet)) : encodeFrames(Array.from({ length: 1 + (i % 4) }, () => rnd(i % 2 ? sizes.packet : crypto.randomInt(3000))));
+        const bytes =
+          i % 3 === 0
+            ? rnd(crypto.randomInt(3 * sizes.packet))
+            : encodeFrames(Array.from({ length: 1 + (i % 4) }, () => rnd(i % 2 ? sizes.packet : crypto.randomInt(3000))));
         let frames = 0;
         let wrong = 0;
         const d = new FrameDecoder(sizes.packet, { frame: () => frames++, wrongSize: () => wrong++ });
-        for (let at = 0; at < bytes.length; ) {
+        for (let at = 0; at < bytes.length;) {
           const n = 1 + crypto.randomInt(4096);
           d.push(bytes.subarray(at, at + n));
           at += n;
@@ -133,7 +156,10 @@ function targets(): Target[] {
       name: 'tokens',
       run: (i) => {
         if (i % 2 === 0) return decodeToken(i % 4 ? mutate(tokenSeed, i) : rnd(crypto.randomInt(120))) ? 'token' : 'no-token';
-        const s = i % 4 === 1 ? bundle.slice(0, crypto.randomInt(bundle.length)) + crypto.randomBytes(crypto.randomInt(8)).toString('latin1') : crypto.randomBytes(crypto.randomInt(200)).toString('utf8');
+        const s =
+          i % 4 === 1
+            ? bundle.slice(0, crypto.randomInt(bundle.length)) + crypto.randomBytes(crypto.randomInt(8)).toString('latin1')
+            : crypto.randomBytes(crypto.randomInt(200)).toString('utf8');
         parseBundle(s);
         return 'bundle-parsed';
       },
@@ -169,5 +195,9 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
   opts.log(`fuzz: ${total} inputs over ${ts.length} decoder families in ${wall.toFixed(1)} s, ${throws} unexpected throws`);
   for (const [k, v] of Object.entries(outcomes).sort()) opts.log(`  ${k}: ${v}`);
   if (throws > 0) process.exitCode = 1;
-  return { suite: 'fuzz', machine: machineInfo(), results: { inputs: total, targets: ts.map((t) => t.name), unexpected_throws: throws, wall_s: wall, outcomes } };
+  return {
+    suite: 'fuzz',
+    machine: machineInfo(),
+    results: { inputs: total, targets: ts.map((t) => t.name), unexpected_throws: throws, wall_s: wall, outcomes },
+  };
 }

@@ -46,7 +46,9 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
       const s = (performance.now() - t0) / 1000;
       const fps = payloads.length / s;
       results[`fragmentsPerSec_sync_${sync}`] = Math.round(fps);
-      opts.log(`reassembly (synchronous=${sync}): ${fmt(fps)} fragments/s, ${fmt(intake.counters.messagesCompleted / s, 1)} messages/s (${payloads.length} fragments, ${intake.counters.messagesCompleted} messages of ${payloads.length / tokens.length} fragments)`);
+      opts.log(
+        `reassembly (synchronous=${sync}): ${fmt(fps)} fragments/s, ${fmt(intake.counters.messagesCompleted / s, 1)} messages/s (${payloads.length} fragments, ${intake.counters.messagesCompleted} messages of ${payloads.length / tokens.length} fragments)`,
+      );
       store.close();
     }
 

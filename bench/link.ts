@@ -180,7 +180,9 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
 
   const dq = delayQueueRates(100_000);
   results.delayQueue = dq;
-  opts.log(`delay queue at 100k entries: insert ${fmt(dq.insertPerSec!)}/s, pop ${fmt(dq.popPerSec!)}/s, steady pop+push ${fmt(dq.steadyPopPushPairsPerSec!)} pairs/s`);
+  opts.log(
+    `delay queue at 100k entries: insert ${fmt(dq.insertPerSec!)}/s, pop ${fmt(dq.popPerSec!)}/s, steady pop+push ${fmt(dq.steadyPopPushPairsPerSec!)} pairs/s`,
+  );
   const lat = await delayQueueLateness(opts.quick ? 10_000 : 50_000);
   results.delayQueueTimer = lat;
   opts.log(

@@ -23,7 +23,17 @@ import { HopEngine } from '../proto/hop/engine.ts';
 import type { ReplayTagStore } from '../proto/hop/replay-store.ts';
 import { PacketLink } from '../proto/link/index.ts';
 import { sampleExponential, type MixingParams } from '../proto/mixing/params.ts';
-import { buildDescriptor, epochAt, epochStart, generateIdentity, generateSphinxKey, schedulePoint, uploadDescriptor, type EpochConfig, type IdentityKey } from '../proto/pki/index.ts';
+import {
+  buildDescriptor,
+  epochAt,
+  epochStart,
+  generateIdentity,
+  generateSphinxKey,
+  schedulePoint,
+  uploadDescriptor,
+  type EpochConfig,
+  type IdentityKey,
+} from '../proto/pki/index.ts';
 import { createPacket, DEFAULT_GEOMETRY as G, nodeSuite, packetSizes, prepareHopKey, processPacket, type NodeId } from '../proto/sphinx/index.ts';
 import { MixNode } from '../mixnode/daemon.ts';
 import { dialAddrs, makeNodeKeys, silentLogger, SinkGateway, startTestDirectory, testNodeConfig, type Clock } from '../test/support/mixnet.ts';
@@ -44,7 +54,10 @@ function gcFn(): (() => void) | undefined {
 }
 
 /** A mix in the document that only counts what reaches it (layer 2 / 3 stand-in). */
-async function countingMix(dirUrls: readonly string[], layer: number): Promise<{ id: IdentityKey; link: PacketLink; count: () => number; upload: () => Promise<string[]> }> {
+async function countingMix(
+  dirUrls: readonly string[],
+  layer: number,
+): Promise<{ id: IdentityKey; link: PacketLink; count: () => number; upload: () => Promise<string[]> }> {
   const id = generateIdentity();
   let n = 0;
   const link = await PacketLink.create({
@@ -79,7 +92,6 @@ async function countingMix(dirUrls: readonly string[], layer: number): Promise<{
       ).map((r) => r.result),
   };
 }
-
 
 /**
  * The load generator + counting layer-2 peer, in a child process so that their link work does
@@ -153,11 +165,12 @@ function startChild(l2Seed: Uint8Array): Child {
     }
   });
   return {
-    next: () => new Promise((r) => {
-      const l = lines.shift();
-      if (l !== undefined) r(JSON.parse(l) as Record<string, unknown>);
-      else waiters.push((x) => r(JSON.parse(x) as Record<string, unknown>));
-    }),
+    next: () =>
+      new Promise((r) => {
+        const l = lines.shift();
+        if (l !== undefined) r(JSON.parse(l) as Record<string, unknown>);
+        else waiters.push((x) => r(JSON.parse(x) as Record<string, unknown>));
+      }),
     send: (o) => cp.stdin.write(JSON.stringify(o) + '\n'),
     close: () => {
       cp.stdin.end();
@@ -271,11 +284,15 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
     const rate = r.forwarded / r.seconds;
     out[`nodeCpuUsPerPacket_${store}`] = Math.round(nodeCpuUsPerPacket);
     out[`cpuBoundRatioToBare_${store}`] = Number((1e6 / nodeCpuUsPerPacket / bareRate).toFixed(3));
-    opts.log(`  node CPU ${fmt(nodeCpuUsPerPacket)} µs/packet (bare Sphinx ${fmt(1e6 / bareRate)} µs): CPU-bound rate ${fmt(1e6 / nodeCpuUsPerPacket)}/s = ${fmt(1e8 / nodeCpuUsPerPacket / bareRate, 1)}% of bare`);
+    opts.log(
+      `  node CPU ${fmt(nodeCpuUsPerPacket)} µs/packet (bare Sphinx ${fmt(1e6 / bareRate)} µs): CPU-bound rate ${fmt(1e6 / nodeCpuUsPerPacket)}/s = ${fmt(1e8 / nodeCpuUsPerPacket / bareRate, 1)}% of bare`,
+    );
     out[`forwardedPerSec_${store}`] = Math.round(rate);
     out[`ratioToBare_${store}`] = Number((rate / bareRate).toFixed(3));
     out[`dropped_${store}`] = Object.fromEntries(Object.entries(node.engine.counters.dropped).filter(([, v]) => v > 0));
-    opts.log(`mix node (replay store ${store}): ${fmt(rate)} packets/s forwarded over loopback = ${fmt((100 * rate) / bareRate, 1)}% of bare Sphinx; node event loop busy ${fmt(100 * elu, 1)}%, GC pauses ${fmt((gcMs * 1000) / r.forwarded, 1)} µs/packet`);
+    opts.log(
+      `mix node (replay store ${store}): ${fmt(rate)} packets/s forwarded over loopback = ${fmt((100 * rate) / bareRate, 1)}% of bare Sphinx; node event loop busy ${fmt(100 * elu, 1)}%, GC pauses ${fmt((gcMs * 1000) / r.forwarded, 1)} µs/packet`,
+    );
   }
   child.close();
   await node.close(100);
@@ -344,7 +361,7 @@ async function delayQueue(opts: BenchOptions): Promise<Record<string, unknown>> 
 
   // a stream with Exp(μ = 20/s) delays (mean 50 ms) on top of the queued packets
   let u = 42;
-  const uniform = () => ((u = (u * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const uniform = () => (u = (u * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const variants = Array.from({ length: 256 }, () => build(Math.round(sampleExponential(20, uniform) * 1000)));
   const rate = 500; // packets/s offered
   const seconds = opts.quick ? 2 : 5;
@@ -359,7 +376,9 @@ async function delayQueue(opts: BenchOptions): Promise<Record<string, unknown>> 
   measuring = false;
   late.sort((a, b) => a - b);
   const q = (p: number) => late[Math.min(late.length - 1, Math.floor(p * late.length))] ?? NaN;
-  opts.log(`scheduler added latency over ${fmt(late.length)} releases (${fmt(engine.queued.packets)} held): p50 ${fmt(q(0.5), 2)} ms, p99 ${fmt(q(0.99), 2)} ms, max ${fmt(q(1), 2)} ms`);
+  opts.log(
+    `scheduler added latency over ${fmt(late.length)} releases (${fmt(engine.queued.packets)} held): p50 ${fmt(q(0.5), 2)} ms, p99 ${fmt(q(0.99), 2)} ms, max ${fmt(q(1), 2)} ms`,
+  );
   engine.close();
   return {
     inFlight: IN_FLIGHT,

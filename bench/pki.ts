@@ -51,7 +51,10 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
   results.documentBytes = body.length;
   opts.log(`document build+encode (${nodes} nodes, ${fmt(body.length)} B): ${fmt(build.opsPerSec, 1)} /s`);
 
-  const signed = combineSignatures(body, auth.map((a) => signDocumentBody(a, body)));
+  const signed = combineSignatures(
+    body,
+    auth.map((a) => signDocumentBody(a, body)),
+  );
   const vopts = { authorities: params.authorities, threshold: 2 };
   const ver = opsPerSecond(() => {
     verifyDocument(signed, vopts);

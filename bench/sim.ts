@@ -32,7 +32,9 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
   const walls = refs.map((r) => r.wall_s).sort((a, b) => a - b);
   const best = refs.reduce((a, b) => (a.wall_s <= b.wall_s ? a : b));
   results.reference = { ...figures(best), wall_s_median: walls[Math.floor(walls.length / 2)], runs: reps };
-  opts.log(`reference   wall ${fmt(best.wall_s, 3)} s (median ${fmt(walls[Math.floor(walls.length / 2)]!, 3)} s) | ${fmt(best.events)} events | ${fmt(best.events_per_s)} events/s | entropy ${fmt(best.entropy.mean, 3)} bits`);
+  opts.log(
+    `reference   wall ${fmt(best.wall_s, 3)} s (median ${fmt(walls[Math.floor(walls.length / 2)]!, 3)} s) | ${fmt(best.events)} events | ${fmt(best.events_per_s)} events/s | entropy ${fmt(best.entropy.mean, 3)} bits`,
+  );
 
   if (!opts.quick) {
     const mem0 = process.memoryUsage().rss;
@@ -46,7 +48,9 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
     });
     peak = Math.max(peak, process.memoryUsage().rss);
     results.large = { ...figures(large), rss_peak_mb: Math.round(peak / 2 ** 20) };
-    opts.log(`large       wall ${fmt(large.wall_s, 2)} s | ${fmt(large.events)} events | ${fmt(large.events_per_s)} events/s | rss peak ≈ ${fmt(peak / 2 ** 20)} MB`);
+    opts.log(
+      `large       wall ${fmt(large.wall_s, 2)} s | ${fmt(large.events)} events | ${fmt(large.events_per_s)} events/s | rss peak ≈ ${fmt(peak / 2 ** 20)} MB`,
+    );
   } else results.large = 'skipped (--quick)';
 
   // scaling, on a shorter 120 s run
@@ -55,7 +59,9 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
   for (const clients of opts.quick ? [100, 400] : [100, 300, 1000, 3000]) {
     const r = runSimulation({ ...base, clients });
     scaling.clients!.push({ clients, ...figures(r) });
-    opts.log(`clients ${String(clients).padStart(5)}  wall ${fmt(r.wall_s, 3)} s  ${fmt(r.events_per_s)} events/s  us/event ${fmt((1e6 * r.wall_s) / r.events, 2)}`);
+    opts.log(
+      `clients ${String(clients).padStart(5)}  wall ${fmt(r.wall_s, 3)} s  ${fmt(r.events_per_s)} events/s  us/event ${fmt((1e6 * r.wall_s) / r.events, 2)}`,
+    );
   }
   for (const targets of opts.quick ? [30, 300] : [30, 300, 1000]) {
     const r = runSimulation({ ...base, targets, duration: 300 });

@@ -82,8 +82,8 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
     let hop = { opsPerSec: 0 };
     let floor = { opsPerSec: 0 };
     for (let r = 0; r < rounds; r++) {
-      const h = opsPerSecond(hopFn, secs / rounds * 2);
-      const f = opsPerSecond(floorFn, secs / rounds * 2);
+      const h = opsPerSecond(hopFn, (secs / rounds) * 2);
+      const f = opsPerSecond(floorFn, (secs / rounds) * 2);
       ratios.push(h.opsPerSec / f.opsPerSec);
       if (h.opsPerSec > hop.opsPerSec) hop = h;
       if (f.opsPerSec > floor.opsPerSec) floor = f;
@@ -100,10 +100,13 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
     }, secs);
     // pure-JS suite, for runtimes without node:crypto (short: it is ~40x slower)
     const nk = prepareHopKey(nobleSuite, ns[0]!.sk);
-    const noble = opsPerSecond(() => {
-      processPacket(geom, nk, pool[i++ & 31]!);
-      return 1;
-    }, Math.min(secs, 1));
+    const noble = opsPerSecond(
+      () => {
+        processPacket(geom, nk, pool[i++ & 31]!);
+        return 1;
+      },
+      Math.min(secs, 1),
+    );
     const r = {
       packet_bytes: packetSizes(geom).packet,
       hop_process_per_s: Math.round(hop.opsPerSec),

@@ -57,7 +57,9 @@ function submitTarget(cfg: ClientConfig) {
 }
 
 export function registerClient(program: Command): void {
-  const cmd = program.command('client').description('the sender client: local SMTP submission, overlay sending with cover traffic, SMTP fallback, token wallet');
+  const cmd = program
+    .command('client')
+    .description('the sender client: local SMTP submission, overlay sending with cover traffic, SMTP fallback, token wallet');
 
   cmd
     .command('run')
@@ -166,7 +168,9 @@ export function registerClient(program: Command): void {
       try {
         ob.db.pragma('busy_timeout = 5000');
         const r = new Wallet(ob.db, cfg.overlay.low_tokens_warning).importBundle(text);
-        process.stdout.write(`imported ${r.added} token(s) for ${r.recipient} (key epoch ${r.keyEpoch})${r.duplicates ? `, ${r.duplicates} already held` : ''}\n`);
+        process.stdout.write(
+          `imported ${r.added} token(s) for ${r.recipient} (key epoch ${r.keyEpoch})${r.duplicates ? `, ${r.duplicates} already held` : ''}\n`,
+        );
       } catch (e) {
         process.stderr.write(`postmix client tokens import: ${(e as Error).message}\n`);
         process.exitCode = EXIT.failure;

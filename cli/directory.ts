@@ -29,7 +29,7 @@ export function registerDirectory(program: Command): void {
   cmd
     .command('run')
     .description('run a directory authority (HTTP API, SQLite state, k-of-n voting)')
-    .requiredOption('-c, --config <file>', 'the authority\'s TOML configuration file')
+    .requiredOption('-c, --config <file>', "the authority's TOML configuration file")
     .option('--check', 'validate the configuration and key file, print a summary, and exit without serving', false)
     .addHelpText('after', RUN_HELP)
     .action(async (opts: { config: string; check: boolean }) => {
@@ -70,7 +70,8 @@ export function registerDirectory(program: Command): void {
         log.error({ err: err.message }, 'cannot start');
         log.flush?.();
         process.stderr.write(`postmix directory run: ${err.message}\n`);
-        process.exitCode = isPkiError(e) || err.code === 'ENOENT' || /authorities/.test(err.message) ? EXIT.keys : err.code === 'EADDRINUSE' ? EXIT.unavailable : EXIT.failure;
+        process.exitCode =
+          isPkiError(e) || err.code === 'ENOENT' || /authorities/.test(err.message) ? EXIT.keys : err.code === 'EADDRINUSE' ? EXIT.unavailable : EXIT.failure;
         return;
       }
       const r = running;

@@ -73,7 +73,9 @@ export function registerGateway(program: Command): void {
       if (!cfg) return;
       if (opts.check) {
         const f = cfg.file;
-        process.stdout.write(`config ok: domains ${f.gateway.domains.join(', ')}, listen ${f.gateway.listen}, MX ${f.mx.protocol}://${f.mx.host}:${f.mx.port}, db ${cfg.dbPath}\n`);
+        process.stdout.write(
+          `config ok: domains ${f.gateway.domains.join(', ')}, listen ${f.gateway.listen}, MX ${f.mx.protocol}://${f.mx.host}:${f.mx.port}, db ${cfg.dbPath}\n`,
+        );
         return;
       }
       const log = createLogger('gateway', cfg.file.gateway.log_level);
@@ -86,7 +88,8 @@ export function registerGateway(program: Command): void {
         if (e instanceof ConfigError) return fail('run', msg, EXIT.config);
         if (e instanceof KeyFileError) return fail('run', msg, EXIT.keys);
         if (/EADDRINUSE|address already in use/i.test(msg)) return fail('run', msg, EXIT.unavailable);
-        if (/identity|key/i.test(msg) && /ENOENT|no such file|missing/i.test(msg)) return fail('run', `${msg} (create keys with: postmix keygen -d ${cfg.keysDir} -e none)`, EXIT.keys);
+        if (/identity|key/i.test(msg) && /ENOENT|no such file|missing/i.test(msg))
+          return fail('run', `${msg} (create keys with: postmix keygen -d ${cfg.keysDir} -e none)`, EXIT.keys);
         return fail('run', msg, EXIT.failure);
       }
       onShutdown(log, () => gw.close(), cfg.file.gateway.shutdown_grace_ms + 5000);
@@ -103,8 +106,21 @@ export function registerGateway(program: Command): void {
       withStore('queue list', o.config, (store) => {
         const states: QueueState[] = o.all ? ['queued', 'sending', 'failed', 'delivered'] : ['queued', 'sending', 'failed'];
         for (const r of store.listQueue(states)) {
-          const row = { queueId: r.queueId, recipient: r.recipient, size: r.size, state: r.state, attempts: r.attempts, nextAttempt: iso(r.nextAttempt), created: iso(r.created), lastError: r.lastError };
-          process.stdout.write(o.json ? JSON.stringify(row) + '\n' : `${row.queueId}  ${row.state.padEnd(9)} ${String(row.attempts).padStart(3)}  ${row.recipient}  ${row.size} B  next ${row.nextAttempt}${row.lastError ? `  (${row.lastError})` : ''}\n`);
+          const row = {
+            queueId: r.queueId,
+            recipient: r.recipient,
+            size: r.size,
+            state: r.state,
+            attempts: r.attempts,
+            nextAttempt: iso(r.nextAttempt),
+            created: iso(r.created),
+            lastError: r.lastError,
+          };
+          process.stdout.write(
+            o.json
+              ? JSON.stringify(row) + '\n'
+              : `${row.queueId}  ${row.state.padEnd(9)} ${String(row.attempts).padStart(3)}  ${row.recipient}  ${row.size} B  next ${row.nextAttempt}${row.lastError ? `  (${row.lastError})` : ''}\n`,
+          );
         }
         const d = store.queueDepth();
         process.stderr.write(`queued ${d.queued}, sending ${d.sending}, failed ${d.failed}, delivered ${d.delivered}\n`);
@@ -178,7 +194,8 @@ export function registerGateway(program: Command): void {
     .requiredOption('-c, --config <file>', 'the TOML configuration file')
     .action((o: { config: string }) =>
       withStore('user list', o.config, (store) => {
-        for (const u of store.listUsers()) process.stdout.write(`${u.address}  ${u.policy}${u.policy === 'open' ? `(${u.ratePerHour}/h)` : ''}  key epoch ${u.keyEpoch}\n`);
+        for (const u of store.listUsers())
+          process.stdout.write(`${u.address}  ${u.policy}${u.policy === 'open' ? `(${u.ratePerHour}/h)` : ''}  key epoch ${u.keyEpoch}\n`);
       }),
     );
 

@@ -36,11 +36,16 @@ export function registerKeygen(program: Command): void {
     )
     .requiredOption('-d, --dir <dir>', 'directory to write the key files into (created 0700 if missing)')
     .addOption(
-      new Option('-e, --epochs <list>', 'Sphinx key epochs: comma-separated epoch numbers, "current", "next", or "none" (authorities need no Sphinx keys)').default(
-        'current,next',
-      ),
+      new Option(
+        '-e, --epochs <list>',
+        'Sphinx key epochs: comma-separated epoch numbers, "current", "next", or "none" (authorities need no Sphinx keys)',
+      ).default('current,next'),
     )
-    .addOption(new Option('--epoch-length <seconds>', 'network epoch length, to compute "current"/"next"').default(DEFAULT_EPOCH.length).argParser(intOpt('--epoch-length', 1, 604800)))
+    .addOption(
+      new Option('--epoch-length <seconds>', 'network epoch length, to compute "current"/"next"')
+        .default(DEFAULT_EPOCH.length)
+        .argParser(intOpt('--epoch-length', 1, 604800)),
+    )
     .addOption(
       new Option('--epoch-origin <unix-seconds>', 'unix time of the start of epoch 0, to compute "current"/"next"')
         .default(DEFAULT_EPOCH.origin)

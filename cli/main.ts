@@ -22,9 +22,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
 /** Builds the `postmix` command tree: only `only`'s module when given, else every command. */
 export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command('postmix')
-    .description(
-      'postmix: an anonymous delivery overlay for email (Sphinx packets through a mixnet to the recipient gateway)',
-    )
+    .description('postmix: an anonymous delivery overlay for email (Sphinx packets through a mixnet to the recipient gateway)')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)');
   const names = only && COMMANDS[only] ? [only] : Object.keys(COMMANDS);

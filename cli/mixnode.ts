@@ -85,8 +85,12 @@ export function registerMixnode(program: Command): void {
         return fail((e as Error).message, code);
       }
       const grace = cfg.file.mixnode.shutdown_grace_ms;
-      onShutdown(log, async () => {
-        await node.close(grace);
-      }, grace + 3000);
+      onShutdown(
+        log,
+        async () => {
+          await node.close(grace);
+        },
+        grace + 3000,
+      );
     });
 }

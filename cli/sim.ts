@@ -9,28 +9,37 @@ import { entropyHistSpec, latencyCdfSpec, sdaSpec, sweepSpec, writeReport } from
 import { loadScenarioFile, makeScenario, type Scenario } from '../sim/scenario.ts';
 import { expandGrid, rowOf, runSweep, toCsv, type Grid } from '../sim/sweep.ts';
 
-const num = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name}: not a number: ${v}`);
-  return n;
-};
-const int = (name: string) => (v: string): number => {
-  const n = num(name)(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name}: not an integer: ${v}`);
-  return n;
-};
+const num =
+  (name: string) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name}: not a number: ${v}`);
+    return n;
+  };
+const int =
+  (name: string) =>
+  (v: string): number => {
+    const n = num(name)(v);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name}: not an integer: ${v}`);
+    return n;
+  };
 
 /** flag -> scenario field, parser */
 const FLAGS: Array<[string, keyof Scenario, string, (v: string) => number | string]> = [
   ['--clients <N>', 'clients', 'number of clients (all send traffic)', int('clients')],
   ['--layers <L>', 'layers', 'mix layers', int('layers')],
   ['--layer-size <W>', 'layerSize', 'mixes per layer', int('layer-size')],
-  ['--rate <R>', 'rate', 'λ_P: each client\'s payload stream, packets/s (all real when no cover is configured)', num('rate')],
-  ['--real-rate <R>', 'realRate', 'real messages/s per client entering the queue; the rest of the payload stream is drop cover (default: every tick real)', num('real-rate')],
+  ['--rate <R>', 'rate', "λ_P: each client's payload stream, packets/s (all real when no cover is configured)", num('rate')],
+  [
+    '--real-rate <R>',
+    'realRate',
+    'real messages/s per client entering the queue; the rest of the payload stream is drop cover (default: every tick real)',
+    num('real-rate'),
+  ],
   ['--mean-delay <D>', 'meanDelay', 'mean per-hop delay 1/μ, seconds', num('mean-delay')],
   ['--loop-rate <RL>', 'loopRate', 'λ_L: client loop cover, packets/s', num('loop-rate')],
   ['--drop-rate <RD>', 'dropRate', 'λ_D: client drop cover, packets/s', num('drop-rate')],
-  ['--mix-loop-rate <RM>', 'mixLoopRate', 'λ_M: each mix\'s loop cover, packets/s', num('mix-loop-rate')],
+  ['--mix-loop-rate <RM>', 'mixLoopRate', "λ_M: each mix's loop cover, packets/s", num('mix-loop-rate')],
   ['--processing-time <S>', 'processingTime', 'per-hop processing time, seconds', num('processing-time')],
   ['--link-latency <S>', 'linkLatency', 'one-way link latency, seconds', num('link-latency')],
   ['--duration <T>', 'duration', 'simulated seconds', num('duration')],
@@ -66,9 +75,7 @@ function progress(enabled: boolean) {
     const now = Date.now();
     if (now - last < 1000) return;
     last = now;
-    process.stderr.write(
-      `\r  sim ${p.simTime.toFixed(0)}/${p.duration}s  ${(p.events / 1e6).toFixed(1)}M events  ${p.targetsDone} targets done `,
-    );
+    process.stderr.write(`\r  sim ${p.simTime.toFixed(0)}/${p.duration}s  ${(p.events / 1e6).toFixed(1)}M events  ${p.targetsDone} targets done `);
   };
 }
 
@@ -109,9 +116,7 @@ export function registerSim(program: Command): void {
   const sim = program.command('sim').description('discrete-event traffic-analysis simulator (anonymity, latency, overhead, attacks)');
 
   addScenarioFlags(
-    sim
-      .command('run')
-      .description('run one scenario and report per-packet entropy, sender anonymity, latency, overhead, load and the timing attack'),
+    sim.command('run').description('run one scenario and report per-packet entropy, sender anonymity, latency, overhead, load and the timing attack'),
   )
     .option('--json', 'print one JSON object on stdout')
     .option('--out <dir>', 'write report.html and SVG plots (latency CDF, entropy histogram) here')
@@ -134,12 +139,13 @@ export function registerSim(program: Command): void {
       void latency_cdf;
     });
 
-  addScenarioFlags(
-    sim
-      .command('sweep')
-      .description('run a grid of scenarios on worker threads; write results.csv, SVG plots and report.html'),
-  )
-    .requiredOption('--vary <name=v1,v2,...>', 'a parameter (flag name) and its values; repeat for a grid', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  addScenarioFlags(sim.command('sweep').description('run a grid of scenarios on worker threads; write results.csv, SVG plots and report.html'))
+    .requiredOption(
+      '--vary <name=v1,v2,...>',
+      'a parameter (flag name) and its values; repeat for a grid',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
     .option('--workers <n>', 'worker threads (default: cores - 1, at least 1)', int('workers'))
     .option('--out <dir>', 'output directory', 'sim-sweep')
     .option('--json', 'print the rows as one JSON array on stdout')
@@ -154,7 +160,11 @@ export function registerSim(program: Command): void {
       const results = await runSweep(points, {
         workers,
         onDone: (d, n, r) =>
-          process.stderr.write(`  [${d}/${n}] ${Object.keys(grid).map((k) => `${k}=${String((r.scenario as unknown as Record<string, unknown>)[k])}`).join(' ')}  entropy ${fmt(r.entropy.mean)}  latency ${fmt(r.latency.mean)}  ${fmt(r.wall_s, 1)}s\n`),
+          process.stderr.write(
+            `  [${d}/${n}] ${Object.keys(grid)
+              .map((k) => `${k}=${String((r.scenario as unknown as Record<string, unknown>)[k])}`)
+              .join(' ')}  entropy ${fmt(r.entropy.mean)}  latency ${fmt(r.latency.mean)}  ${fmt(r.wall_s, 1)}s\n`,
+          ),
       });
       const keys = Object.keys(grid);
       const rows = results.map((r) => rowOf(r, keys));
@@ -173,40 +183,58 @@ export function registerSim(program: Command): void {
 
   sim
     .command('sda')
-    .description('statistical disclosure attack: rounds needed to name a target\'s contacts, with and without cover')
+    .description("statistical disclosure attack: rounds needed to name a target's contacts, with and without cover")
     .option('--recipients <N>', 'recipients', int('recipients'), 1000)
     .option('--batch <b>', 'messages per round', int('batch'), 50)
-    .option('--contacts <m>', 'the target\'s contacts', int('contacts'), 10)
+    .option('--contacts <m>', "the target's contacts", int('contacts'), 10)
     .option('--real-prob <p>', 'probability the target has a real message in a round', num('real-prob'), 0.5)
     .option('--max-rounds <n>', 'horizon', int('max-rounds'), 20000)
     .option('--trials <n>', 'trials', int('trials'), 100)
     .option('--seed <s>', 'seed', int('seed'), 1)
     .option('--out <dir>', 'write sda.svg and report.html')
     .option('--json', 'print one JSON object')
-    .action(async (o: { recipients: number; batch: number; contacts: number; realProb: number; maxRounds: number; trials: number; seed: number; out?: string; json?: boolean }) => {
-      const base = { N: o.recipients, b: o.batch, m: o.contacts, realProb: o.realProb, maxRounds: o.maxRounds, trials: o.trials, seed: o.seed };
-      const cases: Array<{ label: string; report: SdaReport }> = [
-        { label: 'no cover', report: runSda({ ...base, cover: false }) },
-        { label: 'cover', report: runSda({ ...base, cover: true }) },
-      ];
-      const summary = {
-        bound_l2_target_rounds: sdaRoundBound(o.recipients, o.batch, o.contacts, 2),
-        ...Object.fromEntries(
-          cases.map(({ label, report }) => [
-            label.replace(' ', '_'),
-            { median_rounds: report.median_rounds, p90_rounds: report.p90_rounds, success_by_horizon: report.success_by_horizon },
-          ]),
-        ),
-      };
-      if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
-      else
-        process.stdout.write(
-          `Danezis bound (l=2): ${fmt(summary.bound_l2_target_rounds, 1)} rounds in which the target sends\n` +
-            cases.map(({ label, report }) => `${label.padEnd(9)} median ${report.median_rounds} rounds, p90 ${report.p90_rounds}, success by horizon ${fmt(report.success_by_horizon, 2)}`).join('\n') + '\n',
-        );
-      if (o.out) {
-        const files = await writeReport(o.out, 'postmix sim sda', summary, [{ name: 'sda', spec: sdaSpec(cases) }]);
-        process.stderr.write(`wrote ${files.join(', ')}\n`);
-      }
-    });
+    .action(
+      async (o: {
+        recipients: number;
+        batch: number;
+        contacts: number;
+        realProb: number;
+        maxRounds: number;
+        trials: number;
+        seed: number;
+        out?: string;
+        json?: boolean;
+      }) => {
+        const base = { N: o.recipients, b: o.batch, m: o.contacts, realProb: o.realProb, maxRounds: o.maxRounds, trials: o.trials, seed: o.seed };
+        const cases: Array<{ label: string; report: SdaReport }> = [
+          { label: 'no cover', report: runSda({ ...base, cover: false }) },
+          { label: 'cover', report: runSda({ ...base, cover: true }) },
+        ];
+        const summary = {
+          bound_l2_target_rounds: sdaRoundBound(o.recipients, o.batch, o.contacts, 2),
+          ...Object.fromEntries(
+            cases.map(({ label, report }) => [
+              label.replace(' ', '_'),
+              { median_rounds: report.median_rounds, p90_rounds: report.p90_rounds, success_by_horizon: report.success_by_horizon },
+            ]),
+          ),
+        };
+        if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
+        else
+          process.stdout.write(
+            `Danezis bound (l=2): ${fmt(summary.bound_l2_target_rounds, 1)} rounds in which the target sends\n` +
+              cases
+                .map(
+                  ({ label, report }) =>
+                    `${label.padEnd(9)} median ${report.median_rounds} rounds, p90 ${report.p90_rounds}, success by horizon ${fmt(report.success_by_horizon, 2)}`,
+                )
+                .join('\n') +
+              '\n',
+          );
+        if (o.out) {
+          const files = await writeReport(o.out, 'postmix sim sda', summary, [{ name: 'sda', spec: sdaSpec(cases) }]);
+          process.stderr.write(`wrote ${files.join(', ')}\n`);
+        }
+      },
+    );
 }

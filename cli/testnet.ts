@@ -25,22 +25,50 @@ export function registerTestnet(program: Command): void {
     )
     .option('--messages <n>', 'overlay messages each client sends to the other (plus one each to the no-gateway domain)', int('--messages', 0, 1000), 2)
     .option('--size <bytes>', 'size of each message', int('--size', 200, 10_000_000), 6000)
-    .option('--unauthorized <n>', 'also send N messages to bob from mallory, whose tokens are forged: the gateway must refuse them', int('--unauthorized', 0, 100), 0)
+    .option(
+      '--unauthorized <n>',
+      'also send N messages to bob from mallory, whose tokens are forged: the gateway must refuse them',
+      int('--unauthorized', 0, 100),
+      0,
+    )
     .option('--kill-mix <k>', 'SIGKILL K mix processes once packets are in the mixnet; every message must still arrive', int('--kill-mix', 0, 100), 0)
-    .option('--restart-gateway <ms>', "SIGKILL beta.test's gateway while fragments are in flight and restart it after MS milliseconds; every message must arrive exactly once", int('--restart-gateway', 1, 600_000))
-    .option('--mx-outage <s>', "take alpha.test's MX down before sending, for at least S seconds and until its gateway has failed a hand-off; every message must arrive after it returns", int('--mx-outage', 1, 3600), 0)
+    .option(
+      '--restart-gateway <ms>',
+      "SIGKILL beta.test's gateway while fragments are in flight and restart it after MS milliseconds; every message must arrive exactly once",
+      int('--restart-gateway', 1, 600_000),
+    )
+    .option(
+      '--mx-outage <s>',
+      "take alpha.test's MX down before sending, for at least S seconds and until its gateway has failed a hand-off; every message must arrive after it returns",
+      int('--mx-outage', 1, 3600),
+      0,
+    )
     .option('--capture', 'capture every frame on every link (POSTMIX_LINK_CAPTURE in each node) and fail unless all have one length', false)
-    .option('--replay <n>', 're-inject N captured frames into a mix from the node that sent them; each must be dropped as a replay (implies --capture)', int('--replay', 0, 64), 0)
-    .addOption(new Option('--mta <kind>', 'the MXs and the fallback relay: embedded SMTP servers writing Maildirs, or real Postfix').choices(['embedded', 'postfix']).default('embedded'))
+    .option(
+      '--replay <n>',
+      're-inject N captured frames into a mix from the node that sent them; each must be dropped as a replay (implies --capture)',
+      int('--replay', 0, 64),
+      0,
+    )
+    .addOption(
+      new Option('--mta <kind>', 'the MXs and the fallback relay: embedded SMTP servers writing Maildirs, or real Postfix')
+        .choices(['embedded', 'postfix'])
+        .default('embedded'),
+    )
     .option('--layers <n>', 'mix layers', int('--layers', 1, 8), 3)
     .option('--layer-size <n>', 'mixes per layer', int('--layer-size', 1, 10), 3)
     .option('--epoch-length <s>', 'epoch length in seconds (short, so the run crosses epochs)', int('--epoch-length', 5, 3600), 20)
     .option('--mean-delay <ms>', 'mean per-hop mixing delay (1/μ) in milliseconds', int('--mean-delay', 1, 60_000), 50)
-    .option('--lambda-p <r>', 'λ_P: each client\'s Poisson sending rate per second (real packets replace drop cover in it)', num('--lambda-p', 0.01, 1000), 10)
-    .option('--lambda-l <r>', 'λ_L: each client\'s loop cover rate per second', num('--lambda-l', 0, 1000), 1)
-    .option('--lambda-d <r>', 'λ_D: each client\'s drop cover rate per second', num('--lambda-d', 0, 1000), 1)
-    .option('--lambda-m <r>', 'λ_M: each mix\'s loop cover rate per second', num('--lambda-m', 0, 1000), 0.5)
-    .option('--payload-size <bytes>', 'Sphinx payload size of the network document (the packet is this plus the header)', int('--payload-size', 512, 32 * 1024), 2048)
+    .option('--lambda-p <r>', "λ_P: each client's Poisson sending rate per second (real packets replace drop cover in it)", num('--lambda-p', 0.01, 1000), 10)
+    .option('--lambda-l <r>', "λ_L: each client's loop cover rate per second", num('--lambda-l', 0, 1000), 1)
+    .option('--lambda-d <r>', "λ_D: each client's drop cover rate per second", num('--lambda-d', 0, 1000), 1)
+    .option('--lambda-m <r>', "λ_M: each mix's loop cover rate per second", num('--lambda-m', 0, 1000), 0.5)
+    .option(
+      '--payload-size <bytes>',
+      'Sphinx payload size of the network document (the packet is this plus the header)',
+      int('--payload-size', 512, 32 * 1024),
+      2048,
+    )
     .option('--timeout <s>', 'give up waiting for deliveries after this many seconds', int('--timeout', 10, 3600), 240)
     .option('--json', 'print the final report as one JSON object on stdout (progress goes to stderr)', false)
     .option('--keep <dir>', 'keep the run directory (configs, keys, logs, Maildirs) in DIR')

@@ -15,7 +15,11 @@ export const ClientConfigSchema = z.object({
       /** both empty: no AUTH (refused unless the host is loopback) */
       user: z.string().default(''),
       password: z.string().default(''),
-      max_message_bytes: z.number().int().min(1024).default(25 * 1024 * 1024),
+      max_message_bytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(25 * 1024 * 1024),
       /** must be true to listen on a non-loopback address */
       allow_remote: z.boolean().default(false),
     })

@@ -197,7 +197,9 @@ export class ClientCore {
           this.counters.delivered++;
           this.o.log?.info({ message: r.messageId, recipient: r.address, response: res.response }, 'relayed through the smarthost');
         } else if (res.permanent || r.attempts + 1 >= sh.maxAttempts) {
-          const reason = res.permanent ? `the smarthost refused it: ${res.error}` : `the smarthost could not be reached after ${r.attempts + 1} attempts: ${res.error}`;
+          const reason = res.permanent
+            ? `the smarthost refused it: ${res.error}`
+            : `the smarthost could not be reached after ${r.attempts + 1} attempts: ${res.error}`;
           if (this.outbox.markBounced(r.messageId, r.address, reason)) this.writeBounce(r.messageId, r.address, reason, res.permanent ? '5.0.0' : '4.4.1');
         } else {
           const next = Date.now() + sh.retryBaseMs * 2 ** Math.min(r.attempts, 8);
@@ -216,10 +218,7 @@ export class ClientCore {
     try {
       const m = this.outbox.message(messageId);
       const raw = this.outbox.raw(messageId);
-      const file = deliverToMaildir(
-        this.o.bounceMaildir,
-        buildBounce({ to: m?.mailFrom ?? '', recipient, reason, status, original: raw, messageId }),
-      );
+      const file = deliverToMaildir(this.o.bounceMaildir, buildBounce({ to: m?.mailFrom ?? '', recipient, reason, status, original: raw, messageId }));
       this.o.log?.warn({ message: messageId, recipient, reason, file }, 'bounce written');
     } catch (e) {
       this.o.log?.warn({ message: messageId, recipient, reason, err: String(e) }, 'could not write the bounce');

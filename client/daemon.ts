@@ -29,8 +29,7 @@ export interface RunOptions {
 export function checkListen(cfg: ClientConfig): void {
   if (!isLoopback(cfg.smtp.host) && !cfg.smtp.allow_remote)
     throw new ConfigError(`smtp.host ${cfg.smtp.host} is not loopback; set smtp.allow_remote = true to listen there`);
-  if (!isLoopback(cfg.smtp.host) && !cfg.smtp.user)
-    throw new ConfigError('smtp.user and smtp.password are required when smtp.host is not loopback');
+  if (!isLoopback(cfg.smtp.host) && !cfg.smtp.user) throw new ConfigError('smtp.user and smtp.password are required when smtp.host is not loopback');
   if (cfg.metrics.enabled && !isLoopback(cfg.metrics.host)) throw new ConfigError(`metrics.host ${cfg.metrics.host} must be loopback`);
 }
 

@@ -65,7 +65,14 @@ export function headerValues(raw: Uint8Array, name: string): string[] {
   const [h] = splitHeader(raw);
   const { fields } = headerFields(h.toString('latin1'));
   const n = name.toLowerCase();
-  return fields.filter((f) => fieldName(f) === n).map((f) => f.slice(f.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim());
+  return fields
+    .filter((f) => fieldName(f) === n)
+    .map((f) =>
+      f
+        .slice(f.indexOf(':') + 1)
+        .replace(/\r?\n[ \t]+/g, ' ')
+        .trim(),
+    );
 }
 
 export function stripHeaders(raw: Uint8Array, o: StripOptions): Uint8Array {
@@ -191,8 +198,7 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('error', (e) => cb(err(451, `4.3.0 ${e.message}`)));
       stream.on('end', () => {
-        if ((stream as Readable & { sizeExceeded?: boolean }).sizeExceeded)
-          return cb(err(552, `5.3.4 Message too big (limit ${o.maxMessageBytes} bytes)`));
+        if ((stream as Readable & { sizeExceeded?: boolean }).sizeExceeded) return cb(err(552, `5.3.4 Message too big (limit ${o.maxMessageBytes} bytes)`));
         const raw = new Uint8Array(Buffer.concat(chunks));
         const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
         const rcpts = session.envelope.rcptTo.map((r) => r.address);

@@ -151,7 +151,10 @@ export async function attachLink(net: StaticNetwork, onItem: (item: MailboxItem)
       const home = net.home();
       if (home) {
         try {
-          stream = await link.libp2pNode.dialProtocol(home.addresses.map((a) => parseMultiaddr(a)), MAILBOX_PROTOCOL);
+          stream = await link.libp2pNode.dialProtocol(
+            home.addresses.map((a) => parseMultiaddr(a)),
+            MAILBOX_PROTOCOL,
+          );
           stream.send(lp.encode.single(encodeSubscribe(net.mailboxId)).subarray());
           log?.info({ gateway: home.peerId }, 'mailbox subscribed');
           backoff = 500;

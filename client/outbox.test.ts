@@ -32,7 +32,16 @@ describe('outbox', () => {
       raw,
       now: 1000,
       recipients: [
-        { address: 'b@overlay.test', path: 'overlay', reason: 'gateway; 1 token', domain: 'overlay.test', token: new Uint8Array([1, 2]), payloadSize: 2048, surbLength: 434, fragmentCount: 3 },
+        {
+          address: 'b@overlay.test',
+          path: 'overlay',
+          reason: 'gateway; 1 token',
+          domain: 'overlay.test',
+          token: new Uint8Array([1, 2]),
+          payloadSize: 2048,
+          surbLength: 434,
+          fragmentCount: 3,
+        },
         { address: 'c@plain.test', path: 'smtp', reason: 'no gateway' },
       ],
     });
@@ -60,7 +69,12 @@ describe('outbox', () => {
 
   it('orders due fragments: pending first, then in-flight past their deadline; none before', () => {
     const ob = new Outbox(tmp());
-    const id = ob.accept({ mailFrom: 'a@x', raw, now: 0, recipients: [{ address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', payloadSize: 2048, surbLength: 434, fragmentCount: 2 }] });
+    const id = ob.accept({
+      mailFrom: 'a@x',
+      raw,
+      now: 0,
+      recipients: [{ address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', payloadSize: 2048, surbLength: 434, fragmentCount: 2 }],
+    });
     expect(ob.nextDueFragment(0)?.index).toBe(0);
     ob.markInFlight(id, 'b@o.t', 0, new Uint8Array(16).fill(1), new Uint8Array(1), 100, 0);
     expect(ob.nextDueFragment(50)?.index).toBe(1);
@@ -74,7 +88,12 @@ describe('outbox', () => {
 
   it('completes a recipient when every fragment is acked, then the message, and frees its bytes', () => {
     const ob = new Outbox(tmp());
-    const id = ob.accept({ mailFrom: 'a@x', raw, now: 0, recipients: [{ address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', payloadSize: 2048, surbLength: 434, fragmentCount: 2 }] });
+    const id = ob.accept({
+      mailFrom: 'a@x',
+      raw,
+      now: 0,
+      recipients: [{ address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', payloadSize: 2048, surbLength: 434, fragmentCount: 2 }],
+    });
     expect(ob.markAcked(id, 'b@o.t', 0)).toBe(false);
     expect(ob.markAcked(id, 'b@o.t', 1)).toBe(true);
     expect(ob.markAcked(id, 'b@o.t', 1)).toBe(false);
@@ -86,7 +105,12 @@ describe('outbox', () => {
 
   it('a bounced recipient keeps the message bytes and stops being due', () => {
     const ob = new Outbox(tmp());
-    const id = ob.accept({ mailFrom: 'a@x', raw, now: 0, recipients: [{ address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', payloadSize: 2048, surbLength: 434, fragmentCount: 1 }] });
+    const id = ob.accept({
+      mailFrom: 'a@x',
+      raw,
+      now: 0,
+      recipients: [{ address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', payloadSize: 2048, surbLength: 434, fragmentCount: 1 }],
+    });
     expect(ob.markBounced(id, 'b@o.t', 'TokenRefused')).toBe(true);
     expect(ob.markBounced(id, 'b@o.t', 'again')).toBe(false);
     expect(ob.nextDueFragment(1e12)).toBeUndefined();
@@ -98,7 +122,17 @@ describe('outbox', () => {
   it('spends the wallet token in the same transaction, and refuses a token spent meanwhile', () => {
     const ob = new Outbox(tmp());
     ob.db.prepare("INSERT INTO tokens (recipient, key_epoch, issuer_pk, token, imported_at) VALUES ('b@o.t', 1, x'00', x'01', 0)").run();
-    const rcpt = { address: 'b@o.t', path: 'overlay' as const, reason: 'r', domain: 'o.t', token: new Uint8Array([1]), tokenId: 1, payloadSize: 2048, surbLength: 434, fragmentCount: 1 };
+    const rcpt = {
+      address: 'b@o.t',
+      path: 'overlay' as const,
+      reason: 'r',
+      domain: 'o.t',
+      token: new Uint8Array([1]),
+      tokenId: 1,
+      payloadSize: 2048,
+      surbLength: 434,
+      fragmentCount: 1,
+    };
     const id = ob.accept({ mailFrom: 'a@x', raw, now: 0, recipients: [rcpt] });
     expect(ob.db.prepare('SELECT state, message_id FROM tokens WHERE id = 1').get()).toEqual({ state: 'spent', message_id: id });
     expect(() => ob.accept({ mailFrom: 'a@x', raw, now: 0, recipients: [rcpt] })).toThrow(/no longer unspent/);

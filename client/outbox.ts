@@ -248,10 +248,20 @@ export class Outbox {
         if (r.path === 'overlay') {
           const n = r.fragmentCount ?? 0;
           if (n < 1) throw new Error(`overlay recipient ${r.address} has no fragments`);
-          insR.run(id, r.address, r.path, r.reason, r.domain ?? null, buf(r.token ?? new Uint8Array(0)), randomBytes(16), r.payloadSize ?? 0, r.surbLength ?? 0, n);
+          insR.run(
+            id,
+            r.address,
+            r.path,
+            r.reason,
+            r.domain ?? null,
+            buf(r.token ?? new Uint8Array(0)),
+            randomBytes(16),
+            r.payloadSize ?? 0,
+            r.surbLength ?? 0,
+            n,
+          );
           for (let i = 0; i < n; i++) insF.run(id, r.address, i);
-          if (r.tokenId !== undefined && spend.run(id, r.tokenId).changes !== 1)
-            throw new Error(`token ${r.tokenId} for ${r.address} is no longer unspent`);
+          if (r.tokenId !== undefined && spend.run(id, r.tokenId).changes !== 1) throw new Error(`token ${r.tokenId} for ${r.address} is no longer unspent`);
         } else {
           insR.run(id, r.address, r.path, r.reason, null, null, randomBytes(16), 0, 0, 0);
         }
@@ -263,8 +273,7 @@ export class Outbox {
 
   message(id: string): MessageRow | undefined {
     const r = this.db.prepare('SELECT id, created_at, mail_from, size, state FROM messages WHERE id = ?').get(id) as
-      | { id: string; created_at: number; mail_from: string; size: number; state: 'active' | 'done' }
-      | undefined;
+      { id: string; created_at: number; mail_from: string; size: number; state: 'active' | 'done' } | undefined;
     return r && { id: r.id, createdAt: r.created_at, mailFrom: r.mail_from, size: r.size, state: r.state };
   }
 
@@ -284,25 +293,31 @@ export class Outbox {
   }
 
   fragments(messageId: string, address: string): FragmentRow[] {
-    return (this.db.prepare('SELECT * FROM fragments WHERE message_id = ? AND address = ? ORDER BY idx').all(messageId, address) as RawFragment[]).map(fragmentRow);
+    return (this.db.prepare('SELECT * FROM fragments WHERE message_id = ? AND address = ? ORDER BY idx').all(messageId, address) as RawFragment[]).map(
+      fragmentRow,
+    );
   }
 
   /** Active messages, oldest first. */
   activeMessages(): MessageRow[] {
-    return (this.db.prepare("SELECT id, created_at, mail_from, size, state FROM messages WHERE state = 'active' ORDER BY created_at, rowid").all() as {
-      id: string;
-      created_at: number;
-      mail_from: string;
-      size: number;
-      state: 'active';
-    }[]).map((r) => ({ id: r.id, createdAt: r.created_at, mailFrom: r.mail_from, size: r.size, state: r.state }));
+    return (
+      this.db.prepare("SELECT id, created_at, mail_from, size, state FROM messages WHERE state = 'active' ORDER BY created_at, rowid").all() as {
+        id: string;
+        created_at: number;
+        mail_from: string;
+        size: number;
+        state: 'active';
+      }[]
+    ).map((r) => ({ id: r.id, createdAt: r.created_at, mailFrom: r.mail_from, size: r.size, state: r.state }));
   }
 
   /** SMTP-fallback recipients whose next attempt is due. */
   dueSmtp(now: number, limit = 16): RecipientRow[] {
-    return (this.db
-      .prepare("SELECT * FROM recipients WHERE path = 'smtp' AND state = 'active' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?")
-      .all(now, limit) as RawRecipient[]).map(recipientRow);
+    return (
+      this.db
+        .prepare("SELECT * FROM recipients WHERE path = 'smtp' AND state = 'active' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?")
+        .all(now, limit) as RawRecipient[]
+    ).map(recipientRow);
   }
 
   /**
@@ -341,7 +356,9 @@ export class Outbox {
   markInFlight(messageId: string, address: string, index: number, surbId: Uint8Array, keys: Uint8Array, deadline: number, now: number): void {
     const tx = this.db.transaction(() => {
       const ch = this.db
-        .prepare("UPDATE fragments SET state = 'inflight', attempts = attempts + 1, surb_id = ?, deadline = ? WHERE message_id = ? AND address = ? AND idx = ? AND state != 'acked'")
+        .prepare(
+          "UPDATE fragments SET state = 'inflight', attempts = attempts + 1, surb_id = ?, deadline = ? WHERE message_id = ? AND address = ? AND idx = ? AND state != 'acked'",
+        )
         .run(buf(surbId), deadline, messageId, address, index);
       if (ch.changes !== 1) throw new Error('fragment is already acked or unknown');
       this.db
@@ -353,8 +370,7 @@ export class Outbox {
 
   surb(surbId: Uint8Array): SurbRow | undefined {
     const r = this.db.prepare('SELECT * FROM surbs WHERE surb_id = ?').get(buf(surbId)) as
-      | { surb_id: Buffer; message_id: string; address: string; idx: number; keys: Buffer }
-      | undefined;
+      { surb_id: Buffer; message_id: string; address: string; idx: number; keys: Buffer } | undefined;
     return r && { surbId: u8(r.surb_id)!, messageId: r.message_id, address: r.address, index: r.idx, keys: u8(r.keys)! };
   }
 
@@ -367,9 +383,9 @@ export class Outbox {
     const tx = this.db.transaction(() => {
       this.db.prepare("UPDATE fragments SET state = 'acked' WHERE message_id = ? AND address = ? AND idx = ?").run(messageId, address, index);
       this.db.prepare('DELETE FROM surbs WHERE message_id = ? AND address = ? AND idx = ?').run(messageId, address, index);
-      const left = this.db
-        .prepare("SELECT COUNT(*) AS n FROM fragments WHERE message_id = ? AND address = ? AND state != 'acked'")
-        .get(messageId, address) as { n: number };
+      const left = this.db.prepare("SELECT COUNT(*) AS n FROM fragments WHERE message_id = ? AND address = ? AND state != 'acked'").get(messageId, address) as {
+        n: number;
+      };
       const r = this.db.prepare('SELECT state FROM recipients WHERE message_id = ? AND address = ?').get(messageId, address) as { state: string } | undefined;
       if (left.n === 0 && r?.state === 'active') {
         this.db.prepare("UPDATE recipients SET state = 'delivered' WHERE message_id = ? AND address = ?").run(messageId, address);
@@ -405,7 +421,9 @@ export class Outbox {
 
   markDelivered(messageId: string, address: string): void {
     const tx = this.db.transaction(() => {
-      this.db.prepare("UPDATE recipients SET state = 'delivered', attempts = attempts + 1, error = NULL WHERE message_id = ? AND address = ?").run(messageId, address);
+      this.db
+        .prepare("UPDATE recipients SET state = 'delivered', attempts = attempts + 1, error = NULL WHERE message_id = ? AND address = ?")
+        .run(messageId, address);
       this.finishIfDone(messageId);
     });
     tx.immediate();

@@ -38,20 +38,55 @@ describe('routing decision', () => {
   });
 
   it('overlay-only (global, per address, per @domain) refuses instead of falling back', () => {
-    expect(decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({}), policy: { overlayOnly: true, overlayOnlyRecipients: [] } })).toMatchObject({
+    expect(
+      decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({}), policy: { overlayOnly: true, overlayOnlyRecipients: [] } }),
+    ).toMatchObject({
       path: 'refuse',
     });
-    expect(decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({}), policy: { overlayOnly: false, overlayOnlyRecipients: ['B@overlay.test'] } }).reason).toMatch(
-      /overlay-only is set for this recipient/,
-    );
-    expect(decideRoute({ recipient: 'z@overlay.test', document: doc, unspentTokens: tokens({}), policy: { overlayOnly: false, overlayOnlyRecipients: ['@overlay.test'] } }).path).toBe('refuse');
-    expect(decideRoute({ recipient: 'z@plain.test', document: doc, unspentTokens: tokens({}), policy: { overlayOnly: false, overlayOnlyRecipients: ['@overlay.test'] } }).path).toBe('smtp');
+    expect(
+      decideRoute({
+        recipient: 'b@overlay.test',
+        document: doc,
+        unspentTokens: tokens({}),
+        policy: { overlayOnly: false, overlayOnlyRecipients: ['B@overlay.test'] },
+      }).reason,
+    ).toMatch(/overlay-only is set for this recipient/);
+    expect(
+      decideRoute({
+        recipient: 'z@overlay.test',
+        document: doc,
+        unspentTokens: tokens({}),
+        policy: { overlayOnly: false, overlayOnlyRecipients: ['@overlay.test'] },
+      }).path,
+    ).toBe('refuse');
+    expect(
+      decideRoute({
+        recipient: 'z@plain.test',
+        document: doc,
+        unspentTokens: tokens({}),
+        policy: { overlayOnly: false, overlayOnlyRecipients: ['@overlay.test'] },
+      }).path,
+    ).toBe('smtp');
     // overlay-only with a token: overlay
-    expect(decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({ 'b@overlay.test': { 3: 1 } }), policy: { overlayOnly: true, overlayOnlyRecipients: [] } }).path).toBe('overlay');
+    expect(
+      decideRoute({
+        recipient: 'b@overlay.test',
+        document: doc,
+        unspentTokens: tokens({ 'b@overlay.test': { 3: 1 } }),
+        policy: { overlayOnly: true, overlayOnlyRecipients: [] },
+      }).path,
+    ).toBe('overlay');
   });
 
   it('force_smtp wins over a held token (unless overlay-only); invalid addresses are refused', () => {
-    expect(decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({ 'b@overlay.test': { 3: 1 } }), policy: { ...none, forceSmtp: ['@overlay.test'] } }).path).toBe('smtp');
+    expect(
+      decideRoute({
+        recipient: 'b@overlay.test',
+        document: doc,
+        unspentTokens: tokens({ 'b@overlay.test': { 3: 1 } }),
+        policy: { ...none, forceSmtp: ['@overlay.test'] },
+      }).path,
+    ).toBe('smtp');
     expect(decideRoute({ recipient: 'nobody', document: doc, unspentTokens: tokens({}), policy: none }).path).toBe('refuse');
   });
 });

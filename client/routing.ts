@@ -80,9 +80,25 @@ export function decideRoute(input: RoutingInput): RouteDecision {
   const open = gateway.gateway.policy === 'open-rate-limited';
   const n = input.unspentTokens(recipient, issuerKeys.length > 0 ? issuerKeys : undefined);
   if (n > 0)
-    return { path: 'overlay', recipient, domain, gateway, open, issuerKeys, reason: `gateway for ${domain} in epoch ${input.document.epoch}; ${n} token(s) held` };
+    return {
+      path: 'overlay',
+      recipient,
+      domain,
+      gateway,
+      open,
+      issuerKeys,
+      reason: `gateway for ${domain} in epoch ${input.document.epoch}; ${n} token(s) held`,
+    };
   if (open)
-    return { path: 'overlay', recipient, domain, gateway, open, issuerKeys, reason: `gateway for ${domain} in epoch ${input.document.epoch}; open policy (no token needed)` };
+    return {
+      path: 'overlay',
+      recipient,
+      domain,
+      gateway,
+      open,
+      issuerKeys,
+      reason: `gateway for ${domain} in epoch ${input.document.epoch}; open policy (no token needed)`,
+    };
   const all = input.unspentTokens(recipient);
   return fallback(
     all > 0

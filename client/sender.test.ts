@@ -231,7 +231,16 @@ describe('Loopix streams (seeded RNG, fake clock)', () => {
   it('sends nothing without a document', () => {
     const ob = new Outbox(':memory:');
     const sent: Uint8Array[] = [];
-    const s = new Sender({ outbox: ob, suite: nodeSuite, sink: { send: (_h, p) => sent.push(p) }, document: () => null, home: () => null, mailboxId: MAILBOX, uniform: seededUniform(1), random: (n) => new Uint8Array(randomBytes(n)) });
+    const s = new Sender({
+      outbox: ob,
+      suite: nodeSuite,
+      sink: { send: (_h, p) => sent.push(p) },
+      document: () => null,
+      home: () => null,
+      mailboxId: MAILBOX,
+      uniform: seededUniform(1),
+      random: (n) => new Uint8Array(randomBytes(n)),
+    });
     expect(s.step(1e9)).toBe(0);
     expect(s.nextEventAt()).toBe(Infinity);
     ob.close();

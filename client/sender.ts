@@ -18,23 +18,9 @@
  * clock. All randomness comes from injected sources, so a seeded run is reproducible.
  */
 import type { DocumentBody, NodeEntry } from '../proto/pki/codec.ts';
-import {
-  AckStatus,
-  ackIsFinalRefusal,
-  decodePayload,
-  encodeFragment,
-  encodeLoop,
-  splitMessage,
-} from '../proto/fragment/index.ts';
+import { AckStatus, ackIsFinalRefusal, decodePayload, encodeFragment, encodeLoop, splitMessage } from '../proto/fragment/index.ts';
 import { MAIL_QUEUE_ID, type MailboxItem } from '../proto/mailbox/index.ts';
-import {
-  expectedRouteDelaySeconds,
-  payloadTick,
-  sampleExponential,
-  samplePerHopDelayMs,
-  type MixingParams,
-  type Uniform,
-} from '../proto/mixing/params.ts';
+import { expectedRouteDelaySeconds, payloadTick, sampleExponential, samplePerHopDelayMs, type MixingParams, type Uniform } from '../proto/mixing/params.ts';
 import {
   SURB_ID_LENGTH,
   createPacket,
@@ -165,7 +151,15 @@ export function buildFragmentPacket(i: FragmentPacketInput): BuiltFragmentPacket
  * Loop cover: through every layer to the home gateway, into our own mailbox. Cover routes avoid
  * the same suspect mixes real ones do, so the two kinds stay alike on the wire.
  */
-export function buildLoopPacket(suite: SphinxSuite, doc: DocumentBody, home: NodeEntry, mailboxId: Uint8Array, loopId: Uint8Array, uniform: Uniform, health?: RouteHealth) {
+export function buildLoopPacket(
+  suite: SphinxSuite,
+  doc: DocumentBody,
+  home: NodeEntry,
+  mailboxId: Uint8Array,
+  loopId: Uint8Array,
+  uniform: Uniform,
+  health?: RouteHealth,
+) {
   const route = chooseRoute(doc, home, uniform, health);
   const p = createPacket(suite, doc.geometry, { route, terminal: { kind: 'deliver', queueId: mailboxId }, payload: encodeLoop(loopId) });
   return { ...p, route: route.map((h) => h.nodeId) };
@@ -412,8 +406,7 @@ export class Sender {
       if (d.ok && d.kind === 'loop' && this.pendingLoops.delete(Buffer.from(d.loopId).toString('hex'))) {
         this.stats.loopsReturned++;
         this.health.succeeded(d.loopId);
-      }
-      else this.stats.badReplies++;
+      } else this.stats.badReplies++;
       return;
     }
     const s = ob.surb(item.surbId);

@@ -43,8 +43,7 @@ export function formatStatus(progress: readonly Progress[], eta: EtaInput | null
       let state: string;
       if (r.path === 'overlay') {
         const remaining = r.fragmentCount - r.acked;
-        const left =
-          r.state === 'active' ? `  ~${eta ? fmtSeconds(expectedSecondsLeft(remaining, queued, eta)) : 'unknown (no network document)'} left` : '';
+        const left = r.state === 'active' ? `  ~${eta ? fmtSeconds(expectedSecondsLeft(remaining, queued, eta)) : 'unknown (no network document)'} left` : '';
         if (r.state === 'active') queued += remaining;
         state = `${progressBar(r.acked, r.fragmentCount)} ${r.acked}/${r.fragmentCount} fragments ACKed${r.inflight ? ` (${r.inflight} in flight)` : ''}${left}`;
       } else {

@@ -34,14 +34,33 @@ describe('wallet', () => {
       mailFrom: 'a@x',
       raw: new Uint8Array([65]),
       now: 0,
-      recipients: [{ address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', token: t.token, tokenId: t.id, payloadSize: 2048, surbLength: 434, fragmentCount: 1 }],
+      recipients: [
+        { address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', token: t.token, tokenId: t.id, payloadSize: 2048, surbLength: 434, fragmentCount: 1 },
+      ],
     });
     expect(ob.recipient(id, 'b@o.t')!.token).toEqual(t.token);
     expect(w.count('b@o.t')).toBe(2);
     expect(w.pick('b@o.t')!.keyEpoch).toBe(1);
     expect(w.low()).toEqual([]);
     const t2 = w.pick('b@o.t')!;
-    ob.accept({ mailFrom: 'a@x', raw: new Uint8Array([65]), now: 0, recipients: [{ address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', token: t2.token, tokenId: t2.id, payloadSize: 2048, surbLength: 434, fragmentCount: 1 }] });
+    ob.accept({
+      mailFrom: 'a@x',
+      raw: new Uint8Array([65]),
+      now: 0,
+      recipients: [
+        {
+          address: 'b@o.t',
+          path: 'overlay',
+          reason: 'r',
+          domain: 'o.t',
+          token: t2.token,
+          tokenId: t2.id,
+          payloadSize: 2048,
+          surbLength: 434,
+          fragmentCount: 1,
+        },
+      ],
+    });
     expect(w.low()).toEqual([{ recipient: 'b@o.t', keyEpoch: 1, unspent: 1, spent: 2 }]);
     ob.close();
   });
@@ -50,7 +69,9 @@ describe('wallet', () => {
     const ob = new Outbox(':memory:');
     const w = new Wallet(ob.db);
     expect(() => w.importBundle('nope')).toThrow(/not JSON/);
-    expect(() => w.importBundle(JSON.stringify({ v: 1, recipient: 'b@o.t', keyEpoch: 1, issuerPublicKey: '00'.repeat(32), tokens: ['zz'] }))).toThrow(/malformed/);
+    expect(() => w.importBundle(JSON.stringify({ v: 1, recipient: 'b@o.t', keyEpoch: 1, issuerPublicKey: '00'.repeat(32), tokens: ['zz'] }))).toThrow(
+      /malformed/,
+    );
     expect(encodeToken({ keyEpoch: 1, input: new Uint8Array(32), output: new Uint8Array(64) }).length).toBe(100);
     ob.close();
   });

@@ -43,23 +43,25 @@ export class Wallet {
   /** Imports a bundle (JSON text). Throws BundleError on a malformed bundle. */
   importBundle(text: string, now = Date.now()): ImportResult {
     const b = parseBundle(text);
-    const ins = this.db.prepare(
-      'INSERT OR IGNORE INTO tokens (recipient, key_epoch, issuer_pk, token, imported_at) VALUES (?, ?, ?, ?, ?)',
-    );
+    const ins = this.db.prepare('INSERT OR IGNORE INTO tokens (recipient, key_epoch, issuer_pk, token, imported_at) VALUES (?, ?, ?, ?, ?)');
     let added = 0;
-    this.db.transaction(() => {
-      for (const t of b.tokens) added += ins.run(b.recipient, b.keyEpoch, Buffer.from(b.issuerPublicKey), Buffer.from(encodeToken(t)), now).changes;
-    }).immediate();
+    this.db
+      .transaction(() => {
+        for (const t of b.tokens) added += ins.run(b.recipient, b.keyEpoch, Buffer.from(b.issuerPublicKey), Buffer.from(encodeToken(t)), now).changes;
+      })
+      .immediate();
     return { recipient: b.recipient, keyEpoch: b.keyEpoch, added, duplicates: b.tokens.length - added };
   }
 
   /** Per recipient and key epoch: unspent and spent counts. */
   list(): WalletEntry[] {
-    return (this.db
-      .prepare(
-        "SELECT recipient, key_epoch, SUM(state = 'unspent') AS unspent, SUM(state = 'spent') AS spent FROM tokens GROUP BY recipient, key_epoch ORDER BY recipient, key_epoch",
-      )
-      .all() as { recipient: string; key_epoch: number; unspent: number; spent: number }[]).map((r) => ({
+    return (
+      this.db
+        .prepare(
+          "SELECT recipient, key_epoch, SUM(state = 'unspent') AS unspent, SUM(state = 'spent') AS spent FROM tokens GROUP BY recipient, key_epoch ORDER BY recipient, key_epoch",
+        )
+        .all() as { recipient: string; key_epoch: number; unspent: number; spent: number }[]
+    ).map((r) => ({
       recipient: r.recipient,
       keyEpoch: r.key_epoch,
       unspent: r.unspent,

@@ -102,8 +102,7 @@ export class Authority {
     this.now = o.now ?? (() => Date.now() / 1000);
     this.peerTimeoutMs = o.peerTimeoutMs ?? 5000;
     this.maxPerEpoch = o.maxDescriptorsPerEpoch ?? 5000;
-    if (!o.params.authorities.some((a) => bytesEqual(a, o.identity.publicKey)))
-      throw new Error('this authority\'s own key is not in the authority list');
+    if (!o.params.authorities.some((a) => bytesEqual(a, o.identity.publicKey))) throw new Error("this authority's own key is not in the authority list");
     for (const p of o.peers)
       if (!o.params.authorities.some((a) => bytesEqual(a, p.publicKey))) throw new Error(`peer ${p.url} key is not in the authority list`);
   }
@@ -150,8 +149,7 @@ export class Authority {
       if (bytesEqual(have.digest, d.digest)) return { result: 'duplicate', nodeId, epoch: e };
       throw new PkiError('conflicting', `node ${nodeId.slice(0, 16)} already has a different descriptor for epoch ${e}`);
     }
-    if (this.store.getVote(e, this.identity.publicKey))
-      throw new PkiError('stale-epoch', `voting for epoch ${e} is over; upload for epoch ${e + 1}`);
+    if (this.store.getVote(e, this.identity.publicKey)) throw new PkiError('stale-epoch', `voting for epoch ${e} is over; upload for epoch ${e + 1}`);
     if (this.store.countDescriptors(e) >= this.maxPerEpoch) throw new PkiError('oversized', `epoch ${e} already has ${this.maxPerEpoch} descriptors`);
     // keys and domains must be unique among the descriptors of the epoch
     const idx = this.epochIndex(e);

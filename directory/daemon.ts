@@ -61,7 +61,10 @@ export async function runDirectory(cfg: ResolvedDirectoryConfig, opts: RunOption
     throw e;
   }
   const url = `http://${addr.address}:${addr.port}`;
-  log.info({ url, nodeId: Buffer.from(identity.nodeId).toString('hex'), authorities: cfg.authorities.length, threshold: n.threshold }, 'directory authority listening');
+  log.info(
+    { url, nodeId: Buffer.from(identity.nodeId).toString('hex'), authorities: cfg.authorities.length, threshold: n.threshold },
+    'directory authority listening',
+  );
 
   // scheduler: during epoch e, work on the document for e + 1
   let stopped = false;

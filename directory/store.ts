@@ -49,8 +49,7 @@ export class AuthorityStore {
 
   getDescriptor(epoch: number, nodeId: Uint8Array): StoredDescriptor | undefined {
     const r = this.db.prepare('SELECT * FROM descriptors WHERE epoch = ? AND node_id = ?').get(epoch, buf(nodeId)) as
-      | { epoch: number; node_id: Buffer; digest: Buffer; bytes: Buffer; received_at: number }
-      | undefined;
+      { epoch: number; node_id: Buffer; digest: Buffer; bytes: Buffer; received_at: number } | undefined;
     return r && { epoch: r.epoch, nodeId: u8(r.node_id), digest: u8(r.digest), bytes: u8(r.bytes), receivedAt: r.received_at };
   }
 
@@ -112,8 +111,7 @@ export class AuthorityStore {
 
   getDocument(epoch: number): { bytes: Uint8Array; signers: number; publishedAt: number } | undefined {
     const r = this.db.prepare('SELECT bytes, signers, published_at FROM documents WHERE epoch = ?').get(epoch) as
-      | { bytes: Buffer; signers: number; published_at: number }
-      | undefined;
+      { bytes: Buffer; signers: number; published_at: number } | undefined;
     return r && { bytes: u8(r.bytes), signers: r.signers, publishedAt: r.published_at };
   }
 

@@ -23,9 +23,19 @@ export const GatewayConfigSchema = z
     }),
     intake: z
       .object({
-        max_message_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(10 * 1024 * 1024),
+        max_message_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(64 * 1024 * 1024)
+          .default(10 * 1024 * 1024),
         /** How long fragments of an incomplete message are kept, seconds. */
-        reassembly_ttl_s: z.number().int().min(60).max(30 * 86_400).default(2 * 86_400),
+        reassembly_ttl_s: z
+          .number()
+          .int()
+          .min(60)
+          .max(30 * 86_400)
+          .default(2 * 86_400),
         /** Answer UnknownRecipient for unknown users of a served domain (else drop silently). */
         ack_unknown_recipient: z.boolean().default(true),
       })
@@ -42,11 +52,20 @@ export const GatewayConfigSchema = z
         envelope_from: z.string().default(''),
         retry_base_s: z.number().min(0.01).max(86_400).default(30),
         retry_max_s: z.number().min(0.01).max(86_400).default(3600),
-        max_age_s: z.number().int().min(60).max(30 * 86_400).default(5 * 86_400),
+        max_age_s: z
+          .number()
+          .int()
+          .min(60)
+          .max(30 * 86_400)
+          .default(5 * 86_400),
         recovery: z.enum(['resend', 'hold']).default('resend'),
         concurrency: z.number().int().min(1).max(64).default(4),
         /** Delivered rows are kept this long for dedupe of late resends, seconds. */
-        keep_delivered_s: z.number().int().min(0).default(7 * 86_400),
+        keep_delivered_s: z
+          .number()
+          .int()
+          .min(0)
+          .default(7 * 86_400),
       })
       .strict()
       .prefault({}),

@@ -10,7 +10,12 @@ import { GatewayStore } from './store.ts';
 
 const [dbPath, payloadFile, seedHex, domain] = process.argv.slice(2);
 const store = new GatewayStore(dbPath!);
-const intake = new Intake(store, { domains: [domain!], issuer: deriveIssuerKeys(new Uint8Array(Buffer.from(seedHex!, 'hex'))), maxMessageBytes: 1 << 20, reassemblyTtlMs: 3_600_000 });
+const intake = new Intake(store, {
+  domains: [domain!],
+  issuer: deriveIssuerKeys(new Uint8Array(Buffer.from(seedHex!, 'hex'))),
+  maxMessageBytes: 1 << 20,
+  reassemblyTtlMs: 3_600_000,
+});
 for (const line of readFileSync(payloadFile!, 'utf8').split('\n').filter(Boolean)) {
   const r = intake.handlePayload(new Uint8Array(Buffer.from(line, 'hex')));
   process.stdout.write(`${r.kind === 'ack' ? r.status : r.reason}\n`);

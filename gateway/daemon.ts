@@ -54,12 +54,27 @@ export class GatewayMetrics {
   readonly registry = new Registry();
   readonly fragmentsIn = new Counter({ name: 'postmix_gateway_fragments_in_total', help: 'Fragments delivered to the mail queue', registers: [this.registry] });
   readonly acks = new Counter({ name: 'postmix_gateway_acks_total', help: 'ACKs by status', labelNames: ['status'], registers: [this.registry] });
-  readonly intakeDrops = new Counter({ name: 'postmix_gateway_intake_dropped_total', help: 'Mail-queue payloads dropped without ACK', labelNames: ['reason'], registers: [this.registry] });
+  readonly intakeDrops = new Counter({
+    name: 'postmix_gateway_intake_dropped_total',
+    help: 'Mail-queue payloads dropped without ACK',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
   readonly completed = new Counter({ name: 'postmix_gateway_messages_completed_total', help: 'Messages reassembled and queued', registers: [this.registry] });
   readonly tokensAccepted = new Counter({ name: 'postmix_gateway_tokens_accepted_total', help: 'Tokens accepted (new bindings)', registers: [this.registry] });
-  readonly tokensRejected = new Counter({ name: 'postmix_gateway_tokens_rejected_total', help: 'Tokens refused by reason', labelNames: ['reason'], registers: [this.registry] });
+  readonly tokensRejected = new Counter({
+    name: 'postmix_gateway_tokens_rejected_total',
+    help: 'Tokens refused by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
   readonly tokensIssued = new Counter({ name: 'postmix_gateway_tokens_issued_total', help: 'Tokens evaluated for users', registers: [this.registry] });
-  readonly queueDepth = new Gauge({ name: 'postmix_gateway_queue_depth', help: 'Hand-off queue rows by state', labelNames: ['state'], registers: [this.registry] });
+  readonly queueDepth = new Gauge({
+    name: 'postmix_gateway_queue_depth',
+    help: 'Hand-off queue rows by state',
+    labelNames: ['state'],
+    registers: [this.registry],
+  });
   readonly partials = new Gauge({ name: 'postmix_gateway_reassembly_pending', help: 'Incomplete messages held', registers: [this.registry] });
   readonly handoffLatency = new Histogram({
     name: 'postmix_gateway_handoff_seconds',
@@ -73,14 +88,48 @@ export class GatewayMetrics {
     buckets: [0.01, 0.1, 1, 10, 60, 600, 3600, 86_400],
     registers: [this.registry],
   });
-  readonly handoffFailures = new Counter({ name: 'postmix_gateway_handoff_failures_total', help: 'Hand-off failures', labelNames: ['kind'], registers: [this.registry] });
-  readonly hopDrops = new Counter({ name: 'postmix_gateway_packets_dropped_total', help: 'Sphinx packets dropped by reason', labelNames: ['reason'], registers: [this.registry] });
-  readonly forwarded = new Counter({ name: 'postmix_gateway_packets_forwarded_total', help: 'Sphinx packets forwarded to a layer-1 mix (mix loop cover)', registers: [this.registry] });
+  readonly handoffFailures = new Counter({
+    name: 'postmix_gateway_handoff_failures_total',
+    help: 'Hand-off failures',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+  readonly hopDrops = new Counter({
+    name: 'postmix_gateway_packets_dropped_total',
+    help: 'Sphinx packets dropped by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly forwarded = new Counter({
+    name: 'postmix_gateway_packets_forwarded_total',
+    help: 'Sphinx packets forwarded to a layer-1 mix (mix loop cover)',
+    registers: [this.registry],
+  });
   readonly mailboxItems = new Counter({ name: 'postmix_gateway_mailbox_items_total', help: 'Items stored in client mailboxes', registers: [this.registry] });
-  readonly mailboxSent = new Counter({ name: 'postmix_gateway_mailbox_sent_total', help: 'Frames written to subscribed mailbox streams (one per stream per pacer tick), by kind', labelNames: ['kind'], registers: [this.registry] });
-  readonly mailboxDropped = new Counter({ name: 'postmix_gateway_mailbox_dropped_total', help: 'Mailbox items dropped (full or expired)', labelNames: ['reason'], registers: [this.registry] });
-  readonly ackUnsent = new Counter({ name: 'postmix_gateway_acks_unsent_total', help: 'ACKs that could not be sent', labelNames: ['reason'], registers: [this.registry] });
-  readonly documents = new Counter({ name: 'postmix_gateway_documents_total', help: 'Document fetches by result', labelNames: ['result'], registers: [this.registry] });
+  readonly mailboxSent = new Counter({
+    name: 'postmix_gateway_mailbox_sent_total',
+    help: 'Frames written to subscribed mailbox streams (one per stream per pacer tick), by kind',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+  readonly mailboxDropped = new Counter({
+    name: 'postmix_gateway_mailbox_dropped_total',
+    help: 'Mailbox items dropped (full or expired)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly ackUnsent = new Counter({
+    name: 'postmix_gateway_acks_unsent_total',
+    help: 'ACKs that could not be sent',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly documents = new Counter({
+    name: 'postmix_gateway_documents_total',
+    help: 'Document fetches by result',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
 
   constructor(defaults: boolean) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'postmix_gateway_' });
@@ -246,7 +295,10 @@ export class Gateway {
       maxConnections: f.limits.max_connections,
       logger: this.log,
     });
-    await this.linkRef.libp2pNode.handle(MAILBOX_PROTOCOL, (stream, conn) => this.onMailboxStream(stream, conn), { maxInboundStreams: 4, maxOutboundStreams: 0 });
+    await this.linkRef.libp2pNode.handle(MAILBOX_PROTOCOL, (stream, conn) => this.onMailboxStream(stream, conn), {
+      maxInboundStreams: 4,
+      maxOutboundStreams: 0,
+    });
     if (f.metrics.enabled) this.metricsServer = await startMetricsServer(this.metrics.registry, f.metrics.host, f.metrics.port);
     if (f.issuance.enabled)
       this.issuance = await startIssuanceServer(this.store, this.issuer, f.issuance.host, f.issuance.port, {
@@ -379,10 +431,13 @@ export class Gateway {
   private schedulePacer(): void {
     if (this.closed) return;
     const mixing = this.view.current?.body.mixing;
-    this.pacer = setTimeout(() => {
-      this.paceMailboxes();
-      this.schedulePacer();
-    }, 1000 / mailboxRate(mixing ?? { lambdaP: 1, lambdaL: 0 }));
+    this.pacer = setTimeout(
+      () => {
+        this.paceMailboxes();
+        this.schedulePacer();
+      },
+      1000 / mailboxRate(mixing ?? { lambdaP: 1, lambdaL: 0 }),
+    );
     this.pacer.unref();
   }
 
@@ -442,7 +497,12 @@ export class Gateway {
   /** A new geometry means a new packet size: what is queued under the old one is dropped. */
   private followGeometry(e: number): void {
     const cur = this.view.get(e);
-    if (cur && (cur.body.geometry.payloadSize !== this.geometry.payloadSize || cur.body.geometry.maxHops !== this.geometry.maxHops || cur.body.geometry.perHopSize !== this.geometry.perHopSize)) {
+    if (
+      cur &&
+      (cur.body.geometry.payloadSize !== this.geometry.payloadSize ||
+        cur.body.geometry.maxHops !== this.geometry.maxHops ||
+        cur.body.geometry.perHopSize !== this.geometry.perHopSize)
+    ) {
       this.geometry = cur.body.geometry;
       this.engine.close();
       this.engine = this.newEngine(this.geometry, false);

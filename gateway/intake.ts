@@ -88,7 +88,10 @@ export class Intake {
   private readonly domains: Set<string>;
   private readonly now: () => number;
 
-  constructor(private readonly store: GatewayStore, private readonly opts: IntakeOptions) {
+  constructor(
+    private readonly store: GatewayStore,
+    private readonly opts: IntakeOptions,
+  ) {
     this.domains = new Set(opts.domains.map((d) => d.toLowerCase()));
     this.now = opts.now ?? Date.now;
   }
@@ -189,7 +192,15 @@ export class Intake {
       let p = this.store.getPartial(f.messageId);
       if (!p) {
         if (this.store.queued(f.messageId)) return { status: AckStatus.Duplicate, stored: false } as const;
-        this.store.createPartial({ messageId: f.messageId, recipient, count: f.count, totalLength: f.totalLength, token: f.token, now, ttlMs: this.opts.reassemblyTtlMs });
+        this.store.createPartial({
+          messageId: f.messageId,
+          recipient,
+          count: f.count,
+          totalLength: f.totalLength,
+          token: f.token,
+          now,
+          ttlMs: this.opts.reassemblyTtlMs,
+        });
         if (user.policy === 'open') this.store.rateBump(recipient, Math.floor(now / 3_600_000));
         p = this.store.getPartial(f.messageId)!;
       }

@@ -172,7 +172,10 @@ export class GatewayStore {
   readonly db: Database.Database;
   private readonly st;
 
-  constructor(readonly path: string, opts: StoreOptions = {}) {
+  constructor(
+    readonly path: string,
+    opts: StoreOptions = {},
+  ) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -204,17 +207,11 @@ export class GatewayStore {
       queuePut: d.prepare<[Buffer, string, string, Buffer, number, number, number]>(
         "INSERT INTO queue (message_id, queue_id, recipient, body, size, state, attempts, next_attempt, created) VALUES (?,?,?,?,?,'queued',0,?,?)",
       ),
-      queueDue: d.prepare<[number, number], RawQueue>(
-        "SELECT * FROM queue WHERE state = 'queued' AND next_attempt <= ? ORDER BY next_attempt LIMIT ?",
-      ),
+      queueDue: d.prepare<[number, number], RawQueue>("SELECT * FROM queue WHERE state = 'queued' AND next_attempt <= ? ORDER BY next_attempt LIMIT ?"),
       queueNextDue: d.prepare<[], { t: number | null }>("SELECT MIN(next_attempt) AS t FROM queue WHERE state = 'queued'"),
       queueClaim: d.prepare<[string]>("UPDATE queue SET state = 'sending', attempts = attempts + 1 WHERE queue_id = ? AND state = 'queued'"),
-      queueDelivered: d.prepare<[number, string]>(
-        "UPDATE queue SET state = 'delivered', body = NULL, delivered_at = ?, last_error = NULL WHERE queue_id = ?",
-      ),
-      queueRetryLater: d.prepare<[number, string, string]>(
-        "UPDATE queue SET state = 'queued', next_attempt = ?, last_error = ? WHERE queue_id = ?",
-      ),
+      queueDelivered: d.prepare<[number, string]>("UPDATE queue SET state = 'delivered', body = NULL, delivered_at = ?, last_error = NULL WHERE queue_id = ?"),
+      queueRetryLater: d.prepare<[number, string, string]>("UPDATE queue SET state = 'queued', next_attempt = ?, last_error = ? WHERE queue_id = ?"),
       queueFailed: d.prepare<[string, string]>("UPDATE queue SET state = 'failed', last_error = ? WHERE queue_id = ?"),
       queueDepth: d.prepare<[], { state: QueueState; n: number }>('SELECT state, COUNT(*) AS n FROM queue GROUP BY state'),
       rateGet: d.prepare<[string, number], { count: number }>('SELECT count FROM rate WHERE recipient = ? AND window = ?'),
@@ -307,16 +304,24 @@ export class GatewayStore {
 
   /** Forgets spent tokens of key epochs older than the recipient's current one (they fail the epoch check anyway). */
   purgeOldSpent(): number {
-    return this.db
-      .prepare('DELETE FROM spent WHERE key_epoch < (SELECT key_epoch FROM users WHERE users.address = spent.recipient)')
-      .run().changes;
+    return this.db.prepare('DELETE FROM spent WHERE key_epoch < (SELECT key_epoch FROM users WHERE users.address = spent.recipient)').run().changes;
   }
 
   // ---- reassembly ----
 
   getPartial(messageId: Uint8Array): PartialRow | undefined {
     const r = this.st.partialGet.get(b(messageId)) as
-      | { message_id: Buffer; recipient: string; count: number; total_length: number; token: Buffer; first_seen: number; expires: number; received: number; bytes: number }
+      | {
+          message_id: Buffer;
+          recipient: string;
+          count: number;
+          total_length: number;
+          token: Buffer;
+          first_seen: number;
+          expires: number;
+          received: number;
+          bytes: number;
+        }
       | undefined;
     return (
       r && {
@@ -471,9 +476,8 @@ export class GatewayStore {
         .run(b(mailbox), item.surbId ? b(item.surbId) : null, b(item.payload), now + ttlMs);
       const n = (this.db.prepare('SELECT COUNT(*) AS n FROM mailbox WHERE mailbox = ?').get(b(mailbox)) as { n: number }).n;
       if (n <= maxItems) return 0;
-      return this.db
-        .prepare('DELETE FROM mailbox WHERE seq IN (SELECT seq FROM mailbox WHERE mailbox = ? ORDER BY seq LIMIT ?)')
-        .run(b(mailbox), n - maxItems).changes;
+      return this.db.prepare('DELETE FROM mailbox WHERE seq IN (SELECT seq FROM mailbox WHERE mailbox = ? ORDER BY seq LIMIT ?)').run(b(mailbox), n - maxItems)
+        .changes;
     });
   }
 
@@ -487,7 +491,9 @@ export class GatewayStore {
         .all(b(mailbox), now, limit);
       const del = this.db.prepare('DELETE FROM mailbox WHERE seq = ?');
       for (const r of rows) del.run(r.seq);
-      return rows.map((r) => (r.surb_id ? { seq: r.seq, surbId: new Uint8Array(r.surb_id), payload: new Uint8Array(r.payload) } : { seq: r.seq, payload: new Uint8Array(r.payload) }));
+      return rows.map((r) =>
+        r.surb_id ? { seq: r.seq, surbId: new Uint8Array(r.surb_id), payload: new Uint8Array(r.payload) } : { seq: r.seq, payload: new Uint8Array(r.payload) },
+      );
     });
   }
 

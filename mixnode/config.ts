@@ -6,7 +6,15 @@
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, loadConfig } from '../proto/util/daemon.ts';
-import { directorySection, hopSection, limitsSection, metricsSection, resolveHopConfig, type AuthorityRef, type ResolvedHopConfig } from '../proto/util/config-schema.ts';
+import {
+  directorySection,
+  hopSection,
+  limitsSection,
+  metricsSection,
+  resolveHopConfig,
+  type AuthorityRef,
+  type ResolvedHopConfig,
+} from '../proto/util/config-schema.ts';
 
 export const ENV_PREFIX = 'POSTMIX_MIXNODE';
 

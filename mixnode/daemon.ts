@@ -94,7 +94,12 @@ export class MixNode {
       replay: this.replay,
       log: this.log,
       now: this.now,
-      descriptor: () => ({ peerId: this.link.peerId.toString(), addresses: this.addresses(), role: 'mix', layerPreference: o.config.file.mixnode.layer_preference }),
+      descriptor: () => ({
+        peerId: this.link.peerId.toString(),
+        addresses: this.addresses(),
+        role: 'mix',
+        layerPreference: o.config.file.mixnode.layer_preference,
+      }),
       onView: (e, changed) => {
         if (changed) this.installed(e);
       },
@@ -279,9 +284,16 @@ export class MixNode {
     this.link.setPacketSize(packetSizes(b.geometry).packet);
     const c = this.config.epoch;
     if (b.epochLength !== c.length || b.grace !== c.grace || b.validAfter !== epochStart(c, b.epoch))
-      this.log.warn({ document: { length: b.epochLength, grace: b.grace, validAfter: b.validAfter }, config: c }, 'the document\'s epoch schedule differs from [directory] in the config');
+      this.log.warn(
+        { document: { length: b.epochLength, grace: b.grace, validAfter: b.validAfter }, config: c },
+        "the document's epoch schedule differs from [directory] in the config",
+      );
     if (this.view.layer === 0) this.log.warn({ epoch: e }, 'this node is not in the network document for this epoch (descriptor missed the vote?)');
-    else this.log.info({ epoch: e, layer: this.view.layer, nextHops: this.view.nextHopCount, lambdaM: b.mixing.lambdaM, mu: b.mixing.mu }, 'network document installed');
+    else
+      this.log.info(
+        { epoch: e, layer: this.view.layer, nextHops: this.view.nextHopCount, lambdaM: b.mixing.lambdaM, mu: b.mixing.mu },
+        'network document installed',
+      );
     void this.link.enforceAllowedPeers().catch(() => {});
   }
 

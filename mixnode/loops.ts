@@ -33,11 +33,7 @@ export function loopQueueId(nodeId: Uint8Array): Uint8Array {
 }
 
 /** The loop route for this node in a document, or a reason why there is none. */
-export function loopRoute(
-  body: DocumentBody,
-  self: NodeEntry,
-  pick: (n: number) => number = (n) => Math.floor(Math.random() * n),
-): NodeEntry[] | string {
+export function loopRoute(body: DocumentBody, self: NodeEntry, pick: (n: number) => number = (n) => Math.floor(Math.random() * n)): NodeEntry[] | string {
   const L = body.layers.length;
   const k = layerOf(body, self.nodeId);
   if (k === 0) return 'this node is not in the document';
@@ -144,11 +140,14 @@ export class LoopCover {
     const rate = this.o.document()?.mixing.lambdaM ?? 0;
     // with no document (or λ_M = 0) look again in a second
     const waitMs = rate > 0 ? sampleExponential(rate, this.random) * 1000 : 1000;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      if (rate > 0) this.emit();
-      if (this.sweeper) this.schedule();
-    }, Math.min(waitMs, 2 ** 31 - 1));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        if (rate > 0) this.emit();
+        if (this.sweeper) this.schedule();
+      },
+      Math.min(waitMs, 2 ** 31 - 1),
+    );
     this.timer.unref();
   }
 

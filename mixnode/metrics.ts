@@ -184,10 +184,20 @@ export class MixnodeMetrics {
         },
       });
     ep('postmix_mixnode_epoch', 'current epoch by the clock', 'epoch');
-    ep('postmix_mixnode_layer', 'this node\'s layer in the current document (0: not in it)', 'layer');
+    ep('postmix_mixnode_layer', "this node's layer in the current document (0: not in it)", 'layer');
     ep('postmix_mixnode_document_epoch', 'epoch of the document in use (-1: none)', 'documentEpoch');
     ep('postmix_mixnode_sphinx_keys', 'Sphinx keys accepted right now (2 during the grace window)', 'keys');
-    this.uploads = new Counter({ name: 'postmix_mixnode_descriptor_uploads_total', help: 'descriptor uploads, by authority answer', labelNames: ['result'], registers: reg });
-    this.documents = new Counter({ name: 'postmix_mixnode_document_fetches_total', help: 'document fetches, by outcome', labelNames: ['result'], registers: reg });
+    this.uploads = new Counter({
+      name: 'postmix_mixnode_descriptor_uploads_total',
+      help: 'descriptor uploads, by authority answer',
+      labelNames: ['result'],
+      registers: reg,
+    });
+    this.documents = new Counter({
+      name: 'postmix_mixnode_document_fetches_total',
+      help: 'document fetches, by outcome',
+      labelNames: ['result'],
+      registers: reg,
+    });
   }
 }

@@ -18,7 +18,10 @@ const KEY = Buffer.alloc(32, 1).toString('base64');
 describe('mix node config', () => {
   it('applies defaults, resolves paths against the file, and takes env overrides', () => {
     const f = join(tmp, 'm.toml');
-    writeFileSync(f, `[mixnode]\ndata_dir = "data"\n[directory]\nthreshold = 1\n[[directory.authorities]]\nurl = "http://127.0.0.1:8080/"\npublic_key = "${KEY}"\n`);
+    writeFileSync(
+      f,
+      `[mixnode]\ndata_dir = "data"\n[directory]\nthreshold = 1\n[[directory.authorities]]\nurl = "http://127.0.0.1:8080/"\npublic_key = "${KEY}"\n`,
+    );
     const c = loadMixnodeConfig(f, { POSTMIX_MIXNODE_METRICS__PORT: '9333', POSTMIX_MIXNODE_REPLAY__STORE: 'sqlite' });
     expect(c.dataDir).toBe(join(tmp, 'data'));
     expect(c.keysDir).toBe(join(tmp, 'data', 'keys'));
@@ -31,7 +34,10 @@ describe('mix node config', () => {
 
   it('refuses bad values with the field named', () => {
     const f = join(tmp, 'bad.toml');
-    writeFileSync(f, `[mixnode]\ndata_dir = "d"\nbogus = 1\n[limits]\nmax_queued_bytes = 10\n[directory]\nthreshold = 3\n[[directory.authorities]]\nurl = "http://a"\npublic_key = "${KEY}"\n`);
+    writeFileSync(
+      f,
+      `[mixnode]\ndata_dir = "d"\nbogus = 1\n[limits]\nmax_queued_bytes = 10\n[directory]\nthreshold = 3\n[[directory.authorities]]\nurl = "http://a"\npublic_key = "${KEY}"\n`,
+    );
     expect(() => loadMixnodeConfig(f, {})).toThrow(ConfigError);
     try {
       loadMixnodeConfig(f, {});

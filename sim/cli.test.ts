@@ -28,8 +28,32 @@ describe('postmix sim CLI', () => {
 
   it('sim run --json prints the keys the issue names, and the flags reach the model', async () => {
     const out = await runCli([
-      'sim', 'run', '--clients', '30', '--layers', '2', '--layer-size', '2', '--rate', '1', '--mean-delay', '0.05',
-      '--loop-rate', '0.2', '--drop-rate', '0.3', '--duration', '60', '--warmup', '5', '--targets', '40', '--seed', '3', '--json', '--no-progress',
+      'sim',
+      'run',
+      '--clients',
+      '30',
+      '--layers',
+      '2',
+      '--layer-size',
+      '2',
+      '--rate',
+      '1',
+      '--mean-delay',
+      '0.05',
+      '--loop-rate',
+      '0.2',
+      '--drop-rate',
+      '0.3',
+      '--duration',
+      '60',
+      '--warmup',
+      '5',
+      '--targets',
+      '40',
+      '--seed',
+      '3',
+      '--json',
+      '--no-progress',
     ]);
     const j = JSON.parse(out) as Record<string, any>;
     for (const v of [j.entropy.mean, j.entropy.median, j.sender_entropy.mean, j.latency.mean, j.latency.p95, j.packets, j.events, j.wall_s])

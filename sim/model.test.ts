@@ -70,7 +70,10 @@ describe('against the literature', () => {
   // L exponential hops and no link latency: end-to-end latency is Erlang(L, μ).
   it('end-to-end latency of 3 hops is Erlang(3, μ): KS distance < 0.012, mean and p95/p99 within 2%', () => {
     const mu = 10;
-    const r = runSimulation({ clients: 100, layers: 3, layerSize: 3, rate: 1, meanDelay: 1 / mu, duration: 400, warmup: 20, targets: 10, seed: 5 }, { keepLatencies: true, keepSamples: true });
+    const r = runSimulation(
+      { clients: 100, layers: 3, layerSize: 3, rate: 1, meanDelay: 1 / mu, duration: 400, warmup: 20, targets: 10, seed: 5 },
+      { keepLatencies: true, keepSamples: true },
+    );
     const xs = Float64Array.from(r.samples!.latencies!).sort();
     expect(xs.length).toBeGreaterThan(30000);
     let ks = 0;
@@ -85,7 +88,19 @@ describe('against the literature', () => {
   });
 
   it('link latency and processing time add a constant per hop', () => {
-    const r = runSimulation({ clients: 50, layers: 2, layerSize: 2, rate: 1, meanDelay: 0.05, linkLatency: 0.02, processingTime: 0.005, duration: 200, warmup: 10, targets: 10, seed: 2 });
+    const r = runSimulation({
+      clients: 50,
+      layers: 2,
+      layerSize: 2,
+      rate: 1,
+      meanDelay: 0.05,
+      linkLatency: 0.02,
+      processingTime: 0.005,
+      duration: 200,
+      warmup: 10,
+      targets: 10,
+      seed: 2,
+    });
     // 2 pool delays + 3 links (client->l1, l1->l2, l2->gateway) + 2 processing times
     expect(Math.abs(r.latency.mean - (0.1 + 0.06 + 0.01))).toBeLessThan(0.003);
   });
@@ -93,11 +108,11 @@ describe('against the literature', () => {
   // Loopix Lemma 1: the pool of a mix with Poisson(λ) input and Exp(μ) delays is Poisson(λ/μ).
   it('pool size is Poisson(λ/μ) (Loopix Lemma 1): total variation < 0.02, mean within 2%', () => {
     const r = runSimulation({ clients: 200, layers: 2, layerSize: 4, rate: 1, meanDelay: 0.2, duration: 300, warmup: 20, targets: 10, seed: 11 });
-    const mean = 200 / 4 * 0.2; // λ per mix = 50/s
+    const mean = (200 / 4) * 0.2; // λ per mix = 50/s
     for (const hist of r.load.pool_size_hist) {
       let tv = 0;
       let pm = 0;
-      for (let n = 0; n < Math.max(hist.length, 60); n++) tv += Math.abs((hist[n] ?? 0) - poissonPmf(n, mean)), (pm += n * (hist[n] ?? 0));
+      for (let n = 0; n < Math.max(hist.length, 60); n++) ((tv += Math.abs((hist[n] ?? 0) - poissonPmf(n, mean))), (pm += n * (hist[n] ?? 0)));
       expect(tv / 2).toBeLessThan(0.02);
       expect(Math.abs(pm - mean) / mean).toBeLessThan(0.02);
     }
@@ -167,7 +182,18 @@ describe('model behaviour', () => {
     [8, 4],
     [10, 3],
   ])('threshold pool mix n=%d keep=%d: entropy log2 n + f/(n−f)·log2(n/f) exactly', (n, f) => {
-    const r = runSimulation({ clients: 50, layers: 1, layerSize: 1, mix: 'threshold', threshold: n, poolKeep: f, duration: 80, warmup: 5, targets: 200, seed: 15 });
+    const r = runSimulation({
+      clients: 50,
+      layers: 1,
+      layerSize: 1,
+      mix: 'threshold',
+      threshold: n,
+      poolKeep: f,
+      duration: 80,
+      warmup: 5,
+      targets: 200,
+      seed: 15,
+    });
     const want = Math.log2(n) + (f > 0 ? (f / (n - f)) * Math.log2(n / f) : 0);
     expect(r.targets.finished).toBeGreaterThan(190);
     expect(Math.abs(r.entropy.mean - want)).toBeLessThan(1e-6);

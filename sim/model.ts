@@ -159,12 +159,29 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
   let used = 0;
   const growPackets = () => {
     const nc = cap * 2;
-    const g32 = (a: Int32Array, n: number) => { const b = new Int32Array(n); b.set(a); return b; };
-    const g64 = (a: Float64Array, n: number) => { const b = new Float64Array(n); b.set(a); return b; };
-    pkHop = g32(pkHop, nc); pkNHops = g32(pkNHops, nc); pkExit = g32(pkExit, nc); pkSrc = g32(pkSrc, nc);
-    const k = new Uint8Array(nc); k.set(pkKind); pkKind = k;
-    pkT0 = g64(pkT0, nc); pkSerial = g32(pkSerial, nc); pkTarget = g32(pkTarget, nc); pkMass = g32(pkMass, nc);
-    pkNodes = g32(pkNodes, nc * L); pkDelays = g64(pkDelays, nc * L);
+    const g32 = (a: Int32Array, n: number) => {
+      const b = new Int32Array(n);
+      b.set(a);
+      return b;
+    };
+    const g64 = (a: Float64Array, n: number) => {
+      const b = new Float64Array(n);
+      b.set(a);
+      return b;
+    };
+    pkHop = g32(pkHop, nc);
+    pkNHops = g32(pkNHops, nc);
+    pkExit = g32(pkExit, nc);
+    pkSrc = g32(pkSrc, nc);
+    const k = new Uint8Array(nc);
+    k.set(pkKind);
+    pkKind = k;
+    pkT0 = g64(pkT0, nc);
+    pkSerial = g32(pkSerial, nc);
+    pkTarget = g32(pkTarget, nc);
+    pkMass = g32(pkMass, nc);
+    pkNodes = g32(pkNodes, nc * L);
+    pkDelays = g64(pkDelays, nc * L);
     freeStack = g32(freeStack, nc);
     cap = nc;
   };
@@ -173,7 +190,9 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
     if (used === cap) growPackets();
     return used++;
   };
-  const freePacket = (p: number) => { freeStack[freeTop++] = p; };
+  const freePacket = (p: number) => {
+    freeStack[freeTop++] = p;
+  };
 
   // ---- probability-mass arena: linked entries (target, mass) carried by packets ----
   let arCap = 256;
@@ -184,21 +203,34 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
   let arUsed = 0;
   const arAlloc = (tg: number, ms: number, next: number): number => {
     let e: number;
-    if (arFree >= 0) { e = arFree; arFree = arNext[e]!; }
-    else {
+    if (arFree >= 0) {
+      e = arFree;
+      arFree = arNext[e]!;
+    } else {
       if (arUsed === arCap) {
         const n = arCap * 2;
-        const a = new Int32Array(n); a.set(arNext); arNext = a;
-        const b = new Int32Array(n); b.set(arTg); arTg = b;
-        const c = new Float64Array(n); c.set(arMs); arMs = c;
+        const a = new Int32Array(n);
+        a.set(arNext);
+        arNext = a;
+        const b = new Int32Array(n);
+        b.set(arTg);
+        arTg = b;
+        const c = new Float64Array(n);
+        c.set(arMs);
+        arMs = c;
         arCap = n;
       }
       e = arUsed++;
     }
-    arNext[e] = next; arTg[e] = tg; arMs[e] = ms;
+    arNext[e] = next;
+    arTg[e] = tg;
+    arMs[e] = ms;
     return e;
   };
-  const arRelease = (e: number) => { arNext[e] = arFree; arFree = e; };
+  const arRelease = (e: number) => {
+    arNext[e] = arFree;
+    arFree = e;
+  };
 
   // ---- per-mix state ----
   const poolN = new Int32Array(NM);
@@ -241,7 +273,10 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
     entropyOut.push(M > 0 ? tgH[tg]! / M + Math.log2(M) : 0);
   };
   const exitMass = (tg: number, m: number) => {
-    if (m > 0) { tgH[tg]! -= m * Math.log2(m); tgM[tg]! += m; }
+    if (m > 0) {
+      tgH[tg]! -= m * Math.log2(m);
+      tgM[tg]! += m;
+    }
   };
 
   // ---- trace ring buffer for the backward analyses ----
@@ -253,7 +288,10 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
   let trHead = 0; // next write
   let trCount = 0;
   const trace = (t: number, serial: number, mix: number, type: number, aux: number) => {
-    trTime[trHead] = t; trSerial[trHead] = serial; trMixType[trHead] = mix * 2 + type; trAux[trHead] = aux;
+    trTime[trHead] = t;
+    trSerial[trHead] = serial;
+    trMixType[trHead] = mix * 2 + type;
+    trAux[trHead] = aux;
     trHead = trHead + 1 === TC ? 0 : trHead + 1;
     if (trCount < TC) trCount++;
   };
@@ -265,7 +303,10 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
   // timing attack: density of (exit time − first pool entry) for a client packet
   const timingHorizon = erlangQuantile(1 - 1e-9, L, mu) + (L - 1) * hopGap;
   const timingLik = new Float64Array(N);
-  let timingN = 0, timingTop1 = 0, timingTop5 = 0, trueProbSum = 0;
+  let timingN = 0,
+    timingTop1 = 0,
+    timingTop5 = 0,
+    trueProbSum = 0;
 
   const analyseDelivered = (p: number, tDep: number) => {
     const trueSender = pkSrc[p]!;
@@ -305,8 +346,10 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
           if (w === 0) continue;
         }
         const src = trAux[i]!;
-        if (src >= 0) { score[src]! += w; acc += w; }
-        else if (src === -1) pending.set(serial, w);
+        if (src >= 0) {
+          score[src]! += w;
+          acc += w;
+        } else if (src === -1) pending.set(serial, w);
         else acc += w; // a mix's own loop packet: no client sent it
       }
     }
@@ -351,7 +394,10 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
   // ---- metrics ----
   const latency = new LogHistogram();
   const latSamples: number[] | undefined = opts.keepLatencies ? [] : undefined;
-  let nReal = 0, nDrop = 0, nLoop = 0, nMixLoop = 0;
+  let nReal = 0,
+    nDrop = 0,
+    nLoop = 0,
+    nMixLoop = 0;
   let serialNext = 0;
   let packets = 0;
   const queued = new Int32Array(N);
@@ -380,14 +426,21 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
 
   const sendClientPacket = (c: number, kind: number, t: number, t0: number) => {
     const p = allocPacket();
-    pkHop[p] = 0; pkNHops[p] = L; pkExit[p] = L - 1; pkSrc[p] = c; pkKind[p] = kind; pkT0[p] = t0;
+    pkHop[p] = 0;
+    pkNHops[p] = L;
+    pkExit[p] = L - 1;
+    pkSrc[p] = c;
+    pkKind[p] = kind;
+    pkT0[p] = t0;
     pkSerial[p] = serialNext++;
     pkMass[p] = -1;
     pkTarget[p] = -1;
     chooseRoute(p, 0, L);
     packets++;
     if (t > TW) {
-      if (kind === KIND_REAL) nReal++; else if (kind === KIND_DROP) nDrop++; else nLoop++;
+      if (kind === KIND_REAL) nReal++;
+      else if (kind === KIND_DROP) nDrop++;
+      else nLoop++;
       if (c < targetClients && tracked < K && t < targetWindowEnd) {
         const tg = tracked++;
         pkTarget[p] = tg;
@@ -453,8 +506,14 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
         const m = idx;
         const p = allocPacket();
         const layer = layerOf(m);
-        pkHop[p] = 0; pkNHops[p] = L; pkSrc[p] = -1 - m; pkKind[p] = KIND_MIXLOOP; pkT0[p] = t;
-        pkSerial[p] = serialNext++; pkMass[p] = -1; pkTarget[p] = -1;
+        pkHop[p] = 0;
+        pkNHops[p] = L;
+        pkSrc[p] = -1 - m;
+        pkKind[p] = KIND_MIXLOOP;
+        pkT0[p] = t;
+        pkSerial[p] = serialNext++;
+        pkMass[p] = -1;
+        pkTarget[p] = -1;
         chooseRoute(p, layer, L, m % W);
         pkNodes[p * L] = m;
         pkExit[p] = sc.topology === 'free-route' ? L - 1 : L - 1 - layer;
@@ -487,11 +546,16 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
               const out = M / n;
               const rest = n === 1 ? 0 : M - out;
               if (isExit) exitMass(tg, out);
-              else if (out >= EPS) { pkMass[p] = arAlloc(tg, out, pkMass[p]!); tgLive[tg]!++; }
+              else if (out >= EPS) {
+                pkMass[p] = arAlloc(tg, out, pkMass[p]!);
+                tgLive[tg]!++;
+              }
               if (rest < EPS) {
                 const last = tgs.length - 1;
-                tgs[j] = tgs[last]!; mss[j] = mss[last]!;
-                tgs.pop(); mss.pop();
+                tgs[j] = tgs[last]!;
+                mss[j] = mss[last]!;
+                tgs.pop();
+                mss.pop();
                 if (--tgLive[tg]! === 0) finishTarget(tg);
               } else mss[j] = rest;
             }
@@ -552,8 +616,13 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
         const nx = arNext[e]!;
         const tg = arTg[e]!;
         const j = tgs.indexOf(tg);
-        if (j >= 0) { mss[j]! += arMs[e]!; tgLive[tg]!--; }
-        else { tgs.push(tg); mss.push(arMs[e]!); }
+        if (j >= 0) {
+          mss[j]! += arMs[e]!;
+          tgLive[tg]!--;
+        } else {
+          tgs.push(tg);
+          mss.push(arMs[e]!);
+        }
         arRelease(e);
         e = nx;
       }
@@ -608,11 +677,19 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
       truncated,
     },
     latency: {
-      mean: latency.mean(), p50: latency.quantile(0.5), p95: latency.quantile(0.95), p99: latency.quantile(0.99),
-      max: latency.count > 0 ? latency.max : NaN, n: latency.count,
+      mean: latency.mean(),
+      p50: latency.quantile(0.5),
+      p95: latency.quantile(0.95),
+      p99: latency.quantile(0.99),
+      max: latency.count > 0 ? latency.max : NaN,
+      n: latency.count,
     },
     overhead: {
-      real: nReal, cover, loop: nLoop, drop: nDrop, mix_loop: nMixLoop,
+      real: nReal,
+      cover,
+      loop: nLoop,
+      drop: nDrop,
+      mix_loop: nMixLoop,
       cover_per_real: nReal > 0 ? cover / nReal : cover > 0 ? Infinity : 0,
     },
     load: {

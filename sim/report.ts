@@ -20,7 +20,13 @@ export async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
   return svg;
 }
 
-function lineSpec(title: string, values: Row[], x: string, y: string, opts: { xLog?: boolean; color?: string; xTitle?: string; yTitle?: string } = {}): vl.TopLevelSpec {
+function lineSpec(
+  title: string,
+  values: Row[],
+  x: string,
+  y: string,
+  opts: { xLog?: boolean; color?: string; xTitle?: string; yTitle?: string } = {},
+): vl.TopLevelSpec {
   return {
     title,
     width: 480,
@@ -56,7 +62,12 @@ export function entropyHistSpec(entropy: number[]): vl.TopLevelSpec {
 export function sdaSpec(reports: Array<{ label: string; report: SdaReport }>): vl.TopLevelSpec {
   const values: Row[] = [];
   for (const { label, report } of reports) for (const c of report.curve) values.push({ rounds: c.rounds, success: c.success, case: label });
-  return lineSpec('Statistical disclosure: success against rounds', values, 'rounds', 'success', { xLog: true, color: 'case', xTitle: 'mix rounds', yTitle: 'fraction of trials naming all contacts' });
+  return lineSpec('Statistical disclosure: success against rounds', values, 'rounds', 'success', {
+    xLog: true,
+    color: 'case',
+    xTitle: 'mix rounds',
+    yTitle: 'fraction of trials naming all contacts',
+  });
 }
 
 export function sweepSpec(rows: Row[], x: string, y: string, color?: string): vl.TopLevelSpec {

@@ -97,10 +97,7 @@ export function mixingParamsOf(s: Scenario): MixingParams {
 }
 
 const INT_FIELDS = ['clients', 'layers', 'layerSize', 'targets', 'seed', 'traceCapacity', 'threshold', 'poolKeep'] as const;
-const NUM_FIELDS = [
-  'rate', 'meanDelay', 'loopRate', 'dropRate', 'mixLoopRate', 'processingTime', 'linkLatency',
-  'duration', 'warmup', 'compromised',
-] as const;
+const NUM_FIELDS = ['rate', 'meanDelay', 'loopRate', 'dropRate', 'mixLoopRate', 'processingTime', 'linkLatency', 'duration', 'warmup', 'compromised'] as const;
 
 /** Merges a partial scenario onto the defaults and checks every field. */
 export function makeScenario(partial: Partial<Scenario> = {}): Scenario {
@@ -111,8 +108,7 @@ export function makeScenario(partial: Partial<Scenario> = {}): Scenario {
   }
   for (const k of NUM_FIELDS) {
     const v = s[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
-      throw new ScenarioError(`${k} must be a finite number >= 0, got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new ScenarioError(`${k} must be a finite number >= 0, got ${String(v)}`);
   }
   if (s.clients < 1) throw new ScenarioError('clients must be >= 1');
   if (s.layers < 1 || s.layers > 64) throw new ScenarioError('layers must be 1..64');
@@ -120,8 +116,7 @@ export function makeScenario(partial: Partial<Scenario> = {}): Scenario {
   if (!(s.meanDelay > 0)) throw new ScenarioError('meanDelay must be > 0');
   if (s.compromised > 1) throw new ScenarioError('compromised is a fraction in [0, 1]');
   if (s.warmup >= s.duration) throw new ScenarioError('warmup must be shorter than duration');
-  if (s.realRate !== null && (typeof s.realRate !== 'number' || !(s.realRate >= 0)))
-    throw new ScenarioError('realRate must be null or a number >= 0');
+  if (s.realRate !== null && (typeof s.realRate !== 'number' || !(s.realRate >= 0))) throw new ScenarioError('realRate must be null or a number >= 0');
   if (s.realRate !== null && s.realRate >= s.rate && s.rate > 0)
     throw new ScenarioError('realRate must be below rate (the payload stream must keep up with the queue)');
   if (!['stratified', 'cascade', 'free-route'].includes(s.topology))

@@ -169,8 +169,26 @@ describe('client → relay mixes → real gateway → MX', () => {
     const file = join(dir, 'msg.eml');
     writeFileSync(file, raw.slice(0, -2)); // swaks adds the final CRLF before "."
     const sw = await new Promise<{ code: number; out: string }>((resolve) =>
-      execFile('swaks', ['--server', `127.0.0.1:${client.smtpPort}`, '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'secret', '--from', 'alice@sender.test', '--to', BOB, '--data', `@${file}`], { timeout: 30_000 }, (e, out) =>
-        resolve({ code: e ? 1 : 0, out: String(out) }),
+      execFile(
+        'swaks',
+        [
+          '--server',
+          `127.0.0.1:${client.smtpPort}`,
+          '--auth',
+          'PLAIN',
+          '--auth-user',
+          'alice',
+          '--auth-password',
+          'secret',
+          '--from',
+          'alice@sender.test',
+          '--to',
+          BOB,
+          '--data',
+          `@${file}`,
+        ],
+        { timeout: 30_000 },
+        (e, out) => resolve({ code: e ? 1 : 0, out: String(out) }),
       ),
     );
     expect(sw.out).toMatch(/250 2\.0\.0 Ok: queued as/);
@@ -181,7 +199,17 @@ describe('client → relay mixes → real gateway → MX', () => {
     const end = Date.now() + 45_000;
     while ((got.length === 0 || client.core.outbox.message(id)!.state !== 'done') && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
     if (client.core.outbox.recipient(id, BOB)!.state !== 'delivered')
-      console.log(JSON.stringify({ stats: client.core.stats, relays: relays.map((r) => r.received), engine: gw.engine.counters, intake: gw.intake.counters, link: gw.link.counters, r: client.core.outbox.recipient(id, BOB)?.error, frags: client.core.outbox.fragments(id, BOB).map((f) => f.state + f.attempts) }));
+      console.log(
+        JSON.stringify({
+          stats: client.core.stats,
+          relays: relays.map((r) => r.received),
+          engine: gw.engine.counters,
+          intake: gw.intake.counters,
+          link: gw.link.counters,
+          r: client.core.outbox.recipient(id, BOB)?.error,
+          frags: client.core.outbox.fragments(id, BOB).map((f) => f.state + f.attempts),
+        }),
+      );
     expect(got).toHaveLength(1);
     expect(got[0]!.toString('latin1')).toBe(raw);
     expect(client.core.outbox.message(id)!.state).toBe('done');

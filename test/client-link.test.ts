@@ -39,7 +39,14 @@ describe('client network wiring over real libp2p', () => {
     });
     cleanup.push(() => mix.stop());
     // the home gateway's mailbox service: a real libp2p node serving /postmix/mailbox/2
-    const gw = await PacketLink.create({ identity: new Uint8Array(32).fill(2), listen: ['/ip4/127.0.0.1/tcp/0'], packetSize, allowUnknownInbound: true, isAllowedPeer: () => true, onFrame: () => undefined });
+    const gw = await PacketLink.create({
+      identity: new Uint8Array(32).fill(2),
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      packetSize,
+      allowUnknownInbound: true,
+      isAllowedPeer: () => true,
+      onFrame: () => undefined,
+    });
     cleanup.push(() => gw.stop());
     let subscribed: Uint8Array | null = null;
     await gw.libp2pNode.handle(MAILBOX_PROTOCOL, async (stream) => {

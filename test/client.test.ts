@@ -106,20 +106,32 @@ function config(dataDir: string, smtpPort: number, smarthostPort: number, extra:
 
 function toml(c: ClientConfig): string {
   const q = (v: unknown) => JSON.stringify(v);
-  return [
-    `data_dir = ${q(c.data_dir)}`,
-    `[log]\nlevel = "warn"`,
-    `[smtp]\nhost = "127.0.0.1"\nport = ${c.smtp.port}\nuser = ${q(c.smtp.user)}\npassword = ${q(c.smtp.password)}`,
-    `[smarthost]\nhost = "127.0.0.1"\nport = ${c.smarthost.port}\nrequire_tls = true\ninsecure_tls = true\nretry_base_ms = 100\nmax_attempts = 50`,
-    `[routing]\noverlay_only_recipients = ["carol@overlay.test"]`,
-    `[bounce]\nmaildir = ${q(c.bounce.maildir)}`,
-  ].join('\n') + '\n';
+  return (
+    [
+      `data_dir = ${q(c.data_dir)}`,
+      `[log]\nlevel = "warn"`,
+      `[smtp]\nhost = "127.0.0.1"\nport = ${c.smtp.port}\nuser = ${q(c.smtp.user)}\npassword = ${q(c.smtp.password)}`,
+      `[smarthost]\nhost = "127.0.0.1"\nport = ${c.smarthost.port}\nrequire_tls = true\ninsecure_tls = true\nretry_base_ms = 100\nmax_attempts = 50`,
+      `[routing]\noverlay_only_recipients = ["carol@overlay.test"]`,
+      `[bounce]\nmaildir = ${q(c.bounce.maildir)}`,
+    ].join('\n') + '\n'
+  );
 }
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'postmix-client-it-')); // createPostfix makes it traversable for Postfix's daemons
   const [relayPort, mxPort, smtpPort] = [await freePort(), await freePort(), await freePort()];
-  mx = createPostfix({ dir: join(tmp, 'pf-mx'), name: 'mx', port: mxPort, role: { kind: 'mx', domains: ['recipient.test'], mailRoot: join(tmp, 'mail'), mailboxes: ['bob@recipient.test', 'dan@recipient.test', 'erin@recipient.test'] } });
+  mx = createPostfix({
+    dir: join(tmp, 'pf-mx'),
+    name: 'mx',
+    port: mxPort,
+    role: {
+      kind: 'mx',
+      domains: ['recipient.test'],
+      mailRoot: join(tmp, 'mail'),
+      mailboxes: ['bob@recipient.test', 'dan@recipient.test', 'erin@recipient.test'],
+    },
+  });
   relay = createPostfix({ dir: join(tmp, 'pf-relay'), name: 'relay', port: relayPort, role: { kind: 'relay', relayPort: mxPort } });
   await Promise.all([mx.start(), relay.start()]); // each waits until its port accepts connections
   sim = new SimNet({ domains: ['overlay.test'], mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, mu: 10 } });
@@ -148,12 +160,31 @@ describe('client intake with real SMTP clients', () => {
     const raw = message('bob@overlay.test', 'overlay swaks');
     // swaks ends DATA with "\r\n.\r\n" after the file's last byte, so the file omits the final line break
     writeFileSync(file, raw.slice(0, -2));
-    const r = await run('swaks', ['--server', `127.0.0.1:${client.smtpPort}`, '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'secret', '--from', 'alice@sender.test', '--to', 'bob@overlay.test', '--data', `@${file}`, '--silent', '2']);
+    const r = await run('swaks', [
+      '--server',
+      `127.0.0.1:${client.smtpPort}`,
+      '--auth',
+      'PLAIN',
+      '--auth-user',
+      'alice',
+      '--auth-password',
+      'secret',
+      '--from',
+      'alice@sender.test',
+      '--to',
+      'bob@overlay.test',
+      '--data',
+      `@${file}`,
+      '--silent',
+      '2',
+    ]);
     expect(r.stderr + r.stdout).not.toMatch(/\*\*\*/);
     expect(r.code).toBe(0);
     const got = await waitFor('overlay delivery', () => sim.delivered.find((d) => d.recipient === 'bob@overlay.test'));
     expect(Buffer.from(got.bytes).toString('utf8')).toBe(raw);
-    const done = await waitFor('all ACKs', () => client.core.outbox.progress(true).find((p) => p.recipients[0]?.address === 'bob@overlay.test' && p.message.state === 'done'));
+    const done = await waitFor('all ACKs', () =>
+      client.core.outbox.progress(true).find((p) => p.recipients[0]?.address === 'bob@overlay.test' && p.message.state === 'done'),
+    );
     expect(done.recipients[0]!.path).toBe('overlay');
     expect(done.recipients[0]!.reason).toMatch(/gateway for overlay\.test/);
   });
@@ -179,22 +210,65 @@ describe('client intake with real SMTP clients', () => {
   it('overlay-only recipient with an empty wallet: the SMTP transaction fails with a clear 5xx', async () => {
     const file = join(tmp, 'carol.eml');
     writeFileSync(file, message('carol@overlay.test', 'refused'));
-    const r = await run('swaks', ['--server', `127.0.0.1:${client.smtpPort}`, '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'secret', '--from', 'alice@sender.test', '--to', 'carol@overlay.test', '--data', `@${file}`]);
+    const r = await run('swaks', [
+      '--server',
+      `127.0.0.1:${client.smtpPort}`,
+      '--auth',
+      'PLAIN',
+      '--auth-user',
+      'alice',
+      '--auth-password',
+      'secret',
+      '--from',
+      'alice@sender.test',
+      '--to',
+      'carol@overlay.test',
+      '--data',
+      `@${file}`,
+    ]);
     expect(r.code).not.toBe(0);
-    expect(r.stdout).toMatch(/550 5\.7\.1 <carol@overlay\.test>: overlay\.test has a gateway but the wallet holds no token for carol@overlay\.test, and overlay-only is set for this recipient/);
+    expect(r.stdout).toMatch(
+      /550 5\.7\.1 <carol@overlay\.test>: overlay\.test has a gateway but the wallet holds no token for carol@overlay\.test, and overlay-only is set for this recipient/,
+    );
     // nodemailer sees the same refusal
     const t = nodemailer.createTransport({ host: '127.0.0.1', port: client.smtpPort, secure: false, ignoreTLS: true, auth: { user: 'alice', pass: 'secret' } });
-    await expect(t.sendMail({ envelope: { from: 'alice@sender.test', to: ['carol@overlay.test'] }, raw: 'Subject: x\r\n\r\ny\r\n' })).rejects.toMatchObject({ responseCode: 550 });
+    await expect(t.sendMail({ envelope: { from: 'alice@sender.test', to: ['carol@overlay.test'] }, raw: 'Subject: x\r\n\r\ny\r\n' })).rejects.toMatchObject({
+      responseCode: 550,
+    });
     t.close();
   });
 
   it('refuses submission without valid AUTH', async () => {
     const file = join(tmp, 'noauth.eml');
     writeFileSync(file, message('bob@recipient.test', 'noauth'));
-    const bad = await run('swaks', ['--server', `127.0.0.1:${client.smtpPort}`, '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'wrong', '--from', 'a@sender.test', '--to', 'bob@recipient.test', '--data', `@${file}`]);
+    const bad = await run('swaks', [
+      '--server',
+      `127.0.0.1:${client.smtpPort}`,
+      '--auth',
+      'PLAIN',
+      '--auth-user',
+      'alice',
+      '--auth-password',
+      'wrong',
+      '--from',
+      'a@sender.test',
+      '--to',
+      'bob@recipient.test',
+      '--data',
+      `@${file}`,
+    ]);
     expect(bad.code).not.toBe(0);
     expect(bad.stdout).toMatch(/535 5\.7\.8/);
-    const none = await run('swaks', ['--server', `127.0.0.1:${client.smtpPort}`, '--from', 'a@sender.test', '--to', 'bob@recipient.test', '--data', `@${file}`]);
+    const none = await run('swaks', [
+      '--server',
+      `127.0.0.1:${client.smtpPort}`,
+      '--from',
+      'a@sender.test',
+      '--to',
+      'bob@recipient.test',
+      '--data',
+      `@${file}`,
+    ]);
     expect(none.code).not.toBe(0);
     expect(none.stdout).toMatch(/530 .*authentication required/i);
   });
@@ -209,7 +283,6 @@ describe('client intake with real SMTP clients', () => {
     const want = raw.replace('Bcc: erin@recipient.test\r\n', '').replace(/\r\n/g, '\n');
     expect(stripPostfixTrace(readFileSync(dan, 'utf8'))).toBe(want);
     expect(stripPostfixTrace(readFileSync(erin, 'utf8'))).toBe(want);
-
   });
 
   it('postmix client status and tokens import/list (in-process CLI)', async () => {
@@ -239,7 +312,11 @@ describe('client process killed after the 250', () => {
     const file = join(dir, 'client.toml');
     writeFileSync(file, toml(config(join(dir, 'data'), port, dead)));
     const start = () => {
-      const c = spawn(process.execPath, [join(ROOT, 'bin/postmix.js'), 'client', 'run', '-c', file], { cwd: ROOT, stdio: 'ignore', env: { ...process.env, POSTMIX_CLIENT_SMARTHOST__PORT: String(c0port) } });
+      const c = spawn(process.execPath, [join(ROOT, 'bin/postmix.js'), 'client', 'run', '-c', file], {
+        cwd: ROOT,
+        stdio: 'ignore',
+        env: { ...process.env, POSTMIX_CLIENT_SMARTHOST__PORT: String(c0port) },
+      });
       children.push(c);
       return c;
     };
@@ -273,10 +350,14 @@ describe('client process killed after the 250', () => {
     const before = newMaildirFiles(mx.maildir('bob@recipient.test')).length;
     c0port = relay.port; // the smarthost is back
     proc = start();
-    const files = await waitFor('delivery after restart', () => {
-      const f = newMaildirFiles(mx.maildir('bob@recipient.test'));
-      return f.length > before && f;
-    }, 30_000);
+    const files = await waitFor(
+      'delivery after restart',
+      () => {
+        const f = newMaildirFiles(mx.maildir('bob@recipient.test'));
+        return f.length > before && f;
+      },
+      30_000,
+    );
     const mine = files.map((f) => readFileSync(f, 'utf8')).find((t) => t.includes('Subject: survives kill'))!;
     expect(stripPostfixTrace(mine)).toBe(raw.replace(/\r\n/g, '\n'));
     proc.kill('SIGTERM');

@@ -165,7 +165,9 @@ describe('gateway daemon', () => {
 
   it('issues tokens over the authenticated endpoint, then takes a Sphinx packet to the MX; replays are dropped', async () => {
     const secret = gw.store.resetSecret(BOB);
-    const user = await fetch(`http://127.0.0.1:${gw.issuancePort}/v1/user`, { headers: { authorization: `Bearer ${BOB}:${secret}` } }).then((r) => r.json() as Promise<{ keyEpoch: number; issuerPublicKey: string }>);
+    const user = await fetch(`http://127.0.0.1:${gw.issuancePort}/v1/user`, { headers: { authorization: `Bearer ${BOB}:${secret}` } }).then(
+      (r) => r.json() as Promise<{ keyEpoch: number; issuerPublicKey: string }>,
+    );
     expect(user.keyEpoch).toBe(2);
     const st = requestTokens(Buffer.from(user.issuerPublicKey, 'hex'), BOB, user.keyEpoch, 2);
     const res = await fetch(`http://127.0.0.1:${gw.issuancePort}/v1/issue`, {
@@ -180,7 +182,11 @@ describe('gateway daemon', () => {
 
     const body = Buffer.from('From: a@b.example\nTo: bob@example.org\nSubject: over the link\n\nhello\n');
     const [frag] = fragmentsOf(new Uint8Array(body), BOB, tokens[0]!);
-    const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, { route: route(), terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID }, payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize) });
+    const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
+      route: route(),
+      terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
+      payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize),
+    });
     expect(client.send(gw.link.peerId, packet)).toBe(true);
     expect(client.send(gw.link.peerId, packet)).toBe(true); // a replay
     for (let i = 0; i < 100 && got.length < 1; i++) await new Promise((r) => setTimeout(r, 50));
@@ -199,7 +205,11 @@ describe('gateway daemon', () => {
     gw.store.setPolicy(BOB, 'open', 100);
     const { surb } = createSurb(nodeSuite, DEFAULT_GEOMETRY, { route: route(), queueId: new Uint8Array(32).fill(6), surbId: new Uint8Array(16).fill(1) });
     const [frag] = fragmentsOf(new Uint8Array(Buffer.from('Subject: s\n\nx\n')), BOB, null, { surb });
-    const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, { route: route(), terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID }, payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize) });
+    const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
+      route: route(),
+      terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
+      payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize),
+    });
     client.send(gw.link.peerId, packet);
     const unsent = async () => (await gw.metrics.ackUnsent.get()).values.find((v) => v.labels.reason === 'unknown-first-hop')?.value ?? 0;
     for (let i = 0; i < 100 && (await unsent()) < 1; i++) await new Promise((r) => setTimeout(r, 50));
@@ -233,9 +243,17 @@ describe('gateway daemon', () => {
       // a stand-in for a verified document: only the fields the gateway reads
       gw.installDocument({ body: { epoch: e, layers: [[entry]], gateways: [], geometry: DEFAULT_GEOMETRY } } as unknown as VerifiedDocument);
       const mailbox = new Uint8Array(32).fill(7);
-      const { surb, keys } = createSurb(nodeSuite, DEFAULT_GEOMETRY, { route: [{ nodeId: mixNodeId, publicKey: mixKey.publicKey, delayMs: 0 }], queueId: mailbox, surbId: new Uint8Array(16).fill(2) });
+      const { surb, keys } = createSurb(nodeSuite, DEFAULT_GEOMETRY, {
+        route: [{ nodeId: mixNodeId, publicKey: mixKey.publicKey, delayMs: 0 }],
+        queueId: mailbox,
+        surbId: new Uint8Array(16).fill(2),
+      });
       const [frag] = fragmentsOf(new Uint8Array(Buffer.from('Subject: ack me\n\nx\n')), BOB, null, { surb });
-      const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, { route: route(), terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID }, payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize) });
+      const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
+        route: route(),
+        terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
+        payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize),
+      });
       client.send(gw.link.peerId, packet);
       for (let i = 0; i < 100 && frames.length < 1; i++) await new Promise((r) => setTimeout(r, 50));
       expect(frames.length).toBe(1);

@@ -40,7 +40,12 @@ let n = 0;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pmx-gw-pf-'));
   // the MX knows only bob (so that a recipient the gateway knows but the MX does not gets a 5xx)
-  pf = createPostfix({ dir: join(dir, 'postfix'), name: 'mx', port: await freePort(), role: { kind: 'mx', domains: [DOMAIN], mailRoot: join(dir, 'mail'), mailboxes: [BOB] } });
+  pf = createPostfix({
+    dir: join(dir, 'postfix'),
+    name: 'mx',
+    port: await freePort(),
+    role: { kind: 'mx', domains: [DOMAIN], mailRoot: join(dir, 'mail'), mailboxes: [BOB] },
+  });
   await pf.start();
 });
 
@@ -172,7 +177,9 @@ describe('gateway → real Postfix', () => {
     const payloads = payloadsOf(fragmentsOf(new Uint8Array(body), BOB, t!));
     const file = join(dir, 'payloads.hex');
     writeFileSync(file, payloads.map((p) => Buffer.from(p).toString('hex')).join('\n') + '\n');
-    const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/crash-fixture.ts', path, file, Buffer.alloc(32, 3).toString('hex'), DOMAIN], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/crash-fixture.ts', path, file, Buffer.alloc(32, 3).toString('hex'), DOMAIN], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`fixture did not ACK: ${out}`)), 30_000);
@@ -254,7 +261,14 @@ describe('gateway → real Postfix', () => {
     g.store.addUser('ghost@example.org'); // the gateway knows it, the MX does not
     const [t] = tokensFor(issuer, 'ghost@example.org', 1, 1);
     const p = payloadsOf(fragmentsOf(new Uint8Array(message('to ghost')), 'ghost@example.org', t!));
-    expect(p.map((x) => { const r = g.intake.handlePayload(x); return r.kind === 'ack' && r.status; }).at(-1)).toBe(AckStatus.Queued);
+    expect(
+      p
+        .map((x) => {
+          const r = g.intake.handlePayload(x);
+          return r.kind === 'ack' && r.status;
+        })
+        .at(-1),
+    ).toBe(AckStatus.Queued);
     expect(await g.handoff.runOnce()).toBe(0);
     const row = g.store.listQueue()[0]!;
     expect(row.state).toBe('failed');

@@ -16,7 +16,19 @@ import { MAIL_QUEUE_ID } from '../proto/mailbox/index.ts';
 import { epochAt, epochStart, schedulePoint, SCHEDULE, sphinxKeyFile, type DocumentBody } from '../proto/pki/index.ts';
 import { createPacket, DEFAULT_GEOMETRY as G, nodeSuite } from '../proto/sphinx/index.ts';
 import { MixNode } from '../mixnode/daemon.ts';
-import { clientLink, dialAddrs, makeNodeKeys, SinkGateway, startTestDirectory, testNodeConfig, until, type Clock, type TestDirectory, LOOP_MIXING, TEST_EPOCH } from './support/mixnet.ts';
+import {
+  clientLink,
+  dialAddrs,
+  makeNodeKeys,
+  SinkGateway,
+  startTestDirectory,
+  testNodeConfig,
+  until,
+  type Clock,
+  type TestDirectory,
+  LOOP_MIXING,
+  TEST_EPOCH,
+} from './support/mixnet.ts';
 
 const EC = TEST_EPOCH;
 const E = 200;

@@ -12,7 +12,18 @@ import { epochStart, schedulePoint } from '../proto/pki/index.ts';
 import { DEFAULT_GEOMETRY as G } from '../proto/sphinx/index.ts';
 import { Gateway } from '../gateway/daemon.ts';
 import { MixNode } from '../mixnode/daemon.ts';
-import { makeNodeKeys, silentLogger, startTestDirectory, testGatewayConfig, testNodeConfig, until, type Clock, type TestDirectory, LOOP_MIXING, TEST_EPOCH } from './support/mixnet.ts';
+import {
+  makeNodeKeys,
+  silentLogger,
+  startTestDirectory,
+  testGatewayConfig,
+  testNodeConfig,
+  until,
+  type Clock,
+  type TestDirectory,
+  LOOP_MIXING,
+  TEST_EPOCH,
+} from './support/mixnet.ts';
 
 const EC = TEST_EPOCH;
 const E = 300;
@@ -29,7 +40,12 @@ beforeAll(async () => {
   const gwDir = join(tmp, 'gw');
   makeNodeKeys(gwDir);
   // the first tick uploads the descriptors for E and E + 1
-  gw = await Gateway.start({ config: testGatewayConfig({ dataDir: gwDir, directory: dir, epoch: EC }), logger: silentLogger, now: () => clock.t, defaultMetrics: false });
+  gw = await Gateway.start({
+    config: testGatewayConfig({ dataDir: gwDir, directory: dir, epoch: EC }),
+    logger: silentLogger,
+    now: () => clock.t,
+    defaultMetrics: false,
+  });
   for (let i = 0; i < 3; i++) {
     const dataDir = join(tmp, `mix${i}`);
     makeNodeKeys(dataDir);

@@ -123,7 +123,7 @@ describe('mix nodes on loopback', () => {
     let before = sink.arrivals.length;
     const peer = nodes[0]!.peerId;
     let rnd = 12345;
-    const uniform = () => ((rnd = (rnd * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const uniform = () => (rnd = (rnd * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     // warm up: the first packets dial client → L1 → L2 → L3 → sink
     for (let i = 0; i < 5; i++) client.send(peer, makePacket(700_000 + i, [0, 0, 0]));
     await until(() => sink.arrivals.length - before >= 5, 'warm-up packets');
@@ -238,7 +238,9 @@ describe('mix nodes on loopback', () => {
     const sphinxDrops = ['bad-version', 'bad-mac', 'bad-group-element'] as const;
     const dropped = sphinxDrops.reduce((s, r) => s + n1.engine.counters.dropped[r] - c0.dropped[r], 0);
     expect(dropped).toBe(200);
-    expect(n1.engine.counters.dropped['bad-mac'] + n1.engine.counters.dropped['bad-group-element'] - c0.dropped['bad-mac'] - c0.dropped['bad-group-element']).toBe(100);
+    expect(
+      n1.engine.counters.dropped['bad-mac'] + n1.engine.counters.dropped['bad-group-element'] - c0.dropped['bad-mac'] - c0.dropped['bad-group-element'],
+    ).toBe(100);
     expect(n1.engine.counters.forwarded).toBe(c0.forwarded);
 
     // truncated and oversized frames on a raw stream: skipped and counted by the link
@@ -251,7 +253,16 @@ describe('mix nodes on loopback', () => {
     // a peer that opens 1,000 streams on one connection: bounded, the node carries on
     const conn = await client.libp2pNode.dial(n1.link.libp2pNode.getMultiaddrs());
     const tries: Promise<unknown>[] = [];
-    for (let i = 0; i < 1000; i++) tries.push(conn.newStream(SPHINX_PROTOCOL, { maxOutboundStreams: 10_000 }).then((x) => x.send(new Uint8Array(0)), () => 0).catch(() => 0));
+    for (let i = 0; i < 1000; i++)
+      tries.push(
+        conn
+          .newStream(SPHINX_PROTOCOL, { maxOutboundStreams: 10_000 })
+          .then(
+            (x) => x.send(new Uint8Array(0)),
+            () => 0,
+          )
+          .catch(() => 0),
+      );
     await Promise.all(tries);
     await until(() => n1.link.inboundStreamCount <= 4, 'inbound streams bounded');
 

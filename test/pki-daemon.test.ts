@@ -14,7 +14,16 @@ import { runDirectory, type RunningDirectory } from '../directory/daemon.ts';
 import { fakeNode } from '../proto/pki/fixtures.ts';
 import { freePort } from './support/mixnet.ts';
 import { peerIdFromEd25519PublicKey } from '../proto/link/identity.ts';
-import { fetchDocument, findNode, KeyStore, loadIdentityPublicKey, schedulePoint, SCHEDULE, uploadDescriptor, uploadNodeDescriptor } from '../proto/pki/index.ts';
+import {
+  fetchDocument,
+  findNode,
+  KeyStore,
+  loadIdentityPublicKey,
+  schedulePoint,
+  SCHEDULE,
+  uploadDescriptor,
+  uploadNodeDescriptor,
+} from '../proto/pki/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pm-dird-'));
 const EC = { origin: 1_700_000_000, length: 600, grace: 60 };

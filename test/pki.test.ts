@@ -299,7 +299,12 @@ function fakeNodeFor(n: FakeNode, epoch: number, address: string): Uint8Array {
     sphinxKeys: [generateSphinxKey(epoch), generateSphinxKey(epoch + 1)],
     gateway:
       n.role === 'gateway'
-        ? { domains: [`mail${hex(n.identity.nodeId).slice(0, 8)}.example`], issuerKeys: [], keyDirectoryUrl: 'https://keys.example/v1', policy: 'open-rate-limited' }
+        ? {
+            domains: [`mail${hex(n.identity.nodeId).slice(0, 8)}.example`],
+            issuerKeys: [],
+            keyDirectoryUrl: 'https://keys.example/v1',
+            policy: 'open-rate-limited',
+          }
         : undefined,
     publishedAt: 1_800_000_000,
   });

@@ -94,7 +94,8 @@ describe.sequential('postmix testnet (whole network, separate processes)', () =>
       for (const m of run.report.messages.filter((x) => x.to === 'carol@gamma.test')) expect(carol.filter((f) => f.equals(sent(keep, m.id)))).toHaveLength(1);
       // the fallback went through the senders' provider (a Postfix relay, over STARTTLS), then gamma's MX
       const carolDir = join(keep, 'mail', 'gamma.test', 'carol', 'new');
-      for (const f of readdirSync(carolDir)) expect(readFileSync(join(carolDir, f), 'latin1')).toMatch(/by provider-relay\.postmix-test\.invalid \(Postfix\) with ESMTPS/);
+      for (const f of readdirSync(carolDir))
+        expect(readFileSync(join(carolDir, f), 'latin1')).toMatch(/by provider-relay\.postmix-test\.invalid \(Postfix\) with ESMTPS/);
     });
 
     it('refuses the sender with forged tokens: nothing of theirs reaches the MX', () => {
@@ -106,21 +107,21 @@ describe.sequential('postmix testnet (whole network, separate processes)', () =>
     });
 
     it('puts frames of exactly one length on every link, per protocol (passive check of the wire)', () => {
-    const w = run.report.wire!;
-    expect(w).not.toBeNull();
-    // 9 mixes, 2 gateways, 3 clients each captured their own links
-    expect(w.nodes).toBe(14);
-    const sphinx = w.protocols['/postmix/sphinx/1']!;
-    const mailbox = w.protocols['/postmix/mailbox/2']!;
-    expect(sphinx.frames).toBeGreaterThan(200);
-    expect(Object.keys(sphinx.lengths)).toHaveLength(1);
-    // gateway → client mailbox items (ACKs, loops, dummies), both ends captured
-    expect(mailbox.frames).toBeGreaterThan(20);
-    expect(Object.keys(mailbox.lengths)).toHaveLength(1);
-    expect(Object.keys(w.protocols).sort()).toEqual(['/postmix/mailbox/2', '/postmix/sphinx/1']);
-  });
+      const w = run.report.wire!;
+      expect(w).not.toBeNull();
+      // 9 mixes, 2 gateways, 3 clients each captured their own links
+      expect(w.nodes).toBe(14);
+      const sphinx = w.protocols['/postmix/sphinx/1']!;
+      const mailbox = w.protocols['/postmix/mailbox/2']!;
+      expect(sphinx.frames).toBeGreaterThan(200);
+      expect(Object.keys(sphinx.lengths)).toHaveLength(1);
+      // gateway → client mailbox items (ACKs, loops, dummies), both ends captured
+      expect(mailbox.frames).toBeGreaterThan(20);
+      expect(Object.keys(mailbox.lengths)).toHaveLength(1);
+      expect(Object.keys(w.protocols).sort()).toEqual(['/postmix/mailbox/2', '/postmix/sphinx/1']);
+    });
 
-  it('drops captured frames re-injected into a mix, as replays', () => {
+    it('drops captured frames re-injected into a mix, as replays', () => {
       const r = run.report.replay!;
       expect(r).not.toBeNull();
       expect(r.injected).toBe(3);

@@ -26,7 +26,9 @@ export function makeMessage(opts: { id: string; from: string; to: string; size: 
   // armored lines of up to 76 characters, each ending CRLF, filling the message to exactly `size`
   // bytes when it is larger than the fixed parts (headers are ASCII, so characters = bytes)
   let rem = Math.max(0, opts.size - head.length - tail.length);
-  const pool = randomBytes(Math.ceil(rem * 0.75) + 8).toString('base64').replace(/[+/=]/g, 'A');
+  const pool = randomBytes(Math.ceil(rem * 0.75) + 8)
+    .toString('base64')
+    .replace(/[+/=]/g, 'A');
   const lines: string[] = [];
   let at = 0;
   while (rem >= 3) {

@@ -134,7 +134,13 @@ export async function startNetwork(
         epoch_origin: DEFAULT_EPOCH.origin,
         grace: plan.grace,
         geometry: { max_hops: plan.geometry.maxHops, per_hop_size: plan.geometry.perHopSize, payload_size: plan.geometry.payloadSize },
-        mixing: { lambda_p: plan.mixing.lambdaP, lambda_l: plan.mixing.lambdaL, lambda_d: plan.mixing.lambdaD, lambda_m: plan.mixing.lambdaM, mu: plan.mixing.mu },
+        mixing: {
+          lambda_p: plan.mixing.lambdaP,
+          lambda_l: plan.mixing.lambdaL,
+          lambda_d: plan.mixing.lambdaD,
+          lambda_m: plan.mixing.lambdaM,
+          mu: plan.mixing.mu,
+        },
       },
       authorities: auths.map((x) => ({ url: x.url, public_key: x.publicKey })),
     });
@@ -214,12 +220,7 @@ export async function startGateways(net: RunningNetwork, sup: Supervisor): Promi
  * Waits until the authorities publish a current document that lists every mix and gateway
  * (nodes join at the epoch after their first upload, so this takes one to two epochs).
  */
-export async function waitForFullDocument(
-  net: RunningNetwork,
-  plan: NetworkPlan,
-  timeoutMs: number,
-  progress: (s: string) => void,
-): Promise<VerifiedDocument> {
+export async function waitForFullDocument(net: RunningNetwork, plan: NetworkPlan, timeoutMs: number, progress: (s: string) => void): Promise<VerifiedDocument> {
   const end = Date.now() + timeoutMs;
   const authorities = net.authorities.map((a) => Uint8Array.from(Buffer.from(a.publicKey, 'base64')));
   let last = '';

@@ -111,8 +111,16 @@ let ids: { uid: number; gid: number } | undefined;
 /** The postfix user's uid/gid (differs between machines). */
 function postfixIds(): { uid: number; gid: number } {
   ids ??= {
-    uid: Number(execFileSync('id', ['-u', 'postfix'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim()),
-    gid: Number(execFileSync('id', ['-g', 'postfix'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim()),
+    uid: Number(
+      execFileSync('id', ['-u', 'postfix'], { stdio: ['ignore', 'pipe', 'ignore'] })
+        .toString()
+        .trim(),
+    ),
+    gid: Number(
+      execFileSync('id', ['-g', 'postfix'], { stdio: ['ignore', 'pipe', 'ignore'] })
+        .toString()
+        .trim(),
+    ),
   };
   return ids;
 }
@@ -134,7 +142,10 @@ const shQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** user:group names of MAIL_UID:MAIL_GID, for pipe(8)'s user= (which wants names). */
 function mailUserGroup(): string {
-  const name = (db: string, id: number) => execFileSync('getent', [db, String(id)], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().split(':')[0]!;
+  const name = (db: string, id: number) =>
+    execFileSync('getent', [db, String(id)], { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .split(':')[0]!;
   return `${name('passwd', MAIL_UID)}:${name('group', MAIL_GID)}`;
 }
 
@@ -240,9 +251,13 @@ export function createPostfix(o: PostfixOptions): PostfixServer {
       'smtpd_tls_security_level = may',
     );
     if (!existsSync(join(etc, 'cert.pem'))) {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${etc}/key.pem`, '-out', `${etc}/cert.pem`, '-days', '2', '-subj', `/CN=${o.name}`], {
-        stdio: 'ignore',
-      });
+      execFileSync(
+        'openssl',
+        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${etc}/key.pem`, '-out', `${etc}/cert.pem`, '-days', '2', '-subj', `/CN=${o.name}`],
+        {
+          stdio: 'ignore',
+        },
+      );
     }
   } else {
     if (role.domains.length === 0) throw new Error('postfix mx role: no domains');

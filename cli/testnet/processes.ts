@@ -26,7 +26,10 @@ export class Supervisor {
   private readonly procs = new Map<string, NodeProcess>();
   private stopping = false;
 
-  constructor(private readonly logDir: string, private readonly env: NodeJS.ProcessEnv = process.env) {}
+  constructor(
+    private readonly logDir: string,
+    private readonly env: NodeJS.ProcessEnv = process.env,
+  ) {}
 
   /** Starts `postmix <args>` as a child named `name`. */
   start(name: string, args: readonly string[]): NodeProcess {

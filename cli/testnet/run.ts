@@ -182,7 +182,11 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
   const sup = new Supervisor(logs, captureDir ? { ...process.env, [CAPTURE_ENV]: captureDir } : process.env);
   const closers: (() => Promise<void>)[] = [];
   const killed: string[] = [];
-  const chaos: { restarted: { name: string; down_s: number }[]; mx_outage: ChaosReport['mx_outage']; errors: string[] } = { restarted: [], mx_outage: null, errors: [] };
+  const chaos: { restarted: { name: string; down_s: number }[]; mx_outage: ChaosReport['mx_outage']; errors: string[] } = {
+    restarted: [],
+    mx_outage: null,
+    errors: [],
+  };
   let wire: WireReport | null = null;
   let replay: ReplayReport | null = null;
   const background: Promise<void>[] = [];
@@ -238,7 +242,12 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     // gamma.test's MX itself takes the clients' submissions
     let smarthost: { host: string; port: number; require_tls: boolean; insecure_tls: boolean };
     if (o.mta === 'postfix') {
-      const relay = createPostfix({ dir: join(dir, 'postfix', 'relay'), name: 'provider-relay', port: await freePort(), role: { kind: 'relay', relayPort: mxs.get(DOMAINS.c)!.port } });
+      const relay = createPostfix({
+        dir: join(dir, 'postfix', 'relay'),
+        name: 'provider-relay',
+        port: await freePort(),
+        role: { kind: 'relay', relayPort: mxs.get(DOMAINS.c)!.port },
+      });
       await relay.start();
       closers.push(() => (o.keep ? relay.stop() : relay.destroy()));
       smarthost = { host: '127.0.0.1', port: relay.port, require_tls: true, insecure_tls: true };
@@ -273,17 +282,17 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     const bundleBob = join(dir, 'tokens-for-bob.json');
     // recipients exist at their gateways; each hands a token bundle to the other's client
     async function prepareGateways(gateways: readonly GatewayInfo[]): Promise<void> {
-    const gwA = gateways.find((g) => g.domain === DOMAINS.a)!;
-    const gwB = gateways.find((g) => g.domain === DOMAINS.b)!;
-    await Promise.all([
-      runCli(['gateway', 'user', 'add', '-c', gwA.config, alice]).then(() =>
-        runCli(['gateway', 'tokens', 'issue', '-c', gwA.config, '--user', alice, '--count', String(tokensEach), '--out', bundleAlice]),
-      ),
-      runCli(['gateway', 'user', 'add', '-c', gwB.config, bob]).then(() =>
-        runCli(['gateway', 'tokens', 'issue', '-c', gwB.config, '--user', bob, '--count', String(tokensEach), '--out', bundleBob]),
-      ),
-    ]);
-    log(`users ${alice} and ${bob} added; ${tokensEach} tokens each issued (RFC 9497 POPRF)`);
+      const gwA = gateways.find((g) => g.domain === DOMAINS.a)!;
+      const gwB = gateways.find((g) => g.domain === DOMAINS.b)!;
+      await Promise.all([
+        runCli(['gateway', 'user', 'add', '-c', gwA.config, alice]).then(() =>
+          runCli(['gateway', 'tokens', 'issue', '-c', gwA.config, '--user', alice, '--count', String(tokensEach), '--out', bundleAlice]),
+        ),
+        runCli(['gateway', 'user', 'add', '-c', gwB.config, bob]).then(() =>
+          runCli(['gateway', 'tokens', 'issue', '-c', gwB.config, '--user', bob, '--count', String(tokensEach), '--out', bundleBob]),
+        ),
+      ]);
+      log(`users ${alice} and ${bob} added; ${tokensEach} tokens each issued (RFC 9497 POPRF)`);
     }
     const net = await startNetwork(plan, sup, log, (gws) => prepareGateways(gws));
 
@@ -322,10 +331,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     const cA = mkClient('client-alice', alice, clientPorts[0]!, DOMAINS.a);
     const cB = mkClient('client-bob', bob, clientPorts[1]!, DOMAINS.b);
     const clients = [cA, cB];
-    const imports = [
-      runCli(['client', 'tokens', 'import', bundleBob, '-c', cA.config]),
-      runCli(['client', 'tokens', 'import', bundleAlice, '-c', cB.config]),
-    ];
+    const imports = [runCli(['client', 'tokens', 'import', bundleBob, '-c', cA.config]), runCli(['client', 'tokens', 'import', bundleAlice, '-c', cB.config])];
     let cM: ClientInfo | undefined;
     if (o.unauthorized > 0) {
       cM = mkClient('client-mallory', `mallory@${DOMAINS.a}`, clientPorts[2]!, DOMAINS.a);

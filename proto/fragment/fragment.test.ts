@@ -25,11 +25,7 @@ const fragArb = fc
     data: fc.uint8Array({ maxLength: 1200 }),
     extra: fc.nat(1000),
   })
-  .chain((r) =>
-    fc.integer({ min: 0, max: r.count - 1 }).map(
-      (index): Fragment => ({ ...r, index, totalLength: r.data.length + r.extra }),
-    ),
-  );
+  .chain((r) => fc.integer({ min: 0, max: r.count - 1 }).map((index): Fragment => ({ ...r, index, totalLength: r.data.length + r.extra })));
 
 describe('fragment format', () => {
   it('encode/decode round-trips, also with the zero padding Sphinx adds', () => {
@@ -67,7 +63,16 @@ describe('fragment format', () => {
       { numRuns: 3000 },
     );
     const good = encodeFragment(
-      { messageId: new Uint8Array(16), index: 0, count: 2, totalLength: 500, recipient: 'a@b.c', token: new Uint8Array(100), surb: new Uint8Array(434), data: new Uint8Array(300) },
+      {
+        messageId: new Uint8Array(16),
+        index: 0,
+        count: 2,
+        totalLength: 500,
+        recipient: 'a@b.c',
+        token: new Uint8Array(100),
+        surb: new Uint8Array(434),
+        data: new Uint8Array(300),
+      },
       P,
     );
     fc.assert(
@@ -81,7 +86,16 @@ describe('fragment format', () => {
   });
 
   it('rejects fragments whose index, count or lengths cannot be right', () => {
-    const base = { messageId: new Uint8Array(16), index: 0, count: 1, totalLength: 3, recipient: 'a@b.c', token: new Uint8Array(0), surb: new Uint8Array(0), data: new Uint8Array(3) };
+    const base = {
+      messageId: new Uint8Array(16),
+      index: 0,
+      count: 1,
+      totalLength: 3,
+      recipient: 'a@b.c',
+      token: new Uint8Array(0),
+      surb: new Uint8Array(0),
+      data: new Uint8Array(3),
+    };
     const enc = encodeFragment(base, P);
     const bad = enc.slice();
     bad[20] = 0; // count high byte
@@ -128,6 +142,15 @@ describe('splitting and reassembly', () => {
     expect(consistentWith(h, { ...f, count: 3 })).toBe(false);
     expect(consistentWith(h, { ...f, recipient: 'x@b.c' })).toBe(false);
     expect(consistentWith(h, { ...f, token: new Uint8Array(4).fill(1) })).toBe(false);
-    expect(assemble(new Map([[0, new Uint8Array(5)], [1, new Uint8Array(4)]]), 2, 10)).toBeNull();
+    expect(
+      assemble(
+        new Map([
+          [0, new Uint8Array(5)],
+          [1, new Uint8Array(4)],
+        ]),
+        2,
+        10,
+      ),
+    ).toBeNull();
   });
 });

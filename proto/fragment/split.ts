@@ -20,12 +20,7 @@ export interface SplitInput {
 
 /** Cuts a message into the data of its fragments (index order). */
 export function splitMessage(input: SplitInput): Uint8Array[] {
-  const cap = fragmentCapacity(
-    input.payloadSize,
-    new TextEncoder().encode(input.recipient).length,
-    input.token.length,
-    input.surbLength,
-  );
+  const cap = fragmentCapacity(input.payloadSize, new TextEncoder().encode(input.recipient).length, input.token.length, input.surbLength);
   if (cap < 1) throw new RangeError(`payload size ${input.payloadSize} leaves no room for data`);
   const count = Math.max(1, Math.ceil(input.message.length / cap));
   if (count > MAX_FRAGMENTS) throw new RangeError(`message needs ${count} fragments; the limit is ${MAX_FRAGMENTS}`);
@@ -40,13 +35,7 @@ function eq(a: Uint8Array, b: Uint8Array): boolean {
 
 /** True when `f` agrees with the header the first fragment of its message set. */
 export function consistentWith(h: MessageHeader, f: Fragment): boolean {
-  return (
-    eq(h.messageId, f.messageId) &&
-    h.count === f.count &&
-    h.totalLength === f.totalLength &&
-    h.recipient === f.recipient &&
-    eq(h.token, f.token)
-  );
+  return eq(h.messageId, f.messageId) && h.count === f.count && h.totalLength === f.totalLength && h.recipient === f.recipient && eq(h.token, f.token);
 }
 
 /**

@@ -154,7 +154,10 @@ export class DelayQueue<T> {
   }
 
   private swap(a: number, b: number): void {
-    const d = this.due, s = this.seq, it = this.items, z = this.sizes;
+    const d = this.due,
+      s = this.seq,
+      it = this.items,
+      z = this.sizes;
     const td = d[a] as number;
     d[a] = d[b] as number;
     d[b] = td;

@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  DEFAULT_GEOMETRY as G,
-  createPacket,
-  nodeSuite,
-  prepareHopKey,
-  type HopDeliver,
-} from '../sphinx/index.ts';
+import { DEFAULT_GEOMETRY as G, createPacket, nodeSuite, prepareHopKey, type HopDeliver } from '../sphinx/index.ts';
 import { HopEngine, type EpochHopKey } from './engine.ts';
 import { ReplayStore } from './replay-store.ts';
 
@@ -31,7 +25,17 @@ function setup(opts: { keys?: () => EpochHopKey[]; maxQueuedBytes?: number; know
     now: () => now,
     autoTimer: false,
   });
-  return { engine, a, sent, delivered, replay, tick: (ms: number) => { now += ms; engine.releaseDue(now); } };
+  return {
+    engine,
+    a,
+    sent,
+    delivered,
+    replay,
+    tick: (ms: number) => {
+      now += ms;
+      engine.releaseDue(now);
+    },
+  };
 }
 
 describe('HopEngine', () => {
@@ -98,13 +102,21 @@ describe('HopEngine', () => {
   it('delivers at the final hop and ends drop cover quietly', () => {
     const s = setup();
     const q = new Uint8Array(32).fill(9);
-    const d = createPacket(nodeSuite, G, { route: [{ nodeId: s.a.id, publicKey: s.a.pk, delayMs: 5 }], terminal: { kind: 'deliver', queueId: q }, payload: new Uint8Array([1, 2, 3]) });
+    const d = createPacket(nodeSuite, G, {
+      route: [{ nodeId: s.a.id, publicKey: s.a.pk, delayMs: 5 }],
+      terminal: { kind: 'deliver', queueId: q },
+      payload: new Uint8Array([1, 2, 3]),
+    });
     s.engine.handle(d.packet);
     s.tick(5);
     expect(s.delivered.length).toBe(1);
     expect(s.delivered[0]!.queueId).toEqual(q);
     expect(s.delivered[0]!.payload.subarray(0, 3)).toEqual(new Uint8Array([1, 2, 3]));
-    const c = createPacket(nodeSuite, G, { route: [{ nodeId: s.a.id, publicKey: s.a.pk, delayMs: 5 }], terminal: { kind: 'drop' }, payload: new Uint8Array(0) });
+    const c = createPacket(nodeSuite, G, {
+      route: [{ nodeId: s.a.id, publicKey: s.a.pk, delayMs: 5 }],
+      terminal: { kind: 'drop' },
+      payload: new Uint8Array(0),
+    });
     s.engine.handle(c.packet);
     expect(s.engine.counters.coverEnded).toBe(1);
   });
@@ -126,7 +138,11 @@ describe('HopEngine', () => {
       now: () => 0,
     });
     const mk = (q: Uint8Array) =>
-      createPacket(nodeSuite, G, { route: [{ nodeId: a.id, publicKey: a.pk, delayMs: 0 }], terminal: { kind: 'deliver', queueId: q }, payload: new Uint8Array(1) }).packet;
+      createPacket(nodeSuite, G, {
+        route: [{ nodeId: a.id, publicKey: a.pk, delayMs: 0 }],
+        terminal: { kind: 'deliver', queueId: q },
+        payload: new Uint8Array(1),
+      }).packet;
     engine.handle(mk(new Uint8Array(32).fill(2)));
     expect(engine.counters.dropped['not-deliverable']).toBe(1);
     expect(engine.queued.packets).toBe(0);

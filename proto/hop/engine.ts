@@ -5,15 +5,7 @@
  * per reason and never answered. No I/O here: the caller supplies the link (`forward`), what
  * the final hop does (`deliver`), the replay store and the clock.
  */
-import {
-  SPHINX_DROP_REASONS,
-  processPacket,
-  type Geometry,
-  type HopDeliver,
-  type HopPrivateKey,
-  type NodeId,
-  type SphinxDropReason,
-} from '../sphinx/index.ts';
+import { SPHINX_DROP_REASONS, processPacket, type Geometry, type HopDeliver, type HopPrivateKey, type NodeId, type SphinxDropReason } from '../sphinx/index.ts';
 import { DelayQueue } from './delay-queue.ts';
 import type { ReplayTagStore } from './replay-store.ts';
 

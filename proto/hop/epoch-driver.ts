@@ -212,7 +212,10 @@ export class EpochDriver {
       this.o.view.add(doc);
       this.o.onFetch?.('ok');
       this.saveCache(doc);
-      this.o.log.info({ epoch: E, signers: doc.signers.length, mixes: doc.body.layers.flat().length, gateways: doc.body.gateways.length }, 'network document fetched');
+      this.o.log.info(
+        { epoch: E, signers: doc.signers.length, mixes: doc.body.layers.flat().length, gateways: doc.body.gateways.length },
+        'network document fetched',
+      );
     } catch (e) {
       this.o.onFetch?.(isPkiError(e) ? e.reason : 'error');
       this.o.log.debug({ epoch: E, err: (e as Error).message }, 'no document yet');
@@ -240,18 +243,28 @@ export class EpochDriver {
       // stable across restarts, so a re-upload is an idempotent duplicate
       publishedAt: Math.max(0, epochStart(c, Math.max(0, E - 1))),
     });
-    const results = await this.upload(this.o.config.authorities.map((a) => a.url), descriptor, d.timeout_ms);
+    const results = await this.upload(
+      this.o.config.authorities.map((a) => a.url),
+      descriptor,
+      d.timeout_ms,
+    );
     for (const r of results) this.o.onUpload?.(r.result);
     // 'conflicting': the authority keeps an earlier descriptor of this node, so it is listed all the same
     const held = results.filter((r) => r.result === 'accepted' || r.result === 'duplicate' || r.result === 'conflicting').length;
     const conflicting = results.filter((r) => r.result === 'conflicting');
     if (conflicting.length > 0)
-      this.o.log.warn({ epoch: E, authorities: conflicting.map((r) => r.url) }, 'authorities hold another descriptor of this node for the epoch (changed address?); theirs stays');
+      this.o.log.warn(
+        { epoch: E, authorities: conflicting.map((r) => r.url) },
+        'authorities hold another descriptor of this node for the epoch (changed address?); theirs stays',
+      );
     if (held >= d.threshold) {
       this.uploaded.add(E);
       this.o.log.info({ epoch: E, held, of: results.length }, 'descriptor uploaded');
     } else {
-      this.o.log.warn({ epoch: E, results: results.map((r) => ({ url: r.url, result: r.result, message: r.message })) }, 'descriptor upload did not reach the threshold; will retry');
+      this.o.log.warn(
+        { epoch: E, results: results.map((r) => ({ url: r.url, result: r.result, message: r.message })) },
+        'descriptor upload did not reach the threshold; will retry',
+      );
     }
   }
 }

@@ -9,17 +9,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  acceptedKeyEpochs,
-  epochAt,
-  epochEnd,
-  epochStart,
-  IDENTITY_FILE,
-  KeyStore,
-  sphinxKeyFile,
-  type EpochConfig,
-  type IdentityKey,
-} from '../pki/index.ts';
+import { acceptedKeyEpochs, epochAt, epochEnd, epochStart, IDENTITY_FILE, KeyStore, sphinxKeyFile, type EpochConfig, type IdentityKey } from '../pki/index.ts';
 import { nodeSuite, prepareHopKey } from '../sphinx/index.ts';
 import type { EpochHopKey } from './engine.ts';
 
@@ -30,8 +20,7 @@ export class KeyFileError extends Error {
 
 function checkSecretFile(path: string): void {
   const st = statSync(path);
-  if ((st.mode & 0o077) !== 0)
-    throw new KeyFileError(`${path} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
+  if ((st.mode & 0o077) !== 0) throw new KeyFileError(`${path} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
 }
 
 /**
@@ -40,8 +29,7 @@ function checkSecretFile(path: string): void {
  */
 export function openKeyStore(dir: string): { store: KeyStore; identity: IdentityKey } {
   const idPath = join(dir, IDENTITY_FILE);
-  if (!existsSync(idPath))
-    throw new KeyFileError(`no identity key at ${idPath}; create one with: postmix keygen -d ${dir} -e none`);
+  if (!existsSync(idPath)) throw new KeyFileError(`no identity key at ${idPath}; create one with: postmix keygen -d ${dir} -e none`);
   checkSecretFile(idPath);
   const store = new KeyStore(dir);
   for (const e of store.listSphinxEpochs()) checkSecretFile(join(dir, sphinxKeyFile(e)));

@@ -4,7 +4,13 @@ import { fakeDocumentBody as doc } from '../pki/fixtures.ts';
 import type { DocumentBody, VerifiedDocument } from '../pki/index.ts';
 import { NetworkView } from './network-view.ts';
 
-const verified = (body: DocumentBody): VerifiedDocument => ({ body, bytes: new Uint8Array(0), bodyBytes: new Uint8Array(0), digest: new Uint8Array(32), signers: [] });
+const verified = (body: DocumentBody): VerifiedDocument => ({
+  body,
+  bytes: new Uint8Array(0),
+  bodyBytes: new Uint8Array(0),
+  digest: new Uint8Array(32),
+  signers: [],
+});
 
 describe('network view', () => {
   it('routes a layer-k mix only to layer k+1 (the last layer to gateways) and admits every listed peer', () => {

@@ -43,7 +43,9 @@ describe.each(kinds)('replay store ($kind)', ({ cls, make }) => {
 
   it('batches: duplicates inside a batch and against earlier tags are replays', () => {
     const s = store();
-    const a = randomBytes(32), b = randomBytes(32), c = randomBytes(32);
+    const a = randomBytes(32),
+      b = randomBytes(32),
+      c = randomBytes(32);
     s.seenOrAdd(1, a);
     expect(s.seenOrAddMany(1, [a, b, c, b])).toEqual([true, false, false, true]);
     expect(s.count(1)).toBe(3);
@@ -66,7 +68,8 @@ describe.each(kinds)('replay store ($kind)', ({ cls, make }) => {
     const tag = randomBytes(32);
     const mod = fileURLToPath(new URL('./replay-store.ts', import.meta.url));
     const script = join(dir, 'kill.ts');
-    const ctor = cls === 'ReplayStore' ? `new ReplayStore(${JSON.stringify(join(dir, 'replay.db'))})` : `new LogReplayStore(${JSON.stringify(join(dir, 'replay-log'))})`;
+    const ctor =
+      cls === 'ReplayStore' ? `new ReplayStore(${JSON.stringify(join(dir, 'replay.db'))})` : `new LogReplayStore(${JSON.stringify(join(dir, 'replay-log'))})`;
     writeFileSync(
       script,
       `import { ${cls} } from ${JSON.stringify(mod)};\n` +

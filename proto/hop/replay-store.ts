@@ -118,10 +118,7 @@ export class ReplayStore implements ReplayTagStore {
 
   /** Epochs with a tag table, ascending. */
   epochs(): number[] {
-    const rows = this.db
-      .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'tags\\_%' ESCAPE '\\'`)
-      .pluck()
-      .all() as string[];
+    const rows = this.db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'tags\\_%' ESCAPE '\\'`).pluck().all() as string[];
     return rows
       .map((n) => Number(n.slice(5)))
       .filter((n) => Number.isSafeInteger(n))

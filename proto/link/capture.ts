@@ -43,7 +43,10 @@ export class LinkCapture {
   private dirty = false;
   private readonly timer: NodeJS.Timeout;
 
-  private constructor(private readonly dir: string, private readonly peer: string) {
+  private constructor(
+    private readonly dir: string,
+    private readonly peer: string,
+  ) {
     mkdirSync(dir, { recursive: true });
     this.timer = setInterval(() => this.flush(), FLUSH_MS);
     this.timer.unref();

@@ -215,7 +215,10 @@ describe('PacketLink over loopback', () => {
       const [ai, bi] = [a.link.peerId.toString(), b.link.peerId.toString()];
       await Promise.all([a.link.stop(100), b.link.stop(100)]);
       const wire = encodeFrame(frame(0)).length;
-      expect(readCapturedLengths(join(dir, `${ai}.lengths.json`)).links).toEqual({ [`${SPHINX_PROTOCOL} out ${bi}`]: { [wire]: 5 }, [`/test/other/1 out ${bi}`]: { '101': 1 } });
+      expect(readCapturedLengths(join(dir, `${ai}.lengths.json`)).links).toEqual({
+        [`${SPHINX_PROTOCOL} out ${bi}`]: { [wire]: 5 },
+        [`/test/other/1 out ${bi}`]: { '101': 1 },
+      });
       expect(readCapturedLengths(join(dir, `${bi}.lengths.json`)).links).toEqual({ [`${SPHINX_PROTOCOL} in ${ai}`]: { [wire]: 6, '11': 1 } });
       const recent = readRecentFrames(join(dir, `${bi}.recent.bin`));
       expect(recent.map((r) => r.from)).toEqual(Array(6).fill(ai));

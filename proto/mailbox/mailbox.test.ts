@@ -1,6 +1,16 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MAIL_QUEUE_ID, decodeItem, decodeSubscribe, encodeDummyItem, encodeItem, encodeSubscribe, isMailQueue, mailboxItemSize, mailboxRate } from './index.ts';
+import {
+  MAIL_QUEUE_ID,
+  decodeItem,
+  decodeSubscribe,
+  encodeDummyItem,
+  encodeItem,
+  encodeSubscribe,
+  isMailQueue,
+  mailboxItemSize,
+  mailboxRate,
+} from './index.ts';
 
 describe('mailbox protocol codec', () => {
   it('subscribe frames round-trip and refuse the mail queue', () => {
@@ -16,14 +26,20 @@ describe('mailbox protocol codec', () => {
 
   it('SURB replies, plain items and dummies round-trip, all of one size for a payload size', () => {
     fc.assert(
-      fc.property(fc.constantFrom(64, 2048, 4096), fc.boolean(), fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.integer({ min: 0, max: 255 }), (ps, reply, surbId, fill) => {
-        const item = reply ? { surbId, payload: new Uint8Array(16 + ps).fill(fill) } : { payload: new Uint8Array(ps).fill(fill) };
-        const frame = encodeItem(item, ps);
-        expect(frame.length).toBe(mailboxItemSize(ps));
-        expect(encodeDummyItem(ps).length).toBe(mailboxItemSize(ps));
-        expect(decodeItem(frame)).toEqual(item);
-        expect(decodeItem(encodeDummyItem(ps))).toBe('dummy');
-      }),
+      fc.property(
+        fc.constantFrom(64, 2048, 4096),
+        fc.boolean(),
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        fc.integer({ min: 0, max: 255 }),
+        (ps, reply, surbId, fill) => {
+          const item = reply ? { surbId, payload: new Uint8Array(16 + ps).fill(fill) } : { payload: new Uint8Array(ps).fill(fill) };
+          const frame = encodeItem(item, ps);
+          expect(frame.length).toBe(mailboxItemSize(ps));
+          expect(encodeDummyItem(ps).length).toBe(mailboxItemSize(ps));
+          expect(decodeItem(frame)).toEqual(item);
+          expect(decodeItem(encodeDummyItem(ps))).toBe('dummy');
+        },
+      ),
     );
   });
 

@@ -66,8 +66,7 @@ export class MixingParamsError extends Error {
 export function validateMixingParams(p: MixingParams): MixingParams {
   for (const k of ['lambdaP', 'lambdaL', 'lambdaD', 'lambdaM', 'mu'] as const) {
     const v = p[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
-      throw new MixingParamsError(`${k} must be a finite number >= 0, got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new MixingParamsError(`${k} must be a finite number >= 0, got ${String(v)}`);
   }
   if (p.mu === 0) throw new MixingParamsError('mu must be > 0 (it is the per-hop delay rate)');
   return p;

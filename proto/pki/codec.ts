@@ -299,7 +299,10 @@ export function decodeDescriptorBody(bytes: Uint8Array): DescriptorBody {
     return s;
   });
   need(sphinxKeys.length >= 1 && sphinxKeys.length <= LIMITS.sphinxKeys, `1..${LIMITS.sphinxKeys} Sphinx keys`);
-  need(sphinxKeys.every((k, i) => i === 0 || sphinxKeys[i - 1]!.epoch < k.epoch), 'Sphinx keys must be sorted by epoch, one per epoch');
+  need(
+    sphinxKeys.every((k, i) => i === 0 || sphinxKeys[i - 1]!.epoch < k.epoch),
+    'Sphinx keys must be sorted by epoch, one per epoch',
+  );
   const epoch = Number(o.epoch);
   need(
     sphinxKeys.some((k) => k.epoch === epoch),
@@ -438,10 +441,7 @@ export function decodeDocumentBody(bytes: Uint8Array): DocumentBody {
 }
 
 export function encodeSignedDocument(s: SignedDocument): Uint8Array {
-  return enc(
-    SignedDocumentT,
-    strip({ body: s.body, signatures: s.signatures.map((x) => strip({ authorityKey: x.authorityKey, signature: x.signature })) }),
-  );
+  return enc(SignedDocumentT, strip({ body: s.body, signatures: s.signatures.map((x) => strip({ authorityKey: x.authorityKey, signature: x.signature })) }));
 }
 
 export function decodeSignedDocument(bytes: Uint8Array): SignedDocument {

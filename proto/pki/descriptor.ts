@@ -60,7 +60,10 @@ export function buildDescriptor(input: DescriptorInput): Uint8Array {
 export function checkPeerId(body: DescriptorBody): void {
   const want = peerIdFromEd25519PublicKey(body.identityKey).toString();
   if (body.peerId !== want)
-    throw new PkiError('invalid-field', `peer id ${body.peerId} is not the one derived from the identity key (${want}); the node must use its identity seed as its libp2p key`);
+    throw new PkiError(
+      'invalid-field',
+      `peer id ${body.peerId} is not the one derived from the identity key (${want}); the node must use its identity seed as its libp2p key`,
+    );
 }
 
 export interface VerifiedDescriptor {

@@ -155,8 +155,7 @@ export interface VerifiedDocument {
  * domains, sorted lists). Throws PkiError with a typed reason.
  */
 export function verifyDocument(bytes: Uint8Array, opts: VerifyOptions): VerifiedDocument {
-  if (opts.threshold < 1 || opts.threshold > opts.authorities.length)
-    throw new RangeError(`threshold must be 1..${opts.authorities.length}`);
+  if (opts.threshold < 1 || opts.threshold > opts.authorities.length) throw new RangeError(`threshold must be 1..${opts.authorities.length}`);
   const signed = decodeSignedDocument(bytes);
   const configured = new Set(opts.authorities.map(hex));
   const good = new Map<string, Uint8Array>();
@@ -169,18 +168,15 @@ export function verifyDocument(bytes: Uint8Array, opts: VerifyOptions): Verified
   }
   if (good.size < opts.threshold) {
     if (bad > 0) throw new PkiError('bad-signature', `${bad} authority signature(s) do not verify; ${good.size} valid < threshold ${opts.threshold}`);
-    if (signed.signatures.length > 0 && good.size === 0)
-      throw new PkiError('unknown-authority', 'no signature from a configured authority');
+    if (signed.signatures.length > 0 && good.size === 0) throw new PkiError('unknown-authority', 'no signature from a configured authority');
     throw new PkiError('threshold', `${good.size} valid signature(s) < threshold ${opts.threshold}`);
   }
   // only now, with the signatures good, parse the body in full
   const body = decodeDocumentBody(signed.body);
-  if (opts.epoch !== undefined && body.epoch !== opts.epoch)
-    throw new PkiError('wrong-epoch', `document is for epoch ${body.epoch}, expected ${opts.epoch}`);
+  if (opts.epoch !== undefined && body.epoch !== opts.epoch) throw new PkiError('wrong-epoch', `document is for epoch ${body.epoch}, expected ${opts.epoch}`);
   if (opts.now !== undefined) {
     if (opts.now >= body.validUntil + body.grace) throw new PkiError('expired', `document for epoch ${body.epoch} is over`);
-    if (opts.now < body.validAfter - body.epochLength)
-      throw new PkiError('future-epoch', `document for epoch ${body.epoch} is more than one epoch ahead`);
+    if (opts.now < body.validAfter - body.epochLength) throw new PkiError('future-epoch', `document for epoch ${body.epoch} is more than one epoch ahead`);
   }
   checkDocumentConsistency(body);
   return { bytes, body, bodyBytes: signed.body, digest: sha256(signed.body), signers: [...good.values()] };

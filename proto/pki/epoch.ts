@@ -30,12 +30,10 @@ export const SCHEDULE = Object.freeze({
 });
 
 export function validateEpochConfig(c: EpochConfig): EpochConfig {
-  if (!Number.isInteger(c.origin) || c.origin < 0 || c.origin > 0xffffffff)
-    throw new RangeError(`epoch origin must be unix seconds (uint32), got ${c.origin}`);
+  if (!Number.isInteger(c.origin) || c.origin < 0 || c.origin > 0xffffffff) throw new RangeError(`epoch origin must be unix seconds (uint32), got ${c.origin}`);
   if (!Number.isInteger(c.length) || c.length < 1 || c.length > 7 * 86400)
     throw new RangeError(`epoch length must be an integer 1..604800 seconds, got ${c.length}`);
-  if (!Number.isInteger(c.grace) || c.grace < 0 || c.grace > c.length)
-    throw new RangeError(`grace must be an integer 0..length seconds, got ${c.grace}`);
+  if (!Number.isInteger(c.grace) || c.grace < 0 || c.grace > c.length) throw new RangeError(`grace must be an integer 0..length seconds, got ${c.grace}`);
   return c;
 }
 

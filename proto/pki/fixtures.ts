@@ -16,7 +16,12 @@ export interface FakeNode {
   readonly descriptor: Uint8Array;
 }
 
-export function fakeNode(epoch: number, i: number, role: Role, extra: { gateway?: GatewayInfo; layerPreference?: number; publishedAt?: number } = {}): FakeNode {
+export function fakeNode(
+  epoch: number,
+  i: number,
+  role: Role,
+  extra: { gateway?: GatewayInfo; layerPreference?: number; publishedAt?: number } = {},
+): FakeNode {
   const identity = generateIdentity();
   const keys = [generateSphinxKey(epoch), generateSphinxKey(epoch + 1)];
   const gateway: GatewayInfo | undefined =

@@ -45,8 +45,7 @@ export function sha256(data: Uint8Array): Uint8Array {
 }
 
 export function nodeIdOf(identityPublicKey: Uint8Array): Uint8Array {
-  if (identityPublicKey.length !== ED25519_PUBLIC_KEY_LENGTH)
-    throw new PkiError('bad-key', `identity key must be 32 bytes, got ${identityPublicKey.length}`);
+  if (identityPublicKey.length !== ED25519_PUBLIC_KEY_LENGTH) throw new PkiError('bad-key', `identity key must be 32 bytes, got ${identityPublicKey.length}`);
   return sha256(identityPublicKey);
 }
 
@@ -192,8 +191,7 @@ export function loadIdentity(path: string): IdentityKey {
   const j = readJson(path);
   if (j.type !== 'postmix-ed25519-identity') throw new PkiError('invalid-field', `${path}: type is ${String(j.type)}, expected postmix-ed25519-identity`);
   const id = identityFromSeed(unb64(j.seed, 32, `${path} seed`));
-  if (j.publicKey !== undefined && b64(id.publicKey) !== j.publicKey)
-    throw new PkiError('bad-key', `${path}: publicKey does not match the seed`);
+  if (j.publicKey !== undefined && b64(id.publicKey) !== j.publicKey) throw new PkiError('bad-key', `${path}: publicKey does not match the seed`);
   return id;
 }
 
@@ -211,8 +209,7 @@ export function loadSphinxKey(path: string): SphinxKeyPair {
   if (typeof j.epoch !== 'number' || !Number.isInteger(j.epoch) || j.epoch < 0 || j.epoch > 0xffffffff)
     throw new PkiError('invalid-field', `${path}: epoch must be a uint32`);
   const k = sphinxKeyFromSecret(j.epoch, unb64(j.secretKey, 32, `${path} secretKey`));
-  if (j.publicKey !== undefined && b64(k.publicKey) !== j.publicKey)
-    throw new PkiError('bad-key', `${path}: publicKey does not match the secret key`);
+  if (j.publicKey !== undefined && b64(k.publicKey) !== j.publicKey) throw new PkiError('bad-key', `${path}: publicKey does not match the secret key`);
   return k;
 }
 
@@ -231,8 +228,7 @@ export class KeyStore {
     const idPath = join(dir, IDENTITY_FILE);
     const pubPath = join(dir, IDENTITY_PUBLIC_FILE);
     if (!opts.force) {
-      for (const p of [idPath, pubPath, ...opts.epochs.map((e) => join(dir, sphinxKeyFile(e)))])
-        if (existsSync(p)) throw new KeyFileExistsError(p);
+      for (const p of [idPath, pubPath, ...opts.epochs.map((e) => join(dir, sphinxKeyFile(e)))]) if (existsSync(p)) throw new KeyFileExistsError(p);
     }
     const identity = generateIdentity();
     writeKeyFile(idPath, identityFileContent(identity), { secret: true, force: opts.force });

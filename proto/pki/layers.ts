@@ -35,9 +35,7 @@ export function assignLayers(
   previous: ReadonlyMap<string, number> = new Map(),
 ): Map<string, number> {
   if (!Number.isInteger(numLayers) || numLayers < 1) throw new RangeError('numLayers must be >= 1');
-  const ranked = mixes
-    .map((m) => ({ id: hex(m.nodeId), pref: m.layerPreference, r: rank(epoch, m.nodeId) }))
-    .sort((a, b) => compareBytes(a.r, b.r));
+  const ranked = mixes.map((m) => ({ id: hex(m.nodeId), pref: m.layerPreference, r: rank(epoch, m.nodeId) })).sort((a, b) => compareBytes(a.r, b.r));
   const layers: (typeof ranked)[] = Array.from({ length: numLayers }, () => []);
   const fresh: typeof ranked = [];
   for (const m of ranked) {

@@ -146,7 +146,7 @@ describe('descriptors', () => {
     expect(reason(() => verifyDescriptor(new Uint8Array(LIMITS.descriptorBytes + 1)))).toBe('oversized');
   });
 
-  it('rejects a peer id that is not the identity key\'s, and refuses to build one', () => {
+  it("rejects a peer id that is not the identity key's, and refuses to build one", () => {
     const n = fakeNode(9, 5, 'mix');
     const other = fakeNode(9, 6, 'mix');
     const theirs = peerIdFromEd25519PublicKey(other.identity.publicKey).toString();
@@ -155,7 +155,9 @@ describe('descriptors', () => {
     expect(reason(() => verifyDescriptor(stolen))).toBe('invalid-field');
     expect(() => verifyDescriptor(stolen)).toThrow(/not the one derived from the identity key/);
     expect(reason(() => verifyDescriptor(resignedDescriptor(n, { peerId: 'peer-1' })))).toBe('invalid-field');
-    expect(reason(() => buildDescriptor({ identity: n.identity, peerId: theirs, addresses: [], role: 'mix', epoch: 9, sphinxKeys: n.keys }))).toBe('invalid-field');
+    expect(reason(() => buildDescriptor({ identity: n.identity, peerId: theirs, addresses: [], role: 'mix', epoch: 9, sphinxKeys: n.keys }))).toBe(
+      'invalid-field',
+    );
   });
 
   it('rejects a mix that carries gateway info and a gateway without domains', () => {
@@ -166,7 +168,6 @@ describe('descriptors', () => {
     expect(reason(() => decodeDescriptorBody(encodeDescriptorBody({ ...b, version: 2 })))).toBe('wrong-version');
   });
 });
-
 
 // ---------------------------------------------------------------------------------------------
 
@@ -187,7 +188,10 @@ const NODES = [
 const DESCS = NODES.map((n) => verifyDescriptor(n.descriptor));
 const BODY = buildDocumentBody(PARAMS, EPOCH, DESCS);
 const BODY_BYTES = encodeCheckedDocumentBody(BODY);
-const SIGNED = combineSignatures(BODY_BYTES, AUTH.map((a) => signDocumentBody(a, BODY_BYTES)));
+const SIGNED = combineSignatures(
+  BODY_BYTES,
+  AUTH.map((a) => signDocumentBody(a, BODY_BYTES)),
+);
 const VOPTS = { authorities: PARAMS.authorities, threshold: 2 };
 
 describe('network document', () => {
@@ -204,7 +208,10 @@ describe('network document', () => {
   });
 
   it('accepts exactly threshold signatures and rejects fewer', () => {
-    const two = combineSignatures(BODY_BYTES, AUTH.slice(0, 2).map((a) => signDocumentBody(a, BODY_BYTES)));
+    const two = combineSignatures(
+      BODY_BYTES,
+      AUTH.slice(0, 2).map((a) => signDocumentBody(a, BODY_BYTES)),
+    );
     expect(verifyDocument(two, VOPTS).signers).toHaveLength(2);
     const one = combineSignatures(BODY_BYTES, [signDocumentBody(AUTH[0]!, BODY_BYTES)]);
     expect(reason(() => verifyDocument(one, VOPTS))).toBe('threshold');
@@ -235,12 +242,25 @@ describe('network document', () => {
     const mix = BODY.layers[0]![0]!;
     const dupKey = { ...BODY, layers: [BODY.layers[0]!, [...BODY.layers[1]!.map((n) => ({ ...n, sphinxKey: mix.sphinxKey }))], BODY.layers[2]!] };
     const dupBytes = encodeCheckedDocumentBody(dupKey);
-    const signed = combineSignatures(dupBytes, AUTH.map((a) => signDocumentBody(a, dupBytes)));
+    const signed = combineSignatures(
+      dupBytes,
+      AUTH.map((a) => signDocumentBody(a, dupBytes)),
+    );
     expect(reason(() => verifyDocument(signed, VOPTS))).toBe('duplicate-key');
     const g = BODY.gateways;
     const dupDomain = { ...BODY, gateways: [g[0]!, { ...g[1]!, gateway: g[0]!.gateway }] };
     const ddBytes = encodeCheckedDocumentBody(dupDomain);
-    expect(reason(() => verifyDocument(combineSignatures(ddBytes, AUTH.map((a) => signDocumentBody(a, ddBytes))), VOPTS))).toBe('duplicate-key');
+    expect(
+      reason(() =>
+        verifyDocument(
+          combineSignatures(
+            ddBytes,
+            AUTH.map((a) => signDocumentBody(a, ddBytes)),
+          ),
+          VOPTS,
+        ),
+      ),
+    ).toBe('duplicate-key');
   });
 
   it('leaves out descriptors that clash with a lower node id', () => {
@@ -270,7 +290,10 @@ describe('fetching and caching over HTTP', () => {
   it('fetchDocument skips a bad authority; the cache keeps the first body seen for an epoch', async () => {
     const { createServer } = await import('node:http');
     const other = encodeCheckedDocumentBody(buildDocumentBody(PARAMS, EPOCH, DESCS.slice(0, 4)));
-    const equivocated = combineSignatures(other, AUTH.map((a) => signDocumentBody(a, other)));
+    const equivocated = combineSignatures(
+      other,
+      AUTH.map((a) => signDocumentBody(a, other)),
+    );
     let serve: Uint8Array = SIGNED;
     const server = createServer((req, res) => {
       if (req.url === '/v1/document/bad') {

@@ -65,13 +65,10 @@ export class GeometryError extends Error {
 /** Throws GeometryError with a message an operator can act on. */
 export function validateGeometry(g: Geometry): Geometry {
   const int = (v: number) => Number.isInteger(v);
-  if (!int(g.maxHops) || g.maxHops < 1 || g.maxHops > 16)
-    throw new GeometryError(`maxHops must be an integer in 1..16, got ${g.maxHops}`);
+  if (!int(g.maxHops) || g.maxHops < 1 || g.maxHops > 16) throw new GeometryError(`maxHops must be an integer in 1..16, got ${g.maxHops}`);
   if (!int(g.perHopSize) || g.perHopSize < MIN_PER_HOP_SIZE || g.perHopSize > 1024)
     throw new GeometryError(`perHopSize must be an integer in ${MIN_PER_HOP_SIZE}..1024, got ${g.perHopSize}`);
   if (!int(g.payloadSize) || g.payloadSize < MIN_PAYLOAD_SIZE || g.payloadSize > MAX_PAYLOAD_SIZE)
-    throw new GeometryError(
-      `payloadSize must be an integer in ${MIN_PAYLOAD_SIZE}..${MAX_PAYLOAD_SIZE}, got ${g.payloadSize}`,
-    );
+    throw new GeometryError(`payloadSize must be an integer in ${MIN_PAYLOAD_SIZE}..${MAX_PAYLOAD_SIZE}, got ${g.payloadSize}`);
   return g;
 }

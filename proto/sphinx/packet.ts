@@ -1,13 +1,5 @@
 import { encodeCommands, decodeCommands, type HopCommands } from './commands.ts';
-import {
-  AD_LENGTH,
-  GROUP_ELEMENT_LENGTH,
-  MAC_LENGTH,
-  PAYLOAD_TAG_LENGTH,
-  SPHINX_VERSION,
-  packetSizes,
-  type Geometry,
-} from './geometry.ts';
+import { AD_LENGTH, GROUP_ELEMENT_LENGTH, MAC_LENGTH, PAYLOAD_TAG_LENGTH, SPHINX_VERSION, packetSizes, type Geometry } from './geometry.ts';
 import { deriveHopKeys, type HopKeys } from './keys.ts';
 import { lionessDecrypt, lionessEncrypt } from './lioness.ts';
 import type { PreparedScalar, SphinxSuite } from './suite.ts';
@@ -42,16 +34,9 @@ function mustDh(v: Uint8Array | null): Uint8Array {
  * Builds a Sphinx header for `route` whose last hop acts on `terminal` (docs/spec/sphinx.md §5).
  * `ephemeral` is the sender's 32-byte secret x; tests pass a fixed one, callers leave it random.
  */
-export function buildHeader(
-  suite: SphinxSuite,
-  geom: Geometry,
-  route: readonly RouteHop[],
-  terminal: HopCommands,
-  ephemeral?: Uint8Array,
-): BuiltHeader {
+export function buildHeader(suite: SphinxSuite, geom: Geometry, route: readonly RouteHop[], terminal: HopCommands, ephemeral?: Uint8Array): BuiltHeader {
   const n = route.length;
-  if (n < 1 || n > geom.maxHops)
-    throw new SphinxBuildError(`route must have 1..${geom.maxHops} hops, got ${n}`);
+  if (n < 1 || n > geom.maxHops) throw new SphinxBuildError(`route must have 1..${geom.maxHops} hops, got ${n}`);
   const s = geom.perHopSize;
   const B = geom.maxHops * s;
   const x = ephemeral ?? suite.random(32);
@@ -103,10 +88,7 @@ export function buildHeader(
 
   for (let i = n - 2; i >= 0; i--) {
     const nb = new Uint8Array(B);
-    encodeCommands(
-      { action: 'next', next: route[i + 1]!.nodeId, mac: gamma, delayMs: route[i]!.delayMs },
-      nb.subarray(0, s),
-    );
+    encodeCommands({ action: 'next', next: route[i + 1]!.nodeId, mac: gamma, delayMs: route[i]!.delayMs }, nb.subarray(0, s));
     nb.set(beta.subarray(0, B - s), s);
     suite.xorStream(keys[i]!.headerKey, nb);
     beta = nb;
@@ -141,8 +123,7 @@ export interface CreatedPacket {
 /** Builds a forward packet (docs/spec/sphinx.md §6). */
 export function createPacket(suite: SphinxSuite, geom: Geometry, input: CreatePacketInput): CreatedPacket {
   const { route, payload } = input;
-  if (payload.length > geom.payloadSize)
-    throw new SphinxBuildError(`payload is ${payload.length} bytes; the geometry allows ${geom.payloadSize}`);
+  if (payload.length > geom.payloadSize) throw new SphinxBuildError(`payload is ${payload.length} bytes; the geometry allows ${geom.payloadSize}`);
   const last = route[route.length - 1];
   const built = buildHeader(suite, geom, route, terminalCommands(input.terminal, last?.delayMs ?? 0), input.ephemeral);
   const sizes = packetSizes(geom);
@@ -194,12 +175,7 @@ function isZeroPrefix(b: Uint8Array, n: number): boolean {
  * Processes one Sphinx layer at a hop (docs/spec/sphinx.md §7). Never throws for any input
  * bytes: every malformed or forged packet comes back as a typed drop reason.
  */
-export function processPacket(
-  geom: Geometry,
-  key: HopPrivateKey,
-  packet: Uint8Array,
-  opts: ProcessOptions = {},
-): HopResult {
+export function processPacket(geom: Geometry, key: HopPrivateKey, packet: Uint8Array, opts: ProcessOptions = {}): HopResult {
   const suite = key.suite;
   const sizes = packetSizes(geom);
   if (!(packet instanceof Uint8Array) || packet.length !== sizes.packet) return fail('bad-length');

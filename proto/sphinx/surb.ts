@@ -1,12 +1,4 @@
-import {
-  LIONESS_KEY_LENGTH,
-  NODE_ID_LENGTH,
-  PAYLOAD_TAG_LENGTH,
-  QUEUE_ID_LENGTH,
-  SURB_ID_LENGTH,
-  packetSizes,
-  type Geometry,
-} from './geometry.ts';
+import { LIONESS_KEY_LENGTH, NODE_ID_LENGTH, PAYLOAD_TAG_LENGTH, QUEUE_ID_LENGTH, SURB_ID_LENGTH, packetSizes, type Geometry } from './geometry.ts';
 import { lionessDecrypt, lionessEncrypt } from './lioness.ts';
 import { SphinxBuildError, buildHeader, isZeroPrefix, type CreatedPacket } from './packet.ts';
 import { SURB_KEY_DOMAIN, type SphinxSuite } from './suite.ts';
@@ -78,12 +70,7 @@ export function createSurb(suite: SphinxSuite, geom: Geometry, input: CreateSurb
 export type SurbUseResult = ({ ok: true } & CreatedPacket) | { ok: false; reason: 'bad-length' | 'bad-payload-size' };
 
 /** The replier's side: wraps `payload` (<= payloadSize bytes) with a SURB. Never throws. */
-export function packetFromSurb(
-  suite: SphinxSuite,
-  geom: Geometry,
-  surb: Uint8Array,
-  payload: Uint8Array,
-): SurbUseResult {
+export function packetFromSurb(suite: SphinxSuite, geom: Geometry, surb: Uint8Array, payload: Uint8Array): SurbUseResult {
   const sizes = packetSizes(geom);
   if (surb.length !== sizes.surb) return { ok: false, reason: 'bad-length' };
   if (payload.length > geom.payloadSize) return { ok: false, reason: 'bad-payload-size' };
@@ -98,12 +85,7 @@ export function packetFromSurb(
 export type OpenReplyResult = { ok: true; payload: Uint8Array } | { ok: false; reason: 'bad-length' | 'bad-payload' };
 
 /** The creator's side: opens a reply delivered at the SURB route's last hop. Never throws. */
-export function openSurbReply(
-  suite: SphinxSuite,
-  geom: Geometry,
-  keys: SurbKeys,
-  delivered: Uint8Array,
-): OpenReplyResult {
+export function openSurbReply(suite: SphinxSuite, geom: Geometry, keys: SurbKeys, delivered: Uint8Array): OpenReplyResult {
   const sizes = packetSizes(geom);
   if (delivered.length !== sizes.payload) return { ok: false, reason: 'bad-length' };
   const body = Uint8Array.from(delivered);

@@ -20,14 +20,7 @@ export type Terminal =
   | { readonly kind: 'drop' };
 
 /** Why a hop refused a packet. A refused packet is dropped silently and counted by reason. */
-export type SphinxDropReason =
-  | 'bad-length'
-  | 'bad-version'
-  | 'bad-group-element'
-  | 'replay'
-  | 'bad-mac'
-  | 'bad-commands'
-  | 'bad-payload';
+export type SphinxDropReason = 'bad-length' | 'bad-version' | 'bad-group-element' | 'replay' | 'bad-mac' | 'bad-commands' | 'bad-payload';
 
 export const SPHINX_DROP_REASONS: readonly SphinxDropReason[] = [
   'bad-length',

@@ -165,11 +165,7 @@ export interface AllVectors {
 export function allVectors(suite: SphinxSuite): AllVectors {
   return {
     lioness: lionessVector(suite),
-    forward: [
-      forwardVector(suite, 1),
-      forwardVector(suite, 3),
-      forwardVector(suite, 5),
-    ],
+    forward: [forwardVector(suite, 1), forwardVector(suite, 3), forwardVector(suite, 5)],
     surb: surbVector(suite),
     sizes: packetSizes(DEFAULT_GEOMETRY),
   };

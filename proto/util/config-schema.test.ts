@@ -31,17 +31,25 @@ describe('shared config sections', () => {
       { url: 'http://a', public_key: K1 },
       { url: 'http://b', public_key: K1 },
     ];
-    expect(() => resolveAuthorities(twice, { source: 's', base: '/', key: 'authorities', distinctKeys: true })).toThrow('s: two [[authorities]] entries have the same public key');
+    expect(() => resolveAuthorities(twice, { source: 's', base: '/', key: 'authorities', distinctKeys: true })).toThrow(
+      's: two [[authorities]] entries have the same public key',
+    );
     expect(resolveAuthorities(twice, { source: 's', base: '/', key: 'directory.authorities', distinctKeys: false })).toHaveLength(2);
   });
 
   it('names the section and field in resolve errors', () => {
     const f = parse({ threshold: 3, grace: 7200, authorities: [{ url: 'http://a', public_key: K2 }] });
-    expect(() => resolveHopConfig(f, { data_dir: 'd' }, 'c.toml', '/', { loopbackNames: true, distinctKeys: true })).toThrow(/^c\.toml: \[directory\] grace must be/);
+    expect(() => resolveHopConfig(f, { data_dir: 'd' }, 'c.toml', '/', { loopbackNames: true, distinctKeys: true })).toThrow(
+      /^c\.toml: \[directory\] grace must be/,
+    );
     const g = parse({ threshold: 3, authorities: [{ url: 'http://a', public_key: K2 }] });
     expect(() => resolveHopConfig(g, { data_dir: 'd' }, 'c.toml', '/', { loopbackNames: true, distinctKeys: true })).toThrow(ConfigError);
-    expect(() => resolveHopConfig(g, { data_dir: 'd' }, 'c.toml', '/', { loopbackNames: true, distinctKeys: true })).toThrow('c.toml: directory.threshold 3 exceeds the 1 listed authorities');
+    expect(() => resolveHopConfig(g, { data_dir: 'd' }, 'c.toml', '/', { loopbackNames: true, distinctKeys: true })).toThrow(
+      'c.toml: directory.threshold 3 exceeds the 1 listed authorities',
+    );
     const missing = parse({ threshold: 1, authorities: [{ url: 'http://a', public_key_file: 'nope.pub' }] });
-    expect(() => resolveHopConfig(missing, { data_dir: 'd' }, 'c.toml', '/tmp', { loopbackNames: true, distinctKeys: true })).toThrow(/^c\.toml: directory\.authorities\[0\]: /);
+    expect(() => resolveHopConfig(missing, { data_dir: 'd' }, 'c.toml', '/tmp', { loopbackNames: true, distinctKeys: true })).toThrow(
+      /^c\.toml: directory\.authorities\[0\]: /,
+    );
   });
 });

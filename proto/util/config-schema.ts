@@ -10,9 +10,7 @@ import { ConfigError, isLoopback } from './daemon.ts';
 
 export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info');
 
-export const b64Key = z
-  .string()
-  .refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s), 'must be a base64 Ed25519 public key (32 bytes, 44 characters)');
+export const b64Key = z.string().refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s), 'must be a base64 Ed25519 public key (32 bytes, 44 characters)');
 
 /** A key inline or in a file: an authority's operator hands out identity.pub, others paste it. */
 export const authorityEntry = z
@@ -70,7 +68,11 @@ export function hopSection<T extends z.ZodRawShape>(defaultListen: string, own: 
 export const limitsSection = z
   .object({
     /** Bound on bytes held in the delay queue; past it packets are dropped (queue-full). */
-    max_queued_bytes: z.number().int().min(64 * 1024).default(256 * 1024 * 1024),
+    max_queued_bytes: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .default(256 * 1024 * 1024),
     /** Outbound frames queued per neighbour before the link drops. */
     per_peer_queue: z.number().int().min(16).max(1_000_000).default(4096),
     /** Frames per batched stream write. */
@@ -178,7 +180,9 @@ export function resolveHopConfig<F extends { directory: DirectorySection; metric
   const epoch = resolveEpoch(d, source, 'directory');
   checkThreshold(d.threshold, d.authorities.length, source, 'directory.threshold');
   if (file.metrics.enabled && !isLoopback(file.metrics.host))
-    throw new ConfigError(`${source}: metrics.host must be a loopback address${o.loopbackNames ? ' (127.0.0.1, ::1, localhost)' : ''}, got ${file.metrics.host}`);
+    throw new ConfigError(
+      `${source}: metrics.host must be a loopback address${o.loopbackNames ? ' (127.0.0.1, ::1, localhost)' : ''}, got ${file.metrics.host}`,
+    );
   const authorities = resolveAuthorities(d.authorities, { source, base, key: 'directory.authorities', distinctKeys: o.distinctKeys });
   const dataDir = resolve(base, hop.data_dir);
   return { source, file, dataDir, keysDir: hop.keys_dir ? resolve(base, hop.keys_dir) : resolve(dataDir, 'keys'), epoch, authorities };

@@ -182,7 +182,14 @@ export function testNodeConfig(o: {
 /** A gateway config for tests (no TOML file): loopback, ephemeral ports, no issuance or metrics, ticks driven by the test. */
 export function testGatewayConfig(o: { dataDir: string; directory: TestDirectory; epoch: EpochConfig; domains?: string[] }): GatewayConfig {
   const file = GatewayConfigSchema.parse({
-    gateway: { data_dir: o.dataDir, listen: '/ip4/127.0.0.1/tcp/0', domains: o.domains ?? ['gw.example'], log_level: 'silent', tick_ms: 60_000, shutdown_grace_ms: 1000 },
+    gateway: {
+      data_dir: o.dataDir,
+      listen: '/ip4/127.0.0.1/tcp/0',
+      domains: o.domains ?? ['gw.example'],
+      log_level: 'silent',
+      tick_ms: 60_000,
+      shutdown_grace_ms: 1000,
+    },
     issuance: { enabled: false },
     metrics: { enabled: false, port: 0 },
     directory: directorySection(o.directory, o.epoch),
@@ -274,7 +281,12 @@ export class SinkGateway {
       role: 'gateway',
       epoch,
       sphinxKeys: [this.keys.get(epoch)!, this.keys.get(epoch + 1)!],
-      gateway: { domains: ['sink.example'], issuerKeys: [{ keyEpoch: 1, publicKey: new Uint8Array(33).fill(7) }], keyDirectoryUrl: '', policy: 'token-required' },
+      gateway: {
+        domains: ['sink.example'],
+        issuerKeys: [{ keyEpoch: 1, publicKey: new Uint8Array(33).fill(7) }],
+        keyDirectoryUrl: '',
+        policy: 'token-required',
+      },
       publishedAt: 1_800_000_000,
     });
     return (await uploadDescriptor(urls, d)).map((r) => r.result);
@@ -286,7 +298,6 @@ export class SinkGateway {
     this.replay.close();
   }
 }
-
 
 /** A client-side link (dial-only, random identity) that sends frames into layer 1. */
 export async function clientLink(geometry: Geometry, addressesOf: (peer: string) => string[] | undefined): Promise<PacketLink> {
