@@ -41,7 +41,7 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
   const dir = mkdtempSync(join(tmpdir(), 'postmix-bench-client-'));
   const results: Record<string, unknown> = {};
   try {
-    const sim = new SimNet({ mixing: { lambdaP: 1000, lambdaL: 0, lambdaD: 0, lambdaM: 0, mu: 10 } });
+    const sim = new SimNet({ mixing: { lambdaP: 1000, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 10 } });
     // 1. a 1 MiB message, prepared and sent with λ_P = 1000/s on a fake clock advanced 1 ms per step (so the figure is CPU + fsync, not the Poisson wait)
     {
       const size = opts.quick ? 256 * 1024 : 1024 * 1024;

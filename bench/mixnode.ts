@@ -41,7 +41,7 @@ import { fmt, machineInfo, type BenchOptions, type BenchReport } from './harness
 
 const EC: EpochConfig = { origin: 1_700_000_000, length: 3600, grace: 300 };
 const E = 10;
-const MIXING: MixingParams = { lambdaP: 1, lambdaL: 1, lambdaD: 1, lambdaM: 0, mu: 20 };
+const MIXING: MixingParams = { lambdaP: 1, lambdaL: 1, lambdaD: 1, lambdaM: 0, lambdaG: 0, mu: 20 };
 const PACKET = packetSizes(G).packet;
 
 function gcFn(): (() => void) | undefined {

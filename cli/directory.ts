@@ -10,7 +10,7 @@ Configuration (one TOML file; see docs/spec/pki.md §8 for a complete example):
                 log_level (info), max_descriptors_per_epoch (5000), peer_timeout_ms (5000)
   [network]     threshold (2), layers (3), epoch_length (3600 s), epoch_origin (unix s),
                 grace (600 s), [network.geometry] max_hops/per_hop_size/payload_size,
-                [network.mixing] lambda_p/lambda_l/lambda_d/lambda_m/mu
+                [network.mixing] lambda_p/lambda_l/lambda_d/lambda_m/lambda_g/mu
   [[authorities]] url + public_key (base64) or public_key_file, one per authority, this one included
 
 Environment overrides: ${ENV_PREFIX}_<SECTION>__<KEY>=value, e.g.

@@ -63,6 +63,7 @@ export function registerTestnet(program: Command): void {
     .option('--lambda-l <r>', "λ_L: each client's loop cover rate per second", num('--lambda-l', 0, 1000), 1)
     .option('--lambda-d <r>', "λ_D: each client's drop cover rate per second", num('--lambda-d', 0, 1000), 1)
     .option('--lambda-m <r>', "λ_M: each mix's loop cover rate per second", num('--lambda-m', 0, 1000), 0.5)
+    .option('--lambda-g <r>', "λ_G: each gateway's loop cover rate per second (in the document; gateways do not emit it yet)", num('--lambda-g', 0, 1000), 0.5)
     .option(
       '--payload-size <bytes>',
       'Sphinx payload size of the network document (the packet is this plus the header)',
@@ -101,6 +102,7 @@ export function registerTestnet(program: Command): void {
         lambdaL: o.lambdaL as number,
         lambdaD: o.lambdaD as number,
         lambdaM: o.lambdaM as number,
+        lambdaG: o.lambdaG as number,
         payloadSize: o.payloadSize as number,
         timeoutS: o.timeout as number,
         logLevel: o.logLevel as string,

@@ -185,7 +185,7 @@ describe('overlay sending through a simulated mixnet (real Sphinx)', () => {
 
 describe('Loopix streams (seeded RNG, fake clock)', () => {
   it('payload, loop and drop streams have the document rates; real packets replace drop cover', () => {
-    const sim = new SimNet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 0.5, lambdaM: 0, mu: 10 } });
+    const sim = new SimNet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 0.5, lambdaM: 0, lambdaG: 0, mu: 10 } });
     const dir = tmp();
     const c = core(sim, dir, { cover: true, seed: 99, overlayOnly: false });
     const T = 100_000; // ms of simulated time
@@ -198,7 +198,7 @@ describe('Loopix streams (seeded RNG, fake clock)', () => {
     within(s.loop, 1 * (T / 1000));
     expect(s.loopsReturned).toBe(s.loop);
     // now with mail queued: the total rate stays the same, drops give way to real packets
-    const sim2 = new SimNet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 0.5, lambdaM: 0, mu: 10 } });
+    const sim2 = new SimNet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 0.5, lambdaM: 0, lambdaG: 0, mu: 10 } });
     const c2 = core(sim2, tmp(), { cover: true, seed: 99 });
     c2.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
     c2.accept('a@sender.test', ['bob@overlay.test'], message(200_000), 0);

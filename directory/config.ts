@@ -44,6 +44,7 @@ export const DirectoryConfigSchema = z
             lambda_l: z.number().default(DEFAULT_MIXING.lambdaL),
             lambda_d: z.number().default(DEFAULT_MIXING.lambdaD),
             lambda_m: z.number().default(DEFAULT_MIXING.lambdaM),
+            lambda_g: z.number().default(DEFAULT_MIXING.lambdaG),
             mu: z.number().default(DEFAULT_MIXING.mu),
           })
           .strict()
@@ -83,7 +84,14 @@ export function loadDirectoryConfig(path: string, env: NodeJS.ProcessEnv = proce
   resolveEpoch(n, path, 'network');
   try {
     validateGeometry({ maxHops: n.geometry.max_hops, perHopSize: n.geometry.per_hop_size, payloadSize: n.geometry.payload_size });
-    validateMixingParams({ lambdaP: n.mixing.lambda_p, lambdaL: n.mixing.lambda_l, lambdaD: n.mixing.lambda_d, lambdaM: n.mixing.lambda_m, mu: n.mixing.mu });
+    validateMixingParams({
+      lambdaP: n.mixing.lambda_p,
+      lambdaL: n.mixing.lambda_l,
+      lambdaD: n.mixing.lambda_d,
+      lambdaM: n.mixing.lambda_m,
+      lambdaG: n.mixing.lambda_g,
+      mu: n.mixing.mu,
+    });
   } catch (e) {
     throw new ConfigError(`${path}: [network] ${(e as Error).message}`);
   }

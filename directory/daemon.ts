@@ -34,7 +34,14 @@ export async function runDirectory(cfg: ResolvedDirectoryConfig, opts: RunOption
   const params: DocumentParams = {
     epochConfig: { origin: n.epoch_origin, length: n.epoch_length, grace: n.grace },
     geometry: { maxHops: n.geometry.max_hops, perHopSize: n.geometry.per_hop_size, payloadSize: n.geometry.payload_size },
-    mixing: { lambdaP: n.mixing.lambda_p, lambdaL: n.mixing.lambda_l, lambdaD: n.mixing.lambda_d, lambdaM: n.mixing.lambda_m, mu: n.mixing.mu },
+    mixing: {
+      lambdaP: n.mixing.lambda_p,
+      lambdaL: n.mixing.lambda_l,
+      lambdaD: n.mixing.lambda_d,
+      lambdaM: n.mixing.lambda_m,
+      lambdaG: n.mixing.lambda_g,
+      mu: n.mixing.mu,
+    },
     numLayers: n.layers,
     authorities: cfg.authorities.map((a) => a.publicKey),
     threshold: n.threshold,

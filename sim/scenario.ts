@@ -92,6 +92,8 @@ export function mixingParamsOf(s: Scenario): MixingParams {
     lambdaL: s.loopRate,
     lambdaD: s.dropRate,
     lambdaM: s.mixLoopRate,
+    // gateway loop cover is not modelled by the simulator yet
+    lambdaG: 0,
     mu: 1 / s.meanDelay,
   });
 }

@@ -131,7 +131,7 @@ describe('client → relay mixes → real gateway → MX', () => {
       epochLength: 3600,
       grace: 600,
       geometry: DEFAULT_GEOMETRY,
-      mixing: { lambdaP: 40, lambdaL: 0, lambdaD: 0, lambdaM: 0, mu: 50 },
+      mixing: { lambdaP: 40, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 50 },
       layers: [relays.map((r) => r.entry)],
       gateways: [gwEntry],
       authorities: [],

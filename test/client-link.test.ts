@@ -25,7 +25,7 @@ afterAll(async () => {
 
 describe('client network wiring over real libp2p', () => {
   it('sends fragments to the layer-1 peer and takes ACKs from the home gateway mailbox', async () => {
-    const sim = new SimNet({ perLayer: 1, mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, mu: 10 } });
+    const sim = new SimNet({ perLayer: 1, mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 10 } });
     const packetSize = packetSizes(sim.doc.geometry).packet;
     const layer1 = sim.layers[0]![0]!.entry;
     // the layer-1 "mix": a real PacketLink whose frames enter the simulated network

@@ -134,7 +134,7 @@ beforeAll(async () => {
   });
   relay = createPostfix({ dir: join(tmp, 'pf-relay'), name: 'relay', port: relayPort, role: { kind: 'relay', relayPort: mxPort } });
   await Promise.all([mx.start(), relay.start()]); // each waits until its port accepts connections
-  sim = new SimNet({ domains: ['overlay.test'], mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, mu: 10 } });
+  sim = new SimNet({ domains: ['overlay.test'], mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 10 } });
   const cfg = config(join(tmp, 'client'), smtpPort, relayPort);
   cfgFile = join(tmp, 'client.toml');
   writeFileSync(cfgFile, toml(cfg));

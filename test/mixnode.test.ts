@@ -32,7 +32,7 @@ import {
 const EC = TEST_EPOCH;
 const E = 100;
 const MU = 50; // mean per-hop delay 20 ms
-const MIXING: MixingParams = { lambdaP: 1, lambdaL: 0.5, lambdaD: 0.5, lambdaM: 0, mu: MU };
+const MIXING: MixingParams = { lambdaP: 1, lambdaL: 0.5, lambdaD: 0.5, lambdaM: 0, lambdaG: 0, mu: MU };
 const PACKET = packetSizes(G).packet;
 
 const tmp = mkdtempSync(join(tmpdir(), 'pm-mix-'));

@@ -139,6 +139,7 @@ export async function startNetwork(
           lambda_l: plan.mixing.lambdaL,
           lambda_d: plan.mixing.lambdaD,
           lambda_m: plan.mixing.lambdaM,
+          lambda_g: plan.mixing.lambdaG,
           mu: plan.mixing.mu,
         },
       },

@@ -62,6 +62,8 @@ export interface TestnetOptions {
   readonly lambdaL: number;
   readonly lambdaD: number;
   readonly lambdaM: number;
+  /** λ_G: each gateway's loop cover rate, per second */
+  readonly lambdaG: number;
   /** Sphinx payload size of the network document (bytes) */
   readonly payloadSize: number;
   readonly timeoutS: number;
@@ -87,6 +89,7 @@ export const TESTNET_DEFAULTS: TestnetOptions = {
   lambdaL: 1,
   lambdaD: 1,
   lambdaM: 0.5,
+  lambdaG: 0.5,
   payloadSize: DEFAULT_GEOMETRY.payloadSize,
   timeoutS: 240,
   logLevel: 'info',
@@ -204,7 +207,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     mta: o.mta,
     epoch_length_s: o.epochLength,
     mean_delay_per_hop_ms: o.meanDelayMs,
-    rates_per_s: { lambda_p: o.lambdaP, lambda_l: o.lambdaL, lambda_d: o.lambdaD, lambda_m: o.lambdaM },
+    rates_per_s: { lambda_p: o.lambdaP, lambda_l: o.lambdaL, lambda_d: o.lambdaD, lambda_m: o.lambdaM, lambda_g: o.lambdaG },
     payload_bytes: o.payloadSize,
     packet_bytes: packetSizes(geometry).packet,
   };
@@ -270,7 +273,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
       epochLength: o.epochLength,
       grace: Math.max(5, Math.ceil(o.epochLength * 0.75)),
       geometry,
-      mixing: { lambdaP: o.lambdaP, lambdaL: o.lambdaL, lambdaD: o.lambdaD, lambdaM: o.lambdaM, mu: 1000 / o.meanDelayMs },
+      mixing: { lambdaP: o.lambdaP, lambdaL: o.lambdaL, lambdaD: o.lambdaD, lambdaM: o.lambdaM, lambdaG: o.lambdaG, mu: 1000 / o.meanDelayMs },
       mx: mxs,
       logLevel: o.logLevel,
     };

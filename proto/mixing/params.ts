@@ -13,6 +13,11 @@ export interface MixingParams {
   readonly lambdaD: number;
   /** λ_M: rate of a mix node's own loop cover packets. */
   readonly lambdaM: number;
+  /**
+   * λ_G: rate of a gateway's own loop cover packets (as Loopix providers send), so that an
+   * observer of a gateway's links cannot tell the ACKs it sends from its cover.
+   */
+  readonly lambdaG: number;
   /** μ: per-hop delay rate; each hop holds a packet Exp(μ) seconds (mean 1/μ). */
   readonly mu: number;
 }
@@ -22,6 +27,7 @@ export const DEFAULT_MIXING: MixingParams = Object.freeze({
   lambdaL: 0.5,
   lambdaD: 0.5,
   lambdaM: 0.5,
+  lambdaG: 0.5,
   mu: 10,
 });
 
@@ -64,7 +70,7 @@ export class MixingParamsError extends Error {
 }
 
 export function validateMixingParams(p: MixingParams): MixingParams {
-  for (const k of ['lambdaP', 'lambdaL', 'lambdaD', 'lambdaM', 'mu'] as const) {
+  for (const k of ['lambdaP', 'lambdaL', 'lambdaD', 'lambdaM', 'lambdaG', 'mu'] as const) {
     const v = p[k];
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new MixingParamsError(`${k} must be a finite number >= 0, got ${String(v)}`);
   }

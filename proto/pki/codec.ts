@@ -107,7 +107,14 @@ export interface DocumentBody {
   readonly epochLength: number;
   readonly grace: number;
   readonly geometry: { readonly maxHops: number; readonly perHopSize: number; readonly payloadSize: number };
-  readonly mixing: { readonly lambdaP: number; readonly lambdaL: number; readonly lambdaD: number; readonly lambdaM: number; readonly mu: number };
+  readonly mixing: {
+    readonly lambdaP: number;
+    readonly lambdaL: number;
+    readonly lambdaD: number;
+    readonly lambdaM: number;
+    readonly lambdaG: number;
+    readonly mu: number;
+  };
   readonly layers: readonly (readonly NodeEntry[])[];
   readonly gateways: readonly NodeEntry[];
   readonly authorities: readonly Uint8Array[];
@@ -425,6 +432,7 @@ export function decodeDocumentBody(bytes: Uint8Array): DocumentBody {
       lambdaL: Number(m.lambdaL ?? 0),
       lambdaD: Number(m.lambdaD ?? 0),
       lambdaM: Number(m.lambdaM ?? 0),
+      lambdaG: Number(m.lambdaG ?? 0),
       mu: Number(m.mu ?? 0),
     },
     layers,

@@ -80,7 +80,7 @@ export function fakeDocumentBody(layers: readonly number[], o: { gateways?: numb
     epochLength: 100,
     grace: 10,
     geometry: { ...DEFAULT_GEOMETRY, maxHops: o.maxHops ?? 5 },
-    mixing: { lambdaP: 1, lambdaL: 1, lambdaD: 1, lambdaM: o.lambdaM ?? 1, mu: 10 },
+    mixing: { lambdaP: 1, lambdaL: 1, lambdaD: 1, lambdaM: o.lambdaM ?? 1, lambdaG: 1, mu: 10 },
     layers: layers.map((n, l) => Array.from({ length: n }, () => fakeEntry(l + 1, i++))),
     gateways: Array.from({ length: o.gateways ?? 1 }, () => fakeEntry(0, i++)),
     authorities: [],

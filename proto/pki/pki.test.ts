@@ -231,6 +231,14 @@ describe('network document', () => {
     expect(reason(() => verifyDocument(encodeSignedDocument({ body: body2, signatures: s.signatures }), VOPTS))).toBe('bad-signature');
   });
 
+  it('carries λ_G (field 6 of MixingParams) under the signatures', () => {
+    expect(BODY.mixing.lambdaG).toBe(DEFAULT_MIXING.lambdaG);
+    const other = encodeCheckedDocumentBody({ ...BODY, mixing: { ...BODY.mixing, lambdaG: 3 } });
+    expect(decodeDocumentBody(other).mixing.lambdaG).toBe(3);
+    const s = decodeSignedDocument(SIGNED);
+    expect(reason(() => verifyDocument(encodeSignedDocument({ body: other, signatures: s.signatures }), VOPTS))).toBe('bad-signature');
+  });
+
   it('rejects the wrong epoch, a stale document and one too far ahead', () => {
     expect(reason(() => verifyDocument(SIGNED, { ...VOPTS, epoch: EPOCH + 1 }))).toBe('wrong-epoch');
     expect(reason(() => verifyDocument(SIGNED, { ...VOPTS, now: epochEnd(EC, EPOCH) + EC.grace }))).toBe('expired');

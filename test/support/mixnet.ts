@@ -44,7 +44,7 @@ export const silentLogger: Logger = pino({ level: 'silent' });
 export const TEST_EPOCH: EpochConfig = Object.freeze({ origin: 1_700_000_000, length: 3600, grace: 300 });
 
 /** Mixing for the loop tests: mixes send loops fast (λ_M 20/s), hops are quick (mean 5 ms). */
-export const LOOP_MIXING: MixingParams = Object.freeze({ lambdaP: 1, lambdaL: 0.5, lambdaD: 0.5, lambdaM: 20, mu: 200 });
+export const LOOP_MIXING: MixingParams = Object.freeze({ lambdaP: 1, lambdaL: 0.5, lambdaD: 0.5, lambdaM: 20, lambdaG: 0, mu: 200 });
 
 export { freePort };
 
