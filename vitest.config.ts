@@ -4,7 +4,7 @@ export default defineConfig({
   test: {
     include: ['**/*.test.ts'],
     exclude: ['node_modules/**', 'dist/**'],
-    setupFiles: ['proto/util/polyfill.ts'],
+    setupFiles: ['runtime/polyfill.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',

@@ -3,14 +3,14 @@
  * writes), the delay queue at 100k entries, and the replay store (with the alternative it was
  * chosen over). Figures only, no assertions.
  */
-import '../proto/util/polyfill.ts';
+import '../runtime/polyfill.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DelayQueue } from '../proto/hop/delay-queue.ts';
-import { LogReplayStore, ReplayStore } from '../proto/hop/replay-store.ts';
-import { PacketLink } from '../proto/link/index.ts';
+import { LogReplayStore, ReplayStore } from '../runtime/hop/replay-store.ts';
+import { PacketLink } from '../runtime/link/index.ts';
 import { fmt, machineInfo, type BenchOptions, type BenchReport } from './harness.ts';
 
 const FRAME = 2048;

@@ -12,7 +12,7 @@
  *    added latency (how late packets leave after their due time) p50/p99.
  * Figures only, no assertions.
  */
-import '../proto/util/polyfill.ts';
+import '../runtime/polyfill.ts';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,8 +20,8 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { HopEngine } from '../proto/hop/engine.ts';
-import type { ReplayTagStore } from '../proto/hop/replay-store.ts';
-import { PacketLink } from '../proto/link/index.ts';
+import type { ReplayTagStore } from '../runtime/hop/replay-store.ts';
+import { PacketLink } from '../runtime/link/index.ts';
 import { sampleExponential, type MixingParams } from '../proto/mixing/params.ts';
 import {
   buildDescriptor,
@@ -30,10 +30,10 @@ import {
   generateIdentity,
   generateSphinxKey,
   schedulePoint,
-  uploadDescriptor,
   type EpochConfig,
   type IdentityKey,
 } from '../proto/pki/index.ts';
+import { uploadDescriptor } from '../runtime/pki/client.ts';
 import { createPacket, DEFAULT_GEOMETRY as G, nodeSuite, packetSizes, prepareHopKey, processPacket, type NodeId } from '../proto/sphinx/index.ts';
 import { MixNode } from '../mixnode/daemon.ts';
 import { dialAddrs, makeNodeKeys, silentLogger, SinkGateway, startTestDirectory, testNodeConfig, type Clock } from '../test/support/mixnet.ts';
@@ -101,8 +101,8 @@ async function countingMix(
  *   child → {forwarded, seconds}                  (frames that reached L2 after the warm-up)
  */
 const CHILD = `
-await import(${JSON.stringify(new URL('../proto/util/polyfill.ts', import.meta.url).href)});
-const { PacketLink, parseMultiaddr } = await import(${JSON.stringify(new URL('../proto/link/index.ts', import.meta.url).href)});
+await import(${JSON.stringify(new URL('../runtime/polyfill.ts', import.meta.url).href)});
+const { PacketLink, parseMultiaddr } = await import(${JSON.stringify(new URL('../runtime/link/index.ts', import.meta.url).href)});
 const { readFileSync } = await import('node:fs');
 const { randomBytes } = await import('node:crypto');
 const { createInterface } = await import('node:readline');

@@ -3,6 +3,6 @@
 // clone runs with no build step; the polyfill goes first because libp2p needs it at import time.
 import { register } from 'tsx/esm/api';
 register();
-await import('../proto/util/polyfill.ts');
+await import('../runtime/polyfill.ts');
 const { main } = await import('../cli/main.ts');
 await main(process.argv);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { ConfigError, createLogger, EXIT, loadConfig, onShutdown } from '../proto/util/daemon.ts';
+import { ConfigError, createLogger, EXIT, loadConfig, onShutdown } from '../runtime/daemon.ts';
 import { ClientConfigSchema, outboxPath, type ClientConfig } from '../client/config.ts';
 import { Outbox } from '../client/outbox.ts';
 import { Wallet } from '../client/wallet.ts';

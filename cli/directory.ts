@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { ConfigError, createLogger, EXIT, onShutdown } from '../proto/util/daemon.ts';
+import { ConfigError, createLogger, EXIT, onShutdown } from '../runtime/daemon.ts';
 import { bytesEqual, isPkiError, loadIdentity } from '../proto/pki/index.ts';
 import { ENV_PREFIX, loadDirectoryConfig } from '../directory/config.ts';
 import { runDirectory } from '../directory/daemon.ts';

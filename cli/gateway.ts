@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { ConfigError, createLogger, EXIT, onShutdown } from '../proto/util/daemon.ts';
-import { KeyFileError } from '../proto/hop/epoch-keys.ts';
+import { ConfigError, createLogger, EXIT, onShutdown } from '../runtime/daemon.ts';
+import { KeyFileError } from '../runtime/hop/epoch-keys.ts';
 import { finalizeTokens, issueTokens, makeBundle, requestTokens } from '../proto/tokens/index.ts';
 import { ENV_PREFIX, loadGatewayConfig, loadOrCreateIssuer, type GatewayConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/daemon.ts';

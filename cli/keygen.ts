@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { DEFAULT_EPOCH, epochAt, KeyFileExistsError, KeyStore, sphinxKeyFile, type EpochConfig } from '../proto/pki/index.ts';
-import { EXIT } from '../proto/util/daemon.ts';
+import { EXIT } from '../runtime/daemon.ts';
 
 function intOpt(name: string, min: number, max: number) {
   return (v: string): number => {

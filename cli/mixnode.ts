@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { ConfigError, createLogger, EXIT, onShutdown } from '../proto/util/daemon.ts';
-import { KeyFileError, openKeyStore } from '../proto/hop/epoch-keys.ts';
+import { ConfigError, createLogger, EXIT, onShutdown } from '../runtime/daemon.ts';
+import { KeyFileError, openKeyStore } from '../runtime/hop/epoch-keys.ts';
 import { isPkiError } from '../proto/pki/index.ts';
 import { ENV_PREFIX, loadMixnodeConfig, type MixnodeConfig } from '../mixnode/config.ts';
 import { MixNode, PortInUseError } from '../mixnode/daemon.ts';

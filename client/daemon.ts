@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
 import { nodeSuite } from '../proto/sphinx/index.ts';
-import { ConfigError, isLoopback, newRegistry, startMetricsServer, type MetricsServer } from '../proto/util/daemon.ts';
+import { ConfigError, isLoopback, newRegistry, startMetricsServer, type MetricsServer } from '../runtime/daemon.ts';
 import { outboxPath, type ClientConfig } from './config.ts';
 import { ClientCore, type Network } from './core.ts';
 import { startIntake, type Intake } from './intake.ts';

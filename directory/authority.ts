@@ -27,7 +27,6 @@ import {
   LIMITS,
   PKI_VERSION,
   PkiError,
-  readLimited,
   sha256,
   signDocumentBody,
   verifyDescriptor,
@@ -44,6 +43,7 @@ import {
   type VerifiedDescriptor,
   type VerifiedDocument,
 } from '../proto/pki/index.ts';
+import { readLimited } from '../runtime/pki/client.ts';
 import { DirectoryMetrics } from './metrics.ts';
 import { AuthorityStore } from './store.ts';
 

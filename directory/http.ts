@@ -10,7 +10,8 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DOCUMENT_CONTENT_TYPE, epochEnd, epochStart, hex, isPkiError, LIMITS, sha256, VOTE_CONTENT_TYPE } from '../proto/pki/index.ts';
+import { epochEnd, epochStart, hex, isPkiError, LIMITS, sha256 } from '../proto/pki/index.ts';
+import { DOCUMENT_CONTENT_TYPE, VOTE_CONTENT_TYPE } from '../runtime/pki/client.ts';
 import type { Authority } from './authority.ts';
 
 const MAX_EPOCH_DIGITS = 10;

@@ -7,8 +7,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, loadConfig } from '../proto/util/daemon.ts';
-import { directorySection, hopSection, limitsSection, metricsSection, resolveHopConfig, type ResolvedHopConfig } from '../proto/util/config-schema.ts';
+import { ConfigError, loadConfig } from '../runtime/daemon.ts';
+import { directorySection, hopSection, limitsSection, metricsSection, resolveHopConfig, type ResolvedHopConfig } from '../runtime/config-schema.ts';
 import { deriveIssuerKeys, type IssuerKeys } from '../proto/tokens/index.ts';
 
 export const ENV_PREFIX = 'POSTMIX_GATEWAY';

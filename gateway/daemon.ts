@@ -11,7 +11,7 @@
  *   the document; any other next hop is dropped as `unknown-next-hop`.
  *   HandoffWorker → MX (SMTP/LMTP), issuance endpoint (HTTP), Prometheus metrics.
  *
- * Epochs: the epoch driver shared with the mix node (proto/hop/epoch-driver.ts) fetches the
+ * Epochs: the epoch driver shared with the mix node (runtime/hop/epoch-driver.ts) fetches the
  * network document for the current and next epoch, uploads the descriptor (role gateway, served
  * domains, token issuer public key) for the next two epochs with Sphinx keys generated ahead of
  * time, and drops replay sets and key files once the previous epoch's grace window is over; the
@@ -25,15 +25,15 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { encodeAck } from '../proto/fragment/index.ts';
 import { HOP_DROP_REASONS, HopEngine } from '../proto/hop/engine.ts';
-import { EpochDriver } from '../proto/hop/epoch-driver.ts';
-import { EpochKeys, openKeyStore } from '../proto/hop/epoch-keys.ts';
-import { idKey, NetworkView, type Peer } from '../proto/hop/network-view.ts';
-import { ReplayStore } from '../proto/hop/replay-store.ts';
-import { PacketLink } from '../proto/link/index.ts';
+import { EpochDriver } from '../runtime/hop/epoch-driver.ts';
+import { EpochKeys, openKeyStore } from '../runtime/hop/epoch-keys.ts';
+import { idKey, NetworkView, type Peer } from '../runtime/hop/network-view.ts';
+import { ReplayStore } from '../runtime/hop/replay-store.ts';
+import { PacketLink } from '../runtime/link/index.ts';
 import { MAILBOX_PROTOCOL, decodeSubscribe, encodeDummyItem, encodeItem, isMailQueue, mailboxRate } from '../proto/mailbox/index.ts';
 import { epochAt, hex, KeyStore, type IdentityKey, type VerifiedDocument } from '../proto/pki/index.ts';
 import { DEFAULT_GEOMETRY, nodeSuite, packetFromSurb, packetSizes, type Geometry, type HopDeliver } from '../proto/sphinx/index.ts';
-import { startMetricsServer, type MetricsServer } from '../proto/util/daemon.ts';
+import { startMetricsServer, type MetricsServer } from '../runtime/daemon.ts';
 import type { IssuerKeys } from '../proto/tokens/index.ts';
 import { loadOrCreateIssuer, type GatewayConfig } from './config.ts';
 import { HandoffWorker } from './handoff.ts';

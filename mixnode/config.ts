@@ -5,7 +5,7 @@
  */
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, loadConfig } from '../proto/util/daemon.ts';
+import { ConfigError, loadConfig } from '../runtime/daemon.ts';
 import {
   directorySection,
   hopSection,
@@ -14,7 +14,7 @@ import {
   resolveHopConfig,
   type AuthorityRef,
   type ResolvedHopConfig,
-} from '../proto/util/config-schema.ts';
+} from '../runtime/config-schema.ts';
 
 export const ENV_PREFIX = 'POSTMIX_MIXNODE';
 

@@ -6,7 +6,7 @@
  *   replay tag) → delay queue → forward to the next hop's libp2p peer (a legal next hop in the
  *   document) | final hop: only this node's own loops are taken, anything else is dropped.
  *
- * Every `tick_ms` the epoch driver (proto/hop/epoch-driver.ts, shared with the gateway) fetches
+ * Every `tick_ms` the epoch driver (runtime/hop/epoch-driver.ts, shared with the gateway) fetches
  * documents, uploads the descriptor with Sphinx keys made ahead of time and expires the previous
  * epoch; what is the mix's own is `installed`: routing table, allowed peers, packet size, and a
  * new engine (the old one retired until its queue is empty) when the geometry changes.
@@ -16,14 +16,14 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { PeerId } from '@libp2p/interface';
 import { HopEngine } from '../proto/hop/engine.ts';
-import { EpochDriver } from '../proto/hop/epoch-driver.ts';
-import { EpochKeys, openKeyStore } from '../proto/hop/epoch-keys.ts';
-import { NetworkView, type Peer } from '../proto/hop/network-view.ts';
-import { LogReplayStore, ReplayStore, type ReplayTagStore } from '../proto/hop/replay-store.ts';
-import { PacketLink } from '../proto/link/index.ts';
+import { EpochDriver } from '../runtime/hop/epoch-driver.ts';
+import { EpochKeys, openKeyStore } from '../runtime/hop/epoch-keys.ts';
+import { NetworkView, type Peer } from '../runtime/hop/network-view.ts';
+import { LogReplayStore, ReplayStore, type ReplayTagStore } from '../runtime/hop/replay-store.ts';
+import { PacketLink } from '../runtime/link/index.ts';
 import { bytesEqual, epochAt, epochStart, hex, type IdentityKey } from '../proto/pki/index.ts';
 import { DEFAULT_GEOMETRY, packetSizes, type Geometry } from '../proto/sphinx/index.ts';
-import { startMetricsServer, type MetricsServer } from '../proto/util/daemon.ts';
+import { startMetricsServer, type MetricsServer } from '../runtime/daemon.ts';
 import type { MixnodeConfig } from './config.ts';
 import { LoopCover } from './loops.ts';
 import { MixnodeMetrics } from './metrics.ts';

@@ -4,9 +4,9 @@
  * so processing a packet costs no metric update except the processing-time histogram.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { newRegistry } from '../proto/util/daemon.ts';
+import { newRegistry } from '../runtime/daemon.ts';
 import { HOP_DROP_REASONS, type HopCounters } from '../proto/hop/engine.ts';
-import type { LinkCounters } from '../proto/link/index.ts';
+import type { LinkCounters } from '../runtime/link/index.ts';
 import type { LoopStats } from './loops.ts';
 
 export interface MetricSources {

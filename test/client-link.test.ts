@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as lp from 'it-length-prefixed';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { NodeEntry } from '../proto/pki/codec.ts';
-import { PacketLink } from '../proto/link/index.ts';
+import { PacketLink } from '../runtime/link/index.ts';
 import { MAILBOX_PROTOCOL, decodeSubscribe, encodeItem } from '../proto/mailbox/index.ts';
 import { nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
 import { ClientCore } from '../client/core.ts';

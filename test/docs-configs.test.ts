@@ -14,7 +14,7 @@ import { loadDirectoryConfig } from '../directory/config.ts';
 import { loadGatewayConfig } from '../gateway/config.ts';
 import { loadMixnodeConfig } from '../mixnode/config.ts';
 import { KeyStore } from '../proto/pki/index.ts';
-import { loadConfig } from '../proto/util/daemon.ts';
+import { loadConfig } from '../runtime/daemon.ts';
 
 const root = new URL('..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'pmx-docs-'));

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PacketLink } from '../proto/link/index.ts';
+import type { PacketLink } from '../runtime/link/index.ts';
 import { MAIL_QUEUE_ID } from '../proto/mailbox/index.ts';
 import { epochAt, epochStart, schedulePoint, SCHEDULE, sphinxKeyFile, type DocumentBody } from '../proto/pki/index.ts';
 import { createPacket, DEFAULT_GEOMETRY as G, nodeSuite } from '../proto/sphinx/index.ts';

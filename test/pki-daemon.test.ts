@@ -13,17 +13,9 @@ import { ConfigError, loadDirectoryConfig } from '../directory/config.ts';
 import { runDirectory, type RunningDirectory } from '../directory/daemon.ts';
 import { fakeNode } from '../proto/pki/fixtures.ts';
 import { freePort } from './support/mixnet.ts';
-import { peerIdFromEd25519PublicKey } from '../proto/link/identity.ts';
-import {
-  fetchDocument,
-  findNode,
-  KeyStore,
-  loadIdentityPublicKey,
-  schedulePoint,
-  SCHEDULE,
-  uploadDescriptor,
-  uploadNodeDescriptor,
-} from '../proto/pki/index.ts';
+import { peerIdFromEd25519PublicKey } from '../runtime/link/identity.ts';
+import { findNode, KeyStore, loadIdentityPublicKey, schedulePoint, SCHEDULE } from '../proto/pki/index.ts';
+import { fetchDocument, uploadDescriptor, uploadNodeDescriptor } from '../runtime/pki/client.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pm-dird-'));
 const EC = { origin: 1_700_000_000, length: 600, grace: 60 };

@@ -12,23 +12,21 @@ import { DEFAULT_GEOMETRY } from '../proto/sphinx/geometry.ts';
 import { DEFAULT_MIXING } from '../proto/mixing/params.ts';
 import {
   decodeSignedDocument,
-  DocumentCache,
   encodeSignedDocument,
   epochStart,
-  fetchDocument,
   generateIdentity,
   hex,
   isPkiError,
   schedulePoint,
   SCHEDULE,
-  uploadDescriptor,
   verifyDocument,
   type DocumentParams,
   type EpochConfig,
   type IdentityKey,
 } from '../proto/pki/index.ts';
+import { DocumentCache, fetchDocument, uploadDescriptor } from '../runtime/pki/client.ts';
 import { fakeNode, resignedDescriptor, type FakeNode } from '../proto/pki/fixtures.ts';
-import { peerIdFromEd25519PublicKey } from '../proto/link/identity.ts';
+import { peerIdFromEd25519PublicKey } from '../runtime/link/identity.ts';
 import { Authority } from '../directory/authority.ts';
 import { DirectoryHttp } from '../directory/http.ts';
 import { AuthorityStore } from '../directory/store.ts';

@@ -6,10 +6,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'smol-toml';
-import { DEFAULT_EPOCH, KeyStore, fetchDocument, type VerifiedDocument } from '../../proto/pki/index.ts';
+import { DEFAULT_EPOCH, KeyStore, type VerifiedDocument } from '../../proto/pki/index.ts';
+import { fetchDocument } from '../../runtime/pki/client.ts';
 import type { MixingParams } from '../../proto/mixing/params.ts';
 import type { Geometry } from '../../proto/sphinx/geometry.ts';
-import { peerIdFromSeed } from '../../proto/link/index.ts';
+import { peerIdFromSeed } from '../../runtime/link/index.ts';
 import { freePorts } from './ports.ts';
 import type { Supervisor } from './processes.ts';
 

@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { PacketLink, parseMultiaddr, readRecentFrames, type CapturedFrame } from '../../proto/link/index.ts';
+import { PacketLink, parseMultiaddr, readRecentFrames, type CapturedFrame } from '../../runtime/link/index.ts';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { scrape, sumMetric } from './metrics.ts';
 import type { NodeRecord } from './network.ts';

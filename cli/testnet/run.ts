@@ -23,7 +23,7 @@ import nodemailer from 'nodemailer';
 import { stringify } from 'smol-toml';
 import { Outbox } from '../../client/outbox.ts';
 import { DEFAULT_GEOMETRY, packetSizes, validateGeometry } from '../../proto/sphinx/geometry.ts';
-import { CAPTURE_ENV } from '../../proto/link/index.ts';
+import { CAPTURE_ENV } from '../../runtime/link/index.ts';
 import { startMaildirMx } from './maildir-mx.ts';
 import { findInMaildir, makeMessage, type MtaKind } from './messages.ts';
 import { scrape, sumMetric } from './metrics.ts';

@@ -5,7 +5,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { readCapturedLengths } from '../../proto/link/index.ts';
+import { readCapturedLengths } from '../../runtime/link/index.ts';
 
 export interface ProtocolWire {
   /** directed links (node × direction × neighbour) that carried frames of this protocol */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_GEOMETRY as G, createPacket, nodeSuite, prepareHopKey, type HopDeliver } from '../sphinx/index.ts';
 import { HopEngine, type EpochHopKey } from './engine.ts';
-import { ReplayStore } from './replay-store.ts';
+import { ReplayStore } from '../../runtime/hop/replay-store.ts';
 
 function node(i: number) {
   const sk = new Uint8Array(32).fill(i + 1);

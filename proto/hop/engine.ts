@@ -7,7 +7,7 @@
  */
 import { SPHINX_DROP_REASONS, processPacket, type Geometry, type HopDeliver, type HopPrivateKey, type NodeId, type SphinxDropReason } from '../sphinx/index.ts';
 import { DelayQueue } from './delay-queue.ts';
-import type { ReplayTagStore } from './replay-store.ts';
+import type { ReplayTagStore } from '../../runtime/hop/replay-store.ts';
 
 /** A Sphinx key the hop accepts now, with the epoch whose replay set it uses. */
 export interface EpochHopKey {

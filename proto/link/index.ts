@@ -1,7 +1,2 @@
-/** The packet link shared by mix nodes, gateways and clients (docs/spec/link.md). */
-export { SPHINX_PROTOCOL, PacketLink, parseMultiaddr } from './link.ts';
-export type { FrameHandler, FrameObserver, LinkCounters, LinkLogger, PacketLinkOptions } from './link.ts';
+/** The frame format of the packet link (docs/spec/link.md); the link itself is runtime/link. */
 export { encodeFrame, encodeFrames, FrameDecoder, FramingError, varintLength } from './framing.ts';
-export { peerIdFromEd25519PublicKey, peerIdFromSeed, privateKeyFromSeed } from './identity.ts';
-export { CAPTURE_ENV, LinkCapture, readCapturedLengths, readRecentFrames } from './capture.ts';
-export type { CapturedFrame, CapturedLengths } from './capture.ts';

@@ -2,7 +2,7 @@
  * Node descriptors: what a mix or gateway uploads to every authority for an epoch
  * (docs/spec/pki.md §3.1). Build one with `buildDescriptor`, check one with `verifyDescriptor`.
  */
-import { peerIdFromEd25519PublicKey } from '../link/identity.ts';
+import { peerIdFromEd25519PublicKey } from '../../runtime/link/identity.ts';
 import { encodeDescriptorBody, encodeSignedDescriptor, decodeDescriptorBody, decodeSignedDescriptor, PKI_VERSION } from './codec.ts';
 import type { DescriptorBody, GatewayInfo, Role, SignedDescriptor } from './codec.ts';
 import { PkiError } from './errors.ts';

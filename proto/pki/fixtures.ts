@@ -1,7 +1,7 @@
 /**
  * Test and benchmark helpers: fake nodes with real keys. Not used by daemons.
  */
-import { peerIdFromEd25519PublicKey } from '../link/identity.ts';
+import { peerIdFromEd25519PublicKey } from '../../runtime/link/identity.ts';
 import { DEFAULT_GEOMETRY } from '../sphinx/geometry.ts';
 import { decodeDescriptorBody, decodeSignedDescriptor, encodeDescriptorBody, encodeSignedDescriptor } from './codec.ts';
 import type { DescriptorBody, DocumentBody, GatewayInfo, NodeEntry, Role } from './codec.ts';

@@ -19,4 +19,3 @@ export {
   type VerifyOptions,
   type VerifiedDocument,
 } from './document.ts';
-export * from './client.ts';

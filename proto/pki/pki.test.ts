@@ -16,7 +16,6 @@ import {
   decodeSignedDocument,
   decodeSignedVote,
   decodeVoteBody,
-  DocumentCache,
   encodeCheckedDocumentBody,
   encodeDescriptorBody,
   encodeSignedDescriptor,
@@ -40,7 +39,8 @@ import {
   type DocumentParams,
   type EpochConfig,
 } from './index.ts';
-import { peerIdFromEd25519PublicKey } from '../link/identity.ts';
+import { DocumentCache } from '../../runtime/pki/client.ts';
+import { peerIdFromEd25519PublicKey } from '../../runtime/link/identity.ts';
 import { buildDescriptor } from './descriptor.ts';
 import { fakeNode, resignedDescriptor } from './fixtures.ts';
 import { ed25519Sign } from './keys.ts';
@@ -315,7 +315,7 @@ describe('fetching and caching over HTTP', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     try {
-      const { fetchDocument } = await import('./client.ts');
+      const { fetchDocument } = await import('../../runtime/pki/client.ts');
       const v = await fetchDocument(EPOCH, { ...VOPTS, urls: ['http://127.0.0.1:1', url], timeoutMs: 2000 });
       expect(v.body.epoch).toBe(EPOCH);
       await expect(fetchDocument('bad' as unknown as number, { ...VOPTS, urls: [url] })).rejects.toThrow(/unavailable/);

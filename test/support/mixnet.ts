@@ -13,9 +13,9 @@ import { Authority } from '../../directory/authority.ts';
 import { DirectoryHttp } from '../../directory/http.ts';
 import { AuthorityStore } from '../../directory/store.ts';
 import { HopEngine } from '../../proto/hop/engine.ts';
-import { idKey } from '../../proto/hop/network-view.ts';
-import { ReplayStore } from '../../proto/hop/replay-store.ts';
-import { PacketLink, parseMultiaddr } from '../../proto/link/index.ts';
+import { idKey } from '../../runtime/hop/network-view.ts';
+import { ReplayStore } from '../../runtime/hop/replay-store.ts';
+import { PacketLink, parseMultiaddr } from '../../runtime/link/index.ts';
 import { peerIdFromString } from '@libp2p/peer-id';
 import {
   buildDescriptor,
@@ -25,7 +25,6 @@ import {
   KeyStore,
   schedulePoint,
   SCHEDULE,
-  uploadDescriptor,
   type DocumentBody,
   type DocumentParams,
   type EpochConfig,
@@ -33,6 +32,7 @@ import {
   type NodeEntry,
   type SphinxKeyPair,
 } from '../../proto/pki/index.ts';
+import { uploadDescriptor } from '../../runtime/pki/client.ts';
 import { nodeSuite, prepareHopKey, packetSizes, type HopDeliver, type Geometry } from '../../proto/sphinx/index.ts';
 import type { MixingParams } from '../../proto/mixing/params.ts';
 import { MixnodeConfigSchema, resolveMixnodeConfig, type MixnodeConfig } from '../../mixnode/config.ts';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { peerIdFromString } from '@libp2p/peer-id';
-import { fakeDocumentBody as doc } from '../pki/fixtures.ts';
-import type { DocumentBody, VerifiedDocument } from '../pki/index.ts';
+import { fakeDocumentBody as doc } from '../../proto/pki/fixtures.ts';
+import type { DocumentBody, VerifiedDocument } from '../../proto/pki/index.ts';
 import { NetworkView } from './network-view.ts';
 
 const verified = (body: DocumentBody): VerifiedDocument => ({

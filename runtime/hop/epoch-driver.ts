@@ -19,20 +19,18 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import {
   buildDescriptor,
-  DocumentCache,
   epochAt,
   epochStart,
-  fetchDocument,
   isPkiError,
   schedulePoint,
   SCHEDULE,
-  uploadDescriptor,
   type DescriptorInput,
   type EpochConfig,
   type IdentityKey,
   type VerifiedDocument,
-} from '../pki/index.ts';
-import type { DirectorySection, ResolvedHopConfig } from '../util/config-schema.ts';
+} from '../../proto/pki/index.ts';
+import { DocumentCache, fetchDocument, uploadDescriptor } from '../pki/client.ts';
+import type { DirectorySection, ResolvedHopConfig } from '../config-schema.ts';
 import type { EpochKeys } from './epoch-keys.ts';
 import type { NetworkView } from './network-view.ts';
 import type { ReplayTagStore } from './replay-store.ts';

@@ -18,7 +18,7 @@ import type { Connection, Libp2p, PeerId, PrivateKey, Stream, StreamMessageEvent
 import { tcp } from '@libp2p/tcp';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
-import { encodeFrames, FrameDecoder, FramingError } from './framing.ts';
+import { encodeFrames, FrameDecoder, FramingError } from '../../proto/link/framing.ts';
 import { CAPTURE_ENV, LinkCapture } from './capture.ts';
 import { privateKeyFromSeed } from './identity.ts';
 

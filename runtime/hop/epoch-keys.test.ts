@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { epochStart, KeyStore } from '../pki/index.ts';
+import { epochStart, KeyStore } from '../../proto/pki/index.ts';
 import { EpochKeys, KeyFileError, openKeyStore } from './epoch-keys.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'pm-hopkeys-'));

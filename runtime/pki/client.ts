@@ -6,12 +6,12 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { LIMITS, type GatewayInfo, type Role } from './codec.ts';
-import { buildDescriptor } from './descriptor.ts';
-import { epochAt, type EpochConfig } from './epoch.ts';
-import { verifyDocument, type VerifiedDocument, type VerifyOptions } from './document.ts';
-import { isPkiError, PkiError, type PkiReason, RejectionCounter } from './errors.ts';
-import { bytesEqual, type KeyStore } from './keys.ts';
+import { LIMITS, type GatewayInfo, type Role } from '../../proto/pki/codec.ts';
+import { buildDescriptor } from '../../proto/pki/descriptor.ts';
+import { epochAt, type EpochConfig } from '../../proto/pki/epoch.ts';
+import { verifyDocument, type VerifiedDocument, type VerifyOptions } from '../../proto/pki/document.ts';
+import { isPkiError, PkiError, type PkiReason, RejectionCounter } from '../../proto/pki/errors.ts';
+import { bytesEqual, type KeyStore } from '../../proto/pki/keys.ts';
 
 export const DOCUMENT_CONTENT_TYPE = 'application/x-postmix-document';
 export const DESCRIPTOR_CONTENT_TYPE = 'application/x-postmix-descriptor';

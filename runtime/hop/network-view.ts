@@ -13,8 +13,8 @@
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
-import { parseMultiaddr } from '../link/index.ts';
-import { bytesEqual, type DocumentBody, type NodeEntry, type VerifiedDocument } from '../pki/index.ts';
+import { parseMultiaddr } from '../../runtime/link/index.ts';
+import { bytesEqual, type DocumentBody, type NodeEntry, type VerifiedDocument } from '../../proto/pki/index.ts';
 
 export interface Peer {
   readonly peerId: PeerId;

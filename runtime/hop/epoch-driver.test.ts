@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { peerIdFromEd25519PublicKey } from '../link/index.ts';
-import { DEFAULT_MIXING } from '../mixing/params.ts';
+import { peerIdFromEd25519PublicKey } from '../../runtime/link/index.ts';
+import { DEFAULT_MIXING } from '../../proto/mixing/params.ts';
 import {
   buildDocumentBody,
   combineSignatures,
@@ -17,10 +17,10 @@ import {
   PkiError,
   signDocumentBody,
   verifyDocument,
-  type UploadResult,
   type VerifiedDocument,
-} from '../pki/index.ts';
-import { DEFAULT_GEOMETRY } from '../sphinx/index.ts';
+} from '../../proto/pki/index.ts';
+import { type UploadResult } from '../pki/client.ts';
+import { DEFAULT_GEOMETRY } from '../../proto/sphinx/index.ts';
 import { EpochDriver, type EpochDriverOptions } from './epoch-driver.ts';
 import { NetworkView } from './network-view.ts';
 

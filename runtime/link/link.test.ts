@@ -1,7 +1,7 @@
 import type { PeerId } from '@libp2p/interface';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeFrame, encodeFrames, FrameDecoder, FramingError } from './framing.ts';
+import { encodeFrame, encodeFrames, FrameDecoder, FramingError } from '../../proto/link/framing.ts';
 import { peerIdFromEd25519PublicKey, peerIdFromSeed } from './identity.ts';
 import { PacketLink, SPHINX_PROTOCOL, type PacketLinkOptions } from './link.ts';
 import { CAPTURE_ENV, readCapturedLengths, readRecentFrames } from './capture.ts';

@@ -9,9 +9,19 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { acceptedKeyEpochs, epochAt, epochEnd, epochStart, IDENTITY_FILE, KeyStore, sphinxKeyFile, type EpochConfig, type IdentityKey } from '../pki/index.ts';
-import { nodeSuite, prepareHopKey } from '../sphinx/index.ts';
-import type { EpochHopKey } from './engine.ts';
+import {
+  acceptedKeyEpochs,
+  epochAt,
+  epochEnd,
+  epochStart,
+  IDENTITY_FILE,
+  KeyStore,
+  sphinxKeyFile,
+  type EpochConfig,
+  type IdentityKey,
+} from '../../proto/pki/index.ts';
+import { nodeSuite, prepareHopKey } from '../../proto/sphinx/index.ts';
+import type { EpochHopKey } from '../../proto/hop/engine.ts';
 
 /** A key file problem an operator must fix (exit code 77). */
 export class KeyFileError extends Error {

@@ -15,7 +15,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { varintLength } from './framing.ts';
+import { varintLength } from '../../proto/link/framing.ts';
 
 export const CAPTURE_ENV = 'POSTMIX_LINK_CAPTURE';
 const RECENT_FRAMES = 64;
