@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { ConfigError, createLogger, EXIT, onShutdown } from '../runtime/daemon.ts';
-import { bytesEqual, isPkiError, loadIdentity } from '../proto/pki/index.ts';
+import { bytesEqual, isPkiError } from '../proto/pki/index.ts';
+import { loadIdentity } from '../runtime/pki/key-store.ts';
 import { ENV_PREFIX, loadDirectoryConfig } from '../directory/config.ts';
 import { runDirectory } from '../directory/daemon.ts';
 

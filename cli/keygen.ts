@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { DEFAULT_EPOCH, epochAt, KeyFileExistsError, KeyStore, sphinxKeyFile, type EpochConfig } from '../proto/pki/index.ts';
+import { DEFAULT_EPOCH, epochAt, sphinxKeyFile, type EpochConfig } from '../proto/pki/index.ts';
+import { KeyFileExistsError, KeyStore } from '../runtime/pki/key-store.ts';
 import { EXIT } from '../runtime/daemon.ts';
 
 function intOpt(name: string, min: number, max: number) {

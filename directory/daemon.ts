@@ -4,7 +4,8 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { bytesEqual, epochAt, loadIdentity, schedulePoint, SCHEDULE, type DocumentParams } from '../proto/pki/index.ts';
+import { bytesEqual, epochAt, schedulePoint, SCHEDULE, type DocumentParams } from '../proto/pki/index.ts';
+import { loadIdentity } from '../runtime/pki/key-store.ts';
 import { Authority } from './authority.ts';
 import type { ResolvedDirectoryConfig } from './config.ts';
 import { DirectoryHttp } from './http.ts';

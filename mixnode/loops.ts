@@ -17,7 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { decodePayload, encodeLoop } from '../proto/fragment/format.ts';
-import { layerOf } from '../runtime/hop/network-view.ts';
+import { layerOf } from '../proto/pki/topology.ts';
 import { samplePerHopDelayMs, sampleExponential } from '../proto/mixing/params.ts';
 import type { DocumentBody, NodeEntry } from '../proto/pki/index.ts';
 import { createPacket, nodeSuite, type Geometry, type RouteHop } from '../proto/sphinx/index.ts';

@@ -5,7 +5,8 @@
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_EPOCH, loadIdentityPublicKey, validateEpochConfig, type EpochConfig } from '../proto/pki/index.ts';
+import { DEFAULT_EPOCH, validateEpochConfig, type EpochConfig } from '../proto/pki/index.ts';
+import { loadIdentityPublicKey } from './pki/key-store.ts';
 import { ConfigError, isLoopback } from './daemon.ts';
 
 export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info');

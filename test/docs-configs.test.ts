@@ -13,7 +13,7 @@ import { ClientConfigSchema } from '../client/config.ts';
 import { loadDirectoryConfig } from '../directory/config.ts';
 import { loadGatewayConfig } from '../gateway/config.ts';
 import { loadMixnodeConfig } from '../mixnode/config.ts';
-import { KeyStore } from '../proto/pki/index.ts';
+import { KeyStore } from '../runtime/pki/key-store.ts';
 import { loadConfig } from '../runtime/daemon.ts';
 
 const root = new URL('..', import.meta.url).pathname;

@@ -13,8 +13,9 @@ import { ConfigError, loadDirectoryConfig } from '../directory/config.ts';
 import { runDirectory, type RunningDirectory } from '../directory/daemon.ts';
 import { fakeNode } from '../proto/pki/fixtures.ts';
 import { freePort } from './support/mixnet.ts';
-import { peerIdFromEd25519PublicKey } from '../runtime/link/identity.ts';
-import { findNode, KeyStore, loadIdentityPublicKey, schedulePoint, SCHEDULE } from '../proto/pki/index.ts';
+import { peerIdOfIdentityKey } from '../proto/pki/peer-id.ts';
+import { findNode, schedulePoint, SCHEDULE } from '../proto/pki/index.ts';
+import { KeyStore, loadIdentityPublicKey } from '../runtime/pki/key-store.ts';
 import { fetchDocument, uploadDescriptor, uploadNodeDescriptor } from '../runtime/pki/client.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pm-dird-'));
@@ -106,7 +107,7 @@ describe('postmix directory run', () => {
       keys: mixKeys,
       epochConfig: EC,
       urls,
-      peerId: peerIdFromEd25519PublicKey(mixKeys.identity().publicKey).toString(),
+      peerId: peerIdOfIdentityKey(mixKeys.identity().publicKey),
       addresses: ['/ip4/127.0.0.1/tcp/4001'],
       role: 'mix',
       now: clock,

@@ -26,7 +26,7 @@ import {
 } from '../proto/pki/index.ts';
 import { DocumentCache, fetchDocument, uploadDescriptor } from '../runtime/pki/client.ts';
 import { fakeNode, resignedDescriptor, type FakeNode } from '../proto/pki/fixtures.ts';
-import { peerIdFromEd25519PublicKey } from '../runtime/link/identity.ts';
+import { peerIdOfIdentityKey } from '../proto/pki/peer-id.ts';
 import { Authority } from '../directory/authority.ts';
 import { DirectoryHttp } from '../directory/http.ts';
 import { AuthorityStore } from '../directory/store.ts';
@@ -186,7 +186,7 @@ describe('directory authorities on loopback', () => {
     expect((await uploadDescriptor(url, bad))[0]!.result).toBe('bad-signature');
     // a validly signed descriptor that names another node's libp2p peer id
     const thief = fakeNode(E + 1, 5, 'mix');
-    const stolen = await uploadDescriptor(url, resignedDescriptor(thief, { peerId: peerIdFromEd25519PublicKey(nodes[1]!.identity.publicKey).toString() }));
+    const stolen = await uploadDescriptor(url, resignedDescriptor(thief, { peerId: peerIdOfIdentityKey(nodes[1]!.identity.publicKey) }));
     expect(stolen[0]!.result).toBe('invalid-field');
     expect(stolen[0]!.status).toBe(400);
     expect(stolen[0]!.message).toMatch(/peer id .* is not the one derived from the identity key/);
@@ -290,7 +290,7 @@ function fakeNodeFor(n: FakeNode, epoch: number, address: string): Uint8Array {
   const { buildDescriptor, generateSphinxKey } = pkiSync;
   return buildDescriptor({
     identity: n.identity,
-    peerId: peerIdFromEd25519PublicKey(n.identity.publicKey).toString(),
+    peerId: peerIdOfIdentityKey(n.identity.publicKey),
     addresses: [address],
     role: n.role,
     epoch,

@@ -6,7 +6,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'smol-toml';
-import { DEFAULT_EPOCH, KeyStore, type VerifiedDocument } from '../../proto/pki/index.ts';
+import { DEFAULT_EPOCH, type VerifiedDocument } from '../../proto/pki/index.ts';
+import { KeyStore } from '../../runtime/pki/key-store.ts';
 import { fetchDocument } from '../../runtime/pki/client.ts';
 import type { MixingParams } from '../../proto/mixing/params.ts';
 import type { Geometry } from '../../proto/sphinx/geometry.ts';

@@ -7,7 +7,21 @@
  */
 import { SPHINX_DROP_REASONS, processPacket, type Geometry, type HopDeliver, type HopPrivateKey, type NodeId, type SphinxDropReason } from '../sphinx/index.ts';
 import { DelayQueue } from './delay-queue.ts';
-import type { ReplayTagStore } from '../../runtime/hop/replay-store.ts';
+
+/**
+ * The replay tags a hop has seen, per epoch key, kept across restarts (runtime/hop/replay-store.ts
+ * has the SQLite and append-log implementations).
+ */
+export interface ReplayTagStore {
+  seenOrAdd(epoch: number, tag: Uint8Array): boolean;
+  seenOrAddMany(epoch: number, tags: readonly Uint8Array[]): boolean[];
+  has(epoch: number, tag: Uint8Array): boolean;
+  count(epoch: number): number;
+  epochs(): number[];
+  dropEpoch(epoch: number): void;
+  dropEpochsBefore(epoch: number): number[];
+  close(): void;
+}
 
 /** A Sphinx key the hop accepts now, with the epoch whose replay set it uses. */
 export interface EpochHopKey {

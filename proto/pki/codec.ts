@@ -1,19 +1,18 @@
 /**
- * Protobuf codecs for proto/pki.proto (docs/spec/pki.md §3). The schema is loaded at run time
- * with protobufjs (`protobuf.parse` of the .proto text, no generated code), so the .proto file
- * is the single source of truth. Every decoder:
+ * Protobuf codecs for proto/pki.proto (docs/spec/pki.md §3). The schema is parsed once, at load
+ * time, by protobufjs (`protobuf.parse` of the .proto text in schema.ts, no generated code).
+ * Every decoder:
  *   - refuses input above a size limit before parsing ('oversized'),
  *   - maps protobufjs failures to 'truncated' / 'malformed',
  *   - checks every field (lengths, ranges, counts) ('invalid-field', 'wrong-version'),
  *   - re-encodes the result and rejects bytes that differ ('non-canonical'),
  * and throws only PkiError.
  */
-import { readFileSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import { PkiError } from './errors.ts';
+import { PKI_PROTO } from './schema.ts';
 
-const PROTO_TEXT = readFileSync(new URL('../pki.proto', import.meta.url), 'utf8');
-const root = protobuf.parse(PROTO_TEXT, { keepCase: false }).root;
+const root = protobuf.parse(PKI_PROTO, { keepCase: false }).root;
 const T = (name: string): protobuf.Type => root.lookupType(`postmix.pki.v1.${name}`);
 const DescriptorBodyT = T('DescriptorBody');
 const SignedDescriptorT = T('SignedDescriptor');

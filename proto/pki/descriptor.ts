@@ -2,7 +2,7 @@
  * Node descriptors: what a mix or gateway uploads to every authority for an epoch
  * (docs/spec/pki.md §3.1). Build one with `buildDescriptor`, check one with `verifyDescriptor`.
  */
-import { peerIdFromEd25519PublicKey } from '../../runtime/link/identity.ts';
+import { peerIdOfIdentityKey } from './peer-id.ts';
 import { encodeDescriptorBody, encodeSignedDescriptor, decodeDescriptorBody, decodeSignedDescriptor, PKI_VERSION } from './codec.ts';
 import type { DescriptorBody, GatewayInfo, Role, SignedDescriptor } from './codec.ts';
 import { PkiError } from './errors.ts';
@@ -52,13 +52,13 @@ export function buildDescriptor(input: DescriptorInput): Uint8Array {
 }
 
 /**
- * The peer id must be the one of the identity key used as the libp2p key (proto/link/identity.ts).
+ * The peer id must be the one of the identity key used as the libp2p key (peer-id.ts).
  * Otherwise anyone could publish a victim's peer id under their own identity: the network would
  * send the node's packets to the victim's libp2p endpoint, and a peer that connects as the
  * victim would be admitted as the node. Throws PkiError (`invalid-field`).
  */
 export function checkPeerId(body: DescriptorBody): void {
-  const want = peerIdFromEd25519PublicKey(body.identityKey).toString();
+  const want = peerIdOfIdentityKey(body.identityKey);
   if (body.peerId !== want)
     throw new PkiError(
       'invalid-field',

@@ -1,7 +1,7 @@
 /**
  * Test and benchmark helpers: fake nodes with real keys. Not used by daemons.
  */
-import { peerIdFromEd25519PublicKey } from '../../runtime/link/identity.ts';
+import { peerIdOfIdentityKey } from './peer-id.ts';
 import { DEFAULT_GEOMETRY } from '../sphinx/geometry.ts';
 import { decodeDescriptorBody, decodeSignedDescriptor, encodeDescriptorBody, encodeSignedDescriptor } from './codec.ts';
 import type { DescriptorBody, DocumentBody, GatewayInfo, NodeEntry, Role } from './codec.ts';
@@ -35,7 +35,7 @@ export function fakeNode(
       : undefined;
   const descriptor = buildDescriptor({
     identity,
-    peerId: peerIdFromEd25519PublicKey(identity.publicKey).toString(),
+    peerId: peerIdOfIdentityKey(identity.publicKey),
     addresses: [`/ip4/127.0.0.1/tcp/${20000 + i}`],
     role,
     layerPreference: extra.layerPreference ?? 0,
@@ -61,7 +61,7 @@ function fakeEntry(layer: number, i: number): NodeEntry {
   return {
     nodeId: id.nodeId,
     identityKey: id.publicKey,
-    peerId: peerIdFromEd25519PublicKey(id.publicKey).toString(),
+    peerId: peerIdOfIdentityKey(id.publicKey),
     addresses: [`/ip4/127.0.0.1/tcp/${4000 + i}`],
     sphinxKey: generateSphinxKey(1).publicKey,
     sphinxKeyNext: new Uint8Array(0),

@@ -5,7 +5,9 @@ export * from './keys.ts';
 export * from './codec.ts';
 export * from './signing.ts';
 export * from './descriptor.ts';
+export * from './peer-id.ts';
 export * from './layers.ts';
+export * from './topology.ts';
 export {
   buildDocumentBody,
   signDocumentBody,

@@ -6,12 +6,10 @@
  * implementation, which matters when an authority verifies every descriptor of a vote); X25519
  * key generation uses @noble/curves, the same implementation the Sphinx layer uses.
  *
- * Key files are small JSON documents; private key files are created with mode 0600 and never
- * overwritten unless the caller asks (`force`).
+ * Key files are small JSON documents (formats here; runtime/pki/key-store.ts reads and writes
+ * them, private ones with mode 0600).
  */
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { PkiError } from './errors.ts';
 
@@ -109,12 +107,13 @@ export function sphinxKeyFromSecret(epoch: number, secretKey: Uint8Array): Sphin
 }
 
 // ---------------------------------------------------------------------------------------------
-// Key files
+// Key files (the format; reading and writing them is runtime/pki/key-store.ts)
 
 export const IDENTITY_FILE = 'identity.key';
 export const IDENTITY_PUBLIC_FILE = 'identity.pub';
 export const sphinxKeyFile = (epoch: number): string => `sphinx-${epoch}.key`;
-const SPHINX_FILE_RE = /^sphinx-(\d+)\.key$/;
+/** Matches a Sphinx key file name; group 1 is the epoch. */
+export const SPHINX_KEY_FILE_RE = /^sphinx-(\d+)\.key$/;
 
 interface KeyFileJson {
   readonly type: string;
@@ -133,31 +132,20 @@ function unb64(s: unknown, len: number, what: string): Uint8Array {
   return new Uint8Array(b);
 }
 
-export class KeyFileExistsError extends Error {
-  override readonly name = 'KeyFileExistsError';
-  constructor(readonly path: string) {
-    super(`${path} exists; refusing to overwrite it (use --force to replace it)`);
-  }
+/** Thrown for a key file that cannot be read at all (`source` is its path). */
+export function unreadableKeyFile(source: string, cause: string): PkiError {
+  return new PkiError('malformed', `${source}: not a postmix key file (${cause})`);
 }
 
-/** Writes a file atomically (temp file + rename); `secret` files get mode 0600. */
-export function writeKeyFile(path: string, content: string, opts: { secret: boolean; force: boolean }): void {
-  if (!opts.force && existsSync(path)) throw new KeyFileExistsError(path);
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  writeFileSync(tmp, content, { mode: opts.secret ? 0o600 : 0o644, flag: 'wx' });
-  if (opts.secret) chmodSync(tmp, 0o600); // umask cannot loosen it, but be explicit
-  renameSync(tmp, path);
-}
-
-function readJson(path: string): KeyFileJson {
+function parseJson(text: string, source: string): KeyFileJson {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = JSON.parse(text);
   } catch (e) {
-    throw new PkiError('malformed', `${path}: not a postmix key file (${(e as Error).message})`);
+    throw unreadableKeyFile(source, (e as Error).message);
   }
   if (typeof parsed !== 'object' || parsed === null || (parsed as KeyFileJson).version !== 1)
-    throw new PkiError('wrong-version', `${path}: not a version 1 postmix key file`);
+    throw new PkiError('wrong-version', `${source}: not a version 1 postmix key file`);
   return parsed as KeyFileJson;
 }
 
@@ -187,102 +175,32 @@ export function sphinxFileContent(k: SphinxKeyPair): string {
   );
 }
 
-export function loadIdentity(path: string): IdentityKey {
-  const j = readJson(path);
-  if (j.type !== 'postmix-ed25519-identity') throw new PkiError('invalid-field', `${path}: type is ${String(j.type)}, expected postmix-ed25519-identity`);
-  const id = identityFromSeed(unb64(j.seed, 32, `${path} seed`));
-  if (j.publicKey !== undefined && b64(id.publicKey) !== j.publicKey) throw new PkiError('bad-key', `${path}: publicKey does not match the seed`);
+/** An identity.key file's text; `source` names it in errors. Throws PkiError. */
+export function parseIdentityFile(text: string, source: string): IdentityKey {
+  const j = parseJson(text, source);
+  if (j.type !== 'postmix-ed25519-identity') throw new PkiError('invalid-field', `${source}: type is ${String(j.type)}, expected postmix-ed25519-identity`);
+  const id = identityFromSeed(unb64(j.seed, 32, `${source} seed`));
+  if (j.publicKey !== undefined && b64(id.publicKey) !== j.publicKey) throw new PkiError('bad-key', `${source}: publicKey does not match the seed`);
   return id;
 }
 
-/** Loads a public identity key: an identity.pub file or a full identity.key file. */
-export function loadIdentityPublicKey(path: string): Uint8Array {
-  const j = readJson(path);
+/** The public key of an identity.pub or a full identity.key file's text. Throws PkiError. */
+export function parseIdentityPublicKey(text: string, source: string): Uint8Array {
+  const j = parseJson(text, source);
   if (j.type !== 'postmix-ed25519-identity-public' && j.type !== 'postmix-ed25519-identity')
-    throw new PkiError('invalid-field', `${path}: not an identity key file`);
-  return unb64(j.publicKey, 32, `${path} publicKey`);
+    throw new PkiError('invalid-field', `${source}: not an identity key file`);
+  return unb64(j.publicKey, 32, `${source} publicKey`);
 }
 
-export function loadSphinxKey(path: string): SphinxKeyPair {
-  const j = readJson(path);
-  if (j.type !== 'postmix-x25519-sphinx') throw new PkiError('invalid-field', `${path}: not a Sphinx key file`);
+/** A sphinx-<epoch>.key file's text. Throws PkiError. */
+export function parseSphinxKeyFile(text: string, source: string): SphinxKeyPair {
+  const j = parseJson(text, source);
+  if (j.type !== 'postmix-x25519-sphinx') throw new PkiError('invalid-field', `${source}: not a Sphinx key file`);
   if (typeof j.epoch !== 'number' || !Number.isInteger(j.epoch) || j.epoch < 0 || j.epoch > 0xffffffff)
-    throw new PkiError('invalid-field', `${path}: epoch must be a uint32`);
-  const k = sphinxKeyFromSecret(j.epoch, unb64(j.secretKey, 32, `${path} secretKey`));
-  if (j.publicKey !== undefined && b64(k.publicKey) !== j.publicKey) throw new PkiError('bad-key', `${path}: publicKey does not match the secret key`);
+    throw new PkiError('invalid-field', `${source}: epoch must be a uint32`);
+  const k = sphinxKeyFromSecret(j.epoch, unb64(j.secretKey, 32, `${source} secretKey`));
+  if (j.publicKey !== undefined && b64(k.publicKey) !== j.publicKey) throw new PkiError('bad-key', `${source}: publicKey does not match the secret key`);
   return k;
-}
-
-/**
- * A node's key directory: identity.key (0600), identity.pub, and sphinx-<epoch>.key (0600) per
- * epoch. Mixes and gateways call `ensureSphinxKeys([e, e + 1])` before uploading a descriptor,
- * and `pruneSphinxKeys(oldest)` once the grace window of an epoch has passed (deleting old
- * Sphinx secrets is what gives forward secrecy across epochs).
- */
-export class KeyStore {
-  constructor(readonly dir: string) {}
-
-  static create(dir: string, opts: { force: boolean; epochs: readonly number[] }): { store: KeyStore; identity: IdentityKey; written: string[] } {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const written: string[] = [];
-    const idPath = join(dir, IDENTITY_FILE);
-    const pubPath = join(dir, IDENTITY_PUBLIC_FILE);
-    if (!opts.force) {
-      for (const p of [idPath, pubPath, ...opts.epochs.map((e) => join(dir, sphinxKeyFile(e)))]) if (existsSync(p)) throw new KeyFileExistsError(p);
-    }
-    const identity = generateIdentity();
-    writeKeyFile(idPath, identityFileContent(identity), { secret: true, force: opts.force });
-    written.push(idPath);
-    writeKeyFile(pubPath, identityPublicFileContent(identity), { secret: false, force: opts.force });
-    written.push(pubPath);
-    const store = new KeyStore(dir);
-    for (const e of opts.epochs) {
-      const p = join(dir, sphinxKeyFile(e));
-      writeKeyFile(p, sphinxFileContent(generateSphinxKey(e)), { secret: true, force: opts.force });
-      written.push(p);
-    }
-    return { store, identity, written };
-  }
-
-  identity(): IdentityKey {
-    return loadIdentity(join(this.dir, IDENTITY_FILE));
-  }
-
-  sphinxKey(epoch: number): SphinxKeyPair | undefined {
-    const p = join(this.dir, sphinxKeyFile(epoch));
-    return existsSync(p) ? loadSphinxKey(p) : undefined;
-  }
-
-  /** Loads or creates the Sphinx keys for these epochs. */
-  ensureSphinxKeys(epochs: readonly number[]): SphinxKeyPair[] {
-    return epochs.map((e) => {
-      const have = this.sphinxKey(e);
-      if (have) return have;
-      const k = generateSphinxKey(e);
-      writeKeyFile(join(this.dir, sphinxKeyFile(e)), sphinxFileContent(k), { secret: true, force: false });
-      return k;
-    });
-  }
-
-  listSphinxEpochs(): number[] {
-    return readdirSync(this.dir)
-      .map((f) => SPHINX_FILE_RE.exec(f))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]))
-      .sort((a, b) => a - b);
-  }
-
-  /** Deletes Sphinx key files of epochs < oldestKept; returns the epochs deleted. */
-  pruneSphinxKeys(oldestKept: number): number[] {
-    const gone: number[] = [];
-    for (const e of this.listSphinxEpochs()) {
-      if (e < oldestKept) {
-        unlinkSync(join(this.dir, sphinxKeyFile(e)));
-        gone.push(e);
-      }
-    }
-    return gone;
-  }
 }
 
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

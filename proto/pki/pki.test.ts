@@ -27,8 +27,6 @@ import {
   identityFromSeed,
   isEpochUsable,
   isPkiError,
-  KeyFileExistsError,
-  KeyStore,
   LIMITS,
   nodeIdOf,
   PkiError,
@@ -39,8 +37,9 @@ import {
   type DocumentParams,
   type EpochConfig,
 } from './index.ts';
+import { KeyFileExistsError, KeyStore } from '../../runtime/pki/key-store.ts';
 import { DocumentCache } from '../../runtime/pki/client.ts';
-import { peerIdFromEd25519PublicKey } from '../../runtime/link/identity.ts';
+import { peerIdOfIdentityKey } from './peer-id.ts';
 import { buildDescriptor } from './descriptor.ts';
 import { fakeNode, resignedDescriptor } from './fixtures.ts';
 import { ed25519Sign } from './keys.ts';
@@ -149,8 +148,8 @@ describe('descriptors', () => {
   it("rejects a peer id that is not the identity key's, and refuses to build one", () => {
     const n = fakeNode(9, 5, 'mix');
     const other = fakeNode(9, 6, 'mix');
-    const theirs = peerIdFromEd25519PublicKey(other.identity.publicKey).toString();
-    expect(verifyDescriptor(n.descriptor).body.peerId).toBe(peerIdFromEd25519PublicKey(n.identity.publicKey).toString());
+    const theirs = peerIdOfIdentityKey(other.identity.publicKey);
+    expect(verifyDescriptor(n.descriptor).body.peerId).toBe(peerIdOfIdentityKey(n.identity.publicKey));
     const stolen = resignedDescriptor(n, { peerId: theirs });
     expect(reason(() => verifyDescriptor(stolen))).toBe('invalid-field');
     expect(() => verifyDescriptor(stolen)).toThrow(/not the one derived from the identity key/);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { peerIdFromEd25519PublicKey } from '../../runtime/link/index.ts';
+import { peerIdOfIdentityKey } from '../../proto/pki/peer-id.ts';
 import { DEFAULT_MIXING } from '../../proto/mixing/params.ts';
 import {
   buildDocumentBody,
@@ -79,7 +79,7 @@ function harness(name: string, extra: Partial<EpochDriverOptions> = {}) {
     log: pino({ level: 'silent' }),
     now: () => h.t,
     monotonicMs: () => h.mono,
-    descriptor: () => ({ peerId: peerIdFromEd25519PublicKey(identity.publicKey).toString(), addresses: ['/ip4/127.0.0.1/tcp/1'], role: 'mix' }),
+    descriptor: () => ({ peerId: peerIdOfIdentityKey(identity.publicKey), addresses: ['/ip4/127.0.0.1/tcp/1'], role: 'mix' }),
     onView: (e, changed) => h.views.push([e, changed]),
     onFetch: (r) => h.fetchResults.push(r),
     fetchDocument: async (which) => {

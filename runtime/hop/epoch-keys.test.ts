@@ -2,7 +2,8 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { epochStart, KeyStore } from '../../proto/pki/index.ts';
+import { epochStart } from '../../proto/pki/index.ts';
+import { KeyStore } from '../pki/key-store.ts';
 import { EpochKeys, KeyFileError, openKeyStore } from './epoch-keys.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'pm-hopkeys-'));

@@ -9,17 +9,8 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  acceptedKeyEpochs,
-  epochAt,
-  epochEnd,
-  epochStart,
-  IDENTITY_FILE,
-  KeyStore,
-  sphinxKeyFile,
-  type EpochConfig,
-  type IdentityKey,
-} from '../../proto/pki/index.ts';
+import { acceptedKeyEpochs, epochAt, epochEnd, epochStart, IDENTITY_FILE, sphinxKeyFile, type EpochConfig, type IdentityKey } from '../../proto/pki/index.ts';
+import { KeyStore } from '../pki/key-store.ts';
 import { nodeSuite, prepareHopKey } from '../../proto/sphinx/index.ts';
 import type { EpochHopKey } from '../../proto/hop/engine.ts';
 

@@ -2,11 +2,9 @@
  * What a hop (mix or gateway) knows of the network: the verified documents it holds (previous
  * epoch during the grace window, current, next), and what follows from them:
  *
- * - the legal next hops: in the stratified topology a layer-k mix forwards only to layer k+1,
- *   the last layer only to gateways, and a gateway only to layer 1 (the gateway hop of a mix's
- *   own loop cover, mixnode/loops.ts). Computed per document, with this node's place in that
- *   document, so packets processed under the previous epoch's key during the grace window are
- *   routed by the previous document;
+ * - the legal next hops (proto/pki/topology.ts), computed per document with this node's place
+ *   in that document, so packets processed under the previous epoch's key during the grace
+ *   window are routed by the previous document;
  * - every other node of the held documents: the peers allowed to connect, where to dial them,
  *   and where a packet that is not routed by the topology (a SURB's first hop) goes.
  */
@@ -14,7 +12,7 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import type { PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { parseMultiaddr } from '../../runtime/link/index.ts';
-import { bytesEqual, type DocumentBody, type NodeEntry, type VerifiedDocument } from '../../proto/pki/index.ts';
+import { bytesEqual, layerOf, legalNextHops, type NodeEntry, type VerifiedDocument } from '../../proto/pki/index.ts';
 
 export interface Peer {
   readonly peerId: PeerId;
@@ -35,20 +33,6 @@ function toPeer(n: NodeEntry): Peer | undefined {
   } catch {
     return undefined; // a peer id or address we cannot use: the node is unreachable for us
   }
-}
-
-/** A node's mix layer in a document (0 when it is not a mix there). */
-export function layerOf(body: DocumentBody, nodeId: Uint8Array): number {
-  for (let i = 0; i < body.layers.length; i++) if (body.layers[i]!.some((n) => bytesEqual(n.nodeId, nodeId))) return i + 1;
-  return 0;
-}
-
-/** The nodes the stratified topology lets `nodeId` send a packet to next, in this document. */
-export function legalNextHops(body: DocumentBody, nodeId: Uint8Array): readonly NodeEntry[] {
-  const k = layerOf(body, nodeId);
-  if (k > 0) return k < body.layers.length ? body.layers[k]! : body.gateways;
-  if (body.gateways.some((g) => bytesEqual(g.nodeId, nodeId))) return body.layers[0] ?? [];
-  return [];
 }
 
 export class NetworkView {

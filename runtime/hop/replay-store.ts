@@ -30,6 +30,9 @@
 import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, truncateSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ReplayTagStore } from '../../proto/hop/engine.ts';
+
+export type { ReplayTagStore };
 
 export interface ReplayStoreOptions {
   /** 'normal' (default): durable against process crash. 'full': fsync per commit (power loss). */
@@ -145,18 +148,6 @@ export class ReplayStore implements ReplayTagStore {
     this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.close();
   }
-}
-
-/** What the mix node needs from a replay store; both implementations below provide it. */
-export interface ReplayTagStore {
-  seenOrAdd(epoch: number, tag: Uint8Array): boolean;
-  seenOrAddMany(epoch: number, tags: readonly Uint8Array[]): boolean[];
-  has(epoch: number, tag: Uint8Array): boolean;
-  count(epoch: number): number;
-  epochs(): number[];
-  dropEpoch(epoch: number): void;
-  dropEpochsBefore(epoch: number): number[];
-  close(): void;
 }
 
 /**

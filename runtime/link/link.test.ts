@@ -3,6 +3,8 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame, encodeFrames, FrameDecoder, FramingError } from '../../proto/link/framing.ts';
 import { peerIdFromEd25519PublicKey, peerIdFromSeed } from './identity.ts';
+import { generateIdentity } from '../../proto/pki/keys.ts';
+import { peerIdOfIdentityKey } from '../../proto/pki/peer-id.ts';
 import { PacketLink, SPHINX_PROTOCOL, type PacketLinkOptions } from './link.ts';
 import { CAPTURE_ENV, readCapturedLengths, readRecentFrames } from './capture.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -66,70 +68,6 @@ async function mkNode(n: number, allowed: Set<string>, over: Partial<PacketLinkO
 }
 const addrBook = new Map<string, ReturnType<PacketLink['multiaddrs']>>();
 
-describe('framing', () => {
-  it('property: any frame sequence, in any chunking, yields exactly the right-size frames in order and counts the others', () => {
-    fc.assert(
-      fc.property(
-        fc.array(fc.oneof(fc.constant(100), fc.integer({ min: 0, max: 300 })), { maxLength: 20 }),
-        fc.array(fc.integer({ min: 1, max: 400 }), { minLength: 1, maxLength: 8 }),
-        (lengths, cuts) => {
-          const frames = lengths.map((len, i) => frame(i, len));
-          const bytes = encodeFrames(frames);
-          const got: number[] = [];
-          let wrong = 0;
-          const d = new FrameDecoder(100, { frame: (f) => got.push(new DataView(f.buffer, f.byteOffset).getUint32(0)), wrongSize: () => wrong++ });
-          for (let at = 0, k = 0; at < bytes.length; k++) {
-            const n = cuts[k % cuts.length]!;
-            d.push(bytes.subarray(at, at + n));
-            at += n;
-          }
-          expect(got).toEqual(lengths.flatMap((len, i) => (len === 100 ? [i] : [])));
-          expect(wrong).toBe(lengths.filter((len) => len !== 100).length);
-          expect(d.idle).toBe(true);
-        },
-      ),
-      { numRuns: 300 },
-    );
-  });
-
-  it('property: arbitrary bytes never make the decoder throw anything but FramingError', () => {
-    fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 2000 }), fc.integer({ min: 1, max: 300 }), (bytes, step) => {
-        const d = new FrameDecoder(100, { frame: (f) => expect(f.length).toBe(100), wrongSize: () => {} });
-        try {
-          for (let at = 0; at < bytes.length; at += step) d.push(bytes.subarray(at, at + step));
-        } catch (e) {
-          expect(e).toBeInstanceOf(FramingError);
-        }
-      }),
-      { numRuns: 500 },
-    );
-  });
-
-  it('decodes any chunking of a frame stream and skips wrong-size frames', () => {
-    const frames = [frame(1, 100), frame(2, 7), frame(3, 100), frame(4, 300), frame(5, 100)];
-    const bytes = encodeFrames(frames);
-    for (const step of [1, 3, 64, 101, 4096]) {
-      const got: number[] = [];
-      const wrong: number[] = [];
-      const d = new FrameDecoder(100, {
-        frame: (f) => got.push(new DataView(f.buffer, f.byteOffset).getUint32(0)),
-        wrongSize: (l) => wrong.push(l),
-      });
-      for (let i = 0; i < bytes.length; i += step) d.push(bytes.subarray(i, i + step));
-      expect(got).toEqual([1, 3, 5]);
-      expect(wrong).toEqual([7, 300]);
-      expect(d.idle).toBe(true);
-    }
-    expect(encodeFrame(frame(9, 100))).toEqual(encodeFrames([frame(9, 100)]));
-  });
-
-  it('rejects an over-long varint prefix', () => {
-    const d = new FrameDecoder(100, { frame: () => {}, wrongSize: () => {} });
-    expect(() => d.push(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0x01]))).toThrow(FramingError);
-  });
-});
-
 describe('identity', () => {
   it('derives a stable peer id from a seed, computable from the Ed25519 public key', async () => {
     const a = await peerIdFromSeed(seed(7));
@@ -137,6 +75,16 @@ describe('identity', () => {
     expect(a.toString()).toBe(b.toString());
     expect((await peerIdFromSeed(seed(8))).toString()).not.toBe(a.toString());
     expect(peerIdFromEd25519PublicKey(a.publicKey!.raw).toString()).toBe(a.toString());
+  });
+
+  it("the PKI's own peer id rule (proto/pki/peer-id.ts) gives libp2p's peer id for any key", async () => {
+    for (let i = 0; i < 50; i++) {
+      const id = generateIdentity();
+      const libp2p = (await peerIdFromSeed(id.seed)).toString();
+      expect(peerIdOfIdentityKey(id.publicKey)).toBe(libp2p);
+      expect(peerIdFromEd25519PublicKey(id.publicKey).toString()).toBe(libp2p);
+    }
+    expect(() => peerIdOfIdentityKey(new Uint8Array(31))).toThrow(/32 bytes/);
   });
 });
 

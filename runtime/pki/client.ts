@@ -11,7 +11,8 @@ import { buildDescriptor } from '../../proto/pki/descriptor.ts';
 import { epochAt, type EpochConfig } from '../../proto/pki/epoch.ts';
 import { verifyDocument, type VerifiedDocument, type VerifyOptions } from '../../proto/pki/document.ts';
 import { isPkiError, PkiError, type PkiReason, RejectionCounter } from '../../proto/pki/errors.ts';
-import { bytesEqual, type KeyStore } from '../../proto/pki/keys.ts';
+import { bytesEqual } from '../../proto/pki/keys.ts';
+import { type KeyStore } from './key-store.ts';
 
 export const DOCUMENT_CONTENT_TYPE = 'application/x-postmix-document';
 export const DESCRIPTOR_CONTENT_TYPE = 'application/x-postmix-descriptor';

@@ -22,7 +22,6 @@ import {
   epochStart,
   generateIdentity,
   generateSphinxKey,
-  KeyStore,
   schedulePoint,
   SCHEDULE,
   type DocumentBody,
@@ -32,6 +31,7 @@ import {
   type NodeEntry,
   type SphinxKeyPair,
 } from '../../proto/pki/index.ts';
+import { KeyStore } from '../../runtime/pki/key-store.ts';
 import { uploadDescriptor } from '../../runtime/pki/client.ts';
 import { nodeSuite, prepareHopKey, packetSizes, type HopDeliver, type Geometry } from '../../proto/sphinx/index.ts';
 import type { MixingParams } from '../../proto/mixing/params.ts';
