@@ -16,7 +16,8 @@ import { nodeSuite } from '../proto/sphinx/index.ts';
 import { ClientCore } from '../client/core.ts';
 import { StaticNetwork } from '../client/network.ts';
 import { buildDropPacket, buildFragmentPacket } from '../client/sender.ts';
-import { fakeBundle, seededUniform, SimNet } from '../client/testing.ts';
+import { fakeBundle, SimNet } from '../client/testing.ts';
+import { csprngUniform } from '../proto/util/random.ts';
 import { fmt, machineInfo, opsPerSecond, type BenchOptions, type BenchReport } from './harness.ts';
 
 function fileSize(p: string): number {
@@ -33,7 +34,8 @@ function mkCore(dir: string, sim: SimNet, sink: { send(h: Uint8Array, p: Uint8Ar
     smarthost: null,
     bounceMaildir: join(dir, 'Maildir'),
     cover: false,
-    uniform: seededUniform(1),
+    // the daemon's generator, so the figures include its cost
+    uniform: csprngUniform,
   });
 }
 
@@ -76,7 +78,7 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
     // 2. sustained creation rates (no outbox)
     {
       const secs = opts.quick ? 0.5 : 2;
-      const u = seededUniform(3);
+      const u = csprngUniform;
       const data = new Uint8Array(1000);
       const frag = opsPerSecond(() => {
         buildFragmentPacket({

@@ -43,7 +43,11 @@ export interface ClientCoreOptions {
   readonly timeout?: TimeoutPolicy;
   readonly cover?: boolean;
   readonly lowTokens?: number;
-  readonly uniform?: Uniform;
+  /**
+   * Every route, delay and send time is drawn from this: `csprngUniform` in the daemon, a seeded
+   * generator in tests. Required, so no caller falls back to a predictable default.
+   */
+  readonly uniform: Uniform;
   readonly random?: (n: number) => Uint8Array;
   readonly log?: CoreLog;
   /** replaceable for tests */
@@ -78,7 +82,7 @@ export class ClientCore {
       document: () => net?.document() ?? null,
       home: () => net?.home() ?? null,
       mailboxId: net?.mailboxId ?? new Uint8Array(32),
-      uniform: o.uniform ?? Math.random,
+      uniform: o.uniform,
       random: o.random ?? ((n) => new Uint8Array(randomBytes(n))),
       maxAttempts: o.maxAttempts,
       timeout: o.timeout,

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
 import { nodeSuite } from '../proto/sphinx/index.ts';
 import { ConfigError, isLoopback, newRegistry, startMetricsServer, type MetricsServer } from '../runtime/daemon.ts';
+import { csprngUniform } from '../proto/util/random.ts';
 import { outboxPath, type ClientConfig } from './config.ts';
 import { ClientCore, type Network } from './core.ts';
 import { startIntake, type Intake } from './intake.ts';
@@ -70,6 +71,7 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
     timeout: { factor: cfg.overlay.timeout_factor, marginMs: cfg.overlay.timeout_margin_ms },
     cover: cfg.overlay.cover,
     lowTokens: cfg.overlay.low_tokens_warning,
+    uniform: csprngUniform,
     log,
   });
   if (!ro.network) log.warn('no overlay network attached: every recipient follows the fallback rules (SMTP smarthost or refusal)');

@@ -15,7 +15,8 @@
  * (TokenRefused, UnknownRecipient, TooLarge, Inconsistent) bounces at once.
  *
  * The scheduler is driven by `step(now)`: the daemon calls it from a timer, tests with a fake
- * clock. All randomness comes from injected sources, so a seeded run is reproducible.
+ * clock. All randomness comes from injected sources (the daemon's are CSPRNGs), so a seeded
+ * test run is reproducible.
  */
 import type { DocumentBody, NodeEntry } from '../proto/pki/codec.ts';
 import { AckStatus, ackIsFinalRefusal, decodePayload, encodeFragment, encodeLoop, splitMessage } from '../proto/fragment/index.ts';
@@ -33,6 +34,7 @@ import {
   type RouteHop,
   type SphinxSuite,
 } from '../proto/sphinx/index.ts';
+import { uniformInt } from '../proto/util/random.ts';
 import type { Outbox, FragmentRow, RecipientRow } from './outbox.ts';
 import { RouteHealth } from './route-health.ts';
 
@@ -42,7 +44,7 @@ import { RouteHealth } from './route-health.ts';
 /** Picks one node of `layer` (uniformly: the document carries no weights yet). */
 export function pickNode(layer: readonly NodeEntry[], uniform: Uniform): NodeEntry {
   if (layer.length === 0) throw new Error('a mix layer is empty');
-  return layer[Math.min(layer.length - 1, Math.floor(uniform() * layer.length))]!;
+  return layer[uniformInt(layer.length, uniform)]!;
 }
 
 function hop(n: NodeEntry, mu: number, uniform: Uniform): RouteHop {

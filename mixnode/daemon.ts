@@ -27,6 +27,7 @@ import { startMetricsServer, type MetricsServer } from '../runtime/daemon.ts';
 import type { MixnodeConfig } from './config.ts';
 import { LoopCover } from './loops.ts';
 import { MixnodeMetrics } from './metrics.ts';
+import { csprngUniform } from '../proto/util/random.ts';
 
 export interface MixNodeOptions {
   readonly config: MixnodeConfig;
@@ -140,6 +141,7 @@ export class MixNode {
           minSamples: lc.min_samples,
           log: this.log,
           onRoundTrip: (s) => this.metrics.loopRtt.observe(s),
+          uniform: csprngUniform,
         })
       : undefined;
   }

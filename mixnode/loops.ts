@@ -18,7 +18,8 @@ import { randomBytes } from 'node:crypto';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { decodePayload, encodeLoop } from '../proto/fragment/format.ts';
 import { layerOf } from '../proto/pki/topology.ts';
-import { samplePerHopDelayMs, sampleExponential } from '../proto/mixing/params.ts';
+import { samplePerHopDelayMs, sampleExponential, type Uniform } from '../proto/mixing/params.ts';
+import { uniformInt } from '../proto/util/random.ts';
 import type { DocumentBody, NodeEntry } from '../proto/pki/index.ts';
 import { createPacket, nodeSuite, type Geometry, type RouteHop } from '../proto/sphinx/index.ts';
 
@@ -33,7 +34,7 @@ export function loopQueueId(nodeId: Uint8Array): Uint8Array {
 }
 
 /** The loop route for this node in a document, or a reason why there is none. */
-export function loopRoute(body: DocumentBody, self: NodeEntry, pick: (n: number) => number = (n) => Math.floor(Math.random() * n)): NodeEntry[] | string {
+export function loopRoute(body: DocumentBody, self: NodeEntry, pick: (n: number) => number): NodeEntry[] | string {
   const L = body.layers.length;
   const k = layerOf(body, self.nodeId);
   if (k === 0) return 'this node is not in the document';
@@ -85,7 +86,8 @@ export interface LoopCoverOptions {
   readonly minSamples: number;
   readonly log: LoopLogger;
   readonly onRoundTrip?: (seconds: number) => void;
-  readonly random?: () => number;
+  /** Loop routes, delays and send times are drawn from this (`csprngUniform` in the daemon). */
+  readonly uniform: Uniform;
   /** Monotonic ms. */
   readonly now?: () => number;
 }
@@ -103,13 +105,13 @@ export class LoopCover {
   private sweeper: NodeJS.Timeout | null = null;
   private lastNoRoute = '';
   private readonly now: () => number;
-  private readonly random: () => number;
+  private readonly random: Uniform;
   static readonly MAX_PENDING = 100_000;
 
   constructor(private readonly o: LoopCoverOptions) {
     this.queueId = loopQueueId(o.nodeId);
     this.now = o.now ?? (() => performance.now());
-    this.random = o.random ?? Math.random;
+    this.random = o.uniform;
   }
 
   start(): void {
@@ -156,7 +158,7 @@ export class LoopCover {
     const body = this.o.document();
     if (!body) return false;
     const self = [...body.layers.flat()].find((n) => Buffer.compare(n.nodeId, this.o.nodeId) === 0);
-    const route = self ? loopRoute(body, self, (n) => Math.floor(this.random() * n)) : 'this node is not in the document';
+    const route = self ? loopRoute(body, self, (n) => uniformInt(n, this.random)) : 'this node is not in the document';
     if (typeof route === 'string') {
       this.stats.failed++;
       if (route !== this.lastNoRoute) this.o.log.warn({ reason: route }, 'loop cover: no loop route');

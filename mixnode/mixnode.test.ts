@@ -8,7 +8,10 @@ import { hex, type NodeEntry } from '../proto/pki/index.ts';
 import { fakeDocumentBody as doc } from '../proto/pki/fixtures.ts';
 import { encodeLoop } from '../proto/fragment/format.ts';
 import { loadMixnodeConfig } from './config.ts';
+import { csprngUniform, uniformInt } from '../proto/util/random.ts';
 import { LoopCover, loopQueueId, loopRoute } from './loops.ts';
+
+const pick = (n: number) => uniformInt(n, csprngUniform);
 
 const tmp = mkdtempSync(join(tmpdir(), 'pm-mixu-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -60,16 +63,16 @@ describe('loop cover', () => {
       [3, 'G L1 L2 L3'],
     ] as const) {
       const self = b.layers[k - 1]![1]!;
-      const r = loopRoute(b, self);
+      const r = loopRoute(b, self, pick);
       expect(typeof r).not.toBe('string');
       expect((r as NodeEntry[]).map(L).join(' ')).toBe(want);
       expect((r as NodeEntry[]).at(-1)).toBe(self);
     }
-    expect(loopRoute(doc([1, 1, 1], { gateways: 0 }), doc([1]).layers[0]![0]!)).toBe('this node is not in the document');
+    expect(loopRoute(doc([1, 1, 1], { gateways: 0 }), doc([1]).layers[0]![0]!, pick)).toBe('this node is not in the document');
     const noGw = doc([1, 1, 1], { gateways: 0 });
-    expect(loopRoute(noGw, noGw.layers[0]![0]!)).toMatch(/no gateway/);
+    expect(loopRoute(noGw, noGw.layers[0]![0]!, pick)).toMatch(/no gateway/);
     const short = doc([1, 1, 1], { maxHops: 3 });
-    expect(loopRoute(short, short.layers[0]![0]!)).toMatch(/needs 4 hops/);
+    expect(loopRoute(short, short.layers[0]![0]!, pick)).toMatch(/needs 4 hops/);
   });
 
   it('counts returns and timeouts, and warns once when the ratio falls (and once when it recovers)', () => {
@@ -89,6 +92,7 @@ describe('loop cover', () => {
       minSamples: 4,
       log: { warn: (_o, m) => warns.push(m ?? ''), info: (_o, m) => infos.push(m ?? ''), debug() {} },
       now: () => now,
+      uniform: csprngUniform,
     });
     expect(lc.queueId).toEqual(loopQueueId(self.nodeId));
     for (let i = 0; i < 8; i++) expect(lc.emit()).toBe(true);

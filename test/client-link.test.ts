@@ -14,6 +14,7 @@ import type { NodeEntry } from '../proto/pki/codec.ts';
 import { PacketLink } from '../runtime/link/index.ts';
 import { MAILBOX_PROTOCOL, decodeSubscribe, encodeItem } from '../proto/mailbox/index.ts';
 import { nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
+import { csprngUniform } from '../proto/util/random.ts';
 import { ClientCore } from '../client/core.ts';
 import { StaticNetwork, attachLink, type AttachedLink } from '../client/network.ts';
 import { SimNet, fakeBundle } from '../client/testing.ts';
@@ -80,6 +81,7 @@ describe('client network wiring over real libp2p', () => {
       smarthost: null,
       bounceMaildir: join(dir, 'Maildir'),
       cover: false,
+      uniform: csprngUniform,
     });
     cleanup.push(() => core.close());
     let attached: AttachedLink | null = null;

@@ -31,7 +31,11 @@ export const DEFAULT_MIXING: MixingParams = Object.freeze({
   mu: 10,
 });
 
-/** A source of uniform numbers in [0, 1): Math.random, or a seeded generator in the simulator. */
+/**
+ * A source of uniform numbers in [0, 1): `csprngUniform` (proto/util/random.ts) in every daemon,
+ * a seeded generator in the simulator and tests. Never the engine's built-in generator
+ * (random.ts says why).
+ */
 export type Uniform = () => number;
 
 /** One draw from Exp(rate), in seconds, by inversion. rate <= 0 means "never" (Infinity). */
