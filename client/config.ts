@@ -74,6 +74,8 @@ export const ClientConfigSchema = z.object({
       max_attempts: z.number().int().min(1).max(100).default(5),
       timeout_factor: z.number().min(1).default(3),
       timeout_margin_ms: z.number().int().min(0).default(5_000),
+      /** upper bound of the nominal resend wait, which doubles per attempt (proto/mixing/retransmit.ts) */
+      timeout_max_s: z.number().int().min(1).default(3600),
       cover: z.boolean().default(true),
       low_tokens_warning: z.number().int().min(0).default(3),
     })

@@ -13,7 +13,8 @@ import { buildBounce, deliverToMaildir } from './bounce.ts';
 import { SmtpReply, headerValues, addressesIn, relaySmtp, stripHeaders, type SmarthostConfig, type StripOptions, type RelayResult } from './intake.ts';
 import { Outbox, type NewRecipient } from './outbox.ts';
 import { decideRoute, type RouteDecision, type RoutingPolicy } from './routing.ts';
-import { Sender, planOverlay, type PacketSink, type TimeoutPolicy, type SenderStats } from './sender.ts';
+import { Sender, planOverlay, type PacketSink, type SenderStats } from './sender.ts';
+import type { RetransmitPolicy } from '../proto/mixing/retransmit.ts';
 import { Wallet } from './wallet.ts';
 
 export interface Network {
@@ -40,7 +41,7 @@ export interface ClientCoreOptions {
   readonly smarthost: (SmarthostConfig & { readonly maxAttempts: number; readonly retryBaseMs: number }) | null;
   readonly bounceMaildir: string;
   readonly maxAttempts?: number;
-  readonly timeout?: TimeoutPolicy;
+  readonly timeout?: RetransmitPolicy;
   readonly cover?: boolean;
   readonly lowTokens?: number;
   /**

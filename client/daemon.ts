@@ -68,7 +68,7 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
       : null,
     bounceMaildir: cfg.bounce.maildir,
     maxAttempts: cfg.overlay.max_attempts,
-    timeout: { factor: cfg.overlay.timeout_factor, marginMs: cfg.overlay.timeout_margin_ms },
+    timeout: { factor: cfg.overlay.timeout_factor, marginMs: cfg.overlay.timeout_margin_ms, maxMs: cfg.overlay.timeout_max_s * 1000 },
     cover: cfg.overlay.cover,
     lowTokens: cfg.overlay.low_tokens_warning,
     uniform: csprngUniform,

@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
 import { ClientCore } from './core.ts';
 import { StaticNetwork } from './network.ts';
-import { ackTimeoutMs, chooseRoute, nextPoisson, Sender } from './sender.ts';
+import { chooseRoute, nextPoisson, Sender } from './sender.ts';
+import { ackTimeoutBaseMs } from '../proto/mixing/retransmit.ts';
 import { SimNet, fakeBundle, seededUniform } from './testing.ts';
 import { Outbox } from './outbox.ts';
 
@@ -69,8 +70,8 @@ describe('route choice and timeouts', () => {
   });
 
   it('the ACK timeout follows the Erlang mean of both routes plus a margin', () => {
-    expect(ackTimeoutMs(4, 4, 10, { factor: 1, marginMs: 0 })).toBe(800);
-    expect(ackTimeoutMs(4, 4, 10, { factor: 3, marginMs: 5000 })).toBe(7400);
+    expect(ackTimeoutBaseMs(4, 4, 10, { factor: 1, marginMs: 0, maxMs: 1e9 })).toBe(800);
+    expect(ackTimeoutBaseMs(4, 4, 10, { factor: 3, marginMs: 5000, maxMs: 1e9 })).toBe(7400);
   });
 });
 

@@ -9,10 +9,16 @@
  * - drop cover at λ_D: a random route ending in a Drop command.
  *
  * Each fragment carries the token and a fresh SURB (layer 1 → … → layer L → home gateway →
- * mailbox) for its ACK. An un-ACKed fragment is due again after a timeout derived from the
- * expected delay of both routes (Erlang mean × factor + margin) and is resent on a fresh route
- * with a fresh SURB; after `maxAttempts` sends the recipient bounces. A final refusal ACK
- * (TokenRefused, UnknownRecipient, TooLarge, Inconsistent) bounces at once.
+ * mailbox) for its ACK. An un-ACKed fragment is due again after a randomised exponential
+ * backoff over the expected delay of both routes (proto/mixing/retransmit.ts) and is resent on
+ * a fresh route with a fresh SURB; after `maxAttempts` sends the recipient bounces. A final
+ * refusal ACK (TokenRefused, UnknownRecipient, TooLarge, Inconsistent) bounces at once.
+ *
+ * Which mixes to avoid (RouteHealth) is learnt from the client's own loop cover only: a loop
+ * that comes back clears its nodes, one that does not within its timeout blames them. ACKs, or
+ * their absence, never change route choice: the recipient's gateway decides whether an ACK is
+ * sent, and if a missing ACK made the client avoid mixes, the gateway could withhold the ACKs of
+ * one message and watch which client's first hops change (docs/threat-model.md).
  *
  * The scheduler is driven by `step(now)`: the daemon calls it from a timer, tests with a fake
  * clock. All randomness comes from injected sources (the daemon's are CSPRNGs), so a seeded
@@ -21,7 +27,8 @@
 import type { DocumentBody, NodeEntry } from '../proto/pki/codec.ts';
 import { AckStatus, ackIsFinalRefusal, decodePayload, encodeFragment, encodeLoop, splitMessage } from '../proto/fragment/index.ts';
 import { MAIL_QUEUE_ID, type MailboxItem } from '../proto/mailbox/index.ts';
-import { expectedRouteDelaySeconds, payloadTick, sampleExponential, samplePerHopDelayMs, type MixingParams, type Uniform } from '../proto/mixing/params.ts';
+import { payloadTick, sampleExponential, samplePerHopDelayMs, type MixingParams, type Uniform } from '../proto/mixing/params.ts';
+import { ackTimeoutBaseMs, retransmitDelayMs, DEFAULT_RETRANSMIT, type RetransmitPolicy } from '../proto/mixing/retransmit.ts';
 import {
   SURB_ID_LENGTH,
   createPacket,
@@ -59,20 +66,6 @@ export function chooseRoute(doc: DocumentBody, last: NodeEntry, uniform: Uniform
   const route = doc.layers.map((l) => hop(pickNode(health ? health.usable(l) : l, uniform), doc.mixing.mu, uniform));
   route.push(hop(last, doc.mixing.mu, uniform));
   return route;
-}
-
-export interface TimeoutPolicy {
-  /** Multiplies the expected delay (Erlang mean) of forward + reply routes. */
-  readonly factor: number;
-  /** Added for link latency and gateway processing, ms. */
-  readonly marginMs: number;
-}
-
-export const DEFAULT_TIMEOUT: TimeoutPolicy = { factor: 3, marginMs: 5_000 };
-
-/** How long to wait for a fragment's ACK: both routes' expected mixing delay × factor + margin. */
-export function ackTimeoutMs(forwardHops: number, replyHops: number, mu: number, p: TimeoutPolicy = DEFAULT_TIMEOUT): number {
-  return Math.ceil(expectedRouteDelaySeconds(forwardHops + replyHops, mu) * 1000 * p.factor + p.marginMs);
 }
 
 /** What an overlay recipient's fragments look like under a geometry. */
@@ -188,6 +181,8 @@ export interface SenderStats {
   drop: number;
   loop: number;
   loopsReturned: number;
+  /** loops not back within their timeout (they blame their nodes in RouteHealth) */
+  loopsLost: number;
   acks: number;
   badReplies: number;
   bounced: number;
@@ -211,7 +206,8 @@ export interface SenderOptions {
   readonly uniform: Uniform;
   readonly random: (n: number) => Uint8Array;
   readonly maxAttempts?: number;
-  readonly timeout?: TimeoutPolicy;
+  /** When to resend an un-ACKed fragment, and when a loop counts as lost. */
+  readonly timeout?: RetransmitPolicy;
   /** Back-off when the gateway answers RateLimited, ms. */
   readonly rateLimitBackoffMs?: number;
   /** Emit cover traffic (loop/drop, and drop in place of real packets). Default true. */
@@ -234,19 +230,20 @@ export function nextPoisson(now: number, lambda: number, uniform: Uniform): numb
 }
 
 export class Sender {
-  readonly stats: SenderStats = { real: 0, resent: 0, drop: 0, loop: 0, loopsReturned: 0, acks: 0, badReplies: 0, bounced: 0 };
+  readonly stats: SenderStats = { real: 0, resent: 0, drop: 0, loop: 0, loopsReturned: 0, loopsLost: 0, acks: 0, badReplies: 0, bounced: 0 };
   private next: Streams | null = null;
   private mixing: MixingParams | null = null;
   private readonly cache = new Map<string, Uint8Array[]>();
-  private readonly pendingLoops = new Set<string>();
+  /** loop id (hex) → when it counts as lost (ms); insertion order is send order */
+  private readonly pendingLoops = new Map<string, { id: Uint8Array; deadline: number }>();
   private readonly maxAttempts: number;
-  private readonly timeout: TimeoutPolicy;
-  /** Mixes that lost our packets lately (see RouteHealth). */
+  private readonly timeout: RetransmitPolicy;
+  /** Mixes that lost our loops lately (see RouteHealth); learnt from loops only. */
   readonly health = new RouteHealth();
 
   constructor(private readonly o: SenderOptions) {
     this.maxAttempts = o.maxAttempts ?? 5;
-    this.timeout = o.timeout ?? DEFAULT_TIMEOUT;
+    this.timeout = o.timeout ?? DEFAULT_RETRANSMIT;
   }
 
   /** When the next stream event is due (ms), or Infinity. */
@@ -282,6 +279,7 @@ export class Sender {
       return 0;
     }
     this.schedule(now, doc);
+    this.expireLoops(now);
     const n = this.next!;
     const m = doc.mixing;
     const u = this.o.uniform;
@@ -299,7 +297,7 @@ export class Sender {
         }
       } else if (t === n.loop) {
         n.loop = nextPoisson(t, m.lambdaL, u);
-        this.sendLoop(doc, home);
+        this.sendLoop(t, doc, home);
         sent++;
       } else {
         n.drop = nextPoisson(t, m.lambdaD, u);
@@ -337,8 +335,6 @@ export class Sender {
       const f: FragmentRow | undefined = ob.nextDueFragment(now);
       if (!f) return false;
       const r = ob.recipient(f.messageId, f.address)!;
-      // due again while in flight: the last attempt's ACK never came
-      if (f.state === 'inflight' && f.surbId) this.health.failed(f.surbId);
       if (f.attempts >= this.maxAttempts) {
         this.bounce(r, `no ACK from the gateway for ${r.domain} after ${f.attempts} attempts (fragment ${f.index + 1} of ${r.fragmentCount})`);
         continue;
@@ -371,8 +367,8 @@ export class Sender {
         surbId,
         health: this.health,
       });
-      this.health.sent(surbId, [...built.route, ...built.replyRoute]);
-      const deadline = now + ackTimeoutMs(built.forwardHops, built.replyHops, doc.mixing.mu, this.timeout);
+      const base = ackTimeoutBaseMs(built.forwardHops, built.replyHops, doc.mixing.mu, this.timeout);
+      const deadline = now + retransmitDelayMs(f.attempts + 1, base, this.o.uniform, this.timeout);
       // durable before the packet leaves: a crash now repeats at most this packet
       ob.markInFlight(f.messageId, f.address, f.index, surbId, built.surbKeys, deadline, now);
       this.o.sink.send(built.firstHop, built.packet);
@@ -390,14 +386,30 @@ export class Sender {
     this.stats.drop++;
   }
 
-  private sendLoop(doc: DocumentBody, home: NodeEntry): void {
+  private sendLoop(now: number, doc: DocumentBody, home: NodeEntry): void {
     const id = this.o.random(16);
     const p = buildLoopPacket(this.o.suite, doc, home, this.o.mailboxId, id, this.o.uniform, this.health);
     this.health.sent(id, p.route);
-    if (this.pendingLoops.size > 10_000) this.pendingLoops.clear();
-    this.pendingLoops.add(Buffer.from(id).toString('hex'));
+    if (this.pendingLoops.size >= 10_000) this.loopLost(this.pendingLoops.keys().next().value!);
+    this.pendingLoops.set(Buffer.from(id).toString('hex'), { id, deadline: now + ackTimeoutBaseMs(p.route.length, 0, doc.mixing.mu, this.timeout) });
     this.o.sink.send(p.firstHop, p.packet);
     this.stats.loop++;
+  }
+
+  private loopLost(key: string): void {
+    const l = this.pendingLoops.get(key);
+    if (!l) return;
+    this.pendingLoops.delete(key);
+    this.health.failed(l.id);
+    this.stats.loopsLost++;
+  }
+
+  /** Loops not back by their deadline blame the nodes they went through. */
+  private expireLoops(now: number): void {
+    for (const [k, l] of this.pendingLoops) {
+      if (l.deadline > now) continue;
+      this.loopLost(k);
+    }
   }
 
   /** Handles one item fetched from the client's mailbox (an ACK via SURB, or a returning loop). */
@@ -426,7 +438,6 @@ export class Sender {
       return;
     }
     this.stats.acks++;
-    this.health.succeeded(item.surbId);
     ob.forgetSurb(item.surbId);
     const st = d.ack.status;
     if (st === AckStatus.Stored || st === AckStatus.Queued || st === AckStatus.Duplicate) {

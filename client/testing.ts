@@ -56,6 +56,12 @@ export class SimNet implements PacketSink {
   readonly blackholes = new Set<string>();
   /** token hex strings the gateway refuses */
   readonly refusedTokens = new Set<string>();
+  /** recipients whose fragments the gateway stores but never ACKs (an ACK-withholding gateway) */
+  readonly withholdAcksTo = new Set<string>();
+  /** every fragment the gateway received, in order, stamped with `clock()` */
+  readonly arrivals: { recipient: string; messageId: string; index: number; at: number }[] = [];
+  /** the time arrivals are stamped with (tests set it to their fake clock) */
+  clock: () => number = () => 0;
   /** reassembled messages the gateway queued, by recipient */
   readonly delivered: { recipient: string; bytes: Uint8Array }[] = [];
   readonly mailboxes = new Map<string, MailboxItem[]>();
@@ -149,6 +155,7 @@ export class SimNet implements PacketSink {
     }
     const f = d.fragment;
     const key = Buffer.from(f.messageId).toString('hex');
+    this.arrivals.push({ recipient: f.recipient, messageId: key, index: f.index, at: this.clock() });
     let status: AckStatus;
     if (this.refusedTokens.has(Buffer.from(f.token).toString('hex'))) status = AckStatus.TokenRefused;
     else if (!this.gateway.entry.gateway!.domains.includes(f.recipient.split('@')[1] ?? '')) status = AckStatus.UnknownRecipient;
@@ -166,7 +173,7 @@ export class SimNet implements PacketSink {
         } else status = AckStatus.Stored;
       }
     }
-    if (f.surb.length === 0) return;
+    if (f.surb.length === 0 || this.withholdAcksTo.has(f.recipient)) return;
     const reply = packetFromSurb(nodeSuite, this.doc.geometry, f.surb, encodeAck({ messageId: f.messageId, index: f.index, status }));
     if (reply.ok) this.queue.push({ hop: Buffer.from(reply.firstHop).toString('hex'), packet: reply.packet, path: [] });
   }

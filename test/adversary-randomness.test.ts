@@ -51,10 +51,10 @@ const PER_LAYER = 2;
 /**
  * The draws of one payload-stream event that sends a fragment, in the order client/sender.ts
  * makes them: the next event's Poisson gap; the SURB's reply route (pick + delay per layer, the
- * home gateway's delay); the forward route (the same). The attacker knows the code, so it knows
- * this layout.
+ * home gateway's delay); the forward route (the same); the resend wait. The attacker knows the
+ * code, so it knows this layout.
  */
-const DRAWS_PER_EVENT = 1 + 2 * (2 * LAYERS + 1);
+const DRAWS_PER_EVENT = 1 + 2 * (2 * LAYERS + 1) + 1;
 const FWD = 1 + (2 * LAYERS + 1); // index of the forward route's first draw (pick in layer 1)
 
 interface Hop {

@@ -147,10 +147,11 @@ describe('client → relay mixes → real gateway → MX', () => {
       smtp: { port: 0, user: 'alice', password: 'secret' },
       routing: { overlay_only: true },
       bounce: { maildir: join(dir, 'Maildir') },
-      // short ACK timeout so the black-holed fragments are resent quickly. An attempt succeeds only
-      // when both the forward route and the SURB's route use the good relay (p = 1/4), hence the
-      // generous attempt limit: 0.75^40 ≈ 1e-5 per fragment.
-      overlay: { max_attempts: 40, timeout_factor: 1, timeout_margin_ms: 800, cover: false },
+      // short ACK timeout, its doubling capped at 1 s, so the black-holed fragments are resent
+      // quickly. An attempt succeeds only when both the forward route and the SURB's route use the
+      // good relay (p = 1/4; without cover the client learns nothing about the black hole), hence
+      // the generous attempt limit: 0.75^40 ≈ 1e-5 per fragment.
+      overlay: { max_attempts: 40, timeout_factor: 1, timeout_margin_ms: 800, timeout_max_s: 1, cover: false },
     });
     const net = new StaticNetwork(doc, { send: () => undefined }, new Uint8Array(32).fill(0x5a), 'example.org');
     const client = await runClient(cfg, { log: pino({ level: 'silent' }), network: net, maxSleepMs: 20 });
