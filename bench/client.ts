@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nodeSuite } from '../proto/sphinx/index.ts';
+import { fastestSuite } from '../proto/sphinx/index.ts';
 import { ClientCore } from '../client/core.ts';
 import { StaticNetwork } from '../client/network.ts';
 import { buildDropPacket, buildFragmentPacket } from '../client/sender.ts';
@@ -27,7 +27,7 @@ function fileSize(p: string): number {
 function mkCore(dir: string, sim: SimNet, sink: { send(h: Uint8Array, p: Uint8Array): void }) {
   return new ClientCore({
     outboxPath: join(dir, 'outbox.sqlite'),
-    suite: nodeSuite,
+    suite: fastestSuite,
     network: new StaticNetwork(sim.doc, sink, new Uint8Array(32).fill(1)),
     policy: { overlayOnly: true, overlayOnlyRecipients: [] },
     strip: {},
@@ -82,7 +82,7 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
       const data = new Uint8Array(1000);
       const frag = opsPerSecond(() => {
         buildFragmentPacket({
-          suite: nodeSuite,
+          suite: fastestSuite,
           doc: sim.doc,
           gateway: sim.gateway.entry,
           home: sim.gateway.entry,
@@ -99,7 +99,7 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
         });
         return 1;
       }, secs);
-      const drop = opsPerSecond(() => (buildDropPacket(nodeSuite, sim.doc, u), 1), secs);
+      const drop = opsPerSecond(() => (buildDropPacket(fastestSuite, sim.doc, u), 1), secs);
       results.creationRate = { fragmentPacketsWithSurbPerSec: frag.opsPerSec, dropCoverPacketsPerSec: drop.opsPerSec };
       opts.log(`sustained: ${fmt(frag.opsPerSec)} fragment packets/s (each with a fresh SURB), ${fmt(drop.opsPerSec)} drop-cover packets/s (one core)`);
     }

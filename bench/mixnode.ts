@@ -34,7 +34,7 @@ import {
   type IdentityKey,
 } from '../proto/pki/index.ts';
 import { uploadDescriptor } from '../runtime/pki/client.ts';
-import { createPacket, DEFAULT_GEOMETRY as G, nodeSuite, packetSizes, prepareHopKey, processPacket, type NodeId } from '../proto/sphinx/index.ts';
+import { createPacket, DEFAULT_GEOMETRY as G, fastestSuite, packetSizes, prepareHopKey, processPacket, type NodeId } from '../proto/sphinx/index.ts';
 import { MixNode } from '../mixnode/daemon.ts';
 import { dialAddrs, makeNodeKeys, silentLogger, SinkGateway, startTestDirectory, testNodeConfig, type Clock } from '../test/support/mixnet.ts';
 import { fmt, machineInfo, type BenchOptions, type BenchReport } from './harness.ts';
@@ -225,7 +225,7 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
   const packets: Uint8Array[] = [];
   for (let i = 0; i < N; i++)
     packets.push(
-      createPacket(nodeSuite, G, {
+      createPacket(fastestSuite, G, {
         route: [
           { nodeId: me.nodeId, publicKey: me.sphinxKey, delayMs: 0 },
           { nodeId: next.nodeId, publicKey: next.sphinxKey, delayMs: 0 },
@@ -310,7 +310,7 @@ async function delayQueue(opts: BenchOptions): Promise<Record<string, unknown>> 
   const nextId = new Uint8Array(32).fill(2);
   const nextPk = generateSphinxKey(1).publicKey;
   const build = (delayMs: number) =>
-    createPacket(nodeSuite, G, {
+    createPacket(fastestSuite, G, {
       route: [
         { ...me, delayMs },
         { nodeId: nextId, publicKey: nextPk, delayMs: 0 },
@@ -334,7 +334,7 @@ async function delayQueue(opts: BenchOptions): Promise<Record<string, unknown>> 
   const engine = new HopEngine<string>({
     geometry: G,
     replay: noReplay,
-    keys: () => [{ epoch: 1, key: prepareHopKey(nodeSuite, sk.secretKey) }],
+    keys: () => [{ epoch: 1, key: prepareHopKey(fastestSuite, sk.secretKey) }],
     resolveNext: () => 'next',
     forward: () => {},
     deliver: () => {},

@@ -5,6 +5,7 @@ import {
   DEFAULT_GEOMETRY,
   createPacket,
   createSurb,
+  fastestSuite,
   nobleSuite,
   nodeSuite,
   openSurbReply,
@@ -24,7 +25,11 @@ const hex = (b: Uint8Array, n = 8) => Buffer.from(b.subarray(0, n)).toString('he
 function pickSuite(name: string): SphinxSuite {
   if (name === 'node') return nodeSuite;
   if (name === 'noble') return nobleSuite;
-  throw new Error(`--suite must be "node" or "noble", got "${name}"`);
+  if (name === 'sodium') {
+    if (fastestSuite.name !== 'sodium') throw new Error('--suite sodium: sodium-native does not load on this machine');
+    return fastestSuite;
+  }
+  throw new Error(`--suite must be "sodium", "node" or "noble", got "${name}"`);
 }
 
 function intOpt(v: string, name: string): number {
@@ -108,7 +113,7 @@ export function registerSphinx(program: Command): void {
     .description('build a Sphinx packet for a route and walk it hop by hop, printing what each hop learns')
     .option('--hops <n>', 'route length (1..16)', '5')
     .option('--payload <bytes>', 'payload size of the geometry (64..32768)', String(DEFAULT_GEOMETRY.payloadSize))
-    .option('--suite <name>', 'crypto backend: node (node:crypto) or noble (pure JS)', 'node')
+    .option('--suite <name>', 'crypto backend: sodium (libsodium, what the roles run), node (node:crypto) or noble (pure JS)', 'node')
     .action((o: { hops: string; payload: string; suite: string }) => {
       const ok = sphinxDemo({
         hops: intOpt(o.hops, '--hops'),
@@ -122,7 +127,7 @@ export function registerSphinx(program: Command): void {
     .command('vectors')
     .description('write the Sphinx test vectors (JSON) computed by a suite')
     .option('--out <dir>', 'directory to write sphinx.json into', 'docs/spec/vectors')
-    .option('--suite <name>', 'crypto backend: node or noble', 'node')
+    .option('--suite <name>', 'crypto backend: sodium, node or noble (all write the same bytes)', 'node')
     .action((o: { out: string; suite: string }) => {
       mkdirSync(o.out, { recursive: true });
       const file = join(o.out, 'sphinx.json');

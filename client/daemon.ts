@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
-import { nodeSuite } from '../proto/sphinx/index.ts';
+import { fastestSuite } from '../proto/sphinx/index.ts';
 import { ConfigError, isLoopback, newRegistry, startMetricsServer, type MetricsServer } from '../runtime/daemon.ts';
 import { csprngUniform } from '../proto/util/random.ts';
 import { outboxPath, type ClientConfig } from './config.ts';
@@ -40,7 +40,7 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
   const sh = cfg.smarthost;
   const core = new ClientCore({
     outboxPath: outboxPath(cfg),
-    suite: nodeSuite,
+    suite: fastestSuite,
     network: ro.network ?? null,
     policy: {
       overlayOnly: cfg.routing.overlay_only,

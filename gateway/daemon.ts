@@ -33,7 +33,7 @@ import { PacketLink } from '../runtime/link/index.ts';
 import { MAILBOX_PROTOCOL, decodeSubscribe, encodeDummyItem, encodeItem, isMailQueue, mailboxRate } from '../proto/mailbox/index.ts';
 import { epochAt, hex, type IdentityKey, type VerifiedDocument } from '../proto/pki/index.ts';
 import { KeyStore } from '../runtime/pki/key-store.ts';
-import { DEFAULT_GEOMETRY, nodeSuite, packetFromSurb, packetSizes, type Geometry, type HopDeliver } from '../proto/sphinx/index.ts';
+import { DEFAULT_GEOMETRY, fastestSuite, packetFromSurb, packetSizes, type Geometry, type HopDeliver } from '../proto/sphinx/index.ts';
 import { startMetricsServer, type MetricsServer } from '../runtime/daemon.ts';
 import type { IssuerKeys } from '../proto/tokens/index.ts';
 import { loadOrCreateIssuer, type GatewayConfig } from './config.ts';
@@ -368,7 +368,7 @@ export class Gateway {
 
   private sendAck(surb: Uint8Array, ack: Uint8Array): void {
     if (surb.length === 0) return;
-    const p = packetFromSurb(nodeSuite, this.geometry, surb, ack);
+    const p = packetFromSurb(fastestSuite, this.geometry, surb, ack);
     if (!p.ok) {
       this.metrics.ackUnsent.inc({ reason: p.reason });
       return;

@@ -22,7 +22,7 @@ import { NetworkView, type Peer } from '../runtime/hop/network-view.ts';
 import { LogReplayStore, ReplayStore, type ReplayTagStore } from '../runtime/hop/replay-store.ts';
 import { PacketLink } from '../runtime/link/index.ts';
 import { bytesEqual, epochAt, epochStart, hex, type IdentityKey } from '../proto/pki/index.ts';
-import { DEFAULT_GEOMETRY, packetSizes, type Geometry } from '../proto/sphinx/index.ts';
+import { DEFAULT_GEOMETRY, fastestSuiteSelection, packetSizes, type Geometry } from '../proto/sphinx/index.ts';
 import { startMetricsServer, type MetricsServer } from '../runtime/daemon.ts';
 import type { MixnodeConfig } from './config.ts';
 import { LoopCover } from './loops.ts';
@@ -209,6 +209,8 @@ export class MixNode {
     if (f.metrics.enabled) {
       this.metricsServer = await startMetricsServer(this.metrics.registry, f.metrics.host, f.metrics.port);
     }
+    const sphinxFallback = fastestSuiteSelection().fallbackReason;
+    if (sphinxFallback) this.log.warn(sphinxFallback);
     this.log.info(
       {
         nodeId: hex(this.identity.nodeId),
@@ -216,6 +218,7 @@ export class MixNode {
         addrs: this.addresses(),
         metrics: this.metricsServer ? `http://${f.metrics.host}:${this.metricsServer.port}/metrics` : 'off',
         replayStore: f.replay.store,
+        sphinxSuite: fastestSuiteSelection().suite.name,
       },
       'mix node listening',
     );

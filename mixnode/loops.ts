@@ -21,7 +21,7 @@ import { layerOf } from '../proto/pki/topology.ts';
 import { samplePerHopDelayMs, sampleExponential, type Uniform } from '../proto/mixing/params.ts';
 import { uniformInt } from '../proto/util/random.ts';
 import type { DocumentBody, NodeEntry } from '../proto/pki/index.ts';
-import { createPacket, nodeSuite, type Geometry, type RouteHop } from '../proto/sphinx/index.ts';
+import { createPacket, fastestSuite, type Geometry, type RouteHop } from '../proto/sphinx/index.ts';
 
 const LOOP_DOMAIN = new TextEncoder().encode('postmix-mix-loop-v1|');
 
@@ -171,7 +171,7 @@ export class LoopCover {
     const loopId = new Uint8Array(randomBytes(16));
     let packet: Uint8Array;
     try {
-      packet = createPacket(nodeSuite, geometry, { route: hops, terminal: { kind: 'deliver', queueId: this.queueId }, payload: encodeLoop(loopId) }).packet;
+      packet = createPacket(fastestSuite, geometry, { route: hops, terminal: { kind: 'deliver', queueId: this.queueId }, payload: encodeLoop(loopId) }).packet;
     } catch (e) {
       this.stats.failed++;
       this.o.log.warn({ err: (e as Error).message }, 'loop cover: cannot build a loop packet');

@@ -4,6 +4,8 @@ export * from './types.ts';
 export * from './suite.ts';
 export { nodeSuite } from './suite-node.ts';
 export { nobleSuite } from './suite-noble.ts';
+export { makeSodiumSuite, type SodiumBinding } from './suite-sodium.ts';
+export { fastestSuite, fastestSuiteSelection, selectSuite, requireSodiumNative, type SuiteSelection } from './suite-select.ts';
 export { lionessEncrypt, lionessDecrypt } from './lioness.ts';
 export { encodeCommands, decodeCommands, type HopCommands } from './commands.ts';
 export { deriveHopKeys, type HopKeys } from './keys.ts';

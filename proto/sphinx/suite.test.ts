@@ -1,11 +1,16 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hexToBytes, bytesToHex } from '@noble/hashes/utils.js';
 import { nobleSuite } from './suite-noble.ts';
 import { nodeSuite } from './suite-node.ts';
+import { requireSodiumNative } from './suite-select.ts';
+import { makeSodiumSuite } from './suite-sodium.ts';
+import type { SphinxSuite } from './suite.ts';
 
-// Known-answer tests from the RFCs that define each primitive, run against both suites, so the
-// two backends agree because each is right, not only with each other.
-const suites = [nodeSuite, nobleSuite];
+// Known-answer tests from the RFCs that define each primitive, run against every suite, so the
+// backends agree because each is right, not only with each other.
+const sodiumSuite = makeSodiumSuite(requireSodiumNative());
+const suites = [sodiumSuite, nodeSuite, nobleSuite];
 
 describe.each(suites)('primitive KATs: $name suite', (suite) => {
   it('X25519 matches RFC 7748 §6.1 (Alice and Bob)', () => {
@@ -46,5 +51,71 @@ describe.each(suites)('primitive KATs: $name suite', (suite) => {
     const ks = new Uint8Array(300);
     suite.stream(key, ks);
     expect(bytesToHex(data)).toBe(bytesToHex(ks));
+  });
+});
+
+describe('the suites agree where the RFCs leave room for mistakes', () => {
+  const pairs = [nodeSuite, nobleSuite].map((b) => [sodiumSuite.name, b.name, sodiumSuite, b] as const);
+  const dhOf = (suite: SphinxSuite, k: Uint8Array, u: Uint8Array) => {
+    const r = suite.dh(suite.prepareScalar(k), suite.preparePoint(u));
+    return r && bytesToHex(r);
+  };
+
+  it.each(pairs)('X25519 on random scalars and u-coordinates, top bit set or not (%s vs %s)', (_a, _b, a, b) => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ minLength: 32, maxLength: 32 }), (k, u) => {
+        expect(dhOf(a, k, u)).toBe(dhOf(b, k, u));
+        expect(bytesToHex(a.publicKey(k))).toBe(bytesToHex(b.publicKey(k)));
+      }),
+      { numRuns: b === nobleSuite ? 30 : 300 },
+    );
+  });
+
+  // Low-order points (0, 1, the two points of order 8, and the non-canonical encodings p-1, p,
+  // p+1), each also with the top bit set, which X25519 ignores: every suite returns null (the hop
+  // drops bad-group-element). A non-canonical encoding of an ordinary point (p+9 = u 9) is
+  // processed as its reduced value by all suites.
+  const pLE = (low: number, top = 0x7f) => {
+    const u = new Uint8Array(32).fill(0xff);
+    u[0] = low;
+    u[31] = top;
+    return u;
+  };
+  const lowOrder = [
+    new Uint8Array(32),
+    Uint8Array.from([1, ...new Uint8Array(31)]),
+    hexToBytes('e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800'),
+    hexToBytes('5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157'),
+    pLE(0xec),
+    pLE(0xed),
+    pLE(0xee),
+  ];
+  const withTopBit = lowOrder.map((u) => {
+    const v = u.slice();
+    v[31]! |= 0x80;
+    return v;
+  });
+
+  it.each([sodiumSuite, nodeSuite, nobleSuite])('low-order points give null on the $name suite, with the top bit set or not', (suite) => {
+    const k = hexToBytes('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a');
+    for (const u of [...lowOrder, ...withTopBit]) expect(dhOf(suite, k, u)).toBeNull();
+    const nine = Uint8Array.from([9, ...new Uint8Array(31)]);
+    expect(dhOf(suite, k, pLE(0xf6))).toBe(bytesToHex(suite.publicKey(k)));
+    expect(dhOf(suite, k, nine)).toBe(bytesToHex(suite.publicKey(k)));
+  });
+
+  it.each(pairs)('ChaCha20, HMAC-SHA256 and SHAKE256 on any input agree (%s vs %s)', (_a, _b, a, b) => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 3000 }), (key, data) => {
+        const x = data.slice();
+        const y = data.slice();
+        a.xorStream(key, x);
+        b.xorStream(key, y);
+        expect(bytesToHex(x)).toBe(bytesToHex(y));
+        expect(bytesToHex(a.hmac(key, data, key))).toBe(bytesToHex(b.hmac(key, data, key)));
+        expect(bytesToHex(a.kdf(key, data, 256))).toBe(bytesToHex(b.kdf(key, data, 256)));
+      }),
+      { numRuns: 100 },
+    );
   });
 });

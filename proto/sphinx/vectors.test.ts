@@ -2,12 +2,15 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { nobleSuite } from './suite-noble.ts';
 import { nodeSuite } from './suite-node.ts';
+import { requireSodiumNative } from './suite-select.ts';
+import { makeSodiumSuite } from './suite-sodium.ts';
 import { allVectors, type AllVectors } from './vectors.ts';
 
 const file = new URL('../../docs/spec/vectors/sphinx.json', import.meta.url);
 const stored = JSON.parse(readFileSync(file, 'utf8')) as AllVectors;
 
-describe.each([nodeSuite, nobleSuite])('spec vectors: $name suite', (suite) => {
+// every suite the code ships reproduces the spec's vectors bit for bit
+describe.each([makeSodiumSuite(requireSodiumNative()), nodeSuite, nobleSuite])('spec vectors: $name suite', (suite) => {
   const computed = allVectors(suite);
 
   it('LIONESS vector', () => {

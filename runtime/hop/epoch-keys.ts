@@ -11,7 +11,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { acceptedKeyEpochs, epochAt, epochEnd, epochStart, IDENTITY_FILE, sphinxKeyFile, type EpochConfig, type IdentityKey } from '../../proto/pki/index.ts';
 import { KeyStore } from '../pki/key-store.ts';
-import { nodeSuite, prepareHopKey } from '../../proto/sphinx/index.ts';
+import { fastestSuite, prepareHopKey } from '../../proto/sphinx/index.ts';
 import type { EpochHopKey } from '../../proto/hop/engine.ts';
 
 /** A key file problem an operator must fix (exit code 77). */
@@ -89,7 +89,7 @@ export class EpochKeys {
     if (hit) return hit;
     const k = this.store.sphinxKey(e);
     if (!k) return undefined;
-    const hk: EpochHopKey = { epoch: e, key: prepareHopKey(nodeSuite, k.secretKey) };
+    const hk: EpochHopKey = { epoch: e, key: prepareHopKey(fastestSuite, k.secretKey) };
     this.cache.set(e, hk);
     return hk;
   }
