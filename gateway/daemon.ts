@@ -33,9 +33,9 @@ import { PacketLink } from '../runtime/link/index.ts';
 import { MAILBOX_PROTOCOL, decodeSubscribe, encodeDummyItem, encodeItem, isMailQueue, mailboxRate } from '../proto/mailbox/index.ts';
 import { epochAt, hex, type IdentityKey, type VerifiedDocument } from '../proto/pki/index.ts';
 import { KeyStore } from '../runtime/pki/key-store.ts';
-import { DEFAULT_GEOMETRY, fastestSuite, packetFromSurb, packetSizes, type Geometry, type HopDeliver } from '../proto/sphinx/index.ts';
+import { DEFAULT_GEOMETRY, fastestSuite, fastestSuiteSelection, packetFromSurb, packetSizes, type Geometry, type HopDeliver } from '../proto/sphinx/index.ts';
 import { startMetricsServer, type MetricsServer } from '../runtime/daemon.ts';
-import type { IssuerKeys } from '../proto/tokens/index.ts';
+import { useFastestTokenChecks, type IssuerKeys } from '../proto/tokens/index.ts';
 import { loadOrCreateIssuer, type GatewayConfig } from './config.ts';
 import { HandoffWorker } from './handoff.ts';
 import { Intake, TOKEN_REJECT_REASONS } from './intake.ts';
@@ -280,6 +280,11 @@ export class Gateway {
     const f = this.config.file;
     const e = epochAt(this.config.epoch, this.now());
     this.keys.ensure([e, e + 1, e + 2]);
+    // token checks on libsodium before the first fragment can arrive; a fallback is only slower
+    const tokenChecks = await useFastestTokenChecks();
+    if (tokenChecks.fallbackReason) this.log.warn(tokenChecks.fallbackReason);
+    const sphinx = fastestSuiteSelection();
+    if (sphinx.fallbackReason) this.log.warn(sphinx.fallbackReason);
     this.linkRef = await PacketLink.create({
       identity: this.identity.seed,
       listen: [f.gateway.listen],
@@ -318,6 +323,8 @@ export class Gateway {
         mx: `${f.mx.protocol}://${f.mx.host}:${f.mx.port}`,
         issuance: this.issuance ? `http://${f.issuance.host}:${this.issuance.port}` : 'off',
         metrics: this.metricsServer ? `http://${f.metrics.host}:${this.metricsServer.port}/metrics` : 'off',
+        sphinxSuite: sphinx.suite.name,
+        tokenChecks: tokenChecks.evaluator.name,
       },
       'gateway listening',
     );

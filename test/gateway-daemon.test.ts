@@ -20,7 +20,7 @@ import { MAILBOX_PROTOCOL, MAIL_QUEUE_ID, decodeItem, encodeSubscribe, mailboxIt
 import { epochAt, generateSphinxKey, type VerifiedDocument } from '../proto/pki/index.ts';
 import { KeyStore } from '../runtime/pki/key-store.ts';
 import { createPacket, createSurb, openSurbReply, prepareHopKey, processPacket, DEFAULT_GEOMETRY, nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
-import { finalizeTokens, parseBundle, requestTokens, verifyToken } from '../proto/tokens/index.ts';
+import { finalizeTokens, parseBundle, requestTokens, tokenCheckBackend, verifyToken } from '../proto/tokens/index.ts';
 import { createLogger } from '../runtime/daemon.ts';
 import { registerGateway } from '../cli/gateway.ts';
 import { loadGatewayConfig } from '../gateway/config.ts';
@@ -178,6 +178,7 @@ describe('gateway daemon', () => {
     }).then((r) => r.json() as Promise<{ evaluated: string[]; proof: string }>);
     const tokens = finalizeTokens(st, { evaluated: res.evaluated.map((h) => Buffer.from(h, 'hex')), proof: Buffer.from(res.proof, 'hex') });
     expect(verifyToken(gw.issuer, BOB, tokens[0]!)).toBe(true);
+    expect(tokenCheckBackend()).toBe('libsodium'); // the started gateway redeems on libsodium
     const bad = await fetch(`http://127.0.0.1:${gw.issuancePort}/v1/user`, { headers: { authorization: `Bearer ${BOB}:${'x'.repeat(43)}` } });
     expect(bad.status).toBe(401);
 

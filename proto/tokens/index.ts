@@ -13,6 +13,9 @@
 import { ristretto255_oprf } from '@noble/curves/ed25519.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { randomBytes } from 'node:crypto';
+import { noblePoprf, selectPoprf, type PoprfEvaluator, type PoprfSelection } from './poprf.ts';
+
+export { makeSodiumPoprf, noblePoprf, selectPoprf, loadSodiumRistretto, type PoprfEvaluator, type PoprfSelection, type SodiumRistretto } from './poprf.ts';
 
 export const TOKEN_INPUT_LENGTH = 32;
 export const TOKEN_OUTPUT_LENGTH = 64;
@@ -127,10 +130,32 @@ function ctEqual(a: Uint8Array, b: Uint8Array): boolean {
   return d === 0;
 }
 
+// Token checks start on noble and move to libsodium once a gateway asks (its WebAssembly takes
+// tens of ms to load, which clients and the CLI, which never redeem tokens, need not pay).
+let redeemWith: PoprfEvaluator = noblePoprf;
+let selecting: Promise<PoprfSelection> | undefined;
+
+/**
+ * Moves this process's token checks to the fastest POPRF backend that loads (libsodium, else
+ * noble with the reason); once per process. The gateway awaits it at start and logs the result.
+ */
+export function useFastestTokenChecks(): Promise<PoprfSelection> {
+  selecting ??= selectPoprf().then((sel) => {
+    redeemWith = sel.evaluator;
+    return sel;
+  });
+  return selecting;
+}
+
+/** The backend verifyToken uses now ('noble' until useFastestTokenChecks has resolved). */
+export function tokenCheckBackend(): string {
+  return redeemWith.name;
+}
+
 /** Gateway: is `token` a valid token for `recipient` under its key epoch? Never throws. */
-export function verifyToken(issuer: IssuerKeys, recipient: string, token: Token): boolean {
+export function verifyToken(issuer: IssuerKeys, recipient: string, token: Token, evaluator: PoprfEvaluator = redeemWith): boolean {
   try {
-    const expect = poprf(recipient, token.keyEpoch).evaluate(issuer.secretKey, token.input);
+    const expect = evaluator.evaluate(issuer.secretKey, token.input, tokenInfo(recipient, token.keyEpoch));
     return ctEqual(expect, token.output);
   } catch {
     return false;
