@@ -2,7 +2,7 @@ import { encodeCommands, decodeCommands, type HopCommands } from './commands.ts'
 import { AD_LENGTH, GROUP_ELEMENT_LENGTH, MAC_LENGTH, PAYLOAD_TAG_LENGTH, SPHINX_VERSION, packetSizes, type Geometry } from './geometry.ts';
 import { deriveHopKeys, type HopKeys } from './keys.ts';
 import { lionessDecrypt, lionessEncrypt } from './lioness.ts';
-import type { PreparedScalar, SphinxSuite } from './suite.ts';
+import { PAD_DOMAIN, type PreparedScalar, type SphinxSuite } from './suite.ts';
 import type { HopResult, NodeId, RouteHop, SphinxDropReason, Terminal } from './types.ts';
 
 /** The header's additional data: version, reserved. Covered by every hop's MAC. */
@@ -76,10 +76,14 @@ export function buildHeader(suite: SphinxSuite, geom: Geometry, route: readonly 
     filler = f;
   }
 
-  // Last hop: its commands, zero padding to hide the route length, encrypted; then the filler.
+  // Last hop: its commands, then padding where a longer route's slots would be, encrypted; then
+  // the filler. The padding is a stream keyed by the sender's secret x: the last hop decrypts it,
+  // and zeros there would tell it (maxHops - n), i.e. the route length. Keyed by x (which no hop
+  // knows), not by the last hop's secret, so the hop cannot recompute and recognise it.
   const lastLen = (geom.maxHops - n + 1) * s;
   const last = new Uint8Array(lastLen);
   encodeCommands(terminal, last.subarray(0, s));
+  if (lastLen > s) suite.stream(suite.kdf(PAD_DOMAIN, x, 32), last.subarray(s));
   suite.xorStream(keys[n - 1]!.headerKey, last);
   let beta = new Uint8Array(B);
   beta.set(last, 0);

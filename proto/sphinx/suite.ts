@@ -21,7 +21,7 @@ export interface SphinxSuite {
   preparePoint(point: Uint8Array): PreparedPoint;
   /** X25519(scalar, point); null when the result is the all-zero (low-order) element. */
   dh(scalar: PreparedScalar, point: PreparedPoint): Uint8Array | null;
-  /** SHAKE256(domain || secret), `length` bytes (domain: KDF_DOMAIN or SURB_KEY_DOMAIN). */
+  /** SHAKE256(domain || secret), `length` bytes (domain: KDF_DOMAIN, SURB_KEY_DOMAIN or PAD_DOMAIN). */
   kdf(domain: Uint8Array, secret: Uint8Array, length: number): Uint8Array;
   /** HMAC-SHA256(key, a || b), full 32 bytes. */
   hmac(key: Uint8Array, a: Uint8Array, b?: Uint8Array): Uint8Array;
@@ -40,3 +40,5 @@ export interface SphinxSuite {
 export const KDF_DOMAIN = new TextEncoder().encode('postmix-sphinx-v1-kdf');
 /** Domain-separation prefix that turns a SURB's 32-byte reply seed into LIONESS keys. */
 export const SURB_KEY_DOMAIN = new TextEncoder().encode('postmix-sphinx-v1-surb');
+/** Domain-separation prefix of the key of the last hop's padding stream, from the sender's secret x. */
+export const PAD_DOMAIN = new TextEncoder().encode('postmix-sphinx-v1-pad');
