@@ -193,6 +193,9 @@ export function processPacket(geom: Geometry, key: HopPrivateKey, packet: Uint8A
   const beta = packet.subarray(bOff, gOff);
   const gamma = packet.subarray(gOff, gOff + MAC_LENGTH);
 
+  // X25519 ignores the top bit of a u-coordinate (RFC 7748 §5), so without this check a flipped
+  // top bit of α would give the same secret: a second encoding of the same packet
+  if ((alpha[GROUP_ELEMENT_LENGTH - 1]! & 0x80) !== 0) return fail('bad-group-element');
   let point: ReturnType<SphinxSuite['preparePoint']>;
   let secret: Uint8Array | null;
   try {

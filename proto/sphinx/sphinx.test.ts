@@ -141,6 +141,17 @@ describe('Sphinx forward packets', () => {
     );
   });
 
+  it('refuses a second encoding of α (its top bit, which X25519 ignores, set)', () => {
+    const nodes = makeNodes(nodeSuite, 3, 6);
+    const route = nodes.map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 5 }));
+    const { packet } = createPacket(nodeSuite, G, { route, terminal: { kind: 'deliver', queueId }, payload: new Uint8Array(10) });
+    const key = prepareHopKey(nodeSuite, nodes[0]!.sk);
+    expect(processPacket(G, key, packet).ok).toBe(true);
+    const p = packet.slice();
+    p[2 + 31]! ^= 0x80;
+    expect(processPacket(G, key, p)).toEqual({ ok: false, reason: 'bad-group-element' });
+  });
+
   it('flipping any bit of the payload makes the final check fail', () => {
     const nodes = makeNodes(nodeSuite, 3, 5);
     const route = nodes.map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 5 }));
