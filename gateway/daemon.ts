@@ -526,6 +526,8 @@ export class Gateway {
     if (mb > 0) this.metrics.mailboxDropped.inc({ reason: 'expired' }, mb);
     this.store.purge({ deliveredBefore: nowMs - this.config.file.mx.keep_delivered_s * 1000 });
     this.store.purgeRate(Math.floor(nowMs / 3_600_000) - 1);
+    const spent = this.store.purgeOldSpent();
+    if (spent > 0) this.log.info({ spent }, 'spent tokens of rotated-out key epochs forgotten');
     const depth = this.store.queueDepth();
     for (const [state, n] of Object.entries(depth)) this.metrics.queueDepth.set({ state }, n);
     this.metrics.partials.set(this.store.partialCount());

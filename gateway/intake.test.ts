@@ -1,9 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AckStatus, encodeFragment } from '../proto/fragment/index.ts';
-import { deriveIssuerKeys, encodeToken } from '../proto/tokens/index.ts';
+import { deriveIssuerKeys, encodeToken, tokenSpendKey } from '../proto/tokens/index.ts';
 import { Intake } from './intake.ts';
 import { GatewayStore } from './store.ts';
 import { fragmentsOf, tokensFor } from './testkit.ts';
@@ -123,7 +124,7 @@ describe('intake', () => {
     const [t3] = tokensFor(issuer, BOB, 1, 1);
     const huge = fragmentsOf(msg(100_001), BOB, t3!);
     expect(statuses([huge[0]!])).toEqual([AckStatus.TooLarge]);
-    expect(store.spentFor(Buffer.from(t3!.input).toString('hex'))).toBeUndefined();
+    expect(store.spentFor(tokenSpendKey(t3!))).toBeUndefined();
   });
 
   it('open policy needs no token and is rate limited per hour', () => {
@@ -186,5 +187,36 @@ describe('store: mailboxes and users', () => {
     const s2 = store.resetSecret('dave@example.org');
     expect(store.checkSecret('dave@example.org', secret)).toBe(false);
     expect(store.checkSecret('dave@example.org', s2)).toBe(true);
+  });
+
+  it('migrates a database from before schema version 1: spent keys and partial tokens become hashes, no token is admitted twice', () => {
+    const [t, u] = tokensFor(issuer, BOB, 1, 2);
+    const done = fragmentsOf(msg(10), BOB, t!);
+    const open = fragmentsOf(msg(3000), BOB, u!);
+    store.close();
+    rmSync(join(dir, 'gw.sqlite'));
+    // the version-0 tables, as an old gateway left them: a delivered message (queue row purged) and one being reassembled
+    const old = new Database(join(dir, 'gw.sqlite'));
+    old.exec(`CREATE TABLE spent (token_key TEXT PRIMARY KEY, message_id BLOB NOT NULL, recipient TEXT NOT NULL, key_epoch INTEGER NOT NULL, spent_at INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE partial (message_id BLOB PRIMARY KEY, recipient TEXT NOT NULL, count INTEGER NOT NULL, total_length INTEGER NOT NULL, token BLOB NOT NULL,
+        first_seen INTEGER NOT NULL, expires INTEGER NOT NULL, received INTEGER NOT NULL, bytes INTEGER NOT NULL) WITHOUT ROWID;`);
+    const spend = old.prepare('INSERT INTO spent VALUES (?, ?, ?, 1, 0)');
+    spend.run(Buffer.from(t!.input).toString('hex'), Buffer.from(done[0]!.messageId), BOB);
+    spend.run(Buffer.from(u!.input).toString('hex'), Buffer.from(open[0]!.messageId), BOB);
+    old
+      .prepare('INSERT INTO partial VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0)')
+      .run(Buffer.from(open[0]!.messageId), BOB, open.length, open[0]!.totalLength, Buffer.from(open[0]!.token), now, now + 60_000);
+    old.close();
+    store = new GatewayStore(join(dir, 'gw.sqlite'));
+    store.addUser(BOB);
+    intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 100_000, reassemblyTtlMs: 60_000, now: () => now });
+    expect(store.spentFor(Buffer.from(t!.input).toString('hex'))).toBeUndefined();
+    expect(store.spentFor(tokenSpendKey(t!))).toMatchObject({ recipient: BOB, done: true });
+    expect(store.spentFor(tokenSpendKey(u!))).toMatchObject({ recipient: BOB, done: false });
+    // the delivered one admits nothing; the one being reassembled still completes its own message
+    expect(statuses(done)).toEqual([AckStatus.Duplicate]);
+    expect(statuses(open).at(-1)).toBe(AckStatus.Queued);
+    expect(statuses(fragmentsOf(msg(10), BOB, u!))).toEqual([AckStatus.TokenRefused]);
+    expect(store.listQueue()).toHaveLength(1);
   });
 });

@@ -15,11 +15,13 @@
  *    byte accounting (stored bytes never exceed the total length) (else Inconsistent);
  * 6. permission: tokens policy → token decodes, its key epoch is the recipient's current one,
  *    the POPRF output verifies for this recipient, and the token is unspent or bound to this
- *    same message id (else TokenRefused, counted by reason); open policy → a new message id
+ *    same message id and recipient (else TokenRefused, counted by reason); a token whose
+ *    message was completed admits nothing more (Duplicate for that message id, for ever within
+ *    the key epoch, whether or not its queue row still exists); open policy → a new message id
  *    counts against the recipient's hourly limit (else RateLimited).
  */
 import { AckStatus, decodePayload, type Fragment } from '../proto/fragment/index.ts';
-import { decodeToken, normalizeRecipient, tokenSpendKey, verifyToken, type IssuerKeys } from '../proto/tokens/index.ts';
+import { decodeToken, fragmentTokenDigest, normalizeRecipient, tokenSpendKey, verifyToken, type IssuerKeys } from '../proto/tokens/index.ts';
 import type { GatewayStore } from './store.ts';
 
 export type TokenRejectReason = 'malformed' | 'expired' | 'invalid' | 'spent' | 'missing';
@@ -155,7 +157,12 @@ export class Intake {
     if (f.count > Math.max(1, f.totalLength)) return inconsistent();
     const partial = this.store.getPartial(f.messageId);
     if (partial) {
-      if (partial.recipient !== recipient || partial.count !== f.count || partial.totalLength !== f.totalLength || !eq(partial.token, f.token)) {
+      if (
+        partial.recipient !== recipient ||
+        partial.count !== f.count ||
+        partial.totalLength !== f.totalLength ||
+        !eq(partial.tokenDigest, fragmentTokenDigest(f.token))
+      ) {
         return inconsistent();
       }
     }
@@ -173,8 +180,15 @@ export class Intake {
       keyEpoch = tok.keyEpoch;
       const bound = this.store.spentFor(tokenKey);
       if (bound) {
-        if (!eq(bound, f.messageId)) return this.refuseToken(f, 'spent');
-        // bound to this message already: it verified when it was bound
+        // one token, one message, one recipient: bound to another message id or recipient → spent
+        if (!eq(bound.messageId, f.messageId) || bound.recipient !== recipient) return this.refuseToken(f, 'spent');
+        // that message was completed (and may be long handed over and gone from the queue): a
+        // resend is answered Duplicate and stores nothing, however long after
+        if (bound.done) {
+          this.counters.duplicates++;
+          return this.ack(AckStatus.Duplicate, f);
+        }
+        // bound to this message while it is reassembled: it verified when it was bound
       } else {
         if (!verifyToken(this.opts.issuer, recipient, tok)) return this.refuseToken(f, 'invalid');
         newBinding = true;
@@ -219,6 +233,7 @@ export class Intake {
         return { status: AckStatus.Inconsistent, stored: false } as const;
       }
       const queueId = this.store.enqueue(f.messageId, recipient, body, now);
+      if (tokenKey !== null) this.store.markSpentDone(tokenKey);
       this.store.dropPartial(f.messageId);
       return { status: AckStatus.Queued, stored: true, queueId } as const;
     });

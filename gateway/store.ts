@@ -5,8 +5,13 @@
  * Tables:
  * - users: recipient address → per-user secret hash (SHA-256 of a 32-byte random secret),
  *   current token key epoch, policy ('tokens' | 'open'), open-policy rate limit per hour;
- * - spent: token spend key (hex of its input) → the message id it is bound to;
- * - partial + fragments: reassembly state (first-fragment header, first-seen time, expiry);
+ * - spent: token spend key (a hash of its input, proto/tokens `tokenSpendKey`; never the input)
+ *   → the message id and recipient it is bound to, its key epoch, and whether that message was
+ *   completed (`done`: from then on the token admits nothing, whatever happens to the queue
+ *   row). Rows live until the recipient's key epoch moves past theirs (`purgeOldSpent`), so the
+ *   set is bounded by the tokens issued in the current epochs;
+ * - partial + fragments: reassembly state (first-fragment header with a digest of its token
+ *   bytes, first-seen time, expiry);
  * - queue: complete messages for the MX (state queued | sending | delivered | failed, attempts,
  *   next attempt time); a delivered row keeps its id (body cleared) for dedupe;
  * - rate: open-policy message counts per recipient and hour window;
@@ -18,7 +23,7 @@ import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { normalizeRecipient } from '../proto/tokens/index.ts';
+import { fragmentTokenDigest, normalizeRecipient, tokenSpendKey } from '../proto/tokens/index.ts';
 
 export type Policy = 'tokens' | 'open';
 export type QueueState = 'queued' | 'sending' | 'delivered' | 'failed';
@@ -36,11 +41,19 @@ export interface PartialRow {
   readonly recipient: string;
   readonly count: number;
   readonly totalLength: number;
-  readonly token: Buffer;
+  /** fragmentTokenDigest of the first fragment's token bytes */
+  readonly tokenDigest: Buffer;
   readonly firstSeen: number;
   readonly expires: number;
   readonly received: number;
   readonly bytes: number;
+}
+
+export interface SpentRow {
+  readonly messageId: Buffer;
+  readonly recipient: string;
+  /** the message was completed (queued for the MX) */
+  readonly done: boolean;
 }
 
 export interface QueueRow {
@@ -76,14 +89,15 @@ CREATE TABLE IF NOT EXISTS spent (
   message_id BLOB NOT NULL,
   recipient TEXT NOT NULL,
   key_epoch INTEGER NOT NULL,
-  spent_at INTEGER NOT NULL
+  spent_at INTEGER NOT NULL,
+  done INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS partial (
   message_id BLOB PRIMARY KEY,
   recipient TEXT NOT NULL,
   count INTEGER NOT NULL,
   total_length INTEGER NOT NULL,
-  token BLOB NOT NULL,
+  token BLOB NOT NULL, -- fragmentTokenDigest of the token bytes, not the token
   first_seen INTEGER NOT NULL,
   expires INTEGER NOT NULL,
   received INTEGER NOT NULL,
@@ -183,13 +197,17 @@ export class GatewayStore {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    this.migrate();
     const d = this.db;
     this.st = {
       getUser: d.prepare<[string], { address: string; key_epoch: number; policy: Policy; rate_per_hour: number }>(
         'SELECT address, key_epoch, policy, rate_per_hour FROM users WHERE address = ?',
       ),
       userSecret: d.prepare<[string], { secret_hash: Buffer }>('SELECT secret_hash FROM users WHERE address = ?'),
-      spentGet: d.prepare<[string], { message_id: Buffer }>('SELECT message_id FROM spent WHERE token_key = ?'),
+      spentGet: d.prepare<[string], { message_id: Buffer; recipient: string; done: number }>(
+        'SELECT message_id, recipient, done FROM spent WHERE token_key = ?',
+      ),
+      spentDone: d.prepare<[string]>('UPDATE spent SET done = 1 WHERE token_key = ?'),
       spentPut: d.prepare<[string, Buffer, string, number, number]>(
         'INSERT OR IGNORE INTO spent (token_key, message_id, recipient, key_epoch, spent_at) VALUES (?,?,?,?,?)',
       ),
@@ -223,6 +241,30 @@ export class GatewayStore {
 
   close(): void {
     if (this.db.open) this.db.close();
+  }
+
+  /**
+   * Schema version 1 (PRAGMA user_version): version 0 keyed the spent set by the token input and
+   * kept each partial message's raw token; both become hashes, and `spent.done` appears. A token
+   * of version 0 whose message is no longer being reassembled counts as done (it completed, or
+   * it was abandoned past the reassembly TTL, long after any client stops resending).
+   */
+  private migrate(): void {
+    if ((this.db.pragma('user_version', { simple: true }) as number) >= 1) return;
+    this.tx(() => {
+      const cols = this.db.prepare<[], { name: string }>('PRAGMA table_info(spent)').all();
+      if (!cols.some((c) => c.name === 'done')) {
+        this.db.exec('ALTER TABLE spent ADD COLUMN done INTEGER NOT NULL DEFAULT 0');
+        const rows = this.db.prepare<[], { token_key: string; message_id: Buffer }>('SELECT token_key, message_id FROM spent').all();
+        const put = this.db.prepare('UPDATE spent SET token_key = ?, done = (SELECT COUNT(*) = 0 FROM partial WHERE message_id = ?) WHERE token_key = ?');
+        for (const r of rows)
+          put.run(tokenSpendKey({ keyEpoch: 0, input: Buffer.from(r.token_key, 'hex'), output: new Uint8Array(0) }), r.message_id, r.token_key);
+        const partials = this.db.prepare<[], { message_id: Buffer; token: Buffer }>('SELECT message_id, token FROM partial').all();
+        const hash = this.db.prepare('UPDATE partial SET token = ? WHERE message_id = ?');
+        for (const p of partials) hash.run(Buffer.from(fragmentTokenDigest(p.token)), p.message_id);
+      }
+      this.db.pragma('user_version = 1');
+    });
   }
 
   tx<T>(fn: () => T): T {
@@ -293,16 +335,26 @@ export class GatewayStore {
 
   // ---- tokens ----
 
-  /** The message id a token is bound to, if spent. */
-  spentFor(tokenKey: string): Buffer | undefined {
-    return this.st.spentGet.get(tokenKey)?.message_id;
+  /** What a spent token is bound to (undefined: unspent). */
+  spentFor(tokenKey: string): SpentRow | undefined {
+    const r = this.st.spentGet.get(tokenKey);
+    return r && { messageId: r.message_id, recipient: r.recipient, done: r.done !== 0 };
   }
 
   markSpent(tokenKey: string, messageId: Uint8Array, recipient: string, keyEpoch: number, now: number): void {
     this.st.spentPut.run(tokenKey, b(messageId), recipient, keyEpoch, Math.floor(now / 1000));
   }
 
-  /** Forgets spent tokens of key epochs older than the recipient's current one (they fail the epoch check anyway). */
+  /** The token's message is complete (queued): from now on the token admits nothing more. */
+  markSpentDone(tokenKey: string): void {
+    this.st.spentDone.run(tokenKey);
+  }
+
+  /**
+   * Forgets spent tokens of key epochs older than the recipient's current one: such a token fails
+   * the key-epoch check before the spent set is consulted, so its row is no longer needed. The
+   * daemon's housekeeping runs this; it is what keeps the set bounded.
+   */
   purgeOldSpent(): number {
     return this.db.prepare('DELETE FROM spent WHERE key_epoch < (SELECT key_epoch FROM users WHERE users.address = spent.recipient)').run().changes;
   }
@@ -329,7 +381,7 @@ export class GatewayStore {
         recipient: r.recipient,
         count: r.count,
         totalLength: r.total_length,
-        token: r.token,
+        tokenDigest: r.token,
         firstSeen: r.first_seen,
         expires: r.expires,
         received: r.received,
@@ -339,7 +391,7 @@ export class GatewayStore {
   }
 
   createPartial(p: { messageId: Uint8Array; recipient: string; count: number; totalLength: number; token: Uint8Array; now: number; ttlMs: number }): void {
-    this.st.partialPut.run(b(p.messageId), p.recipient, p.count, p.totalLength, b(p.token), p.now, p.now + p.ttlMs);
+    this.st.partialPut.run(b(p.messageId), p.recipient, p.count, p.totalLength, b(fragmentTokenDigest(p.token)), p.now, p.now + p.ttlMs);
   }
 
   /** Stores a fragment; false when that index was already stored (a duplicate). */

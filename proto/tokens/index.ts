@@ -11,6 +11,7 @@
  * cannot tell which contact of the recipient redeemed it.
  */
 import { ristretto255_oprf } from '@noble/curves/ed25519.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { randomBytes } from 'node:crypto';
 import { noblePoprf, selectPoprf, type PoprfEvaluator, type PoprfSelection } from './poprf.ts';
@@ -162,9 +163,28 @@ export function verifyToken(issuer: IssuerKeys, recipient: string, token: Token,
   }
 }
 
-/** The spent-set key of a token: its input (unique per token, random 32 bytes). */
+const SPENT_DOMAIN = new TextEncoder().encode('postmix-token-spent-v1|');
+const FRAGMENT_TOKEN_DOMAIN = new TextEncoder().encode('postmix-fragment-token-v1|');
+
+function domainHash(domain: Uint8Array, data: Uint8Array): Uint8Array {
+  const b = new Uint8Array(domain.length + data.length);
+  b.set(domain);
+  b.set(data, domain.length);
+  return sha256(b);
+}
+
+/**
+ * The spent-set key of a token: SHA-256 over a domain and its input (random 32 bytes, unique
+ * per token), in hex. The gateway stores this, never the input, so its database cannot be
+ * matched against the tokens a contact's wallet still holds without the token in hand.
+ */
 export function tokenSpendKey(token: Token): string {
-  return bytesToHex(token.input);
+  return bytesToHex(domainHash(SPENT_DOMAIN, token.input));
+}
+
+/** A digest of the token bytes a fragment carries (any bytes), for checking that later fragments carry the same. */
+export function fragmentTokenDigest(token: Uint8Array): Uint8Array {
+  return domainHash(FRAGMENT_TOKEN_DOMAIN, token);
 }
 
 export function encodeToken(t: Token): Uint8Array {
