@@ -6,6 +6,12 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { validateMixingParams, type MixingParams } from '../proto/mixing/params.ts';
+import { MAX_FRAGMENTS, fragmentCapacity, fragmentCount } from '../proto/fragment/index.ts';
+import { TOKEN_LENGTH } from '../proto/tokens/index.ts';
+import { DEFAULT_GEOMETRY, packetSizes } from '../proto/sphinx/index.ts';
+
+/** A recipient address of typical length ("alice.example@example.org"), for the fragment header. */
+export const RECIPIENT_BYTES = 25;
 
 export type Topology = 'stratified' | 'cascade' | 'free-route';
 /** exponential: Loopix continuous-time mix (sender-chosen Exp(μ) delays); threshold: a batch mix. */
@@ -21,10 +27,44 @@ export interface Scenario {
   /** λ_P: each client's payload stream (packets/s); real packets when no cover is configured */
   rate: number;
   /**
-   * Rate of real messages (one packet each) entering each client's queue, as a Poisson process;
-   * null means every payload tick carries a real packet (no drop cover inside the stream).
+   * Rate of real messages entering each client's outbox, as a Poisson process (postmix mode:
+   * each message is cut into fragments by the proto/fragment rule, each fragment waits for a
+   * payload tick, is ACKed through a SURB and resent on timeout). null is the idealised Loopix
+   * model: every payload tick carries a one-packet real message, no ACKs.
    */
   realRate: number | null;
+  /** median message size in bytes (postmix mode) */
+  messageBytes: number;
+  /** log-normal shape σ of the message size (0: every message is `messageBytes`) */
+  messageBytesSigma: number;
+  /** Sphinx payload size (bytes); with the SURB and token it sets the fragment capacity */
+  payloadSize: number;
+  /** gateways (mail intakes and home gateways with mailboxes); clients are homed round-robin */
+  gateways: number;
+  /** postmix mode: gateways ACK each fragment through its SURB and clients resend on timeout */
+  acks: boolean;
+  /** the gateway holds each ACK Exp(μ) before sending it (false: at once, as gateways do today) */
+  ackDelay: boolean;
+  /** λ_G: each gateway's own loop cover rate (postmix mode) */
+  gatewayLoopRate: number;
+  /** probability that a packet is lost at each hop (a failing node), so retransmission shows */
+  loss: number;
+  /** a fragment is sent at most this many times, then its message bounces */
+  maxAttempts: number;
+  /** gateways each client writes to (its real messages pick one uniformly); the SDA names them */
+  contacts: number;
+  /** fraction of gateways the adversary holds (0..1), chosen with the seed */
+  compromisedGateways: number;
+  /** attack 1: the target's first contact gateway is the adversary's and withholds its ACKs */
+  withholdAcks: boolean;
+  /** messages of the target client followed by the message-level attacks */
+  messageTargets: number;
+  /**
+   * What a payload tick carries when no fragment is due: drop cover (the Loopix rule, today's
+   * `payloadTick`) or a loop to the client's own mailbox (so its home gateway sees one item per
+   * tick whether or not the client sends real mail; for comparison)
+   */
+  payloadCover: 'drop' | 'loop';
   /** 1/μ: mean per-hop delay (s) */
   meanDelay: number;
   /** λ_L: client loop cover rate */
@@ -53,7 +93,7 @@ export interface Scenario {
   poolKeep: number;
   /** fraction of mixes the adversary holds (0..1), chosen with the seed */
   compromised: number;
-  /** trace ring-buffer records for the backward (sender) analysis */
+  /** trace ring-buffer records for the backward (sender) analysis; 0 sizes it from the traffic */
   traceCapacity: number;
 }
 
@@ -63,6 +103,20 @@ export const DEFAULT_SCENARIO: Scenario = Object.freeze({
   layerSize: 3,
   rate: 1,
   realRate: null,
+  messageBytes: 1000,
+  messageBytesSigma: 0,
+  payloadSize: 2048,
+  gateways: 4,
+  acks: true,
+  ackDelay: false,
+  gatewayLoopRate: 0,
+  loss: 0,
+  maxAttempts: 5,
+  contacts: 2,
+  compromisedGateways: 0,
+  withholdAcks: false,
+  messageTargets: 200,
+  payloadCover: 'drop' as const,
   meanDelay: 0.1,
   loopRate: 0,
   dropRate: 0,
@@ -78,7 +132,7 @@ export const DEFAULT_SCENARIO: Scenario = Object.freeze({
   threshold: 10,
   poolKeep: 0,
   compromised: 0,
-  traceCapacity: 1 << 20,
+  traceCapacity: 0,
 });
 
 export class ScenarioError extends Error {
@@ -92,14 +146,44 @@ export function mixingParamsOf(s: Scenario): MixingParams {
     lambdaL: s.loopRate,
     lambdaD: s.dropRate,
     lambdaM: s.mixLoopRate,
-    // gateway loop cover is not modelled by the simulator yet
-    lambdaG: 0,
+    lambdaG: s.gatewayLoopRate,
     mu: 1 / s.meanDelay,
   });
 }
 
-const INT_FIELDS = ['clients', 'layers', 'layerSize', 'targets', 'seed', 'traceCapacity', 'threshold', 'poolKeep'] as const;
-const NUM_FIELDS = ['rate', 'meanDelay', 'loopRate', 'dropRate', 'mixLoopRate', 'processingTime', 'linkLatency', 'duration', 'warmup', 'compromised'] as const;
+const INT_FIELDS = [
+  'clients',
+  'layers',
+  'layerSize',
+  'targets',
+  'seed',
+  'traceCapacity',
+  'threshold',
+  'poolKeep',
+  'payloadSize',
+  'gateways',
+  'maxAttempts',
+  'contacts',
+  'messageTargets',
+] as const;
+const NUM_FIELDS = [
+  'rate',
+  'meanDelay',
+  'loopRate',
+  'dropRate',
+  'mixLoopRate',
+  'processingTime',
+  'linkLatency',
+  'duration',
+  'warmup',
+  'compromised',
+  'messageBytes',
+  'messageBytesSigma',
+  'gatewayLoopRate',
+  'loss',
+  'compromisedGateways',
+] as const;
+const BOOL_FIELDS = ['acks', 'ackDelay', 'withholdAcks'] as const;
 
 /** Merges a partial scenario onto the defaults and checks every field. */
 export function makeScenario(partial: Partial<Scenario> = {}): Scenario {
@@ -119,16 +203,76 @@ export function makeScenario(partial: Partial<Scenario> = {}): Scenario {
   if (s.compromised > 1) throw new ScenarioError('compromised is a fraction in [0, 1]');
   if (s.warmup >= s.duration) throw new ScenarioError('warmup must be shorter than duration');
   if (s.realRate !== null && (typeof s.realRate !== 'number' || !(s.realRate >= 0))) throw new ScenarioError('realRate must be null or a number >= 0');
-  if (s.realRate !== null && s.realRate >= s.rate && s.rate > 0)
-    throw new ScenarioError('realRate must be below rate (the payload stream must keep up with the queue)');
+  for (const k of BOOL_FIELDS) if (typeof s[k] !== 'boolean') throw new ScenarioError(`${k} must be true or false, got ${String(s[k])}`);
+  if (s.realRate !== null && s.realRate * meanFragments(s) >= s.rate)
+    throw new ScenarioError(
+      `realRate × fragments per message (${(s.realRate * meanFragments(s)).toFixed(3)}/s) must be below rate (the payload stream must keep up with the outbox)`,
+    );
+  if (s.gateways < 1) throw new ScenarioError('gateways must be >= 1');
+  if (s.contacts < 1 || s.contacts > s.gateways) throw new ScenarioError('contacts must be 1..gateways');
+  if (s.maxAttempts < 1) throw new ScenarioError('maxAttempts must be >= 1');
+  if (s.loss >= 1) throw new ScenarioError('loss is a probability in [0, 1)');
+  if (s.compromisedGateways > 1) throw new ScenarioError('compromisedGateways is a fraction in [0, 1]');
+  if (s.mix === 'threshold' && s.realRate !== null)
+    throw new ScenarioError('threshold mixes run the idealised model only (realRate null): an ACK round trip through a batch mix depends on other traffic');
+  fragmentCapacityOf(s);
   if (!['stratified', 'cascade', 'free-route'].includes(s.topology))
     throw new ScenarioError(`topology must be stratified, cascade or free-route, got ${String(s.topology)}`);
+  if (!['drop', 'loop'].includes(s.payloadCover)) throw new ScenarioError(`payloadCover must be drop or loop, got ${String(s.payloadCover)}`);
   if (!['exponential', 'threshold'].includes(s.mix)) throw new ScenarioError(`mix must be exponential or threshold, got ${String(s.mix)}`);
   if (s.threshold < 1 || s.poolKeep >= s.threshold) throw new ScenarioError('threshold must be >= 1 and poolKeep < threshold');
-  if (s.traceCapacity < 1024) throw new ScenarioError('traceCapacity must be >= 1024');
+  if (s.traceCapacity !== 0 && s.traceCapacity < 1024) throw new ScenarioError('traceCapacity must be 0 (sized from the traffic) or >= 1024');
   if (s.rate + s.loopRate + s.dropRate <= 0) throw new ScenarioError('clients send nothing: set rate, loopRate or dropRate > 0');
   mixingParamsOf(s);
   return s;
+}
+
+/**
+ * Data bytes per fragment under the scenario's payload size: the proto/fragment rule with the
+ * SURB of the default geometry at that payload size, a delivery token and a typical recipient.
+ */
+export function fragmentCapacityOf(s: Pick<Scenario, 'payloadSize'>): number {
+  const surb = packetSizes({ ...DEFAULT_GEOMETRY, payloadSize: s.payloadSize }).surb;
+  const cap = fragmentCapacity(s.payloadSize, RECIPIENT_BYTES, TOKEN_LENGTH, surb);
+  if (cap < 1) throw new ScenarioError(`payloadSize ${s.payloadSize} leaves no room for fragment data`);
+  return cap;
+}
+
+/** Expected fragments per message under the size distribution (by quadrature over the log-normal). */
+export function meanFragments(s: Pick<Scenario, 'payloadSize' | 'messageBytes' | 'messageBytesSigma'>): number {
+  const cap = fragmentCapacityOf(s);
+  if (s.messageBytesSigma === 0) return fragmentCountFor(s.messageBytes, cap);
+  let acc = 0;
+  const n = 400;
+  for (let i = 0; i < n; i++) {
+    const z = normalQuantile((i + 0.5) / n);
+    acc += fragmentCountFor(s.messageBytes * Math.exp(s.messageBytesSigma * z), cap);
+  }
+  return acc / n;
+}
+
+/** Fragments for a message of `bytes` bytes: the proto/fragment rule, at most MAX_FRAGMENTS. */
+export function fragmentCountFor(bytes: number, capacity: number): number {
+  return Math.min(MAX_FRAGMENTS, fragmentCount(Math.round(bytes), capacity));
+}
+
+/** Acklam's rational approximation of the standard normal quantile (|error| < 1.2e-9). */
+export function normalQuantile(p: number): number {
+  const a = [-39.69683028665376, 220.9460984245205, -275.928510446969, 138.357751867269, -30.66479806614716, 2.506628277459239];
+  const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
+  const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
+  const lo = 0.02425;
+  if (p < lo) {
+    const q = Math.sqrt(-2 * Math.log(p));
+    return (((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) / ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
+  }
+  if (p > 1 - lo) return -normalQuantile(1 - p);
+  const q = p - 0.5;
+  const r = q * q;
+  return (
+    ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) / (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1)
+  );
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

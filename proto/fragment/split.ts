@@ -18,11 +18,16 @@ export interface SplitInput {
   readonly surbLength: number;
 }
 
+/** How many fragments a message of `messageLength` bytes needs at `capacity` data bytes each (at least one). */
+export function fragmentCount(messageLength: number, capacity: number): number {
+  return Math.max(1, Math.ceil(messageLength / capacity));
+}
+
 /** Cuts a message into the data of its fragments (index order). */
 export function splitMessage(input: SplitInput): Uint8Array[] {
   const cap = fragmentCapacity(input.payloadSize, new TextEncoder().encode(input.recipient).length, input.token.length, input.surbLength);
   if (cap < 1) throw new RangeError(`payload size ${input.payloadSize} leaves no room for data`);
-  const count = Math.max(1, Math.ceil(input.message.length / cap));
+  const count = fragmentCount(input.message.length, cap);
   if (count > MAX_FRAGMENTS) throw new RangeError(`message needs ${count} fragments; the limit is ${MAX_FRAGMENTS}`);
   const out: Uint8Array[] = [];
   for (let i = 0; i < count; i++) out.push(input.message.subarray(i * cap, Math.min(input.message.length, (i + 1) * cap)));

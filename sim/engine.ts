@@ -1,0 +1,662 @@
+/**
+ * The simulation state and its event loop: clients' Poisson streams, packets moving through the
+ * pools of mixes and gateways, and the protocol around them (fragments, ACKs through SURBs to
+ * the home gateway's mailbox, the mailbox downlink, retransmission, node loop cover). Every
+ * link event is written to the adversary's trace and offered to the analyses (forward,
+ * backward, timing, and the attacks), which live in their own modules.
+ *
+ * Event codes: kind in the low 3 bits, an index (client, node, packet, fragment) above.
+ */
+import { mailboxRate } from '../proto/mailbox/index.ts';
+import { payloadTick, sampleExponential } from '../proto/mixing/params.ts';
+import { BackwardWalker, type SenderPosterior } from './backward.ts';
+import { ackTimeoutSeconds, ClientProtocol } from './clients.ts';
+import { ForwardTracker, type ExitSink } from './forward.ts';
+import { EventHeap } from './heap.ts';
+import { LogHistogram } from './histogram.ts';
+import { Network } from './network.ts';
+import { KIND_DROP, KIND_FRAGMENT, KIND_GWLOOP, KIND_LOOP, KIND_MIXLOOP, KIND_REAL, PacketTable } from './packets.ts';
+import { Rng } from './rng.ts';
+import { fragmentCapacityOf, fragmentCountFor, mixingParamsOf, type Scenario } from './scenario.ts';
+import { ErlangTable, TimingAttack } from './timing.ts';
+import { EntryRing, SRC_GATEWAY, SRC_MIX, SRC_SELF, TR_ARRIVE, TR_DEPART, TraceRing } from './trace.ts';
+
+const EV_PAYLOAD = 0;
+const EV_LOOP = 1;
+const EV_DROP = 2;
+const EV_MSG = 3;
+const EV_NODELOOP = 4;
+const EV_ARRIVE = 5;
+const EV_DEPART = 6;
+const EV_ACK = 7;
+
+const POOL_HIST = 4096;
+
+export interface Progress {
+  simTime: number;
+  duration: number;
+  events: number;
+  targetsDone: number;
+}
+
+/** What the analyses and attacks are told as the run goes (all optional). */
+export interface Observers {
+  /** a packet of a followed message leaves the mix network; its sender posterior */
+  fragmentExit?(msg: number, frag: number, attempt: number, post: SenderPosterior, t: number): void;
+  /** an item becomes ready in the target client's mailbox (ACK or loop) */
+  targetMailboxItem?(t: number, isAck: boolean): void;
+  /** the target client sends a packet (any kind) at `t` */
+  targetSend?(t: number, kind: number): void;
+  /** a packet arrives at gateway index `g` at `t` (the GPA sees it) */
+  gatewayArrival?(g: number, t: number): void;
+  /** a reply-path target (the ACK of fragment `frag` of followed message `msg`) has left the mixes */
+  replyPosterior?(msg: number, frag: number, post: SenderPosterior): void;
+}
+
+export class Simulation implements ExitSink {
+  readonly sc: Scenario;
+  readonly net: Network;
+  readonly pk: PacketTable;
+  readonly heap: EventHeap;
+  readonly trace: TraceRing;
+  readonly entries: EntryRing;
+  readonly fwd: ForwardTracker;
+  readonly back: BackwardWalker;
+  readonly timing: TimingAttack;
+  readonly proto: ClientProtocol | null;
+  private readonly rng: Rng;
+  private readonly uni: () => number;
+  readonly mu: number;
+  readonly postmix: boolean;
+  private readonly hopGap: number;
+  private readonly L: number;
+  private readonly NM: number;
+  private readonly N: number;
+  private readonly TW: number;
+  readonly poolN: Int32Array;
+  private readonly waitList: Int32Array[];
+  private readonly waitLen: Int32Array;
+  private readonly mixLastChange: Float64Array;
+  readonly mixPoolArea: Float64Array;
+  readonly mixOut: Float64Array;
+  readonly poolHist: Float64Array[];
+  readonly home: Int32Array;
+  readonly homeCount: Int32Array;
+  readonly contacts: Int32Array;
+  private readonly mbNext: Float64Array;
+  private readonly mbPhase: Float64Array;
+  readonly mbPeriod: number;
+
+  // forward (Loopix) targets: 0 .. K−1; reply-path targets K .. K + R − 1
+  readonly K: number;
+  readonly targetClients: number;
+  private readonly targetWindowEnd: number;
+  tracked = 0;
+  finished = 0;
+  readonly tgH: Float64Array;
+  readonly tgM: Float64Array;
+  readonly entropyOut: number[] = [];
+  readonly senderOut: number[] = [];
+  readonly degreeOut: number[] = [];
+  truncated = 0;
+  lostMass = 0;
+  private replyMsg: number[] = [];
+  private replyFrag: number[] = [];
+  private replyClientMass: Array<Map<number, number>> = [];
+  private replyGwMass: Float64Array[] = [];
+  replyTracked = 0;
+
+  // followed messages (the target client's, for the message-level attacks)
+  readonly followMax: number;
+  followed = 0;
+  readonly withholdGateway: number;
+
+  // metrics
+  readonly latency = new LogHistogram();
+  latSamples: number[] | undefined;
+  counts = { real: 0, drop: 0, loop: 0, mixLoop: 0, gwLoop: 0, fragment: 0, ack: 0, lost: 0, loopsReturned: 0, mailboxItems: 0 };
+  packets = 0;
+  events = 0;
+  private serialNext = 0;
+
+  constructor(
+    sc: Scenario,
+    private readonly obs: Observers = {},
+    keepLatencies = false,
+  ) {
+    this.sc = sc;
+    const mp = mixingParamsOf(sc);
+    this.mu = mp.mu;
+    this.rng = new Rng(sc.seed);
+    this.uni = this.rng.uniform();
+    this.postmix = sc.realRate !== null;
+    this.net = new Network(sc, this.rng);
+    const L = (this.L = sc.layers);
+    this.NM = this.net.mixes;
+    const N = (this.N = sc.clients);
+    this.TW = sc.warmup;
+    this.hopGap = sc.linkLatency + sc.processingTime;
+    this.pk = new PacketTable(2 * L + 2);
+    const NN = this.net.nodes;
+    this.poolN = new Int32Array(NN);
+    const threshold = sc.mix === 'threshold';
+    this.waitList = threshold ? Array.from({ length: NN }, () => new Int32Array(sc.threshold)) : [];
+    this.waitLen = new Int32Array(threshold ? NN : 0);
+    this.mixLastChange = new Float64Array(this.NM).fill(sc.warmup);
+    this.mixPoolArea = new Float64Array(this.NM);
+    this.mixOut = new Float64Array(this.NM);
+    this.poolHist = Array.from({ length: L }, () => new Float64Array(POOL_HIST));
+    this.latSamples = keepLatencies ? [] : undefined;
+
+    // clients: home gateway round-robin, contacts a seeded choice of distinct gateways
+    const G = sc.gateways;
+    this.home = new Int32Array(N);
+    this.homeCount = new Int32Array(G);
+    for (let c = 0; c < N; c++) {
+      this.home[c] = c % G;
+      this.homeCount[c % G]!++;
+    }
+    const m = sc.contacts;
+    this.contacts = new Int32Array(N * m);
+    const krng = new Rng(sc.seed ^ 0xc0ac);
+    for (let c = 0; c < N; c++) {
+      // people write to other providers; to their own only when there are too few others
+      const order = Array.from({ length: G }, (_, i) => i).filter((g) => G <= m || g !== this.home[c]);
+      for (let i = 0; i < m; i++) {
+        const j = i + krng.int(order.length - i);
+        const t = order[i]!;
+        order[i] = order[j]!;
+        order[j] = t;
+        this.contacts[c * m + i] = order[i]!;
+      }
+    }
+    this.withholdGateway = sc.withholdAcks ? this.net.gateway(this.contacts[0]!) : -1;
+    if (this.withholdGateway >= 0) this.net.compromised[this.withholdGateway] = 1;
+
+    this.mbPeriod = 1 / mailboxRate(mp);
+    this.mbNext = new Float64Array(this.postmix ? N : 0);
+    this.mbPhase = Float64Array.from({ length: G }, () => this.rng.next() * this.mbPeriod);
+    this.proto = this.postmix ? new ClientProtocol(N, ackTimeoutSeconds(L, this.mu), sc.maxAttempts, sc.warmup, sc.acks) : null;
+    this.followMax = this.postmix ? sc.messageTargets : 0;
+
+    // forward targets: packets of one client (more only if one cannot supply K)
+    const T = sc.duration;
+    const perClientRate = sc.rate + sc.loopRate + sc.dropRate;
+    const routeHops = L;
+    const tail = Math.min((T - sc.warmup) / 2, (routeHops * 10) / this.mu + routeHops * this.hopGap + 1);
+    const window = Math.max(1e-9, T - sc.warmup - tail);
+    this.K = sc.targets;
+    this.targetClients = Math.min(N, Math.max(1, Math.ceil(this.K / Math.max(1e-9, perClientRate * window * 0.9))));
+    this.targetWindowEnd = T - tail;
+    const R = this.postmix ? this.followMax * 64 : 0;
+    this.tgH = new Float64Array(this.K);
+    this.tgM = new Float64Array(this.K);
+
+    // trace: enough records for a walk back over the longest plausible route delay
+    const table = new ErlangTable(L, this.mu);
+    let TC = sc.traceCapacity;
+    if (TC === 0) {
+      const hopsPerPacket = this.postmix ? 2 * L + 3 : L;
+      const pps = N * (sc.rate + sc.loopRate + sc.dropRate) + this.NM * sc.mixLoopRate + G * sc.gatewayLoopRate;
+      const perSecond = 2 * hopsPerPacket * pps;
+      TC = Math.min(1 << 27, Math.max(1 << 20, Math.ceil(perSecond * (1.5 * table.horizon + 2 * L * this.hopGap + 0.5))));
+    }
+    this.trace = new TraceRing(TC);
+    this.entries = new EntryRing(Math.max(1024, Math.ceil(N * (sc.rate + sc.loopRate + sc.dropRate) * (1.5 * table.horizon + 2 * L * this.hopGap + 0.5))));
+    this.fwd = new ForwardTracker(this.pk, this.net.compromised, NN, this.K + R, this);
+    this.back = new BackwardWalker(this.trace, this.net.compromised, N);
+    this.timing = new TimingAttack(this.entries, table, (L - 1) * this.hopGap, N);
+    this.heap = new EventHeap(4 * N + 1024);
+  }
+
+  private expo(rate: number): number {
+    return sampleExponential(rate, this.uni);
+  }
+
+  // ---- ExitSink: forward mass leaving the mix network ----
+
+  exit(tg: number, m: number, p: number, _t: number): void {
+    if (tg < this.K) {
+      if (m > 0) {
+        this.tgH[tg]! -= m * Math.log2(m);
+        this.tgM[tg]! += m;
+      }
+      return;
+    }
+    // reply path: where does this packet land, and whose mailbox is it?
+    const r = tg - this.K;
+    const pk = this.pk;
+    const base = p * pk.H;
+    const h = pk.hop[p]!;
+    const next = h + 1 < pk.nHops[p]! ? pk.nodes[base + h + 1]! : pk.nodes[base + pk.nHops[p]!]!;
+    if (next < this.NM) return; // lost with the packet
+    const g = next - this.NM;
+    if (this.net.compromised[next] === 1) {
+      const k = pk.kind[p]!;
+      const owner = (k === KIND_FRAGMENT && h > this.L) || k === KIND_LOOP ? pk.src[p]! : -1;
+      if (owner >= 0) {
+        const mm = this.replyClientMass[r]!;
+        mm.set(owner, (mm.get(owner) ?? 0) + m);
+      }
+      // not a mailbox item: the gateway knows it is not the ACK
+    } else this.replyGwMass[r]![g]! += m;
+  }
+
+  finish(tg: number): void {
+    if (tg < this.K) {
+      this.finished++;
+      const M = this.tgM[tg]!;
+      this.lostMass += 1 - M;
+      this.entropyOut.push(M > 0 ? this.tgH[tg]! / M + Math.log2(M) : 0);
+      return;
+    }
+    const r = tg - this.K;
+    const cm = this.replyClientMass[r]!;
+    const gm = this.replyGwMass[r]!;
+    const score = new Map<number, number>(cm);
+    for (let g = 0; g < gm.length; g++) {
+      if (gm[g] === 0) continue;
+      const share = gm[g]! / this.homeCount[g]!;
+      for (let c = g; c < this.N; c += this.sc.gateways) score.set(c, (score.get(c) ?? 0) + share);
+    }
+    let tot = 0;
+    for (const v of score.values()) tot += v;
+    const clients = new Int32Array(score.size);
+    const probs = new Float64Array(score.size);
+    let i = 0;
+    let h = 0;
+    for (const [c, v] of score) {
+      clients[i] = c;
+      const q = tot > 0 ? v / tot : 0;
+      probs[i++] = q;
+      if (q > 0) h -= q * Math.log2(q);
+    }
+    this.obs.replyPosterior?.(this.replyMsg[r]!, this.replyFrag[r]!, { clients, probs, entropy: h, truncated: false });
+    this.replyClientMass[r] = new Map();
+  }
+
+  // ---- sending ----
+
+  private newPacket(kind: number, src: number, t0: number): number {
+    const pk = this.pk;
+    const p = pk.alloc();
+    pk.hop[p] = 0;
+    pk.kind[p] = kind;
+    pk.src[p] = src;
+    pk.t0[p] = t0;
+    pk.serial[p] = this.serialNext++;
+    pk.mass[p] = -1;
+    pk.target[p] = -1;
+    pk.frag[p] = -1;
+    pk.rec[p] = -1;
+    this.packets++;
+    return p;
+  }
+
+  private delays(p: number, from: number, n: number): void {
+    const d = this.pk.delays;
+    const base = p * this.pk.H;
+    for (let h = from; h < from + n; h++) d[base + h] = this.expo(this.mu);
+  }
+
+  /** A client packet of `kind` (fragment `frag` for KIND_FRAGMENT) leaves client `c` at `t`. */
+  private sendClientPacket(c: number, kind: number, t: number, t0: number, frag = -1): void {
+    const pk = this.pk;
+    const L = this.L;
+    const p = this.newPacket(kind, c, t0);
+    const base = p * pk.H;
+    this.net.mixRoute(pk.nodes, base, 0, L);
+    this.delays(p, 0, L);
+    if (kind === KIND_FRAGMENT) {
+      const proto = this.proto!;
+      const m = proto.frMsg[frag]!;
+      pk.frag[p] = frag;
+      const gw = proto.msGateway[m]!;
+      if (this.sc.acks) {
+        pk.nodes[base + L] = gw; // the gateway's delay is drawn when the fragment arrives
+        this.net.mixRoute(pk.nodes, base + L + 1, 0, L);
+        this.delays(p, L + 1, L);
+        pk.nHops[p] = 2 * L + 1;
+        pk.nodes[base + 2 * L + 1] = this.net.gateway(this.home[c]!);
+      } else {
+        pk.nHops[p] = L;
+        pk.nodes[base + L] = gw;
+      }
+      if (t > this.TW) this.counts.fragment++;
+    } else {
+      pk.nHops[p] = L;
+      pk.nodes[base + L] = kind === KIND_LOOP ? this.net.gateway(this.home[c]!) : this.net.randomGateway();
+      if (t > this.TW) {
+        if (kind === KIND_REAL) this.counts.real++;
+        else if (kind === KIND_DROP) this.counts.drop++;
+        else this.counts.loop++;
+      }
+    }
+    if (c < this.targetClients && this.tracked < this.K && t > this.TW && t < this.targetWindowEnd) {
+      const tg = this.tracked++;
+      pk.target[p] = tg;
+      this.fwd.attach(p, tg, 1);
+    }
+    if (c === 0 && t > this.TW) this.obs.targetSend?.(t, kind);
+    this.heap.push(t + this.hopGap, EV_ARRIVE | (p << 3));
+  }
+
+  /** A mix's or gateway's own loop (it enters the node's own pool unseen); returns the packet. */
+  private sendNodeLoop(node: number, t: number): number {
+    const pk = this.pk;
+    const L = this.L;
+    const NM = this.NM;
+    if (node < NM) {
+      const p = this.newPacket(KIND_MIXLOOP, -1 - node, t);
+      const base = p * pk.H;
+      const free = this.sc.topology === 'free-route';
+      const layer = this.net.layerOf(node);
+      const after = free ? L - 1 : L - 1 - layer;
+      pk.nodes[base] = node;
+      this.net.mixRoute(pk.nodes, base + 1, layer + 1, after, node % this.net.W);
+      pk.nodes[base + 1 + after] = this.net.randomGateway();
+      const wrap = free ? 0 : layer;
+      this.net.mixRoute(pk.nodes, base + 2 + after, 0, wrap, node % this.net.W);
+      pk.nHops[p] = 2 + after + wrap;
+      pk.nodes[base + pk.nHops[p]!] = node;
+      this.delays(p, 0, pk.nHops[p]!);
+      // the idealised model's gateways pass packets on at once
+      if (!this.postmix) pk.delays[base + 1 + after] = 0;
+      if (t > this.TW) this.counts.mixLoop++;
+      return p;
+    }
+    {
+      const p = this.newPacket(KIND_GWLOOP, -1 - node, t);
+      const base = p * pk.H;
+      pk.nodes[base] = node;
+      this.net.mixRoute(pk.nodes, base + 1, 0, L);
+      pk.nHops[p] = L + 1;
+      pk.nodes[base + L + 1] = node;
+      this.delays(p, 0, L + 1);
+      if (t > this.TW) this.counts.gwLoop++;
+      return p;
+    }
+  }
+
+  // ---- pools ----
+
+  private notePool(m: number, t: number): void {
+    if (t <= this.TW || m >= this.NM) return;
+    const n = this.poolN[m]!;
+    const dt = t - this.mixLastChange[m]!;
+    this.mixPoolArea[m]! += n * dt;
+    this.poolHist[this.net.layerOf(m)]![n < POOL_HIST ? n : POOL_HIST - 1]! += dt;
+    this.mixLastChange[m] = t;
+  }
+
+  /** Packet `p` enters the pool of its current hop at `t`; `src` is the trace's source code. */
+  private enterPool(p: number, t: number, src: number): void {
+    const pk = this.pk;
+    const base = p * pk.H;
+    const h = pk.hop[p]!;
+    const node = pk.nodes[base + h]!;
+    if (this.sc.loss > 0 && src !== SRC_SELF && this.rng.next() < this.sc.loss) return this.lose(p, t);
+    if (node >= this.NM && pk.kind[p] === KIND_FRAGMENT) {
+      // the recipient's gateway: the fragment is delivered after the hop's delay, and the ACK
+      // leaves after any ACK delay on top
+      const dDeliver = this.postmix ? this.expo(this.mu) : 0;
+      const dAck = this.sc.ackDelay ? this.expo(this.mu) : 0;
+      this.proto!.delivered(pk.frag[p]!, t + dDeliver);
+      pk.delays[base + h] = dDeliver + dAck;
+      if (node === this.withholdGateway && this.proto!.msTarget[this.proto!.frMsg[pk.frag[p]!]!]! >= 0) {
+        // attack 1: the ACK of the target's message is never sent
+        this.trace.push(t, pk.serial[p]!, node, TR_ARRIVE, src, pk.rec[p]!);
+        this.obs.gatewayArrival?.(node - this.NM, t);
+        this.fwd.drop(p);
+        pk.free(p);
+        return;
+      }
+    }
+    this.notePool(node, t);
+    this.poolN[node]!++;
+    pk.rec[p] = this.trace.push(t, pk.serial[p]!, node, TR_ARRIVE, src, src >= 0 || src === SRC_SELF ? -1 : pk.rec[p]!);
+    if (src >= 0) this.entries.push(t, src);
+    if (node >= this.NM) this.obs.gatewayArrival?.(node - this.NM, t);
+    if (pk.mass[p]! >= 0) this.fwd.arrive(p, node);
+    if (this.sc.mix !== 'threshold' || node >= this.NM) {
+      this.heap.push(t + pk.delays[base + h]!, EV_DEPART | (p << 3));
+      return;
+    }
+    // threshold (pool) mix: when the pool reaches the threshold, all but poolKeep packets,
+    // chosen uniformly, leave now. One at a time from n, n-1, ... packets, each uniform, is the
+    // same as a uniform batch, so the departure rule of the exponential mix tracks it exactly.
+    const wl = this.waitList[node]!;
+    let len = this.waitLen[node]!;
+    wl[len++] = p;
+    if (len >= this.sc.threshold) {
+      while (len > this.sc.poolKeep) {
+        const j = this.rng.int(len);
+        const q = wl[j]!;
+        wl[j] = wl[--len]!;
+        this.heap.push(t, EV_DEPART | (q << 3));
+      }
+    }
+    this.waitLen[node] = len;
+  }
+
+  private lose(p: number, _t: number): void {
+    if (this.pk.frag[p]! >= 0 || this.pk.kind[p] !== KIND_MIXLOOP) this.counts.lost++;
+    if (this.pk.mass[p]! >= 0) this.fwd.drop(p);
+    this.pk.free(p);
+  }
+
+  private depart(p: number, t: number): void {
+    const pk = this.pk;
+    const base = p * pk.H;
+    const h = pk.hop[p]!;
+    const node = pk.nodes[base + h]!;
+    const nHops = pk.nHops[p]!;
+    const next = h + 1 < nHops ? pk.nodes[base + h + 1]! : pk.nodes[base + nHops]!;
+    const n = this.poolN[node]!;
+    pk.rec[p] = this.trace.push(t, pk.serial[p]!, node, TR_DEPART, n, pk.rec[p]!);
+    const NM = this.NM;
+    const isMix = node < NM;
+    const isExit = isMix && next >= NM;
+    if (isMix) {
+      if (t > this.TW) this.mixOut[node]!++;
+      if (this.net.compromised[node] === 0 ? this.fwd.holds(node) : isExit && pk.mass[p]! >= 0) this.fwd.depart(p, node, n, isExit, t);
+    } else if (pk.kind[p] === KIND_FRAGMENT) {
+      if (t > this.TW) this.counts.ack++;
+      if (this.net.compromised[node] === 1) this.followReply(p);
+    }
+    this.notePool(node, t);
+    this.poolN[node]!--;
+    if (isExit && pk.target[p]! >= 0) this.analyseDelivered(p, t);
+    else if (isExit && pk.frag[p]! >= 0 && h < this.L) this.analyseFollowed(p, t, null);
+    if (h + 1 < nHops) {
+      pk.hop[p] = h + 1;
+      this.heap.push(t + this.hopGap, EV_ARRIVE | (p << 3));
+      return;
+    }
+    // the last pooled hop: on to the destination (postmix), or the end (idealised)
+    if (this.postmix) {
+      pk.hop[p] = nHops;
+      this.heap.push(t + this.sc.linkLatency, EV_ARRIVE | (p << 3));
+      return;
+    }
+    if (pk.kind[p] === KIND_REAL && t > this.TW) {
+      const lat = t + this.sc.linkLatency - pk.t0[p]!;
+      this.latency.add(lat);
+      this.latSamples?.push(lat);
+    }
+    if (pk.mass[p]! >= 0) this.fwd.drop(p);
+    pk.free(p);
+  }
+
+  /** A packet reaches the node it ends at (postmix mode): the gateway that takes it, or its mix. */
+  private atDestination(p: number, t: number): void {
+    const pk = this.pk;
+    const node = pk.nodes[p * pk.H + pk.nHops[p]!]!;
+    const kind = pk.kind[p]!;
+    if (pk.mass[p]! >= 0) this.fwd.drop(p);
+    if (node >= this.NM) {
+      this.trace.push(t, pk.serial[p]!, node, TR_ARRIVE, SRC_MIX, pk.rec[p]!);
+      this.obs.gatewayArrival?.(node - this.NM, t);
+      // the gateway hop's own delay, then: a mailbox item (a client's loop, or an ACK), a
+      // fragment without ACKs delivered, a drop discarded, a node loop home
+      const ready = t + this.expo(this.mu);
+      if (kind === KIND_LOOP || (kind === KIND_FRAGMENT && pk.nHops[p]! > this.L)) this.toMailbox(pk.src[p]!, ready, kind === KIND_FRAGMENT ? pk.frag[p]! : -1);
+      else if (kind === KIND_FRAGMENT) this.proto!.delivered(pk.frag[p]!, ready);
+      else if (kind === KIND_REAL && t > this.TW) {
+        const lat = t - pk.t0[p]!;
+        this.latency.add(lat);
+        this.latSamples?.push(lat);
+      }
+    }
+    pk.free(p);
+  }
+
+  /**
+   * An item ready in client `c`'s mailbox at `ready`: the gateway writes one frame per tick to
+   * each subscriber (proto/mailbox rate), the oldest waiting item or a dummy, so the item leaves
+   * at the first free tick.
+   */
+  private toMailbox(c: number, ready: number, frag: number): void {
+    const per = this.mbPeriod;
+    const ph = this.mbPhase[this.home[c]!]!;
+    let at = ph + Math.ceil((ready - ph) / per) * per;
+    if (at < this.mbNext[c]!) at = this.mbNext[c]!;
+    this.mbNext[c] = at + per;
+    if (ready > this.TW) this.counts.mailboxItems++;
+    if (c === 0 && ready > this.TW) this.obs.targetMailboxItem?.(ready, frag >= 0);
+    if (frag >= 0) this.heap.push(at + this.sc.linkLatency, EV_ACK | (frag << 3));
+    else if (ready > this.TW) this.counts.loopsReturned++;
+  }
+
+  // ---- analyses at exit ----
+
+  private analyseDelivered(p: number, t: number): void {
+    const pk = this.pk;
+    const post = this.back.walk();
+    if (post.truncated) this.truncated++;
+    if (post.clients.length > 0) {
+      this.senderOut.push(post.entropy);
+      this.degreeOut.push(this.N > 1 ? post.entropy / Math.log2(this.N) : 0);
+    }
+    if (pk.kind[p] !== KIND_MIXLOOP) this.timing.observe(t, pk.src[p]!);
+    pk.target[p] = -1;
+    if (pk.frag[p]! >= 0) this.analyseFollowed(p, t, post);
+  }
+
+  private analyseFollowed(p: number, t: number, post: SenderPosterior | null): void {
+    const pk = this.pk;
+    const f = pk.frag[p]!;
+    const proto = this.proto!;
+    const m = proto.frMsg[f]!;
+    if (proto.msTarget[m]! < 0 || !this.obs.fragmentExit) return;
+    const pst = post ?? this.back.walk();
+    this.obs.fragmentExit(proto.msTarget[m]!, f - proto.msFirst[m]!, proto.frAttempts[f]!, pst, t);
+  }
+
+  /** A compromised recipient gateway sends the ACK of a followed message: follow it home. */
+  private followReply(p: number): void {
+    const proto = this.proto!;
+    const f = this.pk.frag[p]!;
+    const m = proto.frMsg[f]!;
+    if (proto.msTarget[m]! < 0 || !this.obs.replyPosterior) return;
+    const r = this.replyTracked;
+    if (r >= this.followMax * 64) return;
+    this.replyTracked++;
+    this.replyMsg[r] = proto.msTarget[m]!;
+    this.replyFrag[r] = f - proto.msFirst[m]!;
+    this.replyClientMass[r] = new Map();
+    this.replyGwMass[r] = new Float64Array(this.sc.gateways);
+    this.fwd.attach(p, this.K + r, 1);
+  }
+
+  // ---- the loop ----
+
+  run(onProgress?: (p: Progress) => void, progressEvery = 1_000_000): void {
+    const sc = this.sc;
+    const N = this.N;
+    const heap = this.heap;
+    const T = sc.duration;
+    for (let c = 0; c < N; c++) {
+      if (sc.rate > 0) heap.push(this.expo(sc.rate), EV_PAYLOAD | (c << 3));
+      if (sc.loopRate > 0) heap.push(this.expo(sc.loopRate), EV_LOOP | (c << 3));
+      if (sc.dropRate > 0) heap.push(this.expo(sc.dropRate), EV_DROP | (c << 3));
+      if (sc.realRate !== null && sc.realRate > 0) heap.push(this.expo(sc.realRate), EV_MSG | (c << 3));
+    }
+    if (sc.mixLoopRate > 0) for (let m = 0; m < this.NM; m++) heap.push(this.expo(sc.mixLoopRate), EV_NODELOOP | (m << 3));
+    if (sc.gatewayLoopRate > 0) for (let g = 0; g < sc.gateways; g++) heap.push(this.expo(sc.gatewayLoopRate), EV_NODELOOP | ((this.NM + g) << 3));
+    const fragCap = this.postmix ? fragmentCapacityOf(sc) : 0;
+    const proto = this.proto;
+    let nextProgress = progressEvery;
+    while (heap.size > 0) {
+      const t = heap.peekTime();
+      if (t > T) break;
+      const code = heap.peekCode();
+      heap.pop();
+      this.events++;
+      if (this.events >= nextProgress && onProgress) {
+        nextProgress += progressEvery;
+        onProgress({ simTime: t, duration: T, events: this.events, targetsDone: this.finished });
+      }
+      const idx = code >>> 3;
+      switch (code & 7) {
+        case EV_PAYLOAD: {
+          heap.push(t + this.expo(sc.rate), code);
+          if (proto) {
+            const f = payloadTick(proto.dueCount(idx, t)) === 'real' ? proto.nextDue(idx, t) : -1;
+            if (f >= 0) this.sendClientPacket(idx, KIND_FRAGMENT, t, proto.msT0[proto.frMsg[f]!]!, f);
+            else this.sendClientPacket(idx, sc.payloadCover === 'loop' ? KIND_LOOP : KIND_DROP, t, t);
+          } else this.sendClientPacket(idx, KIND_REAL, t, t);
+          break;
+        }
+        case EV_LOOP:
+          heap.push(t + this.expo(sc.loopRate), code);
+          this.sendClientPacket(idx, KIND_LOOP, t, t);
+          break;
+        case EV_DROP:
+          heap.push(t + this.expo(sc.dropRate), code);
+          this.sendClientPacket(idx, KIND_DROP, t, t);
+          break;
+        case EV_MSG: {
+          heap.push(t + this.expo(sc.realRate!), code);
+          const bytes = sc.messageBytesSigma > 0 ? sc.messageBytes * Math.exp(sc.messageBytesSigma * gauss(this.uni)) : sc.messageBytes;
+          const count = fragmentCountFor(bytes, fragCap);
+          const gw = this.net.gateway(this.contacts[idx * sc.contacts + this.rng.int(sc.contacts)]!);
+          const follow = idx === 0 && t > this.TW && this.followed < this.followMax ? this.followed++ : -1;
+          proto!.submit(idx, t, count, gw, follow);
+          break;
+        }
+        case EV_NODELOOP: {
+          heap.push(t + this.expo(idx < this.NM ? sc.mixLoopRate : sc.gatewayLoopRate), code);
+          this.enterPool(this.sendNodeLoop(idx, t), t, SRC_SELF);
+          break;
+        }
+        case EV_ARRIVE: {
+          const pk = this.pk;
+          const h = pk.hop[idx]!;
+          if (h === pk.nHops[idx]) this.atDestination(idx, t);
+          else {
+            let src: number;
+            if (h === 0) src = pk.src[idx]! >= 0 ? pk.src[idx]! : SRC_SELF;
+            else src = pk.nodes[idx * pk.H + h - 1]! >= this.NM ? SRC_GATEWAY : SRC_MIX;
+            this.enterPool(idx, t, src);
+          }
+          break;
+        }
+        case EV_DEPART:
+          this.depart(idx, t);
+          break;
+        case EV_ACK:
+          proto!.ackReceived(idx, t);
+          break;
+      }
+    }
+    for (let m = 0; m < this.NM; m++) this.notePool(m, T);
+  }
+}
+
+/** One standard normal draw (Box–Muller), for log-normal message sizes. */
+function gauss(u: () => number): number {
+  const a = 1 - u();
+  const b = u();
+  return Math.sqrt(-2 * Math.log(a)) * Math.cos(2 * Math.PI * b);
+}

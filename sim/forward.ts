@@ -1,0 +1,171 @@
+/**
+ * Forward analysis: exact probability tracking of tracked packets through the pools. A tracked
+ * packet starts with mass 1 (or is given mass where it leaves a compromised node); in an honest
+ * exponential pool every packet is equally likely to leave next (memorylessness), so a
+ * departure from a pool of n packets carries 1/n of each target's mass in that pool and leaves
+ * (n−1)/n behind; arrivals add the mass their packet carries. A compromised node passes each
+ * packet's mass through with it. Mass that leaves the mix network (a departure from a mix to a
+ * gateway) is handed to `onExit`; a target whose mass is all gone is finished.
+ *
+ * Mass riding packets lives in a small arena of linked (target, mass) entries; pools keep
+ * per-node lists. Nothing is allocated per event unless a tracked target's mass moves.
+ */
+import type { PacketTable } from './packets.ts';
+
+/** A target's mass below this is dropped (counted as lost). */
+export const EPS = 1e-10;
+
+export interface ExitSink {
+  /** `mass` of target `tg` leaves the mix network on packet `p` at time `t`. */
+  exit(tg: number, mass: number, p: number, t: number): void;
+  /** every entry of target `tg` has exited or been dropped */
+  finish(tg: number): void;
+}
+
+export class ForwardTracker {
+  private arNext = new Int32Array(256);
+  private arTg = new Int32Array(256);
+  private arMs = new Float64Array(256);
+  private arFree = -1;
+  private arUsed = 0;
+  private readonly poolTg: number[][];
+  private readonly poolMs: number[][];
+  /** per target: entries holding its mass (pool entries and packet entries) */
+  private live: Int32Array;
+  /** mass dropped below EPS, summed per target */
+  lost: Float64Array;
+
+  constructor(
+    private readonly pk: PacketTable,
+    private readonly compromised: Uint8Array,
+    nodes: number,
+    targets: number,
+    private readonly sink: ExitSink,
+  ) {
+    this.poolTg = Array.from({ length: nodes }, () => []);
+    this.poolMs = Array.from({ length: nodes }, () => []);
+    this.live = new Int32Array(Math.max(1, targets));
+    this.lost = new Float64Array(Math.max(1, targets));
+  }
+
+  private alloc(tg: number, ms: number, next: number): number {
+    let e: number;
+    if (this.arFree >= 0) {
+      e = this.arFree;
+      this.arFree = this.arNext[e]!;
+    } else {
+      if (this.arUsed === this.arNext.length) {
+        const n = this.arNext.length * 2;
+        const a = new Int32Array(n);
+        a.set(this.arNext);
+        this.arNext = a;
+        const b = new Int32Array(n);
+        b.set(this.arTg);
+        this.arTg = b;
+        const c = new Float64Array(n);
+        c.set(this.arMs);
+        this.arMs = c;
+      }
+      e = this.arUsed++;
+    }
+    this.arNext[e] = next;
+    this.arTg[e] = tg;
+    this.arMs[e] = ms;
+    return e;
+  }
+
+  private release(e: number): void {
+    this.arNext[e] = this.arFree;
+    this.arFree = e;
+  }
+
+  /** Gives packet `p` `mass` of target `tg` (a new target, or mass seen leaving a compromised node). */
+  attach(p: number, tg: number, mass: number): void {
+    this.pk.mass[p] = this.alloc(tg, mass, this.pk.mass[p]!);
+    this.live[tg]!++;
+  }
+
+  /** Packet `p` enters the pool of `node`. */
+  arrive(p: number, node: number): void {
+    const head = this.pk.mass[p]!;
+    if (head < 0 || this.compromised[node] === 1) return;
+    const tgs = this.poolTg[node]!;
+    const mss = this.poolMs[node]!;
+    let e = head;
+    while (e >= 0) {
+      const nx = this.arNext[e]!;
+      const tg = this.arTg[e]!;
+      const j = tgs.indexOf(tg);
+      if (j >= 0) {
+        mss[j]! += this.arMs[e]!;
+        this.live[tg]!--;
+      } else {
+        tgs.push(tg);
+        mss.push(this.arMs[e]!);
+      }
+      this.release(e);
+      e = nx;
+    }
+    this.pk.mass[p] = -1;
+  }
+
+  /** True when the pool of `node` holds some target's mass (the cheap test on every departure). */
+  holds(node: number): boolean {
+    return this.poolTg[node]!.length > 0;
+  }
+
+  /** Packet `p` leaves the pool of `node`, which held `n` packets; `isExit`: it leaves the mix network. */
+  depart(p: number, node: number, n: number, isExit: boolean, t: number): void {
+    if (this.compromised[node] === 0) {
+      const tgs = this.poolTg[node]!;
+      if (tgs.length === 0) return;
+      const mss = this.poolMs[node]!;
+      for (let j = tgs.length - 1; j >= 0; j--) {
+        const tg = tgs[j]!;
+        const M = mss[j]!;
+        const out = M / n;
+        const rest = n === 1 ? 0 : M - out;
+        if (isExit) this.sink.exit(tg, out, p, t);
+        else if (out >= EPS) this.attach(p, tg, out);
+        else this.lost[tg]! += out;
+        if (rest < EPS) {
+          this.lost[tg]! += rest;
+          const last = tgs.length - 1;
+          tgs[j] = tgs[last]!;
+          mss[j] = mss[last]!;
+          tgs.pop();
+          mss.pop();
+          if (--this.live[tg]! === 0) this.sink.finish(tg);
+        } else mss[j] = rest;
+      }
+    } else if (isExit) this.exitCarried(p, t);
+  }
+
+  /** The mass packet `p` carries leaves the mix network with it. */
+  exitCarried(p: number, t: number): void {
+    let e = this.pk.mass[p]!;
+    while (e >= 0) {
+      const nx = this.arNext[e]!;
+      const tg = this.arTg[e]!;
+      this.sink.exit(tg, this.arMs[e]!, p, t);
+      this.release(e);
+      if (--this.live[tg]! === 0) this.sink.finish(tg);
+      e = nx;
+    }
+    this.pk.mass[p] = -1;
+  }
+
+  /** Packet `p` ends (or is lost) carrying mass: that mass is lost. */
+  drop(p: number): void {
+    let e = this.pk.mass[p]!;
+    while (e >= 0) {
+      const nx = this.arNext[e]!;
+      const tg = this.arTg[e]!;
+      this.lost[tg]! += this.arMs[e]!;
+      this.release(e);
+      if (--this.live[tg]! === 0) this.sink.finish(tg);
+      e = nx;
+    }
+    this.pk.mass[p] = -1;
+  }
+}

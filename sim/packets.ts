@@ -1,0 +1,112 @@
+/**
+ * The packets in flight, as a struct of arrays with a free list: no allocation per packet once
+ * the arrays have grown to the network's working set. A packet's route is `nHops` pooled hops
+ * (mixes, and for some kinds a gateway) in `nodes[p*H .. p*H+nHops-1]` with their delays, then
+ * its destination, where it ends, in `nodes[p*H+nHops]`.
+ */
+
+export const KIND_REAL = 0;
+export const KIND_DROP = 1;
+export const KIND_LOOP = 2;
+export const KIND_MIXLOOP = 3;
+/** A fragment of a message (postmix mode): forward route, the gateway, the ACK's route home. */
+export const KIND_FRAGMENT = 4;
+/** A gateway's own loop cover (λ_G): its pool, every layer, back to the gateway. */
+export const KIND_GWLOOP = 5;
+
+export class PacketTable {
+  /** slots per packet in `nodes` / `delays` */
+  readonly H: number;
+  cap = 1024;
+  hop: Int32Array;
+  nHops: Int32Array;
+  /** index of the hop whose departure leaves the mix network (last mix before a gateway); -1 none */
+  exit: Int32Array;
+  /** second such hop (the ACK's way out of the last layer); -1 none */
+  exit2: Int32Array;
+  /** client index, or -1 - node for node-made packets */
+  src: Int32Array;
+  kind: Uint8Array;
+  /** submission time (message queued), for latency */
+  t0: Float64Array;
+  serial: Int32Array;
+  /** forward-analysis target index, or -1 */
+  target: Int32Array;
+  /** head of the probability-mass list this packet carries, or -1 */
+  mass: Int32Array;
+  /** reply-path analysis: head of the mass list, or -1 */
+  mass2: Int32Array;
+  /** fragment id (postmix mode), or -1 */
+  frag: Int32Array;
+  /** ring index of the packet's newest trace record, or -1 */
+  rec: Int32Array;
+  nodes: Int32Array;
+  delays: Float64Array;
+  private freeTop = 0;
+  private freeStack: Int32Array;
+  private used = 0;
+
+  constructor(hopsPerPacket: number) {
+    this.H = hopsPerPacket;
+    const c = this.cap;
+    this.hop = new Int32Array(c);
+    this.nHops = new Int32Array(c);
+    this.exit = new Int32Array(c);
+    this.exit2 = new Int32Array(c);
+    this.src = new Int32Array(c);
+    this.kind = new Uint8Array(c);
+    this.t0 = new Float64Array(c);
+    this.serial = new Int32Array(c);
+    this.target = new Int32Array(c);
+    this.mass = new Int32Array(c);
+    this.mass2 = new Int32Array(c);
+    this.frag = new Int32Array(c);
+    this.rec = new Int32Array(c);
+    this.nodes = new Int32Array(c * this.H);
+    this.delays = new Float64Array(c * this.H);
+    this.freeStack = new Int32Array(c);
+  }
+
+  alloc(): number {
+    if (this.freeTop > 0) return this.freeStack[--this.freeTop]!;
+    if (this.used === this.cap) this.grow();
+    return this.used++;
+  }
+
+  free(p: number): void {
+    this.freeStack[this.freeTop++] = p;
+  }
+
+  private grow(): void {
+    const n = this.cap * 2;
+    const i32 = (a: Int32Array, len: number) => {
+      const b = new Int32Array(len);
+      b.set(a);
+      return b;
+    };
+    const f64 = (a: Float64Array, len: number) => {
+      const b = new Float64Array(len);
+      b.set(a);
+      return b;
+    };
+    this.hop = i32(this.hop, n);
+    this.nHops = i32(this.nHops, n);
+    this.exit = i32(this.exit, n);
+    this.exit2 = i32(this.exit2, n);
+    this.src = i32(this.src, n);
+    const k = new Uint8Array(n);
+    k.set(this.kind);
+    this.kind = k;
+    this.t0 = f64(this.t0, n);
+    this.serial = i32(this.serial, n);
+    this.target = i32(this.target, n);
+    this.mass = i32(this.mass, n);
+    this.mass2 = i32(this.mass2, n);
+    this.frag = i32(this.frag, n);
+    this.rec = i32(this.rec, n);
+    this.nodes = i32(this.nodes, n * this.H);
+    this.delays = f64(this.delays, n * this.H);
+    this.freeStack = i32(this.freeStack, n);
+    this.cap = n;
+  }
+}
