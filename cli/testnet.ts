@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { durationOption } from './units.ts';
 
 function num(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -33,14 +34,14 @@ export function registerTestnet(program: Command): void {
     )
     .option('--kill-mix <k>', 'SIGKILL K mix processes once packets are in the mixnet; every message must still arrive', int('--kill-mix', 0, 100), 0)
     .option(
-      '--restart-gateway <ms>',
-      "SIGKILL beta.test's gateway while fragments are in flight and restart it after MS milliseconds; every message must arrive exactly once",
-      int('--restart-gateway', 1, 600_000),
+      '--restart-gateway <duration>',
+      "SIGKILL beta.test's gateway while fragments are in flight and restart it after DURATION (e.g. 2s, 500ms); every message must arrive exactly once",
+      durationOption('--restart-gateway', 0.001, 600),
     )
     .option(
-      '--mx-outage <s>',
-      "take alpha.test's MX down before sending, for at least S seconds and until its gateway has failed a hand-off; every message must arrive after it returns",
-      int('--mx-outage', 1, 3600),
+      '--mx-outage <duration>',
+      "take alpha.test's MX down before sending, for at least DURATION (e.g. 8s) and until its gateway has failed a hand-off; every message must arrive after it returns",
+      durationOption('--mx-outage', 1, 3600),
       0,
     )
     .option('--capture', 'capture every frame on every link (POSTMIX_LINK_CAPTURE in each node) and fail unless all have one length', false)
@@ -57,8 +58,8 @@ export function registerTestnet(program: Command): void {
     )
     .option('--layers <n>', 'mix layers', int('--layers', 1, 8), 3)
     .option('--layer-size <n>', 'mixes per layer', int('--layer-size', 1, 10), 3)
-    .option('--epoch-length <s>', 'epoch length in seconds (short, so the run crosses epochs)', int('--epoch-length', 5, 3600), 20)
-    .option('--mean-delay <ms>', 'mean per-hop mixing delay (1/μ) in milliseconds', int('--mean-delay', 1, 60_000), 50)
+    .option('--epoch-length <duration>', 'epoch length (short, so the run crosses epochs), e.g. 20s', durationOption('--epoch-length', 5, 3600), 20)
+    .option('--mean-delay <duration>', 'mean per-hop mixing delay 1/μ, e.g. 50ms or 0.05s', durationOption('--mean-delay', 0.001, 10), 0.05)
     .option('--lambda-p <r>', "λ_P: each client's Poisson sending rate per second (real packets replace drop cover in it)", num('--lambda-p', 0.01, 1000), 10)
     .option('--lambda-l <r>', "λ_L: each client's loop cover rate per second", num('--lambda-l', 0, 1000), 1)
     .option('--lambda-d <r>', "λ_D: each client's drop cover rate per second", num('--lambda-d', 0, 1000), 1)
@@ -70,7 +71,7 @@ export function registerTestnet(program: Command): void {
       int('--payload-size', 512, 32 * 1024),
       2048,
     )
-    .option('--timeout <s>', 'give up waiting for deliveries after this many seconds', int('--timeout', 10, 3600), 240)
+    .option('--timeout <duration>', 'give up waiting for deliveries after this long, e.g. 240s or 4m', durationOption('--timeout', 10, 3600), 240)
     .option('--json', 'print the final report as one JSON object on stdout (progress goes to stderr)', false)
     .option('--keep <dir>', 'keep the run directory (configs, keys, logs, Maildirs) in DIR')
     .option('--log-level <level>', 'log level of every node (their logs are in the run directory)', 'info')
@@ -87,7 +88,7 @@ export function registerTestnet(program: Command): void {
         size: o.size as number,
         unauthorized: o.unauthorized as number,
         killMix: o.killMix as number,
-        restartGatewayMs: typeof o.restartGateway === 'number' ? o.restartGateway : 0,
+        restartGatewayMs: typeof o.restartGateway === 'number' ? Math.round(o.restartGateway * 1000) : 0,
         mxOutageS: o.mxOutage as number,
         capture: Boolean(o.capture),
         replay: o.replay as number,
@@ -96,15 +97,15 @@ export function registerTestnet(program: Command): void {
         mta: o.mta as 'embedded' | 'postfix',
         layers: o.layers as number,
         layerSize: o.layerSize as number,
-        epochLength: o.epochLength as number,
-        meanDelayMs: o.meanDelay as number,
+        epochLength: Math.round(o.epochLength as number),
+        meanDelayMs: Math.round((o.meanDelay as number) * 1000),
         lambdaP: o.lambdaP as number,
         lambdaL: o.lambdaL as number,
         lambdaD: o.lambdaD as number,
         lambdaM: o.lambdaM as number,
         lambdaG: o.lambdaG as number,
         payloadSize: o.payloadSize as number,
-        timeoutS: o.timeout as number,
+        timeoutS: Math.round(o.timeout as number),
         logLevel: o.logLevel as string,
       });
       process.exitCode = report.ok ? 0 : 1;

@@ -92,12 +92,48 @@ describe('postmix sim CLI', () => {
     const pts = expandGrid({ clients: 10, duration: 30, warmup: 3, targets: 20 }, { meanDelay: [0.05, 0.2], dropRate: [0, 1] });
     expect(pts).toHaveLength(4);
     const res = await runSweep(pts, { workers: 0 });
-    const rows = res.map((r) => rowOf(r, ['meanDelay', 'dropRate']));
+    const rows = res.map((r) => rowOf([r], ['meanDelay', 'dropRate']));
     const csv = toCsv(rows).trim().split('\n');
     expect(csv).toHaveLength(5);
     expect(csv[0]!.startsWith('meanDelay,dropRate,entropy_mean')).toBe(true);
     // longer delay, more entropy; cover, more entropy
     expect(Number(rows[2]!.entropy_mean)).toBeGreaterThan(Number(rows[0]!.entropy_mean));
     expect(Number(rows[1]!.entropy_mean)).toBeGreaterThan(Number(rows[0]!.entropy_mean));
+  });
+
+  it('sim run --replicates R: means with 95% CIs, the seeds and the whole scenario recorded; threads change nothing', async () => {
+    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const args = [
+      'sim',
+      'run',
+      '--clients',
+      '15',
+      '--duration',
+      '40s',
+      '--warmup',
+      '4s',
+      '--targets',
+      '20',
+      '--mean-delay',
+      '50ms',
+      '--seed',
+      '5',
+      '--replicates',
+      '3',
+      '--json',
+    ];
+    const j = JSON.parse(await runCli([...args, '--workers', '2'])) as Record<string, any>;
+    expect(j.replicates).toBe(3);
+    expect(j.seeds).toEqual([5, 6, 7]);
+    expect(j.scenario).toMatchObject({ clients: 15, duration: 40, warmup: 4, meanDelay: 0.05, seed: 5, gateways: 4, acks: true });
+    const [lo, hi] = j.entropy.mean_ci95 as [number, number];
+    expect(lo).toBeLessThan(j.entropy.mean);
+    expect(hi).toBeGreaterThan(j.entropy.mean);
+    expect(j.latency.p95_ci95).toHaveLength(2);
+    expect(j.latency.p95_ci95[0]).toBeLessThanOrEqual(j.latency.p95);
+    // the same replicates run one after another in this thread
+    const one = JSON.parse(await runCli([...args, '--workers', '0'])) as Record<string, any>;
+    const strip = (o: Record<string, any>) => JSON.stringify(o, (k, v) => (/^(wall_s|events_per_s)/.test(k) ? undefined : v));
+    expect(strip(one)).toBe(strip(j));
   });
 });

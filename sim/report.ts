@@ -70,8 +70,74 @@ export function sdaSpec(reports: Array<{ label: string; report: SdaReport }>): v
   });
 }
 
+/** Axis titles with units, for scenario fields and sweep metrics. */
+export const UNITS: Record<string, string> = {
+  clients: 'clients',
+  layers: 'mix layers',
+  layerSize: 'mixes per layer',
+  rate: 'λ_P (packets/s per client)',
+  realRate: 'real messages/s per client',
+  meanDelay: 'mean per-hop delay 1/μ (s)',
+  loopRate: 'λ_L (packets/s per client)',
+  dropRate: 'λ_D (packets/s per client)',
+  mixLoopRate: 'λ_M (packets/s per mix)',
+  gatewayLoopRate: 'λ_G (packets/s per gateway)',
+  linkLatency: 'link latency (s)',
+  processingTime: 'processing time (s)',
+  compromised: 'fraction of mixes compromised',
+  compromisedGateways: 'fraction of gateways compromised',
+  messageBytes: 'message size (bytes)',
+  loss: 'loss per hop',
+  gateways: 'gateways',
+  entropy_mean: 'per-packet entropy (bits)',
+  entropy_p5: 'per-packet entropy, 5th percentile (bits)',
+  sender_entropy_mean: 'sender entropy (bits)',
+  latency_mean: 'latency, mean (s)',
+  latency_p95: 'latency, 95th percentile (s)',
+  message_delivered_mean: 'message latency to the gateway, mean (s)',
+  message_acked_mean: 'message latency to the last ACK, mean (s)',
+  message_acked_p95: 'message latency to the last ACK, p95 (s)',
+  cover_per_real: 'cover packets per real packet',
+  downlink_per_real: 'downlink frames per real packet',
+  timing_top1: 'timing attack top-1 accuracy',
+  sda_time_to_name_s: 'SDA: time to name the contacts (s)',
+  home_gateway_auc: 'home gateway: AUC of "client sent" from its mailbox',
+  withholding_messages_to_sure: 'ACK withholding: messages until sure',
+  compromise_message_entropy: 'message sender entropy, compromised gateway (bits)',
+};
+
+/** Where a metric has a guessing baseline, the CSV column that holds it. */
+export const BASELINES: Record<string, { column: string; label: string }> = {
+  sender_entropy_mean: { column: 'sender_entropy_max', label: 'log2 N (no information)' },
+  timing_top1: { column: 'timing_baseline_top1', label: 'guessing (1/N)' },
+};
+
+/**
+ * A sweep plot: the metric's mean against the first varied parameter, one line per value of
+ * the second, 95 % error bars from the replicates, and the guessing baseline where one exists.
+ */
 export function sweepSpec(rows: Row[], x: string, y: string, color?: string): vl.TopLevelSpec {
-  return lineSpec(`${y} against ${x}`, rows, x, y, { ...(color ? { color } : {}), xLog: false });
+  const enc = {
+    x: { field: x, type: 'quantitative', title: UNITS[x] ?? x, scale: { zero: false } },
+    ...(color ? { color: { field: color, type: 'nominal', title: UNITS[color] ?? color } } : {}),
+  };
+  const layers: unknown[] = [
+    { mark: { type: 'line', point: true }, encoding: { ...enc, y: { field: y, type: 'quantitative', title: UNITS[y] ?? y } } },
+    { mark: { type: 'errorbar', ticks: true }, encoding: { ...enc, y: { field: `${y}_lo`, type: 'quantitative' }, y2: { field: `${y}_hi` } } },
+  ];
+  const base = BASELINES[y];
+  if (base && rows.some((r) => typeof r[base.column] === 'number'))
+    layers.push({
+      mark: { type: 'line', strokeDash: [4, 4], color: 'gray' },
+      encoding: { x: enc.x, y: { field: base.column, type: 'quantitative' }, detail: color ? { field: color } : undefined },
+    });
+  return {
+    title: { text: `${UNITS[y] ?? y}`, subtitle: `mean and 95% CI over replicates${base ? `; dashed: ${base.label}` : ''}` },
+    width: 480,
+    height: 280,
+    data: { values: rows },
+    layer: layers,
+  } as vl.TopLevelSpec;
 }
 
 function esc(s: string): string {

@@ -2,10 +2,14 @@
  * Parameter sweeps: the cartesian grid of the given values, one simulation per point, run in
  * parallel on worker threads (one run per worker at a time), collected into CSV rows.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { sweepSpec, writeReport } from './report.ts';
 import { createRequire } from 'node:module';
 import { runSimulation, type RunResult } from './model.ts';
-import type { Scenario } from './scenario.ts';
+import { makeScenario, type Scenario } from './scenario.ts';
+import { meanCi } from './stats.ts';
 
 export type Grid = Partial<Record<keyof Scenario, Array<number | string>>>;
 
@@ -19,30 +23,100 @@ export function expandGrid(base: Partial<Scenario>, grid: Grid): Array<Partial<S
   return points;
 }
 
-/** The flat row a sweep point contributes to the CSV. */
-export function rowOf(r: RunResult, keys: string[]): Record<string, number | string> {
+/** The metrics a sweep row carries, each read from one run (null: not defined for that run). */
+export const METRICS: ReadonlyArray<[string, (r: RunResult) => number | null | undefined]> = [
+  ['entropy_mean', (r) => r.entropy.mean],
+  ['entropy_p5', (r) => r.entropy.p5],
+  ['sender_entropy_mean', (r) => r.sender_entropy.mean],
+  ['sender_degree_mean', (r) => r.sender_entropy.degree_mean],
+  ['sender_entropy_max', (r) => r.sender_entropy.max_possible],
+  ['latency_mean', (r) => r.latency.mean],
+  ['latency_p95', (r) => r.latency.p95],
+  ['latency_p99', (r) => r.latency.p99],
+  ['message_delivered_mean', (r) => r.messages?.latency_delivered.mean],
+  ['message_delivered_p95', (r) => r.messages?.latency_delivered.p95],
+  ['message_acked_mean', (r) => r.messages?.latency_acked.mean],
+  ['message_acked_p95', (r) => r.messages?.latency_acked.p95],
+  ['resent_per_message', (r) => (r.messages && r.messages.submitted > 0 ? r.messages.resent / r.messages.submitted : undefined)],
+  ['cover_per_real', (r) => r.overhead.cover_per_real],
+  ['ack_per_real', (r) => r.overhead.ack_per_real],
+  ['downlink_per_real', (r) => r.overhead.downlink_per_real],
+  ['per_mix_pps', (r) => r.load.per_mix_pps.mean],
+  ['pool_mean', (r) => r.load.pool_mean],
+  ['timing_top1', (r) => r.attacks.timing.top1],
+  ['timing_top5', (r) => r.attacks.timing.top5],
+  ['timing_baseline_top1', (r) => r.attacks.timing.baseline_top1],
+  ['sda_time_to_name_s', (r) => r.attacks.sda?.time_to_name_s],
+  ['sda_correct_at_end', (r) => r.attacks.sda?.correct_at_end],
+  ['home_gateway_auc', (r) => r.attacks.home_gateway?.auc],
+  ['withholding_messages_to_sure', (r) => r.attacks.ack_withholding?.messages_to_sure],
+  ['withholding_messages_to_sure_first_attempts', (r) => r.attacks.ack_withholding?.messages_to_sure_first_attempts],
+  ['compromise_message_entropy', (r) => r.attacks.compromise?.message_entropy_mean],
+  ['compromise_identified', (r) => r.attacks.compromise?.identified],
+  ['packets', (r) => r.packets],
+  ['events', (r) => r.events],
+  ['wall_s', (r) => r.wall_s],
+];
+
+/**
+ * The flat CSV row of one grid point from its replicates (one run each, same scenario but the
+ * seed): the varied parameters, each metric's mean with its 95 % interval (`_lo`, `_hi`; empty
+ * with a single replicate), the seeds, and every scenario field (`scenario.*`), so a row says
+ * exactly what was run.
+ */
+export function rowOf(runs: readonly RunResult[], keys: readonly string[]): Record<string, number | string> {
+  const sc = runs[0]!.scenario as unknown as Record<string, unknown>;
   const row: Record<string, number | string> = {};
-  for (const k of keys) row[k] = (r.scenario as unknown as Record<string, number | string>)[k]!;
-  Object.assign(row, {
-    entropy_mean: r.entropy.mean,
-    entropy_median: r.entropy.median,
-    entropy_p5: r.entropy.p5,
-    sender_entropy_mean: r.sender_entropy.mean,
-    sender_degree_mean: r.sender_entropy.degree_mean,
-    latency_mean: r.latency.mean,
-    latency_p95: r.latency.p95,
-    latency_p99: r.latency.p99,
-    cover_per_real: r.overhead.cover_per_real,
-    per_mix_pps: r.load.per_mix_pps.mean,
-    pool_mean: r.load.pool_mean,
-    timing_top1: r.attacks.timing.top1,
-    timing_top5: r.attacks.timing.top5,
-    packets: r.packets,
-    events: r.events,
-    wall_s: r.wall_s,
-  });
+  for (const k of keys) row[k] = sc[k] as number | string;
+  for (const [name, get] of METRICS) {
+    const m = meanCi(runs.map((r) => get(r) ?? NaN));
+    row[name] = m.mean;
+    row[`${name}_lo`] = m.ci95[0];
+    row[`${name}_hi`] = m.ci95[1];
+  }
+  row.replicates = runs.length;
+  row.seeds = runs.map((r) => r.scenario.seed).join(' ');
+  for (const [k, v] of Object.entries(sc)) if (k !== 'seed') row[`scenario.${k}`] = v === null ? 'null' : (v as number | string);
   return row;
 }
+
+/** Seeds of the replicates of a scenario: its seed, then the next R − 1 integers. */
+export function replicateSeeds(seed: number, replicates: number): number[] {
+  return Array.from({ length: replicates }, (_, i) => seed + i);
+}
+
+/** Every grid point × replicate, in order (point-major). */
+export function expandReplicates(points: ReadonlyArray<Partial<Scenario>>, replicates: number): Array<Partial<Scenario>> {
+  const out: Array<Partial<Scenario>> = [];
+  for (const p of points) for (const seed of replicateSeeds(makeScenario(p).seed, replicates)) out.push({ ...p, seed });
+  return out;
+}
+
+/** Writes results.csv, one SVG per metric against the first varied parameter, and report.html. */
+export async function writeSweep(dir: string, keys: readonly string[], rows: Array<Record<string, number | string>>): Promise<string[]> {
+  mkdirSync(dir, { recursive: true });
+  const csv = join(dir, 'results.csv');
+  writeFileSync(csv, toCsv(rows));
+  const [x, color] = keys;
+  const have = (y: string) => rows.some((r) => typeof r[y] === 'number' && Number.isFinite(r[y]));
+  const plots = SWEEP_PLOTS.filter(have).map((y) => ({ name: `${y}-vs-${x}`, spec: sweepSpec(rows, x!, y, color) }));
+  const files = await writeReport(dir, `postmix sim sweep (${keys.join(' × ')})`, rows, plots);
+  return [csv, ...files];
+}
+
+/** The metrics a sweep plots (those with values in the rows). */
+export const SWEEP_PLOTS = [
+  'entropy_mean',
+  'sender_entropy_mean',
+  'latency_mean',
+  'message_acked_mean',
+  'cover_per_real',
+  'timing_top1',
+  'home_gateway_auc',
+  'sda_time_to_name_s',
+  'withholding_messages_to_sure',
+  'compromise_message_entropy',
+];
 
 export function toCsv(rows: Array<Record<string, number | string>>): string {
   if (rows.length === 0) return '';

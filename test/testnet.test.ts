@@ -133,7 +133,7 @@ describe.sequential('postmix testnet (whole network, separate processes)', () =>
     const keep = mkdtempSync(join(tmpdir(), 'postmix-chaos-'));
     let run: Run;
     beforeAll(async () => {
-      run = await testnet(['--messages', '2', '--size', '7000', '--kill-mix', '1', '--restart-gateway', '2000', '--mx-outage', '8', '--keep', keep]);
+      run = await testnet(['--messages', '2', '--size', '7000', '--kill-mix', '1', '--restart-gateway', '2000ms', '--mx-outage', '8s', '--keep', keep]);
     }, RUN_BUDGET_MS);
     afterAll(() => rmSync(keep, { recursive: true, force: true }));
 
