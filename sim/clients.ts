@@ -3,23 +3,25 @@
  * Poisson(realRate), each cut into fragments by the proto/fragment rule; at each payload tick
  * the outbox gives the next due fragment (new ones first, in order, then any whose ACK is
  * overdue, earliest deadline first — the order of client/outbox.ts), or nothing, and the tick
- * carries drop cover (`payloadTick`). A fragment is resent after the ACK timeout on a fresh
- * route until `maxAttempts` sends, then its message bounces. ACKs come back as mailbox items.
+ * carries drop cover (`payloadTick`). A fragment is due again after the shared resend rule's
+ * wait (randomised exponential backoff, proto/mixing/retransmit.ts) and goes out on a fresh
+ * route, until `maxAttempts` sends; then its message bounces. ACKs come back as mailbox items.
  *
  * Pure bookkeeping: the engine moves the packets and calls in when a tick fires, a fragment
  * reaches its gateway, or an ACK reaches the client.
  */
-import { expectedRouteDelaySeconds } from '../proto/mixing/params.ts';
+import { ackTimeoutBaseMs, retransmitDelayMs } from '../proto/mixing/retransmit.ts';
+import type { Uniform } from '../proto/mixing/params.ts';
+import { grown } from './arrays.ts';
 import { LogHistogram } from './histogram.ts';
 
 /**
- * How long a client waits for a fragment's ACK: both routes' expected mixing delay (L mixes
- * and the gateway each way) × 3 + 5 s. This is the client's rule today (client/sender.ts,
- * `ackTimeoutMs` with DEFAULT_TIMEOUT), which roles may not share with the simulator; it moves
- * to proto/mixing with the randomised back-off rule, and the simulator will call that.
+ * T_1 of the shared resend rule (proto/mixing/retransmit.ts) for a route of L mixes and a
+ * gateway each way, in seconds: the wait after the k-th send is uniform in [T_k/2, 3T_k/2),
+ * T_k doubling per send.
  */
 export function ackTimeoutSeconds(layers: number, mu: number): number {
-  return Math.ceil(expectedRouteDelaySeconds(2 * (layers + 1), mu) * 1000 * 3 + 5000) / 1000;
+  return ackTimeoutBaseMs(layers + 1, layers + 1, mu) / 1000;
 }
 
 const ST_QUEUED = 0;
@@ -59,7 +61,9 @@ export class ClientProtocol {
 
   constructor(
     clients: number,
-    private readonly timeout: number,
+    /** T_1 of the resend rule, ms */
+    private readonly timeoutBaseMs: number,
+    private readonly uniform: Uniform,
     private readonly maxAttempts: number,
     /** metrics count for messages submitted after this time */
     private readonly warmup: number,
@@ -146,7 +150,7 @@ export class ClientProtocol {
     if (this.msT0[m]! > this.warmup) this.stats.sent++;
     this.frAttempts[f]!++;
     this.frState[f] = ST_INFLIGHT;
-    this.frDeadline[f] = t + this.timeout;
+    this.frDeadline[f] = t + retransmitDelayMs(this.frAttempts[f]!, this.timeoutBaseMs, this.uniform) / 1000;
     if (!this.acks) {
       this.frState[f] = ST_ACKED;
       this.inflight[c]!.pop();
@@ -204,31 +208,25 @@ export class ClientProtocol {
 
   private growFragments(): void {
     const n = this.frCap * 2;
-    this.frMsg = grow(this.frMsg, n);
-    this.frAttempts = grow(this.frAttempts, n);
-    this.frDeadline = grow(this.frDeadline, n);
-    this.frState = grow(this.frState, n);
-    this.frDelivered = grow(this.frDelivered, n);
+    this.frMsg = grown(this.frMsg, n);
+    this.frAttempts = grown(this.frAttempts, n);
+    this.frDeadline = grown(this.frDeadline, n);
+    this.frState = grown(this.frState, n);
+    this.frDelivered = grown(this.frDelivered, n);
     this.frCap = n;
   }
 
   private growMessages(): void {
     const n = this.msCap * 2;
-    this.msClient = grow(this.msClient, n);
-    this.msT0 = grow(this.msT0, n);
-    this.msCount = grow(this.msCount, n);
-    this.msFirst = grow(this.msFirst, n);
-    this.msDelivered = grow(this.msDelivered, n);
-    this.msAcked = grow(this.msAcked, n);
-    this.msGateway = grow(this.msGateway, n);
-    this.msTarget = grow(this.msTarget, n);
-    this.msBounced = grow(this.msBounced, n);
+    this.msClient = grown(this.msClient, n);
+    this.msT0 = grown(this.msT0, n);
+    this.msCount = grown(this.msCount, n);
+    this.msFirst = grown(this.msFirst, n);
+    this.msDelivered = grown(this.msDelivered, n);
+    this.msAcked = grown(this.msAcked, n);
+    this.msGateway = grown(this.msGateway, n);
+    this.msTarget = grown(this.msTarget, n);
+    this.msBounced = grown(this.msBounced, n);
     this.msCap = n;
   }
-}
-
-function grow<T extends Int32Array | Float64Array | Uint8Array>(a: T, n: number): T {
-  const b = new (a.constructor as new (n: number) => T)(n);
-  b.set(a);
-  return b;
 }

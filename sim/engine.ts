@@ -176,7 +176,7 @@ export class Simulation implements ExitSink {
     this.mbPeriod = 1 / mailboxRate(mp);
     this.mbNext = new Float64Array(this.postmix ? N : 0);
     this.mbPhase = Float64Array.from({ length: G }, () => this.rng.next() * this.mbPeriod);
-    this.proto = this.postmix ? new ClientProtocol(N, ackTimeoutSeconds(L, this.mu), sc.maxAttempts, sc.warmup, sc.acks) : null;
+    this.proto = this.postmix ? new ClientProtocol(N, ackTimeoutSeconds(L, this.mu) * 1000, this.uni, sc.maxAttempts, sc.warmup, sc.acks) : null;
     this.followMax = this.postmix ? sc.messageTargets : 0;
 
     // forward targets: packets of one client (more only if one cannot supply K)

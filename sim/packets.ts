@@ -5,6 +5,8 @@
  * its destination, where it ends, in `nodes[p*H+nHops]`.
  */
 
+import { grown } from './arrays.ts';
+
 export const KIND_REAL = 0;
 export const KIND_DROP = 1;
 export const KIND_LOOP = 2;
@@ -20,10 +22,6 @@ export class PacketTable {
   cap = 1024;
   hop: Int32Array;
   nHops: Int32Array;
-  /** index of the hop whose departure leaves the mix network (last mix before a gateway); -1 none */
-  exit: Int32Array;
-  /** second such hop (the ACK's way out of the last layer); -1 none */
-  exit2: Int32Array;
   /** client index, or -1 - node for node-made packets */
   src: Int32Array;
   kind: Uint8Array;
@@ -34,8 +32,6 @@ export class PacketTable {
   target: Int32Array;
   /** head of the probability-mass list this packet carries, or -1 */
   mass: Int32Array;
-  /** reply-path analysis: head of the mass list, or -1 */
-  mass2: Int32Array;
   /** fragment id (postmix mode), or -1 */
   frag: Int32Array;
   /** ring index of the packet's newest trace record, or -1 */
@@ -51,15 +47,12 @@ export class PacketTable {
     const c = this.cap;
     this.hop = new Int32Array(c);
     this.nHops = new Int32Array(c);
-    this.exit = new Int32Array(c);
-    this.exit2 = new Int32Array(c);
     this.src = new Int32Array(c);
     this.kind = new Uint8Array(c);
     this.t0 = new Float64Array(c);
     this.serial = new Int32Array(c);
     this.target = new Int32Array(c);
     this.mass = new Int32Array(c);
-    this.mass2 = new Int32Array(c);
     this.frag = new Int32Array(c);
     this.rec = new Int32Array(c);
     this.nodes = new Int32Array(c * this.H);
@@ -79,34 +72,19 @@ export class PacketTable {
 
   private grow(): void {
     const n = this.cap * 2;
-    const i32 = (a: Int32Array, len: number) => {
-      const b = new Int32Array(len);
-      b.set(a);
-      return b;
-    };
-    const f64 = (a: Float64Array, len: number) => {
-      const b = new Float64Array(len);
-      b.set(a);
-      return b;
-    };
-    this.hop = i32(this.hop, n);
-    this.nHops = i32(this.nHops, n);
-    this.exit = i32(this.exit, n);
-    this.exit2 = i32(this.exit2, n);
-    this.src = i32(this.src, n);
-    const k = new Uint8Array(n);
-    k.set(this.kind);
-    this.kind = k;
-    this.t0 = f64(this.t0, n);
-    this.serial = i32(this.serial, n);
-    this.target = i32(this.target, n);
-    this.mass = i32(this.mass, n);
-    this.mass2 = i32(this.mass2, n);
-    this.frag = i32(this.frag, n);
-    this.rec = i32(this.rec, n);
-    this.nodes = i32(this.nodes, n * this.H);
-    this.delays = f64(this.delays, n * this.H);
-    this.freeStack = i32(this.freeStack, n);
+    this.hop = grown(this.hop, n);
+    this.nHops = grown(this.nHops, n);
+    this.src = grown(this.src, n);
+    this.kind = grown(this.kind, n);
+    this.t0 = grown(this.t0, n);
+    this.serial = grown(this.serial, n);
+    this.target = grown(this.target, n);
+    this.mass = grown(this.mass, n);
+    this.frag = grown(this.frag, n);
+    this.rec = grown(this.rec, n);
+    this.nodes = grown(this.nodes, n * this.H);
+    this.delays = grown(this.delays, n * this.H);
+    this.freeStack = grown(this.freeStack, n);
     this.cap = n;
   }
 }

@@ -54,16 +54,17 @@ describe('attack 1: a recipient gateway withholding ACKs to confirm a suspected 
 
 describe("attack 2: the sender's home gateway watching its client's mailbox", () => {
   it('the gateway tells when its client sends (ACK windows) from the item count, and how much', () => {
-    const r = runSimulation({ ...BASE, realRate: 0.05 }).attacks.home_gateway!;
-    expect(r.windows).toBeGreaterThan(30);
+    const r = runSimulation({ ...BASE, realRate: 0.05, duration: 1200, messageTargets: 1 }).attacks.home_gateway!;
+    expect(r.windows).toBeGreaterThan(100);
     expect(r.windows_with_acks).toBeGreaterThan(5);
     expect(r.windows - r.windows_with_acks).toBeGreaterThan(5);
     // ACKs come only for real fragments: counting items beats guessing by far
-    expect(r.auc).toBeGreaterThan(0.8);
+    // (0.81–0.90 over seeds 1–4)
+    expect(r.auc).toBeGreaterThan(0.75);
     expect(r.relative_error!).toBeLessThan(0.5);
     // more loop cover drowns the ACKs: the count says less
-    const covered = runSimulation({ ...BASE, realRate: 0.05, loopRate: 20, rate: 21 }).attacks.home_gateway!;
-    expect(covered.auc).toBeLessThan(r.auc - 0.1);
+    const covered = runSimulation({ ...BASE, realRate: 0.05, loopRate: 20, rate: 21, duration: 1200, messageTargets: 1 }).attacks.home_gateway!;
+    expect(covered.auc).toBeLessThan(r.auc - 0.15);
   });
 
   it('AUC is the Mann–Whitney statistic', () => {
