@@ -29,7 +29,7 @@ import {
   createSurb,
   decodeCommands,
   decodeSurbKeys,
-  nodeSuite,
+  fastestSuite,
   packetFromSurb,
   packetSizes,
   prepareHopKey,
@@ -58,12 +58,12 @@ function targets(): Target[] {
   const sizes = packetSizes(G);
   const ns = Array.from({ length: 3 }, () => {
     const sk = rnd(32);
-    return { id: rnd(32), sk, pk: nodeSuite.publicKey(sk) };
+    return { id: rnd(32), sk, pk: fastestSuite.publicKey(sk) };
   });
   const route = ns.map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 3 }));
-  const valid = createPacket(nodeSuite, G, { route, terminal: { kind: 'deliver', queueId: new Uint8Array(32) }, payload: new Uint8Array(100) }).packet;
-  const { surb } = createSurb(nodeSuite, G, { route, queueId: new Uint8Array(32), surbId: new Uint8Array(16) });
-  const key = prepareHopKey(nodeSuite, ns[0]!.sk);
+  const valid = createPacket(fastestSuite, G, { route, terminal: { kind: 'deliver', queueId: new Uint8Array(32) }, payload: new Uint8Array(100) }).packet;
+  const { surb } = createSurb(fastestSuite, G, { route, queueId: new Uint8Array(32), surbId: new Uint8Array(16) });
+  const key = prepareHopKey(fastestSuite, ns[0]!.sk);
 
   const issuer = deriveIssuerKeys(new Uint8Array(32).fill(7));
   const tokens = tokensFor(issuer, 'bob@example.org', 1, 2);
@@ -104,7 +104,7 @@ function targets(): Target[] {
     {
       name: 'surb',
       run: (i) => {
-        const r1 = packetFromSurb(nodeSuite, G, mutate(surb, i), new Uint8Array(10));
+        const r1 = packetFromSurb(fastestSuite, G, mutate(surb, i), new Uint8Array(10));
         const r2 = decodeSurbKeys(rnd(crypto.randomInt(700)));
         return `${r1.ok ? 'wrapped' : r1.reason}/${r2 ? 'keys' : 'no-keys'}`;
       },

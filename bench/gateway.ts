@@ -36,7 +36,10 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
       if (!verifyToken(issuer, BOB, toks[i++ % toks.length]!, evaluator)) throw new Error('bench token refused');
       return 1;
     };
-    const rounds = opts.quick ? 2 : 6;
+    // Interleaved rounds so that load from other processes hits both alike; the figures are each
+    // backend's best round, `ratio` their quotient (a noble round holds only ~50 checks, so a
+    // per-round ratio is noisy: its median is reported beside it).
+    const rounds = opts.quick ? 2 : 10;
     let redeem = 0;
     let noble = 0;
     const ratios: number[] = [];
@@ -48,16 +51,17 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
       ratios.push(a / b);
     }
     ratios.sort((x, y) => x - y);
+    const medianRoundRatio = ratios[Math.floor(ratios.length / 2)]!;
     results.tokens = {
       backend: backend.evaluator.name,
       redeemPerSec: Math.round(redeem),
       noblePerSec: Math.round(noble),
-      ratio: ratios[Math.floor(ratios.length / 2)]!,
-      ratioRounds: ratios.map((x) => Math.round(x * 100) / 100),
+      ratio: redeem / noble,
+      medianRoundRatio,
     };
     opts.log(
       `token redemption checks (${backend.evaluator.name}): ${fmt(redeem)}/s (${fmt(1e6 / redeem)} µs each) | noble ${fmt(noble)}/s (${fmt(1e6 / noble)} µs) | ` +
-        `ratio ${fmt(ratios[Math.floor(ratios.length / 2)]!, 2)}x (median of ${rounds} interleaved rounds)`,
+        `ratio ${fmt(redeem / noble, 2)}x (best of ${rounds} interleaved rounds each; median per-round ratio ${fmt(medianRoundRatio, 2)}x)`,
     );
 
     // 2. fragments through reassembly

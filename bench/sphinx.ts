@@ -190,7 +190,7 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
       nodeHop: hopOn(nodeSuite),
       nodeFloor: nodeFloorOps(geom),
     };
-    const rounds = opts.quick ? 3 : 10;
+    const rounds = opts.quick ? 3 : 30;
     const best = { hop: 0, nativeFloor: 0, nodeHop: 0, nodeFloor: 0 };
     const nativeRatios: number[] = [];
     const nodeRatios: number[] = [];
