@@ -11,7 +11,7 @@ const RUN_HELP = `
 Configuration (one TOML file; docs/gateway.md has a complete example and every key):
   [gateway]    data_dir (gateway.sqlite, issuer.seed, keys/, replay store), keys_dir, listen
                (/ip4/127.0.0.1/tcp/4101), announce, domains (required), log_level, shutdown_grace_ms, tick_ms
-  [intake]     max_message_bytes (10 MiB), reassembly_ttl_s (172800), ack_unknown_recipient (true)
+  [intake]     max_message_bytes (10 MiB), reassembly_ttl_s (172800), ack_unknown_recipient (false)
   [mx]         host, port (25), protocol (smtp|lmtp), starttls (opportunistic|require|never), tls_verify,
                helo_name, envelope_from (""), retry_base_s (30), retry_max_s (3600), max_age_s (5 days),
                recovery (resend|hold), concurrency (4), keep_delivered_s (7 days)

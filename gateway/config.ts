@@ -36,8 +36,11 @@ export const GatewayConfigSchema = z
           .min(60)
           .max(30 * 86_400)
           .default(2 * 86_400),
-        /** Answer UnknownRecipient for unknown users of a served domain (else drop silently). */
-        ack_unknown_recipient: z.boolean().default(true),
+        /**
+         * Answer UnknownRecipient for unknown users of a served domain. Off by default: they get
+         * TokenRefused like a known user without a valid token, so addresses cannot be enumerated.
+         */
+        ack_unknown_recipient: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

@@ -100,11 +100,17 @@ describe('intake', () => {
     expect(statuses(frags.slice(1)).at(-1)).toBe(AckStatus.Queued);
   });
 
-  it('drops foreign domains silently and refuses unknown users of a served domain', () => {
+  it('drops foreign domains silently and refuses unknown users of a served domain like a bad token', () => {
     const [t] = tokensFor(issuer, 'eve@elsewhere.net', 1, 1);
     expect(intake.handleFragment(fragmentsOf(msg(10), 'eve@elsewhere.net', t!)[0]!)).toEqual({ kind: 'drop', reason: 'foreign-domain' });
+    // by default an unknown user is answered as a known one without a valid token (no enumeration)
     const r = intake.handleFragment(fragmentsOf(msg(10), 'nobody@example.org', null)[0]!);
-    expect(r.kind === 'ack' && r.status).toBe(AckStatus.UnknownRecipient);
+    expect(r.kind === 'ack' && r.status).toBe(AckStatus.TokenRefused);
+    expect(intake.counters.refused['unknown-recipient']).toBe(1);
+    // UnknownRecipient is the gateway's choice
+    const telling = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 100_000, reassemblyTtlMs: 60_000, ackUnknownRecipient: true });
+    const r2 = telling.handleFragment(fragmentsOf(msg(10), 'nobody@example.org', null)[0]!);
+    expect(r2.kind === 'ack' && r2.status).toBe(AckStatus.UnknownRecipient);
     expect(intake.handlePayload(new Uint8Array([1, 9, 0]))).toEqual({ kind: 'drop', reason: 'malformed' });
     expect(store.listQueue().length).toBe(0);
   });

@@ -7,22 +7,25 @@
  * Order of checks (nothing is stored before all of them pass):
  * 1. payload decodes as a fragment (else: silent drop, 'malformed');
  * 2. the recipient's domain is served (else: silent drop, 'foreign-domain': no open relay, no ACK);
- *    the recipient is a known user (else: UnknownRecipient ACK, like SMTP's 550, so the sender
- *    bounces instead of retrying; set `ackUnknownRecipient: false` to drop silently instead);
- * 3. the message is already in the hand-off queue → Duplicate (resend after a lost ACK);
- * 4. size: total length ≤ maxMessageBytes (else TooLarge);
- * 5. consistency with the first stored fragment (count, total length, recipient, token) and
+ * 3. permission, before anything that depends on whether the user exists: tokens policy, or an
+ *    unknown user → the token decodes, the POPRF output verifies for this recipient, its key
+ *    epoch is the recipient's current one, and it is unspent or bound to this same message id
+ *    and recipient (else TokenRefused, counted by reason). An unknown user gets exactly that
+ *    answer, after the same work (one POPRF evaluation), so an anonymous sender cannot tell
+ *    which addresses exist; `ackUnknownRecipient: true` (a per-gateway choice, default off)
+ *    answers UnknownRecipient instead, like SMTP's 550, which lets anyone enumerate users. A
+ *    token whose message was completed admits nothing more (Duplicate for that message id, for
+ *    ever within the key epoch, whether or not its queue row still exists);
+ * 4. the message is already in the hand-off queue → Duplicate (resend after a lost ACK);
+ * 5. size: total length ≤ maxMessageBytes (else TooLarge);
+ * 6. consistency with the first stored fragment (count, total length, recipient, token) and
  *    byte accounting (stored bytes never exceed the total length) (else Inconsistent);
- * 6. permission: tokens policy → token decodes, its key epoch is the recipient's current one,
- *    the POPRF output verifies for this recipient, and the token is unspent or bound to this
- *    same message id and recipient (else TokenRefused, counted by reason); a token whose
- *    message was completed admits nothing more (Duplicate for that message id, for ever within
- *    the key epoch, whether or not its queue row still exists); open policy → a new message id
- *    counts against the recipient's hourly limit (else RateLimited).
+ * 7. open policy: a new message id counts against the recipient's hourly limit (else
+ *    RateLimited). An open-policy user is discoverable by anyone (it accepts without a token).
  */
 import { AckStatus, decodePayload, type Fragment } from '../proto/fragment/index.ts';
 import { decodeToken, fragmentTokenDigest, normalizeRecipient, tokenSpendKey, verifyToken, type IssuerKeys } from '../proto/tokens/index.ts';
-import type { GatewayStore } from './store.ts';
+import type { GatewayStore, UserRow } from './store.ts';
 
 export type TokenRejectReason = 'malformed' | 'expired' | 'invalid' | 'spent' | 'missing';
 export const TOKEN_REJECT_REASONS: readonly TokenRejectReason[] = ['malformed', 'expired', 'invalid', 'spent', 'missing'];
@@ -37,7 +40,7 @@ export interface IntakeOptions {
   readonly maxMessageBytes: number;
   /** How long an incomplete message is kept (ms). */
   readonly reassemblyTtlMs: number;
-  /** Answer UnknownRecipient for unknown users of a served domain (default true). */
+  /** Answer UnknownRecipient for unknown users of a served domain (default false: TokenRefused, as for a known user). */
   readonly ackUnknownRecipient?: boolean;
   readonly now?: () => number;
 }
@@ -126,14 +129,64 @@ export class Intake {
     return this.ack(AckStatus.TokenRefused, f, { tokenReason: reason });
   }
 
+  /**
+   * The token check (tokens policy, or an unknown user when UnknownRecipient is not answered).
+   * Every decodable token that is not in the spent set costs one POPRF evaluation, whether the
+   * user exists, its key epoch matches or not, so that an anonymous prober sees the same answer
+   * after the same work for an unknown user as for a known one.
+   */
+  private checkToken(user: UserRow | undefined, f: Fragment, recipient: string): IntakeResult | { tokenKey: string; keyEpoch: number; newBinding: boolean } {
+    const refuse = (reason: TokenRejectReason): IntakeResult => {
+      if (user) return this.refuseToken(f, reason);
+      this.counters.refused['unknown-recipient']++;
+      return this.ack(AckStatus.TokenRefused, f);
+    };
+    if (f.token.length === 0) return refuse('missing');
+    const tok = decodeToken(f.token);
+    if (!tok) return refuse('malformed');
+    const tokenKey = tokenSpendKey(tok);
+    const bound = this.store.spentFor(tokenKey);
+    if (bound) {
+      // one token, one message, one recipient: bound to another message id or recipient → spent
+      if (!eq(bound.messageId, f.messageId) || bound.recipient !== recipient || !user) return refuse('spent');
+      if (tok.keyEpoch !== user.keyEpoch) return refuse('expired');
+      // that message was completed (and may be long handed over and gone from the queue): a
+      // resend is answered Duplicate and stores nothing, however long after
+      if (bound.done) {
+        this.counters.duplicates++;
+        return this.ack(AckStatus.Duplicate, f);
+      }
+      // bound to this message while it is reassembled: it verified when it was bound
+      return { tokenKey, keyEpoch: tok.keyEpoch, newBinding: false };
+    }
+    const valid = verifyToken(this.opts.issuer, recipient, tok);
+    if (!user) return refuse('invalid');
+    if (tok.keyEpoch !== user.keyEpoch) return refuse('expired');
+    if (!valid) return refuse('invalid');
+    return { tokenKey, keyEpoch: tok.keyEpoch, newBinding: true };
+  }
+
   handleFragment(f: Fragment): IntakeResult {
     const recipient = normalizeRecipient(f.recipient);
     if (recipient !== f.recipient || !this.servesDomain(recipient)) return this.drop('foreign-domain');
     const user = this.store.getUser(recipient);
     if (!user) {
-      if (this.opts.ackUnknownRecipient === false) return this.drop('foreign-domain');
-      this.counters.refused['unknown-recipient']++;
-      return this.ack(AckStatus.UnknownRecipient, f);
+      if (this.opts.ackUnknownRecipient === true) {
+        this.counters.refused['unknown-recipient']++;
+        return this.ack(AckStatus.UnknownRecipient, f);
+      }
+      // answered as a known user's invalid token is (checkToken never admits an unknown user)
+      const c = this.checkToken(undefined, f, recipient);
+      return 'kind' in c ? c : this.ack(AckStatus.TokenRefused, f);
+    }
+    // permission first: nothing that depends on the user's existence or state is answered before
+    let tokenKey: string | null = null;
+    let keyEpoch = 0;
+    let newBinding = false;
+    if (user.policy === 'tokens') {
+      const c = this.checkToken(user, f, recipient);
+      if ('kind' in c) return c;
+      ({ tokenKey, keyEpoch, newBinding } = c);
     }
     const now = this.now();
     const q = this.store.queued(f.messageId);
@@ -166,34 +219,7 @@ export class Intake {
         return inconsistent();
       }
     }
-
-    // permission (before anything is stored)
-    let tokenKey: string | null = null;
-    let keyEpoch = 0;
-    let newBinding = false;
-    if (user.policy === 'tokens') {
-      if (f.token.length === 0) return this.refuseToken(f, 'missing');
-      const tok = decodeToken(f.token);
-      if (!tok) return this.refuseToken(f, 'malformed');
-      if (tok.keyEpoch !== user.keyEpoch) return this.refuseToken(f, 'expired');
-      tokenKey = tokenSpendKey(tok);
-      keyEpoch = tok.keyEpoch;
-      const bound = this.store.spentFor(tokenKey);
-      if (bound) {
-        // one token, one message, one recipient: bound to another message id or recipient → spent
-        if (!eq(bound.messageId, f.messageId) || bound.recipient !== recipient) return this.refuseToken(f, 'spent');
-        // that message was completed (and may be long handed over and gone from the queue): a
-        // resend is answered Duplicate and stores nothing, however long after
-        if (bound.done) {
-          this.counters.duplicates++;
-          return this.ack(AckStatus.Duplicate, f);
-        }
-        // bound to this message while it is reassembled: it verified when it was bound
-      } else {
-        if (!verifyToken(this.opts.issuer, recipient, tok)) return this.refuseToken(f, 'invalid');
-        newBinding = true;
-      }
-    } else if (!partial) {
+    if (user.policy === 'open' && !partial) {
       const window = Math.floor(now / 3_600_000);
       if (this.store.rateCount(recipient, window) >= user.ratePerHour) {
         this.counters.refused['rate-limited']++;
