@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { privateDir, writePrivateFile } from '../runtime/private-files.ts';
 import type { Command } from 'commander';
 import { ConfigError, createLogger, EXIT, onShutdown } from '../runtime/daemon.ts';
 import { KeyFileError } from '../runtime/hop/epoch-keys.ts';
@@ -46,6 +46,7 @@ function withConfig(what: string, file: string): GatewayConfig | undefined {
 function withStore<T>(what: string, file: string, fn: (store: GatewayStore, cfg: GatewayConfig) => T): T | undefined {
   const cfg = withConfig(what, file);
   if (!cfg) return undefined;
+  privateDir(cfg.dataDir); // the admin commands create the database and the issuer seed here
   const store = new GatewayStore(cfg.dbPath);
   try {
     return fn(store, cfg);
@@ -217,7 +218,7 @@ export function registerGateway(program: Command): void {
         // the same blind/evaluate/finalize steps as a remote client, so the proof is checked too
         const st = requestTokens(issuer.publicKey, u.address, u.keyEpoch, count);
         const tokens = finalizeTokens(st, issueTokens(issuer, u.address, u.keyEpoch, st.blinded));
-        writeFileSync(o.out, JSON.stringify(makeBundle(u.address, issuer.publicKey, tokens), null, 1) + '\n', { mode: 0o600 });
+        writePrivateFile(o.out, JSON.stringify(makeBundle(u.address, issuer.publicKey, tokens), null, 1) + '\n');
         process.stdout.write(`${tokens.length} tokens for ${u.address} (key epoch ${u.keyEpoch}) written to ${o.out}\n`);
       }),
     );

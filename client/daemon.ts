@@ -8,6 +8,7 @@ import { Counter, Gauge } from 'prom-client';
 import { fastestSuite } from '../proto/sphinx/index.ts';
 import { ConfigError, isLoopback, newRegistry, startMetricsServer, type MetricsServer } from '../runtime/daemon.ts';
 import { csprngUniform } from '../proto/util/random.ts';
+import { privateDir } from '../runtime/private-files.ts';
 import { outboxPath, type ClientConfig } from './config.ts';
 import { ClientCore, type Network } from './core.ts';
 import { startIntake, type Intake } from './intake.ts';
@@ -37,6 +38,7 @@ export function checkListen(cfg: ClientConfig): void {
 export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<RunningClient> {
   checkListen(cfg);
   const log = ro.log;
+  privateDir(cfg.data_dir);
   const sh = cfg.smarthost;
   const core = new ClientCore({
     outboxPath: outboxPath(cfg),

@@ -6,7 +6,7 @@
  * home gateway that feeds ACKs and returning loops to the sender.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { PeerId, Stream } from '@libp2p/interface';
@@ -16,6 +16,7 @@ import { findNode, type DocumentBody, type NodeEntry, type VerifiedDocument } fr
 import { DocumentCache } from '../runtime/pki/client.ts';
 import { MAILBOX_PROTOCOL, decodeItem, encodeSubscribe, type MailboxItem } from '../proto/mailbox/index.ts';
 import { packetSizes } from '../proto/sphinx/index.ts';
+import { privateDir, privateFile, writePrivateFile } from '../runtime/private-files.ts';
 import type { ClientConfig } from './config.ts';
 import type { Network } from './core.ts';
 import type { PacketSink } from './sender.ts';
@@ -25,13 +26,14 @@ type Log = { info(o: object, m?: string): void; warn(o: object, m?: string): voi
 /** The client's mailbox id: random once, then kept (0600) in data_dir. */
 export function loadMailboxId(dataDir: string): Uint8Array {
   const f = join(dataDir, 'mailbox.id');
+  privateDir(dataDir);
   if (existsSync(f)) {
+    privateFile(f);
     const b = readFileSync(f);
     if (b.length === 32) return new Uint8Array(b);
   }
-  mkdirSync(dataDir, { recursive: true });
   const id = randomBytes(32);
-  writeFileSync(f, id, { mode: 0o600 });
+  writePrivateFile(f, id);
   return new Uint8Array(id);
 }
 

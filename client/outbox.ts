@@ -15,9 +15,10 @@
  * size recorded per recipient (splitting is deterministic).
  */
 import Database from 'better-sqlite3';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
+import { privateFile } from '../runtime/private-files.ts';
 
 export type Path = 'overlay' | 'smtp';
 export type RecipientState = 'active' | 'delivered' | 'bounced';
@@ -215,7 +216,12 @@ export class Outbox {
   readonly db: Database.Database;
 
   constructor(readonly path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    // messages, SURB reply keys and the token wallet: readable by this user only (the daemon
+    // also tightens data_dir itself; a directory someone else chose is left as it is)
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      privateFile(path);
+    }
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');

@@ -17,7 +17,7 @@
  * time, and drops replay sets and key files once the previous epoch's grace window is over; the
  * store's housekeeping runs in the same tick.
  */
-import { mkdirSync } from 'node:fs';
+import { privateDir } from '../runtime/private-files.ts';
 import { join } from 'node:path';
 import type { Connection, PeerId, Stream } from '@libp2p/interface';
 import * as lp from 'it-length-prefixed';
@@ -173,7 +173,7 @@ export class Gateway {
     this.log = o.logger;
     this.now = o.now ?? (() => Date.now() / 1000);
     const c = o.config;
-    mkdirSync(c.dataDir, { recursive: true, mode: 0o700 });
+    privateDir(c.dataDir);
     // same key-file rules as a mix: identity present, secret files 0600 (KeyFileError → exit 77)
     const opened = openKeyStore(c.keysDir);
     this.keyStore = opened.store;

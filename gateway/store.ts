@@ -23,6 +23,7 @@ import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { privateFile } from '../runtime/private-files.ts';
 import { fragmentTokenDigest, normalizeRecipient, tokenSpendKey } from '../proto/tokens/index.ts';
 
 export type Policy = 'tokens' | 'open';
@@ -190,7 +191,12 @@ export class GatewayStore {
     readonly path: string,
     opts: StoreOptions = {},
   ) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    // message bodies, user secret hashes, the spent set: readable by the gateway's user only (the
+    // daemon also tightens data_dir itself; a directory someone else chose is left as it is)
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      privateFile(path);
+    }
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);

@@ -11,7 +11,7 @@
  * epoch; what is the mix's own is `installed`: routing table, allowed peers, packet size, and a
  * new engine (the old one retired until its queue is empty) when the geometry changes.
  */
-import { mkdirSync } from 'node:fs';
+import { privateDir } from '../runtime/private-files.ts';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { PeerId } from '@libp2p/interface';
@@ -83,7 +83,7 @@ export class MixNode {
     const { store, identity } = openKeyStore(o.config.keysDir);
     this.identity = identity;
     this.keys = new EpochKeys(store, o.config.epoch, this.now);
-    mkdirSync(o.config.dataDir, { recursive: true, mode: 0o700 });
+    privateDir(o.config.dataDir);
     this.replay =
       o.config.file.replay.store === 'sqlite' ? new ReplayStore(join(o.config.dataDir, 'replay.sqlite')) : new LogReplayStore(join(o.config.dataDir, 'replay'));
     this.view = new NetworkView(identity.nodeId);
