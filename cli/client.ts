@@ -6,7 +6,8 @@ import { ConfigError, createLogger, EXIT, loadConfig, onShutdown } from '../runt
 import { ClientConfigSchema, outboxPath, type ClientConfig } from '../client/config.ts';
 import { Outbox } from '../client/outbox.ts';
 import { Wallet } from '../client/wallet.ts';
-import { formatStatus } from '../client/status.ts';
+import { formatLostGateways, formatStatus } from '../client/status.ts';
+import { GatewayMemory } from '../client/gateway-memory.ts';
 import { submitLocal } from '../client/submit.ts';
 import { recipientsFromHeaders, headerValues, addressesIn } from '../client/intake.ts';
 import { parseSendmailArgs, prepareSendmail } from '../client/sendmail.ts';
@@ -35,11 +36,11 @@ Configuration (TOML; docs/client.md has a complete example):
   data_dir                 outbox.sqlite (messages, fragments, SURB keys, token wallet) lives here
   [smtp]       host (127.0.0.1) port (2525) user password max_message_bytes allow_remote
   [smarthost]  host port (587) secure require_tls (true) user password max_attempts retry_base_ms
-  [routing]    overlay_only (false) overlay_only_recipients [] force_smtp []
+  [routing]    overlay_only (false) overlay_only_recipients [] force_smtp [] on_gateway_loss (refuse|smtp)
   [strip]      received x_mailer user_agent message_id_host (all false)
   [bounce]     maildir (~/Maildir): where bounces (RFC 3464 DSNs) are written
   [network]    document authority_urls refresh_s authorities threshold home_gateway
-  [overlay]    max_attempts (5) timeout_factor (3) timeout_margin_ms (5000) cover (true) low_tokens_warning (3)
+  [overlay]    max_attempts (5) timeout_factor (3) timeout_margin_ms (5000) timeout_max_s (3600) cover (true) low_tokens_warning (3)
   [metrics]    enabled (false) host (127.0.0.1) port
 Environment overrides: ${CLIENT_ENV_PREFIX}_<SECTION>__<KEY>=value (e.g. ${CLIENT_ENV_PREFIX}_SMTP__PORT=2526).
 Logs: JSON lines on stdout. SIGTERM/SIGINT: stop intake and scheduler, close the outbox (it is durable at every step).
@@ -140,15 +141,17 @@ export function registerClient(program: Command): void {
           return;
         }
         let eta = null;
+        let doc = null;
         try {
           const { loadNetworkDocument } = await import('../client/network.ts');
           const net = await loadNetworkDocument(cfg, null);
-          const d = net?.document();
-          if (d) eta = { mixing: d.mixing, layers: d.layers.length };
+          doc = net?.document() ?? null;
+          if (doc) eta = { mixing: doc.mixing, layers: doc.layers.length };
         } catch {
           /* no document: no estimate */
         }
-        process.stdout.write(formatStatus(p, eta));
+        const lost = new GatewayMemory(ob.db).lost(doc);
+        process.stdout.write(formatLostGateways(lost, cfg.routing.on_gateway_loss, doc !== null) + formatStatus(p, eta));
       } finally {
         ob.close();
       }

@@ -43,6 +43,8 @@ export const ClientConfigSchema = z.object({
       overlay_only: z.boolean().default(false),
       overlay_only_recipients: z.array(z.string()).default([]),
       force_smtp: z.array(z.string()).default([]),
+      /** a domain that had a gateway and lost it: refuse (default) or relay through the smarthost */
+      on_gateway_loss: z.enum(['refuse', 'smtp']).default('refuse'),
     })
     .prefault({}),
   strip: z

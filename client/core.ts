@@ -15,6 +15,7 @@ import { Outbox, type NewRecipient } from './outbox.ts';
 import { decideRoute, type RouteDecision, type RoutingPolicy } from './routing.ts';
 import { Sender, planOverlay, type PacketSink, type SenderStats } from './sender.ts';
 import type { RetransmitPolicy } from '../proto/mixing/retransmit.ts';
+import { GatewayMemory } from './gateway-memory.ts';
 import { Wallet } from './wallet.ts';
 
 export interface Network {
@@ -67,6 +68,8 @@ export interface CoreCounters {
 export class ClientCore {
   readonly outbox: Outbox;
   readonly wallet: Wallet;
+  /** Domains known to have had a gateway (for refusing, not silently falling back, when it goes). */
+  readonly gateways: GatewayMemory;
   readonly sender: Sender;
   readonly counters: CoreCounters = { accepted: 0, refused: 0, smtpRelayed: 0, smtpDeferred: 0, bounced: 0, delivered: 0 };
   private relaying = false;
@@ -75,6 +78,7 @@ export class ClientCore {
     this.outbox = new Outbox(o.outboxPath);
     this.outbox.db.pragma('busy_timeout = 5000');
     this.wallet = new Wallet(this.outbox.db, o.lowTokens);
+    this.gateways = new GatewayMemory(this.outbox.db);
     const net = o.network;
     this.sender = new Sender({
       outbox: this.outbox,
@@ -104,11 +108,18 @@ export class ClientCore {
 
   /** The routing decision for one recipient now. */
   route(address: string): RouteDecision {
+    const doc = this.o.network?.document() ?? null;
+    if (doc) this.gateways.remember(doc, Date.now());
     return decideRoute({
       recipient: address,
-      document: this.o.network?.document() ?? null,
+      document: doc,
       unspentTokens: (r, keys) => this.wallet.count(r, keys),
       policy: this.o.policy,
+      gatewayHistory: (domain) => {
+        const s = this.gateways.seen(domain);
+        if (!s) return undefined;
+        return s.source === 'document' ? `listed up to network epoch ${s.lastEpoch}` : 'the wallet holds tokens it issued';
+      },
     });
   }
 
@@ -117,6 +128,10 @@ export class ClientCore {
     const d = this.route(address);
     if (d.path === 'refuse') {
       this.counters.refused++;
+      if (d.lostGateway) {
+        this.gateways.noteRefusal(d.lostGateway, Date.now());
+        this.o.log?.warn({ recipient: d.recipient, domain: d.lostGateway, reason: d.reason }, "refused: the recipient's postmix gateway is missing");
+      }
       throw new SmtpReply(550, `5.7.1 <${address}>: ${d.reason}`);
     }
     if (d.path === 'smtp' && !this.o.smarthost) {
@@ -177,6 +192,15 @@ export class ClientCore {
 
   /** Runs due overlay stream events and (asynchronously) due SMTP relays. */
   tick(now = Date.now()): number {
+    const doc = this.o.network?.document();
+    if (doc && this.gateways.remember(doc, now)) {
+      const lost = this.gateways.lost(doc).map((s) => s.domain);
+      if (lost.length > 0)
+        this.o.log?.warn(
+          { epoch: doc.epoch, domains: lost, onGatewayLoss: this.o.policy.onGatewayLoss ?? 'refuse' },
+          'postmix gateways missing from the network document: mail to these domains is refused (routing.on_gateway_loss)',
+        );
+    }
     const n = this.sender.step(now);
     void this.relayDue(now);
     return n;

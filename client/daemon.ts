@@ -48,6 +48,7 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
       overlayOnly: cfg.routing.overlay_only,
       overlayOnlyRecipients: cfg.routing.overlay_only_recipients,
       forceSmtp: cfg.routing.force_smtp,
+      onGatewayLoss: cfg.routing.on_gateway_loss,
     },
     strip: {
       received: cfg.strip.received,

@@ -89,4 +89,33 @@ describe('routing decision', () => {
     ).toBe('smtp');
     expect(decideRoute({ recipient: 'nobody', document: doc, unspentTokens: tokens({}), policy: none }).path).toBe('refuse');
   });
+
+  it('a domain that had a gateway and lost it is refused (default) or falls back only when allowed', () => {
+    const plain = { ...doc, gateways: [] };
+    const history = (d: string) => (d === 'overlay.test' ? 'listed up to network epoch 1' : undefined);
+    const lost = decideRoute({ recipient: 'b@overlay.test', document: plain, unspentTokens: tokens({}), policy: none, gatewayHistory: history });
+    expect(lost).toMatchObject({ path: 'refuse', lostGateway: 'overlay.test' });
+    expect(lost.reason).toMatch(/had a postmix gateway \(listed up to network epoch 1\)/);
+    expect(decideRoute({ recipient: 'b@overlay.test', document: null, unspentTokens: tokens({}), policy: none, gatewayHistory: history }).path).toBe('refuse');
+    const allowed = decideRoute({
+      recipient: 'b@overlay.test',
+      document: plain,
+      unspentTokens: tokens({}),
+      policy: { ...none, onGatewayLoss: 'smtp' },
+      gatewayHistory: history,
+    });
+    expect(allowed).toMatchObject({ path: 'smtp' });
+    expect(allowed.reason).toMatch(/not anonymous/);
+    // overlay-only wins over the opt-in, and a domain without history falls back as before
+    expect(
+      decideRoute({
+        recipient: 'b@overlay.test',
+        document: plain,
+        unspentTokens: tokens({}),
+        policy: { ...none, overlayOnly: true, onGatewayLoss: 'smtp' },
+        gatewayHistory: history,
+      }).path,
+    ).toBe('refuse');
+    expect(decideRoute({ recipient: 'c@plain.test', document: plain, unspentTokens: tokens({}), policy: none, gatewayHistory: history }).path).toBe('smtp');
+  });
 });

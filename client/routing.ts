@@ -3,7 +3,11 @@
  * in the current network document AND the wallet holds an unspent token for that recipient
  * under a key epoch the gateway still lists (or the gateway declares an open policy); else
  * the SMTP fallback through the user's own provider, or a refusal when the user set
- * overlay-only for that recipient or globally. Every decision carries a human reason that the
+ * overlay-only for that recipient or globally. A domain known to have had a gateway (an earlier
+ * document listed one, or the wallet holds tokens issued there) whose gateway is now missing is
+ * refused too, unless the user chose `onGatewayLoss: 'smtp'`: the fallback would otherwise let
+ * whoever keeps the gateway out of the document (or the document away from the client) decide
+ * that the mail goes out without the overlay. Every decision carries a human reason that the
  * logs, `postmix client status` and SMTP replies show.
  */
 import type { DocumentBody, NodeEntry } from '../proto/pki/codec.ts';
@@ -22,7 +26,13 @@ export type RouteDecision =
       readonly reason: string;
     }
   | { readonly path: 'smtp'; readonly recipient: string; readonly reason: string }
-  | { readonly path: 'refuse'; readonly recipient: string; readonly reason: string };
+  | {
+      readonly path: 'refuse';
+      readonly recipient: string;
+      readonly reason: string;
+      /** set when refused because this domain's gateway is missing (routing.on_gateway_loss) */
+      readonly lostGateway?: string;
+    };
 
 export interface RoutingPolicy {
   /** Refuse rather than fall back, for every recipient. */
@@ -31,6 +41,11 @@ export interface RoutingPolicy {
   readonly overlayOnlyRecipients: readonly string[];
   /** Always use the SMTP fallback for these addresses or `@domain` entries. */
   readonly forceSmtp?: readonly string[];
+  /**
+   * A domain that had a gateway and has none in the current document (or there is no document):
+   * 'refuse' (default) or 'smtp' (fall back, as for a domain that never had one).
+   */
+  readonly onGatewayLoss?: 'refuse' | 'smtp';
 }
 
 export interface RoutingInput {
@@ -40,6 +55,8 @@ export interface RoutingInput {
   /** Unspent wallet tokens for this recipient issued under one of `issuerKeys` (any issuer when undefined). */
   readonly unspentTokens: (recipient: string, issuerKeys?: readonly Uint8Array[]) => number;
   readonly policy: RoutingPolicy;
+  /** What the client knows of an earlier gateway for a domain (a phrase for the reason), if anything. */
+  readonly gatewayHistory?: (domain: string) => string | undefined;
 }
 
 export function domainOf(address: string): string {
@@ -69,12 +86,30 @@ export function decideRoute(input: RoutingInput): RouteDecision {
       ? { path: 'refuse', recipient, reason: `${why}, and overlay-only is set ${input.policy.overlayOnly ? 'globally' : 'for this recipient'}` }
       : { path: 'smtp', recipient, reason: `${why}: relaying through the SMTP smarthost (not anonymous)` };
 
+  // the domain had a gateway and it is gone: refuse, unless the user allows the fallback
+  const lost = (why: string): RouteDecision => {
+    const had = strict ? undefined : input.gatewayHistory?.(domain);
+    if (!had) return fallback(why);
+    if (input.policy.onGatewayLoss === 'smtp')
+      return {
+        path: 'smtp',
+        recipient,
+        reason: `${domain} had a postmix gateway (${had}) but ${why}: relaying through the SMTP smarthost (not anonymous; routing.on_gateway_loss = "smtp")`,
+      };
+    return {
+      path: 'refuse',
+      recipient,
+      lostGateway: domain,
+      reason: `${domain} had a postmix gateway (${had}) but ${why}: refused rather than relayed without the overlay through the SMTP smarthost (routing.on_gateway_loss = "smtp" would allow that)`,
+    };
+  };
+
   if (!domain || !recipient.includes('@')) return { path: 'refuse', recipient, reason: 'not a valid address (no domain)' };
   if (!strict && listed(input.policy.forceSmtp, recipient))
     return { path: 'smtp', recipient, reason: 'configured to always use the SMTP smarthost for this recipient' };
-  if (!input.document) return fallback('no network document is available');
+  if (!input.document) return lost('no network document is available');
   const gateway = input.document.gateways.find((g) => g.gateway?.domains.includes(domain));
-  if (!gateway || !gateway.gateway) return fallback(`no postmix gateway serves ${domain} in network epoch ${input.document.epoch}`);
+  if (!gateway || !gateway.gateway) return lost(`no postmix gateway serves ${domain} in network epoch ${input.document.epoch}`);
   // one POPRF issuer key per gateway (docs/spec/tokens.md); recipient key epochs are inside the tokens
   const issuerKeys = gateway.gateway.issuerKeys.map((k) => k.publicKey);
   const open = gateway.gateway.policy === 'open-rate-limited';

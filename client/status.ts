@@ -1,5 +1,6 @@
 /** `postmix client status`: messages in flight, progress per recipient, path and why, time left. */
 import { expectedRouteDelaySeconds, type MixingParams } from '../proto/mixing/params.ts';
+import type { GatewaySighting } from './gateway-memory.ts';
 import type { Progress } from './outbox.ts';
 
 export function progressBar(done: number, total: number, width = 20): string {
@@ -29,6 +30,28 @@ function fmtSeconds(s: number): string {
   if (s < 90) return `${Math.ceil(s)}s`;
   if (s < 5400) return `${Math.round(s / 60)}min`;
   return `${(s / 3600).toFixed(1)}h`;
+}
+
+/** The domains whose gateway is missing, as a warning block (empty when none). */
+export function formatLostGateways(lost: readonly GatewaySighting[], onLoss: 'refuse' | 'smtp', hasDocument: boolean): string {
+  if (lost.length === 0) return '';
+  const lines = [
+    hasDocument
+      ? 'GATEWAY MISSING: these domains had a postmix gateway, and the current network document lists none:'
+      : 'GATEWAY UNKNOWN: no network document is available; these domains had a postmix gateway:',
+  ];
+  for (const s of lost) {
+    const when =
+      s.source === 'document' ? `listed up to network epoch ${s.lastEpoch} (${new Date(s.lastSeenAt).toISOString()})` : 'known from tokens in the wallet';
+    const refused = s.refused > 0 ? `; ${s.refused} recipient(s) refused, last ${new Date(s.lastRefusedAt ?? 0).toISOString()}` : '';
+    lines.push(`  ${s.domain}  ${when}${refused}`);
+  }
+  lines.push(
+    onLoss === 'refuse'
+      ? '  mail to them is refused, not relayed without the overlay (routing.on_gateway_loss = "refuse")'
+      : '  mail to them goes through the SMTP smarthost, NOT anonymously (routing.on_gateway_loss = "smtp")',
+  );
+  return lines.join('\n') + '\n\n';
 }
 
 export function formatStatus(progress: readonly Progress[], eta: EtaInput | null, now = Date.now()): string {
