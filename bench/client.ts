@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fastestSuite } from '../proto/sphinx/index.ts';
 import { ClientCore } from '../client/core.ts';
-import { StaticNetwork } from '../client/network.ts';
 import { buildDropPacket, buildFragmentPacket } from '../client/sender.ts';
 import { fakeBundle, SimNet } from '../client/testing.ts';
 import { csprngUniform } from '../proto/util/random.ts';
@@ -28,7 +27,7 @@ function mkCore(dir: string, sim: SimNet, sink: { send(h: Uint8Array, p: Uint8Ar
   return new ClientCore({
     outboxPath: join(dir, 'outbox.sqlite'),
     suite: fastestSuite,
-    network: new StaticNetwork(sim.doc, sink, new Uint8Array(32).fill(1)),
+    network: sim.network(new Uint8Array(32).fill(1), sink),
     policy: { overlayOnly: true, overlayOnlyRecipients: [] },
     strip: {},
     smarthost: null,

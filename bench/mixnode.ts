@@ -215,10 +215,10 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
   await dir.round(E);
   clock.t = epochStart(EC, E) + 1;
   await node.tick();
-  const doc = node.view.current!.body;
+  const doc = node.hop.view.current!.body;
   const me = doc.layers[0]![0]!;
   const next = doc.layers[1]!.find((x) => x.peerId === l2info.peerId)!;
-  const port = Number(node.addresses()[0]!.split('/').pop());
+  const port = Number(node.hop.addresses()[0]!.split('/').pop());
 
   const N = opts.quick ? 3000 : 12000;
   opts.log(`building ${fmt(N)} two-hop packets (L1 → L2, zero delay)…`);
@@ -237,7 +237,7 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
 
   // bare Sphinx processing rate, same key, same packets; measured before each node run (the
   // machine is shared, so the figure drifts; each ratio uses the one measured next to it)
-  const key = node.keys.keys()[0]!.key;
+  const key = node.hop.keys.keys()[0]!.key;
   const bare = (): number => {
     const bareN = Math.min(N, 3000);
     const t0 = performance.now();
@@ -270,7 +270,7 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
     gcObs.observe({ entryTypes: ['gc'] });
     const elu0 = performance.eventLoopUtilization();
     const cpu0 = process.cpuUsage();
-    const recv0 = node.engine.counters.received;
+    const recv0 = node.hop.engine.counters.received;
     child.send({ file, count: N, target: dialAddrs(me), peer: me.peerId });
     const r = (await child.next()) as { forwarded: number; seconds: number };
     const cpu = process.cpuUsage(cpu0);
@@ -280,7 +280,7 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
     out[`nodeEventLoopUtilization_${store}`] = Number(elu.toFixed(3));
     gcObs.disconnect();
     out[`nodeGcUsPerPacket_${store}`] = Math.round((gcMs * 1000) / r.forwarded);
-    const nodeCpuUsPerPacket = (cpu.user + cpu.system) / (node.engine.counters.received - recv0);
+    const nodeCpuUsPerPacket = (cpu.user + cpu.system) / (node.hop.engine.counters.received - recv0);
     const rate = r.forwarded / r.seconds;
     out[`nodeCpuUsPerPacket_${store}`] = Math.round(nodeCpuUsPerPacket);
     out[`cpuBoundRatioToBare_${store}`] = Number((1e6 / nodeCpuUsPerPacket / bareRate).toFixed(3));
@@ -289,7 +289,7 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
     );
     out[`forwardedPerSec_${store}`] = Math.round(rate);
     out[`ratioToBare_${store}`] = Number((rate / bareRate).toFixed(3));
-    out[`dropped_${store}`] = Object.fromEntries(Object.entries(node.engine.counters.dropped).filter(([, v]) => v > 0));
+    out[`dropped_${store}`] = Object.fromEntries(Object.entries(node.hop.engine.counters.dropped).filter(([, v]) => v > 0));
     opts.log(
       `mix node (replay store ${store}): ${fmt(rate)} packets/s forwarded over loopback = ${fmt((100 * rate) / bareRate, 1)}% of bare Sphinx; node event loop busy ${fmt(100 * elu, 1)}%, GC pauses ${fmt((gcMs * 1000) / r.forwarded, 1)} µs/packet`,
     );

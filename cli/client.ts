@@ -2,14 +2,15 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { ConfigError, createLogger, EXIT, loadConfig, onShutdown } from '../runtime/daemon.ts';
+import { createLogger, loadConfig, onShutdown } from '../runtime/daemon.ts';
+import { ConfigError, EXIT, exitCodeOf } from '../runtime/errors.ts';
 import { ClientConfigSchema, outboxPath, type ClientConfig } from '../client/config.ts';
 import { Outbox } from '../client/outbox.ts';
 import { Wallet } from '../client/wallet.ts';
 import { formatLostGateways, formatStatus } from '../client/status.ts';
 import { GatewayMemory } from '../client/gateway-memory.ts';
 import { submitLocal } from '../client/submit.ts';
-import { recipientsFromHeaders, headerValues, addressesIn } from '../client/intake.ts';
+import { recipientsFromHeaders, headerValues, addressesIn } from '../client/headers.ts';
 import { parseSendmailArgs, prepareSendmail } from '../client/sendmail.ts';
 
 export const CLIENT_ENV_PREFIX = 'POSTMIX_CLIENT';
@@ -22,12 +23,10 @@ function loadCfg(file: string | undefined, cmd: string): ClientConfig | null {
   try {
     return loadConfig(file ?? defaultConfigPath(), ClientConfigSchema, CLIENT_ENV_PREFIX);
   } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`postmix ${cmd}: ${e.message}\n`);
-      process.exitCode = EXIT.config;
-      return null;
-    }
-    throw e;
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`postmix ${cmd}: ${e.message}\n`);
+    process.exitCode = exitCodeOf(e);
+    return null;
   }
 }
 
@@ -73,27 +72,12 @@ export function registerClient(program: Command): void {
       const log = createLogger('client', cfg.log.level);
       // loaded here so the other client commands start fast (libp2p is heavy)
       const { runClient } = await import('../client/daemon.ts');
-      const { attachLink, loadNetworkDocument, refreshDocument } = await import('../client/network.ts');
-      let network = null;
       try {
-        network = await loadNetworkDocument(cfg, log);
+        const c = await runClient(cfg, { log });
+        onShutdown(log, () => c.stop());
       } catch (e) {
-        log.warn({ err: (e as Error).message }, 'network document unavailable');
-      }
-      try {
-        const c = await runClient(cfg, { log, network });
-        const attached = network ? await attachLink(network, (item) => c.core.onMailboxItem(item), log) : null;
-        const net = network;
-        const refresher = net ? setInterval(() => void refreshDocument(net, cfg, log), cfg.network.refresh_s * 1000) : null;
-        onShutdown(log, async () => {
-          if (refresher) clearInterval(refresher);
-          await attached?.stop();
-          await c.stop();
-        });
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
         process.stderr.write(`postmix client run: ${(e as Error).message}\n`);
-        process.exitCode = e instanceof ConfigError ? EXIT.config : code === 'EADDRINUSE' || code === 'EACCES' ? EXIT.unavailable : EXIT.failure;
+        process.exitCode = exitCodeOf(e);
       }
     });
 
@@ -143,10 +127,9 @@ export function registerClient(program: Command): void {
         let eta = null;
         let doc = null;
         try {
-          const { loadNetworkDocument } = await import('../client/network.ts');
-          const net = await loadNetworkDocument(cfg, null);
-          doc = net?.document() ?? null;
-          if (doc) eta = { mixing: doc.mixing, layers: doc.layers.length };
+          const { loadDocument } = await import('../client/network.ts');
+          doc = (await loadDocument(cfg, null)).body;
+          eta = { mixing: doc.mixing, layers: doc.layers.length };
         } catch {
           /* no document: no estimate */
         }

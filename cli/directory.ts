@@ -1,9 +1,8 @@
 import { Command } from 'commander';
-import { ConfigError, createLogger, EXIT, onShutdown } from '../runtime/daemon.ts';
-import { bytesEqual, isPkiError } from '../proto/pki/index.ts';
-import { loadIdentity } from '../runtime/pki/key-store.ts';
+import { createLogger, onShutdown } from '../runtime/daemon.ts';
+import { ConfigError, exitCodeOf } from '../runtime/errors.ts';
 import { ENV_PREFIX, loadDirectoryConfig } from '../directory/config.ts';
-import { runDirectory } from '../directory/daemon.ts';
+import { ownAuthorityKey, runDirectory } from '../directory/daemon.ts';
 
 const RUN_HELP = `
 Configuration (one TOML file; see docs/spec/pki.md §8 for a complete example):
@@ -38,22 +37,18 @@ export function registerDirectory(program: Command): void {
       try {
         cfg = loadDirectoryConfig(opts.config);
       } catch (e) {
-        if (e instanceof ConfigError) {
-          process.stderr.write(`postmix directory run: ${e.message}\n`);
-          process.exitCode = EXIT.config;
-          return;
-        }
-        throw e;
+        if (!(e instanceof ConfigError)) throw e;
+        process.stderr.write(`postmix directory run: ${e.message}\n`);
+        process.exitCode = exitCodeOf(e);
+        return;
       }
       if (opts.check) {
         const n = cfg.file.network;
         try {
-          const id = loadIdentity(cfg.identityKeyPath);
-          if (!cfg.authorities.some((a) => bytesEqual(a.publicKey, id.publicKey)))
-            throw new Error(`the key in ${cfg.identityKeyPath} is not one of the configured [[authorities]]`);
+          ownAuthorityKey(cfg);
         } catch (e) {
           process.stderr.write(`postmix directory run: ${(e as Error).message}\n`);
-          process.exitCode = EXIT.keys;
+          process.exitCode = exitCodeOf(e);
           return;
         }
         process.stdout.write(
@@ -67,12 +62,10 @@ export function registerDirectory(program: Command): void {
       try {
         running = await runDirectory(cfg, { logger: log, defaultMetrics: true });
       } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        log.error({ err: err.message }, 'cannot start');
+        log.error({ err: (e as Error).message }, 'cannot start');
         log.flush?.();
-        process.stderr.write(`postmix directory run: ${err.message}\n`);
-        process.exitCode =
-          isPkiError(e) || err.code === 'ENOENT' || /authorities/.test(err.message) ? EXIT.keys : err.code === 'EADDRINUSE' ? EXIT.unavailable : EXIT.failure;
+        process.stderr.write(`postmix directory run: ${(e as Error).message}\n`);
+        process.exitCode = exitCodeOf(e);
         return;
       }
       const r = running;

@@ -1,7 +1,7 @@
 import { privateDir, writePrivateFile } from '../runtime/private-files.ts';
 import type { Command } from 'commander';
-import { ConfigError, createLogger, EXIT, onShutdown } from '../runtime/daemon.ts';
-import { KeyFileError } from '../runtime/hop/epoch-keys.ts';
+import { createLogger, onShutdown } from '../runtime/daemon.ts';
+import { ConfigError, EXIT, exitCodeOf } from '../runtime/errors.ts';
 import { finalizeTokens, issueTokens, makeBundle, requestTokens } from '../proto/tokens/index.ts';
 import { ENV_PREFIX, loadGatewayConfig, loadOrCreateIssuer, type GatewayConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/daemon.ts';
@@ -18,6 +18,7 @@ Configuration (one TOML file; docs/gateway.md has a complete example and every k
   [mailbox]    max_items (1000), ttl_s (86400)
   [issuance]   enabled (true), host (127.0.0.1), port (4180), public_url, max_per_request (100)
   [limits]     max_queued_bytes, per_peer_queue, max_batch_frames, max_connections
+  [replay]     store ("sqlite" | "log")
   [metrics]    enabled (true), host (loopback only), port (9102)
   [directory]  threshold, epoch_length, epoch_origin, grace, timeout_ms, retry_ms, [[directory.authorities]]
 
@@ -35,11 +36,9 @@ function withConfig(what: string, file: string): GatewayConfig | undefined {
   try {
     return loadGatewayConfig(file);
   } catch (e) {
-    if (e instanceof ConfigError) {
-      fail(what, e.message, EXIT.config);
-      return undefined;
-    }
-    throw e;
+    if (!(e instanceof ConfigError)) throw e;
+    fail(what, e.message, exitCodeOf(e));
+    return undefined;
   }
 }
 
@@ -51,7 +50,7 @@ function withStore<T>(what: string, file: string, fn: (store: GatewayStore, cfg:
   try {
     return fn(store, cfg);
   } catch (e) {
-    fail(what, (e as Error).message, EXIT.failure);
+    fail(what, (e as Error).message, exitCodeOf(e));
     return undefined;
   } finally {
     store.close();
@@ -84,14 +83,9 @@ export function registerGateway(program: Command): void {
       try {
         gw = await Gateway.start({ config: cfg, logger: log });
       } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        const msg = err.message ?? String(e);
-        if (e instanceof ConfigError) return fail('run', msg, EXIT.config);
-        if (e instanceof KeyFileError) return fail('run', msg, EXIT.keys);
-        if (/EADDRINUSE|address already in use/i.test(msg)) return fail('run', msg, EXIT.unavailable);
-        if (/identity|key/i.test(msg) && /ENOENT|no such file|missing/i.test(msg))
-          return fail('run', `${msg} (create keys with: postmix keygen -d ${cfg.keysDir} -e none)`, EXIT.keys);
-        return fail('run', msg, EXIT.failure);
+        log.error({ err: (e as Error).message }, 'cannot start');
+        log.flush?.();
+        return fail('run', (e as Error).message, exitCodeOf(e));
       }
       onShutdown(log, () => gw.close(), cfg.file.gateway.shutdown_grace_ms + 5000);
     });

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { DEFAULT_EPOCH, epochAt, sphinxKeyFile, type EpochConfig } from '../proto/pki/index.ts';
 import { KeyFileExistsError, KeyStore } from '../runtime/pki/key-store.ts';
-import { EXIT } from '../runtime/daemon.ts';
+import { exitCodeOf } from '../runtime/errors.ts';
 
 function intOpt(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -74,12 +74,9 @@ export function registerKeygen(program: Command): void {
           process.stdout.write(epochs.length ? `, ${epochs.map(sphinxKeyFile).join(', ')} (0600)\n` : '\n');
         }
       } catch (e) {
-        if (e instanceof KeyFileExistsError) {
-          process.stderr.write(`postmix keygen: ${e.message}\n`);
-          process.exitCode = EXIT.keys;
-          return;
-        }
-        throw e;
+        if (!(e instanceof KeyFileExistsError)) throw e;
+        process.stderr.write(`postmix keygen: ${e.message}\n`);
+        process.exitCode = exitCodeOf(e);
       }
     });
 }

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { exitCodeOf } from '../runtime/errors.ts';
 
 type Register = (program: Command) => void;
 
@@ -50,6 +51,6 @@ export async function main(argv: string[]): Promise<void> {
     }
     const msg = err instanceof Error ? err.message : String(err);
     process.stderr.write(`postmix: ${msg}\n`);
-    process.exitCode = 1;
+    process.exitCode = exitCodeOf(err);
   }
 }

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { ConfigError, createLogger, EXIT, onShutdown } from '../runtime/daemon.ts';
-import { KeyFileError, openKeyStore } from '../runtime/hop/epoch-keys.ts';
-import { isPkiError } from '../proto/pki/index.ts';
+import { createLogger, onShutdown } from '../runtime/daemon.ts';
+import { ConfigError, exitCodeOf } from '../runtime/errors.ts';
+import { openKeyStore } from '../runtime/hop/epoch-keys.ts';
 import { ENV_PREFIX, loadMixnodeConfig, type MixnodeConfig } from '../mixnode/config.ts';
-import { MixNode, PortInUseError } from '../mixnode/daemon.ts';
+import { MixNode } from '../mixnode/daemon.ts';
 
 const RUN_HELP = `
 Configuration (one TOML file; docs/mixnode.md has a complete example and every key):
@@ -57,7 +57,7 @@ export function registerMixnode(program: Command): void {
         const env = opts.logLevel ? { ...process.env, [`${ENV_PREFIX}_MIXNODE__LOG_LEVEL`]: opts.logLevel } : process.env;
         cfg = loadMixnodeConfig(opts.config, env);
       } catch (e) {
-        if (e instanceof ConfigError) return fail(e.message, EXIT.config);
+        if (e instanceof ConfigError) return fail(e.message, exitCodeOf(e));
         throw e;
       }
       if (opts.check) {
@@ -70,7 +70,7 @@ export function registerMixnode(program: Command): void {
               `replay store ${f.replay.store}, metrics ${f.metrics.enabled ? `${f.metrics.host}:${f.metrics.port}` : 'off'}\n`,
           );
         } catch (e) {
-          return fail((e as Error).message, e instanceof KeyFileError || isPkiError(e) ? EXIT.keys : EXIT.failure);
+          return fail((e as Error).message, exitCodeOf(e));
         }
         return;
       }
@@ -79,10 +79,9 @@ export function registerMixnode(program: Command): void {
       try {
         node = await MixNode.start({ config: cfg, logger: log });
       } catch (e) {
-        const code = e instanceof KeyFileError || isPkiError(e) ? EXIT.keys : e instanceof PortInUseError ? EXIT.unavailable : EXIT.failure;
         log.error({ err: (e as Error).message }, 'cannot start');
         log.flush?.();
-        return fail((e as Error).message, code);
+        return fail((e as Error).message, exitCodeOf(e));
       }
       const grace = cfg.file.mixnode.shutdown_grace_ms;
       onShutdown(

@@ -1,7 +1,8 @@
 /**
- * The client's working parts wired together, without sockets of its own except the SMTP
- * intake: outbox + wallet + routing + overlay sender + SMTP fallback worker + bounces. The
- * daemon (daemon.ts) adds config, logs, metrics and timers; tests drive `tick(now)` directly.
+ * The client's working parts wired together, without sockets of its own: outbox + wallet +
+ * routing + overlay sender + SMTP fallback worker + bounces. The daemon (daemon.ts) adds the SMTP
+ * submission server, the overlay connection, config, logs, metrics and timers; tests drive
+ * `tick(now)` directly.
  */
 import { randomBytes } from 'node:crypto';
 import type { DocumentBody, NodeEntry } from '../proto/pki/codec.ts';
@@ -10,8 +11,10 @@ import type { SphinxSuite } from '../proto/sphinx/index.ts';
 import { normalizeRecipient } from '../proto/tokens/index.ts';
 import type { MailboxItem } from '../proto/mailbox/index.ts';
 import { buildBounce, deliverToMaildir } from './bounce.ts';
-import { SmtpReply, headerValues, addressesIn, relaySmtp, stripHeaders, type SmarthostConfig, type StripOptions, type RelayResult } from './intake.ts';
-import { Outbox, type NewRecipient } from './outbox.ts';
+import { addressesIn, headerValues, stripHeaders, type StripOptions } from './headers.ts';
+import { relaySmtp, type RelayResult, type SmarthostConfig } from './smarthost.ts';
+import { SmtpReply } from './smtp-server.ts';
+import { Outbox, TokenSpentError, type NewRecipient } from './outbox.ts';
 import { decideRoute, type RouteDecision, type RoutingPolicy } from './routing.ts';
 import { Sender, planOverlay, type PacketSink, type SenderStats } from './sender.ts';
 import type { RetransmitPolicy } from '../proto/mixing/retransmit.ts';
@@ -184,7 +187,7 @@ export class ClientCore {
         return id;
       } catch (e) {
         // another session spent the token we picked: pick again (bounded)
-        if (tries < 3 && /no longer unspent/.test((e as Error).message)) continue;
+        if (tries < 3 && e instanceof TokenSpentError) continue;
         throw e;
       }
     }

@@ -1,17 +1,21 @@
 /**
  * `postmix client run`: the client daemon. SMTP intake on loopback, the durable outbox, the
- * overlay sender's Poisson streams (when a network is available), the SMTP fallback worker,
+ * overlay (client/network.ts: the document, the link to layer 1, the mailbox subscription) and
+ * the sender's Poisson streams over it when a document is available, the SMTP fallback worker,
  * Prometheus metrics on loopback, pino logs, graceful shutdown.
  */
 import type { Logger } from 'pino';
-import { Counter, Gauge } from 'prom-client';
 import { fastestSuite } from '../proto/sphinx/index.ts';
-import { ConfigError, isLoopback, newRegistry, startMetricsServer, type MetricsServer } from '../runtime/daemon.ts';
 import { csprngUniform } from '../proto/util/random.ts';
+import { isLoopback } from '../runtime/daemon.ts';
+import { ConfigError, listenError } from '../runtime/errors.ts';
+import { newRegistry, startMetricsServer, type MetricsServer } from '../runtime/metrics.ts';
 import { privateDir } from '../runtime/private-files.ts';
 import { outboxPath, type ClientConfig } from './config.ts';
 import { ClientCore, type Network } from './core.ts';
-import { startIntake, type Intake } from './intake.ts';
+import { registerClientMetrics } from './metrics.ts';
+import { loadDocument, loadMailboxId, OverlayConnection } from './network.ts';
+import { startSubmissionServer, type SubmissionServer } from './smtp-server.ts';
 
 export interface RunningClient {
   readonly core: ClientCore;
@@ -22,8 +26,12 @@ export interface RunningClient {
 
 export interface RunOptions {
   readonly log: Logger;
-  /** An overlay network (link + document); null or absent: fallback rules only. */
-  readonly network?: Network | null;
+  /**
+   * The overlay. Absent: connect as the config says ([network]); an OverlayConnection: that
+   * one (the caller closes it); another Network (an in-process test network, whose mailbox the
+   * caller feeds to `core.onMailboxItem`); null: none, fallback rules only.
+   */
+  readonly network?: Network | OverlayConnection | null;
   /** Upper bound between scheduler wake-ups, ms (default 1000). */
   readonly maxSleepMs?: number;
 }
@@ -35,15 +43,39 @@ export function checkListen(cfg: ClientConfig): void {
   if (cfg.metrics.enabled && !isLoopback(cfg.metrics.host)) throw new ConfigError(`metrics.host ${cfg.metrics.host} must be loopback`);
 }
 
+/** The overlay the config describes, or null (with a warning) when no document is available. */
+async function connectOverlay(cfg: ClientConfig, log: Logger): Promise<OverlayConnection | null> {
+  if (!cfg.network.document) return null;
+  try {
+    return await OverlayConnection.open({
+      document: await loadDocument(cfg, log),
+      mailboxId: loadMailboxId(cfg.data_dir),
+      home: cfg.network.home_gateway,
+      log,
+    });
+  } catch (e) {
+    log.warn({ err: (e as Error).message }, 'network document unavailable');
+    return null;
+  }
+}
+
 export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<RunningClient> {
   checkListen(cfg);
   const log = ro.log;
   privateDir(cfg.data_dir);
   const sh = cfg.smarthost;
+  // ours to close when we opened it
+  const own = ro.network === undefined ? await connectOverlay(cfg, log) : null;
+  const network = ro.network === undefined ? own : ro.network;
+  const closers: (() => Promise<void> | void)[] = [];
+  const stopAll = async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  };
+  if (own) closers.push(() => own.close());
   const core = new ClientCore({
     outboxPath: outboxPath(cfg),
     suite: fastestSuite,
-    network: ro.network ?? null,
+    network,
     policy: {
       overlayOnly: cfg.routing.overlay_only,
       overlayOnlyRecipients: cfg.routing.overlay_only_recipients,
@@ -77,14 +109,25 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
     uniform: csprngUniform,
     log,
   });
-  if (!ro.network) log.warn('no overlay network attached: every recipient follows the fallback rules (SMTP smarthost or refusal)');
+  closers.unshift(() => core.close());
+  if (!network) log.warn('no overlay network attached: every recipient follows the fallback rules (SMTP smarthost or refusal)');
   for (const e of core.wallet.low()) log.warn({ recipient: e.recipient, left: e.unspent }, 'running low on delivery tokens');
   const active = core.outbox.activeMessages().length;
   if (active > 0) log.info({ messages: active, smtpRetriedNow: core.outbox.retrySmtpNow(Date.now()) }, 'resuming messages from the outbox');
+  if (network instanceof OverlayConnection) network.subscribe((item) => core.onMailboxItem(item));
+  if (own && cfg.network.authority_urls.length > 0) {
+    const refresher = setInterval(() => {
+      loadDocument(cfg, null).then(
+        (doc) => own.update(doc),
+        (e: unknown) => log.warn({ err: (e as Error).message }, 'network document refresh failed; keeping the current one'),
+      );
+    }, cfg.network.refresh_s * 1000);
+    closers.push(() => clearInterval(refresher));
+  }
 
-  let intake: Intake;
+  let smtp: SubmissionServer;
   try {
-    intake = await startIntake({
+    smtp = await startSubmissionServer({
       host: cfg.smtp.host,
       port: cfg.smtp.port,
       auth: cfg.smtp.user ? { user: cfg.smtp.user, password: cfg.smtp.password } : null,
@@ -93,52 +136,24 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
       log,
     });
   } catch (e) {
-    core.close();
-    throw e;
+    await stopAll();
+    throw listenError(e, `smtp ${cfg.smtp.host}:${cfg.smtp.port}`);
   }
-  log.info({ host: cfg.smtp.host, port: intake.port, auth: Boolean(cfg.smtp.user) }, 'smtp submission listening');
+  closers.push(() => smtp.close());
+  log.info({ host: cfg.smtp.host, port: smtp.port, auth: Boolean(cfg.smtp.user) }, 'smtp submission listening');
 
-  // metrics
   let metrics: MetricsServer | null = null;
   if (cfg.metrics.enabled) {
     const reg = newRegistry('postmix_client');
-    const c = core.counters;
-    const s = core.stats;
-    const counter = (name: string, help: string, get: () => number) =>
-      new Counter({
-        name,
-        help,
-        registers: [reg],
-        collect() {
-          this.reset();
-          this.inc(get());
-        },
-      });
-    counter('postmix_client_messages_accepted_total', 'messages accepted (250)', () => c.accepted);
-    counter('postmix_client_recipients_refused_total', 'recipients refused at RCPT TO', () => c.refused);
-    counter('postmix_client_smtp_relayed_total', 'recipients relayed through the smarthost', () => c.smtpRelayed);
-    counter('postmix_client_bounced_total', 'recipients bounced', () => c.bounced);
-    counter('postmix_client_delivered_total', 'recipients delivered (all ACKs, or smarthost 250)', () => c.delivered);
-    const pk = new Counter({ name: 'postmix_client_packets_sent_total', help: 'packets sent by stream kind', labelNames: ['kind'], registers: [reg] });
-    const upd = () => {
-      pk.reset();
-      pk.inc({ kind: 'real' }, s.real);
-      pk.inc({ kind: 'drop' }, s.drop);
-      pk.inc({ kind: 'loop' }, s.loop);
-    };
-    new Gauge({
-      name: 'postmix_client_outbox_active_messages',
-      help: 'messages in the outbox not yet delivered or bounced',
-      registers: [reg],
-      collect() {
-        upd();
-        this.set(core.outbox.activeMessages().length);
-      },
-    });
-    counter('postmix_client_fragments_resent_total', 'fragments resent after an ACK timeout', () => s.resent);
-    counter('postmix_client_acks_total', 'ACKs received', () => s.acks);
-    counter('postmix_client_loops_returned_total', 'loop cover packets that came back', () => s.loopsReturned);
-    metrics = await startMetricsServer(reg, cfg.metrics.host, cfg.metrics.port);
+    registerClientMetrics(reg, core);
+    try {
+      metrics = await startMetricsServer(reg, cfg.metrics.host, cfg.metrics.port);
+    } catch (e) {
+      await stopAll();
+      throw listenError(e, `metrics ${cfg.metrics.host}:${cfg.metrics.port}`);
+    }
+    const m = metrics;
+    closers.push(() => m.close());
     log.info({ port: metrics.port }, 'metrics listening');
   }
 
@@ -157,17 +172,15 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
     timer = setTimeout(loop, wait);
   };
   loop();
+  closers.push(() => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+  });
 
   return {
     core,
-    smtpPort: intake.port,
+    smtpPort: smtp.port,
     metricsPort: metrics?.port ?? null,
-    async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await intake.close();
-      await metrics?.close();
-      core.close();
-    },
+    stop: stopAll,
   };
 }

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Outbox } from './outbox.ts';
+import { Outbox, TokenSpentError } from './outbox.ts';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -135,7 +135,8 @@ describe('outbox', () => {
     };
     const id = ob.accept({ mailFrom: 'a@x', raw, now: 0, recipients: [rcpt] });
     expect(ob.db.prepare('SELECT state, message_id FROM tokens WHERE id = 1').get()).toEqual({ state: 'spent', message_id: id });
-    expect(() => ob.accept({ mailFrom: 'a@x', raw, now: 0, recipients: [rcpt] })).toThrow(/no longer unspent/);
+    expect(() => ob.accept({ mailFrom: 'a@x', raw, now: 0, recipients: [rcpt] })).toThrow(TokenSpentError);
+    expect(() => ob.accept({ mailFrom: 'a@x', raw, now: 0, recipients: [rcpt] })).toThrow(/token 1 for .* is no longer unspent/);
     // the failed accept left nothing behind
     expect(ob.activeMessages().map((m) => m.id)).toEqual([id]);
     ob.close();

@@ -212,6 +212,17 @@ function fragmentRow(f: RawFragment): FragmentRow {
   };
 }
 
+/** The wallet token `accept` was to spend was spent meanwhile (another session took it): pick another. */
+export class TokenSpentError extends Error {
+  override readonly name = 'TokenSpentError';
+  constructor(
+    readonly tokenId: number,
+    readonly recipient: string,
+  ) {
+    super(`token ${tokenId} for ${recipient} is no longer unspent`);
+  }
+}
+
 export class Outbox {
   readonly db: Database.Database;
 
@@ -267,7 +278,7 @@ export class Outbox {
             n,
           );
           for (let i = 0; i < n; i++) insF.run(id, r.address, i);
-          if (r.tokenId !== undefined && spend.run(id, r.tokenId).changes !== 1) throw new Error(`token ${r.tokenId} for ${r.address} is no longer unspent`);
+          if (r.tokenId !== undefined && spend.run(id, r.tokenId).changes !== 1) throw new TokenSpentError(r.tokenId, r.address);
         } else {
           insR.run(id, r.address, r.path, r.reason, null, null, randomBytes(16), 0, 0, 0);
         }

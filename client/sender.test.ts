@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
 import { ClientCore } from './core.ts';
-import { StaticNetwork } from './network.ts';
 import { chooseRoute, nextPoisson, Sender } from './sender.ts';
 import { ackTimeoutBaseMs } from '../proto/mixing/retransmit.ts';
 import { SimNet, fakeBundle, seededUniform } from './testing.ts';
@@ -27,7 +26,7 @@ function core(sim: SimNet, dir: string, o: { cover?: boolean; maxAttempts?: numb
   return new ClientCore({
     outboxPath: join(dir, 'outbox.sqlite'),
     suite: nodeSuite,
-    network: new StaticNetwork(sim.doc, sim, MAILBOX),
+    network: sim.network(MAILBOX),
     policy: { overlayOnly: o.overlayOnly ?? true, overlayOnlyRecipients: [] },
     strip: {},
     smarthost: null,

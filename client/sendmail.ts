@@ -5,7 +5,7 @@
  * other sendmail flags (-oem, -odb, -v, -F NAME ...) are accepted and ignored. The message goes
  * to the running client's SMTP intake; the body is never altered.
  */
-import { addressesIn, cutAtDot, headerValues, recipientsFromHeaders, removeBcc } from './intake.ts';
+import { addressesIn, cutAtDot, headerValues, recipientsFromHeaders, removeBcc } from './headers.ts';
 
 export interface SendmailArgs {
   readonly t: boolean;

@@ -10,6 +10,8 @@ import { AckStatus, assemble, decodePayload, encodeAck } from '../proto/fragment
 import { isMailQueue, type MailboxItem } from '../proto/mailbox/index.ts';
 import { DEFAULT_MIXING, type MixingParams } from '../proto/mixing/params.ts';
 import { nodeSuite, packetFromSurb, prepareHopKey, processPacket, type Geometry, type HopPrivateKey } from '../proto/sphinx/index.ts';
+import type { Network } from './core.ts';
+import { pickHome } from './network.ts';
 import type { PacketSink } from './sender.ts';
 
 /** The issuer key the simulated gateway publishes; `fakeBundle` tokens carry it. */
@@ -71,6 +73,8 @@ export class SimNet implements PacketSink {
   packetsIn = 0;
   drops = 0;
   private readonly partial = new Map<string, { parts: Map<number, Uint8Array>; count: number; total: number; done: boolean }>();
+  /** when set, mailbox items go here (a real mailbox server) instead of `mailboxes` */
+  mailboxSink: ((mailboxId: Uint8Array, item: MailboxItem) => void) | undefined;
   /** when false, packets are queued until `flush()` */
   autoDeliver = true;
   private readonly queue: { hop: string; packet: Uint8Array; path: string[] }[] = [];
@@ -139,6 +143,7 @@ export class SimNet implements PacketSink {
     if (r.kind === 'drop') return;
     this.routesSeen.push(p);
     if (isMailQueue(r.queueId)) this.gatewayIntake(r.payload);
+    else if (this.mailboxSink) this.mailboxSink(r.queueId, r.surbId ? { surbId: r.surbId, payload: r.payload } : { payload: r.payload });
     else {
       const k = Buffer.from(r.queueId).toString('hex');
       const box = this.mailboxes.get(k) ?? [];
@@ -178,12 +183,33 @@ export class SimNet implements PacketSink {
     if (reply.ok) this.queue.push({ hop: Buffer.from(reply.firstHop).toString('hex'), packet: reply.packet, path: [] });
   }
 
+  /** The network as a client core sees it: this document, this gateway as home, packets to `sink` (default: into this network). */
+  network(mailboxId: Uint8Array, sink: PacketSink = this): TestNetwork {
+    return new TestNetwork(this.doc, sink, mailboxId);
+  }
+
   /** Takes every item waiting in a mailbox. */
   fetch(mailboxId: Uint8Array): MailboxItem[] {
     const k = Buffer.from(mailboxId).toString('hex');
     const items = this.mailboxes.get(k) ?? [];
     this.mailboxes.delete(k);
     return items;
+  }
+}
+
+/** A Network whose document the test sets (`doc`: an attacker's, or none), with packets to `sink`. */
+export class TestNetwork implements Network {
+  constructor(
+    public doc: DocumentBody | null,
+    readonly sink: PacketSink,
+    readonly mailboxId: Uint8Array,
+    private readonly homeWant = '',
+  ) {}
+  document(): DocumentBody | null {
+    return this.doc;
+  }
+  home(): NodeEntry | null {
+    return this.doc ? pickHome(this.doc, this.homeWant) : null;
   }
 }
 

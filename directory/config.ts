@@ -9,7 +9,8 @@ import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { DEFAULT_GEOMETRY, validateGeometry } from '../proto/sphinx/geometry.ts';
 import { DEFAULT_MIXING, validateMixingParams } from '../proto/mixing/params.ts';
-import { applyEnvOverrides, ConfigError, validateConfig } from '../runtime/daemon.ts';
+import { applyEnvOverrides, validateConfig } from '../runtime/daemon.ts';
+import { ConfigError } from '../runtime/errors.ts';
 import { authorityEntry, checkThreshold, epochFields, logLevel, resolveAuthorities, resolveEpoch, thresholdField } from '../runtime/config-schema.ts';
 
 export const DirectoryConfigSchema = z

@@ -4,7 +4,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { bytesEqual, epochAt, schedulePoint, SCHEDULE, type DocumentParams } from '../proto/pki/index.ts';
+import { bytesEqual, epochAt, schedulePoint, SCHEDULE, type DocumentParams, type IdentityKey } from '../proto/pki/index.ts';
+import type { AuthorityRef } from '../runtime/config-schema.ts';
+import { KeyFileError, listenError } from '../runtime/errors.ts';
 import { loadIdentity } from '../runtime/pki/key-store.ts';
 import { Authority } from './authority.ts';
 import type { ResolvedDirectoryConfig } from './config.ts';
@@ -26,11 +28,20 @@ export interface RunOptions {
   readonly defaultMetrics?: boolean;
 }
 
-export async function runDirectory(cfg: ResolvedDirectoryConfig, opts: RunOptions): Promise<RunningDirectory> {
-  const log = opts.logger;
+/**
+ * This authority's identity (identity_key) and its entry in [[authorities]]. Throws PkiError for
+ * an unreadable key file, KeyFileError when the key is not one of the configured authorities.
+ */
+export function ownAuthorityKey(cfg: ResolvedDirectoryConfig): { identity: IdentityKey; self: AuthorityRef } {
   const identity = loadIdentity(cfg.identityKeyPath);
   const self = cfg.authorities.find((a) => bytesEqual(a.publicKey, identity.publicKey));
-  if (!self) throw new Error(`the key in ${cfg.identityKeyPath} is not one of the configured [[authorities]]`);
+  if (!self) throw new KeyFileError(`the key in ${cfg.identityKeyPath} is not one of the configured [[authorities]]`);
+  return { identity, self };
+}
+
+export async function runDirectory(cfg: ResolvedDirectoryConfig, opts: RunOptions): Promise<RunningDirectory> {
+  const log = opts.logger;
+  const { identity, self } = ownAuthorityKey(cfg);
   const n = cfg.file.network;
   const params: DocumentParams = {
     epochConfig: { origin: n.epoch_origin, length: n.epoch_length, grace: n.grace },
@@ -66,7 +77,7 @@ export async function runDirectory(cfg: ResolvedDirectoryConfig, opts: RunOption
     addr = await http.listen(cfg.file.authority.listen_host, cfg.file.authority.listen_port);
   } catch (e) {
     store.close();
-    throw e;
+    throw listenError(e, `authority ${cfg.file.authority.listen_host}:${cfg.file.authority.listen_port}`);
   }
   const url = `http://${addr.address}:${addr.port}`;
   log.info(

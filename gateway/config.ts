@@ -7,8 +7,17 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, loadConfig } from '../runtime/daemon.ts';
-import { directorySection, hopSection, limitsSection, metricsSection, resolveHopConfig, type ResolvedHopConfig } from '../runtime/config-schema.ts';
+import { loadConfig } from '../runtime/daemon.ts';
+import { ConfigError } from '../runtime/errors.ts';
+import {
+  directorySection,
+  hopSection,
+  limitsSection,
+  metricsSection,
+  replaySection,
+  resolveHopConfig,
+  type ResolvedHopConfig,
+} from '../runtime/config-schema.ts';
 import { deriveIssuerKeys, type IssuerKeys } from '../proto/tokens/index.ts';
 
 export const ENV_PREFIX = 'POSTMIX_GATEWAY';
@@ -88,6 +97,7 @@ export const GatewayConfigSchema = z
       .strict()
       .prefault({}),
     limits: limitsSection,
+    replay: replaySection('sqlite'),
     metrics: metricsSection(9102),
     directory: directorySection,
   })

@@ -5,12 +5,14 @@
  */
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, loadConfig } from '../runtime/daemon.ts';
+import { loadConfig } from '../runtime/daemon.ts';
+import { ConfigError } from '../runtime/errors.ts';
 import {
   directorySection,
   hopSection,
   limitsSection,
   metricsSection,
+  replaySection,
   resolveHopConfig,
   type AuthorityRef,
   type ResolvedHopConfig,
@@ -25,13 +27,7 @@ export const MixnodeConfigSchema = z
       layer_preference: z.number().int().min(0).max(16).default(0),
     }),
     limits: limitsSection,
-    replay: z
-      .object({
-        /** 'log' (in-memory set + append-only log, default) or 'sqlite' (tags on disk). */
-        store: z.enum(['log', 'sqlite']).default('log'),
-      })
-      .strict()
-      .prefault({}),
+    replay: replaySection('log'),
     loops: z
       .object({
         enabled: z.boolean().default(true),

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../runtime/daemon.ts';
+import { ConfigError } from '../runtime/errors.ts';
 import { hex, type NodeEntry } from '../proto/pki/index.ts';
 import { fakeDocumentBody as doc } from '../proto/pki/fixtures.ts';
 import { encodeLoop } from '../proto/fragment/format.ts';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
 import { directorySection, metricsSection, resolveAuthorities, resolveHopConfig } from './config-schema.ts';
-import { ConfigError } from './daemon.ts';
+import { ConfigError } from './errors.ts';
 
 const K1 = Buffer.alloc(32, 1).toString('base64');
 const K2 = Buffer.alloc(32, 2).toString('base64');

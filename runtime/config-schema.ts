@@ -7,7 +7,8 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_EPOCH, validateEpochConfig, type EpochConfig } from '../proto/pki/index.ts';
 import { loadIdentityPublicKey } from './pki/key-store.ts';
-import { ConfigError, isLoopback } from './daemon.ts';
+import { isLoopback } from './daemon.ts';
+import { ConfigError } from './errors.ts';
 
 export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info');
 
@@ -66,6 +67,37 @@ export function hopSection<T extends z.ZodRawShape>(defaultListen: string, own: 
     .strict();
 }
 
+/** Where a hop keeps its files. */
+export interface HopDirs {
+  readonly data_dir: string;
+  readonly keys_dir?: string | undefined;
+}
+
+/** The fields of a hop's own table that the hop node reads (the role adds its own). */
+export interface HopSectionFields {
+  readonly data_dir: string;
+  readonly keys_dir?: string | undefined;
+  readonly listen: string;
+  readonly announce?: readonly string[] | undefined;
+  readonly log_level: string;
+  readonly shutdown_grace_ms: number;
+  readonly tick_ms: number;
+}
+
+/**
+ * Where a hop keeps its replay tags: 'log' (in-memory set + append-only log) or 'sqlite' (tags
+ * on disk); runtime/hop/replay-store.ts compares them. The default differs per role so that no
+ * existing node changes its store.
+ */
+export function replaySection(defaultStore: 'log' | 'sqlite') {
+  return z
+    .object({ store: z.enum(['log', 'sqlite']).default(defaultStore) })
+    .strict()
+    .prefault({});
+}
+
+export type ReplaySection = z.infer<ReturnType<typeof replaySection>>;
+
 export const limitsSection = z
   .object({
     /** Bound on bytes held in the delay queue; past it packets are dropped (queue-full). */
@@ -108,6 +140,7 @@ export const directorySection = z
   .strict();
 
 export type DirectorySection = z.infer<typeof directorySection>;
+export type LimitsSection = z.infer<typeof limitsSection>;
 export type MetricsSection = z.infer<ReturnType<typeof metricsSection>>;
 
 export interface AuthorityRef {
@@ -155,9 +188,11 @@ export function resolveAuthorities(
 }
 
 /** What every hop config resolves to; the role adds its own paths. */
-export interface ResolvedHopConfig<F> {
+export interface ResolvedHopConfig<F, H extends HopDirs = HopSectionFields> {
   readonly source: string;
   readonly file: F;
+  /** The role's own table ([mixnode] or [gateway]). */
+  readonly hop: H;
   readonly dataDir: string;
   readonly keysDir: string;
   readonly epoch: EpochConfig;
@@ -170,13 +205,13 @@ export interface ResolvedHopConfig<F> {
  * The two options keep each role's past behaviour: the gateway's loopback message never listed
  * the accepted names, and the gateway accepts duplicate authority keys (see resolveAuthorities).
  */
-export function resolveHopConfig<F extends { directory: DirectorySection; metrics: MetricsSection }>(
+export function resolveHopConfig<F extends { directory: DirectorySection; metrics: MetricsSection }, H extends HopDirs>(
   file: F,
-  hop: { data_dir: string; keys_dir?: string | undefined },
+  hop: H,
   source: string,
   base: string,
   o: { loopbackNames: boolean; distinctKeys: boolean },
-): ResolvedHopConfig<F> {
+): ResolvedHopConfig<F, H> {
   const d = file.directory;
   const epoch = resolveEpoch(d, source, 'directory');
   checkThreshold(d.threshold, d.authorities.length, source, 'directory.threshold');
@@ -186,5 +221,5 @@ export function resolveHopConfig<F extends { directory: DirectorySection; metric
     );
   const authorities = resolveAuthorities(d.authorities, { source, base, key: 'directory.authorities', distinctKeys: o.distinctKeys });
   const dataDir = resolve(base, hop.data_dir);
-  return { source, file, dataDir, keysDir: hop.keys_dir ? resolve(base, hop.keys_dir) : resolve(dataDir, 'keys'), epoch, authorities };
+  return { source, file, hop, dataDir, keysDir: hop.keys_dir ? resolve(base, hop.keys_dir) : resolve(dataDir, 'keys'), epoch, authorities };
 }

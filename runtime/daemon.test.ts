@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ConfigError, applyEnvOverrides, loadConfig, newRegistry, startMetricsServer, isLoopback } from './daemon.ts';
+import { applyEnvOverrides, loadConfig, isLoopback } from './daemon.ts';
+import { ConfigError } from './errors.ts';
+import { newRegistry, startMetricsServer } from './metrics.ts';
 
 const schema = z.object({
   listen: z.string(),

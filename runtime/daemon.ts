@@ -1,29 +1,13 @@
 /**
  * What every postmix daemon does the same way: one TOML config file validated with clear
- * messages and overridable from the environment, pino logs, a Prometheus endpoint on
- * loopback, graceful shutdown on SIGTERM, and exit codes an operator can act on.
+ * messages and overridable from the environment, pino logs, graceful shutdown on SIGTERM, and
+ * exit codes an operator can act on. The metrics endpoint is runtime/metrics.ts.
  */
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import { pino, type Logger } from 'pino';
-import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parse as parseToml } from 'smol-toml';
 import type { ZodType } from 'zod';
-
-/** Exit codes shared by every daemon (documented in README "Operating a node"). */
-export const EXIT = {
-  ok: 0,
-  failure: 1,
-  usage: 2,
-  notBuilt: 3,
-  config: 78, // EX_CONFIG
-  keys: 77, // EX_NOPERM: key files missing or with unsafe permissions
-  unavailable: 69, // EX_UNAVAILABLE: port in use, peer unreachable
-} as const;
-
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-}
+import { ConfigError, EXIT } from './errors.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -91,49 +75,6 @@ export function validateConfig<T>(raw: unknown, schema: ZodType<T>, source: stri
 
 export function createLogger(name: string, level = 'info', opts: { destinationFd?: number } = {}): Logger {
   return pino({ name, level, base: { role: name, pid: process.pid } }, pino.destination({ fd: opts.destinationFd ?? 1, sync: false }));
-}
-
-export function newRegistry(prefix: string, defaults = true): Registry {
-  const r = new Registry();
-  if (defaults) collectDefaultMetrics({ register: r, prefix: `${prefix}_` });
-  return r;
-}
-
-export interface MetricsServer {
-  readonly port: number;
-  close(): Promise<void>;
-}
-
-/** Serves GET /metrics (Prometheus text format) on host:port. Rejects with EADDRINUSE etc. */
-export function startMetricsServer(registry: Registry, host: string, port: number): Promise<MetricsServer> {
-  const server = http.createServer((req, res) => {
-    if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
-      registry
-        .metrics()
-        .then((body) => {
-          res.writeHead(200, { 'content-type': registry.contentType });
-          res.end(body);
-        })
-        .catch((e: Error) => {
-          res.writeHead(500);
-          res.end(e.message);
-        });
-      return;
-    }
-    res.writeHead(404, { 'content-type': 'text/plain' });
-    res.end('postmix: only GET /metrics is served here\n');
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      const addr = server.address();
-      resolve({
-        port: typeof addr === 'object' && addr ? addr.port : port,
-        close: () => new Promise((r) => server.close(() => r())),
-      });
-    });
-  });
 }
 
 /**

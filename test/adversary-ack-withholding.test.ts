@@ -18,7 +18,6 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nodeSuite } from '../proto/sphinx/index.ts';
 import { ClientCore } from '../client/core.ts';
-import { StaticNetwork } from '../client/network.ts';
 import { SimNet, fakeBundle, seededUniform } from '../client/testing.ts';
 
 const dirs: string[] = [];
@@ -49,7 +48,7 @@ function client(sim: SimNet, name: string, seed: number, clock: () => number): W
   const core = new ClientCore({
     outboxPath: join(dir, 'outbox.sqlite'),
     suite: nodeSuite,
-    network: new StaticNetwork(sim.doc, sink, mailbox),
+    network: sim.network(mailbox, sink),
     policy: { overlayOnly: true, overlayOnlyRecipients: [] },
     strip: {},
     smarthost: null,

@@ -16,10 +16,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nodeSuite } from '../proto/sphinx/index.ts';
 import { ClientCore } from '../client/core.ts';
-import { SmtpReply } from '../client/intake.ts';
-import { StaticNetwork } from '../client/network.ts';
+import { SmtpReply } from '../client/smtp-server.ts';
 import { formatLostGateways } from '../client/status.ts';
-import { SimNet, fakeBundle, seededUniform } from '../client/testing.ts';
+import { SimNet, TestNetwork, fakeBundle, seededUniform } from '../client/testing.ts';
 import type { DocumentBody } from '../proto/pki/codec.ts';
 
 const dirs: string[] = [];
@@ -29,7 +28,7 @@ afterAll(() => {
 
 interface Harness {
   core: ClientCore;
-  net: StaticNetwork;
+  net: TestNetwork;
   relayed: string[];
   warnings: string[];
   dir: string;
@@ -39,7 +38,7 @@ function client(doc: DocumentBody | null, onGatewayLoss?: 'refuse' | 'smtp', dir
   dirs.push(dir);
   const relayed: string[] = [];
   const warnings: string[] = [];
-  const net = new StaticNetwork(doc, { send: () => undefined }, new Uint8Array(32).fill(4));
+  const net = new TestNetwork(doc, { send: () => undefined }, new Uint8Array(32).fill(4));
   const core = new ClientCore({
     outboxPath: join(dir, 'outbox.sqlite'),
     suite: nodeSuite,

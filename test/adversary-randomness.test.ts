@@ -27,7 +27,6 @@ import { nodeSuite, packetFromSurb, processPacket, type HopPrivateKey } from '..
 import { csprngUniform } from '../proto/util/random.ts';
 import { ClientConfigSchema } from '../client/config.ts';
 import { runClient } from '../client/daemon.ts';
-import { StaticNetwork } from '../client/network.ts';
 import { Outbox } from '../client/outbox.ts';
 import { Sender, planOverlay } from '../client/sender.ts';
 import { SimNet, fakeBundle } from '../client/testing.ts';
@@ -254,7 +253,7 @@ describe('a first-layer mix against the client generator', () => {
     const spy = vi.spyOn(Math, 'random');
     const client = await runClient(cfg, {
       log: pino({ level: 'silent' }),
-      network: new StaticNetwork(sim.doc, sim, new Uint8Array(32).fill(9)),
+      network: sim.network(new Uint8Array(32).fill(9)),
       maxSleepMs: 20,
     });
     try {

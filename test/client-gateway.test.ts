@@ -25,7 +25,7 @@ import { loadGatewayConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/daemon.ts';
 import { ClientConfigSchema } from '../client/config.ts';
 import { runClient } from '../client/daemon.ts';
-import { StaticNetwork, attachLink } from '../client/network.ts';
+import { OverlayConnection } from '../client/network.ts';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterAll(async () => {
@@ -74,7 +74,9 @@ describe('client → relay mixes → real gateway → MX', () => {
     const gw = await Gateway.start({ config: loadGatewayConfig(gwCfg), logger: createLogger('gateway', 'silent'), defaultMetrics: false });
     cleanup.push(() => gw.close());
     gw.store.addUser(BOB);
-    const epoch = epochAt(gw.config.epoch, gw.now());
+    const epoch = epochAt(gw.config.epoch, gw.hop.now());
+    // no authorities here: make this epoch's Sphinx key as the upload for it would have
+    gw.hop.keys.ensure([epoch]);
     const packetSize = packetSizes(DEFAULT_GEOMETRY).packet;
 
     // two layer-1 relays: one forwards (real Sphinx processing), one drops everything
@@ -114,11 +116,11 @@ describe('client → relay mixes → real gateway → MX', () => {
       relays.push(r);
     }
     const gwEntry: NodeEntry = {
-      nodeId: gw.identity.nodeId,
-      identityKey: gw.identity.publicKey,
-      peerId: gw.link.peerId.toString(),
-      addresses: gw.link.multiaddrs().map(String),
-      sphinxKey: gw.keyStore.sphinxKey(epoch)!.publicKey,
+      nodeId: gw.hop.identity.nodeId,
+      identityKey: gw.hop.identity.publicKey,
+      peerId: gw.hop.link.peerId.toString(),
+      addresses: gw.hop.link.multiaddrs().map(String),
+      sphinxKey: gw.hop.keyStore.sphinxKey(epoch)!.publicKey,
       sphinxKeyNext: new Uint8Array(0),
       layer: 0,
       gateway: { domains: ['example.org'], issuerKeys: [{ keyEpoch: 0, publicKey: gw.issuer.publicKey }], keyDirectoryUrl: '', policy: 'token-required' },
@@ -139,7 +141,7 @@ describe('client → relay mixes → real gateway → MX', () => {
       threshold: 1,
       previousDigest: new Uint8Array(32),
     };
-    gw.installDocument({ body: doc } as unknown as VerifiedDocument);
+    gw.hop.installDocument({ body: doc } as unknown as VerifiedDocument);
 
     // the client, with real tokens from the gateway's issuer
     const cfg = ClientConfigSchema.parse({
@@ -153,11 +155,15 @@ describe('client → relay mixes → real gateway → MX', () => {
       // the generous attempt limit: 0.75^40 ≈ 1e-5 per fragment.
       overlay: { max_attempts: 40, timeout_factor: 1, timeout_margin_ms: 800, timeout_max_s: 1, cover: false },
     });
-    const net = new StaticNetwork(doc, { send: () => undefined }, new Uint8Array(32).fill(0x5a), 'example.org');
-    const client = await runClient(cfg, { log: pino({ level: 'silent' }), network: net, maxSleepMs: 20 });
+    const overlay = await OverlayConnection.open({
+      document: { body: doc } as VerifiedDocument,
+      mailboxId: new Uint8Array(32).fill(0x5a),
+      home: 'example.org',
+      log: null,
+    });
+    cleanup.push(() => overlay.close());
+    const client = await runClient(cfg, { log: pino({ level: 'silent' }), network: overlay, maxSleepMs: 20 });
     cleanup.push(() => client.stop());
-    const attached = await attachLink(net, (item) => client.core.onMailboxItem(item), null);
-    cleanup.push(() => attached.stop());
     const keyEpoch = gw.store.getUser(BOB)!.keyEpoch;
     const st = requestTokens(gw.issuer.publicKey, BOB, keyEpoch, 2);
     const tokens = finalizeTokens(st, issueTokens(gw.issuer, BOB, keyEpoch, st.blinded));
@@ -205,9 +211,9 @@ describe('client → relay mixes → real gateway → MX', () => {
         JSON.stringify({
           stats: client.core.stats,
           relays: relays.map((r) => r.received),
-          engine: gw.engine.counters,
+          engine: gw.hop.engine.counters,
           intake: gw.intake.counters,
-          link: gw.link.counters,
+          link: gw.hop.link.counters,
           r: client.core.outbox.recipient(id, BOB)?.error,
           frags: client.core.outbox.fragments(id, BOB).map((f) => f.state + f.attempts),
         }),

@@ -1,23 +1,23 @@
 /**
  * The client's real network wiring (client/network.ts) over libp2p on loopback: packets go to a
- * layer-1 peer over `/postmix/sphinx/1` (proto/link), and ACKs come back over a
- * `/postmix/mailbox/2` subscription to the home gateway. Behind the layer-1 peer the rest of the
- * route is the in-process simulated mixnet with real Sphinx processing (client/testing.ts), until
- * the real mixes and gateway can be started from a test.
+ * layer-1 peer over `/postmix/sphinx/1` (runtime/link), and ACKs come back through the real
+ * mailbox server (runtime/mailbox/server.ts, over a gateway store) and subscriber on
+ * `/postmix/mailbox/2`. Behind the layer-1 peer the rest of the route is the in-process mixnet
+ * with real Sphinx processing (client/testing.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as lp from 'it-length-prefixed';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { NodeEntry } from '../proto/pki/codec.ts';
-import { PacketLink } from '../runtime/link/index.ts';
-import { MAILBOX_PROTOCOL, decodeSubscribe, encodeItem } from '../proto/mailbox/index.ts';
+import type { NodeEntry, VerifiedDocument } from '../proto/pki/index.ts';
 import { nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
 import { csprngUniform } from '../proto/util/random.ts';
+import { PacketLink } from '../runtime/link/index.ts';
+import { MailboxServer } from '../runtime/mailbox/server.ts';
 import { ClientCore } from '../client/core.ts';
-import { StaticNetwork, attachLink, type AttachedLink } from '../client/network.ts';
+import { OverlayConnection } from '../client/network.ts';
 import { SimNet, fakeBundle } from '../client/testing.ts';
+import { GatewayStore } from '../gateway/store.ts';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterAll(async () => {
@@ -29,7 +29,7 @@ describe('client network wiring over real libp2p', () => {
     const sim = new SimNet({ perLayer: 1, mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 10 } });
     const packetSize = packetSizes(sim.doc.geometry).packet;
     const layer1 = sim.layers[0]![0]!.entry;
-    // the layer-1 "mix": a real PacketLink whose frames enter the simulated network
+    // the layer-1 "mix": a real PacketLink whose frames enter the in-process network
     const mix = await PacketLink.create({
       identity: new Uint8Array(32).fill(1),
       listen: ['/ip4/127.0.0.1/tcp/0'],
@@ -39,7 +39,7 @@ describe('client network wiring over real libp2p', () => {
       onFrame: (frame) => sim.send(layer1.nodeId, frame),
     });
     cleanup.push(() => mix.stop());
-    // the home gateway's mailbox service: a real libp2p node serving /postmix/mailbox/2
+    // the home gateway's mailbox service: a real link serving /postmix/mailbox/2 from a gateway store
     const gw = await PacketLink.create({
       identity: new Uint8Array(32).fill(2),
       listen: ['/ip4/127.0.0.1/tcp/0'],
@@ -49,19 +49,22 @@ describe('client network wiring over real libp2p', () => {
       onFrame: () => undefined,
     });
     cleanup.push(() => gw.stop());
-    let subscribed: Uint8Array | null = null;
-    await gw.libp2pNode.handle(MAILBOX_PROTOCOL, async (stream) => {
-      for await (const frame of lp.decode(stream)) {
-        subscribed = decodeSubscribe(frame.subarray());
-        break;
-      }
-      const id = subscribed!;
-      const timer = setInterval(() => {
-        for (const item of sim.fetch(id)) stream.send(lp.encode.single(encodeItem(item, sim.doc.geometry.payloadSize)).subarray());
-      }, 20);
-      stream.addEventListener('close', () => clearInterval(timer));
-      cleanup.push(() => clearInterval(timer));
+    const store = new GatewayStore(':memory:');
+    cleanup.push(() => store.close());
+    const mailboxes = new MailboxServer({
+      store,
+      ttlMs: 60_000,
+      maxItems: 1000,
+      payloadSize: () => sim.doc.geometry.payloadSize,
+      // fast ticks, so the test does not wait on the pacer
+      mixing: () => ({ lambdaP: 50, lambdaL: 0 }),
+      now: () => Date.now(),
+      log: { debug() {} },
     });
+    await mailboxes.serve(gw);
+    mailboxes.start();
+    cleanup.push(() => mailboxes.close());
+    sim.mailboxSink = (id, item) => mailboxes.put(id, item);
 
     const withPeer = (e: NodeEntry, l: PacketLink): NodeEntry => ({ ...e, peerId: l.peerId.toString(), addresses: l.multiaddrs().map(String) });
     const doc = {
@@ -71,11 +74,17 @@ describe('client network wiring over real libp2p', () => {
     };
     const dir = mkdtempSync(join(tmpdir(), 'postmix-client-link-'));
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const net = new StaticNetwork(doc, { send: () => undefined }, new Uint8Array(32).fill(0x33));
+    const overlay = await OverlayConnection.open({
+      document: { body: doc } as unknown as VerifiedDocument,
+      mailboxId: new Uint8Array(32).fill(0x33),
+      home: '',
+      log: null,
+    });
+    cleanup.push(() => overlay.close());
     const core = new ClientCore({
       outboxPath: join(dir, 'outbox.sqlite'),
       suite: nodeSuite,
-      network: net,
+      network: overlay,
       policy: { overlayOnly: true, overlayOnlyRecipients: [] },
       strip: {},
       smarthost: null,
@@ -84,9 +93,7 @@ describe('client network wiring over real libp2p', () => {
       uniform: csprngUniform,
     });
     cleanup.push(() => core.close());
-    let attached: AttachedLink | null = null;
-    attached = await attachLink(net, (item) => core.onMailboxItem(item), null);
-    cleanup.push(() => attached!.stop());
+    overlay.subscribe((item) => core.onMailboxItem(item));
 
     core.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
     const raw = new Uint8Array(Buffer.from('From: a@sender.test\r\nTo: bob@overlay.test\r\nSubject: over libp2p\r\n\r\n' + 'x'.repeat(9000) + '\r\n'));
@@ -99,7 +106,10 @@ describe('client network wiring over real libp2p', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(core.outbox.message(id)!.state).toBe('done');
-    expect(Buffer.from(subscribed!).equals(Buffer.from(net.mailboxId))).toBe(true);
+    // the subscription named this client's mailbox, and every ACK came through it
+    expect(mailboxes.subscribed).toBe(1);
+    expect(store.mailboxSize(overlay.mailboxId)).toBe(0);
+    expect(overlay.mailbox!.counters.items).toBe(n);
     expect(Buffer.from(sim.delivered[0]!.bytes).equals(Buffer.from(raw))).toBe(true);
     expect(core.stats.acks).toBe(n);
     expect(mix.counters.framesIn).toBe(n);

@@ -22,7 +22,6 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../cli/main.ts';
 import { ClientConfigSchema, type ClientConfig } from '../client/config.ts';
 import { runClient, type RunningClient } from '../client/daemon.ts';
-import { StaticNetwork } from '../client/network.ts';
 import { Outbox } from '../client/outbox.ts';
 import { SimNet, fakeBundle } from '../client/testing.ts';
 import { edgeCaseMessage } from '../cli/testnet/messages.ts';
@@ -138,7 +137,7 @@ beforeAll(async () => {
   const cfg = config(join(tmp, 'client'), smtpPort, relayPort);
   cfgFile = join(tmp, 'client.toml');
   writeFileSync(cfgFile, toml(cfg));
-  client = await runClient(cfg, { log: pino({ level: 'silent' }), network: new StaticNetwork(sim.doc, sim, MAILBOX), maxSleepMs: 50 });
+  client = await runClient(cfg, { log: pino({ level: 'silent' }), network: sim.network(MAILBOX), maxSleepMs: 50 });
   pump = setInterval(() => {
     for (const item of sim.fetch(MAILBOX)) client.core.onMailboxItem(item);
   }, 20);

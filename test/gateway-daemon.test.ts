@@ -28,6 +28,7 @@ import { Gateway } from '../gateway/daemon.ts';
 import { handleIssuance } from '../gateway/issuance.ts';
 import { GatewayStore } from '../gateway/store.ts';
 import { fragmentsOf } from '../gateway/testkit.ts';
+import { RawPeer } from './support/raw-peer.ts';
 
 const run = promisify(execFile);
 const BOB = 'bob@example.org';
@@ -145,13 +146,15 @@ describe('gateway daemon', () => {
   let client: PacketLink;
   beforeAll(async () => {
     gw = await Gateway.start({ config: loadGatewayConfig(cfgPath), logger: createLogger('gateway', 'silent'), defaultMetrics: false });
+    // no authorities here: make this epoch's Sphinx key as the upload for it would have
+    gw.hop.keys.ensure([epochAt(gw.config.epoch, gw.hop.now())]);
     client = await PacketLink.create({
       identity: new Uint8Array(32).fill(9),
       listen: [],
       packetSize: packetSizes(DEFAULT_GEOMETRY).packet,
       onFrame: () => {},
       isAllowedPeer: () => true,
-      addressesOf: () => gw.link.multiaddrs(),
+      addressesOf: () => gw.hop.link.multiaddrs(),
     });
   });
   afterAll(async () => {
@@ -160,8 +163,8 @@ describe('gateway daemon', () => {
   });
 
   const route = () => {
-    const e = epochAt(gw.config.epoch, gw.now());
-    return [{ nodeId: gw.identity.nodeId, publicKey: gw.keyStore.sphinxKey(e)!.publicKey, delayMs: 0 }];
+    const e = epochAt(gw.config.epoch, gw.hop.now());
+    return [{ nodeId: gw.hop.identity.nodeId, publicKey: gw.hop.keyStore.sphinxKey(e)!.publicKey, delayMs: 0 }];
   };
 
   it('issues tokens over the authenticated endpoint, then takes a Sphinx packet to the MX; replays are dropped', async () => {
@@ -189,15 +192,15 @@ describe('gateway daemon', () => {
       terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
       payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize),
     });
-    expect(client.send(gw.link.peerId, packet)).toBe(true);
-    expect(client.send(gw.link.peerId, packet)).toBe(true); // a replay
+    expect(client.send(gw.hop.link.peerId, packet)).toBe(true);
+    expect(client.send(gw.hop.link.peerId, packet)).toBe(true); // a replay
     for (let i = 0; i < 100 && got.length < 1; i++) await new Promise((r) => setTimeout(r, 50));
     expect(got.length).toBe(1);
     expect(got[0]!.toString()).toBe(body.toString().replace(/\n/g, '\r\n'));
-    for (let i = 0; i < 40 && gw.engine.counters.dropped.replay < 1; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(gw.engine.counters.dropped.replay).toBe(1);
+    for (let i = 0; i < 40 && gw.hop.engine.counters.dropped.replay < 1; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(gw.hop.engine.counters.dropped.replay).toBe(1);
     expect(gw.intake.counters.messagesCompleted).toBe(1);
-    const m = await fetch(`http://127.0.0.1:${gw.metricsPort}/metrics`).then((r) => r.text());
+    const m = await fetch(`http://127.0.0.1:${gw.hop.metricsPort}/metrics`).then((r) => r.text());
     expect(m).toMatch(/postmix_gateway_messages_completed_total 1/);
     expect(m).toMatch(/postmix_gateway_tokens_accepted_total 1/);
     expect(m).toMatch(/postmix_gateway_packets_dropped_total\{reason="replay"\} 1/);
@@ -212,15 +215,17 @@ describe('gateway daemon', () => {
       terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
       payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize),
     });
-    client.send(gw.link.peerId, packet);
-    const unsent = async () => (await gw.metrics.ackUnsent.get()).values.find((v) => v.labels.reason === 'unknown-first-hop')?.value ?? 0;
+    client.send(gw.hop.link.peerId, packet);
+    const unsent = async () =>
+      (await gw.metrics.registry.getSingleMetric('postmix_gateway_acks_unsent_total')!.get()).values.find((v) => v.labels.reason === 'unknown-first-hop')
+        ?.value ?? 0;
     for (let i = 0; i < 100 && (await unsent()) < 1; i++) await new Promise((r) => setTimeout(r, 50));
     expect(await unsent()).toBe(1);
     expect(gw.store.queued(frag!.messageId)?.recipient).toBe(BOB);
   });
 
   it('sends the ACK through the SURB to its first hop, where the sender opens it', async () => {
-    const e = epochAt(gw.config.epoch, gw.now());
+    const e = epochAt(gw.config.epoch, gw.hop.now());
     const mixKey = generateSphinxKey(e);
     const frames: Uint8Array[] = [];
     const mix = await PacketLink.create({
@@ -243,7 +248,7 @@ describe('gateway daemon', () => {
         layer: 1,
       };
       // a stand-in for a verified document: only the fields the gateway reads
-      gw.installDocument({ body: { epoch: e, layers: [[entry]], gateways: [], geometry: DEFAULT_GEOMETRY } } as unknown as VerifiedDocument);
+      gw.hop.installDocument({ body: { epoch: e, layers: [[entry]], gateways: [], geometry: DEFAULT_GEOMETRY } } as unknown as VerifiedDocument);
       const mailbox = new Uint8Array(32).fill(7);
       const { surb, keys } = createSurb(nodeSuite, DEFAULT_GEOMETRY, {
         route: [{ nodeId: mixNodeId, publicKey: mixKey.publicKey, delayMs: 0 }],
@@ -256,7 +261,7 @@ describe('gateway daemon', () => {
         terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
         payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize),
       });
-      client.send(gw.link.peerId, packet);
+      client.send(gw.hop.link.peerId, packet);
       for (let i = 0; i < 100 && frames.length < 1; i++) await new Promise((r) => setTimeout(r, 50));
       expect(frames.length).toBe(1);
       const r = processPacket(DEFAULT_GEOMETRY, prepareHopKey(nodeSuite, mixKey.secretKey), frames[0]!);
@@ -277,10 +282,12 @@ describe('gateway daemon', () => {
     const mailbox = new Uint8Array(32).fill(5);
     const payload = new TextEncoder().encode('loop-id-123456789');
     const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, { route: route(), terminal: { kind: 'deliver', queueId: mailbox }, payload });
-    client.send(gw.link.peerId, packet);
+    client.send(gw.hop.link.peerId, packet);
     for (let i = 0; i < 100 && gw.store.mailboxSize(mailbox) < 1; i++) await new Promise((r) => setTimeout(r, 50));
     expect(gw.store.mailboxSize(mailbox)).toBe(1);
-    const stream = await client.libp2pNode.dialProtocol(gw.link.multiaddrs(), MAILBOX_PROTOCOL);
+    // a raw peer, so every frame the gateway writes is seen whatever its length
+    const raw = await RawPeer.create();
+    const stream = await raw.dialProtocol(gw.hop.link.multiaddrs(), MAILBOX_PROTOCOL);
     stream.send(lp.encode.single(encodeSubscribe(mailbox)).subarray());
     // the gateway writes one frame per tick: the waiting item first, then dummies; all one size
     const frames: Uint8Array[] = [];
@@ -289,6 +296,7 @@ describe('gateway daemon', () => {
       if (frames.length === 3) break;
     }
     stream.abort(new Error('done'));
+    await raw.stop();
     const [first, ...rest] = frames.map((f) => decodeItem(f));
     if (!first || first === 'dummy') throw new Error('the waiting item did not come first');
     expect(first.surbId).toBeUndefined();

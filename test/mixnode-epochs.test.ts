@@ -76,9 +76,9 @@ beforeAll(async () => {
   expect(await dir.round(E)).toBe(3);
   clock.t = epochStart(EC, E) + 1;
   for (const n of nodes) await n.tick();
-  sink.document = nodes[0]!.view.current!.body;
+  sink.document = nodes[0]!.hop.view.current!.body;
   client = await clientLink(G, (peer) => {
-    const n = nodes[0]!.view.current?.body.layers[0]!.find((x) => x.peerId === peer);
+    const n = nodes[0]!.hop.view.current?.body.layers[0]!.find((x) => x.peerId === peer);
     return n && dialAddrs(n);
   });
 });
@@ -97,8 +97,8 @@ describe('mix node loop cover', () => {
     for (const n of nodes) {
       expect(n.loops!.ratio).toBeGreaterThan(0.8);
       // a returning loop is delivered at its own node, never at another
-      expect(n.engine.counters.delivered).toBe(n.loops!.stats.returned + n.loops!.stats.unknown);
-      expect(n.engine.counters.dropped['not-deliverable']).toBe(0);
+      expect(n.hop.engine.counters.delivered).toBe(n.loops!.stats.returned + n.loops!.stats.unknown);
+      expect(n.hop.engine.counters.dropped['not-deliverable']).toBe(0);
     }
     // the gateway stops forwarding into layer 1: every loop passes through it, so all stop
     const doc = sink.document!;
@@ -110,7 +110,7 @@ describe('mix node loop cover', () => {
     sink.document = doc;
 
     // metrics endpoint (loopback) shows the ratio and per-reason drops
-    const res = await fetch(`http://127.0.0.1:${nodes[0]!.metricsPort}/metrics`);
+    const res = await fetch(`http://127.0.0.1:${nodes[0]!.hop.metricsPort}/metrics`);
     const text = await res.text();
     expect(text).toMatch(/postmix_mixnode_loop_success_ratio \d/);
     expect(text).toMatch(/postmix_mixnode_packets_dropped_total\{reason="replay"\} 0/);
@@ -123,38 +123,38 @@ describe('mix node loop cover', () => {
 
 describe('mix node epochs', () => {
   it('fetches the next document ahead, switches keys at the boundary, honours the grace window, then forgets the old epoch', async () => {
-    const oldDoc = nodes[0]!.view.current!.body;
+    const oldDoc = nodes[0]!.hop.view.current!.body;
     // the authorities make the document for E + 1 during E; nodes fetch it from the collect point
     expect(await dir.round(E + 1)).toBe(3);
     clock.t = schedulePoint(EC, E, SCHEDULE.collect) + 1;
     for (const n of nodes) await n.tick();
-    for (const n of nodes) expect(n.view.has(E + 1)).toBe(true);
-    expect(nodes[0]!.keys.keys().map((k) => k.epoch)).toEqual([E]);
+    for (const n of nodes) expect(n.hop.view.has(E + 1)).toBe(true);
+    expect(nodes[0]!.hop.keys.keys().map((k) => k.epoch)).toEqual([E]);
 
     // boundary: the key for E + 1 comes first, E's stays for the grace window
     clock.t = epochStart(EC, E + 1) + 1;
-    expect(nodes[0]!.keys.keys().map((k) => k.epoch)).toEqual([E + 1, E]);
+    expect(nodes[0]!.hop.keys.keys().map((k) => k.epoch)).toEqual([E + 1, E]);
     for (const n of nodes) await n.tick();
-    const newDoc = nodes[0]!.view.current!.body;
+    const newDoc = nodes[0]!.hop.view.current!.body;
     expect(newDoc.epoch).toBe(E + 1);
     sink.document = newDoc;
     client.send(nodes[0]!.peerId, packetVia(newDoc, 1));
     client.send(nodes[0]!.peerId, packetVia(oldDoc, 2)); // built by a sender still on E's document
     await until(() => arrived(1) && arrived(2), 'packets under both keys');
-    expect(nodes[0]!.replay.epochs()).toEqual([E, E + 1]);
+    expect(nodes[0]!.hop.replay.epochs()).toEqual([E, E + 1]);
 
     // grace over: E's replay set and key file go, its packets no longer decrypt
     clock.t = epochStart(EC, E + 1) + EC.grace + 1;
     for (const n of nodes) await n.tick();
-    expect(nodes[0]!.keys.keys().map((k) => k.epoch)).toEqual([E + 1]);
+    expect(nodes[0]!.hop.keys.keys().map((k) => k.epoch)).toEqual([E + 1]);
     for (const n of nodes) {
-      expect(n.replay.epochs()).not.toContain(E);
+      expect(n.hop.replay.epochs()).not.toContain(E);
       expect(existsSync(join(n.config.keysDir, sphinxKeyFile(E)))).toBe(false);
       expect(existsSync(join(n.config.keysDir, sphinxKeyFile(E + 1)))).toBe(true);
     }
-    const badMac0 = nodes[0]!.engine.counters.dropped['bad-mac'];
+    const badMac0 = nodes[0]!.hop.engine.counters.dropped['bad-mac'];
     client.send(nodes[0]!.peerId, packetVia(oldDoc, 3));
-    await until(() => nodes[0]!.engine.counters.dropped['bad-mac'] > badMac0, 'old-key packet refused');
+    await until(() => nodes[0]!.hop.engine.counters.dropped['bad-mac'] > badMac0, 'old-key packet refused');
     expect(arrived(3)).toBe(false);
   });
 });

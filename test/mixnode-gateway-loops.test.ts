@@ -67,10 +67,10 @@ afterAll(async () => {
 
 describe('mix loops through the gateway daemon', () => {
   it('come back at every layer: the gateway forwards them to layer 1', async () => {
-    const doc = nodes[0]!.view.current!.body;
-    expect(doc.gateways.map((g) => g.peerId)).toEqual([gw.link.peerId.toString()]);
-    expect(nodes.map((n) => n.view.layer)).toEqual([1, 2, 3]);
-    expect(gw.view.nextHopCount).toBe(1);
+    const doc = nodes[0]!.hop.view.current!.body;
+    expect(doc.gateways.map((g) => g.peerId)).toEqual([gw.hop.link.peerId.toString()]);
+    expect(nodes.map((n) => n.hop.view.layer)).toEqual([1, 2, 3]);
+    expect(gw.hop.view.nextHopCount).toBe(1);
     await until(() => nodes.every((n) => n.loops!.stats.returned >= 10), 'loops back at every node');
     for (const n of nodes) {
       expect(n.loops!.ratio).toBeGreaterThan(0.8);
@@ -78,9 +78,9 @@ describe('mix loops through the gateway daemon', () => {
       expect(Number(m.trim().split('\n').at(-1)!.split(' ').at(-1))).toBeGreaterThan(0.8);
     }
     const returned = nodes.reduce((s, n) => s + n.loops!.stats.returned, 0);
-    expect(gw.engine.counters.forwarded).toBeGreaterThanOrEqual(returned);
-    expect(gw.engine.counters.dropped['unknown-next-hop']).toBe(0);
-    expect(gw.engine.counters.delivered).toBe(0); // a mix loop never ends at the gateway
+    expect(gw.hop.engine.counters.forwarded).toBeGreaterThanOrEqual(returned);
+    expect(gw.hop.engine.counters.dropped['unknown-next-hop']).toBe(0);
+    expect(gw.hop.engine.counters.delivered).toBe(0); // a mix loop never ends at the gateway
     const text = await gw.metrics.registry.metrics();
     expect(text).toMatch(/postmix_gateway_packets_forwarded_total [1-9]/);
     expect(text).toMatch(/postmix_gateway_packets_dropped_total\{reason="unknown-next-hop"\} 0/);

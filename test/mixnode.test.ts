@@ -16,6 +16,7 @@ import { samplePerHopDelayMs, type MixingParams } from '../proto/mixing/params.t
 import { epochAt, epochStart, schedulePoint, type NodeEntry } from '../proto/pki/index.ts';
 import { createPacket, DEFAULT_GEOMETRY as G, nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
 import { MixNode } from '../mixnode/daemon.ts';
+import { RawPeer } from './support/raw-peer.ts';
 import {
   clientLink,
   dialAddrs,
@@ -83,7 +84,7 @@ beforeAll(async () => {
   expect(await dir.round(E)).toBe(3);
   clock.t = epochStart(EC, E) + 1;
   for (const n of nodes) await n.tick();
-  const doc = nodes[0]!.view.current!;
+  const doc = nodes[0]!.hop.view.current!;
   sink.document = doc.body;
   route = nodes.map((n) => doc.body.layers.flat().find((x) => x.peerId === n.peerId.toString())!);
   client = await clientLink(G, (peer) => {
@@ -102,12 +103,12 @@ afterAll(async () => {
 
 describe('mix nodes on loopback', () => {
   it('join the network: descriptors uploaded, one node per layer, keys on disk', () => {
-    expect(nodes.map((n) => n.view.layer)).toEqual([1, 2, 3]);
+    expect(nodes.map((n) => n.hop.view.layer)).toEqual([1, 2, 3]);
     for (const n of nodes) {
-      expect(n.view.current!.body.epoch).toBe(E);
+      expect(n.hop.view.current!.body.epoch).toBe(E);
       // E (current) .. E + 3 (the descriptor for E + 2 carries E + 2 and E + 3)
-      expect(n.keys.store.listSphinxEpochs()).toEqual([E, E + 1, E + 2, E + 3]);
-      expect(n.keys.keys().map((k) => k.epoch)).toEqual([E]);
+      expect(n.hop.keys.store.listSphinxEpochs()).toEqual([E, E + 1, E + 2, E + 3]);
+      expect(n.hop.keys.keys().map((k) => k.epoch)).toEqual([E]);
     }
     // the peer id published is the one computable from the identity key (seeded libp2p key)
     for (const [i, n] of nodes.entries()) expect(route[i]!.peerId).toBe(n.peerId.toString());
@@ -173,19 +174,19 @@ describe('mix nodes on loopback', () => {
     expect(Math.abs(namedPerHop - configured) / configured).toBeLessThan(0.1);
     expect(Math.abs(appliedPerHop - configured) / configured).toBeLessThan(0.1);
     for (const n of nodes) {
-      expect(n.engine.counters.forwarded).toBeGreaterThanOrEqual(packets.length);
-      expect(n.engine.counters.dropped.replay).toBe(0);
+      expect(n.hop.engine.counters.forwarded).toBeGreaterThanOrEqual(packets.length);
+      expect(n.hop.engine.counters.dropped.replay).toBe(0);
     }
   });
 
   it('admits clients only at layer 1, and takes no final-hop packets but its own loops', async () => {
     // a client (not in the document) may not connect to layer 2
     const l2 = nodes[1]!;
-    const denied0 = l2.link.counters.connectionsDenied;
-    const rx0 = l2.engine.counters.received;
+    const denied0 = l2.hop.link.counters.connectionsDenied;
+    const rx0 = l2.hop.engine.counters.received;
     client.send(l2.peerId, makePacket(1, [0, 0, 0]));
-    await until(() => l2.link.counters.connectionsDenied > denied0 || client.counters.dialFailures > 0, 'layer 2 refuses the client');
-    expect(l2.engine.counters.received).toBe(rx0);
+    await until(() => l2.hop.link.counters.connectionsDenied > denied0 || client.counters.dialFailures > 0, 'layer 2 refuses the client');
+    expect(l2.hop.engine.counters.received).toBe(rx0);
     // a packet whose last hop is a mix (deliver to a mail queue at L1) is dropped there at once
     const me = route[0]!;
     const p = createPacket(nodeSuite, G, {
@@ -193,10 +194,10 @@ describe('mix nodes on loopback', () => {
       terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
       payload: new Uint8Array(8),
     }).packet;
-    const nd0 = nodes[0]!.engine.counters.dropped['not-deliverable'];
+    const nd0 = nodes[0]!.hop.engine.counters.dropped['not-deliverable'];
     client.send(nodes[0]!.peerId, p);
-    await until(() => nodes[0]!.engine.counters.dropped['not-deliverable'] === nd0 + 1, 'not-deliverable counted');
-    expect(nodes[0]!.engine.queued.packets).toBe(0);
+    await until(() => nodes[0]!.hop.engine.counters.dropped['not-deliverable'] === nd0 + 1, 'not-deliverable counted');
+    expect(nodes[0]!.hop.engine.queued.packets).toBe(0);
   });
 
   it('drops a replayed packet at the first hop, even after that node restarts', async () => {
@@ -206,15 +207,15 @@ describe('mix nodes on loopback', () => {
     client.send(peer, p);
     await until(() => arrived() === 1, 'first copy');
     client.send(peer, p);
-    await until(() => nodes[0]!.engine.counters.dropped.replay === 1, 'replay counted');
+    await until(() => nodes[0]!.hop.engine.counters.dropped.replay === 1, 'replay counted');
     // restart layer 1 on the same port (the document names it)
-    const port = Number(nodes[0]!.addresses()[0]!.split('/').pop());
+    const port = Number(nodes[0]!.hop.addresses()[0]!.split('/').pop());
     await nodes[0]!.close(200);
     nodes[0] = await startNode(0, port);
-    expect(nodes[0].view.layer).toBe(1);
+    expect(nodes[0].hop.view.layer).toBe(1);
     client.send(peer, p);
-    await until(() => nodes[0]!.engine.counters.received >= 1 && client.counters.framesOut > 0, 'frame at the restarted node');
-    await until(() => nodes[0]!.engine.counters.dropped.replay === 1, 'replay counted after restart');
+    await until(() => nodes[0]!.hop.engine.counters.received >= 1 && client.counters.framesOut > 0, 'frame at the restarted node');
+    await until(() => nodes[0]!.hop.engine.counters.dropped.replay === 1, 'replay counted after restart');
     // the restarted node still forwards fresh packets, and the replay never reached the sink
     client.send(peer, makePacket(900_002, [1, 1, 1]));
     await until(() => sink.arrivals.some((a) => seqOf(a.result.payload) === 900_002), 'fresh packet after restart');
@@ -223,36 +224,37 @@ describe('mix nodes on loopback', () => {
 
   it('survives bad input: random bytes, wrong-size frames, 1,000 streams, a flood; drops counted', async () => {
     // layer 1 with a small delay queue (4 MiB), so that the flood below overflows it
-    const port = Number(nodes[0]!.addresses()[0]!.split('/').pop());
+    const port = Number(nodes[0]!.hop.addresses()[0]!.split('/').pop());
     await nodes[0]!.close(200);
     nodes[0] = await startNode(0, port, 4 * 1024 * 1024);
     const n1 = nodes[0];
-    const c0 = { ...n1.engine.counters, dropped: { ...n1.engine.counters.dropped } };
-    const linkWrong0 = n1.link.counters.droppedWrongSizeIn;
+    const c0 = { ...n1.hop.engine.counters, dropped: { ...n1.hop.engine.counters.dropped } };
+    const linkWrong0 = n1.hop.link.counters.droppedWrongSizeIn;
     // random bytes of the right size: refused by the Sphinx layer, counted, nothing forwarded
     for (let i = 0; i < 200; i++) {
       const junk = new Uint8Array(randomBytes(PACKET));
       if (i % 2 === 0) junk.set([1, 0]); // a valid version: the hop gets as far as the MAC
       client.send(n1.peerId, junk);
     }
-    await until(() => n1.engine.counters.received - c0.received >= 200, 'random frames processed');
+    await until(() => n1.hop.engine.counters.received - c0.received >= 200, 'random frames processed');
     const sphinxDrops = ['bad-version', 'bad-mac', 'bad-group-element'] as const;
-    const dropped = sphinxDrops.reduce((s, r) => s + n1.engine.counters.dropped[r] - c0.dropped[r], 0);
+    const dropped = sphinxDrops.reduce((s, r) => s + n1.hop.engine.counters.dropped[r] - c0.dropped[r], 0);
     expect(dropped).toBe(200);
     expect(
-      n1.engine.counters.dropped['bad-mac'] + n1.engine.counters.dropped['bad-group-element'] - c0.dropped['bad-mac'] - c0.dropped['bad-group-element'],
+      n1.hop.engine.counters.dropped['bad-mac'] + n1.hop.engine.counters.dropped['bad-group-element'] - c0.dropped['bad-mac'] - c0.dropped['bad-group-element'],
     ).toBe(100);
-    expect(n1.engine.counters.forwarded).toBe(c0.forwarded);
+    expect(n1.hop.engine.counters.forwarded).toBe(c0.forwarded);
 
     // truncated and oversized frames on a raw stream: skipped and counted by the link
-    const s = await client.libp2pNode.dialProtocol(n1.link.libp2pNode.getMultiaddrs(), SPHINX_PROTOCOL);
+    const raw = await RawPeer.create();
+    const s = await raw.dialProtocol(n1.hop.link.multiaddrs(), SPHINX_PROTOCOL);
     s.send(encodeFrames([new Uint8Array(PACKET - 1), new Uint8Array(10), new Uint8Array(PACKET + 1), new Uint8Array(PACKET * 2)]));
-    await until(() => n1.link.counters.droppedWrongSizeIn - linkWrong0 === 4, 'wrong-size frames counted');
+    await until(() => n1.hop.link.counters.droppedWrongSizeIn - linkWrong0 === 4, 'wrong-size frames counted');
     s.send(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])); // an impossible length prefix
-    await until(() => n1.link.counters.streamsAbortedBadPrefix >= 1, 'bad prefix aborted');
+    await until(() => n1.hop.link.counters.streamsAbortedBadPrefix >= 1, 'bad prefix aborted');
 
     // a peer that opens 1,000 streams on one connection: bounded, the node carries on
-    const conn = await client.libp2pNode.dial(n1.link.libp2pNode.getMultiaddrs());
+    const conn = await raw.dial(n1.hop.link.multiaddrs());
     const tries: Promise<unknown>[] = [];
     for (let i = 0; i < 1000; i++)
       tries.push(
@@ -265,7 +267,7 @@ describe('mix nodes on loopback', () => {
           .catch(() => 0),
       );
     await Promise.all(tries);
-    await until(() => n1.link.inboundStreamCount <= 4, 'inbound streams bounded');
+    await until(() => n1.hop.link.inboundStreamCount <= 4, 'inbound streams bounded');
 
     // a flood faster than the node processes: valid packets with long delays fill the delay
     // queue up to its byte bound; the rest is dropped and counted, memory stays bounded
@@ -280,37 +282,38 @@ describe('mix nodes on loopback', () => {
     }
     await client.flushed(n1.peerId);
     const queueFull0 = c0.dropped['queue-full'];
-    await until(() => n1.engine.counters.received - c0.received >= 200 + accepted, 'flood processed', 40_000);
-    expect(n1.engine.queued.bytes).toBeLessThanOrEqual(maxBytes);
-    const held = n1.engine.queued.packets;
+    await until(() => n1.hop.engine.counters.received - c0.received >= 200 + accepted, 'flood processed', 40_000);
+    expect(n1.hop.engine.queued.bytes).toBeLessThanOrEqual(maxBytes);
+    const held = n1.hop.engine.queued.packets;
     expect(held).toBeGreaterThan(0);
-    const released = n1.engine.counters.forwarded + n1.engine.counters.dropped['unknown-next-hop'] - c0.forwarded - c0.dropped['unknown-next-hop'];
-    expect(n1.engine.counters.dropped['queue-full'] - queueFull0 + held + released).toBe(flood);
-    expect(n1.engine.counters.dropped['queue-full'] - queueFull0).toBeGreaterThan(0);
+    const released = n1.hop.engine.counters.forwarded + n1.hop.engine.counters.dropped['unknown-next-hop'] - c0.forwarded - c0.dropped['unknown-next-hop'];
+    expect(n1.hop.engine.counters.dropped['queue-full'] - queueFull0 + held + released).toBe(flood);
+    expect(n1.hop.engine.counters.dropped['queue-full'] - queueFull0).toBeGreaterThan(0);
     expect(process.memoryUsage().rss - rss0).toBeLessThan(400 * 1024 * 1024);
 
     // still serving once the flood's delays are over: a good packet goes through layer 1
-    await until(() => n1.engine.queued.packets === 0, 'flood released');
-    const f0 = n1.engine.counters.forwarded;
+    await until(() => n1.hop.engine.queued.packets === 0, 'flood released');
+    const f0 = n1.hop.engine.counters.forwarded;
     client.send(n1.peerId, makePacket(900_100, [1, 1, 1]));
-    await until(() => n1.engine.counters.forwarded > f0, 'good packet after abuse');
+    await until(() => n1.hop.engine.counters.forwarded > f0, 'good packet after abuse');
+    await raw.stop();
   });
 
   it('shuts down gracefully: forwards what falls due within the bound, drops (and counts) the rest', async () => {
     const n1 = nodes[0]!;
     const soon = Array.from({ length: 20 }, (_, i) => makePacket(600_000 + i, [300, 0, 0]));
     const late = Array.from({ length: 5 }, (_, i) => makePacket(610_000 + i, [60_000, 0, 0]));
-    const q0 = n1.engine.queued.packets;
+    const q0 = n1.hop.engine.queued.packets;
     for (const p of [...soon, ...late]) client.send(n1.peerId, p);
-    await until(() => n1.engine.queued.packets === q0 + 25, 'packets held');
+    await until(() => n1.hop.engine.queued.packets === q0 + 25, 'packets held');
     const r = await n1.close(2000);
     expect(r.drained).toBeGreaterThanOrEqual(20);
     expect(r.dropped).toBe(5);
     await until(() => soon.every((_, i) => sink.arrivals.some((a) => seqOf(a.result.payload) === 600_000 + i)), 'due packets delivered downstream');
     // a stopped node accepts nothing
-    const rx = n1.engine.counters.received;
+    const rx = n1.hop.engine.counters.received;
     client.send(n1.peerId, makePacket(620_000, [0, 0, 0]));
     await new Promise((r2) => setTimeout(r2, 200));
-    expect(n1.engine.counters.received).toBe(rx);
+    expect(n1.hop.engine.counters.received).toBe(rx);
   });
 });

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeyStore } from '../runtime/pki/key-store.ts';
 import { ClientConfigSchema } from '../client/config.ts';
 import { runClient } from '../client/daemon.ts';
-import { StaticNetwork, loadMailboxId } from '../client/network.ts';
+import { loadMailboxId } from '../client/network.ts';
 import { SimNet, fakeBundle } from '../client/testing.ts';
 import { registerGateway } from '../cli/gateway.ts';
 
@@ -45,7 +45,7 @@ describe('files that hold secrets', () => {
     expect(Buffer.from(mailbox).equals(Buffer.alloc(32, 7))).toBe(true);
     const sim = new SimNet({ mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 100 } });
     const cfg = ClientConfigSchema.parse({ data_dir: data, smtp: { port: 0 }, bounce: { maildir: join(dir, 'Maildir') } });
-    const client = await runClient(cfg, { log: pino({ level: 'silent' }), network: new StaticNetwork(sim.doc, sim, mailbox), maxSleepMs: 20 });
+    const client = await runClient(cfg, { log: pino({ level: 'silent' }), network: sim.network(mailbox), maxSleepMs: 20 });
     try {
       client.core.wallet.importBundle(fakeBundle('bob@overlay.test', 2));
       client.core.accept('a@sender.test', ['bob@overlay.test'], new Uint8Array(Buffer.alloc(5000, 'z')));

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asSubmitted } from '../cli/testnet/messages.ts';
 import type { TestnetReport } from '../cli/testnet/report.ts';
+import { sizeLeaks } from '../cli/testnet/wire.ts';
 
 const bin = new URL('../bin/postmix.js', import.meta.url).pathname;
 // the whole network boots and runs as ~20 processes: minutes on a loaded 2-core machine
@@ -113,12 +114,21 @@ describe.sequential('postmix testnet (whole network, separate processes)', () =>
       expect(w.nodes).toBe(14);
       const sphinx = w.protocols['/postmix/sphinx/1']!;
       const mailbox = w.protocols['/postmix/mailbox/2']!;
+      // packets: one length everywhere, whoever sends them to whom
       expect(sphinx.frames).toBeGreaterThan(200);
       expect(Object.keys(sphinx.lengths)).toHaveLength(1);
-      // gateway → client mailbox items (ACKs, loops, dummies), both ends captured
-      expect(mailbox.frames).toBeGreaterThan(20);
-      expect(Object.keys(mailbox.lengths)).toHaveLength(1);
+      expect(Object.keys(sphinx.flows)).toEqual(expect.arrayContaining(['client→mix', 'mix→mix', 'mix→gateway', 'gateway→mix']));
+      // gateway → client mailbox items (ACKs, loops, dummies), both ends captured: one length
+      const items = mailbox.flows['gateway→client']!;
+      expect(items.frames).toBeGreaterThan(20);
+      expect(Object.keys(items.lengths)).toHaveLength(1);
+      // client → gateway: only the subscribe frame each stream opens with, one length
+      const subscribes = mailbox.flows['client→gateway']!;
+      expect(Object.keys(subscribes.lengths)).toHaveLength(1);
+      expect(subscribes.frames).toBeLessThan(items.frames / 10);
+      expect(Object.keys(mailbox.flows).sort()).toEqual(['client→gateway', 'gateway→client']);
       expect(Object.keys(w.protocols).sort()).toEqual(['/postmix/mailbox/2', '/postmix/sphinx/1']);
+      expect(sizeLeaks(w)).toEqual([]);
     });
 
     it('drops captured frames re-injected into a mix, as replays', () => {

@@ -1,6 +1,6 @@
 /** The testnet's final report: one row per message, totals, chaos and wire checks, and a table for humans. */
 import type { ReplayReport } from './replay.ts';
-import type { WireReport } from './wire.ts';
+import { sizeLeaks, type WireReport } from './wire.ts';
 
 export type MessagePath = 'overlay' | 'smtp-fallback' | 'refused';
 
@@ -102,10 +102,18 @@ export function renderTable(r: TestnetReport): string {
     ...(r.wire
       ? Object.entries(r.wire.protocols).map(
           ([proto, p]) =>
-            `wire ${proto}: ${p.frames} frames on ${p.links} directed links; on-wire lengths ${Object.entries(p.lengths)
-              .map(([len, n]) => `${len} B × ${n}`)
-              .join(', ')}${Object.keys(p.lengths).length === 1 ? ' (one length: size leaks nothing)' : ' (MORE THAN ONE LENGTH)'}`,
+            `wire ${proto}: ${p.frames} frames on ${p.links} directed links; on-wire lengths ${Object.entries(p.flows)
+              .map(
+                ([flow, f]) =>
+                  `${flow} ${Object.entries(f.lengths)
+                    .map(([len, n]) => `${len} B × ${n}`)
+                    .join(', ')}`,
+              )
+              .join('; ')}`,
         )
+      : []),
+    ...(r.wire
+      ? [sizeLeaks(r.wire).length === 0 ? 'wire: one length per flow (size leaks nothing)' : `wire: MORE THAN ONE LENGTH: ${sizeLeaks(r.wire).join('; ')}`]
       : []),
     r.replay ? `replay: ${r.replay.note}; dropped as replays: ${r.replay.dropped_as_replay}/${r.replay.injected}` : '',
     r.ok ? 'RESULT: every message went where it should, intact.' : 'RESULT: FAILED',

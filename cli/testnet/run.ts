@@ -27,13 +27,13 @@ import { CAPTURE_ENV } from '../../runtime/link/index.ts';
 import { startMaildirMx } from './maildir-mx.ts';
 import { findInMaildir, makeMessage, type MtaKind } from './messages.ts';
 import { scrape, sumMetric } from './metrics.ts';
-import { startGateways, startNetwork, waitForFullDocument, type GatewayInfo, type NetworkPlan } from './network.ts';
+import { startGateways, startNetwork, waitForFullDocument, type GatewayInfo, type NetworkPlan, type NodeRecord } from './network.ts';
 import { freePort, freePorts } from './ports.ts';
 import { createPostfix, postfixAvailable } from './postfix.ts';
 import { Supervisor } from './processes.ts';
 import { injectReplays, type ReplayReport } from './replay.ts';
 import { renderTable, totals, type ChaosReport, type MessagePath, type MessageReport, type TestnetReport } from './report.ts';
-import { oneLengthPerProtocol, summarizeCapture, type WireReport } from './wire.ts';
+import { sizeLeaks, summarizeCapture, type WireReport } from './wire.ts';
 
 const POSTMIX_BIN = resolve(fileURLToPath(new URL('../../bin/postmix.js', import.meta.url)));
 
@@ -191,6 +191,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     errors: [],
   };
   let wire: WireReport | null = null;
+  let nodeRecords: readonly NodeRecord[] = [];
   let replay: ReplayReport | null = null;
   const background: Promise<void>[] = [];
   let messages: MessageReport[] = [];
@@ -298,6 +299,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
       log(`users ${alice} and ${bob} added; ${tokensEach} tokens each issued (RFC 9497 POPRF)`);
     }
     const net = await startNetwork(plan, sup, log, (gws) => prepareGateways(gws));
+    nodeRecords = net.nodes;
 
     await startGateways(net, sup);
     log(`${net.mixes.length} mix nodes and ${net.gateways.length} gateways listening`);
@@ -492,8 +494,9 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     await sup.stopAll();
     if (captureDir) {
       // after stopAll: every link has flushed its capture on the way down
-      wire = summarizeCapture(captureDir);
-      if (!oneLengthPerProtocol(wire)) ok = false;
+      const kinds = new Map<string, 'mix' | 'gateway'>(nodeRecords.map((n) => [n.peerId, n.kind]));
+      wire = summarizeCapture(captureDir, (peer) => kinds.get(peer) ?? 'client');
+      if (sizeLeaks(wire).length > 0) ok = false;
     }
     for (const c of closers.reverse()) await c().catch(() => undefined);
     if (!o.keep) rmSync(dir, { recursive: true, force: true });

@@ -203,19 +203,4 @@ export function parseSphinxKeyFile(text: string, source: string): SphinxKeyPair 
   return k;
 }
 
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}
-
-export function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return a.length - b.length;
-}
-
-export function hex(u: Uint8Array): string {
-  return Buffer.from(u).toString('hex');
-}
+export { bytesEqual, compareBytes, hex } from '../util/bytes.ts';

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { epochStart } from '../../proto/pki/index.ts';
 import { KeyStore } from '../pki/key-store.ts';
-import { EpochKeys, KeyFileError, openKeyStore } from './epoch-keys.ts';
+import { EpochKeys, openKeyStore } from './epoch-keys.ts';
+import { KeyFileError } from '../errors.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'pm-hopkeys-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -13,11 +13,7 @@ import { acceptedKeyEpochs, epochAt, epochEnd, epochStart, IDENTITY_FILE, sphinx
 import { KeyStore } from '../pki/key-store.ts';
 import { fastestSuite, prepareHopKey } from '../../proto/sphinx/index.ts';
 import type { EpochHopKey } from '../../proto/hop/engine.ts';
-
-/** A key file problem an operator must fix (exit code 77). */
-export class KeyFileError extends Error {
-  override readonly name = 'KeyFileError';
-}
+import { KeyFileError } from '../errors.ts';
 
 function checkSecretFile(path: string): void {
   const st = statSync(path);

@@ -44,6 +44,8 @@ export class NetworkView {
   private builtFor = '';
   /** This node's mix layer in the current document (0: not a mix in it). */
   layer = 0;
+  /** Whether the current document lists this node (as a mix or a gateway). */
+  listed = false;
   current: VerifiedDocument | undefined;
 
   constructor(private readonly nodeId: Uint8Array) {}
@@ -78,6 +80,7 @@ export class NetworkView {
     this.builtFor = sig;
     this.current = this.docs.get(e);
     this.layer = this.current ? layerOf(this.current.body, this.nodeId) : 0;
+    this.listed = this.layer > 0 || (this.current?.body.gateways.some((g) => bytesEqual(g.nodeId, this.nodeId)) ?? false);
     const next = new Map<string, Peer>();
     // routing: the current document wins over the previous one for a node in both
     for (const d of [...routing].reverse()) {

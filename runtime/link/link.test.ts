@@ -5,7 +5,8 @@ import { encodeFrame, encodeFrames, FrameDecoder, FramingError } from '../../pro
 import { peerIdFromEd25519PublicKey, peerIdFromSeed } from './identity.ts';
 import { generateIdentity } from '../../proto/pki/keys.ts';
 import { peerIdOfIdentityKey } from '../../proto/pki/peer-id.ts';
-import { PacketLink, SPHINX_PROTOCOL, type PacketLinkOptions } from './link.ts';
+import { RawPeer } from '../../test/support/raw-peer.ts';
+import { PacketLink, SPHINX_PROTOCOL, type FrameStream, type PacketLinkOptions } from './link.ts';
 import { CAPTURE_ENV, readCapturedLengths, readRecentFrames } from './capture.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,9 +37,16 @@ async function until(cond: () => boolean, what: string, ms = 10_000): Promise<vo
 }
 
 const links: PacketLink[] = [];
+const raws: RawPeer[] = [];
 afterEach(async () => {
-  await Promise.all(links.splice(0).map((l) => l.stop(100)));
+  await Promise.all([...links.splice(0).map((l) => l.stop(100)), ...raws.splice(0).map((r) => r.stop())]);
 });
+
+async function rawPeer(s: Uint8Array): Promise<RawPeer> {
+  const r = await RawPeer.create(s);
+  raws.push(r);
+  return r;
+}
 
 interface Node {
   link: PacketLink;
@@ -118,9 +126,9 @@ describe('PacketLink over loopback', () => {
     expect(b.link.counters.framesIn).toBe(N);
     expect(b.link.counters.framesOut).toBe(N);
     // one connection and one outbound packet stream per neighbour
-    const conns = a.link.libp2pNode.getConnections(b.link.peerId);
+    const conns = a.link.connections(b.link.peerId);
     expect(conns.length).toBe(1);
-    expect(conns[0]!.streams.filter((s) => s.protocol === SPHINX_PROTOCOL).length).toBe(1);
+    expect(conns[0]!.protocols.filter((p) => p === SPHINX_PROTOCOL).length).toBe(1);
     expect(b.link.inboundStreamCount).toBe(1);
   });
 
@@ -131,8 +139,9 @@ describe('PacketLink over loopback', () => {
     const b = await mkNode(12, allowed);
     expect(a.link.send(b.link.peerId, frame(1, SIZE - 1))).toBe(false);
     expect(a.link.counters.droppedWrongSizeOut).toBe(1);
-    // a raw stream bypassing send(): wrong sizes interleaved with good frames
-    const s = await a.link.libp2pNode.dialProtocol(b.link.libp2pNode.getMultiaddrs(), SPHINX_PROTOCOL);
+    // a raw stream bypassing send() (from A's key): wrong sizes interleaved with good frames
+    const raw = await rawPeer(seed(11));
+    const s = await raw.dialProtocol(b.link.multiaddrs(), SPHINX_PROTOCOL);
     s.send(encodeFrames([frame(1), frame(2, 10), frame(3), frame(4, SIZE + 1), frame(5, 0), frame(6)]));
     await until(() => b.got.length === 3, 'good frames');
     expect(b.link.counters.droppedWrongSizeIn).toBe(3);
@@ -155,11 +164,16 @@ describe('PacketLink over loopback', () => {
       for (let i = 0; i < 5; i++) expect(a.link.send(b.link.peerId, frame(i))).toBe(true);
       await until(() => b.got.length === 5, 'frames');
       // a raw stream bypassing send(): one frame of another length must show up in the capture
-      const s = await a.link.libp2pNode.dialProtocol(b.link.libp2pNode.getMultiaddrs(), SPHINX_PROTOCOL);
+      const raw = await rawPeer(seed(41));
+      const s = await raw.dialProtocol(b.link.multiaddrs(), SPHINX_PROTOCOL);
       s.send(encodeFrames([frame(9, 10), frame(10)]));
       await until(() => b.got.length === 6, 'raw frames');
-      // another protocol on the same node (the mailbox stream) records through the link
-      a.link.captureFrame('/test/other/1', 'out', b.link.peerId, 100);
+      // another protocol on the same link (as the mailbox) is captured too, both ways
+      const served: Uint8Array[] = [];
+      await b.link.handle('/test/other/1', {}, () => ({ frameSize: () => 100, onFrame: (f) => served.push(f) }));
+      const other = await a.link.dial('/test/other/1', b.link.peerId, { frameSize: () => 7, onFrame: () => {} });
+      expect(other.send(new Uint8Array(100))).toBe(true);
+      await until(() => served.length === 1, 'frame on the other protocol');
       const [ai, bi] = [a.link.peerId.toString(), b.link.peerId.toString()];
       await Promise.all([a.link.stop(100), b.link.stop(100)]);
       const wire = encodeFrame(frame(0)).length;
@@ -167,7 +181,10 @@ describe('PacketLink over loopback', () => {
         [`${SPHINX_PROTOCOL} out ${bi}`]: { [wire]: 5 },
         [`/test/other/1 out ${bi}`]: { '101': 1 },
       });
-      expect(readCapturedLengths(join(dir, `${bi}.lengths.json`)).links).toEqual({ [`${SPHINX_PROTOCOL} in ${ai}`]: { [wire]: 6, '11': 1 } });
+      expect(readCapturedLengths(join(dir, `${bi}.lengths.json`)).links).toEqual({
+        [`${SPHINX_PROTOCOL} in ${ai}`]: { [wire]: 6, '11': 1 },
+        [`/test/other/1 in ${ai}`]: { '101': 1 },
+      });
       const recent = readRecentFrames(join(dir, `${bi}.recent.bin`));
       expect(recent.map((r) => r.from)).toEqual(Array(6).fill(ai));
       expect(recent.map((r) => Buffer.from(r.frame).equals(Buffer.from(b.got[recent.indexOf(r)]!.frame)))).toEqual(Array(6).fill(true));
@@ -175,6 +192,43 @@ describe('PacketLink over loopback', () => {
       delete process.env[CAPTURE_ENV];
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('serves another protocol (handle/dial) to admitted peers only; a frame of the wrong size ends the stream', async () => {
+    const allowed = new Set<string>();
+    for (const n of [71, 72]) allowed.add((await peerIdFromSeed(seed(n))).toString());
+    const b = await mkNode(71, allowed);
+    const a = await mkNode(72, allowed);
+    const atB: Uint8Array[] = [];
+    let serverSide: FrameStream | undefined;
+    await b.link.handle('/test/echo/1', {}, (st) => {
+      serverSide = st;
+      return {
+        frameSize: () => 33,
+        onFrame: (f) => {
+          atB.push(f);
+          st.send(new Uint8Array(64).fill(f[0]!));
+        },
+      };
+    });
+    const atA: Uint8Array[] = [];
+    const st = await a.link.dial('/test/echo/1', b.link.peerId, { frameSize: () => 64, onFrame: (f) => atA.push(f) });
+    expect(st.send(new Uint8Array(33).fill(7))).toBe(true);
+    await until(() => atA.length === 1, 'the reply');
+    expect(atA[0]).toEqual(new Uint8Array(64).fill(7));
+    expect(serverSide!.peer.toString()).toBe(a.link.peerId.toString());
+    // the packet protocol is the link's own: not for handle or dial
+    await expect(b.link.handle(SPHINX_PROTOCOL, {}, () => ({ frameSize: () => 1, onFrame: () => {} }))).rejects.toThrow(/own protocol/);
+    // a frame of another size: the receiver ends the stream and counts it
+    st.send(new Uint8Array(10));
+    await st.ended;
+    await until(() => b.link.counters.streamsAbortedBadFrame === 1, 'bad frame counted');
+    expect(st.send(new Uint8Array(33))).toBe(false);
+    expect(atB.length).toBe(1);
+    // a peer outside the document cannot open it
+    const stranger = await mkNode(79, new Set([b.link.peerId.toString()]));
+    await expect(stranger.link.dial('/test/echo/1', b.link.peerId, { frameSize: () => 64, onFrame: () => {} })).rejects.toThrow();
+    expect(atB.length).toBe(1);
   });
 
   it('gater rejects a peer outside the network document unless unknown inbound is allowed', async () => {
@@ -228,7 +282,7 @@ describe('PacketLink over loopback', () => {
     for (const n of [31, 32]) allowed.add((await peerIdFromSeed(seed(n))).toString());
     const b = await mkNode(31, allowed, { maxInboundStreamsPerConnection: 2, maxMuxedStreamsPerConnection: 8 });
     const a = await mkNode(32, allowed);
-    const conn = await a.link.libp2pNode.dial(b.link.libp2pNode.getMultiaddrs());
+    const conn = await (await rawPeer(seed(32))).dial(b.link.multiaddrs());
     let opened = 0;
     let failed = 0;
     const attempts = 1000;

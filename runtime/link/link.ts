@@ -3,6 +3,10 @@
  * (TCP + Noise + yamux), protocol `/postmix/sphinx/1`. Shared by the mix node, the gateway and
  * the client. Wire format and limits: docs/spec/link.md.
  *
+ * Other protocols between the same peers (the mailbox) run on the same connections, through
+ * `handle(protocol)` and `dial(protocol)`: streams of length-prefixed frames of one size, under
+ * the same admission rules and in the same capture. No caller touches libp2p itself.
+ *
  * - Outbound: one stream per neighbour, reused; a bounded queue per neighbour; queued frames
  *   are written in batches (up to `maxBatchFrames` per stream write).
  * - Inbound: frames of the wrong size are skipped and counted; a handler that returns a
@@ -18,8 +22,9 @@ import type { Connection, Libp2p, PeerId, PrivateKey, Stream, StreamMessageEvent
 import { tcp } from '@libp2p/tcp';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
-import { encodeFrames, FrameDecoder, FramingError } from '../../proto/link/framing.ts';
+import { encodeFrame, encodeFrames, FrameDecoder, FramingError } from '../../proto/link/framing.ts';
 import { CAPTURE_ENV, LinkCapture } from './capture.ts';
+import { PortInUseError } from '../errors.ts';
 import { privateKeyFromSeed } from './identity.ts';
 
 export const SPHINX_PROTOCOL = '/postmix/sphinx/1';
@@ -52,8 +57,11 @@ export interface PacketLinkOptions {
   readonly onFrame: FrameHandler;
   /** May this peer connect (either way)? Typically: is it in the current network document. */
   readonly isAllowedPeer: (peer: PeerId) => boolean;
-  /** Admit inbound connections from peers `isAllowedPeer` rejects (clients at layer 1). */
-  readonly allowUnknownInbound?: boolean;
+  /**
+   * Admit inbound connections from peers `isAllowedPeer` rejects (clients of a layer-1 mix or a
+   * gateway). A function is asked at each new connection and stream (it may change per epoch).
+   */
+  readonly allowUnknownInbound?: boolean | (() => boolean);
   /** Where to dial a peer (from the network document). Needed for `send` to a new peer. */
   readonly addressesOf?: (peer: PeerId) => readonly Multiaddr[] | undefined;
   /** Frames queued per neighbour before new ones are dropped. Default 4096. */
@@ -74,6 +82,36 @@ export interface PacketLinkOptions {
   readonly logger?: LinkLogger;
 }
 
+/**
+ * One stream of another protocol (`handle` / `dial`): length-prefixed frames both ways. Inbound
+ * frames have one size, `frameSize()`, read at each frame (it may follow the geometry); one of
+ * another size ends the stream, as does a bad length prefix.
+ */
+export interface FrameStream {
+  readonly protocol: string;
+  readonly peer: PeerId;
+  /** Writes one frame; false when the stream is no longer open (nothing was written). */
+  send(frame: Uint8Array): boolean;
+  /** Ends the stream (both directions) at once. */
+  abort(reason: string): void;
+  /** Settles when the stream has ended, either side; never rejects. */
+  readonly ended: Promise<void>;
+}
+
+/** What the owner of a stream does with what arrives on it. */
+export interface FrameStreamHandlers {
+  /** The size of every inbound frame. */
+  readonly frameSize: () => number;
+  readonly onFrame: (frame: Uint8Array) => void;
+}
+
+export interface ProtocolOptions {
+  /** Inbound streams of this protocol per connection. Default 4. */
+  readonly maxInboundStreams?: number;
+  /** Outbound streams of this protocol per connection. Default 4. */
+  readonly maxOutboundStreams?: number;
+}
+
 /** Plain counters; the daemon exports them (e.g. as Prometheus counters). */
 export interface LinkCounters {
   framesIn: number;
@@ -90,8 +128,10 @@ export interface LinkCounters {
   droppedUnreachable: number;
   /** Inbound streams aborted for an invalid length prefix. */
   streamsAbortedBadPrefix: number;
-  /** Inbound streams refused because the peer is not (or no longer) allowed. */
+  /** Inbound streams (any protocol) refused because the peer is not (or no longer) allowed. */
   streamsRefused: number;
+  /** Streams of other protocols ended for a frame of the wrong size or a bad length prefix. */
+  streamsAbortedBadFrame: number;
   /** Connections refused by the gater. */
   connectionsDenied: number;
   /** Times an inbound stream was paused for backpressure. */
@@ -112,6 +152,7 @@ function newCounters(): LinkCounters {
     droppedUnreachable: 0,
     streamsAbortedBadPrefix: 0,
     streamsRefused: 0,
+    streamsAbortedBadFrame: 0,
     connectionsDenied: 0,
     inboundPauses: 0,
     dials: 0,
@@ -191,14 +232,8 @@ export class PacketLink {
   private async start(): Promise<void> {
     const o = this.opts;
     const privateKey = o.identity instanceof Uint8Array ? await privateKeyFromSeed(o.identity) : o.identity;
-    const allowUnknownInbound = o.allowUnknownInbound === true;
     const deny = (peer: PeerId, inbound: boolean): boolean => {
-      let ok: boolean;
-      try {
-        ok = (inbound && allowUnknownInbound) || o.isAllowedPeer(peer);
-      } catch {
-        ok = false;
-      }
+      const ok = this.admits(peer, inbound);
       if (!ok) {
         this.counters.connectionsDenied++;
         this.log.debug({ peer: peer.toString(), inbound }, 'link: connection denied by gater');
@@ -239,10 +274,44 @@ export class PacketLink {
       maxInboundStreams: o.maxInboundStreamsPerConnection ?? 2,
       maxOutboundStreams: 2,
     });
-    await this.node.start();
+    try {
+      await this.node.start();
+    } catch (e) {
+      try {
+        await this.node.stop();
+      } catch {
+        /* it did not start: nothing to stop */
+      }
+      this.node = null;
+      // libp2p reports a listen address it could not bind (in use, not local) as this error
+      if ((e as Error).name === 'UnsupportedListenAddressesError')
+        throw new PortInUseError(
+          `cannot listen on ${o.listen.join(', ')}: ${
+            (e as Error).message
+              .split('\n')
+              .slice(1)
+              .join(' ')
+              .trim()
+              .split(/\s+at\s/)[0]
+          }`,
+        );
+      throw e;
+    }
     this.capture = LinkCapture.fromEnv(this.node.peerId.toString());
     if (this.capture) this.log.warn({ dir: process.env[CAPTURE_ENV] }, 'link: capturing frames (test/diagnostic mode; never on a production node)');
     this.log.info({ peer: this.node.peerId.toString(), addrs: this.multiaddrs().map(String) }, 'link: started');
+  }
+
+  /** The admission rule for connections and streams: the caller's predicate, plus unknown inbound peers when allowed. */
+  private admits(peer: PeerId, inbound: boolean): boolean {
+    if (this.stopping && inbound) return false;
+    try {
+      const unknownInbound = this.opts.allowUnknownInbound;
+      if (inbound && (typeof unknownInbound === 'function' ? unknownInbound() : unknownInbound === true)) return true;
+      return this.opts.isAllowedPeer(peer);
+    } catch {
+      return false;
+    }
   }
 
   private get libp2p(): Libp2p {
@@ -257,11 +326,6 @@ export class PacketLink {
   /** Listening addresses including `/p2p/<peer id>`. */
   multiaddrs(): Multiaddr[] {
     return this.libp2p.getMultiaddrs();
-  }
-
-  /** The underlying libp2p node (for tests and diagnostics; do not register other protocols on the hot path). */
-  get libp2pNode(): Libp2p {
-    return this.libp2p;
   }
 
   get currentPacketSize(): number {
@@ -291,13 +355,7 @@ export class PacketLink {
   async enforceAllowedPeers(): Promise<number> {
     const closing: Promise<void>[] = [];
     for (const conn of this.libp2p.getConnections()) {
-      let ok: boolean;
-      try {
-        ok = (conn.direction === 'inbound' && this.opts.allowUnknownInbound === true) || this.opts.isAllowedPeer(conn.remotePeer);
-      } catch {
-        ok = false;
-      }
-      if (!ok) closing.push(conn.close().catch(() => conn.abort(new Error('peer no longer allowed'))));
+      if (!this.admits(conn.remotePeer, conn.direction === 'inbound')) closing.push(conn.close().catch(() => conn.abort(new Error('peer no longer allowed'))));
     }
     await Promise.all(closing);
     return closing.length;
@@ -405,13 +463,7 @@ export class PacketLink {
 
   private onInboundStream(stream: Stream, conn: Connection): void {
     const peer = conn.remotePeer;
-    let allowed: boolean;
-    try {
-      allowed = this.opts.allowUnknownInbound === true || this.opts.isAllowedPeer(peer);
-    } catch {
-      allowed = false;
-    }
-    if (!allowed || this.stopping) {
+    if (!this.admits(peer, true) || this.stopping) {
       this.counters.streamsRefused++;
       stream.abort(new Error('peer not allowed'));
       return;
@@ -462,19 +514,10 @@ export class PacketLink {
         this.log.debug({ peer: peer.toString(), len }, 'link: wrong-size frame dropped');
       },
     });
-    stream.addEventListener('message', (evt: StreamMessageEvent) => {
-      try {
-        const data = evt.data;
-        if (data instanceof Uint8Array) decoder.push(data);
-        else for (const chunk of data) decoder.push(chunk);
-      } catch (err) {
-        if (err instanceof FramingError) this.counters.streamsAbortedBadPrefix++;
-        this.log.debug({ peer: peer.toString(), err: String(err) }, 'link: inbound stream aborted');
-        stream.abort(err instanceof Error ? err : new Error(String(err)));
-      }
-    });
-    stream.addEventListener('remoteCloseWrite', () => {
-      void stream.close().catch(() => {});
+    decodeStream(stream, decoder, (err) => {
+      if (err instanceof FramingError) this.counters.streamsAbortedBadPrefix++;
+      this.log.debug({ peer: peer.toString(), err: String(err) }, 'link: inbound stream aborted');
+      stream.abort(err instanceof Error ? err : new Error(String(err)));
     });
     stream.addEventListener('close', () => {
       this.inboundStreams.delete(stream);
@@ -482,11 +525,110 @@ export class PacketLink {
   }
 
   /**
-   * For the other protocols a daemon runs on this link's libp2p node (the mailbox stream):
-   * records a frame in the capture when one is on, so the wire check covers them too.
+   * Serves another protocol on this link: `accept` is called for every inbound stream from an
+   * admitted peer and says what to do with its frames. Register before peers dial it.
    */
-  captureFrame(protocol: string, direction: 'in' | 'out', peer: PeerId, bodyLength: number): void {
-    this.capture?.record(protocol, direction, peer.toString(), bodyLength);
+  async handle(protocol: string, o: ProtocolOptions, accept: (stream: FrameStream) => FrameStreamHandlers): Promise<void> {
+    if (protocol === SPHINX_PROTOCOL) throw new Error(`${SPHINX_PROTOCOL} is the link's own protocol`);
+    await this.libp2p.handle(
+      protocol,
+      (stream, conn) => {
+        if (!this.admits(conn.remotePeer, true) || this.stopping) {
+          this.counters.streamsRefused++;
+          stream.abort(new Error('peer not allowed'));
+          return;
+        }
+        const fs = this.frameStream(protocol, stream, conn.remotePeer);
+        let handlers: FrameStreamHandlers;
+        try {
+          handlers = accept(fs.stream);
+        } catch (err) {
+          this.log.warn({ protocol, err: String(err) }, 'link: stream handler failed');
+          stream.abort(err instanceof Error ? err : new Error(String(err)));
+          return;
+        }
+        fs.read(handlers);
+      },
+      { maxInboundStreams: o.maxInboundStreams ?? 4, maxOutboundStreams: o.maxOutboundStreams ?? 4 },
+    );
+  }
+
+  /**
+   * Opens a stream of `protocol` to `peer` (dialled at `addressesOf(peer)`), subject to the same
+   * admission as packets. Rejects when the peer cannot be reached or refuses the protocol.
+   */
+  async dial(protocol: string, peer: PeerId, handlers: FrameStreamHandlers): Promise<FrameStream> {
+    if (protocol === SPHINX_PROTOCOL) throw new Error(`${SPHINX_PROTOCOL} is the link's own protocol; use send`);
+    if (this.stopping) throw new Error('link stopping');
+    const addrs = this.opts.addressesOf?.(peer);
+    this.counters.dials++;
+    let stream: Stream;
+    try {
+      stream = await this.libp2p.dialProtocol(addrs !== undefined && addrs.length > 0 ? [...addrs] : peer, protocol);
+    } catch (err) {
+      this.counters.dialFailures++;
+      throw err;
+    }
+    const fs = this.frameStream(protocol, stream, peer);
+    fs.read(handlers);
+    return fs.stream;
+  }
+
+  /** A FrameStream over a libp2p stream; `read` starts decoding inbound frames. */
+  private frameStream(protocol: string, stream: Stream, peer: PeerId): { stream: FrameStream; read: (h: FrameStreamHandlers) => void } {
+    const peerStr = peer.toString();
+    const ended = new Promise<void>((resolve) => stream.addEventListener('close', () => resolve(), { once: true }));
+    const abort = (reason: string): void => {
+      try {
+        stream.abort(new Error(reason));
+      } catch {
+        /* already closed */
+      }
+    };
+    const fs: FrameStream = {
+      protocol,
+      peer,
+      ended,
+      abort,
+      send: (frame) => {
+        if (stream.status !== 'open' || stream.writeStatus !== 'writable') return false;
+        try {
+          stream.send(encodeFrame(frame));
+        } catch {
+          return false;
+        }
+        this.capture?.record(protocol, 'out', peerStr, frame.length);
+        return true;
+      },
+    };
+    const read = (h: FrameStreamHandlers): void => {
+      const bad = (why: string): void => {
+        this.counters.streamsAbortedBadFrame++;
+        this.log.debug({ protocol, peer: peerStr, why }, 'link: stream ended for a bad frame');
+        abort(why);
+      };
+      const decoder = new FrameDecoder(h.frameSize, {
+        frame: (frame) => {
+          this.capture?.record(protocol, 'in', peerStr, frame.length);
+          try {
+            h.onFrame(frame);
+          } catch (err) {
+            this.log.warn({ protocol, peer: peerStr, err: String(err) }, 'link: frame handler failed');
+          }
+        },
+        wrongSize: (len) => {
+          this.capture?.record(protocol, 'in', peerStr, len);
+          throw new FramingError(`a ${len}-byte frame, expected ${h.frameSize()}`);
+        },
+      });
+      decodeStream(stream, decoder, (err) => bad(String(err)));
+    };
+    return { stream: fs, read };
+  }
+
+  /** Open connections (to `peer`, or all) and the protocols of their streams: for tests and diagnostics. */
+  connections(peer?: PeerId): { direction: 'inbound' | 'outbound'; protocols: string[] }[] {
+    return (this.node?.getConnections(peer) ?? []).map((c) => ({ direction: c.direction, protocols: c.streams.map((s) => s.protocol ?? '') }));
   }
 
   /** Open inbound packet streams (for tests and metrics). */
@@ -518,6 +660,22 @@ export class PacketLink {
     this.capture?.close();
     this.log.info({}, 'link: stopped');
   }
+}
+
+/** Feeds what arrives on `stream` to `decoder` (`onError`: what it threw); closes our side when the remote closes its. */
+function decodeStream(stream: Stream, decoder: FrameDecoder, onError: (err: unknown) => void): void {
+  stream.addEventListener('message', (evt: StreamMessageEvent) => {
+    try {
+      const data = evt.data;
+      if (data instanceof Uint8Array) decoder.push(data);
+      else for (const chunk of data) decoder.push(chunk);
+    } catch (err) {
+      onError(err);
+    }
+  });
+  stream.addEventListener('remoteCloseWrite', () => {
+    void stream.close().catch(() => {});
+  });
 }
 
 /** Parses a multiaddr string (re-exported so callers need not import @multiformats/multiaddr). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addressesIn, cutAtDot, headerValues, recipientsFromHeaders, removeBcc, splitHeader, stripHeaders } from './intake.ts';
+import { addressesIn, cutAtDot, headerValues, recipientsFromHeaders, removeBcc, splitHeader, stripHeaders } from './headers.ts';
 import { parseSendmailArgs, prepareSendmail } from './sendmail.ts';
 
 const enc = (s: string) => new Uint8Array(Buffer.from(s, 'latin1'));

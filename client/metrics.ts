@@ -1,0 +1,22 @@
+/**
+ * The client's Prometheus metrics (prefix `postmix_client_`), read at scrape time from the core's
+ * plain counters (runtime/metrics.ts).
+ */
+import type { Registry } from 'prom-client';
+import { scrapedCounter, scrapedCounters, scrapedGauge } from '../runtime/metrics.ts';
+import type { ClientCore } from './core.ts';
+
+export function registerClientMetrics(r: Registry, core: ClientCore): void {
+  const c = core.counters;
+  const s = core.stats;
+  scrapedCounter(r, 'postmix_client_messages_accepted_total', 'messages accepted (250)', () => c.accepted);
+  scrapedCounter(r, 'postmix_client_recipients_refused_total', 'recipients refused at RCPT TO', () => c.refused);
+  scrapedCounter(r, 'postmix_client_smtp_relayed_total', 'recipients relayed through the smarthost', () => c.smtpRelayed);
+  scrapedCounter(r, 'postmix_client_bounced_total', 'recipients bounced', () => c.bounced);
+  scrapedCounter(r, 'postmix_client_delivered_total', 'recipients delivered (all ACKs, or smarthost 250)', () => c.delivered);
+  scrapedCounters(r, 'postmix_client_packets_sent_total', 'packets sent by stream kind', 'kind', () => ({ real: s.real, drop: s.drop, loop: s.loop }));
+  scrapedGauge(r, 'postmix_client_outbox_active_messages', 'messages in the outbox not yet delivered or bounced', () => core.outbox.activeMessages().length);
+  scrapedCounter(r, 'postmix_client_fragments_resent_total', 'fragments resent after an ACK timeout', () => s.resent);
+  scrapedCounter(r, 'postmix_client_acks_total', 'ACKs received', () => s.acks);
+  scrapedCounter(r, 'postmix_client_loops_returned_total', 'loop cover packets that came back', () => s.loopsReturned);
+}
