@@ -5,6 +5,7 @@ import { sdaRoundBound } from '../sim/analytic.ts';
 import { runSimulation, type RunResult } from '../sim/model.ts';
 import { entropyHistSpec, latencyCdfSpec, sdaSpec, writeReport } from '../sim/report.ts';
 import { loadScenarioFile, makeScenario, type Scenario } from '../sim/scenario.ts';
+import { analyzeCapture, scenarioOfCapture } from '../sim/analyze.ts';
 import { runOnQueue, runQueueWorker } from '../sim/queue.ts';
 import { foldReplicates } from '../sim/stats.ts';
 import { expandGrid, expandReplicates, replicateSeeds, rowOf, runSweep, writeSweep, type Grid } from '../sim/sweep.ts';
@@ -276,6 +277,43 @@ export function registerSim(program: Command): void {
       const files = await writeSweep(dir, keys, rows);
       process.stderr.write(`sweep done in ${fmt((performance.now() - t0) / 1000, 1)} s; wrote ${files.join(', ')}\n`);
       if (opts.json) process.stdout.write(JSON.stringify(rows) + '\n');
+    });
+
+  sim
+    .command('analyze')
+    .description(
+      "compute the simulator's metrics from a real network's link capture (postmix testnet --capture DIR): per-hop delay, link latency, per-packet and sender entropy from link timings, end-to-end latency",
+    )
+    .argument('<capture-dir>', 'the directory postmix testnet --capture DIR wrote')
+    .option('--warmup <D>', 'time after the first client packet before anything counts (a duration)', durationOption('--warmup'), 2)
+    .option('--targets <K>', 'tracked target packets', int('targets'), 1000)
+    .option('--compare', "also run the simulator with the capture's parameters and print both")
+    .addOption(
+      new Option('--delays <which>', "--compare: the per-hop delay the capture measured, or the document's 1/μ")
+        .choices(['measured', 'configured'])
+        .default('measured'),
+    )
+    .option('--json', 'print one JSON object on stdout')
+    .action((dir: string, o: { warmup: number; targets: number; compare?: boolean; delays: 'measured' | 'configured'; json?: boolean }) => {
+      const a = analyzeCapture(dir, { warmup: o.warmup, targets: o.targets });
+      const sim = o.compare ? runSimulation(scenarioOfCapture(a, o.delays) as Partial<Scenario>) : null;
+      if (o.json) {
+        const { samples: _s, latency_cdf: _c, ...simOut } = sim ?? ({} as RunResult);
+        void _s;
+        void _c;
+        process.stdout.write(JSON.stringify(sim ? { capture: a, sim: simOut } : a) + '\n');
+        return;
+      }
+      const lines = [
+        `capture ${dir}: ${a.nodes.clients} clients, ${a.nodes.mixes} mixes in ${a.nodes.layers} layers, ${a.nodes.gateways} gateways; ${a.frames.matched} link traversals matched (${a.frames.unmatched} unmatched) over ${fmt(a.span_s, 1)} s`,
+        `per-hop delay (s):   mean ${fmt(a.per_hop_delay_s.mean, 4)} (per layer ${a.per_hop_delay_s.per_layer.map((x) => fmt(x, 4)).join(', ')}; configured 1/μ ${a.per_hop_delay_s.expected === null ? '?' : fmt(a.per_hop_delay_s.expected, 4)})${sim ? `  sim: ${fmt(sim.scenario.meanDelay, 4)} (${o.delays})` : ''}`,
+        `link latency (s):    ${fmt(a.link_latency_s, 5)}`,
+        `rates:               ${fmt(a.rates.client_pps, 2)} packets/s per client, ${fmt(a.rates.per_mix_pps, 2)} per mix${sim ? `  sim: ${fmt(sim.load.per_mix_pps.mean, 2)} per mix` : ''}`,
+        `per-packet entropy:  mean ${fmt(a.entropy.mean)} bits (${a.entropy.n} targets)${sim ? `  sim: ${fmt(sim.entropy.mean)}` : ''}`,
+        `sender entropy:      mean ${fmt(a.sender_entropy.mean)} of ${fmt(a.sender_entropy.max_possible)} bits (${a.sender_entropy.n} exits)${sim ? `  sim: ${fmt(sim.sender_entropy.mean)}` : ''}`,
+        `message latency (s): ${a.latency.messages} overlay messages, mean ${fmt(a.latency.mean ?? NaN, 2)} (submission to the MX's mailbox)`,
+      ];
+      process.stdout.write(lines.join('\n') + '\n');
     });
 
   sim

@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { resolve } from 'node:path';
 import { durationOption } from './units.ts';
 
 function num(name: string, min: number, max: number) {
@@ -44,7 +45,11 @@ export function registerTestnet(program: Command): void {
       durationOption('--mx-outage', 1, 3600),
       0,
     )
-    .option('--capture', 'capture every frame on every link (POSTMIX_LINK_CAPTURE in each node) and fail unless all have one length', false)
+    .option(
+      '--capture [dir]',
+      'capture every frame on every link (POSTMIX_LINK_CAPTURE in each node: lengths and a timestamp per frame) and fail unless all have one length; with DIR, keep the capture there for `postmix sim analyze DIR`',
+      false,
+    )
     .option(
       '--replay <n>',
       're-inject N captured frames into a mix from the node that sent them; each must be dropped as a replay (implies --capture)',
@@ -91,6 +96,7 @@ export function registerTestnet(program: Command): void {
         restartGatewayMs: typeof o.restartGateway === 'number' ? Math.round(o.restartGateway * 1000) : 0,
         mxOutageS: o.mxOutage as number,
         capture: Boolean(o.capture),
+        ...(typeof o.capture === 'string' ? { captureDir: resolve(o.capture) } : {}),
         replay: o.replay as number,
         json: Boolean(o.json),
         ...(typeof o.keep === 'string' ? { keep: o.keep } : {}),

@@ -15,7 +15,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +48,8 @@ export interface TestnetOptions {
   readonly mxOutageS: number;
   /** record every link's frames (POSTMIX_LINK_CAPTURE) and check they all have one length */
   readonly capture: boolean;
+  /** keep the capture here (implies capture), with nodes.json and testnet.json, for `postmix sim analyze` */
+  readonly captureDir?: string;
   /** re-inject this many captured frames into a mix; each must be dropped as a replay (implies capture) */
   readonly replay: number;
   readonly json: boolean;
@@ -181,7 +183,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
   const logs = join(dir, 'logs');
   mkdirSync(logs, { recursive: true });
   const mailRoot = join(dir, 'mail');
-  const captureDir = o.capture || o.replay > 0 ? join(dir, 'capture') : undefined;
+  const captureDir = o.captureDir ?? (o.capture || o.replay > 0 ? join(dir, 'capture') : undefined);
   const sup = new Supervisor(logs, captureDir ? { ...process.env, [CAPTURE_ENV]: captureDir } : process.env);
   const closers: (() => Promise<void>)[] = [];
   const killed: string[] = [];
@@ -499,6 +501,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
       if (sizeLeaks(wire).length > 0) ok = false;
     }
     for (const c of closers.reverse()) await c().catch(() => undefined);
+    if (o.captureDir && existsSync(join(dir, 'nodes.json'))) copyFileSync(join(dir, 'nodes.json'), join(o.captureDir, 'nodes.json'));
     if (!o.keep) rmSync(dir, { recursive: true, force: true });
   }
   const report: TestnetReport = {
@@ -512,6 +515,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     replay,
     run_dir: o.keep ? dir : null,
   };
+  if (o.captureDir) writeFileSync(join(o.captureDir, 'testnet.json'), JSON.stringify({ ok, topology, messages }) + '\n');
   if (o.json) process.stdout.write(JSON.stringify(report) + '\n');
   else process.stdout.write('\n' + renderTable(report) + '\n');
   return report;

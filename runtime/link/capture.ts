@@ -9,11 +9,14 @@
  *   "do lengths differ?": here the answer must be one length per protocol, network-wide.
  * - `<dir>/<peer id>.recent.bin`: the last RECENT_FRAMES inbound frames (whole), so a test can
  *   re-inject a frame a node has already processed and watch it be dropped as a replay.
+ * - `<dir>/<peer id>.frames.bin` and `.frames.json`: a timestamp per frame per link (what a
+ *   global passive observer sees: when each frame crossed which link), so `postmix sim analyze`
+ *   can measure per-hop delays and rebuild the adversary's trace from the real network.
  *
  * Files are rewritten (tmp + rename) every FLUSH_MS and on close; nothing is written on the
  * packet path itself. Off by default: a production node never keeps packets it has forwarded.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { varintLength } from '../../proto/link/framing.ts';
 
@@ -37,8 +40,24 @@ export interface CapturedFrame {
   readonly frame: Uint8Array;
 }
 
+/** One record of `<peer>.frames.bin`: f64 time (ms since the epoch) | u32 link | u32 wire length, big-endian. */
+export const FRAME_RECORD_BYTES = 16;
+
+export interface CapturedTimeline {
+  readonly peer: string;
+  /** link index → `${protocol} ${direction} ${neighbour peer id}` */
+  readonly links: readonly string[];
+  /** per frame: when (ms since the epoch, sub-millisecond), which link, on-wire length */
+  readonly time: Float64Array;
+  readonly link: Uint32Array;
+  readonly length: Uint32Array;
+}
+
 export class LinkCapture {
   private readonly links = new Map<string, Map<number, number>>();
+  private readonly linkIndex = new Map<string, number>();
+  private pending = Buffer.alloc(64 * FRAME_RECORD_BYTES);
+  private pendingBytes = 0;
   private readonly recent: CapturedFrame[] = [];
   private dirty = false;
   private readonly timer: NodeJS.Timeout;
@@ -68,6 +87,18 @@ export class LinkCapture {
     if (!h) this.links.set(key, (h = new Map()));
     const wire = varintLength(bodyLength) + bodyLength;
     h.set(wire, (h.get(wire) ?? 0) + 1);
+    let li = this.linkIndex.get(key);
+    if (li === undefined) this.linkIndex.set(key, (li = this.linkIndex.size));
+    if (this.pendingBytes + FRAME_RECORD_BYTES > this.pending.length) {
+      const b = Buffer.alloc(this.pending.length * 2);
+      this.pending.copy(b, 0, 0, this.pendingBytes);
+      this.pending = b;
+    }
+    // wall-clock ms with the monotonic clock's resolution, comparable across processes on one host
+    this.pending.writeDoubleBE(performance.timeOrigin + performance.now(), this.pendingBytes);
+    this.pending.writeUInt32BE(li, this.pendingBytes + 8);
+    this.pending.writeUInt32BE(wire, this.pendingBytes + 12);
+    this.pendingBytes += FRAME_RECORD_BYTES;
     if (direction === 'in' && frame) {
       this.recent.push({ from: neighbour, at: Date.now(), frame: frame.slice() });
       if (this.recent.length > RECENT_FRAMES) this.recent.shift();
@@ -84,6 +115,10 @@ export class LinkCapture {
     };
     atomicWrite(join(this.dir, `${this.peer}.lengths.json`), JSON.stringify(lengths));
     atomicWrite(join(this.dir, `${this.peer}.recent.bin`), encodeRecent(this.recent));
+    // the index first: a reader that sees a record always finds its link
+    atomicWrite(join(this.dir, `${this.peer}.frames.json`), JSON.stringify({ peer: this.peer, links: [...this.linkIndex.keys()] }));
+    appendFileSync(join(this.dir, `${this.peer}.frames.bin`), this.pending.subarray(0, this.pendingBytes));
+    this.pendingBytes = 0;
   }
 
   close(): void {
@@ -130,6 +165,23 @@ export function readRecentFrames(path: string): CapturedFrame[] {
     at = start + n;
   }
   return out;
+}
+
+/** Reads `<dir>/<peer>.frames.{json,bin}`; a partial last record is ignored. */
+export function readCapturedTimeline(dir: string, peer: string): CapturedTimeline {
+  const idx = JSON.parse(readFileSync(join(dir, `${peer}.frames.json`), 'utf8')) as { peer: string; links: string[] };
+  const b = readFileSync(join(dir, `${peer}.frames.bin`));
+  const n = Math.floor(b.length / FRAME_RECORD_BYTES);
+  const time = new Float64Array(n);
+  const link = new Uint32Array(n);
+  const length = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const o = i * FRAME_RECORD_BYTES;
+    time[i] = b.readDoubleBE(o);
+    link[i] = b.readUInt32BE(o + 8);
+    length[i] = b.readUInt32BE(o + 12);
+  }
+  return { peer: idx.peer, links: idx.links, time, link, length };
 }
 
 export function readCapturedLengths(path: string): CapturedLengths {

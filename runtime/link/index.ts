@@ -2,5 +2,5 @@
 export { SPHINX_PROTOCOL, PacketLink, parseMultiaddr } from './link.ts';
 export type { FrameHandler, FrameObserver, LinkCounters, LinkLogger, PacketLinkOptions } from './link.ts';
 export { peerIdFromEd25519PublicKey, peerIdFromSeed, privateKeyFromSeed } from './identity.ts';
-export { CAPTURE_ENV, LinkCapture, readCapturedLengths, readRecentFrames } from './capture.ts';
-export type { CapturedFrame, CapturedLengths } from './capture.ts';
+export { CAPTURE_ENV, FRAME_RECORD_BYTES, LinkCapture, readCapturedLengths, readCapturedTimeline, readRecentFrames } from './capture.ts';
+export type { CapturedFrame, CapturedLengths, CapturedTimeline } from './capture.ts';
