@@ -3,8 +3,8 @@
  * what a global passive adversary computes from the timings it sees on the links.
  *
  * Every node stamped each Sphinx frame it wrote or read (runtime/link/capture.ts). A frame that
- * A wrote to B is the frame B read from A: links are ordered streams, so the k-th frame A wrote
- * to B is the k-th B read from A. That gives every link traversal its two ends. Inside a node
+ * A wrote to B is the frame B read from A: links are ordered streams, so frames pair up in
+ * order (skipping a write never read, as when a connection drops, and a read with no write). That gives every link traversal its two ends. Inside a node
  * the adversary cannot tell which input left as which output, which is the mixing; so the
  * traversals, in time order, are exactly the trace the simulator's adversary reads: arrivals
  * into each node's pool (from a client, a mix or a gateway) and departures from it, with the
@@ -50,6 +50,14 @@ export interface CaptureAnalysis {
 }
 
 const SPHINX = '/postmix/sphinx/';
+/**
+ * A write is stamped just after the frame is handed to the stream, so on a loaded host (the
+ * writer descheduled in between) its read can be stamped first; a read this much before its
+ * write has none.
+ */
+const CLOCK_NOISE_S = 0.5;
+/** a frame not read within this of its write was lost (a dropped connection) */
+const MAX_LINK_S = 5;
 
 export interface AnalyzeOptions {
   /** seconds after the first client packet before anything counts (default 2) */
@@ -121,13 +129,28 @@ export function analyzeCapture(dir: string, opts: AnalyzeOptions = {}): CaptureA
     const i = ins.get(key) ?? [];
     o.sort((a, b) => a - b);
     i.sort((a, b) => a - b);
-    const n = Math.min(o.length, i.length);
-    unmatched += o.length + i.length - 2 * n;
     const [from, to] = key.split(' ') as [string, string];
-    for (let k = 0; k < n; k++) {
-      trav.push({ from, to, tOut: o[k]!, tIn: Math.max(o[k]!, i[k]!) });
-      linkLat += i[k]! - o[k]!;
+    // in order, but a frame lost with a dropped connection must not shift every later pair:
+    // a read stamped before the write (beyond clock noise) has no write, a write whose next
+    // read comes more than MAX_LINK_S later was lost
+    let a = 0;
+    let b = 0;
+    while (a < o.length && b < i.length) {
+      const d = i[b]! - o[a]!;
+      if (d < -CLOCK_NOISE_S) {
+        b++;
+        unmatched++;
+      } else if (d > MAX_LINK_S) {
+        a++;
+        unmatched++;
+      } else {
+        trav.push({ from, to, tOut: o[a]!, tIn: Math.max(o[a]!, i[b]!) });
+        linkLat += Math.max(0, d);
+        a++;
+        b++;
+      }
     }
+    unmatched += o.length - a + (i.length - b);
   }
   for (const [key, i] of ins) if (!outs.has(key)) unmatched += i.length;
   if (trav.length === 0) throw new Error(`${dir}: no Sphinx frames matched between nodes`);
