@@ -131,8 +131,7 @@ export function toCsv(rows: Array<Record<string, number | string>>): string {
 const WORKER_SRC = `
 const { parentPort } = require('node:worker_threads');
 parentPort.once('message', async ({ tsxApi, modelUrl }) => {
-  const { register } = await import(tsxApi);
-  register();
+  if (tsxApi) (await import(tsxApi)).register();
   const { runSimulation } = await import(modelUrl);
   parentPort.on('message', (msg) => {
     try {
@@ -162,9 +161,15 @@ export async function runSweep(points: Array<Partial<Scenario>>, opts: SweepOpti
     });
     return results;
   }
-  const require = createRequire(import.meta.url);
-  const tsxApi = 'file://' + require.resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs');
-  const modelUrl = new URL('./model.ts', import.meta.url).href;
+  // compiled (dist/, this file is .js) the worker loads model.js; from the sources it needs tsx
+  const compiled = import.meta.url.endsWith('.js');
+  const tsxApi = compiled
+    ? null
+    : 'file://' +
+      createRequire(import.meta.url)
+        .resolve('tsx/esm/api')
+        .replace(/\.cjs$/, '.mjs');
+  const modelUrl = new URL(compiled ? './model.js' : './model.ts', import.meta.url).href;
   let next = 0;
   let done = 0;
   const nWorkers = Math.min(opts.workers, points.length);

@@ -5,10 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, statSync, type WriteStream } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const POSTMIX_BIN = resolve(fileURLToPath(new URL('../../bin/postmix.js', import.meta.url)));
+import { join } from 'node:path';
+import { POSTMIX_BIN } from '../bin-path.ts';
 
 export interface NodeProcess {
   readonly name: string;

@@ -18,7 +18,6 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import nodemailer from 'nodemailer';
 import { stringify } from 'smol-toml';
 import { Outbox } from '../../client/outbox.ts';
@@ -34,8 +33,7 @@ import { Supervisor } from './processes.ts';
 import { injectReplays, type ReplayReport } from './replay.ts';
 import { renderTable, totals, type ChaosReport, type MessagePath, type MessageReport, type TestnetReport } from './report.ts';
 import { sizeLeaks, summarizeCapture, type WireReport } from './wire.ts';
-
-const POSTMIX_BIN = resolve(fileURLToPath(new URL('../../bin/postmix.js', import.meta.url)));
+import { POSTMIX_BIN } from '../bin-path.ts';
 
 export interface TestnetOptions {
   readonly messages: number;

@@ -1,0 +1,3 @@
+/** See entry.js. */
+export declare const SOURCE_DIRS: readonly string[];
+export declare function chooseEntry(root: URL): 'dist' | 'source' | 'missing';
