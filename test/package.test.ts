@@ -4,10 +4,12 @@
  *   (a checkout), and dist/ alone in an installed package;
  * - the package lists the compiled code and the docs, and no TypeScript, test, bench or test-kit
  *   file;
- * - the package's files, laid out as npm installs them (no sources, no tsx), run `postmix`.
+ * - the package's files, laid out as npm installs them (no sources, no tsx), run `postmix`;
+ * - the README's test command refuses, with a message naming them, to run without the Debian
+ *   packages the tests need when it cannot install them (not root).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -92,5 +94,22 @@ describe('npm pack', () => {
     const s = spawnSync(process.execPath, [join(d, 'bin/postmix.js'), 'client', 'status', '-c', join(d, 'c.toml')], { encoding: 'utf8', timeout: 30_000 });
     expect(s.stderr).toBe('');
     expect(s.stdout).toContain('outbox empty');
+  });
+});
+
+describe('the README test command (.ci/test)', () => {
+  it('names the missing Debian packages and stops when it cannot install them', () => {
+    if (process.getuid?.() !== 0) throw new Error('this check runs the script as an unprivileged user, which needs root to arrange');
+    const d = join(tmp, 'ci');
+    mkdirSync(join(d, '.ci'), { recursive: true });
+    copyFileSync(join(ROOT, '.ci/test'), join(d, '.ci/test'));
+    writeFileSync(join(d, '.ci/apt-packages'), 'coreutils\npostmix-no-such-package\n');
+    chmodSync(tmp, 0o755);
+    chmodSync(d, 0o755);
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'bash', join(d, '.ci/test')], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('not installed: postmix-no-such-package');
+    expect(r.stderr).not.toContain('coreutils');
+    expect(r.stdout).not.toContain('vitest');
   });
 });
