@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fastestSuite } from '../proto/sphinx/index.ts';
 import { ClientCore } from '../client/core.ts';
 import { buildDropPacket, buildFragmentPacket } from '../client/sender.ts';
-import { fakeBundle, SimNet } from '../client/testing.ts';
+import { InProcessMixnet } from '../test/support/in-process-mixnet.ts';
 import { csprngUniform } from '../proto/util/random.ts';
 import { fmt, machineInfo, opsPerSecond, type BenchOptions, type BenchReport } from './harness.ts';
 
@@ -23,7 +23,7 @@ function fileSize(p: string): number {
   return (existsSync(p) ? statSync(p).size : 0) + (existsSync(p + '-wal') ? statSync(p + '-wal').size : 0);
 }
 
-function mkCore(dir: string, sim: SimNet, sink: { send(h: Uint8Array, p: Uint8Array): void }) {
+function mkCore(dir: string, sim: InProcessMixnet, sink: { send(h: Uint8Array, p: Uint8Array): void }) {
   return new ClientCore({
     outboxPath: join(dir, 'outbox.sqlite'),
     suite: fastestSuite,
@@ -42,14 +42,14 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
   const dir = mkdtempSync(join(tmpdir(), 'postmix-bench-client-'));
   const results: Record<string, unknown> = {};
   try {
-    const sim = new SimNet({ mixing: { lambdaP: 1000, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 10 } });
+    const sim = new InProcessMixnet({ mixing: { lambdaP: 1000, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 10 } });
     // 1. a 1 MiB message, prepared and sent with λ_P = 1000/s on a fake clock advanced 1 ms per step (so the figure is CPU + fsync, not the Poisson wait)
     {
       const size = opts.quick ? 256 * 1024 : 1024 * 1024;
       let packets = 0;
       let bytes = 0;
       const c = mkCore(join(dir, 'one'), sim, { send: (_h, p) => ((packets += 1), (bytes += p.length)) });
-      c.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+      c.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
       const raw = new Uint8Array(randomBytes(size));
       const t0 = performance.now();
       const id = c.accept('a@sender.test', ['bob@overlay.test'], raw, 0);
@@ -110,7 +110,7 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
       globalThis.gc?.();
       const heap0 = process.memoryUsage();
       const c = mkCore(d, sim, { send: () => undefined });
-      c.wallet.importBundle(fakeBundle('bob@overlay.test', count));
+      c.wallet.importBundle(sim.bundle('bob@overlay.test', count));
       const t0 = performance.now();
       for (let i = 0; i < count; i++) c.accept('a@sender.test', ['bob@overlay.test'], new Uint8Array(randomBytes(msgBytes)), i);
       const t1 = performance.now();

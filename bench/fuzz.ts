@@ -9,11 +9,12 @@
  * Anything else thrown is a bug: counted under THROW/… and the run exits non-zero.
  */
 import crypto from 'node:crypto';
-import { tokensFor, fragmentsOf } from '../gateway/testkit.ts';
+import { issuedTokens } from '../test/support/tokens.ts';
+import { messageFragments } from '../test/support/fragments.ts';
 import { decodePayload, encodeAck, encodeFragment, encodeLoop, AckStatus } from '../proto/fragment/index.ts';
 import { encodeFrames, FrameDecoder, FramingError } from '../proto/link/index.ts';
 import { decodeItem, decodeSubscribe, encodeItem } from '../proto/mailbox/index.ts';
-import { fakeNode } from '../proto/pki/fixtures.ts';
+import { testNode } from '../test/support/pki.ts';
 import {
   decodeSignedDescriptor,
   decodeDescriptorBody,
@@ -66,12 +67,12 @@ function targets(): Target[] {
   const key = prepareHopKey(fastestSuite, ns[0]!.sk);
 
   const issuer = deriveIssuerKeys(new Uint8Array(32).fill(7));
-  const tokens = tokensFor(issuer, 'bob@example.org', 1, 2);
-  const fragment = encodeFragment(fragmentsOf(rnd(5000), 'bob@example.org', tokens[0]!, { surb: surb })[1]!, G.payloadSize);
+  const tokens = issuedTokens(issuer, 'bob@example.org', 1, 2);
+  const fragment = encodeFragment(messageFragments(rnd(5000), 'bob@example.org', tokens[0]!, { surb: surb })[1]!, G.payloadSize);
   const payloadSeeds = [fragment, encodeAck({ messageId: rnd(16), index: 3, status: AckStatus.Queued }), encodeLoop(rnd(16))];
   const itemSeed = encodeItem({ surbId: rnd(16), payload: rnd(16 + G.payloadSize) }, G.payloadSize);
-  const gw = fakeNode(100, 1, 'gateway');
-  const mix = fakeNode(100, 2, 'mix', { layerPreference: 1 });
+  const gw = testNode(100, 1, 'gateway');
+  const mix = testNode(100, 2, 'mix', { layerPreference: 1 });
   const bundle = JSON.stringify(makeBundle('bob@example.org', issuer.publicKey, tokens));
   const tokenSeed = encodeToken(tokens[1]!);
 

@@ -17,7 +17,8 @@ import { deriveIssuerKeys, noblePoprf, useFastestTokenChecks, verifyToken } from
 import { HandoffWorker } from '../gateway/handoff.ts';
 import { Intake } from '../gateway/intake.ts';
 import { GatewayStore } from '../gateway/store.ts';
-import { fragmentsOf, payloadsOf, tokensFor } from '../gateway/testkit.ts';
+import { messageFragments, fragmentPayloads } from '../test/support/fragments.ts';
+import { issuedTokens } from '../test/support/tokens.ts';
 import { fmt, machineInfo, opsPerSecond, type BenchOptions, type BenchReport } from './harness.ts';
 
 export async function run(opts: BenchOptions): Promise<BenchReport> {
@@ -30,7 +31,7 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
     // 1. token checks, as the gateway runs them (it switches to the fastest backend at start)
     const backend = await useFastestTokenChecks();
     if (backend.fallbackReason) opts.log(backend.fallbackReason);
-    const toks = tokensFor(issuer, BOB, 1, 64);
+    const toks = issuedTokens(issuer, BOB, 1, 64);
     let i = 0;
     const check = (evaluator?: typeof noblePoprf) => () => {
       if (!verifyToken(issuer, BOB, toks[i++ % toks.length]!, evaluator)) throw new Error('bench token refused');
@@ -71,8 +72,8 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
       const store = new GatewayStore(join(dir, `reasm-${sync}.sqlite`), { synchronous: sync });
       store.addUser(BOB);
       const intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 1 << 20, reassemblyTtlMs: 3_600_000 });
-      const tokens = tokensFor(issuer, BOB, 1, Math.min(1000, nMessages));
-      const payloads = tokens.flatMap((t) => payloadsOf(fragmentsOf(msg, BOB, t)));
+      const tokens = issuedTokens(issuer, BOB, 1, Math.min(1000, nMessages));
+      const payloads = tokens.flatMap((t) => fragmentPayloads(messageFragments(msg, BOB, t)));
       const t0 = performance.now();
       for (const p of payloads) intake.handlePayload(p);
       const s = (performance.now() - t0) / 1000;

@@ -57,7 +57,7 @@ async function linkThroughput(frames: number, batch: number): Promise<{ framesPe
         await tx.flushed(peer); // one write, awaited, per frame
       } else {
         while (!tx.send(peer, frame)) await tx.flushed(peer);
-        if (tx.queued(peer) >= 4096) await tx.flushed(peer);
+        if (tx.waiting(peer) >= 4096) await tx.flushed(peer);
       }
     }
     await done;

@@ -36,7 +36,7 @@ import {
 import { uploadDescriptor } from '../runtime/pki/client.ts';
 import { createPacket, DEFAULT_GEOMETRY as G, fastestSuite, packetSizes, prepareHopKey, processPacket, type NodeId } from '../proto/sphinx/index.ts';
 import { MixNode } from '../mixnode/daemon.ts';
-import { dialAddrs, makeNodeKeys, silentLogger, SinkGateway, startTestDirectory, testNodeConfig, type Clock } from '../test/support/mixnet.ts';
+import { dialAddresses, testNodeKeys, silentLogger, SinkGateway, startTestDirectory, testMixnodeConfig, type Clock } from '../test/support/loopback.ts';
 import { fmt, machineInfo, type BenchOptions, type BenchReport } from './harness.ts';
 
 const EC: EpochConfig = { origin: 1_700_000_000, length: 3600, grace: 300 };
@@ -126,7 +126,7 @@ for await (const line of rl) {
   const t0 = performance.now();
   for (let i = warm; i < packets.length; i++) {
     while (!client.send(peer, packets[i])) await client.flushed(peer);
-    if (client.queued(peer) >= 2048) await client.flushed(peer);
+    if (client.waiting(peer) >= 2048) await client.flushed(peer);
   }
   const deadline = Date.now() + 120000;
   while (got < packets.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
@@ -182,10 +182,10 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
   const clock: Clock = { t: schedulePoint(EC, E - 1, 0.1) };
   const dir = await startTestDirectory({ dir: join(tmp, 'dir'), epoch: EC, mixing: MIXING, geometry: G, clock });
   const dataDir = join(tmp, 'l1');
-  makeNodeKeys(dataDir);
+  testNodeKeys(dataDir);
   const start = (store: 'log' | 'sqlite', port?: number) =>
     MixNode.start({
-      config: testNodeConfig({ dataDir, directory: dir, epoch: EC, layerPreference: 1, replay: store, listenPort: port }),
+      config: testMixnodeConfig({ dataDir, directory: dir, epoch: EC, layerPreference: 1, replay: store, listenPort: port }),
       logger: silentLogger,
       now: () => clock.t,
       defaultMetrics: false,
@@ -271,7 +271,7 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
     const elu0 = performance.eventLoopUtilization();
     const cpu0 = process.cpuUsage();
     const recv0 = node.hop.engine.counters.received;
-    child.send({ file, count: N, target: dialAddrs(me), peer: me.peerId });
+    child.send({ file, count: N, target: dialAddresses(me), peer: me.peerId });
     const r = (await child.next()) as { forwarded: number; seconds: number };
     const cpu = process.cpuUsage(cpu0);
     // how busy the node's thread was: near 1 means the node itself is the bottleneck, lower
@@ -352,10 +352,10 @@ async function delayQueue(opts: BenchOptions): Promise<Record<string, unknown>> 
   gc?.();
   gc?.();
   const m1 = process.memoryUsage();
-  const perPacket = (m1.rss - m0.rss) / engine.queued.packets;
-  const logical = (m1.heapUsed + m1.external - m0.heapUsed - m0.external) / engine.queued.packets;
+  const perPacket = (m1.rss - m0.rss) / engine.held.packets;
+  const logical = (m1.heapUsed + m1.external - m0.heapUsed - m0.external) / engine.held.packets;
   opts.log(
-    `${fmt(engine.queued.packets)} packets queued: resident memory ${fmt(perPacket)} B per queued packet ` +
+    `${fmt(engine.held.packets)} packets queued: resident memory ${fmt(perPacket)} B per queued packet ` +
       `(V8 heap + external ${fmt(logical)} B; packet ${PACKET} B, payload ${G.payloadSize} B)`,
   );
 
@@ -377,7 +377,7 @@ async function delayQueue(opts: BenchOptions): Promise<Record<string, unknown>> 
   late.sort((a, b) => a - b);
   const q = (p: number) => late[Math.min(late.length - 1, Math.floor(p * late.length))] ?? NaN;
   opts.log(
-    `scheduler added latency over ${fmt(late.length)} releases (${fmt(engine.queued.packets)} held): p50 ${fmt(q(0.5), 2)} ms, p99 ${fmt(q(0.99), 2)} ms, max ${fmt(q(1), 2)} ms`,
+    `scheduler added latency over ${fmt(late.length)} releases (${fmt(engine.held.packets)} held): p50 ${fmt(q(0.5), 2)} ms, p99 ${fmt(q(0.99), 2)} ms, max ${fmt(q(1), 2)} ms`,
   );
   engine.close();
   return {

@@ -14,7 +14,7 @@ import {
   verifyDocument,
   type DocumentParams,
 } from '../proto/pki/index.ts';
-import { fakeNode } from '../proto/pki/fixtures.ts';
+import { testNode } from '../test/support/pki.ts';
 import { fmt, machineInfo, opsPerSecond, type BenchOptions, type BenchReport } from './harness.ts';
 
 export async function run(opts: BenchOptions): Promise<BenchReport> {
@@ -30,7 +30,7 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
     authorities: auth.map((a) => a.publicKey),
     threshold: 2,
   };
-  const fakes = Array.from({ length: nodes }, (_, i) => fakeNode(epoch, i, i % 10 === 9 ? 'gateway' : 'mix'));
+  const fakes = Array.from({ length: nodes }, (_, i) => testNode(epoch, i, i % 10 === 9 ? 'gateway' : 'mix'));
   const descs = fakes.map((f) => verifyDescriptor(f.descriptor));
   const results: Record<string, unknown> = { nodes };
 

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { Uniform } from '../proto/mixing/params.ts';
 import { csprngUniform } from '../proto/util/random.ts';
 import { buildFragmentPacket } from '../client/sender.ts';
-import { SimNet } from '../client/testing.ts';
+import { InProcessMixnet } from '../test/support/in-process-mixnet.ts';
 import { nodeSuite } from '../proto/sphinx/index.ts';
 import { fmt, machineInfo, opsPerSecond, type BenchOptions, type BenchReport } from './harness.ts';
 
@@ -60,7 +60,7 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
     chacha20NobleDrbg: 1e9 / rate(chachaDrbg()),
   };
   // how many draws one fragment packet (forward route + SURB route) takes
-  const sim = new SimNet();
+  const sim = new InProcessMixnet();
   let draws = 0;
   const counting: Uniform = () => (draws++, csprngUniform());
   const data = new Uint8Array(100);

@@ -100,7 +100,7 @@ export function registerClient(program: Command): void {
         return;
       }
       const r = await submitLocal(submitTarget(cfg), from, to, raw);
-      if (r.ok) process.stdout.write(`queued as ${r.queueId ?? '?'}: ${r.response}\n`);
+      if (r.ok) process.stdout.write(`queued as ${r.outboxId ?? '?'}: ${r.response}\n`);
       else {
         process.stderr.write(`postmix client send: ${r.error}\n`);
         process.exitCode = r.code !== null && r.code >= 500 ? EXIT.failure : EXIT.unavailable;

@@ -102,7 +102,7 @@ export function registerGateway(program: Command): void {
         const states: QueueState[] = o.all ? ['queued', 'sending', 'failed', 'delivered'] : ['queued', 'sending', 'failed'];
         for (const r of store.listQueue(states)) {
           const row = {
-            queueId: r.queueId,
+            handoffId: r.handoffId,
             recipient: r.recipient,
             size: r.size,
             state: r.state,
@@ -114,7 +114,7 @@ export function registerGateway(program: Command): void {
           process.stdout.write(
             o.json
               ? JSON.stringify(row) + '\n'
-              : `${row.queueId}  ${row.state.padEnd(9)} ${String(row.attempts).padStart(3)}  ${row.recipient}  ${row.size} B  next ${row.nextAttempt}${row.lastError ? `  (${row.lastError})` : ''}\n`,
+              : `${row.handoffId}  ${row.state.padEnd(9)} ${String(row.attempts).padStart(3)}  ${row.recipient}  ${row.size} B  next ${row.nextAttempt}${row.lastError ? `  (${row.lastError})` : ''}\n`,
           );
         }
         const d = store.queueDepth();
@@ -125,7 +125,7 @@ export function registerGateway(program: Command): void {
     .command('retry')
     .description('hand a failed or waiting message over again now (a running gateway picks it up within a poll)')
     .requiredOption('-c, --config <file>', 'the TOML configuration file')
-    .argument('<queue-id|all>')
+    .argument('<handoff-id|all>')
     .action((id: string, o: { config: string }) =>
       withStore('queue retry', o.config, (store) => {
         const n = store.retry(id, Date.now());
@@ -137,13 +137,13 @@ export function registerGateway(program: Command): void {
     .command('purge')
     .description('delete a message from the queue, all failed ones (--failed), or delivered records older than --delivered-days')
     .requiredOption('-c, --config <file>', 'the TOML configuration file')
-    .argument('[queue-id]')
+    .argument('[handoff-id]')
     .option('--failed', 'purge every failed message', false)
     .option('--delivered-days <n>', 'purge delivered records older than n days')
     .action((id: string | undefined, o: { config: string; failed: boolean; deliveredDays?: string }) =>
       withStore('queue purge', o.config, (store) => {
         let n: number;
-        if (id) n = store.purge({ queueId: id });
+        if (id) n = store.purge({ handoffId: id });
         else if (o.failed) n = store.purge({ failed: true });
         else if (o.deliveredDays !== undefined) n = store.purge({ deliveredBefore: Date.now() - Number(o.deliveredDays) * 86_400_000 });
         else throw new Error('give a queue id, --failed or --delivered-days N');

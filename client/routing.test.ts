@@ -1,9 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { decideRoute, type RoutingPolicy } from './routing.ts';
-import { SimNet } from './testing.ts';
+import { InProcessMixnet } from '../test/support/in-process-mixnet.ts';
 
-const doc = new SimNet({ domains: ['overlay.test'] }).doc;
-const openDoc = new SimNet({ domains: ['open.test'], openPolicy: true }).doc;
+import type { DocumentBody } from '../proto/pki/index.ts';
+
+/** The document of an in-process network whose gateway publishes the issuer key 32 × 0x03. */
+function docFor(o: { domains: string[]; openPolicy?: boolean }): DocumentBody {
+  const d = new InProcessMixnet(o).doc;
+  const issuerKeys = [{ keyEpoch: 0, publicKey: new Uint8Array(32).fill(3) }];
+  return { ...d, gateways: d.gateways.map((g) => ({ ...g, gateway: { ...g.gateway!, issuerKeys } })) };
+}
+const doc = docFor({ domains: ['overlay.test'] });
+const openDoc = docFor({ domains: ['open.test'], openPolicy: true });
 const none: RoutingPolicy = { overlayOnly: false, overlayOnlyRecipients: [] };
 /** held: recipient → issuer-key byte (the key is 32 × that byte) → count */
 const tokens = (held: Record<string, Record<number, number>>) => (r: string, keys?: readonly Uint8Array[]) =>

@@ -7,7 +7,8 @@ import { nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
 import { ClientCore } from './core.ts';
 import { chooseRoute, nextPoisson, Sender } from './sender.ts';
 import { ackTimeoutBaseMs } from '../proto/mixing/retransmit.ts';
-import { SimNet, fakeBundle, seededUniform } from './testing.ts';
+import { InProcessMixnet, seededUniform } from '../test/support/in-process-mixnet.ts';
+import { forgedBundle } from '../test/support/tokens.ts';
 import { Outbox } from './outbox.ts';
 
 const dirs: string[] = [];
@@ -22,7 +23,7 @@ afterEach(() => {
 
 const MAILBOX = new Uint8Array(32).fill(0x42);
 
-function core(sim: SimNet, dir: string, o: { cover?: boolean; maxAttempts?: number; seed?: number; overlayOnly?: boolean } = {}) {
+function core(sim: InProcessMixnet, dir: string, o: { cover?: boolean; maxAttempts?: number; seed?: number; overlayOnly?: boolean } = {}) {
   return new ClientCore({
     outboxPath: join(dir, 'outbox.sqlite'),
     suite: nodeSuite,
@@ -38,7 +39,7 @@ function core(sim: SimNet, dir: string, o: { cover?: boolean; maxAttempts?: numb
 }
 
 /** Advances a fake clock from `from` to `to` in `step` ms, delivering mailbox items after each tick. */
-function run(c: ClientCore, sim: SimNet, from: number, to: number, step = 50, until?: () => boolean): number {
+function run(c: ClientCore, sim: InProcessMixnet, from: number, to: number, step = 50, until?: () => boolean): number {
   let t = from;
   for (; t <= to; t += step) {
     c.tick(t);
@@ -55,7 +56,7 @@ function message(size: number): Uint8Array {
 
 describe('route choice and timeouts', () => {
   it('one node per layer in layer order, then the gateway; delays drawn per hop', () => {
-    const sim = new SimNet({ layers: 3, perLayer: 3 });
+    const sim = new InProcessMixnet({ layers: 3, perLayer: 3 });
     const u = seededUniform(7);
     const seen = new Set<string>();
     for (let i = 0; i < 200; i++) {
@@ -76,10 +77,10 @@ describe('route choice and timeouts', () => {
 
 describe('overlay sending through a simulated mixnet (real Sphinx)', () => {
   it('fragments a message, every fragment with token + SURB, and the gateway reassembles it byte-identical', () => {
-    const sim = new SimNet();
+    const sim = new InProcessMixnet();
     const dir = tmp();
     const c = core(sim, dir);
-    c.wallet.importBundle(fakeBundle('bob@overlay.test', 2));
+    c.wallet.importBundle(sim.bundle('bob@overlay.test', 2));
     const raw = message(10_000);
     const id = c.accept('a@sender.test', ['Bob@overlay.test'], raw, 0);
     const r = c.outbox.recipient(id, 'bob@overlay.test')!;
@@ -101,12 +102,12 @@ describe('overlay sending through a simulated mixnet (real Sphinx)', () => {
   });
 
   it('a mix that drops everything makes the client resend on other routes, and the message still arrives', () => {
-    const sim = new SimNet({ perLayer: 2 });
+    const sim = new InProcessMixnet({ perLayer: 2 });
     const bad = Buffer.from(sim.layers[0]![0]!.entry.nodeId).toString('hex');
     sim.blackholes.add(bad);
     const dir = tmp();
     const c = core(sim, dir, { maxAttempts: 10 });
-    c.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+    c.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
     const raw = message(6_000);
     const id = c.accept('a@sender.test', ['bob@overlay.test'], raw, 0);
     run(c, sim, 0, 600_000, 100, () => c.outbox.message(id)!.state === 'done');
@@ -120,11 +121,11 @@ describe('overlay sending through a simulated mixnet (real Sphinx)', () => {
   });
 
   it('bounces (DSN in the Maildir) after the attempt limit when nothing comes back', () => {
-    const sim = new SimNet({ perLayer: 1 });
+    const sim = new InProcessMixnet({ perLayer: 1 });
     sim.blackholes.add(Buffer.from(sim.gateway.entry.nodeId).toString('hex'));
     const dir = tmp();
     const c = core(sim, dir, { maxAttempts: 3 });
-    c.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+    c.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
     const id = c.accept('a@sender.test', ['bob@overlay.test'], message(100), 0);
     run(c, sim, 0, 300_000, 200, () => c.outbox.message(id)!.state === 'done');
     const r = c.outbox.recipient(id, 'bob@overlay.test')!;
@@ -142,12 +143,12 @@ describe('overlay sending through a simulated mixnet (real Sphinx)', () => {
   });
 
   it('a final refusal ACK (TokenRefused) bounces at once, without resending', () => {
-    const sim = new SimNet();
+    const sim = new InProcessMixnet();
     const dir = tmp();
     const c = core(sim, dir);
-    c.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
-    const tok = c.wallet.pick('bob@overlay.test')!;
-    sim.refusedTokens.add(Buffer.from(tok.token).toString('hex'));
+    // a token in the right format, for the right gateway, that its issuer never computed
+    sim.user('bob@overlay.test');
+    c.wallet.importBundle(forgedBundle('bob@overlay.test', 1, 1, sim.issuer.publicKey));
     const id = c.accept('a@sender.test', ['bob@overlay.test'], message(5_000), 0);
     run(c, sim, 0, 60_000, 50, () => c.outbox.message(id)!.state === 'done');
     const r = c.outbox.recipient(id, 'bob@overlay.test')!;
@@ -159,11 +160,11 @@ describe('overlay sending through a simulated mixnet (real Sphinx)', () => {
   });
 
   it('killed mid-send and restarted: finishes the message, ACKs of packets sent before the crash still count, nothing sent twice', () => {
-    const sim = new SimNet();
+    const sim = new InProcessMixnet();
     sim.autoDeliver = false; // packets sit "in the network" while the client is down
     const dir = tmp();
     let c = core(sim, dir);
-    c.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+    c.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
     const raw = message(8_000);
     const id = c.accept('a@sender.test', ['bob@overlay.test'], raw, 0);
     const n = c.outbox.recipient(id, 'bob@overlay.test')!.fragmentCount;
@@ -185,7 +186,7 @@ describe('overlay sending through a simulated mixnet (real Sphinx)', () => {
 
 describe('Loopix streams (seeded RNG, fake clock)', () => {
   it('payload, loop and drop streams have the document rates; real packets replace drop cover', () => {
-    const sim = new SimNet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 0.5, lambdaM: 0, lambdaG: 0, mu: 10 } });
+    const sim = new InProcessMixnet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 0.5, lambdaM: 0, lambdaG: 0, mu: 10 } });
     const dir = tmp();
     const c = core(sim, dir, { cover: true, seed: 99, overlayOnly: false });
     const T = 100_000; // ms of simulated time
@@ -198,9 +199,9 @@ describe('Loopix streams (seeded RNG, fake clock)', () => {
     within(s.loop, 1 * (T / 1000));
     expect(s.loopsReturned).toBe(s.loop);
     // now with mail queued: the total rate stays the same, drops give way to real packets
-    const sim2 = new SimNet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 0.5, lambdaM: 0, lambdaG: 0, mu: 10 } });
+    const sim2 = new InProcessMixnet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 0.5, lambdaM: 0, lambdaG: 0, mu: 10 } });
     const c2 = core(sim2, tmp(), { cover: true, seed: 99 });
-    c2.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+    c2.wallet.importBundle(sim2.bundle('bob@overlay.test', 1));
     c2.accept('a@sender.test', ['bob@overlay.test'], message(200_000), 0);
     run(c2, sim2, 0, 20_000, 100);
     const s2 = c2.stats;

@@ -13,7 +13,7 @@ export interface SubmitTarget {
 }
 
 export type SubmitResult =
-  | { readonly ok: true; readonly queueId: string | null; readonly response: string }
+  | { readonly ok: true; readonly outboxId: string | null; readonly response: string }
   | { readonly ok: false; readonly code: number | null; readonly error: string; readonly rejected: readonly string[] };
 
 export async function submitLocal(t: SubmitTarget, from: string, to: readonly string[], raw: Uint8Array): Promise<SubmitResult> {
@@ -31,7 +31,7 @@ export async function submitLocal(t: SubmitTarget, from: string, to: readonly st
     const response = String(info.response ?? '');
     if (info.rejected && info.rejected.length > 0)
       return { ok: false, code: null, error: `rejected: ${info.rejected.map(String).join(', ')}: ${response}`, rejected: info.rejected.map(String) };
-    return { ok: true, queueId: /queued as (\S+)/.exec(response)?.[1] ?? null, response };
+    return { ok: true, outboxId: /queued as (\S+)/.exec(response)?.[1] ?? null, response };
   } catch (e) {
     const x = e as { responseCode?: number; response?: string; rejected?: string[]; message?: string };
     return { ok: false, code: x.responseCode ?? null, error: x.response ?? x.message ?? String(e), rejected: x.rejected ?? [] };

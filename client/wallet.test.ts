@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { encodeToken } from '../proto/tokens/index.ts';
-import { fakeBundle } from './testing.ts';
+import { forgedBundle } from '../test/support/tokens.ts';
 import { Outbox } from './outbox.ts';
 import { Wallet } from './wallet.ts';
 
@@ -8,10 +8,10 @@ describe('wallet', () => {
   it('imports a bundle, lists per recipient and epoch, ignores re-imports', () => {
     const ob = new Outbox(':memory:');
     const w = new Wallet(ob.db, 2);
-    const b = fakeBundle('Bob@Overlay.test', 3);
+    const b = forgedBundle('Bob@Overlay.test', 3);
     expect(w.importBundle(b)).toEqual({ recipient: 'bob@overlay.test', keyEpoch: 1, added: 3, duplicates: 0 });
     expect(w.importBundle(b).duplicates).toBe(3);
-    w.importBundle(fakeBundle('bob@overlay.test', 1, 2));
+    w.importBundle(forgedBundle('bob@overlay.test', 1, 2));
     expect(w.list()).toEqual([
       { recipient: 'bob@overlay.test', keyEpoch: 1, unspent: 3, spent: 0 },
       { recipient: 'bob@overlay.test', keyEpoch: 2, unspent: 1, spent: 0 },
@@ -25,8 +25,8 @@ describe('wallet', () => {
   it('picks the newest accepted epoch; a token is spent once, by the message that used it; warns when low', () => {
     const ob = new Outbox(':memory:');
     const w = new Wallet(ob.db, 1);
-    w.importBundle(fakeBundle('b@o.t', 2, 1));
-    w.importBundle(fakeBundle('b@o.t', 1, 2));
+    w.importBundle(forgedBundle('b@o.t', 2, 1));
+    w.importBundle(forgedBundle('b@o.t', 1, 2));
     const t = w.pick('b@o.t')!;
     expect(t.keyEpoch).toBe(2);
     expect(w.pick('b@o.t', [new Uint8Array(32).fill(9)])).toBeUndefined();

@@ -177,8 +177,8 @@ export class Gateway {
       return;
     }
     bump(this.counters.acks, String(res.status));
-    if (res.queueId) {
-      this.log.info({ queueId: res.queueId }, 'message complete and queued');
+    if (res.handoffId) {
+      this.log.info({ handoffId: res.handoffId }, 'message complete and queued');
       this.handoff.wake();
     }
     // the ACK goes out only now: the fragment (and message) is committed

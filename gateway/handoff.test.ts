@@ -79,7 +79,7 @@ describe('hand-off worker', () => {
     }
     expect(new Set(s.got.map((g) => g.envid)).size).toBe(10);
     expect(store.queueDepth().delivered).toBe(10);
-    expect(store.queued(id(1))!.body).toBeNull();
+    expect(store.handoffOf(id(1))!.body).toBeNull();
     await w.stop();
     await s.close();
   });
@@ -91,16 +91,16 @@ describe('hand-off worker', () => {
     store.enqueue(id(1), 'bob@example.org', BODY, now);
     const w = new HandoffWorker({ store, mx: { host: '127.0.0.1', port: s.port, starttls: 'never' }, baseDelayMs: 1000, maxDelayMs: 1500, now: () => now });
     expect(await w.runOnce()).toBe(0);
-    expect(store.queued(id(1))).toMatchObject({ state: 'queued', attempts: 1, nextAttempt: 2000 });
+    expect(store.handoffOf(id(1))).toMatchObject({ state: 'queued', attempts: 1, nextAttempt: 2000 });
     expect(await w.runOnce()).toBe(0); // not due
     now = 2000;
     expect(await w.runOnce()).toBe(0);
-    expect(store.queued(id(1))).toMatchObject({ state: 'queued', attempts: 2, nextAttempt: 3500 }); // capped at 1500
+    expect(store.handoffOf(id(1))).toMatchObject({ state: 'queued', attempts: 2, nextAttempt: 3500 }); // capped at 1500
     now = 3500;
     expect(await w.runOnce()).toBe(1);
     store.enqueue(id(2), 'bob@example.org', BODY, now);
     expect(await w.runOnce()).toBe(0);
-    expect(store.queued(id(2))!.state).toBe('failed');
+    expect(store.handoffOf(id(2))!.state).toBe('failed');
     expect(w.counters).toMatchObject({ delivered: 1, transientFailures: 2, permanentFailures: 1 });
     await w.stop();
     await s.close();
@@ -111,10 +111,10 @@ describe('hand-off worker', () => {
     store.enqueue(id(1), 'bob@example.org', BODY, 0);
     const w = new HandoffWorker({ store, mx: { host: '127.0.0.1', port: 1, starttls: 'never', timeoutMs: 2000 }, maxAgeMs: 10_000, now: () => now });
     await w.runOnce();
-    expect(store.queued(id(1))!.state).toBe('queued');
+    expect(store.handoffOf(id(1))!.state).toBe('queued');
     now = 10_000_000;
     await w.runOnce();
-    expect(store.queued(id(1))!.state).toBe('failed');
+    expect(store.handoffOf(id(1))!.state).toBe('failed');
     await w.stop();
   });
 
@@ -130,11 +130,11 @@ describe('hand-off worker', () => {
 
   it("recovery 'hold' fails rows left in sending for the operator", () => {
     store.enqueue(id(1), 'bob@example.org', BODY, 0);
-    expect(store.claim(store.due(0, 1)[0]!.queueId)).toBe(true);
+    expect(store.claim(store.due(0, 1)[0]!.handoffId)).toBe(true);
     const w = new HandoffWorker({ store, mx: { host: '127.0.0.1', port: 1 }, recovery: 'hold' });
     expect(w.recover()).toBe(1);
-    expect(store.queued(id(1))).toMatchObject({ state: 'failed' });
-    expect(store.queued(id(1))!.lastError).toMatch(/uncertain/);
+    expect(store.handoffOf(id(1))).toMatchObject({ state: 'failed' });
+    expect(store.handoffOf(id(1))!.lastError).toMatch(/uncertain/);
   });
 
   it('backoff doubles and caps', () => {

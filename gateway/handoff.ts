@@ -121,11 +121,11 @@ export class HandoffWorker {
     const rows = this.opts.store.inFlight();
     for (const r of rows) {
       if ((this.opts.recovery ?? 'resend') === 'resend') {
-        this.opts.store.retryLater(r.queueId, this.now(), 'gateway restarted during hand-off; resending under the same id');
+        this.opts.store.retryLater(r.handoffId, this.now(), 'gateway restarted during hand-off; resending under the same id');
       } else {
-        this.opts.store.markFailed(r.queueId, 'uncertain: gateway stopped during hand-off; check the MX log for this id, then queue retry or purge');
+        this.opts.store.markFailed(r.handoffId, 'uncertain: gateway stopped during hand-off; check the MX log for this id, then queue retry or purge');
       }
-      this.opts.log?.warn({ queueId: r.queueId, recovery: this.opts.recovery ?? 'resend' }, 'hand-off: row left in sending state by a crash');
+      this.opts.log?.warn({ handoffId: r.handoffId, recovery: this.opts.recovery ?? 'resend' }, 'hand-off: row left in sending state by a crash');
     }
     this.counters.recovered += rows.length;
     return rows.length;
@@ -193,13 +193,13 @@ export class HandoffWorker {
 
   private async deliverOne(row: QueueRow): Promise<boolean> {
     const store = this.opts.store;
-    if (!row.body || !store.claim(row.queueId)) return false;
+    if (!row.body || !store.claim(row.handoffId)) return false;
     const t0 = performance.now();
     try {
       await this.transport.sendMail({
         envelope: { from: this.opts.mx.envelopeFrom ?? '', to: [row.recipient] },
         raw: row.body,
-        dsn: { envid: row.queueId, ret: 'HDRS' },
+        dsn: { envid: row.handoffId, ret: 'HDRS' },
       } as SendMailOptions);
     } catch (e) {
       const err = e as SmtpError;
@@ -209,21 +209,21 @@ export class HandoffWorker {
       if (!store.db.open) return false;
       if (permanent) {
         this.counters.permanentFailures++;
-        store.markFailed(row.queueId, msg);
+        store.markFailed(row.handoffId, msg);
       } else {
         this.counters.transientFailures++;
-        store.retryLater(row.queueId, this.now() + backoffMs(row.attempts + 1, this.opts.baseDelayMs ?? 30_000, this.opts.maxDelayMs ?? 3_600_000), msg);
+        store.retryLater(row.handoffId, this.now() + backoffMs(row.attempts + 1, this.opts.baseDelayMs ?? 30_000, this.opts.maxDelayMs ?? 3_600_000), msg);
       }
-      this.opts.log?.warn({ queueId: row.queueId, attempt: row.attempts + 1, permanent, err: msg }, 'hand-off failed');
+      this.opts.log?.warn({ handoffId: row.handoffId, attempt: row.attempts + 1, permanent, err: msg }, 'hand-off failed');
       this.opts.onFailure?.(row, msg, permanent);
       return false;
     }
     if (!store.db.open) return false;
     const now = this.now();
-    store.markDelivered(row.queueId, now);
+    store.markDelivered(row.handoffId, now);
     this.counters.delivered++;
     const sendS = (performance.now() - t0) / 1000;
-    this.opts.log?.info({ queueId: row.queueId, bytes: row.size, attempt: row.attempts + 1 }, 'handed to the MX');
+    this.opts.log?.info({ handoffId: row.handoffId, bytes: row.size, attempt: row.attempts + 1 }, 'handed to the MX');
     this.opts.onDelivered?.(row, sendS, (now - row.created) / 1000);
     return true;
   }

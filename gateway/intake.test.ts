@@ -7,7 +7,8 @@ import { AckStatus, encodeFragment } from '../proto/fragment/index.ts';
 import { deriveIssuerKeys, encodeToken, tokenSpendKey } from '../proto/tokens/index.ts';
 import { Intake } from './intake.ts';
 import { GatewayStore } from './store.ts';
-import { fragmentsOf, tokensFor } from './testkit.ts';
+import { messageFragments } from '../test/support/fragments.ts';
+import { issuedTokens } from '../test/support/tokens.ts';
 
 const issuer = deriveIssuerKeys(new Uint8Array(32).fill(7));
 const other = deriveIssuerKeys(new Uint8Array(32).fill(8));
@@ -31,7 +32,7 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const statuses = (frags: ReturnType<typeof fragmentsOf>) =>
+const statuses = (frags: ReturnType<typeof messageFragments>) =>
   frags.map((f) => {
     const r = intake.handleFragment(f);
     return r.kind === 'ack' ? r.status : r.reason;
@@ -39,14 +40,14 @@ const statuses = (frags: ReturnType<typeof fragmentsOf>) =>
 
 describe('intake', () => {
   it('reassembles a multi-fragment message in any order and queues it once', () => {
-    const [t] = tokensFor(issuer, BOB, 1, 1);
+    const [t] = issuedTokens(issuer, BOB, 1, 1);
     const m = msg(6000);
-    const frags = fragmentsOf(m, BOB, t!);
+    const frags = messageFragments(m, BOB, t!);
     expect(frags.length).toBe(4);
     const order = [2, 0, 3, 1];
     const st = statuses(order.map((i) => frags[i]!));
     expect(st).toEqual([AckStatus.Stored, AckStatus.Stored, AckStatus.Stored, AckStatus.Queued]);
-    const q = store.queued(frags[0]!.messageId)!;
+    const q = store.handoffOf(frags[0]!.messageId)!;
     expect(Buffer.compare(q.body!, Buffer.from(m))).toBe(0);
     expect(q.state).toBe('queued');
     // resends after the message is queued are harmless
@@ -58,95 +59,95 @@ describe('intake', () => {
   });
 
   it('duplicate fragments before completion are harmless', () => {
-    const [t] = tokensFor(issuer, BOB, 1, 1);
-    const frags = fragmentsOf(msg(3000), BOB, t!);
+    const [t] = issuedTokens(issuer, BOB, 1, 1);
+    const frags = messageFragments(msg(3000), BOB, t!);
     expect(statuses([frags[0]!, frags[0]!, frags[0]!])).toEqual([AckStatus.Stored, AckStatus.Stored, AckStatus.Stored]);
     expect(statuses(frags.slice(1)).at(-1)).toBe(AckStatus.Queued);
   });
 
   it('refuses forged, wrong-recipient, expired (rotated), malformed, missing and spent tokens, storing nothing', () => {
     store.addUser('carol@example.org');
-    const [forged] = tokensFor(other, BOB, 1, 1);
-    const [carols] = tokensFor(issuer, 'carol@example.org', 1, 1);
-    const [good, good2] = tokensFor(issuer, BOB, 1, 2);
-    const reason = (f: ReturnType<typeof fragmentsOf>[number]) => {
+    const [forged] = issuedTokens(other, BOB, 1, 1);
+    const [carols] = issuedTokens(issuer, 'carol@example.org', 1, 1);
+    const [good, good2] = issuedTokens(issuer, BOB, 1, 2);
+    const reason = (f: ReturnType<typeof messageFragments>[number]) => {
       const r = intake.handleFragment(f);
       return r.kind === 'ack' ? [r.status, r.tokenReason] : [r.reason];
     };
-    expect(reason(fragmentsOf(msg(10), BOB, forged!)[0]!)).toEqual([AckStatus.TokenRefused, 'invalid']);
-    expect(reason(fragmentsOf(msg(10), BOB, carols!)[0]!)).toEqual([AckStatus.TokenRefused, 'invalid']);
-    expect(reason(fragmentsOf(msg(10), BOB, null)[0]!)).toEqual([AckStatus.TokenRefused, 'missing']);
-    const bad = { ...fragmentsOf(msg(10), BOB, null)[0]!, token: new Uint8Array(99) };
+    expect(reason(messageFragments(msg(10), BOB, forged!)[0]!)).toEqual([AckStatus.TokenRefused, 'invalid']);
+    expect(reason(messageFragments(msg(10), BOB, carols!)[0]!)).toEqual([AckStatus.TokenRefused, 'invalid']);
+    expect(reason(messageFragments(msg(10), BOB, null)[0]!)).toEqual([AckStatus.TokenRefused, 'missing']);
+    const bad = { ...messageFragments(msg(10), BOB, null)[0]!, token: new Uint8Array(99) };
     expect(reason(bad)).toEqual([AckStatus.TokenRefused, 'malformed']);
     // spent: the same token for a second message id
-    expect(reason(fragmentsOf(msg(10), BOB, good!)[0]!)).toEqual([AckStatus.Queued, undefined]);
-    expect(reason(fragmentsOf(msg(10), BOB, good!)[0]!)).toEqual([AckStatus.TokenRefused, 'spent']);
+    expect(reason(messageFragments(msg(10), BOB, good!)[0]!)).toEqual([AckStatus.Queued, undefined]);
+    expect(reason(messageFragments(msg(10), BOB, good!)[0]!)).toEqual([AckStatus.TokenRefused, 'spent']);
     // expired: rotate revokes good2
     store.rotateUser(BOB);
-    expect(reason(fragmentsOf(msg(10), BOB, good2!)[0]!)).toEqual([AckStatus.TokenRefused, 'expired']);
-    const [fresh] = tokensFor(issuer, BOB, 2, 1);
-    expect(reason(fragmentsOf(msg(10), BOB, fresh!)[0]!)).toEqual([AckStatus.Queued, undefined]);
+    expect(reason(messageFragments(msg(10), BOB, good2!)[0]!)).toEqual([AckStatus.TokenRefused, 'expired']);
+    const [fresh] = issuedTokens(issuer, BOB, 2, 1);
+    expect(reason(messageFragments(msg(10), BOB, fresh!)[0]!)).toEqual([AckStatus.Queued, undefined]);
     expect(intake.counters.tokensRejected).toEqual({ malformed: 1, expired: 1, invalid: 2, spent: 1, missing: 1 });
     expect(store.listQueue().length).toBe(2);
     expect(store.partialCount()).toBe(0);
   });
 
   it('a token bound to one message id stays valid for that message only', () => {
-    const [t] = tokensFor(issuer, BOB, 1, 1);
-    const frags = fragmentsOf(msg(3000), BOB, t!);
+    const [t] = issuedTokens(issuer, BOB, 1, 1);
+    const frags = messageFragments(msg(3000), BOB, t!);
     expect(statuses([frags[0]!])).toEqual([AckStatus.Stored]);
-    const stolen = fragmentsOf(msg(3000), BOB, t!);
+    const stolen = messageFragments(msg(3000), BOB, t!);
     expect(statuses([stolen[0]!])).toEqual([AckStatus.TokenRefused]);
     expect(statuses(frags.slice(1)).at(-1)).toBe(AckStatus.Queued);
   });
 
   it('drops foreign domains silently and refuses unknown users of a served domain like a bad token', () => {
-    const [t] = tokensFor(issuer, 'eve@elsewhere.net', 1, 1);
-    expect(intake.handleFragment(fragmentsOf(msg(10), 'eve@elsewhere.net', t!)[0]!)).toEqual({ kind: 'drop', reason: 'foreign-domain' });
+    const [t] = issuedTokens(issuer, 'eve@elsewhere.net', 1, 1);
+    expect(intake.handleFragment(messageFragments(msg(10), 'eve@elsewhere.net', t!)[0]!)).toEqual({ kind: 'drop', reason: 'foreign-domain' });
     // by default an unknown user is answered as a known one without a valid token (no enumeration)
-    const r = intake.handleFragment(fragmentsOf(msg(10), 'nobody@example.org', null)[0]!);
+    const r = intake.handleFragment(messageFragments(msg(10), 'nobody@example.org', null)[0]!);
     expect(r.kind === 'ack' && r.status).toBe(AckStatus.TokenRefused);
     expect(intake.counters.refused['unknown-recipient']).toBe(1);
     // UnknownRecipient is the gateway's choice
     const telling = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 100_000, reassemblyTtlMs: 60_000, ackUnknownRecipient: true });
-    const r2 = telling.handleFragment(fragmentsOf(msg(10), 'nobody@example.org', null)[0]!);
+    const r2 = telling.handleFragment(messageFragments(msg(10), 'nobody@example.org', null)[0]!);
     expect(r2.kind === 'ack' && r2.status).toBe(AckStatus.UnknownRecipient);
     expect(intake.handlePayload(new Uint8Array([1, 9, 0]))).toEqual({ kind: 'drop', reason: 'malformed' });
     expect(store.listQueue().length).toBe(0);
   });
 
   it('refuses inconsistent counts, lengths and tokens, and too-large messages', () => {
-    const [t, t2] = tokensFor(issuer, BOB, 1, 2);
-    const frags = fragmentsOf(msg(3000), BOB, t!);
+    const [t, t2] = issuedTokens(issuer, BOB, 1, 2);
+    const frags = messageFragments(msg(3000), BOB, t!);
     expect(statuses([frags[0]!])).toEqual([AckStatus.Stored]);
     expect(statuses([{ ...frags[1]!, count: 5 }])).toEqual([AckStatus.Inconsistent]);
     expect(statuses([{ ...frags[1]!, totalLength: frags[1]!.totalLength + 1 }])).toEqual([AckStatus.Inconsistent]);
     expect(statuses([{ ...frags[1]!, token: encodeToken(t2!) }])).toEqual([AckStatus.Inconsistent]);
     // data beyond the declared total
-    const big = fragmentsOf(msg(100), BOB, t2!);
+    const big = messageFragments(msg(100), BOB, t2!);
     expect(statuses([{ ...big[0]!, count: 2, index: 1, data: big[0]!.data.subarray(0, 50) }])).toEqual([AckStatus.Stored]);
     expect(statuses([{ ...big[0]!, count: 2, index: 0 }])).toEqual([AckStatus.Inconsistent]);
     // too large
-    const [t3] = tokensFor(issuer, BOB, 1, 1);
-    const huge = fragmentsOf(msg(100_001), BOB, t3!);
+    const [t3] = issuedTokens(issuer, BOB, 1, 1);
+    const huge = messageFragments(msg(100_001), BOB, t3!);
     expect(statuses([huge[0]!])).toEqual([AckStatus.TooLarge]);
     expect(store.spentFor(tokenSpendKey(t3!))).toBeUndefined();
   });
 
   it('open policy needs no token and is rate limited per hour', () => {
     store.setPolicy(BOB, 'open', 2);
-    expect(statuses(fragmentsOf(msg(10), BOB, null))).toEqual([AckStatus.Queued]);
-    const two = fragmentsOf(msg(3000), BOB, null);
+    expect(statuses(messageFragments(msg(10), BOB, null))).toEqual([AckStatus.Queued]);
+    const two = messageFragments(msg(3000), BOB, null);
     expect(statuses([two[0]!])).toEqual([AckStatus.Stored]);
-    expect(statuses(fragmentsOf(msg(10), BOB, null))).toEqual([AckStatus.RateLimited]);
+    expect(statuses(messageFragments(msg(10), BOB, null))).toEqual([AckStatus.RateLimited]);
     expect(statuses(two.slice(1)).at(-1)).toBe(AckStatus.Queued); // later fragments of an admitted message pass
     now += 3_600_000;
-    expect(statuses(fragmentsOf(msg(10), BOB, null))).toEqual([AckStatus.Queued]);
+    expect(statuses(messageFragments(msg(10), BOB, null))).toEqual([AckStatus.Queued]);
   });
 
   it('expires incomplete messages after the reassembly TTL; their token stays spent', () => {
-    const [t] = tokensFor(issuer, BOB, 1, 1);
-    const frags = fragmentsOf(msg(3000), BOB, t!);
+    const [t] = issuedTokens(issuer, BOB, 1, 1);
+    const frags = messageFragments(msg(3000), BOB, t!);
     statuses([frags[0]!]);
     expect(store.purgeExpiredPartials(now + 59_999)).toBe(0);
     expect(store.purgeExpiredPartials(now + 60_000)).toBe(1);
@@ -154,19 +155,19 @@ describe('intake', () => {
   });
 
   it('survives a reopen mid-reassembly (durable fragments and spent set)', () => {
-    const [t] = tokensFor(issuer, BOB, 1, 1);
-    const frags = fragmentsOf(msg(3000), BOB, t!);
+    const [t] = issuedTokens(issuer, BOB, 1, 1);
+    const frags = messageFragments(msg(3000), BOB, t!);
     statuses([frags[0]!]);
     store.close();
     store = new GatewayStore(join(dir, 'gw.sqlite'));
     intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 100_000, reassemblyTtlMs: 60_000, now: () => now });
     expect(statuses(frags.slice(1)).at(-1)).toBe(AckStatus.Queued);
-    expect(statuses(fragmentsOf(msg(5), BOB, t!))).toEqual([AckStatus.TokenRefused]);
+    expect(statuses(messageFragments(msg(5), BOB, t!))).toEqual([AckStatus.TokenRefused]);
   });
 
   it('handlePayload decodes encoded fragments with zero padding', () => {
-    const [t] = tokensFor(issuer, BOB, 1, 1);
-    const f = fragmentsOf(msg(10), BOB, t!)[0]!;
+    const [t] = issuedTokens(issuer, BOB, 1, 1);
+    const f = messageFragments(msg(10), BOB, t!)[0]!;
     const r = intake.handlePayload(encodeFragment(f, 2048));
     expect(r.kind === 'ack' && r.status).toBe(AckStatus.Queued);
   });
@@ -196,9 +197,9 @@ describe('store: mailboxes and users', () => {
   });
 
   it('migrates a database from before schema version 1: spent keys and partial tokens become hashes, no token is admitted twice', () => {
-    const [t, u] = tokensFor(issuer, BOB, 1, 2);
-    const done = fragmentsOf(msg(10), BOB, t!);
-    const open = fragmentsOf(msg(3000), BOB, u!);
+    const [t, u] = issuedTokens(issuer, BOB, 1, 2);
+    const done = messageFragments(msg(10), BOB, t!);
+    const open = messageFragments(msg(3000), BOB, u!);
     store.close();
     rmSync(join(dir, 'gw.sqlite'));
     // the version-0 tables, as an old gateway left them: a delivered message (queue row purged) and one being reassembled
@@ -222,7 +223,7 @@ describe('store: mailboxes and users', () => {
     // the delivered one admits nothing; the one being reassembled still completes its own message
     expect(statuses(done)).toEqual([AckStatus.Duplicate]);
     expect(statuses(open).at(-1)).toBe(AckStatus.Queued);
-    expect(statuses(fragmentsOf(msg(10), BOB, u!))).toEqual([AckStatus.TokenRefused]);
+    expect(statuses(messageFragments(msg(10), BOB, u!))).toEqual([AckStatus.TokenRefused]);
     expect(store.listQueue()).toHaveLength(1);
   });
 });

@@ -52,7 +52,7 @@ export type IntakeResult =
       readonly status: AckStatus;
       readonly fragment: Fragment;
       /** Set when this fragment completed the message (now in the queue). */
-      readonly queueId?: string;
+      readonly handoffId?: string;
       /** Set for TokenRefused. */
       readonly tokenReason?: TokenRejectReason;
       /** Token accepted for a new binding (first fragment of a message). */
@@ -189,7 +189,7 @@ export class Intake {
       ({ tokenKey, keyEpoch, newBinding } = c);
     }
     const now = this.now();
-    const q = this.store.queued(f.messageId);
+    const q = this.store.handoffOf(f.messageId);
     if (q) {
       if (q.recipient !== recipient) {
         this.counters.refused.inconsistent++;
@@ -231,7 +231,7 @@ export class Intake {
     const r = this.store.tx(() => {
       let p = this.store.getPartial(f.messageId);
       if (!p) {
-        if (this.store.queued(f.messageId)) return { status: AckStatus.Duplicate, stored: false } as const;
+        if (this.store.handoffOf(f.messageId)) return { status: AckStatus.Duplicate, stored: false } as const;
         this.store.createPartial({
           messageId: f.messageId,
           recipient,
@@ -258,10 +258,10 @@ export class Intake {
         this.store.dropPartial(f.messageId);
         return { status: AckStatus.Inconsistent, stored: false } as const;
       }
-      const queueId = this.store.enqueue(f.messageId, recipient, body, now);
+      const handoffId = this.store.enqueue(f.messageId, recipient, body, now);
       if (tokenKey !== null) this.store.markSpentDone(tokenKey);
       this.store.dropPartial(f.messageId);
-      return { status: AckStatus.Queued, stored: true, queueId } as const;
+      return { status: AckStatus.Queued, stored: true, handoffId } as const;
     });
     if (r.status === AckStatus.Inconsistent) return inconsistent();
     if (r.status === AckStatus.Duplicate) {
@@ -275,7 +275,7 @@ export class Intake {
     return this.ack(r.status, f, {
       stored: r.stored,
       tokenAccepted: newBinding,
-      ...('queueId' in r && r.queueId ? { queueId: r.queueId } : {}),
+      ...('handoffId' in r && r.handoffId ? { handoffId: r.handoffId } : {}),
     });
   }
 }

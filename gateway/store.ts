@@ -59,7 +59,7 @@ export interface SpentRow {
 
 export interface QueueRow {
   readonly messageId: Buffer;
-  readonly queueId: string;
+  readonly handoffId: string;
   readonly recipient: string;
   readonly body: Buffer | null;
   readonly size: number;
@@ -147,7 +147,7 @@ export function hashSecret(secret: string): Buffer {
 }
 
 /** The stable queue id a message is handed to the MX under (and the MX may dedupe on). */
-export function queueIdOf(messageId: Uint8Array): string {
+export function handoffIdOf(messageId: Uint8Array): string {
   return 'postmix-' + Buffer.from(messageId).toString('hex');
 }
 
@@ -170,7 +170,7 @@ type RawQueue = {
 function queueRow(r: RawQueue): QueueRow {
   return {
     messageId: r.message_id,
-    queueId: r.queue_id,
+    handoffId: r.queue_id,
     recipient: r.recipient,
     body: r.body,
     size: r.size,
@@ -451,18 +451,19 @@ export class GatewayStore {
   // ---- hand-off queue ----
 
   enqueue(messageId: Uint8Array, recipient: string, body: Uint8Array, now: number): string {
-    const qid = queueIdOf(messageId);
+    const qid = handoffIdOf(messageId);
     this.st.queuePut.run(b(messageId), qid, recipient, b(body), body.length, now, now);
     return qid;
   }
 
-  queued(messageId: Uint8Array): QueueRow | undefined {
+  /** The hand-off queue row of a message (also once delivered, with its body cleared). */
+  handoffOf(messageId: Uint8Array): QueueRow | undefined {
     const r = this.st.queueGet.get(b(messageId));
     return r && queueRow(r);
   }
 
-  byQueueId(queueId: string): QueueRow | undefined {
-    const r = this.st.queueGetById.get(queueId);
+  byHandoffId(handoffId: string): QueueRow | undefined {
+    const r = this.st.queueGetById.get(handoffId);
     return r && queueRow(r);
   }
 
@@ -475,20 +476,20 @@ export class GatewayStore {
   }
 
   /** queued → sending (durable before the first byte goes to the MX). False if someone else claimed it. */
-  claim(queueId: string): boolean {
-    return this.st.queueClaim.run(queueId).changes === 1;
+  claim(handoffId: string): boolean {
+    return this.st.queueClaim.run(handoffId).changes === 1;
   }
 
-  markDelivered(queueId: string, now: number): void {
-    this.st.queueDelivered.run(now, queueId);
+  markDelivered(handoffId: string, now: number): void {
+    this.st.queueDelivered.run(now, handoffId);
   }
 
-  retryLater(queueId: string, at: number, error: string): void {
-    this.st.queueRetryLater.run(at, error.slice(0, 500), queueId);
+  retryLater(handoffId: string, at: number, error: string): void {
+    this.st.queueRetryLater.run(at, error.slice(0, 500), handoffId);
   }
 
-  markFailed(queueId: string, error: string): void {
-    this.st.queueFailed.run(error.slice(0, 500), queueId);
+  markFailed(handoffId: string, error: string): void {
+    this.st.queueFailed.run(error.slice(0, 500), handoffId);
   }
 
   /** Rows left in 'sending' by a crash. */
@@ -502,18 +503,18 @@ export class GatewayStore {
   }
 
   /** failed/sending/queued → queued now. Returns how many rows changed. */
-  retry(queueId: string | 'all', now: number): number {
+  retry(handoffId: string | 'all', now: number): number {
     const sql =
-      queueId === 'all'
+      handoffId === 'all'
         ? "UPDATE queue SET state = 'queued', next_attempt = ? WHERE state IN ('queued','failed','sending')"
         : "UPDATE queue SET state = 'queued', next_attempt = ? WHERE state IN ('queued','failed','sending') AND queue_id = ?";
     const st = this.db.prepare(sql);
-    return (queueId === 'all' ? st.run(now) : st.run(now, queueId)).changes;
+    return (handoffId === 'all' ? st.run(now) : st.run(now, handoffId)).changes;
   }
 
   /** Removes a queue row (any state) or, with 'delivered', delivered rows older than `before`. */
-  purge(what: { queueId: string } | { deliveredBefore: number } | { failed: true }): number {
-    if ('queueId' in what) return this.db.prepare('DELETE FROM queue WHERE queue_id = ?').run(what.queueId).changes;
+  purge(what: { handoffId: string } | { deliveredBefore: number } | { failed: true }): number {
+    if ('handoffId' in what) return this.db.prepare('DELETE FROM queue WHERE queue_id = ?').run(what.handoffId).changes;
     if ('failed' in what) return this.db.prepare("DELETE FROM queue WHERE state = 'failed'").run().changes;
     return this.db.prepare("DELETE FROM queue WHERE state = 'delivered' AND delivered_at < ?").run(what.deliveredBefore).changes;
   }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../runtime/errors.ts';
 import { hex, type NodeEntry } from '../proto/pki/index.ts';
-import { fakeDocumentBody as doc } from '../proto/pki/fixtures.ts';
+import { testDocumentBody as doc } from '../test/support/pki.ts';
 import { encodeLoop } from '../proto/fragment/format.ts';
 import { loadMixnodeConfig } from './config.ts';
 import { csprngUniform, uniformInt } from '../proto/util/random.ts';

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nodeSuite } from '../proto/sphinx/index.ts';
 import { ClientCore } from '../client/core.ts';
-import { SimNet, fakeBundle, seededUniform } from '../client/testing.ts';
+import { InProcessMixnet, seededUniform } from './support/in-process-mixnet.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -34,7 +34,7 @@ interface Watched {
   readonly firstHops: { at: number; hop: string }[];
 }
 
-function client(sim: SimNet, name: string, seed: number, clock: () => number): Watched {
+function client(sim: InProcessMixnet, name: string, seed: number, clock: () => number): Watched {
   const dir = mkdtempSync(join(tmpdir(), `postmix-adv-ack-${name}-`));
   dirs.push(dir);
   const mailbox = new Uint8Array(32).fill(seed);
@@ -68,15 +68,15 @@ function chiSquare(hops: readonly string[], layer1: readonly string[]): number {
 
 describe('an ACK-withholding recipient gateway', () => {
   it("cannot find the sender by withholding ACKs: the sender's first hops stay as uniform as a bystander's; resends follow the jittered backoff", () => {
-    const sim = new SimNet({ perLayer: 3, domains: ['overlay.test'], mixing: { lambdaP: 3, lambdaL: 2, lambdaD: 1, lambdaM: 0, lambdaG: 0, mu: 10 } });
+    const sim = new InProcessMixnet({ perLayer: 3, domains: ['overlay.test'], mixing: { lambdaP: 3, lambdaL: 2, lambdaD: 1, lambdaM: 0, lambdaG: 0, mu: 10 } });
     let now = 0;
     const clock = () => now;
     sim.clock = clock;
     sim.withholdAcksTo.add('bob@overlay.test');
     const sender = client(sim, 'sender', 11, clock);
     const bystander = client(sim, 'bystander', 12, clock);
-    sender.core.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
-    bystander.core.wallet.importBundle(fakeBundle('carol@overlay.test', 1));
+    sender.core.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
+    bystander.core.wallet.importBundle(sim.bundle('carol@overlay.test', 1));
     const body = () => new Uint8Array(Buffer.concat([Buffer.from('Subject: x\r\n\r\n'), randomBytes(20_000)]));
     const toBob = sender.core.accept('a@sender.test', ['bob@overlay.test'], body(), 0);
     bystander.core.accept('c@sender.test', ['carol@overlay.test'], body(), 0);

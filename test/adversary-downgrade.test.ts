@@ -18,7 +18,7 @@ import { nodeSuite } from '../proto/sphinx/index.ts';
 import { ClientCore } from '../client/core.ts';
 import { SmtpReply } from '../client/smtp-server.ts';
 import { formatLostGateways } from '../client/status.ts';
-import { SimNet, TestNetwork, fakeBundle, seededUniform } from '../client/testing.ts';
+import { InProcessMixnet, TestNetwork, seededUniform } from './support/in-process-mixnet.ts';
 import type { DocumentBody } from '../proto/pki/codec.ts';
 
 const dirs: string[] = [];
@@ -72,12 +72,12 @@ function rcpt(h: Harness, address: string): string {
 const raw = new Uint8Array(Buffer.from('From: a@sender.test\r\nTo: bob@overlay.test\r\nSubject: s\r\n\r\nbody\r\n'));
 
 describe('keeping the gateway out of the document', () => {
-  const sim = new SimNet({ domains: ['overlay.test'] });
+  const sim = new InProcessMixnet({ domains: ['overlay.test'] });
   const without: DocumentBody = { ...sim.doc, epoch: sim.doc.epoch + 1, gateways: [] };
 
   it('a domain whose gateway the client saw is refused, not relayed by SMTP, when the gateway is gone or the document is', async () => {
     const h = client(sim.doc);
-    h.core.wallet.importBundle(fakeBundle('bob@overlay.test', 2));
+    h.core.wallet.importBundle(sim.bundle('bob@overlay.test', 2));
     expect(rcpt(h, 'bob@overlay.test')).toBe('accepted (overlay)');
     h.core.tick(0); // the document's gateways are remembered
 
@@ -116,7 +116,7 @@ describe('keeping the gateway out of the document', () => {
     again.core.close();
     // a client that never saw a document listing the gateway, but holds tokens issued by it
     const fresh = client(without);
-    fresh.core.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+    fresh.core.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
     expect(rcpt(fresh, 'bob@overlay.test')).toBe('550');
     fresh.core.close();
   });

@@ -20,7 +20,8 @@ import { deriveIssuerKeys, type Token } from '../proto/tokens/index.ts';
 import { GatewayConfigSchema } from '../gateway/config.ts';
 import { Intake } from '../gateway/intake.ts';
 import { GatewayStore } from '../gateway/store.ts';
-import { fragmentsOf, tokensFor } from '../gateway/testkit.ts';
+import { messageFragments } from './support/fragments.ts';
+import { issuedTokens } from './support/tokens.ts';
 
 const issuer = deriveIssuerKeys(new Uint8Array(32).fill(31));
 const forger = deriveIssuerKeys(new Uint8Array(32).fill(32));
@@ -61,16 +62,16 @@ function observe(i: Intake, f: Fragment): string {
 /** The probes of an anonymous attacker against one address (fixed message ids, so answers compare). */
 function probes(address: string): Fragment[] {
   const body = new Uint8Array(Buffer.from('Subject: probe\r\n\r\nhello\r\n'));
-  const forged = (keyEpoch: number): Token => tokensFor(forger, address, keyEpoch, 1)[0]!;
+  const forged = (keyEpoch: number): Token => issuedTokens(forger, address, keyEpoch, 1)[0]!;
   const id = (n: number) => new Uint8Array(16).fill(n);
   const huge = new Uint8Array(200_000);
   return [
-    fragmentsOf(body, address, null, { messageId: id(1) })[0]!,
-    fragmentsOf(body, address, forged(1), { messageId: id(2) })[0]!,
-    fragmentsOf(body, address, forged(7), { messageId: id(3) })[0]!,
-    { ...fragmentsOf(body, address, null, { messageId: id(4) })[0]!, token: new Uint8Array(99).fill(1) },
-    fragmentsOf(huge, address, forged(1), { messageId: id(5) })[0]!,
-    { ...fragmentsOf(body, address, forged(1), { messageId: id(6) })[0]!, count: 50 },
+    messageFragments(body, address, null, { messageId: id(1) })[0]!,
+    messageFragments(body, address, forged(1), { messageId: id(2) })[0]!,
+    messageFragments(body, address, forged(7), { messageId: id(3) })[0]!,
+    { ...messageFragments(body, address, null, { messageId: id(4) })[0]!, token: new Uint8Array(99).fill(1) },
+    messageFragments(huge, address, forged(1), { messageId: id(5) })[0]!,
+    { ...messageFragments(body, address, forged(1), { messageId: id(6) })[0]!, count: 50 },
   ];
 }
 
@@ -87,8 +88,8 @@ describe('address enumeration at a gateway', () => {
 
   it('a sender with a valid token still gets a working answer (the message is accepted)', () => {
     const i = intake();
-    const [t] = tokensFor(issuer, KNOWN, 1, 1);
-    const f = fragmentsOf(new Uint8Array(Buffer.from('Subject: hi\r\n\r\nx\r\n')), KNOWN, t!)[0]!;
+    const [t] = issuedTokens(issuer, KNOWN, 1, 1);
+    const f = messageFragments(new Uint8Array(Buffer.from('Subject: hi\r\n\r\nx\r\n')), KNOWN, t!)[0]!;
     expect(JSON.parse(observe(i, f)).status).toBe(AckStatus.Queued);
   });
 

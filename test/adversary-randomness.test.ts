@@ -29,7 +29,7 @@ import { ClientConfigSchema } from '../client/config.ts';
 import { runClient } from '../client/daemon.ts';
 import { Outbox } from '../client/outbox.ts';
 import { Sender, planOverlay } from '../client/sender.ts';
-import { SimNet, fakeBundle } from '../client/testing.ts';
+import { InProcessMixnet } from './support/in-process-mixnet.ts';
 import { commonTopBits, explains, recoverMathRandom, type KnownBit, type Predictor } from './support/v8-math-random.ts';
 
 const dirs: string[] = [];
@@ -67,7 +67,7 @@ interface Traced {
 }
 
 /** Ground truth, for judging the attacker's predictions: every hop of the packet and of its SURB. */
-function trace(sim: SimNet, firstHop: Uint8Array, packet: Uint8Array): Traced {
+function trace(sim: InProcessMixnet, firstHop: Uint8Array, packet: Uint8Array): Traced {
   const keyOf = (id: string): HopPrivateKey => sim.nodes.get(id)!.key;
   const walk = (start: string, p: Uint8Array): { hops: Hop[]; payload: Uint8Array | null } => {
     const hops: Hop[] = [];
@@ -97,8 +97,12 @@ interface Sent {
   readonly at: number;
 }
 
-function sendLongMessage(uniform: Uniform, fragments: number): { sim: SimNet; sent: Sent[] } {
-  const sim = new SimNet({ layers: LAYERS, perLayer: PER_LAYER, mixing: { lambdaP: LAMBDA_P, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: MU } });
+function sendLongMessage(uniform: Uniform, fragments: number): { sim: InProcessMixnet; sent: Sent[] } {
+  const sim = new InProcessMixnet({
+    layers: LAYERS,
+    perLayer: PER_LAYER,
+    mixing: { lambdaP: LAMBDA_P, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: MU },
+  });
   const outbox = new Outbox(join(tmp(), 'outbox.sqlite'));
   const sent: Sent[] = [];
   let now = 0;
@@ -134,7 +138,7 @@ function sendLongMessage(uniform: Uniform, fragments: number): { sim: SimNet; se
  * What the adversary learns from packet number `e` (and the next one's send time): bits of the
  * draws behind it. Send times are seen to the millisecond (the fake clock's step).
  */
-function observe(sim: SimNet, mine: string, e: number, p: Sent, next: Sent | undefined): KnownBit[] {
+function observe(sim: InProcessMixnet, mine: string, e: number, p: Sent, next: Sent | undefined): KnownBit[] {
   const base = e * DRAWS_PER_EVENT;
   const bits: KnownBit[] = [];
   const add = (call: number, lo: number, hi: number) =>
@@ -162,7 +166,7 @@ function observe(sim: SimNet, mine: string, e: number, p: Sent, next: Sent | und
 }
 
 /** The attacker's forecast of packet `e`, from a recovered generator and the public route rules. */
-function forecast(sim: SimNet, pred: Predictor, e: number): Traced {
+function forecast(sim: InProcessMixnet, pred: Predictor, e: number): Traced {
   const base = e * DRAWS_PER_EVENT;
   const route = (first: number, last: string): Hop[] => {
     const hops: Hop[] = [];
@@ -185,7 +189,7 @@ function flat(t: Traced): string[] {
 }
 
 /** Runs the attack on the first `learn` packets, checks candidates on the next `check`, forecasts the rest. */
-function attack(sim: SimNet, sent: Sent[], learn: number, check: number) {
+function attack(sim: InProcessMixnet, sent: Sent[], learn: number, check: number) {
   const mine = hex(sim.doc.layers[0]![0]!.nodeId);
   const known = sent.slice(0, learn).flatMap((p, e) => observe(sim, mine, e, p, sent[e + 1]));
   const later = sent.slice(learn, learn + check).flatMap((p, k) => observe(sim, mine, learn + k, p, sent[learn + k + 1]));
@@ -248,7 +252,7 @@ describe('a first-layer mix against the client generator', () => {
 
   it('the client daemon (postmix client run) builds its packets without calling Math.random', async () => {
     const dir = tmp();
-    const sim = new SimNet({ domains: ['overlay.test'], mixing: { lambdaP: 200, lambdaL: 20, lambdaD: 20, lambdaM: 0, lambdaG: 0, mu: 100 } });
+    const sim = new InProcessMixnet({ domains: ['overlay.test'], mixing: { lambdaP: 200, lambdaL: 20, lambdaD: 20, lambdaM: 0, lambdaG: 0, mu: 100 } });
     const cfg = ClientConfigSchema.parse({ data_dir: dir, log: { level: 'warn' }, smtp: { port: 0 }, bounce: { maildir: join(dir, 'Maildir') } });
     const spy = vi.spyOn(Math, 'random');
     const client = await runClient(cfg, {
@@ -257,7 +261,7 @@ describe('a first-layer mix against the client generator', () => {
       maxSleepMs: 20,
     });
     try {
-      client.core.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+      client.core.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
       client.core.accept('a@sender.test', ['bob@overlay.test'], new Uint8Array(Buffer.alloc(10_000, 'y')));
       const end = Date.now() + 20_000;
       while ((client.core.stats.real < 5 || client.core.stats.loop < 1 || client.core.stats.drop < 1) && Date.now() < end)

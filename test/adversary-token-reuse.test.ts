@@ -19,7 +19,8 @@ import { deriveIssuerKeys, encodeToken, type Token } from '../proto/tokens/index
 import { GatewayConfigSchema } from '../gateway/config.ts';
 import { Intake } from '../gateway/intake.ts';
 import { GatewayStore } from '../gateway/store.ts';
-import { fragmentsOf, tokensFor } from '../gateway/testkit.ts';
+import { messageFragments } from './support/fragments.ts';
+import { issuedTokens } from './support/tokens.ts';
 
 const issuer = deriveIssuerKeys(new Uint8Array(32).fill(21));
 const BOB = 'bob@example.org';
@@ -49,7 +50,7 @@ const body = (s: string) => new Uint8Array(Buffer.from(`Subject: ${s}\r\n\r\n${'
 /** Sends every fragment; returns the last ACK status (or drop reason). */
 function redeem(recipient: string, token: Token, messageId?: Uint8Array, text = 'hello'): AckStatus | string {
   let last: AckStatus | string = 'none';
-  for (const f of fragmentsOf(body(text), recipient, token, messageId ? { messageId } : {})) {
+  for (const f of messageFragments(body(text), recipient, token, messageId ? { messageId } : {})) {
     const r = intake.handleFragment(f);
     last = r.kind === 'ack' ? r.status : r.reason;
   }
@@ -59,8 +60,8 @@ function redeem(recipient: string, token: Token, messageId?: Uint8Array, text = 
 /** The MX took every queued message; `keep` later the housekeeping forgets the delivered rows. */
 function deliverAndForget(keepMs: number): void {
   for (const q of store.due(now, 100)) {
-    expect(store.claim(q.queueId)).toBe(true);
-    store.markDelivered(q.queueId, now);
+    expect(store.claim(q.handoffId)).toBe(true);
+    store.markDelivered(q.handoffId, now);
   }
   now += keepMs + 1;
   store.purge({ deliveredBefore: now - keepMs });
@@ -71,11 +72,11 @@ describe('a token holder against the gateway', () => {
 
   it('one token admits one message: after keep_delivered_s the same token is refused, whatever the message id or recipient', () => {
     expect(keep).toBeGreaterThan(0);
-    const [t] = tokensFor(issuer, BOB, 1, 1);
-    const first = fragmentsOf(body('first'), BOB, t!)[0]!.messageId;
+    const [t] = issuedTokens(issuer, BOB, 1, 1);
+    const first = messageFragments(body('first'), BOB, t!)[0]!.messageId;
     expect(redeem(BOB, t!, first, 'first')).toBe(AckStatus.Queued);
     deliverAndForget(keep);
-    expect(store.queued(first)).toBeUndefined(); // the queue row is gone: only the spent set remembers
+    expect(store.handoffOf(first)).toBeUndefined(); // the queue row is gone: only the spent set remembers
 
     // the same message id again: not queued, not delivered again
     const again = redeem(BOB, t!, first, 'second copy');
@@ -95,8 +96,8 @@ describe('a token holder against the gateway', () => {
   });
 
   it('the same holds across a gateway restart and long after (the spent set is durable and outlives the queue)', () => {
-    const [t] = tokensFor(issuer, BOB, 1, 1);
-    const id = fragmentsOf(body('first'), BOB, t!)[0]!.messageId;
+    const [t] = issuedTokens(issuer, BOB, 1, 1);
+    const id = messageFragments(body('first'), BOB, t!)[0]!.messageId;
     expect(redeem(BOB, t!, id)).toBe(AckStatus.Queued);
     deliverAndForget(keep);
     store.close();
@@ -111,7 +112,7 @@ describe('a token holder against the gateway', () => {
   });
 
   it('the spent set holds a hash of each token, never its input; it is purged per expired key epoch', () => {
-    const [t, u] = tokensFor(issuer, BOB, 1, 2);
+    const [t, u] = issuedTokens(issuer, BOB, 1, 2);
     expect(redeem(BOB, t!)).toBe(AckStatus.Queued);
     expect(redeem(BOB, u!)).toBe(AckStatus.Queued);
     store.close();

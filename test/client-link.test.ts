@@ -3,7 +3,7 @@
  * layer-1 peer over `/postmix/sphinx/1` (runtime/link), and ACKs come back through the real
  * mailbox server (runtime/mailbox/server.ts, over a gateway store) and subscriber on
  * `/postmix/mailbox/2`. Behind the layer-1 peer the rest of the route is the in-process mixnet
- * with real Sphinx processing (client/testing.ts).
+ * with real Sphinx processing and the real gateway intake (test/support/in-process-mixnet.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ import { PacketLink } from '../runtime/link/index.ts';
 import { MailboxServer } from '../runtime/mailbox/server.ts';
 import { ClientCore } from '../client/core.ts';
 import { OverlayConnection } from '../client/network.ts';
-import { SimNet, fakeBundle } from '../client/testing.ts';
+import { InProcessMixnet } from './support/in-process-mixnet.ts';
 import { GatewayStore } from '../gateway/store.ts';
 
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -26,7 +26,7 @@ afterAll(async () => {
 
 describe('client network wiring over real libp2p', () => {
   it('sends fragments to the layer-1 peer and takes ACKs from the home gateway mailbox', async () => {
-    const sim = new SimNet({ perLayer: 1, mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 10 } });
+    const sim = new InProcessMixnet({ perLayer: 1, mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 10 } });
     const packetSize = packetSizes(sim.doc.geometry).packet;
     const layer1 = sim.layers[0]![0]!.entry;
     // the layer-1 "mix": a real PacketLink whose frames enter the in-process network
@@ -95,7 +95,7 @@ describe('client network wiring over real libp2p', () => {
     cleanup.push(() => core.close());
     overlay.subscribe((item) => core.onMailboxItem(item));
 
-    core.wallet.importBundle(fakeBundle('bob@overlay.test', 1));
+    core.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
     const raw = new Uint8Array(Buffer.from('From: a@sender.test\r\nTo: bob@overlay.test\r\nSubject: over libp2p\r\n\r\n' + 'x'.repeat(9000) + '\r\n'));
     const id = core.accept('a@sender.test', ['bob@overlay.test'], raw);
     const n = core.outbox.recipient(id, 'bob@overlay.test')!.fragmentCount;

@@ -1,8 +1,8 @@
 /**
  * The client with real SMTP clients and a real MTA, on loopback:
  * - swaks and nodemailer submit to the client's SMTP intake (AUTH);
- * - the overlay path runs through an in-process simulated mixnet with real Sphinx processing and
- *   a minimal gateway (client/testing.ts), until the real mixes and gateway are wired;
+ * - the overlay path runs through an in-process mixnet with real Sphinx processing and the real
+ *   gateway intake (test/support/in-process-mixnet.ts); test/testnet.test.ts runs real daemons;
  * - the fallback path goes through a real Postfix acting as the sender's provider (STARTTLS),
  *   relaying to a second Postfix acting as the recipient's MX, whose Maildir file is compared to
  *   the submitted bytes (minus the trace fields Postfix prepends: Return-Path, X-Original-To,
@@ -23,7 +23,8 @@ import { main } from '../cli/main.ts';
 import { ClientConfigSchema, type ClientConfig } from '../client/config.ts';
 import { runClient, type RunningClient } from '../client/daemon.ts';
 import { Outbox } from '../client/outbox.ts';
-import { SimNet, fakeBundle } from '../client/testing.ts';
+import { InProcessMixnet } from './support/in-process-mixnet.ts';
+import { forgedBundle } from './support/tokens.ts';
 import { edgeCaseMessage } from '../cli/testnet/messages.ts';
 import { freePort } from '../cli/testnet/ports.ts';
 import { createPostfix, postfixAvailable, stripPostfixTrace, type PostfixServer } from '../cli/testnet/postfix.ts';
@@ -36,7 +37,7 @@ const MAILBOX = new Uint8Array(32).fill(9);
 let tmp: string;
 let relay: PostfixServer;
 let mx: PostfixServer;
-let sim: SimNet;
+let sim: InProcessMixnet;
 let client: RunningClient;
 let pump: NodeJS.Timeout;
 let cfgFile: string;
@@ -133,7 +134,7 @@ beforeAll(async () => {
   });
   relay = createPostfix({ dir: join(tmp, 'pf-relay'), name: 'relay', port: relayPort, role: { kind: 'relay', relayPort: mxPort } });
   await Promise.all([mx.start(), relay.start()]); // each waits until its port accepts connections
-  sim = new SimNet({ domains: ['overlay.test'], mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 10 } });
+  sim = new InProcessMixnet({ domains: ['overlay.test'], mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 10 } });
   const cfg = config(join(tmp, 'client'), smtpPort, relayPort);
   cfgFile = join(tmp, 'client.toml');
   writeFileSync(cfgFile, toml(cfg));
@@ -141,7 +142,7 @@ beforeAll(async () => {
   pump = setInterval(() => {
     for (const item of sim.fetch(MAILBOX)) client.core.onMailboxItem(item);
   }, 20);
-  client.core.wallet.importBundle(fakeBundle('bob@overlay.test', 3));
+  client.core.wallet.importBundle(sim.bundle('bob@overlay.test', 3));
 }, 60_000);
 
 afterAll(async () => {
@@ -292,7 +293,7 @@ describe('client intake with real SMTP clients', () => {
     expect(st.stdout).toMatch(/why: no postmix gateway serves recipient\.test/);
 
     const bundle = join(tmp, 'bundle.json');
-    writeFileSync(bundle, fakeBundle('zed@overlay.test', 2, 4));
+    writeFileSync(bundle, forgedBundle('zed@overlay.test', 2, 4));
     const im = await cli(['client', 'tokens', 'import', bundle, '-c', cfgFile]);
     expect(im.stdout).toMatch(/imported 2 token\(s\) for zed@overlay\.test \(key epoch 4\)/);
     const ls = await cli(['client', 'tokens', 'list', '-c', cfgFile]);

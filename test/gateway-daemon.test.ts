@@ -27,7 +27,7 @@ import { loadGatewayConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/daemon.ts';
 import { handleIssuance } from '../gateway/issuance.ts';
 import { GatewayStore } from '../gateway/store.ts';
-import { fragmentsOf } from '../gateway/testkit.ts';
+import { messageFragments } from './support/fragments.ts';
 import { RawPeer } from './support/raw-peer.ts';
 
 const run = promisify(execFile);
@@ -186,7 +186,7 @@ describe('gateway daemon', () => {
     expect(bad.status).toBe(401);
 
     const body = Buffer.from('From: a@b.example\nTo: bob@example.org\nSubject: over the link\n\nhello\n');
-    const [frag] = fragmentsOf(new Uint8Array(body), BOB, tokens[0]!);
+    const [frag] = messageFragments(new Uint8Array(body), BOB, tokens[0]!);
     const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
       route: route(),
       terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
@@ -209,7 +209,7 @@ describe('gateway daemon', () => {
   it('builds the ACK from the fragment SURB only after the commit (first hop unknown without a document: counted as unsent)', async () => {
     gw.store.setPolicy(BOB, 'open', 100);
     const { surb } = createSurb(nodeSuite, DEFAULT_GEOMETRY, { route: route(), queueId: new Uint8Array(32).fill(6), surbId: new Uint8Array(16).fill(1) });
-    const [frag] = fragmentsOf(new Uint8Array(Buffer.from('Subject: s\n\nx\n')), BOB, null, { surb });
+    const [frag] = messageFragments(new Uint8Array(Buffer.from('Subject: s\n\nx\n')), BOB, null, { surb });
     const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
       route: route(),
       terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
@@ -221,7 +221,7 @@ describe('gateway daemon', () => {
         ?.value ?? 0;
     for (let i = 0; i < 100 && (await unsent()) < 1; i++) await new Promise((r) => setTimeout(r, 50));
     expect(await unsent()).toBe(1);
-    expect(gw.store.queued(frag!.messageId)?.recipient).toBe(BOB);
+    expect(gw.store.handoffOf(frag!.messageId)?.recipient).toBe(BOB);
   });
 
   it('sends the ACK through the SURB to its first hop, where the sender opens it', async () => {
@@ -255,7 +255,7 @@ describe('gateway daemon', () => {
         queueId: mailbox,
         surbId: new Uint8Array(16).fill(2),
       });
-      const [frag] = fragmentsOf(new Uint8Array(Buffer.from('Subject: ack me\n\nx\n')), BOB, null, { surb });
+      const [frag] = messageFragments(new Uint8Array(Buffer.from('Subject: ack me\n\nx\n')), BOB, null, { surb });
       const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
         route: route(),
         terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },

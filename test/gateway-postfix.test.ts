@@ -24,7 +24,8 @@ import { deriveIssuerKeys } from '../proto/tokens/index.ts';
 import { HandoffWorker } from '../gateway/handoff.ts';
 import { Intake } from '../gateway/intake.ts';
 import { GatewayStore } from '../gateway/store.ts';
-import { fragmentsOf, payloadsOf, tokensFor } from '../gateway/testkit.ts';
+import { messageFragments, fragmentPayloads } from './support/fragments.ts';
+import { issuedTokens } from './support/tokens.ts';
 
 const DOMAIN = 'example.org';
 const BOB = 'bob@example.org';
@@ -104,8 +105,8 @@ function gateway(path: string, now: () => number = Date.now) {
 }
 
 function submit(intake: Intake, body: Buffer): { statuses: AckStatus[]; payloads: Uint8Array[] } {
-  const [t] = tokensFor(issuer, BOB, 1, 1);
-  const payloads = payloadsOf(fragmentsOf(new Uint8Array(body), BOB, t!));
+  const [t] = issuedTokens(issuer, BOB, 1, 1);
+  const payloads = fragmentPayloads(messageFragments(new Uint8Array(body), BOB, t!));
   const statuses = payloads.map((p) => {
     const r = intake.handlePayload(p);
     if (r.kind !== 'ack') throw new Error(`dropped: ${r.reason}`);
@@ -173,11 +174,11 @@ describe('gateway → real Postfix', () => {
     const body = message('sigkill after ack');
     const setup = gateway(path); // creates the user
     setup.store.close();
-    const [t] = tokensFor(issuer, BOB, 1, 1);
-    const payloads = payloadsOf(fragmentsOf(new Uint8Array(body), BOB, t!));
+    const [t] = issuedTokens(issuer, BOB, 1, 1);
+    const payloads = fragmentPayloads(messageFragments(new Uint8Array(body), BOB, t!));
     const file = join(dir, 'payloads.hex');
     writeFileSync(file, payloads.map((p) => Buffer.from(p).toString('hex')).join('\n') + '\n');
-    const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/crash-fixture.ts', path, file, Buffer.alloc(32, 3).toString('hex'), DOMAIN], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/intake-process.ts', path, file, Buffer.alloc(32, 3).toString('hex'), DOMAIN], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -213,13 +214,13 @@ describe('gateway → real Postfix', () => {
     let g = gateway(path);
     submit(g.intake, body);
     const row = g.store.due(Date.now(), 10)[0]!;
-    expect(g.store.claim(row.queueId)).toBe(true); // state 'sending' is durable; then the process dies
+    expect(g.store.claim(row.handoffId)).toBe(true); // state 'sending' is durable; then the process dies
     g.store.db.close();
     g = gateway(path);
-    expect(g.store.inFlight().map((r) => r.queueId)).toEqual([row.queueId]);
+    expect(g.store.inFlight().map((r) => r.handoffId)).toEqual([row.handoffId]);
     expect(g.handoff.recover()).toBe(1);
     expect(await g.handoff.runOnce()).toBe(1);
-    expect(g.store.byQueueId(row.queueId)!.attempts).toBe(2);
+    expect(g.store.byHandoffId(row.handoffId)!.attempts).toBe(2);
     await g.handoff.stop();
     g.store.close();
     const files = (await waitForMail(BOB, before + 1)).slice(before);
@@ -259,8 +260,8 @@ describe('gateway → real Postfix', () => {
   it('MX refusing the recipient (5xx): the message is failed, kept, and not retried', async () => {
     const g = gateway(join(dir, `gw${n++}.sqlite`));
     g.store.addUser('ghost@example.org'); // the gateway knows it, the MX does not
-    const [t] = tokensFor(issuer, 'ghost@example.org', 1, 1);
-    const p = payloadsOf(fragmentsOf(new Uint8Array(message('to ghost')), 'ghost@example.org', t!));
+    const [t] = issuedTokens(issuer, 'ghost@example.org', 1, 1);
+    const p = fragmentPayloads(messageFragments(new Uint8Array(message('to ghost')), 'ghost@example.org', t!));
     expect(
       p
         .map((x) => {
@@ -274,7 +275,7 @@ describe('gateway → real Postfix', () => {
     expect(row.state).toBe('failed');
     expect(row.lastError).toMatch(/^55\d/);
     expect(await g.handoff.runOnce()).toBe(0);
-    expect(g.store.retry(row.queueId, Date.now())).toBe(1); // the operator can requeue it
+    expect(g.store.retry(row.handoffId, Date.now())).toBe(1); // the operator can requeue it
     await g.handoff.stop();
     g.store.close();
   });

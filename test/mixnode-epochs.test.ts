@@ -17,18 +17,18 @@ import { epochAt, epochStart, schedulePoint, SCHEDULE, sphinxKeyFile, type Docum
 import { createPacket, DEFAULT_GEOMETRY as G, nodeSuite } from '../proto/sphinx/index.ts';
 import { MixNode } from '../mixnode/daemon.ts';
 import {
-  clientLink,
-  dialAddrs,
-  makeNodeKeys,
+  testClientLink,
+  dialAddresses,
+  testNodeKeys,
   SinkGateway,
   startTestDirectory,
-  testNodeConfig,
+  testMixnodeConfig,
   until,
   type Clock,
   type TestDirectory,
   LOOP_MIXING,
   TEST_EPOCH,
-} from './support/mixnet.ts';
+} from './support/loopback.ts';
 
 const EC = TEST_EPOCH;
 const E = 200;
@@ -59,14 +59,14 @@ beforeAll(async () => {
   dir = await startTestDirectory({ dir: join(tmp, 'dir'), epoch: EC, mixing: MIXING, geometry: G, clock });
   for (let i = 0; i < 3; i++) {
     const dataDir = join(tmp, `mix${i}`);
-    makeNodeKeys(dataDir);
+    testNodeKeys(dataDir);
     const sinkStream = new Writable({
       write(chunk: Buffer, _enc, cb) {
         logs.push(chunk.toString());
         cb();
       },
     });
-    const cfg = testNodeConfig({ dataDir, directory: dir, epoch: EC, layerPreference: i + 1, loops: true, loopTimeoutS: 1, metrics: i === 0 });
+    const cfg = testMixnodeConfig({ dataDir, directory: dir, epoch: EC, layerPreference: i + 1, loops: true, loopTimeoutS: 1, metrics: i === 0 });
     nodes.push(await MixNode.start({ config: cfg, logger: pino({ level: 'info' }, sinkStream), now: () => clock.t, defaultMetrics: false }));
   }
   sink = new SinkGateway(G, () => epochAt(EC, clock.t));
@@ -77,9 +77,9 @@ beforeAll(async () => {
   clock.t = epochStart(EC, E) + 1;
   for (const n of nodes) await n.tick();
   sink.document = nodes[0]!.hop.view.current!.body;
-  client = await clientLink(G, (peer) => {
+  client = await testClientLink(G, (peer) => {
     const n = nodes[0]!.hop.view.current?.body.layers[0]!.find((x) => x.peerId === peer);
-    return n && dialAddrs(n);
+    return n && dialAddresses(n);
   });
 });
 

@@ -13,17 +13,17 @@ import { DEFAULT_GEOMETRY as G } from '../proto/sphinx/index.ts';
 import { Gateway } from '../gateway/daemon.ts';
 import { MixNode } from '../mixnode/daemon.ts';
 import {
-  makeNodeKeys,
+  testNodeKeys,
   silentLogger,
   startTestDirectory,
   testGatewayConfig,
-  testNodeConfig,
+  testMixnodeConfig,
   until,
   type Clock,
   type TestDirectory,
   LOOP_MIXING,
   TEST_EPOCH,
-} from './support/mixnet.ts';
+} from './support/loopback.ts';
 
 const EC = TEST_EPOCH;
 const E = 300;
@@ -38,7 +38,7 @@ let gw: Gateway;
 beforeAll(async () => {
   dir = await startTestDirectory({ dir: join(tmp, 'dir'), epoch: EC, mixing: MIXING, geometry: G, clock });
   const gwDir = join(tmp, 'gw');
-  makeNodeKeys(gwDir);
+  testNodeKeys(gwDir);
   // the first tick uploads the descriptors for E and E + 1
   gw = await Gateway.start({
     config: testGatewayConfig({ dataDir: gwDir, directory: dir, epoch: EC }),
@@ -48,8 +48,8 @@ beforeAll(async () => {
   });
   for (let i = 0; i < 3; i++) {
     const dataDir = join(tmp, `mix${i}`);
-    makeNodeKeys(dataDir);
-    const cfg = testNodeConfig({ dataDir, directory: dir, epoch: EC, layerPreference: i + 1, loops: true, loopTimeoutS: 2 });
+    testNodeKeys(dataDir);
+    const cfg = testMixnodeConfig({ dataDir, directory: dir, epoch: EC, layerPreference: i + 1, loops: true, loopTimeoutS: 2 });
     nodes.push(await MixNode.start({ config: cfg, logger: silentLogger, now: () => clock.t, defaultMetrics: false }));
   }
   expect(await dir.round(E)).toBe(3);

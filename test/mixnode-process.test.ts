@@ -13,7 +13,7 @@ import { buildProgram } from '../cli/main.ts';
 import { DEFAULT_MIXING } from '../proto/mixing/params.ts';
 import { DEFAULT_EPOCH } from '../proto/pki/index.ts';
 import { DEFAULT_GEOMETRY } from '../proto/sphinx/index.ts';
-import { freePort, makeNodeKeys, startTestDirectory, type Clock, type TestDirectory } from './support/mixnet.ts';
+import { freePort, testNodeKeys, startTestDirectory, type Clock, type TestDirectory } from './support/loopback.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'pm-mixp-'));
 const realClock: Clock = {
@@ -77,7 +77,7 @@ async function runCli(args: string[]): Promise<{ code: number; stderr: string }>
 describe('postmix mixnode run', () => {
   it('runs as a process: listens, serves metrics, uploads its descriptor, stops cleanly on SIGTERM', async () => {
     const dataDir = join(tmp, 'proc');
-    makeNodeKeys(dataDir);
+    testNodeKeys(dataDir);
     const metricsPort = await freePort();
     const cfg = join(tmp, 'proc.toml');
     writeFileSync(cfg, toml({ dataDir, listenPort: await freePort(), metricsPort }));
@@ -130,7 +130,7 @@ describe('postmix mixnode run', () => {
     const r = await runCli(['mixnode', 'run', '--config', cfg]);
     expect(r.code).toBe(77);
     expect(r.stderr).toContain('postmix keygen');
-    makeNodeKeys(d);
+    testNodeKeys(d);
     chmodSync(join(d, 'keys', 'identity.key'), 0o644);
     const p = await runCli(['mixnode', 'run', '--config', cfg, '--check']);
     expect(p.code).toBe(77);
@@ -141,7 +141,7 @@ describe('postmix mixnode run', () => {
 
   it('exits 69 when the listen port is in use', async () => {
     const d = join(tmp, 'busy');
-    makeNodeKeys(d);
+    testNodeKeys(d);
     const blocker: Server = createServer();
     const port = await new Promise<number>((r) => blocker.listen(0, '127.0.0.1', () => r((blocker.address() as { port: number }).port)));
     try {

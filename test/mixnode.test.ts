@@ -18,18 +18,18 @@ import { createPacket, DEFAULT_GEOMETRY as G, nodeSuite, packetSizes } from '../
 import { MixNode } from '../mixnode/daemon.ts';
 import { RawPeer } from './support/raw-peer.ts';
 import {
-  clientLink,
-  dialAddrs,
-  makeNodeKeys,
+  testClientLink,
+  dialAddresses,
+  testNodeKeys,
   silentLogger,
   SinkGateway,
   startTestDirectory,
-  testNodeConfig,
+  testMixnodeConfig,
   until,
   type Clock,
   type TestDirectory,
   TEST_EPOCH,
-} from './support/mixnet.ts';
+} from './support/loopback.ts';
 
 const EC = TEST_EPOCH;
 const E = 100;
@@ -48,7 +48,7 @@ let route: NodeEntry[] = [];
 
 function startNode(i: number, listenPort?: number, maxQueuedBytes?: number): Promise<MixNode> {
   return MixNode.start({
-    config: testNodeConfig({ dataDir: dataDirs[i]!, directory: dir, epoch: EC, layerPreference: i + 1, listenPort, maxQueuedBytes }),
+    config: testMixnodeConfig({ dataDir: dataDirs[i]!, directory: dir, epoch: EC, layerPreference: i + 1, listenPort, maxQueuedBytes }),
     logger: silentLogger,
     now: () => clock.t,
     defaultMetrics: false,
@@ -75,7 +75,7 @@ beforeAll(async () => {
   dir = await startTestDirectory({ dir: join(tmp, 'dir'), epoch: EC, mixing: MIXING, geometry: G, clock });
   for (let i = 0; i < 3; i++) {
     dataDirs.push(join(tmp, `mix${i}`));
-    makeNodeKeys(dataDirs[i]!);
+    testNodeKeys(dataDirs[i]!);
     nodes.push(await startNode(i)); // first tick uploads descriptors for E and E + 1
   }
   sink = new SinkGateway(G, () => epochAt(EC, clock.t));
@@ -87,9 +87,9 @@ beforeAll(async () => {
   const doc = nodes[0]!.hop.view.current!;
   sink.document = doc.body;
   route = nodes.map((n) => doc.body.layers.flat().find((x) => x.peerId === n.peerId.toString())!);
-  client = await clientLink(G, (peer) => {
+  client = await testClientLink(G, (peer) => {
     const n = doc.body.layers.flat().find((x) => x.peerId === peer);
-    return n && dialAddrs(n);
+    return n && dialAddresses(n);
   });
 });
 
@@ -197,7 +197,7 @@ describe('mix nodes on loopback', () => {
     const nd0 = nodes[0]!.hop.engine.counters.dropped['not-deliverable'];
     client.send(nodes[0]!.peerId, p);
     await until(() => nodes[0]!.hop.engine.counters.dropped['not-deliverable'] === nd0 + 1, 'not-deliverable counted');
-    expect(nodes[0]!.hop.engine.queued.packets).toBe(0);
+    expect(nodes[0]!.hop.engine.held.packets).toBe(0);
   });
 
   it('drops a replayed packet at the first hop, even after that node restarts', async () => {
@@ -283,8 +283,8 @@ describe('mix nodes on loopback', () => {
     await client.flushed(n1.peerId);
     const queueFull0 = c0.dropped['queue-full'];
     await until(() => n1.hop.engine.counters.received - c0.received >= 200 + accepted, 'flood processed', 40_000);
-    expect(n1.hop.engine.queued.bytes).toBeLessThanOrEqual(maxBytes);
-    const held = n1.hop.engine.queued.packets;
+    expect(n1.hop.engine.held.bytes).toBeLessThanOrEqual(maxBytes);
+    const held = n1.hop.engine.held.packets;
     expect(held).toBeGreaterThan(0);
     const released = n1.hop.engine.counters.forwarded + n1.hop.engine.counters.dropped['unknown-next-hop'] - c0.forwarded - c0.dropped['unknown-next-hop'];
     expect(n1.hop.engine.counters.dropped['queue-full'] - queueFull0 + held + released).toBe(flood);
@@ -292,7 +292,7 @@ describe('mix nodes on loopback', () => {
     expect(process.memoryUsage().rss - rss0).toBeLessThan(400 * 1024 * 1024);
 
     // still serving once the flood's delays are over: a good packet goes through layer 1
-    await until(() => n1.hop.engine.queued.packets === 0, 'flood released');
+    await until(() => n1.hop.engine.held.packets === 0, 'flood released');
     const f0 = n1.hop.engine.counters.forwarded;
     client.send(n1.peerId, makePacket(900_100, [1, 1, 1]));
     await until(() => n1.hop.engine.counters.forwarded > f0, 'good packet after abuse');
@@ -303,9 +303,9 @@ describe('mix nodes on loopback', () => {
     const n1 = nodes[0]!;
     const soon = Array.from({ length: 20 }, (_, i) => makePacket(600_000 + i, [300, 0, 0]));
     const late = Array.from({ length: 5 }, (_, i) => makePacket(610_000 + i, [60_000, 0, 0]));
-    const q0 = n1.hop.engine.queued.packets;
+    const q0 = n1.hop.engine.held.packets;
     for (const p of [...soon, ...late]) client.send(n1.peerId, p);
-    await until(() => n1.hop.engine.queued.packets === q0 + 25, 'packets held');
+    await until(() => n1.hop.engine.held.packets === q0 + 25, 'packets held');
     const r = await n1.close(2000);
     expect(r.drained).toBeGreaterThanOrEqual(20);
     expect(r.dropped).toBe(5);

@@ -16,7 +16,7 @@ import { KeyStore } from '../runtime/pki/key-store.ts';
 import { ClientConfigSchema } from '../client/config.ts';
 import { runClient } from '../client/daemon.ts';
 import { loadMailboxId } from '../client/network.ts';
-import { SimNet, fakeBundle } from '../client/testing.ts';
+import { InProcessMixnet } from './support/in-process-mixnet.ts';
 import { registerGateway } from '../cli/gateway.ts';
 
 let dir: string;
@@ -43,11 +43,11 @@ describe('files that hold secrets', () => {
     chmodSync(join(data, 'mailbox.id'), 0o644);
     const mailbox = loadMailboxId(data);
     expect(Buffer.from(mailbox).equals(Buffer.alloc(32, 7))).toBe(true);
-    const sim = new SimNet({ mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 100 } });
+    const sim = new InProcessMixnet({ mixing: { lambdaP: 50, lambdaL: 0, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 100 } });
     const cfg = ClientConfigSchema.parse({ data_dir: data, smtp: { port: 0 }, bounce: { maildir: join(dir, 'Maildir') } });
     const client = await runClient(cfg, { log: pino({ level: 'silent' }), network: sim.network(mailbox), maxSleepMs: 20 });
     try {
-      client.core.wallet.importBundle(fakeBundle('bob@overlay.test', 2));
+      client.core.wallet.importBundle(sim.bundle('bob@overlay.test', 2));
       client.core.accept('a@sender.test', ['bob@overlay.test'], new Uint8Array(Buffer.alloc(5000, 'z')));
       const end = Date.now() + 10_000;
       while (client.core.stats.real < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));

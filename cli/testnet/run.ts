@@ -110,7 +110,7 @@ interface Planned {
   readonly expected: MessagePath;
   readonly bytes: Uint8Array;
   submittedAt: number;
-  queueId?: string;
+  outboxId?: string;
   submitError?: string;
 }
 
@@ -412,7 +412,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
       p.submittedAt = Date.now();
       try {
         const info = await transports.get(p.client.name)!.sendMail({ envelope: { from: p.client.address, to: [p.to] }, raw: Buffer.from(p.bytes) });
-        p.queueId = /queued as ([0-9a-zA-Z]+)/.exec(info.response)?.[1];
+        p.outboxId = /queued as ([0-9a-zA-Z]+)/.exec(info.response)?.[1];
       } catch (e) {
         p.submitError = (e as Error).message;
       }
@@ -550,16 +550,16 @@ interface Status {
 }
 
 function recipientRow(p: Planned, outboxes: Map<string, Outbox>) {
-  if (!p.queueId) return undefined;
+  if (!p.outboxId) return undefined;
   const ob = outboxes.get(p.client.name)!;
-  const prog = ob.progress(true).find((x) => x.message.id === p.queueId);
+  const prog = ob.progress(true).find((x) => x.message.id === p.outboxId);
   return prog?.recipients.find((r) => r.address.toLowerCase() === p.to.toLowerCase());
 }
 
 function status(planned: readonly Planned[], outboxes: Map<string, Outbox>, mailRoot: string, mta: MtaKind): Status {
   const s: Status = { submitted: 0, inflight: 0, acked: 0, fragments: 0, arrived: 0, expectArrive: 0, refusedDone: 0, expectRefused: 0, done: true };
   for (const p of planned) {
-    if (p.queueId) s.submitted++;
+    if (p.outboxId) s.submitted++;
     const r = recipientRow(p, outboxes);
     if (r && r.path === 'overlay') {
       const delivered = r.state === 'delivered';
@@ -569,7 +569,7 @@ function status(planned: readonly Planned[], outboxes: Map<string, Outbox>, mail
     }
     if (p.expected === 'refused') {
       s.expectRefused++;
-      const finished = !p.queueId || r?.state === 'bounced';
+      const finished = !p.outboxId || r?.state === 'bounced';
       if (finished) s.refusedDone++;
       else s.done = false;
     } else {
@@ -578,7 +578,7 @@ function status(planned: readonly Planned[], outboxes: Map<string, Outbox>, mail
       const arrived = found.exact.length + found.altered.length > 0;
       if (arrived) s.arrived++;
       // done for this message when it is in the mailbox and the client knows (ACKs / relay done), or it failed for good
-      const settled = r?.state === 'delivered' || r?.state === 'bounced' || !p.queueId;
+      const settled = r?.state === 'delivered' || r?.state === 'bounced' || !p.outboxId;
       if (!(arrived && settled) && !(r?.state === 'bounced')) s.done = false;
     }
   }
@@ -591,7 +591,7 @@ function judge(p: Planned, outboxes: Map<string, Outbox>, mailRoot: string, mta:
   const copies = found.exact.length + found.altered.length;
   const intact = found.exact.length >= 1 && found.altered.length === 0;
   let path: MessagePath;
-  if (!p.queueId) path = 'refused';
+  if (!p.outboxId) path = 'refused';
   else if (r?.state === 'bounced') path = 'refused';
   else path = r?.path === 'smtp' ? 'smtp-fallback' : 'overlay';
   const latency = found.firstArrivalMs !== null && p.submittedAt ? Math.max(0, (found.firstArrivalMs - p.submittedAt) / 1000) : null;

@@ -46,7 +46,7 @@ describe('HopEngine', () => {
     const route = [s.a, b].map((n, i) => ({ nodeId: n.id, publicKey: n.pk, delayMs: i === 0 ? 250 : 0 }));
     const { packet } = createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1) });
     s.engine.handle(packet);
-    expect(s.engine.queued.packets).toBe(1);
+    expect(s.engine.held.packets).toBe(1);
     s.tick(249);
     expect(s.sent.length).toBe(0);
     s.tick(1);
@@ -79,7 +79,7 @@ describe('HopEngine', () => {
     const f = setup({ maxQueuedBytes: p.length * 2 });
     for (let i = 0; i < 3; i++) f.engine.handle(mk());
     expect(f.engine.counters.dropped['queue-full']).toBe(1);
-    expect(f.engine.queued.packets).toBe(2);
+    expect(f.engine.held.packets).toBe(2);
   });
 
   it("accepts the previous epoch's key during the grace window, with its own replay set", () => {
@@ -145,7 +145,7 @@ describe('HopEngine', () => {
       }).packet;
     engine.handle(mk(new Uint8Array(32).fill(2)));
     expect(engine.counters.dropped['not-deliverable']).toBe(1);
-    expect(engine.queued.packets).toBe(0);
+    expect(engine.held.packets).toBe(0);
     engine.handle(mk(mine));
     engine.releaseDue(0);
     expect(delivered).toHaveLength(1);

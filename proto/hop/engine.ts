@@ -103,7 +103,7 @@ export class HopEngine<P> {
   }
 
   /** Packets held right now, and their bytes. */
-  get queued(): { packets: number; bytes: number } {
+  get held(): { packets: number; bytes: number } {
     return { packets: this.queue.size, bytes: this.queue.bytes };
   }
 

@@ -41,7 +41,7 @@ import { KeyFileExistsError, KeyStore } from '../../runtime/pki/key-store.ts';
 import { DocumentCache } from '../../runtime/pki/client.ts';
 import { peerIdOfIdentityKey } from './peer-id.ts';
 import { buildDescriptor } from './descriptor.ts';
-import { fakeNode, resignedDescriptor } from './fixtures.ts';
+import { testNode, resignedDescriptor } from '../../test/support/pki.ts';
 import { ed25519Sign } from './keys.ts';
 import { descriptorSigningBytes } from './signing.ts';
 
@@ -120,7 +120,7 @@ describe('epochs', () => {
 
 describe('descriptors', () => {
   it('build, encode and verify round-trip', () => {
-    const n = fakeNode(9, 1, 'gateway');
+    const n = testNode(9, 1, 'gateway');
     const v = verifyDescriptor(n.descriptor);
     expect(v.nodeId).toEqual(n.identity.nodeId);
     expect(v.body.gateway?.domains).toEqual(['mail1.example']);
@@ -129,13 +129,13 @@ describe('descriptors', () => {
   });
 
   it('rejects a wrong signature, a foreign Sphinx key signature, truncation and oversize', () => {
-    const n = fakeNode(9, 2, 'mix');
+    const n = testNode(9, 2, 'mix');
     const s = decodeSignedDescriptor(n.descriptor);
     const sig = s.signature.slice();
     sig[0]! ^= 1;
     expect(reason(() => verifyDescriptor(encodeSignedDescriptor({ body: s.body, signature: sig })))).toBe('bad-signature');
     // re-sign a body whose Sphinx key signature belongs to another node
-    const other = fakeNode(9, 3, 'mix');
+    const other = testNode(9, 3, 'mix');
     const ob = decodeDescriptorBody(decodeSignedDescriptor(other.descriptor).body);
     const b = decodeDescriptorBody(s.body);
     const mixed = encodeDescriptorBody({ ...b, sphinxKeys: ob.sphinxKeys });
@@ -146,8 +146,8 @@ describe('descriptors', () => {
   });
 
   it("rejects a peer id that is not the identity key's, and refuses to build one", () => {
-    const n = fakeNode(9, 5, 'mix');
-    const other = fakeNode(9, 6, 'mix');
+    const n = testNode(9, 5, 'mix');
+    const other = testNode(9, 6, 'mix');
     const theirs = peerIdOfIdentityKey(other.identity.publicKey);
     expect(verifyDescriptor(n.descriptor).body.peerId).toBe(peerIdOfIdentityKey(n.identity.publicKey));
     const stolen = resignedDescriptor(n, { peerId: theirs });
@@ -160,7 +160,7 @@ describe('descriptors', () => {
   });
 
   it('rejects a mix that carries gateway info and a gateway without domains', () => {
-    const n = fakeNode(1, 4, 'gateway');
+    const n = testNode(1, 4, 'gateway');
     const b = decodeDescriptorBody(decodeSignedDescriptor(n.descriptor).body);
     expect(reason(() => decodeDescriptorBody(encodeDescriptorBody({ ...b, role: 'mix' })))).toBe('invalid-field');
     expect(reason(() => decodeDescriptorBody(encodeDescriptorBody({ ...b, gateway: { ...b.gateway!, domains: [] } })))).toBe('invalid-field');
@@ -181,8 +181,8 @@ const PARAMS: DocumentParams = {
 };
 const EPOCH = 20;
 const NODES = [
-  ...Array.from({ length: 7 }, (_, i) => fakeNode(EPOCH, i, 'mix', { layerPreference: (i % 3) + 1 })),
-  ...Array.from({ length: 2 }, (_, i) => fakeNode(EPOCH, 100 + i, 'gateway')),
+  ...Array.from({ length: 7 }, (_, i) => testNode(EPOCH, i, 'mix', { layerPreference: (i % 3) + 1 })),
+  ...Array.from({ length: 2 }, (_, i) => testNode(EPOCH, 100 + i, 'gateway')),
 ];
 const DESCS = NODES.map((n) => verifyDescriptor(n.descriptor));
 const BODY = buildDocumentBody(PARAMS, EPOCH, DESCS);
@@ -272,7 +272,7 @@ describe('network document', () => {
 
   it('leaves out descriptors that clash with a lower node id', () => {
     const g0 = NODES[7]!;
-    const clash = fakeNode(EPOCH, 100, 'gateway'); // same domain mail100.example as NODES[7]
+    const clash = testNode(EPOCH, 100, 'gateway'); // same domain mail100.example as NODES[7]
     const body = buildDocumentBody(PARAMS, EPOCH, [...DESCS, verifyDescriptor(clash.descriptor)]);
     expect(body.gateways).toHaveLength(2);
     expect(body.gateways.flatMap((g) => g.gateway!.domains).sort()).toEqual(['mail100.example', 'mail101.example']);

@@ -10,7 +10,7 @@ import { MAIL_QUEUE_ID } from '../../proto/mailbox/index.ts';
 import { DEFAULT_MIXING } from '../../proto/mixing/params.ts';
 import { epochAt, epochStart, generateIdentity, type DocumentBody, type NodeEntry, type VerifiedDocument } from '../../proto/pki/index.ts';
 import { createPacket, DEFAULT_GEOMETRY, nodeSuite, packetSizes, type Geometry, type HopDeliver } from '../../proto/sphinx/index.ts';
-import { silentLogger, TEST_EPOCH, until } from '../../test/support/mixnet.ts';
+import { silentLogger, TEST_EPOCH, until } from '../../test/support/loopback.ts';
 import { GatewayConfigSchema, resolveGatewayConfig } from '../../gateway/config.ts';
 import { PacketLink } from '../link/link.ts';
 import { KeyStore } from '../pki/key-store.ts';
@@ -122,12 +122,12 @@ describe('hop node', () => {
       payload: new Uint8Array([1, 2, 3]),
     });
     s1.send(hop.peerId, p1.packet);
-    await until(() => hop.queued.packets === 1, 'the packet held');
+    await until(() => hop.held.packets === 1, 'the packet held');
     // the document changes geometry while it waits
     hop.installDocument(doc(G2, [entry]));
     expect(hop.geometry).toEqual(G2);
     expect(hop.link.currentPacketSize).toBe(packetSizes(G2).packet);
-    expect(hop.queued.packets).toBe(1); // still held, by the retired engine
+    expect(hop.held.packets).toBe(1); // still held, by the retired engine
     await until(() => delivered.length === 1, 'the held packet delivered after its delay');
     expect(delivered[0]!.at.geometry).toEqual(G1);
     expect(delivered[0]!.at.epoch).toBe(E);

@@ -179,7 +179,7 @@ export class HopNode {
     this.metrics = new HopMetrics(this.registry, o.metricsPrefix, {
       hop: () => this.counters,
       nodeDrops: () => this.drops,
-      queue: () => this.queued,
+      queue: () => this.held,
       link: () => this.linkRef?.counters,
       connections: () => this.linkRef?.connectionCount ?? 0,
       epoch: () => ({
@@ -309,12 +309,12 @@ export class HopNode {
   }
 
   /** Packets held right now, over every engine. */
-  get queued(): { packets: number; bytes: number } {
+  get held(): { packets: number; bytes: number } {
     let packets = 0;
     let bytes = 0;
     for (const e of [this.engine, ...this.retiring]) {
-      packets += e.queued.packets;
-      bytes += e.queued.bytes;
+      packets += e.held.packets;
+      bytes += e.held.bytes;
     }
     return { packets, bytes };
   }
@@ -356,7 +356,7 @@ export class HopNode {
       this.engine = this.newEngine(b.geometry);
     }
     // retire engines whose queues are empty
-    this.retiring = this.retiring.filter((r) => (r.queued.packets > 0 ? true : (r.close(), false)));
+    this.retiring = this.retiring.filter((r) => (r.held.packets > 0 ? true : (r.close(), false)));
     this.linkRef?.setPacketSize(packetSizes(b.geometry).packet);
     const c = this.config.epoch;
     if (b.epochLength !== c.length || b.grace !== c.grace || b.validAfter !== epochStart(c, b.epoch))

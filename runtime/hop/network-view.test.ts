@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { peerIdFromString } from '@libp2p/peer-id';
-import { fakeDocumentBody as doc } from '../../proto/pki/fixtures.ts';
+import { testDocumentBody as doc } from '../../test/support/pki.ts';
 import type { DocumentBody, VerifiedDocument } from '../../proto/pki/index.ts';
 import { NetworkView } from './network-view.ts';
 

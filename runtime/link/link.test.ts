@@ -330,7 +330,7 @@ describe('PacketLink over loopback', () => {
     // processing stalled: the receiver holds only what the pause + flow-control window admit
     const held = b.link.counters.framesIn;
     expect(held).toBeLessThan(N);
-    expect(a.link.queued(b.link.peerId)).toBeGreaterThan(0);
+    expect(a.link.waiting(b.link.peerId)).toBeGreaterThan(0);
     // resume processing: everything arrives, nothing lost
     const drain = setInterval(() => releases.splice(0).forEach((r) => r()), 5);
     try {

@@ -362,7 +362,7 @@ export class PacketLink {
   }
 
   /** Frames waiting in the queue to `peer`. */
-  queued(peer: PeerId): number {
+  waiting(peer: PeerId): number {
     return this.outbound.get(peer.toString())?.length ?? 0;
   }
 

@@ -1,28 +1,29 @@
 /**
- * Test support: an in-process mixnet with real Sphinx processing (no sockets, no delays) and a
- * minimal gateway (reassembly + SURB-ACKs + mailbox), so the client's sending, ACK and resend
- * logic can be tested end to end before the real gateway and link land. Not used in production.
+ * An in-process mixnet with real Sphinx processing (no sockets, no delays) and the real gateway
+ * intake (gateway/intake.ts over a GatewayStore in memory, with its own token issuer), so the
+ * client's sending, ACK and resend logic is tested end to end against what a gateway decides.
+ * Mailbox items wait in `mailboxes` (or go to `mailboxSink`); tests feed them to the client.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { makeBundle, type Token } from '../proto/tokens/index.ts';
-import type { DocumentBody, NodeEntry } from '../proto/pki/codec.ts';
-import { AckStatus, assemble, decodePayload, encodeAck } from '../proto/fragment/index.ts';
-import { isMailQueue, type MailboxItem } from '../proto/mailbox/index.ts';
-import { DEFAULT_MIXING, type MixingParams } from '../proto/mixing/params.ts';
-import { nodeSuite, packetFromSurb, prepareHopKey, processPacket, type Geometry, type HopPrivateKey } from '../proto/sphinx/index.ts';
-import type { Network } from './core.ts';
-import { pickHome } from './network.ts';
-import type { PacketSink } from './sender.ts';
+import { createHash } from 'node:crypto';
+import { decodePayload, encodeAck } from '../../proto/fragment/index.ts';
+import { isMailQueue, type MailboxItem } from '../../proto/mailbox/index.ts';
+import { DEFAULT_MIXING, type MixingParams } from '../../proto/mixing/params.ts';
+import type { DocumentBody, GatewayInfo, NodeEntry } from '../../proto/pki/codec.ts';
+import { nodeSuite, packetFromSurb, prepareHopKey, processPacket, type Geometry, type HopPrivateKey } from '../../proto/sphinx/index.ts';
+import { deriveIssuerKeys, makeBundle, type IssuerKeys } from '../../proto/tokens/index.ts';
+import type { Network } from '../../client/core.ts';
+import { pickHome } from '../../client/network.ts';
+import type { PacketSink } from '../../client/sender.ts';
+import { Intake } from '../../gateway/intake.ts';
+import { GatewayStore } from '../../gateway/store.ts';
+import { issuedTokens } from './tokens.ts';
 
-/** The issuer key the simulated gateway publishes; `fakeBundle` tokens carry it. */
-export const SIM_ISSUER_KEY = new Uint8Array(32).fill(3);
-
-export interface SimNode {
+export interface InProcessNode {
   readonly entry: NodeEntry;
   readonly key: HopPrivateKey;
 }
 
-function mkNode(name: string, layer: number, domains?: string[]): SimNode {
+function mkNode(name: string, layer: number, gateway?: GatewayInfo): InProcessNode {
   const sk = createHash('sha256').update(`sim-node|${name}`).digest();
   const identityKey = new Uint8Array(createHash('sha256').update(`sim-id|${name}`).digest());
   const nodeId = new Uint8Array(createHash('sha256').update(identityKey).digest());
@@ -34,30 +35,34 @@ function mkNode(name: string, layer: number, domains?: string[]): SimNode {
     sphinxKey: nodeSuite.publicKey(new Uint8Array(sk)),
     sphinxKeyNext: new Uint8Array(0),
     layer,
-    gateway: domains ? { domains, issuerKeys: [{ keyEpoch: 0, publicKey: SIM_ISSUER_KEY }], keyDirectoryUrl: '', policy: 'token-required' } : undefined,
+    gateway,
   };
   return { entry, key: prepareHopKey(nodeSuite, new Uint8Array(sk)) };
 }
 
-export interface SimOptions {
+export interface InProcessMixnetOptions {
   readonly layers?: number;
   readonly perLayer?: number;
   readonly geometry?: Geometry;
   readonly mixing?: MixingParams;
   /** mail domains served by the (single) gateway, which is also the client's home */
   readonly domains?: readonly string[];
+  /** recipients need no token (the gateway's users have the open policy) */
   readonly openPolicy?: boolean;
 }
 
-export class SimNet implements PacketSink {
-  readonly nodes = new Map<string, SimNode>();
-  readonly layers: SimNode[][];
-  readonly gateway: SimNode;
+export class InProcessMixnet implements PacketSink {
+  readonly nodes = new Map<string, InProcessNode>();
+  readonly layers: InProcessNode[][];
+  readonly gateway: InProcessNode;
+  /** the gateway's token issuer, store and intake: the real ones (gateway/), over SQLite in memory */
+  readonly issuer: IssuerKeys = deriveIssuerKeys(new Uint8Array(createHash('sha256').update('in-process gateway issuer').digest()));
+  readonly store = new GatewayStore(':memory:');
+  readonly intake: Intake;
+  private readonly open: boolean;
   readonly doc: DocumentBody;
   /** node ids (hex) that silently drop every packet */
   readonly blackholes = new Set<string>();
-  /** token hex strings the gateway refuses */
-  readonly refusedTokens = new Set<string>();
   /** recipients whose fragments the gateway stores but never ACKs (an ACK-withholding gateway) */
   readonly withholdAcksTo = new Set<string>();
   /** every fragment the gateway received, in order, stamped with `clock()` */
@@ -72,24 +77,36 @@ export class SimNet implements PacketSink {
   readonly routesSeen: string[][] = [];
   packetsIn = 0;
   drops = 0;
-  private readonly partial = new Map<string, { parts: Map<number, Uint8Array>; count: number; total: number; done: boolean }>();
   /** when set, mailbox items go here (a real mailbox server) instead of `mailboxes` */
   mailboxSink: ((mailboxId: Uint8Array, item: MailboxItem) => void) | undefined;
   /** when false, packets are queued until `flush()` */
   autoDeliver = true;
   private readonly queue: { hop: string; packet: Uint8Array; path: string[] }[] = [];
 
-  constructor(o: SimOptions = {}) {
+  constructor(o: InProcessMixnetOptions = {}) {
     const L = o.layers ?? 3;
     const per = o.perLayer ?? 2;
     this.layers = [];
     for (let l = 1; l <= L; l++) {
-      const layer: SimNode[] = [];
+      const layer: InProcessNode[] = [];
       for (let i = 0; i < per; i++) layer.push(mkNode(`mix-${l}-${i}`, l));
       this.layers.push(layer);
     }
-    this.gateway = mkNode('gateway', 0, [...(o.domains ?? ['overlay.test'])]);
-    if (o.openPolicy) (this.gateway.entry.gateway as { policy: string }).policy = 'open-rate-limited';
+    const domains = [...(o.domains ?? ['overlay.test'])];
+    this.open = o.openPolicy === true;
+    this.gateway = mkNode('gateway', 0, {
+      domains,
+      issuerKeys: [{ keyEpoch: 0, publicKey: this.issuer.publicKey }],
+      keyDirectoryUrl: '',
+      policy: this.open ? 'open-rate-limited' : 'token-required',
+    });
+    this.intake = new Intake(this.store, {
+      domains,
+      issuer: this.issuer,
+      maxMessageBytes: 64 * 1024 * 1024,
+      reassemblyTtlMs: 86_400_000,
+      now: () => this.clock(),
+    });
     for (const n of [...this.layers.flat(), this.gateway]) this.nodes.set(Buffer.from(n.entry.nodeId).toString('hex'), n);
     this.doc = {
       version: 1,
@@ -152,34 +169,37 @@ export class SimNet implements PacketSink {
     }
   }
 
+  /** A recipient at the gateway (added once; open policy when the network is open). */
+  user(address: string): void {
+    if (!this.store.getUser(address)) this.store.addUser(address, { policy: this.open ? 'open' : 'tokens', ratePerHour: 1_000_000 });
+  }
+
+  /** A bundle of `n` tokens the gateway issued for `recipient` (made a user), as the recipient hands it out. */
+  bundle(recipient: string, n: number): string {
+    this.user(recipient);
+    const u = this.store.getUser(recipient)!;
+    return JSON.stringify(makeBundle(u.address, this.issuer.publicKey, issuedTokens(this.issuer, u.address, u.keyEpoch, n)));
+  }
+
+  /** The gateway's mail queue: the real Intake decides, the ACK goes back through the fragment's SURB. */
   private gatewayIntake(payload: Uint8Array): void {
     const d = decodePayload(payload);
-    if (!d.ok || d.kind !== 'fragment') {
+    if (d.ok && d.kind === 'fragment')
+      this.arrivals.push({
+        recipient: d.fragment.recipient,
+        messageId: Buffer.from(d.fragment.messageId).toString('hex'),
+        index: d.fragment.index,
+        at: this.clock(),
+      });
+    const res = this.intake.handlePayload(payload);
+    if (res.kind === 'drop') {
       this.drops++;
       return;
     }
-    const f = d.fragment;
-    const key = Buffer.from(f.messageId).toString('hex');
-    this.arrivals.push({ recipient: f.recipient, messageId: key, index: f.index, at: this.clock() });
-    let status: AckStatus;
-    if (this.refusedTokens.has(Buffer.from(f.token).toString('hex'))) status = AckStatus.TokenRefused;
-    else if (!this.gateway.entry.gateway!.domains.includes(f.recipient.split('@')[1] ?? '')) status = AckStatus.UnknownRecipient;
-    else {
-      let m = this.partial.get(key);
-      if (!m) this.partial.set(key, (m = { parts: new Map(), count: f.count, total: f.totalLength, done: false }));
-      if (m.done) status = AckStatus.Duplicate;
-      else {
-        m.parts.set(f.index, f.data);
-        const whole = assemble(m.parts, m.count, m.total);
-        if (whole) {
-          m.done = true;
-          this.delivered.push({ recipient: f.recipient, bytes: whole });
-          status = AckStatus.Queued;
-        } else status = AckStatus.Stored;
-      }
-    }
+    const f = res.fragment;
+    if (res.handoffId) this.delivered.push({ recipient: f.recipient, bytes: new Uint8Array(this.store.byHandoffId(res.handoffId)!.body!) });
     if (f.surb.length === 0 || this.withholdAcksTo.has(f.recipient)) return;
-    const reply = packetFromSurb(nodeSuite, this.doc.geometry, f.surb, encodeAck({ messageId: f.messageId, index: f.index, status }));
+    const reply = packetFromSurb(nodeSuite, this.doc.geometry, f.surb, encodeAck({ messageId: f.messageId, index: f.index, status: res.status }));
     if (reply.ok) this.queue.push({ hop: Buffer.from(reply.firstHop).toString('hex'), packet: reply.packet, path: [] });
   }
 
@@ -223,11 +243,4 @@ export function seededUniform(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-/** A bundle of syntactically valid (not issuer-signed) tokens, for wallet and routing tests. */
-export function fakeBundle(recipient: string, n: number, keyEpoch = 1, issuer: Uint8Array = SIM_ISSUER_KEY): string {
-  const tokens: Token[] = [];
-  for (let i = 0; i < n; i++) tokens.push({ keyEpoch, input: new Uint8Array(randomBytes(32)), output: new Uint8Array(randomBytes(64)) });
-  return JSON.stringify(makeBundle(recipient, issuer, tokens));
 }

@@ -1,15 +1,10 @@
-/** Helpers shared by the gateway's tests and benchmark: tokens for a user, fragments of a message. */
+/** A message as the fragments (and fragment payloads) a client sends for it, for gateway tests and benchmarks. */
 import { randomBytes } from 'node:crypto';
-import { encodeFragment, fragmentCapacity, type Fragment } from '../proto/fragment/index.ts';
-import { encodeToken, finalizeTokens, issueTokens, requestTokens, type IssuerKeys, type Token } from '../proto/tokens/index.ts';
+import { encodeFragment, fragmentCapacity, type Fragment } from '../../proto/fragment/index.ts';
+import { encodeToken, type Token } from '../../proto/tokens/index.ts';
 
-export function tokensFor(issuer: IssuerKeys, recipient: string, keyEpoch: number, count: number): Token[] {
-  const st = requestTokens(issuer.publicKey, recipient, keyEpoch, count);
-  return finalizeTokens(st, issueTokens(issuer, recipient, keyEpoch, st.blinded));
-}
-
-/** Splits `message` into fragments the way a client does (no SURB). */
-export function fragmentsOf(
+/** Splits `message` into fragments the way a client does (no SURB unless given). */
+export function messageFragments(
   message: Uint8Array,
   recipient: string,
   token: Token | null,
@@ -33,6 +28,6 @@ export function fragmentsOf(
   }));
 }
 
-export function payloadsOf(frags: readonly Fragment[], payloadSize = 2048): Uint8Array[] {
+export function fragmentPayloads(frags: readonly Fragment[], payloadSize = 2048): Uint8Array[] {
   return frags.map((f) => encodeFragment(f, payloadSize));
 }

@@ -1,27 +1,25 @@
-/**
- * Test and benchmark helpers: fake nodes with real keys. Not used by daemons.
- */
-import { peerIdOfIdentityKey } from './peer-id.ts';
-import { DEFAULT_GEOMETRY } from '../sphinx/geometry.ts';
-import { decodeDescriptorBody, decodeSignedDescriptor, encodeDescriptorBody, encodeSignedDescriptor } from './codec.ts';
-import type { DescriptorBody, DocumentBody, GatewayInfo, NodeEntry, Role } from './codec.ts';
-import { buildDescriptor } from './descriptor.ts';
-import { ed25519Sign, generateIdentity, generateSphinxKey, type IdentityKey, type SphinxKeyPair } from './keys.ts';
-import { descriptorSigningBytes } from './signing.ts';
+/** PKI objects for tests and benchmarks: nodes with real keys and signed descriptors, document bodies. */
+import { peerIdOfIdentityKey } from '../../proto/pki/peer-id.ts';
+import { DEFAULT_GEOMETRY } from '../../proto/sphinx/geometry.ts';
+import { decodeDescriptorBody, decodeSignedDescriptor, encodeDescriptorBody, encodeSignedDescriptor } from '../../proto/pki/codec.ts';
+import type { DescriptorBody, DocumentBody, GatewayInfo, NodeEntry, Role } from '../../proto/pki/codec.ts';
+import { buildDescriptor } from '../../proto/pki/descriptor.ts';
+import { ed25519Sign, generateIdentity, generateSphinxKey, type IdentityKey, type SphinxKeyPair } from '../../proto/pki/keys.ts';
+import { descriptorSigningBytes } from '../../proto/pki/signing.ts';
 
-export interface FakeNode {
+export interface TestNode {
   readonly identity: IdentityKey;
   readonly role: Role;
   readonly keys: SphinxKeyPair[];
   readonly descriptor: Uint8Array;
 }
 
-export function fakeNode(
+export function testNode(
   epoch: number,
   i: number,
   role: Role,
   extra: { gateway?: GatewayInfo; layerPreference?: number; publishedAt?: number } = {},
-): FakeNode {
+): TestNode {
   const identity = generateIdentity();
   const keys = [generateSphinxKey(epoch), generateSphinxKey(epoch + 1)];
   const gateway: GatewayInfo | undefined =
@@ -51,12 +49,12 @@ export function fakeNode(
  * The node's descriptor with some fields changed, validly signed by the node itself, past the
  * checks `buildDescriptor` makes: for testing what a verifier refuses.
  */
-export function resignedDescriptor(n: FakeNode, patch: Partial<DescriptorBody>): Uint8Array {
+export function resignedDescriptor(n: TestNode, patch: Partial<DescriptorBody>): Uint8Array {
   const body = encodeDescriptorBody({ ...decodeDescriptorBody(decodeSignedDescriptor(n.descriptor).body), ...patch });
   return encodeSignedDescriptor({ body, signature: ed25519Sign(n.identity, descriptorSigningBytes(body)) });
 }
 
-function fakeEntry(layer: number, i: number): NodeEntry {
+function testEntry(layer: number, i: number): NodeEntry {
   const id = generateIdentity();
   return {
     nodeId: id.nodeId,
@@ -70,7 +68,7 @@ function fakeEntry(layer: number, i: number): NodeEntry {
 }
 
 /** An unsigned document body for epoch 1 with `layers[l]` mixes in layer l + 1. */
-export function fakeDocumentBody(layers: readonly number[], o: { gateways?: number; maxHops?: number; lambdaM?: number } = {}): DocumentBody {
+export function testDocumentBody(layers: readonly number[], o: { gateways?: number; maxHops?: number; lambdaM?: number } = {}): DocumentBody {
   let i = 0;
   return {
     version: 1,
@@ -81,8 +79,8 @@ export function fakeDocumentBody(layers: readonly number[], o: { gateways?: numb
     grace: 10,
     geometry: { ...DEFAULT_GEOMETRY, maxHops: o.maxHops ?? 5 },
     mixing: { lambdaP: 1, lambdaL: 1, lambdaD: 1, lambdaM: o.lambdaM ?? 1, lambdaG: 1, mu: 10 },
-    layers: layers.map((n, l) => Array.from({ length: n }, () => fakeEntry(l + 1, i++))),
-    gateways: Array.from({ length: o.gateways ?? 1 }, () => fakeEntry(0, i++)),
+    layers: layers.map((n, l) => Array.from({ length: n }, () => testEntry(l + 1, i++))),
+    gateways: Array.from({ length: o.gateways ?? 1 }, () => testEntry(0, i++)),
     authorities: [],
     threshold: 1,
     previousDigest: new Uint8Array(0),

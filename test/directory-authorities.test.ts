@@ -25,7 +25,7 @@ import {
   type IdentityKey,
 } from '../proto/pki/index.ts';
 import { DocumentCache, fetchDocument, uploadDescriptor } from '../runtime/pki/client.ts';
-import { fakeNode, resignedDescriptor, type FakeNode } from '../proto/pki/fixtures.ts';
+import { testNode, resignedDescriptor, type TestNode } from './support/pki.ts';
 import { peerIdOfIdentityKey } from '../proto/pki/peer-id.ts';
 import { Authority } from '../directory/authority.ts';
 import { DirectoryHttp } from '../directory/http.ts';
@@ -80,7 +80,7 @@ async function stop(r: Running): Promise<void> {
   r.auth.store.close();
 }
 
-let nodes: FakeNode[] = [];
+let nodes: TestNode[] = [];
 /** node 0's descriptor for E + 1, uploaded to authority 0 only by the bad-uploads test. */
 let node0Next: Uint8Array | undefined;
 
@@ -93,8 +93,8 @@ beforeAll(async () => {
   }
   for (let i = 0; i < 3; i++) running.push(await start(i, Number(new URL(urls[i]!).port)));
   nodes = [
-    ...Array.from({ length: 9 }, (_, i) => fakeNode(E, i, 'mix', { layerPreference: (i % 3) + 1 })),
-    ...Array.from({ length: 3 }, (_, i) => fakeNode(E, 50 + i, 'gateway')),
+    ...Array.from({ length: 9 }, (_, i) => testNode(E, i, 'mix', { layerPreference: (i % 3) + 1 })),
+    ...Array.from({ length: 3 }, (_, i) => testNode(E, 50 + i, 'gateway')),
   ];
 });
 
@@ -173,19 +173,19 @@ describe('directory authorities on loopback', () => {
     expect(big[0]!.result).toBe('oversized');
     expect(big[0]!.status).toBe(413);
     // stale: a descriptor for epoch E, now that E is current and voted
-    const stale = await uploadDescriptor(url, fakeNode(E - 1, 1, 'mix').descriptor);
+    const stale = await uploadDescriptor(url, testNode(E - 1, 1, 'mix').descriptor);
     expect(stale[0]!.result).toBe('stale-epoch');
-    const late = await uploadDescriptor(url, fakeNode(E, 2, 'mix').descriptor);
+    const late = await uploadDescriptor(url, testNode(E, 2, 'mix').descriptor);
     expect(late[0]!.result).toBe('stale-epoch');
-    const future = await uploadDescriptor(url, fakeNode(E + 5, 3, 'mix').descriptor);
+    const future = await uploadDescriptor(url, testNode(E + 5, 3, 'mix').descriptor);
     expect(future[0]!.result).toBe('future-epoch');
     // wrong signature: flip a byte of the signature (last bytes of the encoding)
-    const good = fakeNode(E + 1, 4, 'mix').descriptor;
+    const good = testNode(E + 1, 4, 'mix').descriptor;
     const bad = good.slice();
     bad[bad.length - 1]! ^= 0x55;
     expect((await uploadDescriptor(url, bad))[0]!.result).toBe('bad-signature');
     // a validly signed descriptor that names another node's libp2p peer id
-    const thief = fakeNode(E + 1, 5, 'mix');
+    const thief = testNode(E + 1, 5, 'mix');
     const stolen = await uploadDescriptor(url, resignedDescriptor(thief, { peerId: peerIdOfIdentityKey(nodes[1]!.identity.publicKey) }));
     expect(stolen[0]!.result).toBe('invalid-field');
     expect(stolen[0]!.status).toBe(400);
@@ -200,8 +200,8 @@ describe('directory authorities on loopback', () => {
     expect(c[0]!.result).toBe('conflicting');
     expect(c[0]!.status).toBe(409);
     // a gateway claiming a domain another gateway already has
-    const g2 = fakeNode(E + 1, 60, 'gateway');
-    const g3 = fakeNode(E + 1, 60, 'gateway');
+    const g2 = testNode(E + 1, 60, 'gateway');
+    const g3 = testNode(E + 1, 60, 'gateway');
     expect((await uploadDescriptor(url, g2.descriptor))[0]!.result).toBe('accepted');
     expect((await uploadDescriptor(url, g3.descriptor))[0]!.result).toBe('duplicate-key');
 
@@ -272,7 +272,7 @@ describe('directory authorities on loopback', () => {
     running[0] = await start(0, port);
     expect(hex(running[0].auth.document(E + 1)!)).toBe(hex(before));
     // the vote is kept too, so a late descriptor for E+1 is still refused after the restart
-    const lateUp = await uploadDescriptor([urls[0]!], fakeNode(E + 1, 77, 'mix').descriptor);
+    const lateUp = await uploadDescriptor([urls[0]!], testNode(E + 1, 77, 'mix').descriptor);
     expect(lateUp[0]!.result, lateUp[0]!.message).toBe('stale-epoch');
 
     const cache = new DocumentCache(join(dir, 'client', 'document.bin'));
@@ -286,7 +286,7 @@ describe('directory authorities on loopback', () => {
 });
 
 /** A new descriptor for an existing node (same identity), with fresh Sphinx keys. */
-function fakeNodeFor(n: FakeNode, epoch: number, address: string): Uint8Array {
+function fakeNodeFor(n: TestNode, epoch: number, address: string): Uint8Array {
   const { buildDescriptor, generateSphinxKey } = pkiSync;
   return buildDescriptor({
     identity: n.identity,

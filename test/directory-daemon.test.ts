@@ -11,8 +11,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../cli/main.ts';
 import { ConfigError, loadDirectoryConfig } from '../directory/config.ts';
 import { runDirectory, type RunningDirectory } from '../directory/daemon.ts';
-import { fakeNode } from '../proto/pki/fixtures.ts';
-import { freePort } from './support/mixnet.ts';
+import { testNode } from './support/pki.ts';
+import { freePort } from './support/loopback.ts';
 import { peerIdOfIdentityKey } from '../proto/pki/peer-id.ts';
 import { findNode, schedulePoint, SCHEDULE } from '../proto/pki/index.ts';
 import { KeyStore, loadIdentityPublicKey } from '../runtime/pki/key-store.ts';
@@ -98,7 +98,7 @@ describe('postmix directory run', () => {
       running.push(await runDirectory(cfg, { logger: pino({ level: 'silent' }), now: () => clock, tickMs: 20 }));
     }
     const urls = running.map((r) => r.url);
-    const nodes = Array.from({ length: 12 }, (_, i) => fakeNode(E, i, i < 10 ? 'mix' : 'gateway'));
+    const nodes = Array.from({ length: 12 }, (_, i) => testNode(E, i, i < 10 ? 'mix' : 'gateway'));
     for (const n of nodes) expect((await uploadDescriptor(urls, n.descriptor)).every((r) => r.result === 'accepted')).toBe(true);
     // one more mix the way a mix node does it: keys from its key directory
     expect(await keygen(['-d', join(dir, 'mix'), '-e', 'none'])).toBe(0);

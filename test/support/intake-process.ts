@@ -4,9 +4,9 @@
  * transaction committed, then prints "acked" and waits — to be SIGKILLed before any hand-off.
  */
 import { readFileSync } from 'node:fs';
-import { deriveIssuerKeys } from '../proto/tokens/index.ts';
-import { Intake } from './intake.ts';
-import { GatewayStore } from './store.ts';
+import { deriveIssuerKeys } from '../../proto/tokens/index.ts';
+import { Intake } from '../../gateway/intake.ts';
+import { GatewayStore } from '../../gateway/store.ts';
 
 const [dbPath, payloadFile, seedHex, domain] = process.argv.slice(2);
 const store = new GatewayStore(dbPath!);

@@ -149,7 +149,7 @@ function directorySection(directory: TestDirectory, epoch: EpochConfig) {
 }
 
 /** A mix node config for tests (no TOML file): loopback, ephemeral ports, fast ticks. */
-export function testNodeConfig(o: {
+export function testMixnodeConfig(o: {
   dataDir: string;
   directory: TestDirectory;
   epoch: EpochConfig;
@@ -198,7 +198,7 @@ export function testGatewayConfig(o: { dataDir: string; directory: TestDirectory
 }
 
 /** Creates a node's key directory with an identity (as `postmix keygen -e none` does). */
-export function makeNodeKeys(dataDir: string): IdentityKey {
+export function testNodeKeys(dataDir: string): IdentityKey {
   return KeyStore.create(join(dataDir, 'keys'), { force: false, epochs: [] }).identity;
 }
 
@@ -300,7 +300,7 @@ export class SinkGateway {
 }
 
 /** A client-side link (dial-only, random identity) that sends frames into layer 1. */
-export async function clientLink(geometry: Geometry, addressesOf: (peer: string) => string[] | undefined): Promise<PacketLink> {
+export async function testClientLink(geometry: Geometry, addressesOf: (peer: string) => string[] | undefined): Promise<PacketLink> {
   return PacketLink.create({
     identity: new Uint8Array(randomBytes(32)),
     listen: [],
@@ -313,7 +313,7 @@ export async function clientLink(geometry: Geometry, addressesOf: (peer: string)
 }
 
 /** Dial addresses of a document entry (with /p2p/). */
-export function dialAddrs(n: NodeEntry): string[] {
+export function dialAddresses(n: NodeEntry): string[] {
   return n.addresses.map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${n.peerId}`));
 }
 
