@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
-import { DEFAULT_GEOMETRY, validateGeometry } from '../proto/sphinx/geometry.ts';
-import { DEFAULT_MIXING, validateMixingParams } from '../proto/mixing/params.ts';
+import { DEFAULT_GEOMETRY, validateGeometry, type Geometry } from '../proto/sphinx/geometry.ts';
+import { DEFAULT_MIXING, validateMixingParams, type MixingParams } from '../proto/mixing/params.ts';
 import { applyEnvOverrides, validateConfig } from '../runtime/daemon.ts';
 import { ConfigError } from '../runtime/errors.ts';
 import { authorityEntry, checkThreshold, epochFields, logLevel, resolveAuthorities, resolveEpoch, thresholdField } from '../runtime/config-schema.ts';
@@ -64,6 +64,9 @@ export interface ResolvedDirectoryConfig {
   readonly identityKeyPath: string;
   readonly databasePath: string;
   readonly authorities: readonly { readonly url: string; readonly publicKey: Uint8Array }[];
+  /** [network.geometry] and [network.mixing], validated: what goes into the network document */
+  readonly geometry: Geometry;
+  readonly mixing: MixingParams;
 }
 
 export { ConfigError };
@@ -83,9 +86,11 @@ export function loadDirectoryConfig(path: string, env: NodeJS.ProcessEnv = proce
   const base = dirname(resolve(path));
   const n = file.network;
   resolveEpoch(n, path, 'network');
+  let geometry: Geometry;
+  let mixing: MixingParams;
   try {
-    validateGeometry({ maxHops: n.geometry.max_hops, perHopSize: n.geometry.per_hop_size, payloadSize: n.geometry.payload_size });
-    validateMixingParams({
+    geometry = validateGeometry({ maxHops: n.geometry.max_hops, perHopSize: n.geometry.per_hop_size, payloadSize: n.geometry.payload_size });
+    mixing = validateMixingParams({
       lambdaP: n.mixing.lambda_p,
       lambdaL: n.mixing.lambda_l,
       lambdaD: n.mixing.lambda_d,
@@ -103,5 +108,7 @@ export function loadDirectoryConfig(path: string, env: NodeJS.ProcessEnv = proce
     identityKeyPath: resolve(base, file.authority.identity_key),
     databasePath: resolve(base, file.authority.database),
     authorities,
+    geometry,
+    mixing,
   };
 }

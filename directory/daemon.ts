@@ -45,15 +45,8 @@ export async function runDirectory(cfg: ResolvedDirectoryConfig, opts: RunOption
   const n = cfg.file.network;
   const params: DocumentParams = {
     epochConfig: { origin: n.epoch_origin, length: n.epoch_length, grace: n.grace },
-    geometry: { maxHops: n.geometry.max_hops, perHopSize: n.geometry.per_hop_size, payloadSize: n.geometry.payload_size },
-    mixing: {
-      lambdaP: n.mixing.lambda_p,
-      lambdaL: n.mixing.lambda_l,
-      lambdaD: n.mixing.lambda_d,
-      lambdaM: n.mixing.lambda_m,
-      lambdaG: n.mixing.lambda_g,
-      mu: n.mixing.mu,
-    },
+    geometry: cfg.geometry,
+    mixing: cfg.mixing,
     numLayers: n.layers,
     authorities: cfg.authorities.map((a) => a.publicKey),
     threshold: n.threshold,

@@ -11,6 +11,7 @@
 import protobuf from 'protobufjs';
 import { PkiError } from './errors.ts';
 import { PKI_PROTO } from './schema.ts';
+import type { MixingParams } from '../mixing/params.ts';
 
 const root = protobuf.parse(PKI_PROTO, { keepCase: false }).root;
 const T = (name: string): protobuf.Type => root.lookupType(`postmix.pki.v1.${name}`);
@@ -106,14 +107,7 @@ export interface DocumentBody {
   readonly epochLength: number;
   readonly grace: number;
   readonly geometry: { readonly maxHops: number; readonly perHopSize: number; readonly payloadSize: number };
-  readonly mixing: {
-    readonly lambdaP: number;
-    readonly lambdaL: number;
-    readonly lambdaD: number;
-    readonly lambdaM: number;
-    readonly lambdaG: number;
-    readonly mu: number;
-  };
+  readonly mixing: MixingParams;
   readonly layers: readonly (readonly NodeEntry[])[];
   readonly gateways: readonly NodeEntry[];
   readonly authorities: readonly Uint8Array[];
