@@ -19,4 +19,5 @@ export function registerClientMetrics(r: Registry, core: ClientCore): void {
   scrapedCounter(r, 'postmix_client_fragments_resent_total', 'fragments resent after an ACK timeout', () => s.resent);
   scrapedCounter(r, 'postmix_client_acks_total', 'ACKs received', () => s.acks);
   scrapedCounter(r, 'postmix_client_loops_returned_total', 'loop cover packets that came back', () => s.loopsReturned);
+  scrapedCounter(r, 'postmix_client_loops_lost_total', 'loop cover packets not back in time (their mixes are blamed)', () => s.loopsLost);
 }

@@ -36,4 +36,25 @@ describe('RouteHealth', () => {
     h.succeeded(tag(9));
     expect(h.suspects()).toEqual([]);
   });
+
+  it('suspicion lasts holdMs after the last blame; one more lost loop renews it at once', () => {
+    const h = new RouteHealth(2, 60_000);
+    const layer = [{ nodeId: id(1) }, { nodeId: id(2) }];
+    h.tick(0);
+    for (const t of [1, 2]) {
+      h.sent(tag(t), [id(1)]);
+      h.failed(tag(t));
+    }
+    expect(h.usable(layer)).toEqual([{ nodeId: id(2) }]);
+    h.tick(59_999);
+    expect(h.suspect(id(1))).toBe(true);
+    h.tick(60_000);
+    expect(h.suspect(id(1))).toBe(false); // tried again
+    h.sent(tag(3), [id(1)]);
+    h.failed(tag(3));
+    expect(h.suspect(id(1))).toBe(true);
+    h.sent(tag(4), [id(1)]);
+    h.succeeded(tag(4));
+    expect(h.suspects()).toEqual([]);
+  });
 });

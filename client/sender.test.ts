@@ -212,6 +212,24 @@ describe('Loopix streams (seeded RNG, fake clock)', () => {
     c2.close();
   });
 
+  it('route health learns from loops only: a black-hole mix is suspected after lost loops and then avoided', () => {
+    const sim = new InProcessMixnet({ perLayer: 2, mixing: { lambdaP: 1, lambdaL: 4, lambdaD: 0, lambdaM: 0, lambdaG: 0, mu: 10 } });
+    const bad = Buffer.from(sim.layers[1]![0]!.entry.nodeId).toString('hex');
+    sim.blackholes.add(bad);
+    const c = core(sim, tmp(), { cover: true, seed: 7 });
+    run(c, sim, 0, 15_000, 100);
+    expect(c.stats.loopsLost).toBeGreaterThan(0);
+    expect(c.stats.loopsReturned).toBeGreaterThan(0);
+    expect(c.sender.health.suspects()).toContain(bad);
+    // from then on (within the hold-down) routes leave it out: the loops come back
+    const lostBefore = c.stats.loopsLost;
+    const backBefore = c.stats.loopsReturned;
+    run(c, sim, 15_100, 55_000, 100);
+    expect(c.stats.loopsLost - lostBefore).toBeLessThanOrEqual(2);
+    expect(c.stats.loopsReturned - backBefore).toBeGreaterThan(100);
+    c.close();
+  });
+
   it('inter-arrival times of the payload stream are exponential with mean 1/λ', () => {
     const u = seededUniform(5);
     const gaps: number[] = [];

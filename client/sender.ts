@@ -279,6 +279,7 @@ export class Sender {
       return 0;
     }
     this.schedule(now, doc);
+    this.health.tick(now);
     this.expireLoops(now);
     const n = this.next!;
     const m = doc.mixing;
@@ -406,8 +407,10 @@ export class Sender {
 
   /** Loops not back by their deadline blame the nodes they went through. */
   private expireLoops(now: number): void {
+    // insertion order is send order, and a loop's timeout depends only on the document's route
+    // length and μ, so the first loop still within its deadline ends the sweep
     for (const [k, l] of this.pendingLoops) {
-      if (l.deadline > now) continue;
+      if (l.deadline > now) break;
       this.loopLost(k);
     }
   }
