@@ -65,10 +65,12 @@ export function registerClient(program: Command): void {
     .command('run')
     .description('run the client daemon (SMTP submission on loopback, durable outbox, Poisson sending, fallback relay)')
     .option('-c, --config <file>', 'TOML configuration', defaultConfigPath())
+    .option('--check', 'validate the configuration and the cached network document, print a summary, and exit', false)
     .addHelpText('after', RUN_HELP)
-    .action(async (opts: { config: string }) => {
+    .action(async (opts: { config: string; check: boolean }) => {
       const cfg = loadCfg(opts.config, 'client run');
       if (!cfg) return;
+      if (opts.check) return checkClient(cfg);
       const log = createLogger('client', cfg.log.level);
       // loaded here so the other client commands start fast (libp2p is heavy)
       const { runClient } = await import('../client/daemon.ts');
@@ -210,4 +212,42 @@ export async function sendmailMain(args: readonly string[]): Promise<number> {
   if (r.ok) return 0;
   process.stderr.write(`sendmail: ${r.error}\n`);
   return r.code !== null && r.code >= 500 ? 67 /* EX_NOUSER */ : 75; /* EX_TEMPFAIL */
+}
+
+/** `client run --check`: what the daemon would refuse at start, and which paths mail will take. */
+async function checkClient(cfg: ClientConfig): Promise<void> {
+  const { checkListen } = await import('../client/daemon.ts');
+  const { DocumentCache } = await import('../runtime/pki/client.ts');
+  const n = cfg.network;
+  try {
+    checkListen(cfg);
+    if (n.authorities.length > 0 && n.threshold > n.authorities.length)
+      throw new ConfigError(`network.threshold ${n.threshold} exceeds the ${n.authorities.length} listed authorities`);
+    if (n.authorities.length > 0 && !n.document)
+      throw new ConfigError('network.authorities is set but network.document is empty: the client needs a file to cache the document in');
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`postmix client run: ${e.message}\n`);
+    process.exitCode = exitCodeOf(e);
+    return;
+  }
+  let overlay: string;
+  if (!n.document || n.authorities.length === 0) overlay = 'off (no [network] document and authorities): every recipient goes by the smarthost';
+  else {
+    const doc = new DocumentCache(n.document).load({
+      authorities: n.authorities.map((k) => Uint8Array.from(Buffer.from(k, 'base64'))),
+      threshold: n.threshold,
+      now: Math.floor(Date.now() / 1000),
+    });
+    overlay = doc
+      ? `document for epoch ${doc.body.epoch} verified (${doc.signers.length} signatures, ${doc.body.gateways.length} gateways)`
+      : `no valid cached document at ${n.document}${n.authority_urls.length ? `; fetched at start from ${n.authority_urls.length} authority URL(s)` : ' and no authority_urls to fetch one from'}`;
+  }
+  const r = cfg.routing;
+  process.stdout.write(
+    `config ok: SMTP ${cfg.smtp.host}:${cfg.smtp.port}${cfg.smtp.user ? ' (AUTH)' : ''}, outbox ${outboxPath(cfg)}, ` +
+      `smarthost ${cfg.smarthost.host ? `${cfg.smarthost.host}:${cfg.smarthost.port}${cfg.smarthost.insecure_tls ? ' (certificate NOT verified)' : ''}` : 'none'}, ` +
+      `routing ${r.overlay_only ? 'overlay only' : 'overlay, else SMTP'}${r.overlay_only_recipients.length ? `, overlay only for ${r.overlay_only_recipients.length} pattern(s)` : ''}${r.force_smtp.length ? `, SMTP forced for ${r.force_smtp.length} pattern(s)` : ''}; ` +
+      `overlay: ${overlay}\n`,
+  );
 }

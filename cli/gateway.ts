@@ -1,5 +1,7 @@
 import { privateDir, writePrivateFile } from '../runtime/private-files.ts';
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
+import { openKeyStore } from '../runtime/hop/epoch-keys.ts';
 import { createLogger, onShutdown } from '../runtime/daemon.ts';
 import { ConfigError, EXIT, exitCodeOf } from '../runtime/errors.ts';
 import { finalizeTokens, issueTokens, makeBundle, requestTokens } from '../proto/tokens/index.ts';
@@ -66,15 +68,25 @@ export function registerGateway(program: Command): void {
     .command('run')
     .description('run the gateway daemon (libp2p link, Sphinx final hop, token checks, durable queue, SMTP/LMTP hand-off, mailboxes, issuance, metrics)')
     .requiredOption('-c, --config <file>', 'the TOML configuration file')
-    .option('--check', 'validate the configuration and exit', false)
+    .option('--check', 'validate the configuration and the key files (identity, Sphinx keys, issuer seed), print a summary, and exit', false)
     .addHelpText('after', RUN_HELP)
     .action(async (opts: { config: string; check: boolean }) => {
       const cfg = withConfig('run', opts.config);
       if (!cfg) return;
       if (opts.check) {
         const f = cfg.file;
+        let node: string;
+        try {
+          node = Buffer.from(openKeyStore(cfg.keysDir).identity.nodeId).toString('hex').slice(0, 16);
+          // made on first start when missing; a seed that is there must be sound
+          if (existsSync(cfg.issuerSeedPath)) loadOrCreateIssuer(cfg.issuerSeedPath);
+        } catch (e) {
+          return fail('run', (e as Error).message, exitCodeOf(e));
+        }
         process.stdout.write(
-          `config ok: domains ${f.gateway.domains.join(', ')}, listen ${f.gateway.listen}, MX ${f.mx.protocol}://${f.mx.host}:${f.mx.port}, db ${cfg.dbPath}\n`,
+          `config ok: node ${node}…, domains ${f.gateway.domains.join(', ')}, listen ${f.gateway.listen}, MX ${f.mx.protocol}://${f.mx.host}:${f.mx.port}, ` +
+            `${cfg.authorities.length} authorities (threshold ${f.directory.threshold}), epoch ${f.directory.epoch_length}s, db ${cfg.dbPath}, ` +
+            `issuer seed ${existsSync(cfg.issuerSeedPath) ? 'ok' : 'made on first start'}\n`,
         );
         return;
       }

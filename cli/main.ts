@@ -1,5 +1,5 @@
-import { Command, CommanderError } from 'commander';
-import { exitCodeOf } from '../runtime/errors.ts';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { EXIT, exitCodeOf } from '../runtime/errors.ts';
 
 type Register = (program: Command) => void;
 
@@ -44,8 +44,15 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
+    if (err instanceof InvalidArgumentError) {
+      // thrown by an action after parsing (a bad `sim sweep --vary`, say): commander prints
+      // only the errors it raises itself, so this one would otherwise end silently
+      process.stderr.write(`postmix: ${err.message}\n(run with --help for usage)\n`);
+      process.exitCode = EXIT.usage;
+      return;
+    }
     if (err instanceof CommanderError) {
-      // help and version end here with code 0; usage errors with commander's code
+      // help and version end here with code 0; usage errors with commander's code (printed)
       process.exitCode = err.exitCode;
       return;
     }

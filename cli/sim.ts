@@ -10,6 +10,7 @@ import { runOnQueue, runQueueWorker } from '../sim/queue.ts';
 import { foldReplicates } from '../sim/stats.ts';
 import { expandGrid, expandReplicates, replicateSeeds, rowOf, runSweep, writeSweep, type Grid } from '../sim/sweep.ts';
 import { durationOption, formatDuration } from './units.ts';
+import { nearest } from '../runtime/config-file.ts';
 
 const num =
   (name: string) =>
@@ -169,10 +170,15 @@ function parseGrid(specs: string[]): Grid {
     if (!m) throw new InvalidArgumentError(`--vary: expected name=v1,v2,..., got ${spec}`);
     const name = m[1]!;
     const values = m[2]!.split(',');
+    if (values.some((v) => v.trim() === '')) throw new InvalidArgumentError(`--vary ${name}: an empty value in ${m[2]}`);
     if (choices[name]) grid[choices[name]!] = values;
     else {
       const f = byFlag.get(name);
-      if (!f) throw new InvalidArgumentError(`--vary: unknown parameter ${name}`);
+      if (!f) {
+        const known = [...Object.keys(choices), ...byFlag.keys()];
+        const hint = nearest(name, known);
+        throw new InvalidArgumentError(`--vary: unknown parameter ${name}${hint ? ` (did you mean ${hint}?)` : ''}; parameters: ${known.join(', ')}`);
+      }
       grid[f[0]] = values.map((v) => f[1](v));
     }
   }

@@ -48,7 +48,7 @@ export function pickHome(doc: DocumentBody, want: string): NodeEntry | null {
 
 function verifyOpts(cfg: ClientConfig) {
   return {
-    authorities: cfg.network.authorities.map((h) => Uint8Array.from(Buffer.from(h, 'hex'))),
+    authorities: cfg.network.authorities.map((k) => Uint8Array.from(Buffer.from(k, 'base64'))),
     threshold: cfg.network.threshold,
     now: Math.floor(Date.now() / 1000),
   };

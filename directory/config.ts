@@ -3,13 +3,11 @@
  * overrides. Relative paths are resolved against the config file's directory.
  * docs/spec/pki.md §8 shows a complete example.
  */
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { DEFAULT_GEOMETRY, validateGeometry, type Geometry } from '../proto/sphinx/geometry.ts';
 import { DEFAULT_MIXING, validateMixingParams, type MixingParams } from '../proto/mixing/params.ts';
-import { applyEnvOverrides, validateConfig } from '../runtime/daemon.ts';
+import { loadConfig, pathField } from '../runtime/config-file.ts';
 import { ConfigError } from '../runtime/errors.ts';
 import { authorityEntry, checkThreshold, epochFields, logLevel, resolveAuthorities, resolveEpoch, thresholdField } from '../runtime/config-schema.ts';
 
@@ -17,8 +15,8 @@ export const DirectoryConfigSchema = z
   .object({
     authority: z
       .object({
-        identity_key: z.string().min(1),
-        database: z.string().min(1),
+        identity_key: pathField,
+        database: pathField,
         listen_host: z.string().min(1).default('127.0.0.1'),
         listen_port: z.number().int().min(0).max(65535).default(8080),
         log_level: logLevel,
@@ -75,14 +73,7 @@ export { ConfigError };
 export const ENV_PREFIX = 'POSTMIX_DIRECTORY';
 
 export function loadDirectoryConfig(path: string, env: NodeJS.ProcessEnv = process.env): ResolvedDirectoryConfig {
-  let raw: Record<string, unknown>;
-  try {
-    raw = parseToml(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new ConfigError(`${path}: ${(e as Error).message.split('\n')[0]}`);
-  }
-  raw = applyEnvOverrides(raw, ENV_PREFIX, env);
-  const file = validateConfig(raw, DirectoryConfigSchema, path);
+  const file = loadConfig(path, DirectoryConfigSchema, ENV_PREFIX, env);
   const base = dirname(resolve(path));
   const n = file.network;
   resolveEpoch(n, path, 'network');

@@ -4,6 +4,7 @@
  * a key, bound, default or message defined once here cannot drift between the roles.
  */
 import { resolve } from 'node:path';
+import { multiaddr } from '@multiformats/multiaddr';
 import { z } from 'zod';
 import { DEFAULT_EPOCH, validateEpochConfig, type EpochConfig } from '../proto/pki/index.ts';
 import { loadIdentityPublicKey } from './pki/key-store.ts';
@@ -12,23 +13,40 @@ import { ConfigError } from './errors.ts';
 
 export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info');
 
-export const b64Key = z.string().refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s), 'must be a base64 Ed25519 public key (32 bytes, 44 characters)');
+import { b64Key, pathField } from './config-file.ts';
+
+export { b64Key };
 
 /** A key inline or in a file: an authority's operator hands out identity.pub, others paste it. */
 export const authorityEntry = z
   .object({
     url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
     public_key: b64Key.optional(),
-    public_key_file: z.string().min(1).optional(),
+    public_key_file: pathField.optional(),
   })
   .strict()
   .refine((a) => (a.public_key === undefined) !== (a.public_key_file === undefined), 'give exactly one of public_key or public_key_file');
 
 export type AuthorityEntry = z.infer<typeof authorityEntry>;
 
-export const multiaddrString = z
-  .string()
-  .refine((s) => /^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+\/tcp\/\d{1,5}$/.test(s), 'must be a TCP multiaddr like /ip4/127.0.0.1/tcp/4001');
+/**
+ * A listen or announce address: parsed by the multiaddr library libp2p itself uses (so an address
+ * that loads here is one the link can dial or bind), and of the one shape the link speaks, an
+ * IP or DNS host then a TCP port.
+ */
+export const multiaddrString = z.string().superRefine((s, ctx) => {
+  let names: string[];
+  try {
+    names = multiaddr(s)
+      .getComponents()
+      .map((c) => c.name);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: `not a multiaddr (${(e as Error).message}); want one like /ip4/127.0.0.1/tcp/4001` });
+    return;
+  }
+  if (names.length !== 2 || !['ip4', 'ip6', 'dns4', 'dns6', 'dns'].includes(names[0]!) || names[1] !== 'tcp')
+    ctx.addIssue({ code: 'custom', message: `must be an IP or DNS host and a TCP port, like /ip4/127.0.0.1/tcp/4001 (got /${names.join('/')})` });
+});
 
 /**
  * The epoch schedule: the authorities' [network] and the hops' [directory] must agree on it, so
@@ -51,9 +69,9 @@ export function hopSection<T extends z.ZodRawShape>(defaultListen: string, own: 
   return z
     .object({
       /** Holds keys/, the replay store and the document cache (and the role's own files). */
-      data_dir: z.string().min(1),
+      data_dir: pathField,
       /** Key directory; default <data_dir>/keys. */
-      keys_dir: z.string().min(1).optional(),
+      keys_dir: pathField.optional(),
       listen: multiaddrString.default(defaultListen),
       /** Addresses published in the descriptor; default: the listen address. */
       announce: z.array(multiaddrString).min(1).max(8).optional(),

@@ -21,7 +21,8 @@ describe('daemon config', () => {
     writeFileSync(f, 'listen = "/ip4/127.0.0.1/tcp/0"\n[metrics]\nport = 9100\n');
     const c = loadConfig(f, schema, 'POSTMIX_T', { POSTMIX_T_METRICS__PORT: '9200', POSTMIX_T_DEBUG: 'true', OTHER: 'x' });
     expect(c).toEqual({ listen: '/ip4/127.0.0.1/tcp/0', metrics: { port: 9200, host: '127.0.0.1' }, debug: true });
-    expect(applyEnvOverrides({ a: { b: 1 } }, 'P', { P_A__C: '[1,2]' })).toEqual({ a: { b: 1, c: [1, 2] } });
+    const nested = z.object({ a: z.object({ b: z.number(), c: z.array(z.number()).optional() }) });
+    expect(applyEnvOverrides({ a: { b: 1 } }, 'P', nested, { P_A__C: '[1,2]' }).config).toEqual({ a: { b: 1, c: [1, 2] } });
   });
 
   it('names the file and every bad field', () => {

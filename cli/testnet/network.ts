@@ -35,7 +35,6 @@ export interface AuthorityInfo {
   readonly name: string;
   readonly url: string;
   readonly publicKey: string; // base64
-  readonly publicKeyHex: string;
 }
 
 export interface GatewayInfo {
@@ -115,7 +114,6 @@ export async function startNetwork(
       name: `auth${i}`,
       url: `http://127.0.0.1:${next()}`,
       publicKey: b64(identity.publicKey),
-      publicKeyHex: Buffer.from(identity.publicKey).toString('hex'),
     });
     authDirs.push(dir);
   }

@@ -323,7 +323,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
           network: {
             document: join(cdir, 'document.bin'),
             authority_urls: net.authorities.map((a) => a.url),
-            authorities: net.authorities.map((a) => a.publicKeyHex),
+            authorities: net.authorities.map((a) => a.publicKey),
             threshold: plan.threshold,
             refresh_s: Math.max(1, Math.floor(o.epochLength / 4)),
             home_gateway: home,
