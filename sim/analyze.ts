@@ -325,14 +325,28 @@ export function analyzeCapture(dir: string, opts: AnalyzeOptions = {}): CaptureA
  * The simulator scenario with the captured network's shape and parameters (as the testnet's
  * topology records them), over the captured span: what `sim analyze --compare` runs next to the
  * capture. The idealised model carries the same packet rates as the real clients' streams. The
+ * clients' overlay messages, when the capture records them, run as the postmix model's messages
+ * (fragments over the payload stream, ACKed through SURBs), spread over the captured span. The
  * per-hop delay is the one the capture measured (`measured`: real nodes on a loaded host hold
  * packets longer than their headers say) or the document's 1/μ (`configured`).
  */
 export function scenarioOfCapture(a: CaptureAnalysis, delays: 'measured' | 'configured' = 'measured', seed = 1): Record<string, unknown> {
-  const p = (a.parameters ?? {}) as { rates_per_s?: Record<string, number>; mean_delay_per_hop_ms?: number };
+  const p = (a.parameters ?? {}) as {
+    rates_per_s?: Record<string, number>;
+    mean_delay_per_hop_ms?: number;
+    payload_bytes?: number;
+    workload?: { overlay_messages_per_client?: number; message_bytes?: number };
+  };
   const r = p.rates_per_s ?? {};
   if (typeof p.mean_delay_per_hop_ms !== 'number' || r.lambda_p === undefined) throw new Error("the capture has no testnet.json with the run's parameters");
   const duration = Math.max(20, Math.round(a.span_s + a.warmup_s));
+  // the real clients' messages (fragments, and an ACK for each back through the mixes) are
+  // traffic the mixes mix; a capture without its workload runs the idealised model
+  const w = p.workload;
+  const workload =
+    w && typeof w.overlay_messages_per_client === 'number' && w.overlay_messages_per_client > 0 && typeof w.message_bytes === 'number' && a.span_s > 0
+      ? { realRate: w.overlay_messages_per_client / a.span_s, messageBytes: w.message_bytes, payloadSize: p.payload_bytes ?? 2048, acks: true }
+      : {};
   return {
     clients: a.nodes.clients,
     layers: a.nodes.layers,
@@ -349,5 +363,6 @@ export function scenarioOfCapture(a: CaptureAnalysis, delays: 'measured' | 'conf
     warmup: Math.min(a.warmup_s, duration / 4),
     targets: Math.max(10, a.entropy.n),
     seed,
+    ...workload,
   };
 }

@@ -211,6 +211,8 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     rates_per_s: { lambda_p: o.lambdaP, lambda_l: o.lambdaL, lambda_d: o.lambdaD, lambda_m: o.lambdaM, lambda_g: o.lambdaG },
     payload_bytes: o.payloadSize,
     packet_bytes: packetSizes(geometry).packet,
+    // what each client sends through the overlay: the simulator models this load and its ACKs
+    workload: { overlay_messages_per_client: o.messages, message_bytes: o.size },
   };
   const onSignal = () => {
     // the MXs too: a private Postfix left running would outlive the run
