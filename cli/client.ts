@@ -12,6 +12,7 @@ import { GatewayMemory } from '../client/gateway-memory.ts';
 import { submitLocal } from '../client/submit.ts';
 import { recipientsFromHeaders, headerValues, addressesIn } from '../client/headers.ts';
 import { parseSendmailArgs, prepareSendmail } from '../client/sendmail.ts';
+import { addInit } from './init.ts';
 
 export const CLIENT_ENV_PREFIX = 'POSTMIX_CLIENT';
 
@@ -60,6 +61,7 @@ export function registerClient(program: Command): void {
   const cmd = program
     .command('client')
     .description('the sender client: local SMTP submission, overlay sending with cover traffic, SMTP fallback, token wallet');
+  addInit(cmd, 'client');
 
   cmd
     .command('run')

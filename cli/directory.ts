@@ -3,6 +3,7 @@ import { createLogger, onShutdown } from '../runtime/daemon.ts';
 import { ConfigError, exitCodeOf } from '../runtime/errors.ts';
 import { ENV_PREFIX, loadDirectoryConfig } from '../directory/config.ts';
 import { ownAuthorityKey, runDirectory } from '../directory/daemon.ts';
+import { addInit } from './init.ts';
 
 const RUN_HELP = `
 Configuration (one TOML file; see docs/spec/pki.md §8 for a complete example):
@@ -26,6 +27,7 @@ export function registerDirectory(program: Command): void {
   const cmd = program
     .command('directory')
     .description('directory authority: collect signed node descriptors, vote with the other authorities, publish the signed network document per epoch');
+  addInit(cmd, 'directory');
   cmd
     .command('run')
     .description('run a directory authority (HTTP API, SQLite state, k-of-n voting)')

@@ -8,6 +8,7 @@ import { finalizeTokens, issueTokens, makeBundle, requestTokens } from '../proto
 import { ENV_PREFIX, loadGatewayConfig, loadOrCreateIssuer, type GatewayConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/daemon.ts';
 import { GatewayStore, type Policy, type QueueState } from '../gateway/store.ts';
+import { addInit } from './init.ts';
 
 const RUN_HELP = `
 Configuration (one TOML file; docs/gateway.md has a complete example and every key):
@@ -63,6 +64,7 @@ const iso = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString
 
 export function registerGateway(program: Command): void {
   const cmd = program.command('gateway').description('the gateway beside a provider MX: last hop, delivery tokens, reassembly, hand-off to the MX');
+  addInit(cmd, 'gateway');
 
   cmd
     .command('run')

@@ -4,6 +4,7 @@ import { ConfigError, exitCodeOf } from '../runtime/errors.ts';
 import { openKeyStore } from '../runtime/hop/epoch-keys.ts';
 import { ENV_PREFIX, loadMixnodeConfig, type MixnodeConfig } from '../mixnode/config.ts';
 import { MixNode } from '../mixnode/daemon.ts';
+import { addInit } from './init.ts';
 
 const RUN_HELP = `
 Configuration (one TOML file; docs/mixnode.md has a complete example and every key):
@@ -44,6 +45,7 @@ export function registerMixnode(program: Command): void {
   const cmd = program
     .command('mixnode')
     .description('mix node: unwrap one Sphinx layer, drop replays, hold each packet for its delay, forward; send loop cover');
+  addInit(cmd, 'mixnode');
   cmd
     .command('run')
     .description('run a mix node (libp2p packet link, epoch keys and descriptors, loop cover, Prometheus metrics)')
