@@ -25,7 +25,7 @@ import { loadOrCreateIssuer, type GatewayConfig } from './config.ts';
 import { HandoffWorker } from './handoff.ts';
 import { Intake } from './intake.ts';
 import { startIssuanceServer, type IssuanceServer } from './issuance.ts';
-import { bump, GatewayMetrics, newGatewayCounters, type GatewayCounters } from './metrics.ts';
+import { ackStatusLabel, bump, GatewayMetrics, newGatewayCounters, type GatewayCounters } from './metrics.ts';
 import { GatewayStore } from './store.ts';
 
 export type GatewayOptions = HopStartOptions<GatewayConfig>;
@@ -176,7 +176,8 @@ export class Gateway {
       this.log.debug({ reason: res.reason }, 'mail payload dropped');
       return;
     }
-    bump(this.counters.acks, String(res.status));
+    // label values are names (token-refused), not the wire's numbers
+    bump(this.counters.acks, ackStatusLabel(res.status));
     if (res.handoffId) {
       this.log.info({ handoffId: res.handoffId }, 'message complete and queued');
       this.handoff.wake();

@@ -9,6 +9,7 @@ import type { MailboxCounters } from '../runtime/mailbox/server.ts';
 import { scrapedCounter, scrapedCounters, scrapedGauge, scrapedGauges } from '../runtime/metrics.ts';
 import type { IntakeCounters } from './intake.ts';
 import type { QueueState } from './store.ts';
+import { AckStatus } from '../proto/fragment/index.ts';
 
 /** The gateway's own plain counters (the intake and the mailbox server keep theirs). */
 export interface GatewayCounters {
@@ -87,4 +88,9 @@ export class GatewayMetrics {
     );
     scrapedCounters(r, 'postmix_gateway_acks_unsent_total', 'ACKs that could not be sent', 'reason', () => c.acksUnsent);
   }
+}
+
+/** AckStatus.TokenRefused → "token-refused": ACK statuses are labelled by name, not the wire's number. */
+export function ackStatusLabel(s: AckStatus): string {
+  return (AckStatus[s] ?? `status-${s}`).replace(/[A-Z]/g, (c: string, i: number) => (i ? '-' : '') + c.toLowerCase());
 }
