@@ -360,7 +360,10 @@ export function addInit(parent: Command, role: Role): void {
             const file = o.authority.find((a) => !('public_key' in a.key));
             if (file) throw new InvalidArgumentError(`--authority ${file.url}: give the base64 key itself (the client config takes keys inline)`);
             const config = resolve(expandHome(o.config));
-            writeConfig(config, clientTemplate({ ...o, dataDir: resolve(expandHome(o.dataDir)) }), o.force);
+            const dataDir = resolve(expandHome(o.dataDir));
+            writeConfig(config, clientTemplate({ ...o, dataDir }), o.force);
+            // made now, private: the user unit may write only there (ProtectSystem=strict)
+            mkdirSync(dataDir, { recursive: true, mode: 0o700 });
             done(role, config, null, null);
           } catch (e) {
             fail(role, e);
