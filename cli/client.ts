@@ -6,7 +6,8 @@ import { createLogger, loadConfig, onShutdown } from '../runtime/daemon.ts';
 import { ConfigError, EXIT, exitCodeOf } from '../runtime/errors.ts';
 import { ClientConfigSchema, outboxPath, type ClientConfig } from '../client/config.ts';
 import { Outbox } from '../client/outbox.ts';
-import { Wallet } from '../client/wallet.ts';
+import { Wallet, walletNotices } from '../client/wallet.ts';
+import { registerClientTokens } from './client-tokens.ts';
 import { formatLostGateways, formatStatus } from '../client/status.ts';
 import { GatewayMemory } from '../client/gateway-memory.ts';
 import { submitLocal } from '../client/submit.ts';
@@ -139,54 +140,14 @@ export function registerClient(program: Command): void {
         }
         const lost = new GatewayMemory(ob.db).lost(doc);
         process.stdout.write(formatLostGateways(lost, cfg.routing.on_gateway_loss, doc !== null) + formatStatus(p, eta));
+        // told before sending: recipients whose tokens expired (their mail is refused at submission)
+        for (const n of walletNotices(new Wallet(ob.db, cfg.overlay.low_tokens_warning))) process.stdout.write(`warning: ${n.text}\n`);
       } finally {
         ob.close();
       }
     });
 
-  const tokens = cmd.command('tokens').description('the delivery-token wallet');
-  tokens
-    .command('import')
-    .description('import a token bundle (JSON, as a recipient hands it out)')
-    .argument('<bundle>', 'bundle file; - for stdin')
-    .option('-c, --config <file>', 'TOML configuration', defaultConfigPath())
-    .action(async (file: string, opts: { config: string }) => {
-      const cfg = loadCfg(opts.config, 'client tokens import');
-      if (!cfg) return;
-      const text = file === '-' ? Buffer.from(await readStdin()).toString('utf8') : readFileSync(file, 'utf8');
-      const ob = new Outbox(outboxPath(cfg));
-      try {
-        ob.db.pragma('busy_timeout = 5000');
-        const r = new Wallet(ob.db, cfg.overlay.low_tokens_warning).importBundle(text);
-        process.stdout.write(
-          `imported ${r.added} token(s) for ${r.recipient} (key epoch ${r.keyEpoch})${r.duplicates ? `, ${r.duplicates} already held` : ''}\n`,
-        );
-      } catch (e) {
-        process.stderr.write(`postmix client tokens import: ${(e as Error).message}\n`);
-        process.exitCode = EXIT.failure;
-      } finally {
-        ob.close();
-      }
-    });
-  tokens
-    .command('list')
-    .description('tokens held per recipient and key epoch')
-    .option('-c, --config <file>', 'TOML configuration', defaultConfigPath())
-    .action((opts: { config: string }) => {
-      const cfg = loadCfg(opts.config, 'client tokens list');
-      if (!cfg) return;
-      const ob = new Outbox(outboxPath(cfg));
-      try {
-        const w = new Wallet(ob.db, cfg.overlay.low_tokens_warning);
-        const rows = w.list();
-        if (rows.length === 0) process.stdout.write('wallet empty\n');
-        for (const r of rows)
-          process.stdout.write(`${r.recipient}  key epoch ${r.keyEpoch}  ${r.unspent} left, ${r.spent} spent${r.unspent <= w.lowWater ? '  (LOW)' : ''}\n`);
-        for (const l of w.low()) process.stderr.write(`warning: only ${l.unspent} token(s) left for ${l.recipient}; ask them for a new bundle\n`);
-      } finally {
-        ob.close();
-      }
-    });
+  registerClientTokens(cmd, { loadCfg, readStdin, defaultConfigPath });
 
   program
     .command('sendmail')

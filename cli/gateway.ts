@@ -5,9 +5,10 @@ import { openKeyStore } from '../runtime/hop/epoch-keys.ts';
 import { createLogger, onShutdown } from '../runtime/daemon.ts';
 import { ConfigError, EXIT, exitCodeOf } from '../runtime/errors.ts';
 import { finalizeTokens, issueTokens, makeBundle, requestTokens } from '../proto/tokens/index.ts';
-import { ENV_PREFIX, loadGatewayConfig, loadOrCreateIssuer, type GatewayConfig } from '../gateway/config.ts';
+import { formatDuration, parseDuration } from './durations.ts';
+import { ENV_PREFIX, loadGatewayConfig, loadOrCreateIssuer, rotationPolicy, type GatewayConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/daemon.ts';
-import { GatewayStore, type Policy, type QueueState } from '../gateway/store.ts';
+import { GatewayStore, type Policy, type QueueState, type Schedule } from '../gateway/store.ts';
 import { addInit } from './init.ts';
 
 const RUN_HELP = `
@@ -19,7 +20,10 @@ Configuration (one TOML file; docs/gateway.md has a complete example and every k
                helo_name, envelope_from (""), retry_base_s (30), retry_max_s (3600), max_age_s (5 days),
                recovery (resend|hold), concurrency (4), keep_delivered_s (7 days)
   [mailbox]    max_items (1000), ttl_s (86400)
-  [issuance]   enabled (true), host (127.0.0.1), port (4180), public_url, max_per_request (100)
+  [issuance]   enabled (true), host (127.0.0.1), port (4180), public_url, max_per_request (100),
+               max_tokens_per_hour (1000), max_requests_per_minute (60), max_tokens_per_epoch (10000),
+               max_body_bytes (65536), headers_timeout_ms (10000), request_timeout_ms (30000), max_connections (256)
+  [tokens]     rotation_s (7776000 = 90 days; 0 = never), grace_s (604800 = 7 days): recipients' key epochs
   [limits]     max_queued_bytes, per_peer_queue, max_batch_frames, max_connections
   [replay]     store ("sqlite" | "log")
   [metrics]    enabled (true), host (loopback only), port (9102)
@@ -49,7 +53,7 @@ function withStore<T>(what: string, file: string, fn: (store: GatewayStore, cfg:
   const cfg = withConfig(what, file);
   if (!cfg) return undefined;
   privateDir(cfg.dataDir); // the admin commands create the database and the issuer seed here
-  const store = new GatewayStore(cfg.dbPath);
+  const store = new GatewayStore(cfg.dbPath, { rotation: rotationPolicy(cfg.file) });
   try {
     return fn(store, cfg);
   } catch (e) {
@@ -165,69 +169,126 @@ export function registerGateway(program: Command): void {
       }),
     );
 
-  const user = cmd.command('user').description('add or rotate a recipient (its per-user secret and token key epoch)');
+  const user = cmd.command('user').description('add a recipient, revoke its tokens, set its key-epoch rotation');
+  const nowS = () => Math.floor(Date.now() / 1000);
   user
     .command('add')
-    .description('add a recipient; prints its per-user secret once (for the issuance endpoint)')
+    .description('add a recipient; prints its per-user secret once (for the issuance endpoint its postmix client calls)')
     .requiredOption('-c, --config <file>', 'the TOML configuration file')
     .argument('<address>')
     .option('--open', 'open policy: no token needed, rate limited', false)
     .option('--rate <n>', 'open policy: new messages per hour', '100')
-    .action((address: string, o: { config: string; open: boolean; rate: string }) =>
+    .option('--rotate-every <duration>', "its own key-epoch length (90d, 12h, never); default: the gateway's [tokens] rotation_s")
+    .option('--grace <duration>', "its own grace after an epoch ends; default: the gateway's [tokens] grace_s")
+    .action((address: string, o: { config: string; open: boolean; rate: string; rotateEvery?: string; grace?: string }) =>
       withStore('user add', o.config, (store, cfg) => {
         const at = address.lastIndexOf('@');
         const dom = address.slice(at + 1).toLowerCase();
         if (!cfg.file.gateway.domains.includes(dom)) throw new Error(`${dom} is not one of this gateway's domains (${cfg.file.gateway.domains.join(', ')})`);
         const policy: Policy = o.open ? 'open' : 'tokens';
-        const { secret, user: u } = store.addUser(address, { policy, ratePerHour: Number(o.rate) });
-        process.stdout.write(`added ${u.address} (policy ${u.policy}, key epoch ${u.keyEpoch})\nsecret: ${secret}\n`);
+        const rotationS = o.rotateEvery === undefined ? null : parseDuration(o.rotateEvery, '--rotate-every');
+        const graceS = o.grace === undefined ? null : parseDuration(o.grace, '--grace');
+        const { secret, user: u } = store.addUser(address, { policy, ratePerHour: Number(o.rate), rotationS, graceS });
+        const s = store.schedule(u.address, nowS());
+        process.stdout.write(`added ${u.address} (policy ${u.policy}; ${describe(s)})\nsecret: ${secret}\n`);
         process.stderr.write('Give the secret to the user over a trusted channel; it is shown only once (reset: user rotate --secret).\n');
       }),
     );
   user
     .command('rotate')
-    .description("rotate a recipient's token key epoch (revokes every token it issued); --secret also replaces its per-user secret")
+    .description(
+      'revoke now every token the recipient handed out: its key epochs end at once, without grace, and a fresh one starts (scheduled rotation needs no command); --secret also replaces its per-user secret',
+    )
     .requiredOption('-c, --config <file>', 'the TOML configuration file')
     .argument('<address>')
     .option('--secret', 'also issue a new per-user secret', false)
     .option('--no-epoch', 'keep the key epoch (with --secret: only reset the secret)')
     .action((address: string, o: { config: string; secret: boolean; epoch: boolean }) =>
       withStore('user rotate', o.config, (store) => {
-        if (o.epoch) process.stdout.write(`${address}: key epoch now ${store.rotateUser(address)} (older tokens are refused)\n`);
+        if (o.epoch) {
+          const e = store.rotateUser(address, nowS());
+          process.stdout.write(
+            `${address}: key epoch now ${e}; every earlier token is refused. The user's client will refuse the new epoch until told: postmix client tokens request --accept-epoch ${e}\n`,
+          );
+        }
         if (o.secret) process.stdout.write(`secret: ${store.resetSecret(address)}\n`);
       }),
     );
   user
+    .command('rotation')
+    .description("set a recipient's own key-epoch rotation (it applies from the epoch after the next, whose window is already announced)")
+    .requiredOption('-c, --config <file>', 'the TOML configuration file')
+    .argument('<address>')
+    .requiredOption('--every <duration>', 'key-epoch length: 90d, 12h, 3600, never; "default" for the gateway\'s')
+    .option('--grace <duration>', 'grace after a scheduled end; "default" for the gateway\'s', 'default')
+    .action((address: string, o: { config: string; every: string; grace: string }) =>
+      withStore('user rotation', o.config, (store) => {
+        const rot = o.every === 'default' ? null : parseDuration(o.every, '--every');
+        const grace = o.grace === 'default' ? null : parseDuration(o.grace, '--grace');
+        const eff = { rotationS: rot ?? store.rotation.rotationS, graceS: grace ?? store.rotation.graceS };
+        if (eff.rotationS > 0 && eff.graceS > eff.rotationS) throw new Error('the grace must not be longer than the rotation');
+        store.setRotation(address, rot, grace);
+        process.stdout.write(
+          `${address}: key epochs of ${formatDuration(eff.rotationS)} with ${formatDuration(eff.graceS)} grace, from the epoch after the next\n`,
+        );
+      }),
+    );
+  user
     .command('list')
-    .description('list recipients')
+    .description('list recipients with their current key epoch and when it ends')
     .requiredOption('-c, --config <file>', 'the TOML configuration file')
     .action((o: { config: string }) =>
       withStore('user list', o.config, (store) => {
         for (const u of store.listUsers())
-          process.stdout.write(`${u.address}  ${u.policy}${u.policy === 'open' ? `(${u.ratePerHour}/h)` : ''}  key epoch ${u.keyEpoch}\n`);
+          process.stdout.write(
+            `${u.address}  ${u.policy}${u.policy === 'open' ? `(${u.ratePerHour}/h)` : ''}  ${describe(store.schedule(u.address, nowS()))}\n`,
+          );
       }),
     );
 
   cmd
     .command('tokens')
-    .description('delivery tokens')
+    .description('delivery tokens (admin path; recipients normally run `postmix client tokens request` themselves)')
     .command('issue')
-    .description("issue a token bundle for a user directly from the gateway's keys (admin path; users normally use the issuance endpoint)")
+    .description(
+      "LINKABLE admin path: issue a bundle for a user from the gateway's own keys. The gateway then knows every token input of the bundle " +
+        "and can link each redeemed token to it (and so to the contact it went to). Prefer `postmix client tokens request` on the user's " +
+        'machine, which blinds the inputs so the gateway never sees them.',
+    )
     .requiredOption('-c, --config <file>', 'the TOML configuration file')
     .requiredOption('-u, --user <address>', 'the recipient')
     .requiredOption('-n, --count <n>', 'how many tokens (1..1000)')
     .requiredOption('-o, --out <file>', 'where to write the bundle (JSON)')
-    .action((o: { config: string; user: string; count: string; out: string }) =>
+    .option('--next', 'for the next key epoch (once the current one has an end)', false)
+    .action((o: { config: string; user: string; count: string; out: string; next: boolean }) =>
       withStore('tokens issue', o.config, (store, cfg) => {
         const u = store.getUser(o.user);
         if (!u) throw new Error(`no such user: ${o.user} (add it with: postmix gateway user add)`);
         const count = Number(o.count);
+        const s = store.schedule(u.address, nowS());
+        const e = o.next ? s.next : s.current;
+        if (!e) throw new Error(`${u.address} has no next key epoch yet (its current one has no scheduled end)`);
+        if (!store.countIssued(u.address, e.keyEpoch, count, cfg.file.issuance.max_tokens_per_epoch))
+          throw new Error(`key epoch ${e.keyEpoch} of ${u.address} would exceed its cap of ${cfg.file.issuance.max_tokens_per_epoch} tokens`);
         const issuer = loadOrCreateIssuer(cfg.issuerSeedPath);
         // the same blind/evaluate/finalize steps as a remote client, so the proof is checked too
-        const st = requestTokens(issuer.publicKey, u.address, u.keyEpoch, count);
-        const tokens = finalizeTokens(st, issueTokens(issuer, u.address, u.keyEpoch, st.blinded));
-        writePrivateFile(o.out, JSON.stringify(makeBundle(u.address, issuer.publicKey, tokens), null, 1) + '\n');
-        process.stdout.write(`${tokens.length} tokens for ${u.address} (key epoch ${u.keyEpoch}) written to ${o.out}\n`);
+        const st = requestTokens(issuer.publicKey, u.address, e.keyEpoch, count);
+        const tokens = finalizeTokens(st, issueTokens(issuer, u.address, e.keyEpoch, st.blinded));
+        const bundle = makeBundle(u.address, issuer.publicKey, tokens, () => ({ notBefore: e.starts, expires: e.ends }));
+        writePrivateFile(o.out, JSON.stringify(bundle, null, 1) + '\n');
+        process.stdout.write(`${tokens.length} tokens for ${u.address} (key epoch ${e.keyEpoch}) written to ${o.out}\n`);
+        process.stderr.write('note: issued on the gateway host, these tokens are linkable by the gateway (it saw their inputs)\n');
       }),
     );
+}
+
+const isoS = (s: number | null) => (s === null ? 'never' : new Date(s * 1000).toISOString().replace('.000Z', 'Z'));
+
+/** "key epoch 3 until 2025-03-01T00:00:00Z (next 4 scheduled), rotation 90d, grace 7d" */
+function describe(s: Schedule): string {
+  const c = s.current;
+  return (
+    `key epoch ${c.keyEpoch} ${c.ends === null ? 'with no scheduled end' : `until ${isoS(c.ends)}`}${s.next ? ` (next ${s.next.keyEpoch} scheduled)` : ''}, ` +
+    `rotation ${formatDuration(s.policy.rotationS)}, grace ${formatDuration(s.policy.graceS)}`
+  );
 }

@@ -104,6 +104,25 @@ export const ClientConfigSchema = z
       .object({ host: z.string().default('127.0.0.1'), port: port.default(0), enabled: z.boolean().default(false) })
       .strict()
       .prefault({}),
+    /** Giving permission: this user as a recipient, requesting tokens from its own gateway (docs/client.md). */
+    tokens: z
+      .object({
+        /** your own address, the recipient your contacts' tokens admit mail to */
+        address: z.string().default(''),
+        /** the per-user secret your provider gave you (or secret_file, a file holding it) */
+        secret: z.string().default(''),
+        secret_file: z
+          .string()
+          .default('')
+          .transform((p) => expandHome(p)),
+        /** the issuance endpoint; default: the one your gateway publishes in the signed network document */
+        issuance_url: z.string().default(''),
+        timeout_ms: z.number().int().min(100).default(30_000),
+        /** tokens per contact when `tokens export` has no --count */
+        bundle_size: z.number().int().min(1).max(1000).default(20),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

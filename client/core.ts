@@ -117,6 +117,7 @@ export class ClientCore {
       recipient: address,
       document: doc,
       unspentTokens: (r, keys) => this.wallet.count(r, keys),
+      heldOutsideWindow: (r, keys) => this.wallet.state(r, keys),
       policy: this.o.policy,
       gatewayHistory: (domain) => {
         const s = this.gateways.seen(domain);
@@ -135,7 +136,7 @@ export class ClientCore {
         this.gateways.noteRefusal(d.lostGateway, Date.now());
         this.o.log?.warn({ recipient: d.recipient, domain: d.lostGateway, reason: d.reason }, "refused: the recipient's postmix gateway is missing");
       }
-      throw new SmtpReply(550, `5.7.1 <${address}>: ${d.reason}`);
+      throw d.temporary ? new SmtpReply(450, `4.7.1 <${address}>: ${d.reason}`) : new SmtpReply(550, `5.7.1 <${address}>: ${d.reason}`);
     }
     if (d.path === 'smtp' && !this.o.smarthost) {
       this.counters.refused++;
@@ -180,8 +181,9 @@ export class ClientCore {
         for (const r of rows) {
           this.o.log?.info({ message: id, recipient: r.address, path: r.path, reason: r.reason }, 'accepted');
           if (r.path === 'overlay' && r.tokenId !== undefined) {
-            const left = this.wallet.count(r.address);
-            if (left <= this.wallet.lowWater) this.o.log?.warn({ recipient: r.address, left }, 'running low on delivery tokens for this recipient');
+            const left = this.wallet.state(r.address);
+            if (left.usable <= this.wallet.lowWater)
+              this.o.log?.warn({ recipient: r.address, left: left.usable, expired: left.expired }, 'running low on delivery tokens for this recipient');
           }
         }
         return id;

@@ -12,6 +12,7 @@ import { ConfigError, listenError } from '../runtime/errors.ts';
 import { newRegistry, startMetricsServer, type MetricsServer } from '../runtime/metrics.ts';
 import { privateDir } from '../runtime/private-files.ts';
 import { outboxPath, type ClientConfig } from './config.ts';
+import { walletNotices } from './wallet.ts';
 import { ClientCore, type Network } from './core.ts';
 import { registerClientMetrics } from './metrics.ts';
 import { loadDocument, loadMailboxId, OverlayConnection } from './network.ts';
@@ -111,7 +112,7 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
   });
   closers.unshift(() => core.close());
   if (!network) log.warn('no overlay network attached: every recipient follows the fallback rules (SMTP smarthost or refusal)');
-  for (const e of core.wallet.low()) log.warn({ recipient: e.recipient, left: e.unspent }, 'running low on delivery tokens');
+  for (const n of walletNotices(core.wallet)) log.warn({ recipient: n.recipient, kind: n.kind }, n.text);
   const active = core.outbox.activeMessages().length;
   if (active > 0) log.info({ messages: active, smtpRetriedNow: core.outbox.retrySmtpNow(Date.now()) }, 'resuming messages from the outbox');
   if (network instanceof OverlayConnection) network.subscribe((item) => core.onMailboxItem(item));

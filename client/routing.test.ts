@@ -39,6 +39,27 @@ describe('routing decision', () => {
     expect(d.reason).toMatch(/another issuer key/);
   });
 
+  it('tokens held but all expired (or not yet valid): refused at submission with the reason, never a silent SMTP fallback', () => {
+    const expired = () => ({ expired: 4, notYet: 0, lastExpired: 1_800_000_000, firstValid: null });
+    const d = decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({}), heldOutsideWindow: expired, policy: none });
+    expect(d).toMatchObject({ path: 'refuse' });
+    expect(d.reason).toMatch(/4 delivery token\(s\) held for b@overlay\.test expired at 2027-01-15T08:00:00Z.*new bundle.*tokens forget/);
+    const later = () => ({ expired: 0, notYet: 2, lastExpired: null, firstValid: 1_800_000_000 });
+    const n = decideRoute({ recipient: 'b@overlay.test', document: doc, unspentTokens: tokens({}), heldOutsideWindow: later, policy: none });
+    expect(n).toMatchObject({ path: 'refuse', temporary: true });
+    expect(n.reason).toMatch(/valid from 2027-01-15T08:00:00Z/);
+    // with a usable token the expired ones do not matter
+    expect(
+      decideRoute({
+        recipient: 'b@overlay.test',
+        document: doc,
+        unspentTokens: tokens({ 'b@overlay.test': { 3: 1 } }),
+        heldOutsideWindow: expired,
+        policy: none,
+      }).path,
+    ).toBe('overlay');
+  });
+
   it('open policy: overlay without a token', () => {
     const d = decideRoute({ recipient: 'x@open.test', document: openDoc, unspentTokens: tokens({}), policy: none });
     expect(d).toMatchObject({ path: 'overlay', open: true });

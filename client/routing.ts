@@ -7,7 +7,10 @@
  * document listed one, or the wallet holds tokens issued there) whose gateway is now missing is
  * refused too, unless the user chose `onGatewayLoss: 'smtp'`: the fallback would otherwise let
  * whoever keeps the gateway out of the document (or the document away from the client) decide
- * that the mail goes out without the overlay. Every decision carries a human reason that the
+ * that the mail goes out without the overlay. A sender whose tokens for a recipient have all
+ * expired (or are for an epoch that has not started) is refused with that reason, whatever the
+ * fallback rules: holding tokens says the user meant this mail for the overlay, and an SMTP
+ * relay would not be anonymous. Every decision carries a human reason that the
  * logs, `postmix client status` and SMTP replies show.
  */
 import type { DocumentBody, NodeEntry } from '../proto/pki/codec.ts';
@@ -32,6 +35,8 @@ export type RouteDecision =
       readonly reason: string;
       /** set when refused because this domain's gateway is missing (routing.on_gateway_loss) */
       readonly lostGateway?: string;
+      /** a condition that passes (tokens of an epoch not started yet): 450, not 550 */
+      readonly temporary?: boolean;
     };
 
 export interface RoutingPolicy {
@@ -54,10 +59,17 @@ export interface RoutingInput {
   readonly document: DocumentBody | null;
   /** Unspent wallet tokens for this recipient issued under one of `issuerKeys` (any issuer when undefined). */
   readonly unspentTokens: (recipient: string, issuerKeys?: readonly Uint8Array[]) => number;
+  /** Unspent tokens outside their window (expired, or of an epoch not started); undefined: the wallet does not know windows. */
+  readonly heldOutsideWindow?: (
+    recipient: string,
+    issuerKeys?: readonly Uint8Array[],
+  ) => { readonly expired: number; readonly notYet: number; readonly lastExpired: number | null; readonly firstValid: number | null };
   readonly policy: RoutingPolicy;
   /** What the client knows of an earlier gateway for a domain (a phrase for the reason), if anything. */
   readonly gatewayHistory?: (domain: string) => string | undefined;
 }
+
+const isoS = (s: number | null) => (s === null ? '?' : new Date(s * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'));
 
 export function domainOf(address: string): string {
   const at = address.lastIndexOf('@');
@@ -133,6 +145,25 @@ export function decideRoute(input: RoutingInput): RouteDecision {
       open,
       issuerKeys,
       reason: `gateway for ${domain} in epoch ${input.document.epoch}; open policy (no token needed)`,
+    };
+  const outside = input.heldOutsideWindow?.(recipient, issuerKeys.length > 0 ? issuerKeys : undefined);
+  if (outside && outside.notYet > 0)
+    return {
+      path: 'refuse',
+      temporary: true,
+      recipient,
+      reason:
+        `the ${outside.notYet} delivery token(s) held for ${recipient} are for its next key epoch, valid from ${isoS(outside.firstValid)}; ` +
+        `try again then, or ask ${recipient} for a bundle of the current epoch`,
+    };
+  if (outside && outside.expired > 0)
+    return {
+      path: 'refuse',
+      recipient,
+      reason:
+        `the ${outside.expired} delivery token(s) held for ${recipient} expired at ${isoS(outside.lastExpired)} (the recipient's key epoch ended); ` +
+        `ask ${recipient} for a new bundle and import it (postmix client tokens import), or, to send it by SMTP instead (not anonymous), ` +
+        `drop them (postmix client tokens forget ${recipient})`,
     };
   const all = input.unspentTokens(recipient);
   return fallback(

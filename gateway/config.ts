@@ -19,6 +19,8 @@ import {
   type ResolvedHopConfig,
 } from '../runtime/config-schema.ts';
 import { deriveIssuerKeys, type IssuerKeys } from '../proto/tokens/index.ts';
+import { DEFAULT_LIMITS, type IssuanceLimits } from './issuance.ts';
+import { DEFAULT_ROTATION, type RotationPolicy } from './key-epochs.ts';
 
 export const ENV_PREFIX = 'POSTMIX_GATEWAY';
 
@@ -90,11 +92,34 @@ export const GatewayConfigSchema = z
         enabled: z.boolean().default(true),
         host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(4180),
-        /** Published in the descriptor (keyDirectoryUrl); '' for none. */
+        /** Published in the descriptor (keyDirectoryUrl): the HTTPS URL of the reverse proxy in front; '' for none. */
         public_url: z.string().default(''),
-        max_per_request: z.number().int().min(1).max(1000).default(100),
+        max_per_request: z.number().int().min(1).max(1000).default(DEFAULT_LIMITS.maxPerRequest),
+        /** Per user: tokens per hour (token bucket), requests per minute, tokens per key epoch (bounds the spent set). */
+        max_tokens_per_hour: z.number().int().min(1).default(DEFAULT_LIMITS.maxTokensPerHour),
+        max_requests_per_minute: z.number().int().min(1).default(DEFAULT_LIMITS.maxRequestsPerMinute),
+        max_tokens_per_epoch: z.number().int().min(1).default(DEFAULT_LIMITS.maxTokensPerEpoch),
+        max_body_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(16 * 1024 * 1024)
+          .default(DEFAULT_LIMITS.maxBodyBytes),
+        headers_timeout_ms: z.number().int().min(100).default(DEFAULT_LIMITS.headersTimeoutMs),
+        request_timeout_ms: z.number().int().min(100).default(DEFAULT_LIMITS.requestTimeoutMs),
+        max_connections: z.number().int().min(1).default(DEFAULT_LIMITS.maxConnections),
       })
       .strict()
+      .prefault({}),
+    tokens: z
+      .object({
+        /** Length of a recipient's key epoch, seconds (0: epochs end only by `user rotate`); a user may have its own. */
+        rotation_s: z.number().int().min(0).default(DEFAULT_ROTATION.rotationS),
+        /** Tokens of an epoch that ended by schedule still verify this long (mail in flight), seconds. */
+        grace_s: z.number().int().min(0).default(DEFAULT_ROTATION.graceS),
+      })
+      .strict()
+      .refine((t) => t.rotation_s === 0 || t.grace_s <= t.rotation_s, { message: 'grace_s must not be longer than rotation_s' })
       .prefault({}),
     limits: limitsSection,
     replay: replaySection('sqlite'),
@@ -115,6 +140,26 @@ export { ConfigError };
 export function resolveGatewayConfig(file: GatewayConfigFile, source: string, base: string): GatewayConfig {
   const hop = resolveHopConfig(file, file.gateway, source, base, { loopbackNames: false, distinctKeys: false });
   return { ...hop, dbPath: join(hop.dataDir, 'gateway.sqlite'), issuerSeedPath: join(hop.dataDir, 'issuer.seed') };
+}
+
+/** The [issuance] limits as the endpoint takes them. */
+export function issuanceLimits(f: GatewayConfigFile): IssuanceLimits {
+  const i = f.issuance;
+  return {
+    maxPerRequest: i.max_per_request,
+    maxTokensPerHour: i.max_tokens_per_hour,
+    maxTokensPerEpoch: i.max_tokens_per_epoch,
+    maxRequestsPerMinute: i.max_requests_per_minute,
+    maxBodyBytes: i.max_body_bytes,
+    headersTimeoutMs: i.headers_timeout_ms,
+    requestTimeoutMs: i.request_timeout_ms,
+    maxConnections: i.max_connections,
+  };
+}
+
+/** The [tokens] rotation, the default of every user without its own. */
+export function rotationPolicy(f: GatewayConfigFile): RotationPolicy {
+  return { rotationS: f.tokens.rotation_s, graceS: f.tokens.grace_s };
 }
 
 export function loadGatewayConfig(path: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {

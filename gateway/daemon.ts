@@ -21,7 +21,7 @@ import { hex } from '../proto/util/bytes.ts';
 import { listenError } from '../runtime/errors.ts';
 import { HopNode, type HopStartOptions } from '../runtime/hop/hop-node.ts';
 import { MailboxServer } from '../runtime/mailbox/server.ts';
-import { loadOrCreateIssuer, type GatewayConfig } from './config.ts';
+import { issuanceLimits, loadOrCreateIssuer, rotationPolicy, type GatewayConfig } from './config.ts';
 import { HandoffWorker } from './handoff.ts';
 import { Intake } from './intake.ts';
 import { startIssuanceServer, type IssuanceServer } from './issuance.ts';
@@ -72,7 +72,7 @@ export class Gateway {
     });
     const nowMs = () => this.hop.now() * 1000;
     this.issuer = loadOrCreateIssuer(c.issuerSeedPath);
-    this.store = new GatewayStore(c.dbPath);
+    this.store = new GatewayStore(c.dbPath, { rotation: rotationPolicy(f) });
     this.intake = new Intake(this.store, {
       domains: f.gateway.domains,
       issuer: this.issuer,
@@ -96,6 +96,7 @@ export class Gateway {
       mailbox: () => this.mailboxes.counters,
       queueDepth: () => this.store.queueDepth(),
       partials: () => this.store.partialCount(),
+      spentTokens: () => this.store.spentCount(),
     });
     this.handoff = new HandoffWorker({
       store: this.store,
@@ -134,8 +135,10 @@ export class Gateway {
       const f = g.config.file;
       if (f.issuance.enabled)
         g.issuance = await startIssuanceServer(g.store, g.issuer, f.issuance.host, f.issuance.port, {
-          maxPerRequest: f.issuance.max_per_request,
+          limits: issuanceLimits(f),
           onIssued: (n) => (g.counters.tokensIssued += n),
+          now: () => g.hop.now() * 1000,
+          log: g.log,
         }).catch((e: unknown) => {
           throw listenError(e, `issuance endpoint ${f.issuance.host}:${f.issuance.port}`);
         });
@@ -210,8 +213,8 @@ export class Gateway {
     this.mailboxes.expire();
     this.store.purge({ deliveredBefore: nowMs - this.config.file.mx.keep_delivered_s * 1000 });
     this.store.purgeRate(Math.floor(nowMs / 3_600_000) - 1);
-    const spent = this.store.purgeOldSpent();
-    if (spent > 0) this.log.info({ spent }, 'spent tokens of rotated-out key epochs forgotten');
+    const forgot = this.store.purgeOldSpent(nowMs);
+    if (forgot.spent + forgot.epochs > 0) this.log.info(forgot, 'key epochs past their grace or revoked: their spent tokens forgotten');
   }
 
   /**

@@ -23,8 +23,8 @@ let now = 1_000_000;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'pmx-intake-'));
   store = new GatewayStore(join(dir, 'gw.sqlite'));
-  store.addUser(BOB);
   now = 1_000_000;
+  store.addUser(BOB, { now });
   intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 100_000, reassemblyTtlMs: 60_000, now: () => now });
 });
 afterEach(() => {
@@ -66,7 +66,7 @@ describe('intake', () => {
   });
 
   it('refuses forged, wrong-recipient, expired (rotated), malformed, missing and spent tokens, storing nothing', () => {
-    store.addUser('carol@example.org');
+    store.addUser('carol@example.org', { now });
     const [forged] = issuedTokens(other, BOB, 1, 1);
     const [carols] = issuedTokens(issuer, 'carol@example.org', 1, 1);
     const [good, good2] = issuedTokens(issuer, BOB, 1, 2);
@@ -82,10 +82,11 @@ describe('intake', () => {
     // spent: the same token for a second message id
     expect(reason(messageFragments(msg(10), BOB, good!)[0]!)).toEqual([AckStatus.Queued, undefined]);
     expect(reason(messageFragments(msg(10), BOB, good!)[0]!)).toEqual([AckStatus.TokenRefused, 'spent']);
-    // expired: rotate revokes good2
-    store.rotateUser(BOB);
+    // expired: rotate revokes good2 (and the next epoch, 2, already scheduled: the fresh one is 3)
+    const freshEpoch = store.rotateUser(BOB, now / 1000);
+    expect(freshEpoch).toBe(3);
     expect(reason(messageFragments(msg(10), BOB, good2!)[0]!)).toEqual([AckStatus.TokenRefused, 'expired']);
-    const [fresh] = issuedTokens(issuer, BOB, 2, 1);
+    const [fresh] = issuedTokens(issuer, BOB, freshEpoch, 1);
     expect(reason(messageFragments(msg(10), BOB, fresh!)[0]!)).toEqual([AckStatus.Queued, undefined]);
     expect(intake.counters.tokensRejected).toEqual({ malformed: 1, expired: 1, invalid: 2, spent: 1, missing: 1 });
     expect(store.listQueue().length).toBe(2);
@@ -187,7 +188,7 @@ describe('store: mailboxes and users', () => {
   });
 
   it('checks per-user secrets', () => {
-    const { secret } = store.addUser('dave@example.org');
+    const { secret } = store.addUser('dave@example.org', { now });
     expect(store.checkSecret('Dave@Example.org', secret)).toBe(true);
     expect(store.checkSecret('dave@example.org', secret + 'x')).toBe(false);
     expect(store.checkSecret('nobody@example.org', secret)).toBe(false);
@@ -215,7 +216,7 @@ describe('store: mailboxes and users', () => {
       .run(Buffer.from(open[0]!.messageId), BOB, open.length, open[0]!.totalLength, Buffer.from(open[0]!.token), now, now + 60_000);
     old.close();
     store = new GatewayStore(join(dir, 'gw.sqlite'));
-    store.addUser(BOB);
+    store.addUser(BOB, { now });
     intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 100_000, reassemblyTtlMs: 60_000, now: () => now });
     expect(store.spentFor(Buffer.from(t!.input).toString('hex'))).toBeUndefined();
     expect(store.spentFor(tokenSpendKey(t!))).toMatchObject({ recipient: BOB, done: true });

@@ -9,7 +9,8 @@
  * 2. the recipient's domain is served (else: silent drop, 'foreign-domain': no open relay, no ACK);
  * 3. permission, before anything that depends on whether the user exists: tokens policy, or an
  *    unknown user → the token decodes, the POPRF output verifies for this recipient, its key
- *    epoch is the recipient's current one, and it is unspent or bound to this same message id
+ *    epoch verifies now (its window, or the grace after a scheduled end, and not revoked:
+ *    gateway/key-epochs.ts), and it is unspent or bound to this same message id
  *    and recipient (else TokenRefused, counted by reason). An unknown user gets exactly that
  *    answer, after the same work (one POPRF evaluation), so an anonymous sender cannot tell
  *    which addresses exist; `ackUnknownRecipient: true` (a per-gateway choice, default off)
@@ -146,10 +147,13 @@ export class Intake {
     if (!tok) return refuse('malformed');
     const tokenKey = tokenSpendKey(tok);
     const bound = this.store.spentFor(tokenKey);
+    // its key epoch verifies now: in its window, or the grace after a scheduled end, and not
+    // revoked (looked up for unknown users too, where no epoch matches: the same work)
+    const epochOk = this.store.acceptsKeyEpoch(recipient, tok.keyEpoch, this.now());
     if (bound) {
       // one token, one message, one recipient: bound to another message id or recipient → spent
       if (!eq(bound.messageId, f.messageId) || bound.recipient !== recipient || !user) return refuse('spent');
-      if (tok.keyEpoch !== user.keyEpoch) return refuse('expired');
+      if (!epochOk) return refuse('expired');
       // that message was completed (and may be long handed over and gone from the queue): a
       // resend is answered Duplicate and stores nothing, however long after
       if (bound.done) {
@@ -161,7 +165,7 @@ export class Intake {
     }
     const valid = verifyToken(this.opts.issuer, recipient, tok);
     if (!user) return refuse('invalid');
-    if (tok.keyEpoch !== user.keyEpoch) return refuse('expired');
+    if (!epochOk) return refuse('expired');
     if (!valid) return refuse('invalid');
     return { tokenKey, keyEpoch: tok.keyEpoch, newBinding: true };
   }

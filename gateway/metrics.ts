@@ -37,6 +37,8 @@ export interface GatewayMetricSources {
   mailbox(): MailboxCounters;
   queueDepth(): Record<QueueState, number>;
   partials(): number;
+  /** rows of the spent set (hashes of spent tokens of key epochs that still verify) */
+  spentTokens(): number;
 }
 
 export class GatewayMetrics {
@@ -58,6 +60,7 @@ export class GatewayMetrics {
     scrapedCounter(r, 'postmix_gateway_tokens_issued_total', 'Tokens evaluated for users', () => c.tokensIssued);
     scrapedGauges(r, 'postmix_gateway_queue_depth', 'Hand-off queue rows by state', 'state', () => src.queueDepth());
     scrapedGauge(r, 'postmix_gateway_reassembly_pending', 'Incomplete messages held', () => src.partials());
+    scrapedGauge(r, 'postmix_gateway_spent_tokens', 'Spent-set rows (hashes of spent tokens of key epochs that still verify)', () => src.spentTokens());
     this.handoffLatency = new Histogram({
       name: 'postmix_gateway_handoff_seconds',
       help: 'One SMTP/LMTP hand-off (connect to 250)',

@@ -4,12 +4,16 @@
  *
  * Tables:
  * - users: recipient address → per-user secret hash (SHA-256 of a 32-byte random secret),
- *   current token key epoch, policy ('tokens' | 'open'), open-policy rate limit per hour;
+ *   the highest token key epoch it ever had, policy ('tokens' | 'open'), open-policy rate
+ *   limit per hour, its own rotation policy (null: the gateway's);
+ * - key_epochs: a recipient's key epochs (number, window, grace, revoked, tokens issued), on
+ *   the schedule gateway/key-epochs.ts plans. Nothing from issuance is stored but the count;
  * - spent: token spend key (a hash of its input, proto/tokens `tokenSpendKey`; never the input)
  *   → the message id and recipient it is bound to, its key epoch, and whether that message was
  *   completed (`done`: from then on the token admits nothing, whatever happens to the queue
- *   row). Rows live until the recipient's key epoch moves past theirs (`purgeOldSpent`), so the
- *   set is bounded by the tokens issued in the current epochs;
+ *   row). Rows live until their key epoch stops verifying (revoked, or past its end + grace;
+ *   `purgeOldSpent`), so the set holds at most the tokens issued in a recipient's live epochs
+ *   (previous in grace, current, next), each capped per epoch at issuance;
  * - partial + fragments: reassembly state (first-fragment header with a digest of its token
  *   bytes, first-seen time, expiry);
  * - queue: complete messages for the MX (state queued | sending | delivered | failed, attempts,
@@ -24,17 +28,29 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { privateFile } from '../runtime/private-files.ts';
-import { fragmentTokenDigest, normalizeRecipient, tokenSpendKey } from '../proto/tokens/index.ts';
+import { fragmentTokenDigest, normalizeRecipient, tokenSpendKey, type KeyEpochWindow } from '../proto/tokens/index.ts';
+import { acceptsAt, currentEpoch, isDead, nextEpoch, planEpochs, revokeAll, DEFAULT_ROTATION, type EpochRow, type RotationPolicy } from './key-epochs.ts';
 
 export type Policy = 'tokens' | 'open';
 export type QueueState = 'queued' | 'sending' | 'delivered' | 'failed';
 
 export interface UserRow {
   readonly address: string;
-  readonly keyEpoch: number;
+  /** The highest key epoch number it ever had (the windows are in `schedule`). */
+  readonly highestKeyEpoch: number;
   readonly policy: Policy;
   /** Open policy: new messages per hour accepted for this recipient. */
   readonly ratePerHour: number;
+  /** Its own rotation policy; null: the gateway's. */
+  readonly rotationS: number | null;
+  readonly graceS: number | null;
+}
+
+/** A recipient's key epochs at a time: the current one, the next once scheduled, and the policy that made them. */
+export interface Schedule {
+  readonly current: EpochRow;
+  readonly next: EpochRow | undefined;
+  readonly policy: RotationPolicy;
 }
 
 export interface PartialRow {
@@ -74,17 +90,46 @@ export interface QueueRow {
 export interface StoreOptions {
   /** 'full' (default) fsyncs every commit; 'normal' survives a process crash, not power loss (benchmarks). */
   readonly synchronous?: 'full' | 'normal';
+  /** The gateway's key-epoch rotation (config [tokens]); users without their own follow it. */
+  readonly rotation?: RotationPolicy;
 }
+
+type RawUser = { address: string; key_epoch: number; policy: Policy; rate_per_hour: number; rotation_s: number | null; grace_s: number | null };
+const userRow = (r: RawUser): UserRow => ({
+  address: r.address,
+  highestKeyEpoch: r.key_epoch,
+  policy: r.policy,
+  ratePerHour: r.rate_per_hour,
+  rotationS: r.rotation_s,
+  graceS: r.grace_s,
+});
+type RawEpoch = { key_epoch: number; starts: number; ends: number | null; grace_s: number; revoked: number };
+const epochRow = (r: RawEpoch): EpochRow => ({ keyEpoch: r.key_epoch, starts: r.starts, ends: r.ends, graceS: r.grace_s, revoked: r.revoked !== 0 });
+
+/** The window of an epoch row, as the issuance endpoint and bundles show it. */
+export const windowOf = (r: EpochRow): KeyEpochWindow => ({ keyEpoch: r.keyEpoch, starts: r.starts, ends: r.ends });
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
   address TEXT PRIMARY KEY,
   secret_hash BLOB NOT NULL,
-  key_epoch INTEGER NOT NULL,
+  key_epoch INTEGER NOT NULL, -- the highest key epoch it ever had (key_epochs holds the windows)
   policy TEXT NOT NULL CHECK (policy IN ('tokens','open')),
   rate_per_hour INTEGER NOT NULL,
-  created INTEGER NOT NULL
+  created INTEGER NOT NULL,
+  rotation_s INTEGER, -- NULL: the gateway's [tokens] rotation_s
+  grace_s INTEGER     -- NULL: the gateway's [tokens] grace_s
 );
+CREATE TABLE IF NOT EXISTS key_epochs (
+  address TEXT NOT NULL,
+  key_epoch INTEGER NOT NULL,
+  starts INTEGER NOT NULL, -- unix seconds
+  ends INTEGER,            -- NULL: no scheduled end
+  grace_s INTEGER NOT NULL,
+  revoked INTEGER NOT NULL DEFAULT 0,
+  issued INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (address, key_epoch)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS spent (
   token_key TEXT PRIMARY KEY,
   message_id BLOB NOT NULL,
@@ -185,12 +230,14 @@ function queueRow(r: RawQueue): QueueRow {
 
 export class GatewayStore {
   readonly db: Database.Database;
+  readonly rotation: RotationPolicy;
   private readonly st;
 
   constructor(
     readonly path: string,
     opts: StoreOptions = {},
   ) {
+    this.rotation = opts.rotation ?? DEFAULT_ROTATION;
     // message bodies, user secret hashes, the spent set: readable by the gateway's user only (the
     // daemon also tightens data_dir itself; a directory someone else chose is left as it is)
     if (path !== ':memory:') {
@@ -206,9 +253,9 @@ export class GatewayStore {
     this.migrate();
     const d = this.db;
     this.st = {
-      getUser: d.prepare<[string], { address: string; key_epoch: number; policy: Policy; rate_per_hour: number }>(
-        'SELECT address, key_epoch, policy, rate_per_hour FROM users WHERE address = ?',
-      ),
+      getUser: d.prepare<[string], RawUser>('SELECT address, key_epoch, policy, rate_per_hour, rotation_s, grace_s FROM users WHERE address = ?'),
+      epochGet: d.prepare<[string, number], RawEpoch>('SELECT key_epoch, starts, ends, grace_s, revoked FROM key_epochs WHERE address = ? AND key_epoch = ?'),
+      epochsOf: d.prepare<[string], RawEpoch>('SELECT key_epoch, starts, ends, grace_s, revoked FROM key_epochs WHERE address = ? ORDER BY key_epoch'),
       userSecret: d.prepare<[string], { secret_hash: Buffer }>('SELECT secret_hash FROM users WHERE address = ?'),
       spentGet: d.prepare<[string], { message_id: Buffer; recipient: string; done: number }>(
         'SELECT message_id, recipient, done FROM spent WHERE token_key = ?',
@@ -256,7 +303,32 @@ export class GatewayStore {
    * it was abandoned past the reassembly TTL, long after any client stops resending).
    */
   private migrate(): void {
-    if ((this.db.pragma('user_version', { simple: true }) as number) >= 1) return;
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    if (version < 1) this.migrateToV1();
+    if (version < 2) this.migrateToV2();
+  }
+
+  /**
+   * Schema version 2: key epochs get windows (key_epochs) and users a rotation policy. A user of
+   * version 1 keeps its key epoch, from its creation, with no scheduled end: the gateway's
+   * rotation policy then schedules its end one period after the first time it is read
+   * (planEpochs), so tokens already handed out keep working until then.
+   */
+  private migrateToV2(): void {
+    this.tx(() => {
+      const cols = this.db.prepare<[], { name: string }>('PRAGMA table_info(users)').all();
+      if (!cols.some((c) => c.name === 'rotation_s')) {
+        this.db.exec('ALTER TABLE users ADD COLUMN rotation_s INTEGER');
+        this.db.exec('ALTER TABLE users ADD COLUMN grace_s INTEGER');
+      }
+      this.db.exec(
+        'INSERT OR IGNORE INTO key_epochs (address, key_epoch, starts, ends, grace_s) SELECT address, key_epoch, created, NULL, 0 FROM users WHERE key_epoch > 0',
+      );
+      this.db.pragma('user_version = 2');
+    });
+  }
+
+  private migrateToV1(): void {
     this.tx(() => {
       const cols = this.db.prepare<[], { name: string }>('PRAGMA table_info(spent)').all();
       if (!cols.some((c) => c.name === 'done')) {
@@ -279,37 +351,114 @@ export class GatewayStore {
 
   // ---- users ----
 
-  /** Adds a recipient; returns the per-user secret (shown once; only its hash is stored). */
-  addUser(address: string, opts: { policy?: Policy; ratePerHour?: number; now?: number } = {}): { secret: string; user: UserRow } {
+  /** Adds a recipient; returns the per-user secret (shown once; only its hash is stored). Its first key epoch starts now (`now`, ms). */
+  addUser(
+    address: string,
+    opts: { policy?: Policy; ratePerHour?: number; rotationS?: number | null; graceS?: number | null; now?: number } = {},
+  ): { secret: string; user: UserRow } {
     const addr = normalizeRecipient(address);
     if (!/^[^@\s]+@[^@\s]+$/.test(addr) || Buffer.byteLength(addr) > 254) throw new RangeError(`not an address: ${address}`);
     const secret = randomBytes(32).toString('base64url');
-    this.db
-      .prepare('INSERT INTO users (address, secret_hash, key_epoch, policy, rate_per_hour, created) VALUES (?,?,1,?,?,?)')
-      .run(addr, hashSecret(secret), opts.policy ?? 'tokens', opts.ratePerHour ?? 100, Math.floor((opts.now ?? Date.now()) / 1000));
+    const nowS = Math.floor((opts.now ?? Date.now()) / 1000);
+    this.tx(() => {
+      this.db
+        .prepare('INSERT INTO users (address, secret_hash, key_epoch, policy, rate_per_hour, created, rotation_s, grace_s) VALUES (?,?,0,?,?,?,?,?)')
+        .run(addr, hashSecret(secret), opts.policy ?? 'tokens', opts.ratePerHour ?? 100, nowS, opts.rotationS ?? null, opts.graceS ?? null);
+      this.schedule(addr, nowS);
+    });
     return { secret, user: this.getUser(addr)! };
   }
 
   getUser(address: string): UserRow | undefined {
     const r = this.st.getUser.get(normalizeRecipient(address));
-    return r && { address: r.address, keyEpoch: r.key_epoch, policy: r.policy, ratePerHour: r.rate_per_hour };
+    return r && userRow(r);
   }
 
   listUsers(): UserRow[] {
-    return this.db
-      .prepare<[], { address: string; key_epoch: number; policy: Policy; rate_per_hour: number }>(
-        'SELECT address, key_epoch, policy, rate_per_hour FROM users ORDER BY address',
-      )
-      .all()
-      .map((r) => ({ address: r.address, keyEpoch: r.key_epoch, policy: r.policy, ratePerHour: r.rate_per_hour }));
+    return this.db.prepare<[], RawUser>('SELECT address, key_epoch, policy, rate_per_hour, rotation_s, grace_s FROM users ORDER BY address').all().map(userRow);
   }
 
-  /** Increments the key epoch (revokes every token issued before). Returns the new epoch. */
-  rotateUser(address: string): number {
+  // ---- key epochs ----
+
+  /** The rotation a user follows: its own, else the gateway's. */
+  policyOf(u: UserRow): RotationPolicy {
+    return { rotationS: u.rotationS ?? this.rotation.rotationS, graceS: u.graceS ?? this.rotation.graceS };
+  }
+
+  keyEpochs(address: string): EpochRow[] {
+    return this.st.epochsOf.all(normalizeRecipient(address)).map(epochRow);
+  }
+
+  /**
+   * The user's key epochs at `nowS` (unix seconds), scheduling what is due first (an epoch that
+   * covers now, its successor when it ends): the issuance endpoint and the admin commands call
+   * this; redemption only reads rows (a token exists only for an epoch that was scheduled).
+   */
+  schedule(address: string, nowS: number): Schedule {
     const addr = normalizeRecipient(address);
-    const r = this.db.prepare('UPDATE users SET key_epoch = key_epoch + 1 WHERE address = ?').run(addr);
+    return this.tx(() => {
+      const u = this.getUser(addr);
+      if (!u) throw new RangeError(`no such user: ${addr}`);
+      const policy = this.policyOf(u);
+      const plan = planEpochs(this.keyEpochs(addr), u.highestKeyEpoch, nowS, policy);
+      this.applyEpochs(addr, plan.add, plan.end);
+      const rows = this.keyEpochs(addr);
+      return { current: currentEpoch(rows, nowS)!, next: nextEpoch(rows, nowS), policy };
+    });
+  }
+
+  private applyEpochs(addr: string, add: readonly EpochRow[], end: readonly { keyEpoch: number; ends: number }[]): void {
+    const ins = this.db.prepare('INSERT INTO key_epochs (address, key_epoch, starts, ends, grace_s) VALUES (?,?,?,?,?)');
+    for (const r of add) ins.run(addr, r.keyEpoch, r.starts, r.ends, r.graceS);
+    const setEnd = this.db.prepare('UPDATE key_epochs SET ends = ? WHERE address = ? AND key_epoch = ?');
+    for (const e of end) setEnd.run(e.ends, addr, e.keyEpoch);
+    if (add.length > 0) this.db.prepare('UPDATE users SET key_epoch = MAX(key_epoch, ?) WHERE address = ?').run(Math.max(...add.map((r) => r.keyEpoch)), addr);
+  }
+
+  /** Does a token of `keyEpoch` for `address` verify at `nowMs`? (Its epoch's window, or grace after a scheduled end.) */
+  acceptsKeyEpoch(address: string, keyEpoch: number, nowMs: number): boolean {
+    const r = this.st.epochGet.get(normalizeRecipient(address), keyEpoch);
+    return acceptsAt(r && epochRow(r), Math.floor(nowMs / 1000));
+  }
+
+  /** Revokes every outstanding token of the user now: its epochs end without grace and a fresh one starts. Returns its number. */
+  rotateUser(address: string, nowS = Math.floor(Date.now() / 1000)): number {
+    const addr = normalizeRecipient(address);
+    return this.tx(() => {
+      const u = this.getUser(addr);
+      if (!u) throw new RangeError(`no such user: ${addr}`);
+      const r = revokeAll(this.keyEpochs(addr), u.highestKeyEpoch, nowS, this.policyOf(u));
+      const rev = this.db.prepare('UPDATE key_epochs SET revoked = 1 WHERE address = ? AND key_epoch = ?');
+      for (const e of r.revoke) rev.run(addr, e);
+      this.applyEpochs(addr, [r.add], []);
+      return r.add.keyEpoch;
+    });
+  }
+
+  /** Sets a user's own rotation (seconds; 0: never) and grace; null: follow the gateway. Takes effect from the epoch after the next. */
+  setRotation(address: string, rotationS: number | null, graceS: number | null): void {
+    const addr = normalizeRecipient(address);
+    const r = this.db.prepare('UPDATE users SET rotation_s = ?, grace_s = ? WHERE address = ?').run(rotationS, graceS, addr);
     if (r.changes === 0) throw new RangeError(`no such user: ${addr}`);
-    return this.getUser(addr)!.keyEpoch;
+  }
+
+  /**
+   * Counts `n` tokens issued in a key epoch, if that keeps the epoch within `max`; false (and
+   * nothing counted) otherwise. The cap is what bounds the spent set per recipient and epoch.
+   */
+  countIssued(address: string, keyEpoch: number, n: number, max: number): boolean {
+    return (
+      this.db
+        .prepare('UPDATE key_epochs SET issued = issued + ? WHERE address = ? AND key_epoch = ? AND revoked = 0 AND issued + ? <= ?')
+        .run(n, normalizeRecipient(address), keyEpoch, n, max).changes === 1
+    );
+  }
+
+  issuedIn(address: string, keyEpoch: number): number {
+    const r = this.db
+      .prepare<[string, number], { issued: number }>('SELECT issued FROM key_epochs WHERE address = ? AND key_epoch = ?')
+      .get(normalizeRecipient(address), keyEpoch);
+    return r?.issued ?? 0;
   }
 
   /** Replaces the per-user secret; returns the new one. */
@@ -357,12 +506,41 @@ export class GatewayStore {
   }
 
   /**
-   * Forgets spent tokens of key epochs older than the recipient's current one: such a token fails
-   * the key-epoch check before the spent set is consulted, so its row is no longer needed. The
-   * daemon's housekeeping runs this; it is what keeps the set bounded.
+   * Forgets, per key epoch that stopped verifying for good (revoked, or past its end + grace),
+   * its spent tokens and then the epoch row itself (each recipient's highest row stays, so the
+   * schedule can continue from it). A token of such an epoch fails the key-epoch check before
+   * the spent set is consulted, so its row is no longer needed. The daemon's housekeeping runs
+   * this every round; with the per-epoch issuance cap it is what keeps the set bounded.
    */
-  purgeOldSpent(): number {
-    return this.db.prepare('DELETE FROM spent WHERE key_epoch < (SELECT key_epoch FROM users WHERE users.address = spent.recipient)').run().changes;
+  purgeOldSpent(nowMs: number): { spent: number; epochs: number } {
+    const now = Math.floor(nowMs / 1000);
+    return this.tx(() => {
+      const dead = this.db
+        .prepare<[], RawEpoch & { address: string; top: number }>(
+          `SELECT k.address, k.key_epoch, k.starts, k.ends, k.grace_s, k.revoked,
+                  (SELECT MAX(m.key_epoch) FROM key_epochs m WHERE m.address = k.address) AS top
+           FROM key_epochs k WHERE k.revoked = 1 OR k.ends IS NOT NULL`,
+        )
+        .all()
+        .filter((r) => isDead(epochRow(r), now));
+      const delSpent = this.db.prepare('DELETE FROM spent WHERE recipient = ? AND key_epoch = ?');
+      const delEpoch = this.db.prepare('DELETE FROM key_epochs WHERE address = ? AND key_epoch = ?');
+      let spent = 0;
+      let epochs = 0;
+      for (const r of dead) {
+        spent += delSpent.run(r.address, r.key_epoch).changes;
+        if (r.key_epoch !== r.top) epochs += delEpoch.run(r.address, r.key_epoch).changes;
+      }
+      // spent rows of an epoch the gateway has no row for (e.g. of a user that was removed)
+      spent += this.db
+        .prepare('DELETE FROM spent WHERE NOT EXISTS (SELECT 1 FROM key_epochs k WHERE k.address = spent.recipient AND k.key_epoch = spent.key_epoch)')
+        .run().changes;
+      return { spent, epochs };
+    });
+  }
+
+  spentCount(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM spent').get() as { n: number }).n;
   }
 
   // ---- reassembly ----

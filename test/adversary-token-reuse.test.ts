@@ -32,12 +32,15 @@ let store: GatewayStore;
 let intake: Intake;
 let now: number;
 
+// bob's key epoch has no scheduled end here: these properties must hold for as long as it lasts
+const NEVER = { rotation: { rotationS: 0, graceS: 0 } };
+
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'postmix-adv-token-'));
-  store = new GatewayStore(join(dir, 'gw.sqlite'));
-  store.addUser(BOB);
-  store.addUser(CAROL);
+  store = new GatewayStore(join(dir, 'gw.sqlite'), NEVER);
   now = 1_700_000_000_000;
+  store.addUser(BOB, { now });
+  store.addUser(CAROL, { now });
   intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 1_000_000, reassemblyTtlMs: 2 * DAY, now: () => now });
 });
 afterEach(() => {
@@ -101,10 +104,10 @@ describe('a token holder against the gateway', () => {
     expect(redeem(BOB, t!, id)).toBe(AckStatus.Queued);
     deliverAndForget(keep);
     store.close();
-    store = new GatewayStore(join(dir, 'gw.sqlite'));
+    store = new GatewayStore(join(dir, 'gw.sqlite'), NEVER);
     intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 1_000_000, reassemblyTtlMs: 2 * DAY, now: () => now });
     now += 365 * DAY;
-    expect(store.purgeOldSpent()).toBe(0); // bob's key epoch is still the one the token was issued under
+    expect(store.purgeOldSpent(now).spent).toBe(0); // bob's key epoch is still the one the token was issued under
     expect([AckStatus.Duplicate, AckStatus.TokenRefused]).toContain(redeem(BOB, t!, id));
     expect(redeem(BOB, t!)).toBe(AckStatus.TokenRefused);
     expect(redeem(CAROL, t!, id)).toBe(AckStatus.TokenRefused);
@@ -133,11 +136,11 @@ describe('a token holder against the gateway', () => {
         expect(file.includes(enc)).toBe(false);
       }
     }
-    store = new GatewayStore(join(dir, 'gw.sqlite'));
+    store = new GatewayStore(join(dir, 'gw.sqlite'), NEVER);
     intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 1_000_000, reassemblyTtlMs: 2 * DAY, now: () => now });
     // bob rotates his key: both rows belong to an epoch no token can pass any more, so they go
-    store.rotateUser(BOB);
-    expect(store.purgeOldSpent()).toBe(2);
+    store.rotateUser(BOB, now / 1000);
+    expect(store.purgeOldSpent(now).spent).toBe(2);
     const row = (store.db.prepare('SELECT COUNT(*) AS n FROM spent').get() as { n: number }).n;
     expect(row).toBe(0);
     // and the old tokens are still refused (expired), not admitted again

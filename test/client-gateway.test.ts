@@ -164,7 +164,7 @@ describe('client → relay mixes → real gateway → MX', () => {
     cleanup.push(() => overlay.close());
     const client = await runClient(cfg, { log: pino({ level: 'silent' }), network: overlay, maxSleepMs: 20 });
     cleanup.push(() => client.stop());
-    const keyEpoch = gw.store.getUser(BOB)!.keyEpoch;
+    const keyEpoch = gw.store.schedule(BOB, Math.floor(Date.now() / 1000)).current.keyEpoch;
     const st = requestTokens(gw.issuer.publicKey, BOB, keyEpoch, 2);
     const tokens = finalizeTokens(st, issueTokens(gw.issuer, BOB, keyEpoch, st.blinded));
     client.core.wallet.importBundle(JSON.stringify(makeBundle(BOB, gw.issuer.publicKey, tokens)));

@@ -18,8 +18,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../cli/main.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli } from './support/cli.ts';
 import { ClientConfigSchema, type ClientConfig } from '../client/config.ts';
 import { runClient, type RunningClient } from '../client/daemon.ts';
 import { Outbox } from '../client/outbox.ts';
@@ -53,25 +53,6 @@ function run(cmd: string, args: string[], input?: string | Buffer, env: NodeJS.P
 }
 
 const postmix = (args: string[], input?: string | Buffer) => run(process.execPath, [join(ROOT, 'bin/postmix.js'), ...args], input);
-
-/** Runs the postmix CLI in this process, capturing what it writes. */
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => ((stdout += String(c)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => ((stderr += String(c)), true));
-  const before = process.exitCode;
-  process.exitCode = 0;
-  try {
-    await main(['node', 'postmix', ...args]);
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-  const code = Number(process.exitCode ?? 0);
-  process.exitCode = before;
-  return { code, stdout, stderr };
-}
 
 async function waitFor<T>(what: string, f: () => T | undefined | null | false, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;
@@ -295,11 +276,12 @@ describe('client intake with real SMTP clients', () => {
     const bundle = join(tmp, 'bundle.json');
     writeFileSync(bundle, forgedBundle('zed@overlay.test', 2, 4));
     const im = await cli(['client', 'tokens', 'import', bundle, '-c', cfgFile]);
-    expect(im.stdout).toMatch(/imported 2 token\(s\) for zed@overlay\.test \(key epoch 4\)/);
+    expect(im.stdout).toMatch(/imported 2 token\(s\) for zed@overlay\.test from file \(key epoch 4: 2 new, no validity window given\)/);
     const ls = await cli(['client', 'tokens', 'list', '-c', cfgFile]);
-    expect(ls.stdout).toMatch(/bob@overlay\.test  key epoch 1  2 left, 1 spent/);
-    expect(ls.stdout).toMatch(/zed@overlay\.test  key epoch 4  2 left, 0 spent  \(LOW\)/);
-    expect(ls.stderr).toMatch(/only 2 token\(s\) left for zed@overlay\.test/);
+    expect(ls.stdout).toMatch(/bob@overlay\.test +2 usable, 1 spent/);
+    expect(ls.stdout).toMatch(/zed@overlay\.test +2 usable/);
+    expect(ls.stdout).toMatch(/warning: only 2 token\(s\) left for zed@overlay\.test/);
+    expect((await cli(['client', 'tokens', '-c', cfgFile])).stdout).toBe(ls.stdout);
   });
 });
 

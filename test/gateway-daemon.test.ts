@@ -25,7 +25,6 @@ import { createLogger } from '../runtime/daemon.ts';
 import { registerGateway } from '../cli/gateway.ts';
 import { loadGatewayConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/daemon.ts';
-import { handleIssuance } from '../gateway/issuance.ts';
 import { GatewayStore } from '../gateway/store.ts';
 import { messageFragments } from './support/fragments.ts';
 import { RawPeer } from './support/raw-peer.ts';
@@ -132,10 +131,15 @@ describe('postmix gateway (CLI admin)', () => {
     expect(iss.code).toBe(0);
     const b = parseBundle(readFileSync(out, 'utf8'));
     expect(b.tokens.length).toBe(3);
-    expect(b.keyEpoch).toBe(1);
+    expect(b.epochs.map((e) => e.keyEpoch)).toEqual([1]);
+    expect(b.epochs[0]!.expires).toBeGreaterThan(Date.now() / 1000); // the default rotation: the epoch has an end
+    expect(iss.stderr).toContain('linkable');
+    // epoch 2 is already scheduled (the next one, requestable ahead), so revocation skips it
     const rot = await cli('user', 'rotate', '-c', cfgPath, BOB);
-    expect(rot.stdout).toContain('key epoch now 2');
-    expect((await cli('user', 'list', '-c', cfgPath)).stdout).toContain('bob@example.org  tokens  key epoch 2');
+    expect(rot.stdout).toContain('key epoch now 3');
+    expect((await cli('user', 'list', '-c', cfgPath)).stdout).toMatch(
+      /bob@example\.org {2}tokens {2}key epoch 3 until \S+ \(next 4 scheduled\), rotation 90d, grace 7d/,
+    );
     expect((await cli('queue', 'list', '-c', cfgPath)).stderr).toContain('queued 0');
     expect((await cli('run', '-c', cfgPath, '--check')).stdout).toContain('config ok');
   });
@@ -172,7 +176,7 @@ describe('gateway daemon', () => {
     const user = await fetch(`http://127.0.0.1:${gw.issuancePort}/v1/user`, { headers: { authorization: `Bearer ${BOB}:${secret}` } }).then(
       (r) => r.json() as Promise<{ keyEpoch: number; issuerPublicKey: string }>,
     );
-    expect(user.keyEpoch).toBe(2);
+    expect(user.keyEpoch).toBe(3);
     const st = requestTokens(Buffer.from(user.issuerPublicKey, 'hex'), BOB, user.keyEpoch, 2);
     const res = await fetch(`http://127.0.0.1:${gw.issuancePort}/v1/issue`, {
       method: 'POST',
@@ -304,19 +308,5 @@ describe('gateway daemon', () => {
     expect(rest).toEqual(['dummy', 'dummy']);
     expect(new Set(frames.map((f) => f.length))).toEqual(new Set([mailboxItemSize(DEFAULT_GEOMETRY.payloadSize)]));
     expect(gw.store.mailboxSize(mailbox)).toBe(0);
-  });
-});
-
-describe('issuance logic', () => {
-  it('refuses stale key epochs and bad elements', () => {
-    const store = new GatewayStore(':memory:');
-    const { secret } = store.addUser('z@example.org');
-    const issuer = { secretKey: new Uint8Array(32), publicKey: new Uint8Array(32) };
-    const auth = `Bearer z@example.org:${secret}`;
-    expect(handleIssuance(store, issuer, { method: 'POST', path: '/v1/issue', auth, body: { keyEpoch: 7, blinded: ['00'.repeat(32)] } }).status).toBe(409);
-    expect(handleIssuance(store, issuer, { method: 'POST', path: '/v1/issue', auth, body: { keyEpoch: 1, blinded: ['zz'] } }).status).toBe(400);
-    expect(handleIssuance(store, issuer, { method: 'POST', path: '/v1/issue', auth, body: { keyEpoch: 1, blinded: [] } }).status).toBe(400);
-    expect(handleIssuance(store, issuer, { method: 'GET', path: '/v1/user', auth: 'Bearer nobody', body: null }).status).toBe(401);
-    store.close();
   });
 });

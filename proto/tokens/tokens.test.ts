@@ -58,8 +58,30 @@ describe('delivery tokens (RFC 9497 POPRF)', () => {
     const p = parseBundle(b);
     expect(p.recipient).toBe('bob@example.org');
     expect(p.tokens.map((t) => encodeToken(t))).toEqual(tokens.map((t) => encodeToken(t)));
-    for (const bad of ['', '{', '{"v":2}', JSON.stringify({ ...JSON.parse(b), tokens: ['00'] }), JSON.stringify({ ...JSON.parse(b), recipient: 'x' })])
+    expect(p.epochs).toEqual([{ keyEpoch: 3, notBefore: null, expires: null, tokens: p.tokens }]);
+    const j = JSON.parse(b);
+    const group = j.epochs[0];
+    for (const bad of [
+      '',
+      '{',
+      '[]',
+      '{"v":3}',
+      '{"v":2}',
+      JSON.stringify({ ...j, epochs: [{ ...group, tokens: ['00'] }] }),
+      JSON.stringify({ ...j, epochs: [{ ...group, keyEpoch: 4 }] }), // tokens of epoch 3 under epoch 4
+      JSON.stringify({ ...j, epochs: [group, group] }),
+      JSON.stringify({ ...j, epochs: [{ ...group, notBefore: 200, expires: 100 }] }),
+      JSON.stringify({ ...j, epochs: [{ ...group, expires: -1 }] }),
+      JSON.stringify({ ...j, recipient: 'x' }),
+    ])
       expect(() => parseBundle(bad)).toThrow(BundleError);
+    // validity windows ride along, per epoch; version 1 (one epoch, no window) is still read
+    const windowed = parseBundle(
+      JSON.stringify(makeBundle('bob@example.org', issuer.publicKey, tokens, (e) => ({ notBefore: e * 100, expires: e * 100 + 50 }))),
+    );
+    expect(windowed.epochs.map((e) => [e.keyEpoch, e.notBefore, e.expires, e.tokens.length])).toEqual([[3, 300, 350, 4]]);
+    const v1 = { v: 1, recipient: 'bob@example.org', keyEpoch: 3, issuerPublicKey: j.issuerPublicKey, tokens: group.tokens };
+    expect(parseBundle(JSON.stringify(v1)).epochs.map((e) => [e.keyEpoch, e.notBefore, e.expires, e.tokens.length])).toEqual([[3, null, null, 4]]);
     fc.assert(
       fc.property(fc.string({ maxLength: 300 }), (s) => {
         try {

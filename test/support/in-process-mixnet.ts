@@ -171,14 +171,17 @@ export class InProcessMixnet implements PacketSink {
 
   /** A recipient at the gateway (added once; open policy when the network is open). */
   user(address: string): void {
-    if (!this.store.getUser(address)) this.store.addUser(address, { policy: this.open ? 'open' : 'tokens', ratePerHour: 1_000_000 });
+    // one key epoch from the start of time, without end: the tests' clocks are their own
+    if (!this.store.getUser(address)) this.store.addUser(address, { policy: this.open ? 'open' : 'tokens', ratePerHour: 1_000_000, now: 0, rotationS: 0 });
   }
 
   /** A bundle of `n` tokens the gateway issued for `recipient` (made a user), as the recipient hands it out. */
   bundle(recipient: string, n: number): string {
     this.user(recipient);
     const u = this.store.getUser(recipient)!;
-    return JSON.stringify(makeBundle(u.address, this.issuer.publicKey, issuedTokens(this.issuer, u.address, u.keyEpoch, n)));
+    const e = this.store.schedule(u.address, 0).current;
+    const window = () => ({ notBefore: e.starts, expires: e.ends });
+    return JSON.stringify(makeBundle(u.address, this.issuer.publicKey, issuedTokens(this.issuer, u.address, e.keyEpoch, n), window));
   }
 
   /** The gateway's mail queue: the real Intake decides, the ACK goes back through the fragment's SURB. */
