@@ -5,7 +5,12 @@
  *   with the default geometry (2 KiB payloads) and 3 mix layers;
  * - sustained packet creation rate: real fragment packets (with SURB) and drop-cover packets;
  * - the outbox for 1,000 queued messages (10 KiB each, one overlay recipient): disk, memory,
- *   and accept time per message.
+ *   and accept time per message;
+ * - issuance of 100 tokens end to end (`results.issuance.tokens100Ms`): the recipient's client
+ *   (client/issuance.ts) learns its key epochs, blinds 100 inputs, POSTs them over HTTP on
+ *   loopback to the gateway's real issuance endpoint (its SQLite store, fsync'd), which
+ *   evaluates them with one batch DLEQ proof; the client verifies the proof and finalizes, and
+ *   stores the tokens (fsync'd). Beside it the three POPRF steps alone, in this process.
  * Figures only; nothing is asserted.
  */
 import { randomBytes } from 'node:crypto';
@@ -18,6 +23,11 @@ import { buildDropPacket, buildFragmentPacket } from '../client/sender.ts';
 import { InProcessMixnet } from '../test/support/in-process-mixnet.ts';
 import { csprngUniform } from '../proto/util/random.ts';
 import { fmt, machineInfo, opsPerSecond, type BenchOptions, type BenchReport } from './harness.ts';
+import { learnSchedule, requestEpoch, type RequestOptions } from '../client/issuance.ts';
+import { PermissionStore } from '../client/permission.ts';
+import { startIssuanceServer } from '../gateway/issuance.ts';
+import { GatewayStore } from '../gateway/store.ts';
+import { deriveIssuerKeys, finalizeTokens, issueTokens, requestTokens } from '../proto/tokens/index.ts';
 
 function fileSize(p: string): number {
   return (existsSync(p) ? statSync(p).size : 0) + (existsSync(p + '-wal') ? statSync(p + '-wal').size : 0);
@@ -138,6 +148,65 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
           `(${fmt(disk / (count * msgBytes), 2)}× the messages), heap +${fmt((heap1.heapUsed - heap0.heapUsed) / 1024 / 1024, 1)} MiB, rss +${fmt((heap1.rss - heap0.rss) / 1024 / 1024, 1)} MiB, ` +
           `accept ${fmt((t1 - t0) / count, 2)} ms/message (fsync'd), status query ${fmt(statusMs, 0)} ms`,
       );
+    }
+    // 4. issuance of 100 tokens, end to end over HTTP, and its POPRF steps alone
+    {
+      const runs = opts.quick ? 3 : 11;
+      const issuer = deriveIssuerKeys(new Uint8Array(32).fill(0x5e));
+      const gw = new GatewayStore(join(dir, 'issuance', 'gateway.sqlite'));
+      const { secret } = gw.addUser('bob@overlay.test');
+      const server = await startIssuanceServer(gw, issuer, '127.0.0.1', 0, { limits: { maxTokensPerHour: 1e9, maxTokensPerEpoch: 1e9 } });
+      const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+      try {
+        const url = `http://127.0.0.1:${server.port}/`;
+        const e2e: number[] = [];
+        for (let r = 0; r < runs + 1; r++) {
+          const perm = new PermissionStore(join(dir, 'issuance', `bob-${r}`, 'permission.sqlite'));
+          const o: RequestOptions = {
+            store: perm,
+            endpoint: { url, address: 'bob@overlay.test', secret, timeoutMs: 30_000 },
+            gateway: { domain: 'overlay.test', issuerKey: issuer.publicKey, url },
+          };
+          const t0 = performance.now();
+          const sched = await learnSchedule(o);
+          const n = await requestEpoch(o, sched, sched.current, 100);
+          const ms = performance.now() - t0;
+          perm.close();
+          if (n !== 100) throw new Error(`issued ${n} tokens, wanted 100`);
+          if (r > 0) e2e.push(ms); // the first run warms up the JIT and the connection
+        }
+        const steps = { blind: [] as number[], evaluate: [] as number[], finalize: [] as number[] };
+        for (let r = 0; r < runs; r++) {
+          const a = performance.now();
+          const st = requestTokens(issuer.publicKey, 'bob@overlay.test', 1, 100);
+          const b = performance.now();
+          const ev = issueTokens(issuer, 'bob@overlay.test', 1, st.blinded);
+          const c = performance.now();
+          finalizeTokens(st, ev);
+          const d = performance.now();
+          steps.blind.push(b - a);
+          steps.evaluate.push(c - b);
+          steps.finalize.push(d - c);
+        }
+        results.issuance = {
+          tokens: 100,
+          runs,
+          tokens100Ms: median(e2e),
+          tokens100MsMin: Math.min(...e2e),
+          tokens100MsMax: Math.max(...e2e),
+          blind100Ms: median(steps.blind),
+          evaluateWithProof100Ms: median(steps.evaluate),
+          verifyAndFinalize100Ms: median(steps.finalize),
+        };
+        opts.log(
+          `issuance of 100 tokens end to end (GET /v1/user + blind + POST /v1/issue + batch evaluation with proof + proof check + finalize + store), median of ${runs}: ` +
+            `${fmt(median(e2e), 0)} ms (min ${fmt(Math.min(...e2e), 0)}, max ${fmt(Math.max(...e2e), 0)}); alone: blind ${fmt(median(steps.blind), 0)} ms, ` +
+            `evaluate + proof ${fmt(median(steps.evaluate), 0)} ms, verify + finalize ${fmt(median(steps.finalize), 0)} ms (noble ristretto255)`,
+        );
+      } finally {
+        await server.close();
+        gw.close();
+      }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

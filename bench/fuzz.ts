@@ -1,11 +1,13 @@
 /**
  * Fuzz loop over every decoder that takes bytes from the network or from another party:
  * Sphinx packets, routing commands and SURBs; fragment/ACK/loop payloads; mailbox frames; link
- * frame streams; PKI descriptors, documents and votes; tokens and token bundles. 100,000 inputs
+ * frame streams; PKI descriptors, documents and votes; tokens and token bundles (also inside a
+ * mail message); the issuance endpoint's JSON bodies, both ways. 100,000 inputs
  * in all (10,000 with --quick), random and mutated from valid seeds, round-robin over targets.
  *
  * A decoder may reject an input by its result (null, `ok: false`) or by throwing its own
- * documented error class (PkiError, BundleError, FramingError): both are counted per reason.
+ * documented error class (PkiError, BundleError, FramingError, IssuanceProtocolError): both are
+ * counted per reason.
  * Anything else thrown is a bug: counted under THROW/… and the run exits non-zero.
  */
 import crypto from 'node:crypto';
@@ -36,7 +38,25 @@ import {
   prepareHopKey,
   processPacket,
 } from '../proto/sphinx/index.ts';
-import { BundleError, decodeToken, deriveIssuerKeys, encodeToken, makeBundle, parseBundle } from '../proto/tokens/index.ts';
+import {
+  BUNDLE_MEDIA_TYPE,
+  BundleError,
+  decodeToken,
+  deriveIssuerKeys,
+  encodeToken,
+  issueAnswerJson,
+  issueRequestJson,
+  IssuanceProtocolError,
+  issueTokens,
+  makeBundle,
+  parseBundle,
+  parseIssueAnswer,
+  parseIssueRequest,
+  parseUserInfo,
+  requestTokens,
+  userInfoJson,
+} from '../proto/tokens/index.ts';
+import { bundlesIn } from '../client/bundle-mail.ts';
 import { machineInfo, type BenchOptions, type BenchReport } from './harness.ts';
 
 const rnd = (n: number) => new Uint8Array(crypto.randomBytes(n));
@@ -52,7 +72,35 @@ function mutate(seed: Uint8Array, i: number): Uint8Array {
 interface Target {
   readonly name: string;
   /** returns an outcome label; throws only an expected error class for a rejection */
-  run(i: number): string;
+  run(i: number): string | Promise<string>;
+}
+
+/** A random JSON value, nested up to `depth`. */
+function randomJson(depth = 2): unknown {
+  const k = crypto.randomInt(depth > 0 ? 8 : 6);
+  if (k === 0) return null;
+  if (k === 1) return crypto.randomInt(2) === 0;
+  if (k === 2) return [0, -1, 1, 2 ** 32, 1.5, Number.MAX_SAFE_INTEGER + 2][crypto.randomInt(6)];
+  if (k === 3) return crypto.randomBytes(crypto.randomInt(70)).toString('hex');
+  if (k === 4) return crypto.randomBytes(crypto.randomInt(20)).toString('utf8');
+  if (k === 5) return crypto.randomInt(1e9);
+  if (k === 6) return Array.from({ length: crypto.randomInt(4) }, () => randomJson(depth - 1));
+  return Object.fromEntries(Array.from({ length: crypto.randomInt(4) }, (_, j) => [`k${j}`, randomJson(depth - 1)]));
+}
+
+/** A JSON object with 1..3 fields (nested ones too) replaced, deleted or added. */
+function mutateJson(seed: unknown): unknown {
+  const o = structuredClone(seed) as Record<string, unknown>;
+  for (let n = 1 + crypto.randomInt(3); n > 0; n--) {
+    let at: Record<string, unknown> = o;
+    const deep = Object.entries(at).filter(([, v]) => v && typeof v === 'object');
+    if (deep.length > 0 && crypto.randomInt(2) === 0) at = deep[crypto.randomInt(deep.length)]![1] as Record<string, unknown>;
+    const keys = Object.keys(at);
+    const key = keys.length > 0 && crypto.randomInt(4) > 0 ? keys[crypto.randomInt(keys.length)]! : `extra${n}`;
+    if (crypto.randomInt(5) === 0) delete at[key];
+    else at[key] = randomJson();
+  }
+  return o;
 }
 
 function targets(): Target[] {
@@ -73,8 +121,34 @@ function targets(): Target[] {
   const itemSeed = encodeItem({ surbId: rnd(16), payload: rnd(16 + G.payloadSize) }, G.payloadSize);
   const gw = testNode(100, 1, 'gateway');
   const mix = testNode(100, 2, 'mix', { layerPreference: 1 });
-  const bundle = JSON.stringify(makeBundle('bob@example.org', issuer.publicKey, tokens));
+  const bundle = JSON.stringify(makeBundle('bob@example.org', issuer.publicKey, tokens, (e) => ({ notBefore: e * 100, expires: e * 100 + 50 })));
   const tokenSeed = encodeToken(tokens[1]!);
+  const now = 1_800_000_000;
+  const userSeed = userInfoJson({
+    recipient: 'bob@example.org',
+    policy: 'tokens',
+    issuerPublicKey: issuer.publicKey,
+    keyEpoch: 3,
+    epochs: [
+      { keyEpoch: 3, starts: now, ends: now + 100 },
+      { keyEpoch: 4, starts: now + 100, ends: now + 200 },
+    ],
+    graceS: 10,
+    maxPerRequest: 100,
+  });
+  const st = requestTokens(issuer.publicKey, 'bob@example.org', 3, 2);
+  const requestSeed = issueRequestJson({ keyEpoch: 3, blinded: st.blinded });
+  const ev = issueTokens(issuer, 'bob@example.org', 3, st.blinded);
+  const answerSeed = issueAnswerJson({ recipient: 'bob@example.org', keyEpoch: 3, issuerPublicKey: issuer.publicKey, ...ev });
+  const mailSeed = Buffer.from(
+    'From: bob@example.org\r\nTo: carol@example.net\r\nSubject: tokens\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n' +
+      '--b\r\nContent-Type: text/plain\r\n\r\nhere\r\n--b\r\n' +
+      `Content-Type: ${BUNDLE_MEDIA_TYPE}\r\nContent-Disposition: attachment; filename="t.json"\r\nContent-Transfer-Encoding: base64\r\n\r\n` +
+      Buffer.from(bundle)
+        .toString('base64')
+        .replace(/(.{76})/g, '$1\r\n') +
+      '\r\n--b--\r\n',
+  );
 
   const pkiDecoders: [string, (b: Uint8Array) => unknown][] = [
     ['signed-descriptor', decodeSignedDescriptor],
@@ -165,10 +239,30 @@ function targets(): Target[] {
         return 'bundle-parsed';
       },
     },
+    {
+      // what the gateway's issuance endpoint and the recipient's client take from each other
+      name: 'issuance-json',
+      run: (i) => {
+        const which = i % 3;
+        const seed = [userSeed, requestSeed, answerSeed][which]!;
+        const j = i % 9 < 3 ? randomJson(3) : mutateJson(seed);
+        if (which === 0) return (parseUserInfo(j), 'user-parsed');
+        if (which === 1) return parseIssueRequest(j, 100).ok ? 'request-parsed' : 'request-refused';
+        return (parseIssueAnswer(j), 'answer-parsed');
+      },
+    },
+    {
+      // a saved message that may carry a bundle (client tokens import)
+      name: 'bundle-mail',
+      run: async (i) => {
+        const input = i % 4 === 0 ? rnd(crypto.randomInt(600)) : mutate(new Uint8Array(mailSeed), i);
+        return `found-${(await bundlesIn(Buffer.from(input))).length}`;
+      },
+    },
   ];
 }
 
-const EXPECTED: readonly (abstract new (...a: never[]) => Error)[] = [PkiError, BundleError, FramingError];
+const EXPECTED: readonly (abstract new (...a: never[]) => Error)[] = [PkiError, BundleError, FramingError, IssuanceProtocolError];
 
 export async function run(opts: BenchOptions): Promise<BenchReport> {
   const total = opts.quick ? 10_000 : 100_000;
@@ -181,7 +275,8 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
     const t = ts[i % ts.length]!;
     const round = Math.floor(i / ts.length);
     try {
-      count(`${t.name}/${t.run(round)}`);
+      const r = t.run(round);
+      count(`${t.name}/${typeof r === 'string' ? r : await r}`);
     } catch (e) {
       const err = e as Error;
       if (EXPECTED.some((C) => err instanceof C)) count(`${t.name}/rejected-${err.name}`);

@@ -82,7 +82,7 @@ function parseTokens(list: unknown, keyEpoch: number, seen: { n: number }): Toke
   if (!Array.isArray(list) || list.length === 0) throw new BundleError(`token bundle: key epoch ${keyEpoch} has no tokens`);
   seen.n += list.length;
   if (seen.n > MAX_TOKENS) throw new BundleError(`token bundle: more than ${MAX_TOKENS} tokens`);
-  return list.map((t) => {
+  return Array.from(list as unknown[], (t) => {
     const b = hexBytes(t, TOKEN_LENGTH);
     const tok = b && decodeToken(b);
     if (!tok) throw new BundleError('token bundle: a token is malformed');
@@ -113,7 +113,7 @@ export function parseBundle(text: string): ParsedBundle {
     epochs = [{ keyEpoch: o.keyEpoch, notBefore: null, expires: null, tokens: parseTokens(o.tokens, o.keyEpoch, seen) }];
   } else {
     if (!Array.isArray(o.epochs) || o.epochs.length === 0 || o.epochs.length > 16) throw new BundleError('token bundle: no key epochs');
-    epochs = o.epochs.map((e: unknown) => {
+    epochs = Array.from(o.epochs as unknown[], (e) => {
       const g = (e ?? {}) as Record<string, unknown>;
       if (!isEpoch(g.keyEpoch)) throw new BundleError('token bundle: bad keyEpoch');
       if (!isTime(g.notBefore) || !isTime(g.expires)) throw new BundleError(`token bundle: key epoch ${g.keyEpoch}: bad notBefore/expires`);

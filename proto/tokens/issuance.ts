@@ -92,7 +92,7 @@ export function parseUserInfo(j: unknown): UserInfo {
   if (!pk) throw new IssuanceProtocolError('the user answer has no issuer public key');
   if (!isEpoch(o.keyEpoch)) throw new IssuanceProtocolError('the user answer has no key epoch');
   if (!Array.isArray(o.epochs) || o.epochs.length < 1 || o.epochs.length > 2) throw new IssuanceProtocolError('the user answer lists no key epochs');
-  const epochs = o.epochs.map(parseWindow);
+  const epochs = Array.from(o.epochs as unknown[], parseWindow); // Array.from visits holes too
   if (epochs[0]!.keyEpoch !== o.keyEpoch) throw new IssuanceProtocolError('the user answer: keyEpoch is not its first epoch');
   const next = epochs[1];
   if (next && (next.keyEpoch <= epochs[0]!.keyEpoch || epochs[0]!.ends === null || next.starts !== epochs[0]!.ends))
@@ -144,7 +144,7 @@ export function parseIssueAnswer(j: unknown): IssueAnswer {
   if (!pk) throw new IssuanceProtocolError('the issuance answer has no issuer public key');
   if (!Array.isArray(o.evaluated) || o.evaluated.length === 0 || o.evaluated.length > 1000)
     throw new IssuanceProtocolError('the issuance answer has no evaluated elements');
-  const evaluated = o.evaluated.map((x) => {
+  const evaluated = Array.from(o.evaluated as unknown[], (x) => {
     const b = hexOf(x, 32);
     if (!b) throw new IssuanceProtocolError('an evaluated element is not 32-byte hex');
     return b;
