@@ -3,7 +3,8 @@
  * process on loopback, run twice:
  *
  * 1. with real Postfix MXs (Debian's postfix, installed by .ci/run): every message where it
- *    should be, byte-identical, exactly once; nothing from a sender with forged tokens; every
+ *    should be, byte-identical, exactly once; the tokens came from the users' own clients (blinded
+ *    issuance, one bundle per contact); nothing from a sender with forged tokens; every
  *    frame on every link one length (link capture); captured frames re-injected into a mix are
  *    dropped as replays (the mix's own counter says so);
  * 2. under chaos (embedded MXs): a mix SIGKILLed, the beta.test gateway SIGKILLed and restarted,
@@ -97,6 +98,23 @@ describe.sequential('postmix testnet (whole network, separate processes)', () =>
       const carolDir = join(keep, 'mail', 'gamma.test', 'carol', 'new');
       for (const f of readdirSync(carolDir))
         expect(readFileSync(join(carolDir, f), 'latin1')).toMatch(/by provider-relay\.postmix-test\.invalid \(Postfix\) with ESMTPS/);
+    });
+
+    it("gives permission the recipients' way: each user's client requested its own tokens (blinded) and exported one bundle per contact", () => {
+      expect(run.report.tokens.issued_via).toBe('client');
+      expect(run.report.tokens.bundles.map((b) => `${b.recipient}>${b.contact}`).sort()).toEqual([
+        'alice@alpha.test>bob@beta.test',
+        'bob@beta.test>alice@alpha.test',
+      ]);
+      // the bundles the clients wrote share no token and carry the window of their key epoch
+      const inputs = run.report.tokens.bundles.map((b) => {
+        const j = JSON.parse(readFileSync(join(keep, `tokens-${b.recipient}-for-${b.contact}.json`), 'utf8')) as {
+          epochs: { expires: number; tokens: string[] }[];
+        };
+        expect(j.epochs[0]!.expires).toBeGreaterThan(Date.now() / 1000);
+        return j.epochs.flatMap((e) => e.tokens.map((t) => t.slice(8, 72)));
+      });
+      expect(inputs[0]!.filter((x) => inputs[1]!.includes(x))).toEqual([]);
     });
 
     it('refuses the sender with forged tokens: nothing of theirs reaches the MX', () => {

@@ -42,7 +42,16 @@ export interface TestnetReport {
   readonly wire: WireReport | null;
   /** the replay check (null without --replay) */
   readonly replay: ReplayReport | null;
+  /** how the users' tokens came to their contacts */
+  readonly tokens: TokensReport;
   readonly run_dir: string | null;
+}
+
+export interface TokensReport {
+  /** "client": each recipient requested its tokens from its own gateway through its client (blinded) */
+  readonly issued_via: 'client';
+  /** one bundle per (recipient, contact): `client tokens export --for contact`, requesting what it lacked */
+  readonly bundles: readonly { readonly recipient: string; readonly contact: string; readonly tokens: number; readonly export_ms: number }[];
 }
 
 export interface ChaosReport {
@@ -98,6 +107,9 @@ export function renderTable(r: TestnetReport): string {
     r.chaos.mx_outage
       ? `MX for ${r.chaos.mx_outage.domain} down ${r.chaos.mx_outage.down_s.toFixed(1)} s; its gateway counted ${r.chaos.mx_outage.handoff_failures} failed hand-offs and retried`
       : '',
+    `tokens: requested by each user's client from its own gateway (blinded), one bundle per contact: ${r.tokens.bundles
+      .map((b) => `${b.recipient} → ${b.contact} (${b.tokens})`)
+      .join(', ')}`,
     ...r.chaos.errors.map((e) => `chaos step failed: ${e}`),
     ...(r.wire
       ? Object.entries(r.wire.protocols).map(

@@ -4,8 +4,9 @@
  *   3 directory authorities (2-of-3) · L layers × W mix nodes · a gateway for alpha.test and one
  *   for beta.test, each in front of its own MX (a Maildir-writing SMTP server, or Postfix) ·
  *   gamma.test with no gateway, reached through an SMTP relay (the senders' provider) ·
- *   client A (alice@alpha.test) and client B (bob@beta.test), each holding a token bundle the
- *   other's gateway issued · optionally client M (mallory@alpha.test) holding forged tokens.
+ *   client A (alice@alpha.test) and client B (bob@beta.test): each requests tokens from its own
+ *   gateway through its client (blinded) and exports one bundle for the other, who imports it ·
+ *   optionally client M (mallory@alpha.test) holding forged tokens.
  *
  * Every node is its own `postmix … run` process. The run submits messages over SMTP to the
  * clients, follows them (sent, in the mixnet, ACKed, in the recipient's Maildir), and exits 0
@@ -31,7 +32,7 @@ import { freePort, freePorts } from './ports.ts';
 import { createPostfix, postfixAvailable } from './postfix.ts';
 import { Supervisor } from './processes.ts';
 import { injectReplays, type ReplayReport } from './replay.ts';
-import { renderTable, totals, type ChaosReport, type MessagePath, type MessageReport, type TestnetReport } from './report.ts';
+import { renderTable, totals, type ChaosReport, type MessagePath, type MessageReport, type TestnetReport, type TokensReport } from './report.ts';
 import { sizeLeaks, summarizeCapture, type WireReport } from './wire.ts';
 import { POSTMIX_BIN } from '../bin-path.ts';
 
@@ -192,6 +193,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
   };
   let wire: WireReport | null = null;
   let nodeRecords: readonly NodeRecord[] = [];
+  const bundles: TokensReport['bundles'][number][] = [];
   let replay: ReplayReport | null = null;
   const background: Promise<void>[] = [];
   let messages: MessageReport[] = [];
@@ -284,21 +286,21 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     const bob = `bob@${DOMAINS.b}`;
     const carol = `carol@${DOMAINS.c}`;
     const tokensEach = o.messages + 2;
-    const bundleAlice = join(dir, 'tokens-for-alice.json');
-    const bundleBob = join(dir, 'tokens-for-bob.json');
-    // recipients exist at their gateways; each hands a token bundle to the other's client
+    // the recipients exist at their gateways, each with the per-user secret its provider gives it
+    const secrets = new Map<string, string>();
     async function prepareGateways(gateways: readonly GatewayInfo[]): Promise<void> {
       const gwA = gateways.find((g) => g.domain === DOMAINS.a)!;
       const gwB = gateways.find((g) => g.domain === DOMAINS.b)!;
-      await Promise.all([
-        runCli(['gateway', 'user', 'add', '-c', gwA.config, alice]).then(() =>
-          runCli(['gateway', 'tokens', 'issue', '-c', gwA.config, '--user', alice, '--count', String(tokensEach), '--out', bundleAlice]),
-        ),
-        runCli(['gateway', 'user', 'add', '-c', gwB.config, bob]).then(() =>
-          runCli(['gateway', 'tokens', 'issue', '-c', gwB.config, '--user', bob, '--count', String(tokensEach), '--out', bundleBob]),
-        ),
-      ]);
-      log(`users ${alice} and ${bob} added; ${tokensEach} tokens each issued (RFC 9497 POPRF)`);
+      for (const [gw, user] of [
+        [gwA, alice],
+        [gwB, bob],
+      ] as const) {
+        const out = await runCli(['gateway', 'user', 'add', '-c', gw.config, user]);
+        const secret = /secret: (\S+)/.exec(out)?.[1];
+        if (!secret) throw new Error(`gateway user add ${user}: no secret in ${JSON.stringify(out)}`);
+        secrets.set(user, secret);
+      }
+      log(`users ${alice} and ${bob} added at their gateways (each gets its per-user secret for the issuance endpoint)`);
     }
     const net = await startNetwork(plan, sup, log, (gws) => prepareGateways(gws));
     nodeRecords = net.nodes;
@@ -331,6 +333,8 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
             home_gateway: home,
           },
           overlay: { max_attempts: 12, timeout_factor: 3, timeout_margin_ms: 3000 },
+          // a user of a gateway requests its own tokens (mallory is nobody's user)
+          ...(secrets.has(address) ? { tokens: { address, secret: secrets.get(address)! } } : {}),
         }) + '\n',
       );
       return { name, address, dir: cdir, config, smtpPort: port };
@@ -338,17 +342,35 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     const cA = mkClient('client-alice', alice, clientPorts[0]!, DOMAINS.a);
     const cB = mkClient('client-bob', bob, clientPorts[1]!, DOMAINS.b);
     const clients = [cA, cB];
-    const imports = [runCli(['client', 'tokens', 'import', bundleBob, '-c', cA.config]), runCli(['client', 'tokens', 'import', bundleAlice, '-c', cB.config])];
+    // each user requests tokens from its own gateway through its client (blinded: the gateway
+    // never sees them) and exports one bundle per contact; the contact imports it
+    const exportFor = async (c: ClientInfo, contact: ClientInfo): Promise<string> => {
+      const out = join(dir, `tokens-${c.address}-for-${contact.address}.json`);
+      const t = Date.now();
+      await runCli(['client', 'tokens', 'export', '--for', contact.address, '--count', String(tokensEach), '--out', out, '-c', c.config]);
+      bundles.push({ recipient: c.address, contact: contact.address, tokens: tokensEach, export_ms: Date.now() - t });
+      return out;
+    };
+    const [aliceForBob, bobForAlice] = await Promise.all([exportFor(cA, cB), exportFor(cB, cA)]);
+    const imports = [
+      runCli(['client', 'tokens', 'import', bobForAlice, '-c', cA.config]),
+      runCli(['client', 'tokens', 'import', aliceForBob, '-c', cB.config]),
+    ];
+    log(
+      `${alice} and ${bob} each requested ${tokensEach} tokens from their own gateway through their client (blinded, RFC 9497 POPRF, proof checked against the document's issuer key) ` +
+        `and exported one bundle for the other (${bundles.map((x) => `${x.export_ms} ms`).join(', ')})`,
+    );
     let cM: ClientInfo | undefined;
     if (o.unauthorized > 0) {
       cM = mkClient('client-mallory', `mallory@${DOMAINS.a}`, clientPorts[2]!, DOMAINS.a);
       clients.push(cM);
       // forged tokens: the right format and issuer key, outputs the gateway never computed
-      const real = JSON.parse(readFileSync(bundleBob, 'utf8')) as { tokens: string[] };
-      const epochHex = real.tokens[0]!.slice(0, 8);
+      const real = JSON.parse(readFileSync(bobForAlice, 'utf8')) as { epochs: { tokens: string[] }[] };
+      const group = real.epochs[0]!;
+      const epochHex = group.tokens[0]!.slice(0, 8);
       const forged = {
         ...real,
-        tokens: Array.from({ length: o.unauthorized }, () => epochHex + randomBytes(96).toString('hex')),
+        epochs: [{ ...group, tokens: Array.from({ length: o.unauthorized }, () => epochHex + randomBytes(96).toString('hex')) }],
       };
       const fpath = join(dir, 'forged-tokens-for-bob.json');
       writeFileSync(fpath, JSON.stringify(forged));
@@ -513,6 +535,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     chaos: { killed, restarted: chaos.restarted, mx_outage: chaos.mx_outage, errors: chaos.errors },
     wire,
     replay,
+    tokens: { issued_via: 'client', bundles },
     run_dir: o.keep ? dir : null,
   };
   if (o.captureDir) writeFileSync(join(o.captureDir, 'testnet.json'), JSON.stringify({ ok, topology, messages }) + '\n');
