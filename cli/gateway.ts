@@ -5,7 +5,21 @@ import { openKeyStore } from '../runtime/hop/epoch-keys.ts';
 import { createLogger, onShutdown } from '../runtime/daemon.ts';
 import { ConfigError, EXIT, exitCodeOf } from '../runtime/errors.ts';
 import { finalizeTokens, issueTokens, makeBundle, requestTokens } from '../proto/tokens/index.ts';
-import { formatDuration, parseDuration } from './durations.ts';
+import { formatDuration as formatSeconds, parseDuration as parseSeconds } from './units.ts';
+
+/** Key-epoch durations: whole seconds in the one duration syntax (`90d`, `12h`), or `never` (0). */
+function parseDuration(text: string, flag: string): number {
+  if (text.trim().toLowerCase() === 'never') return 0;
+  let s: number;
+  try {
+    s = parseSeconds(text);
+  } catch (e) {
+    throw new Error(`${flag}: ${(e as Error).message}`);
+  }
+  if (!Number.isInteger(s)) throw new Error(`${flag}: ${text} is not a whole number of seconds`);
+  return s;
+}
+const formatDuration = (s: number): string => (s === 0 ? 'never' : formatSeconds(s));
 import { ENV_PREFIX, loadGatewayConfig, loadOrCreateIssuer, rotationPolicy, type GatewayConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/daemon.ts';
 import { GatewayStore, type Policy, type QueueState, type Schedule } from '../gateway/store.ts';

@@ -9,8 +9,8 @@ import { testDocumentBody } from './pki.ts';
 
 export interface SignedTestDocument {
   readonly authority: IdentityKey;
-  /** hex of the authority key, for a client config's [network] authorities */
-  readonly authorityHex: string;
+  /** the authority key in base64, as a client config's [network] authorities takes it */
+  readonly authorityB64: string;
   readonly bytes: Uint8Array;
 }
 
@@ -36,7 +36,7 @@ export function signedDocument(gateway: { domain: string; issuerKey: Uint8Array;
     })),
   });
   const bytes = combineSignatures(signedBody, [signDocumentBody(authority, signedBody)]);
-  return { authority, authorityHex: Buffer.from(authority.publicKey).toString('hex'), bytes };
+  return { authority, authorityB64: Buffer.from(authority.publicKey).toString('base64'), bytes };
 }
 
 /** The [network] and [tokens] parts of a client config (TOML) that use such a document. */
@@ -56,7 +56,7 @@ export function clientConfigToml(o: {
       `data_dir = ${q(o.dataDir)}`,
       `[log]\nlevel = "warn"`,
       `[smtp]\nhost = "127.0.0.1"\nport = ${o.smtpPort ?? 0}`,
-      `[network]\ndocument = ${q(o.documentPath)}\nauthorities = [${q(o.doc.authorityHex)}]\nthreshold = 1`,
+      `[network]\ndocument = ${q(o.documentPath)}\nauthorities = [${q(o.doc.authorityB64)}]\nthreshold = 1`,
       `[tokens]\naddress = ${q(o.address)}\nsecret = ${q(o.secret ?? '')}\nissuance_url = ${q(o.issuanceUrl ?? '')}\ntimeout_ms = 10000`,
     ].join('\n') + '\n'
   );
