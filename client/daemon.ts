@@ -146,7 +146,7 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
   let metrics: MetricsServer | null = null;
   if (cfg.metrics.enabled) {
     const reg = newRegistry('postmix_client');
-    registerClientMetrics(reg, core);
+    registerClientMetrics(reg, core, () => (network instanceof OverlayConnection ? network.link.counters : undefined));
     try {
       metrics = await startMetricsServer(reg, cfg.metrics.host, cfg.metrics.port);
     } catch (e) {

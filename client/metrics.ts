@@ -4,9 +4,11 @@
  */
 import type { Registry } from 'prom-client';
 import { scrapedCounter, scrapedCounters, scrapedGauge } from '../runtime/metrics.ts';
+import type { LinkCounters } from '../runtime/link/link.ts';
 import type { ClientCore } from './core.ts';
 
-export function registerClientMetrics(r: Registry, core: ClientCore): void {
+/** `link`: the overlay link's counters, when the client has one. */
+export function registerClientMetrics(r: Registry, core: ClientCore, link?: () => LinkCounters | undefined): void {
   const c = core.counters;
   const s = core.stats;
   scrapedCounter(r, 'postmix_client_messages_accepted_total', 'messages accepted (250)', () => c.accepted);
@@ -20,4 +22,11 @@ export function registerClientMetrics(r: Registry, core: ClientCore): void {
   scrapedCounter(r, 'postmix_client_acks_total', 'ACKs received', () => s.acks);
   scrapedCounter(r, 'postmix_client_loops_returned_total', 'loop cover packets that came back', () => s.loopsReturned);
   scrapedCounter(r, 'postmix_client_loops_lost_total', 'loop cover packets not back in time (their mixes are blamed)', () => s.loopsLost);
+  scrapedCounter(r, 'postmix_client_link_dial_failures_total', 'failed dials to layer-1 mixes and the home gateway', () => link?.()?.dialFailures ?? 0);
+  scrapedCounter(
+    r,
+    'postmix_client_link_wrong_peer_total',
+    "dials answered by another peer than the document's (refused: issue 11 point 7)",
+    () => link?.()?.wrongPeer ?? 0,
+  );
 }

@@ -81,6 +81,7 @@ export class HopMetrics {
     linkCounter('link_inbound_pauses_total', 'inbound streams paused for backpressure', 'inboundPauses');
     linkCounter('link_dials_total', 'outbound dials', 'dials');
     linkCounter('link_dial_failures_total', 'failed outbound dials', 'dialFailures');
+    linkCounter('link_wrong_peer_total', 'dials answered by another peer than the one dialled (refused)', 'wrongPeer');
     scrapedGauge(registry, m('link_connections'), 'open libp2p connections', () => src.connections());
     // epochs and directory
     scrapedGauge(registry, m('epoch'), 'current epoch by the clock', () => src.epoch().epoch);

@@ -138,6 +138,8 @@ export interface LinkCounters {
   inboundPauses: number;
   dials: number;
   dialFailures: number;
+  /** Dials answered by another peer than the one dialled (refused; see `openTo`). */
+  wrongPeer: number;
 }
 
 function newCounters(): LinkCounters {
@@ -157,6 +159,7 @@ function newCounters(): LinkCounters {
     inboundPauses: 0,
     dials: 0,
     dialFailures: 0,
+    wrongPeer: 0,
   };
 }
 
@@ -410,10 +413,8 @@ export class PacketLink {
   private async openStream(ob: Outbound): Promise<Stream> {
     if (ob.stream !== null && ob.stream.status === 'open' && ob.stream.writeStatus === 'writable') return ob.stream;
     ob.stream = null;
-    const addrs = this.opts.addressesOf?.(ob.peer);
     this.counters.dials++;
-    const target = addrs !== undefined && addrs.length > 0 ? [...addrs] : ob.peer;
-    const stream = await this.libp2p.dialProtocol(target, SPHINX_PROTOCOL);
+    const stream = await this.openTo(ob.peer, SPHINX_PROTOCOL);
     // We never read from an outbound stream; the remote never writes to it.
     stream.addEventListener('close', () => {
       if (ob.stream === stream) ob.stream = null;
@@ -560,11 +561,10 @@ export class PacketLink {
   async dial(protocol: string, peer: PeerId, handlers: FrameStreamHandlers): Promise<FrameStream> {
     if (protocol === SPHINX_PROTOCOL) throw new Error(`${SPHINX_PROTOCOL} is the link's own protocol; use send`);
     if (this.stopping) throw new Error('link stopping');
-    const addrs = this.opts.addressesOf?.(peer);
     this.counters.dials++;
     let stream: Stream;
     try {
-      stream = await this.libp2p.dialProtocol(addrs !== undefined && addrs.length > 0 ? [...addrs] : peer, protocol);
+      stream = await this.openTo(peer, protocol);
     } catch (err) {
       this.counters.dialFailures++;
       throw err;
@@ -572,6 +572,31 @@ export class PacketLink {
     const fs = this.frameStream(protocol, stream, peer);
     fs.read(handlers);
     return fs.stream;
+  }
+
+  /**
+   * A stream of `protocol` to `peer` and to no one else: every address is dialled with
+   * `/p2p/<peer>` (an address naming another peer is skipped), so Noise refuses a node that
+   * answers there with another key, and the connection's authenticated remote peer is checked
+   * once more before a stream is opened on it (a connection libp2p reuses, or an address
+   * without the suffix that slipped through). Whoever sits at a node's address (a hijacked IP,
+   * an on-path attacker, another node of the document) gets no stream: the mailbox id a client
+   * subscribes with is a read capability, and its packets are for that node's key only.
+   */
+  private async openTo(peer: PeerId, protocol: string): Promise<Stream> {
+    const want = peer.toString();
+    const addrs = (this.opts.addressesOf?.(peer) ?? []).flatMap((a) => {
+      const named = a.getComponents().filter((c) => c.name === 'p2p');
+      if (named.length === 0) return [a.encapsulate(`/p2p/${want}`)];
+      return named.every((c) => c.value === want) ? [a] : [];
+    });
+    const conn = await this.libp2p.dial(addrs.length > 0 ? addrs : peer);
+    if (!conn.remotePeer.equals(peer)) {
+      this.counters.wrongPeer++;
+      conn.abort(new Error('not the peer dialled'));
+      throw new Error(`link: ${conn.remotePeer.toString()} answered for ${want}; refused`);
+    }
+    return conn.newStream(protocol);
   }
 
   /** A FrameStream over a libp2p stream; `read` starts decoding inbound frames. */
