@@ -168,6 +168,7 @@ export class Authority {
   }
 
   private readonly indexes = new Map<number, EpochIndex>();
+  private unroutableLogged = -1;
 
   /** Sphinx keys and mail domains already claimed in epoch E (built from the store once). */
   private epochIndex(epoch: number): EpochIndex {
@@ -288,6 +289,18 @@ export class Authority {
       [...perNode.values()].map((t) => t.d),
       prev && { body: prev.body, digest: prev.digest },
     );
+    const empty = body.layers.findIndex((l) => l.length === 0);
+    if (empty >= 0) {
+      // e.g. authorities back from an outage after the vote point, before the nodes could upload:
+      // a document that cannot route would replace one that still can (its keys ahead carry the
+      // network on), so this epoch gets none
+      if (this.unroutableLogged !== epoch) {
+        this.log.warn({ epoch, layer: empty + 1, descriptors: perNode.size }, 'no document for this epoch: a layer would have no mix');
+        this.metrics.withheld.inc();
+      }
+      this.unroutableLogged = epoch;
+      return false;
+    }
     const bodyBytes = encodeCheckedDocumentBody(body);
     const digest = sha256(bodyBytes);
     this.store.putBody(epoch, bodyBytes, digest);

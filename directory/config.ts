@@ -7,6 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_GEOMETRY, validateGeometry, type Geometry } from '../proto/sphinx/geometry.ts';
 import { DEFAULT_MIXING, validateMixingParams, type MixingParams } from '../proto/mixing/params.ts';
+import { DEFAULT_KEYS_AHEAD, MAX_KEYS_AHEAD } from '../proto/pki/epoch.ts';
 import { loadConfig, pathField } from '../runtime/config-file.ts';
 import { ConfigError } from '../runtime/errors.ts';
 import { authorityEntry, checkThreshold, epochFields, logLevel, resolveAuthorities, resolveEpoch, thresholdField } from '../runtime/config-schema.ts';
@@ -29,6 +30,8 @@ export const DirectoryConfigSchema = z
         threshold: thresholdField,
         layers: z.number().int().min(1).max(16).default(3),
         ...epochFields,
+        /** epochs past its own a document lists keys for and stays usable: the authority outage ridden through */
+        keys_ahead: z.number().int().min(0).max(MAX_KEYS_AHEAD).default(DEFAULT_KEYS_AHEAD),
         geometry: z
           .object({
             max_hops: z.number().int().default(DEFAULT_GEOMETRY.maxHops),

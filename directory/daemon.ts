@@ -50,6 +50,7 @@ export async function runDirectory(cfg: ResolvedDirectoryConfig, opts: RunOption
     numLayers: n.layers,
     authorities: cfg.authorities.map((a) => a.publicKey),
     threshold: n.threshold,
+    keysAhead: n.keys_ahead,
   };
   mkdirSync(dirname(cfg.databasePath), { recursive: true });
   const store = new AuthorityStore(cfg.databasePath);

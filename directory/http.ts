@@ -2,7 +2,7 @@
  * The authority's HTTP API (docs/spec/pki.md §7). Plain HTTP/1.1 on node:http; every object
  * served is signed, so transport security is not what makes it trustworthy.
  *
- *   GET  /v1/document/current | next | <epoch>   SignedDocument (ETag, Cache-Control, 304)
+ *   GET  /v1/document/current | next | latest | <epoch>   SignedDocument (ETag, Cache-Control, 304)
  *   POST /v1/descriptor                          SignedDescriptor -> JSON {result, message}
  *   GET  /v1/vote/<epoch>                         this authority's SignedVote
  *   GET  /v1/signature/<epoch>                    SignedDocument carrying only this authority's signature
@@ -10,7 +10,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { epochEnd, epochStart, hex, isPkiError, LIMITS, sha256 } from '../proto/pki/index.ts';
+import { decodeDocumentBody, decodeSignedDocument, hex, isPkiError, LIMITS, sha256 } from '../proto/pki/index.ts';
 import { DOCUMENT_CONTENT_TYPE, VOTE_CONTENT_TYPE } from '../runtime/pki/client.ts';
 import type { Authority } from './authority.ts';
 
@@ -130,6 +130,8 @@ export class DirectoryHttp {
       let epoch: number | undefined;
       if (kind === 'document' && which === 'current') epoch = cur;
       else if (kind === 'document' && which === 'next') epoch = cur + 1;
+      // after an outage the current epoch may have no document while an older one still routes
+      else if (kind === 'document' && which === 'latest') epoch = a.store.latestDocumentEpoch(cur) ?? cur;
       else if (/^\d+$/.test(which) && which.length <= MAX_EPOCH_DIGITS) epoch = Number(which);
       if (epoch !== undefined && epoch <= 0xffffffff) {
         if (kind === 'document') return this.serveDocument(req, res, epoch);
@@ -163,18 +165,21 @@ export class DirectoryHttp {
       return json(res, 404, { result: 'error', message: `no document for epoch ${epoch}` });
     }
     const etag = `"${hex(sha256(doc.bytes)).slice(0, 32)}"`;
+    const body = decodeDocumentBody(decodeSignedDocument(doc.bytes).body);
     // A document is final once it carries every authority's signature; until then it may gain
-    // signatures, so caches revalidate often. A final document is good until its epoch ends.
+    // signatures, so caches revalidate often. A final document is cached while it is fresh:
+    // once its epoch ends a newer one is due.
     const final = doc.signers >= a.params.authorities.length;
-    const maxAge = final ? Math.max(0, Math.floor(epochEnd(c, epoch) - now)) : Math.min(30, Math.max(1, Math.floor(c.length / 16)));
+    const maxAge = final ? Math.max(0, Math.floor(body.freshUntil - now)) : Math.min(30, Math.max(1, Math.floor(c.length / 16)));
     const headers = {
       etag,
       'cache-control': `public, max-age=${maxAge}`,
       'last-modified': new Date(doc.publishedAt * 1000).toUTCString(),
       expires: new Date((now + maxAge) * 1000).toUTCString(),
       'x-postmix-epoch': String(epoch),
-      'x-postmix-valid-after': new Date(epochStart(c, epoch) * 1000).toISOString(),
-      'x-postmix-valid-until': new Date(epochEnd(c, epoch) * 1000).toISOString(),
+      'x-postmix-valid-after': new Date(body.validAfter * 1000).toISOString(),
+      'x-postmix-fresh-until': new Date(body.freshUntil * 1000).toISOString(),
+      'x-postmix-valid-until': new Date(body.validUntil * 1000).toISOString(),
       'x-postmix-signatures': String(doc.signers),
     };
     const inm = req.headers['if-none-match'];

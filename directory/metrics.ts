@@ -15,6 +15,11 @@ export class DirectoryMetrics {
     labelNames: ['kind', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly withheld = new Counter({
+    name: 'postmix_directory_documents_withheld_total',
+    help: 'Epochs left without a document because it could not route (a layer without a mix)',
+    registers: [this.registry],
+  });
   readonly published = new Counter({
     name: 'postmix_directory_documents_published_total',
     help: 'Documents published or re-published with more signatures',

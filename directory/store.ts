@@ -124,8 +124,9 @@ export class AuthorityStore {
       .run(epoch, buf(bytes), signers, publishedAt);
   }
 
-  latestDocumentEpoch(): number | undefined {
-    const r = this.db.prepare('SELECT MAX(epoch) AS e FROM documents').get() as { e: number | null };
+  /** The newest published document's epoch, or the newest up to `atMost`. */
+  latestDocumentEpoch(atMost = 0xffffffff): number | undefined {
+    const r = this.db.prepare('SELECT MAX(epoch) AS e FROM documents WHERE epoch <= ?').get(atMost) as { e: number | null };
     return r.e ?? undefined;
   }
 

@@ -110,7 +110,7 @@ describe('client → relay mixes → real gateway → MX', () => {
         peerId: r.link.peerId.toString(),
         addresses: r.link.multiaddrs().map(String),
         sphinxKey: key.publicKey,
-        sphinxKeyNext: new Uint8Array(0),
+        sphinxKeysAhead: [],
         layer: 1,
       };
       relays.push(r);
@@ -121,7 +121,7 @@ describe('client → relay mixes → real gateway → MX', () => {
       peerId: gw.hop.link.peerId.toString(),
       addresses: gw.hop.link.multiaddrs().map(String),
       sphinxKey: gw.hop.keyStore.sphinxKey(epoch)!.publicKey,
-      sphinxKeyNext: new Uint8Array(0),
+      sphinxKeysAhead: [],
       layer: 0,
       gateway: { domains: ['example.org'], issuerKeys: [{ keyEpoch: 0, publicKey: gw.issuer.publicKey }], keyDirectoryUrl: '', policy: 'token-required' },
     };
@@ -130,6 +130,7 @@ describe('client → relay mixes → real gateway → MX', () => {
       version: 1,
       epoch,
       validAfter: 0,
+      freshUntil: 2 ** 31,
       validUntil: 2 ** 31,
       epochLength: 3600,
       grace: 600,

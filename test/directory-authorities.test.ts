@@ -13,8 +13,10 @@ import { DEFAULT_MIXING } from '../proto/mixing/params.ts';
 import {
   decodeSignedDocument,
   encodeSignedDocument,
+  epochEnd,
   epochStart,
   generateIdentity,
+  MAX_KEYS_AHEAD,
   hex,
   isPkiError,
   schedulePoint,
@@ -145,7 +147,7 @@ describe('directory authorities on loopback', () => {
     for (const n of nodes.filter((x) => x.role === 'mix')) {
       const entry = mixes.find((m) => hex(m.nodeId) === hex(n.identity.nodeId))!;
       expect(hex(entry.sphinxKey)).toBe(hex(n.keys[0]!.publicKey));
-      expect(hex(entry.sphinxKeyNext)).toBe(hex(n.keys[1]!.publicKey));
+      expect(entry.sphinxKeysAhead.map(hex)).toEqual(n.keys.slice(1).map((k) => hex(k.publicKey)));
     }
   });
 
@@ -157,6 +159,8 @@ describe('directory authorities on loopback', () => {
     const etag = res.headers.get('etag')!;
     expect(etag).toMatch(/^"[0-9a-f]{32}"$/);
     expect(res.headers.get('cache-control')).toBe(`public, max-age=${EC.length - 5}`);
+    expect(res.headers.get('x-postmix-fresh-until')).toBe(new Date(epochEnd(EC, E) * 1000).toISOString());
+    expect(res.headers.get('x-postmix-valid-until')).toBe(new Date(epochEnd(EC, E + MAX_KEYS_AHEAD) * 1000).toISOString());
     await res.arrayBuffer();
     const again = await fetch(`${urls[0]}/v1/document/current`, { headers: { 'if-none-match': etag } });
     expect(again.status).toBe(304);
@@ -283,6 +287,27 @@ describe('directory authorities on loopback', () => {
     expect(offline.fromCache).toBe(true);
     expect(hex(offline.doc.digest)).toBe(hex(doc.digest));
   });
+
+  it('publishes no document that cannot route; the latest one, with its keys ahead, is served instead', async () => {
+    const up = running.filter((r): r is Running => r !== undefined);
+    // nothing was uploaded for E + 3 (as after an outage that outlasted the upload window)
+    clock = schedulePoint(EC, E + 2, SCHEDULE.vote);
+    for (const r of up) r.auth.vote(E + 3);
+    clock = schedulePoint(EC, E + 2, SCHEDULE.tally);
+    for (const r of up) expect(await r.auth.tally(E + 3)).toBe(false);
+    clock = schedulePoint(EC, E + 2, SCHEDULE.collect);
+    for (const r of up) expect(await r.auth.collect(E + 3)).toBe(0);
+    clock = epochStart(EC, E + 3) + 1;
+    const current = await fetch(`${urls[0]}/v1/document/current`);
+    expect(current.status).toBe(404);
+    await current.arrayBuffer();
+    // the document for E + 1 lists keys to E + 4: it is what a node or client starting now uses
+    const latest = await fetchDocument('latest', { ...verifyOpts, urls, now: clock });
+    expect(latest.body.epoch).toBe(E + 1);
+    expect(latest.body.validUntil).toBe(epochEnd(EC, E + 1 + MAX_KEYS_AHEAD));
+    const metrics = await (await fetch(`${urls[0]}/metrics`)).text();
+    expect(metrics).toMatch(/^postmix_directory_documents_withheld_total 1$/m);
+  });
 });
 
 /** A new descriptor for an existing node (same identity), with fresh Sphinx keys. */
@@ -294,7 +319,7 @@ function fakeNodeFor(n: TestNode, epoch: number, address: string): Uint8Array {
     addresses: [address],
     role: n.role,
     epoch,
-    sphinxKeys: [generateSphinxKey(epoch), generateSphinxKey(epoch + 1)],
+    sphinxKeys: Array.from({ length: 1 + pkiSync.MAX_KEYS_AHEAD }, (_, j) => generateSphinxKey(epoch + j)),
     gateway:
       n.role === 'gateway'
         ? {

@@ -114,7 +114,7 @@ describe('postmix directory run', () => {
     });
     expect(up.epoch).toBe(E);
     expect(up.results.map((r) => r.result)).toEqual(['accepted', 'accepted', 'accepted']);
-    expect(mixKeys.listSphinxEpochs()).toEqual([E, E + 1]);
+    expect(mixKeys.listSphinxEpochs()).toEqual([E, E + 1, E + 2, E + 3]);
 
     clock = schedulePoint(EC, E - 1, SCHEDULE.vote);
     await until(() => running.every((r) => r.authority.store.getVote(E, r.authority.identity.publicKey) !== undefined), 'votes');
@@ -129,7 +129,7 @@ describe('postmix directory run', () => {
     expect(docs[0]!.body.layers.flat()).toHaveLength(11);
     const mine = findNode(docs[0]!.body, mixKeys.identity().nodeId)!;
     expect(mine.sphinxKey).toEqual(mixKeys.sphinxKey(E)!.publicKey);
-    expect(mine.sphinxKeyNext).toEqual(mixKeys.sphinxKey(E + 1)!.publicKey);
+    expect(mine.sphinxKeysAhead[0]).toEqual(mixKeys.sphinxKey(E + 1)!.publicKey);
     expect(Math.max(...docs[0]!.body.layers.map((l) => l.length)) - Math.min(...docs[0]!.body.layers.map((l) => l.length))).toBeLessThanOrEqual(1);
     expect(docs[0]!.body.gateways).toHaveLength(2);
   });

@@ -248,7 +248,7 @@ describe('gateway daemon', () => {
         peerId: mix.peerId.toString(),
         addresses: mix.multiaddrs().map((m) => m.toString().replace(/\/p2p\/[^/]+$/, '')),
         sphinxKey: mixKey.publicKey,
-        sphinxKeyNext: new Uint8Array(0),
+        sphinxKeysAhead: [],
         layer: 1,
       };
       // a stand-in for a verified document: only the fields the gateway reads

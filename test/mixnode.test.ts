@@ -106,8 +106,8 @@ describe('mix nodes on loopback', () => {
     expect(nodes.map((n) => n.hop.view.layer)).toEqual([1, 2, 3]);
     for (const n of nodes) {
       expect(n.hop.view.current!.body.epoch).toBe(E);
-      // E (current) .. E + 3 (the descriptor for E + 2 carries E + 2 and E + 3)
-      expect(n.hop.keys.store.listSphinxEpochs()).toEqual([E, E + 1, E + 2, E + 3]);
+      // E (current) .. E + 5 (the descriptor for E + 2 carries E + 2 … E + 2 + MAX_KEYS_AHEAD)
+      expect(n.hop.keys.store.listSphinxEpochs()).toEqual([E, E + 1, E + 2, E + 3, E + 4, E + 5]);
       expect(n.hop.keys.keys().map((k) => k.epoch)).toEqual([E]);
     }
     // the peer id published is the one computable from the identity key (seeded libp2p key)

@@ -9,7 +9,9 @@
  * and throws only PkiError.
  */
 import protobuf from 'protobufjs';
+import { MAX_KEYS_AHEAD } from './epoch.ts';
 import { PkiError } from './errors.ts';
+import { hex } from './keys.ts';
 import { PKI_PROTO } from './schema.ts';
 import type { MixingParams } from '../mixing/params.ts';
 
@@ -31,7 +33,8 @@ export const LIMITS = Object.freeze({
   addresses: 8,
   addressLength: 256,
   peerIdLength: 128,
-  sphinxKeys: 4,
+  /** a descriptor's Sphinx keys: its epoch's and up to MAX_KEYS_AHEAD more */
+  sphinxKeys: MAX_KEYS_AHEAD + 1,
   domains: 256,
   domainLength: 253,
   issuerKeys: 16,
@@ -91,9 +94,10 @@ export interface NodeEntry {
   readonly identityKey: Uint8Array;
   readonly peerId: string;
   readonly addresses: readonly string[];
+  /** The node's Sphinx key for the document's epoch E. */
   readonly sphinxKey: Uint8Array;
-  /** The node's key for epoch + 1, or empty. */
-  readonly sphinxKeyNext: Uint8Array;
+  /** Its keys for E + 1, E + 2, … in order (at most the document's keys-ahead count). */
+  readonly sphinxKeysAhead: readonly Uint8Array[];
   /** 1..L for mixes, 0 for gateways. */
   readonly layer: number;
   readonly gateway?: GatewayInfo | undefined;
@@ -102,8 +106,10 @@ export interface NodeEntry {
 export interface DocumentBody {
   readonly version: number;
   readonly epoch: number;
+  /** Unix seconds: the start of epoch E. */
   readonly validAfter: number;
-  readonly validUntil: number;
+  /** Unix seconds: the end of epoch E, by when the next document is due. */
+  readonly freshUntil: number;
   readonly epochLength: number;
   readonly grace: number;
   readonly geometry: { readonly maxHops: number; readonly perHopSize: number; readonly payloadSize: number };
@@ -113,6 +119,12 @@ export interface DocumentBody {
   readonly authorities: readonly Uint8Array[];
   readonly threshold: number;
   readonly previousDigest: Uint8Array;
+  /**
+   * Unix seconds: the end of epoch E + k, where k (0..MAX_KEYS_AHEAD) is how many epochs ahead
+   * the document lists keys for. No packet is built under the document after it
+   * (proto/pki/validity.ts).
+   */
+  readonly validUntil: number;
 }
 
 export interface AuthoritySignature {
@@ -303,6 +315,8 @@ export function decodeDescriptorBody(bytes: Uint8Array): DescriptorBody {
     sphinxKeys.every((k, i) => i === 0 || sphinxKeys[i - 1]!.epoch < k.epoch),
     'Sphinx keys must be sorted by epoch, one per epoch',
   );
+  // one key for two epochs would let a packet of one epoch be replayed in the next
+  need(new Set(sphinxKeys.map((k) => hex(k.publicKey))).size === sphinxKeys.length, 'each epoch needs its own Sphinx key');
   const epoch = Number(o.epoch);
   need(
     sphinxKeys.some((k) => k.epoch === epoch),
@@ -349,7 +363,7 @@ function nodeToObj(n: NodeEntry): Obj {
     peerId: n.peerId,
     addresses: [...n.addresses],
     sphinxKey: n.sphinxKey,
-    sphinxKeyNext: n.sphinxKeyNext,
+    sphinxKeysAhead: [...n.sphinxKeysAhead],
     layer: n.layer,
     gateway: n.gateway ? gatewayToObj(n.gateway) : undefined,
   });
@@ -362,14 +376,15 @@ function nodeFromObj(o: Obj): NodeEntry {
     peerId: String(o.peerId),
     addresses: arr(o.addresses).map(String),
     sphinxKey: u8(o.sphinxKey),
-    sphinxKeyNext: u8(o.sphinxKeyNext),
+    sphinxKeysAhead: arr(o.sphinxKeysAhead).map(u8),
     layer: Number(o.layer),
     gateway: o.gateway ? gatewayFromObj(o.gateway as Obj) : undefined,
   };
   checkLen(n.nodeId, 32, 'node id');
   checkLen(n.identityKey, 32, 'identity key');
   checkLen(n.sphinxKey, 32, 'Sphinx key');
-  need(n.sphinxKeyNext.length === 0 || n.sphinxKeyNext.length === 32, 'next Sphinx key must be empty or 32 bytes');
+  need(n.sphinxKeysAhead.length <= MAX_KEYS_AHEAD, `at most ${MAX_KEYS_AHEAD} Sphinx keys ahead`);
+  for (const k of n.sphinxKeysAhead) checkLen(k, 32, 'Sphinx key ahead');
   checkString(n.peerId, LIMITS.peerIdLength, 'peer id');
   need(n.addresses.length >= 1 && n.addresses.length <= LIMITS.addresses, `1..${LIMITS.addresses} addresses`);
   for (const a of n.addresses) checkString(a, LIMITS.addressLength, 'address');
@@ -383,7 +398,7 @@ export function encodeDocumentBody(d: DocumentBody): Uint8Array {
       version: d.version,
       epoch: d.epoch,
       validAfter: d.validAfter,
-      validUntil: d.validUntil,
+      freshUntil: d.freshUntil,
       epochLength: d.epochLength,
       grace: d.grace,
       geometry: strip({ ...d.geometry }),
@@ -393,6 +408,7 @@ export function encodeDocumentBody(d: DocumentBody): Uint8Array {
       authorities: [...d.authorities],
       threshold: d.threshold,
       previousDigest: d.previousDigest,
+      validUntil: d.validUntil,
     }),
   );
 }
@@ -416,7 +432,7 @@ export function decodeDocumentBody(bytes: Uint8Array): DocumentBody {
     version: PKI_VERSION,
     epoch: Number(o.epoch),
     validAfter: Number(o.validAfter),
-    validUntil: Number(o.validUntil),
+    freshUntil: Number(o.freshUntil),
     epochLength: Number(o.epochLength),
     grace: Number(o.grace),
     geometry: { maxHops: Number(g.maxHops ?? 0), perHopSize: Number(g.perHopSize ?? 0), payloadSize: Number(g.payloadSize ?? 0) },
@@ -433,8 +449,14 @@ export function decodeDocumentBody(bytes: Uint8Array): DocumentBody {
     authorities,
     threshold: Number(o.threshold),
     previousDigest: u8(o.previousDigest),
+    validUntil: Number(o.validUntil),
   };
-  need(d.epochLength >= 1 && d.validUntil === d.validAfter + d.epochLength, 'validity window must be exactly one epoch');
+  need(d.epochLength >= 1 && d.freshUntil === d.validAfter + d.epochLength, 'fresh_until must be valid_after plus one epoch');
+  const ahead = (d.validUntil - d.freshUntil) / d.epochLength;
+  need(Number.isInteger(ahead) && ahead >= 0 && ahead <= MAX_KEYS_AHEAD, `valid_until must be fresh_until plus 0..${MAX_KEYS_AHEAD} epochs`);
+  // so that the document as of any epoch it covers lists every one of its nodes (validity.ts)
+  for (const n of [...layers.flat(), ...gateways])
+    need(n.sphinxKeysAhead.length === ahead, `a node lists ${n.sphinxKeysAhead.length} keys ahead in a document valid ${ahead} epoch(s) ahead`);
   need(d.threshold >= 1 && d.threshold <= authorities.length, 'threshold must be 1..number of authorities');
   need(d.previousDigest.length === 0 || d.previousDigest.length === 32, 'previous digest must be empty or 32 bytes');
   canonical(bytes, encodeDocumentBody(d), 'document body');

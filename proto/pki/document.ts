@@ -16,11 +16,12 @@ import {
   type NodeEntry,
 } from './codec.ts';
 import { sphinxKeyFor, type VerifiedDescriptor } from './descriptor.ts';
-import { epochEnd, epochStart, type EpochConfig } from './epoch.ts';
+import { DEFAULT_KEYS_AHEAD, epochEnd, epochStart, MAX_KEYS_AHEAD, type EpochConfig } from './epoch.ts';
 import { PkiError } from './errors.ts';
 import { bytesEqual, compareBytes, ed25519Sign, ed25519Verify, hex, sha256, type IdentityKey } from './keys.ts';
 import { assignLayers } from './layers.ts';
 import { documentSigningBytes } from './signing.ts';
+import { lastKeyEpoch } from './validity.ts';
 
 export interface DocumentParams {
   readonly epochConfig: EpochConfig;
@@ -30,13 +31,18 @@ export interface DocumentParams {
   /** Ed25519 public keys of all authorities (n). */
   readonly authorities: readonly Uint8Array[];
   readonly threshold: number;
+  /**
+   * How many epochs past its own the document lists keys for and stays usable (0..MAX_KEYS_AHEAD,
+   * default DEFAULT_KEYS_AHEAD): the length of an authority outage the network rides through.
+   */
+  readonly keysAhead?: number;
 }
 
 /**
  * Builds the document body for `epoch` from descriptors the authorities agreed on. Pure and
  * deterministic: the same inputs give the same bytes on every authority. Descriptors must be
- * verified and for this epoch; among descriptors that clash (same Sphinx key, same mail domain)
- * the one with the lower node id wins and the other is left out.
+ * verified and for this epoch; among descriptors that clash (a Sphinx key of any epoch the
+ * document lists, a mail domain) the one with the lower node id wins and the other is left out.
  */
 export function buildDocumentBody(
   params: DocumentParams,
@@ -44,18 +50,31 @@ export function buildDocumentBody(
   descriptors: readonly VerifiedDescriptor[],
   previous?: { readonly body: DocumentBody; readonly digest: Uint8Array },
 ): DocumentBody {
+  const wanted = params.keysAhead ?? DEFAULT_KEYS_AHEAD;
+  if (!Number.isInteger(wanted) || wanted < 0 || wanted > MAX_KEYS_AHEAD) throw new RangeError(`keysAhead must be 0..${MAX_KEYS_AHEAD}, got ${wanted}`);
+  // each node's keys for epoch, epoch + 1, … as far as its descriptor has them without a gap
+  const run = (d: VerifiedDescriptor): Uint8Array[] => {
+    const out: Uint8Array[] = [];
+    for (let j = 0; j <= wanted; j++) {
+      const k = sphinxKeyFor(d.body, epoch + j);
+      if (!k) break;
+      out.push(k);
+    }
+    return out;
+  };
   const sorted = [...descriptors].sort((a, b) => compareBytes(a.nodeId, b.nodeId));
   const seenNode = new Set<string>();
   const seenSphinx = new Set<string>();
   const seenDomain = new Set<string>();
+  const runs = new Map<string, Uint8Array[]>();
   const mixes: VerifiedDescriptor[] = [];
   const gateways: VerifiedDescriptor[] = [];
   for (const d of sorted) {
     if (d.body.epoch !== epoch) continue;
-    const key = sphinxKeyFor(d.body, epoch);
-    if (!key) continue;
+    const keys = run(d);
+    if (keys.length === 0) continue;
     const id = hex(d.nodeId);
-    if (seenNode.has(id) || seenSphinx.has(hex(key))) continue;
+    if (seenNode.has(id) || keys.some((k) => seenSphinx.has(hex(k)))) continue;
     if (d.body.role === 'gateway') {
       const domains = d.body.gateway?.domains ?? [];
       if (domains.some((x) => seenDomain.has(x))) continue;
@@ -63,8 +82,12 @@ export function buildDocumentBody(
       gateways.push(d);
     } else mixes.push(d);
     seenNode.add(id);
-    seenSphinx.add(hex(key));
+    keys.forEach((k) => seenSphinx.add(hex(k)));
+    runs.set(id, keys);
   }
+  // the document is valid as far ahead as every node it lists has keys, so that it lists all
+  // of them in every epoch it covers: a node that publishes fewer keys shortens it for everyone
+  const ahead = Math.min(wanted, ...[...runs.values()].map((r) => r.length - 1));
   const prevLayers = new Map<string, number>();
   if (previous) previous.body.layers.forEach((l, i) => l.forEach((n) => prevLayers.set(hex(n.nodeId), i + 1)));
   const assignment = assignLayers(
@@ -78,8 +101,8 @@ export function buildDocumentBody(
     identityKey: d.body.identityKey,
     peerId: d.body.peerId,
     addresses: d.body.addresses,
-    sphinxKey: sphinxKeyFor(d.body, epoch)!,
-    sphinxKeyNext: sphinxKeyFor(d.body, epoch + 1) ?? new Uint8Array(0),
+    sphinxKey: runs.get(hex(d.nodeId))![0]!,
+    sphinxKeysAhead: runs.get(hex(d.nodeId))!.slice(1, 1 + ahead),
     layer,
     gateway: d.body.gateway,
   });
@@ -93,7 +116,7 @@ export function buildDocumentBody(
     version: PKI_VERSION,
     epoch,
     validAfter: epochStart(c, epoch),
-    validUntil: epochEnd(c, epoch),
+    freshUntil: epochEnd(c, epoch),
     epochLength: c.length,
     grace: c.grace,
     geometry: { maxHops: params.geometry.maxHops, perHopSize: params.geometry.perHopSize, payloadSize: params.geometry.payloadSize },
@@ -103,6 +126,7 @@ export function buildDocumentBody(
     authorities: [...params.authorities].sort(compareBytes),
     threshold: params.threshold,
     previousDigest: previous?.digest ?? new Uint8Array(0),
+    validUntil: epochEnd(c, epoch + ahead),
   };
 }
 
@@ -133,7 +157,10 @@ export interface VerifyOptions {
   readonly threshold: number;
   /** Reject unless the document is for exactly this epoch ('wrong-epoch'). */
   readonly epoch?: number;
-  /** Unix seconds; when set, the document must not be over (end + grace) nor more than one epoch early. */
+  /**
+   * Unix seconds; when set, the document must not be over (valid_until + grace: its last keys'
+   * grace window has passed) nor more than one epoch early.
+   */
   readonly now?: number;
 }
 
@@ -175,7 +202,8 @@ export function verifyDocument(bytes: Uint8Array, opts: VerifyOptions): Verified
   const body = decodeDocumentBody(signed.body);
   if (opts.epoch !== undefined && body.epoch !== opts.epoch) throw new PkiError('wrong-epoch', `document is for epoch ${body.epoch}, expected ${opts.epoch}`);
   if (opts.now !== undefined) {
-    if (opts.now >= body.validUntil + body.grace) throw new PkiError('expired', `document for epoch ${body.epoch} is over`);
+    if (opts.now >= body.validUntil + body.grace)
+      throw new PkiError('expired', `document for epoch ${body.epoch} is over (its keys ended with epoch ${lastKeyEpoch(body)})`);
     if (opts.now < body.validAfter - body.epochLength) throw new PkiError('future-epoch', `document for epoch ${body.epoch} is more than one epoch ahead`);
   }
   checkDocumentConsistency(body);
@@ -199,7 +227,8 @@ function checkDocumentConsistency(body: DocumentBody): void {
     for (const [set, v, what] of [
       [ids, hex(n.nodeId), 'node id'],
       [idKeys, hex(n.identityKey), 'identity key'],
-      [sphinx, hex(n.sphinxKey), 'Sphinx key'],
+      // every listed key, of every epoch: one key in two places would merge their replay sets
+      ...[n.sphinxKey, ...n.sphinxKeysAhead].map((k) => [sphinx, hex(k), 'Sphinx key'] as const),
     ] as const) {
       if (set.has(v)) throw new PkiError('duplicate-key', `duplicate ${what} ${v.slice(0, 16)}`);
       set.add(v);

@@ -19,6 +19,20 @@ export const DEFAULT_EPOCH_ORIGIN = 1_767_225_600;
 export const DEFAULT_EPOCH: EpochConfig = Object.freeze({ origin: DEFAULT_EPOCH_ORIGIN, length: 3600, grace: 600 });
 export const MAX_EPOCH = 0xffffffff;
 
+/**
+ * How many epochs past its own a network document may list Sphinx keys for, and so stay usable
+ * (proto/pki/validity.ts): a node's descriptor for E carries its keys for E … E + MAX_KEYS_AHEAD,
+ * and routing goes on through an authority outage until the last of them.
+ */
+export const MAX_KEYS_AHEAD = 3;
+/** The authorities' default `keys_ahead`: every key a descriptor can carry. */
+export const DEFAULT_KEYS_AHEAD = MAX_KEYS_AHEAD;
+
+/** The epochs whose Sphinx keys a node's descriptor for epoch e carries: e … e + MAX_KEYS_AHEAD. */
+export function keyEpochsOfDescriptor(e: number): number[] {
+  return Array.from({ length: MAX_KEYS_AHEAD + 1 }, (_, j) => e + j);
+}
+
 /** Fractions of epoch e at which the authorities work on the document for e + 1. */
 export const SCHEDULE = Object.freeze({
   /** Descriptors for e + 1 must arrive before this point of epoch e. */

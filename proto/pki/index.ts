@@ -8,6 +8,7 @@ export * from './descriptor.ts';
 export * from './peer-id.ts';
 export * from './layers.ts';
 export * from './topology.ts';
+export * from './validity.ts';
 export {
   buildDocumentBody,
   signDocumentBody,

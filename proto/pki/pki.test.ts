@@ -10,6 +10,7 @@ import {
   assignLayers,
   buildDocumentBody,
   combineSignatures,
+  DEFAULT_KEYS_AHEAD,
   decodeDescriptorBody,
   decodeDocumentBody,
   decodeSignedDescriptor,
@@ -24,6 +25,7 @@ import {
   epochEnd,
   epochStart,
   generateIdentity,
+  hex,
   identityFromSeed,
   isEpochUsable,
   isPkiError,
@@ -124,7 +126,7 @@ describe('descriptors', () => {
     const v = verifyDescriptor(n.descriptor);
     expect(v.nodeId).toEqual(n.identity.nodeId);
     expect(v.body.gateway?.domains).toEqual(['mail1.example']);
-    expect(v.body.sphinxKeys.map((k) => k.epoch)).toEqual([9, 10]);
+    expect(v.body.sphinxKeys.map((k) => k.epoch)).toEqual([9, 10, 11, 12]);
     expect(encodeDescriptorBody(decodeDescriptorBody(v.signed.body))).toEqual(v.signed.body);
   });
 
@@ -240,7 +242,10 @@ describe('network document', () => {
 
   it('rejects the wrong epoch, a stale document and one too far ahead', () => {
     expect(reason(() => verifyDocument(SIGNED, { ...VOPTS, epoch: EPOCH + 1 }))).toBe('wrong-epoch');
-    expect(reason(() => verifyDocument(SIGNED, { ...VOPTS, now: epochEnd(EC, EPOCH) + EC.grace }))).toBe('expired');
+    // good while its last keys (epoch + 3) and their grace last, no longer
+    const last = EPOCH + DEFAULT_KEYS_AHEAD;
+    expect(verifyDocument(SIGNED, { ...VOPTS, now: epochEnd(EC, last) + EC.grace - 1 }).body.epoch).toBe(EPOCH);
+    expect(reason(() => verifyDocument(SIGNED, { ...VOPTS, now: epochEnd(EC, last) + EC.grace }))).toBe('expired');
     expect(reason(() => verifyDocument(SIGNED, { ...VOPTS, now: epochStart(EC, EPOCH - 1) - 1 }))).toBe('future-epoch');
     expect(verifyDocument(SIGNED, { ...VOPTS, now: epochStart(EC, EPOCH - 1) }).body.epoch).toBe(EPOCH);
   });
@@ -270,6 +275,68 @@ describe('network document', () => {
     ).toBe('duplicate-key');
   });
 
+  it("lists every node's keys ahead and states how long it stays valid (fresh_until, valid_until)", () => {
+    expect(BODY.freshUntil).toBe(epochEnd(EC, EPOCH));
+    expect(BODY.validUntil).toBe(epochEnd(EC, EPOCH + DEFAULT_KEYS_AHEAD));
+    for (const n of NODES) {
+      const e = [...BODY.layers.flat(), ...BODY.gateways].find((x) => hex(x.nodeId) === hex(n.identity.nodeId))!;
+      expect([e.sphinxKey, ...e.sphinxKeysAhead].map(hex)).toEqual(n.keys.map((k) => hex(k.publicKey)));
+    }
+    // fewer keys wanted: fewer listed, a shorter validity
+    const one = buildDocumentBody({ ...PARAMS, keysAhead: 1 }, EPOCH, DESCS);
+    expect(one.validUntil).toBe(epochEnd(EC, EPOCH + 1));
+    expect(one.layers.flat().every((n) => n.sphinxKeysAhead.length === 1)).toBe(true);
+    expect(decodeDocumentBody(encodeCheckedDocumentBody(one))).toEqual(one);
+    // a node that published fewer keys shortens the document for every node, and stays listed
+    const short = testNode(EPOCH, 7, 'mix', { keysAhead: 1 });
+    const withShort = buildDocumentBody(PARAMS, EPOCH, [...DESCS, verifyDescriptor(short.descriptor)]);
+    expect(withShort.validUntil).toBe(epochEnd(EC, EPOCH + 1));
+    expect(withShort.layers.flat()).toHaveLength(8);
+    expect(() => buildDocumentBody({ ...PARAMS, keysAhead: 4 }, EPOCH, DESCS)).toThrow(RangeError);
+  });
+
+  it('refuses a document whose validity or keys ahead do not agree', () => {
+    const enc = (b: typeof BODY) => reason(() => decodeDocumentBody(encodeCheckedDocumentBody(b)));
+    expect(enc({ ...BODY, freshUntil: BODY.freshUntil + 1 })).toBe('invalid-field');
+    expect(enc({ ...BODY, validUntil: BODY.validUntil + 1 })).toBe('invalid-field'); // not whole epochs
+    expect(enc({ ...BODY, validUntil: BODY.freshUntil - EC.length })).toBe('invalid-field'); // before fresh_until
+    expect(enc({ ...BODY, validUntil: BODY.freshUntil + 4 * EC.length })).toBe('invalid-field'); // beyond MAX_KEYS_AHEAD
+    // a node listing fewer keys than the validity claims
+    const l0 = BODY.layers[0]!;
+    const fewer = { ...BODY, layers: [[{ ...l0[0]!, sphinxKeysAhead: l0[0]!.sphinxKeysAhead.slice(1) }, ...l0.slice(1)], ...BODY.layers.slice(1)] };
+    expect(enc(fewer)).toBe('invalid-field');
+    // one key for two epochs of one node, or a key ahead that is another node's: signed, still refused
+    const reuse = {
+      ...BODY,
+      layers: [[{ ...l0[0]!, sphinxKeysAhead: [l0[0]!.sphinxKey, ...l0[0]!.sphinxKeysAhead.slice(1)] }, ...l0.slice(1)], ...BODY.layers.slice(1)],
+    };
+    const other = {
+      ...BODY,
+      layers: [[{ ...l0[0]!, sphinxKeysAhead: [l0[1]!.sphinxKeysAhead[0]!, ...l0[0]!.sphinxKeysAhead.slice(1)] }, ...l0.slice(1)], ...BODY.layers.slice(1)],
+    };
+    for (const b of [reuse, other]) {
+      const bytes = encodeCheckedDocumentBody(b);
+      expect(
+        reason(() =>
+          verifyDocument(
+            combineSignatures(
+              bytes,
+              AUTH.map((a) => signDocumentBody(a, bytes)),
+            ),
+            VOPTS,
+          ),
+        ),
+      ).toBe('duplicate-key');
+    }
+  });
+
+  it('refuses a descriptor that uses one Sphinx key for two epochs', () => {
+    const n = testNode(EPOCH, 9, 'mix');
+    const b = decodeDescriptorBody(decodeSignedDescriptor(n.descriptor).body);
+    const twice = b.sphinxKeys.map((k, i) => (i === 1 ? { ...k, publicKey: b.sphinxKeys[0]!.publicKey } : k));
+    expect(reason(() => decodeDescriptorBody(encodeDescriptorBody({ ...b, sphinxKeys: twice })))).toBe('invalid-field');
+  });
+
   it('leaves out descriptors that clash with a lower node id', () => {
     const g0 = NODES[7]!;
     const clash = testNode(EPOCH, 100, 'gateway'); // same domain mail100.example as NODES[7]
@@ -285,7 +352,7 @@ describe('network document', () => {
     expect(cache.load(VOPTS)).toBeUndefined();
     cache.save(verifyDocument(SIGNED, VOPTS));
     expect(cache.load(VOPTS)?.body.epoch).toBe(EPOCH);
-    expect(cache.load({ ...VOPTS, now: epochEnd(EC, EPOCH + 3) })).toBeUndefined();
+    expect(cache.load({ ...VOPTS, now: epochEnd(EC, EPOCH + DEFAULT_KEYS_AHEAD) + EC.grace })).toBeUndefined();
     expect(cache.rejected.get('expired')).toBe(1);
     writeFileSync(path, SIGNED.subarray(0, 100));
     expect(cache.load(VOPTS)).toBeUndefined();

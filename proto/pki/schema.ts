@@ -77,7 +77,7 @@ message DescriptorBody {
   Role role = 5;
   uint32 layer_preference = 6; // 0 = none, else 1..L
   uint32 epoch = 7;            // the epoch this descriptor is for
-  repeated SphinxKey sphinx_keys = 8; // keys for \`epoch\` and \`epoch + 1\`
+  repeated SphinxKey sphinx_keys = 8; // keys for \`epoch\`, \`epoch + 1\`, … (1..4, distinct)
   GatewayInfo gateway = 9;     // set iff role = ROLE_GATEWAY
   uint32 published_at = 10;    // unix seconds
 }
@@ -93,8 +93,11 @@ message NodeEntry {
   bytes identity_key = 2;
   string peer_id = 3;
   repeated string addresses = 4;
-  bytes sphinx_key = 5;   // X25519 public key for the document's epoch
-  bytes sphinx_key_next = 6; // X25519 public key for epoch + 1 (may be empty)
+  bytes sphinx_key = 5;   // X25519 public key for the document's epoch E
+  // the node's keys for E + 1, E + 2, … in order, as far as its descriptor carried them without
+  // a gap and at most the document's keys-ahead count (was \`bytes sphinx_key_next\`: the same
+  // wire encoding for one key)
+  repeated bytes sphinx_keys_ahead = 6;
   uint32 layer = 7;       // 1..L for mixes, 0 for gateways
   GatewayInfo gateway = 8;
 }
@@ -106,8 +109,8 @@ message Layer {
 message DocumentBody {
   uint32 version = 1;       // 1
   uint32 epoch = 2;
-  uint32 valid_after = 3;   // unix seconds: start of the epoch
-  uint32 valid_until = 4;   // unix seconds: end of the epoch
+  uint32 valid_after = 3;   // unix seconds: start of epoch E
+  uint32 fresh_until = 4;   // unix seconds: end of epoch E; the next document is due by then
   uint32 epoch_length = 5;  // seconds
   uint32 grace = 6;         // seconds the previous epoch's keys stay valid
   Geometry geometry = 7;
@@ -117,6 +120,9 @@ message DocumentBody {
   repeated bytes authorities = 11;  // Ed25519 keys of the authority set, sorted
   uint32 threshold = 12;
   bytes previous_digest = 13;       // SHA-256 of the previous epoch's body, if known
+  // unix seconds: end of epoch E + k, k = 0..3 the keys-ahead count; routing under this
+  // document stops then (packets already built are processed until valid_until + grace)
+  uint32 valid_until = 14;
 }
 
 message AuthoritySignature {

@@ -106,12 +106,12 @@ describe('epoch driver', () => {
     await h.driver.tick();
     expect(h.fetched).toEqual([E]);
     expect(h.uploaded).toEqual([
-      { epoch: E + 1, publishedAt: epochStart(EC, E), keys: [E + 1, E + 2] },
-      { epoch: E + 2, publishedAt: epochStart(EC, E + 1), keys: [E + 2, E + 3] },
+      { epoch: E + 1, publishedAt: epochStart(EC, E), keys: [E + 1, E + 2, E + 3, E + 4] },
+      { epoch: E + 2, publishedAt: epochStart(EC, E + 1), keys: [E + 2, E + 3, E + 4, E + 5] },
     ]);
     expect(h.ensured).toEqual([
-      [E + 1, E + 2],
-      [E + 2, E + 3],
+      [E + 1, E + 2, E + 3, E + 4],
+      [E + 2, E + 3, E + 4, E + 5],
     ]);
     expect(h.views).toEqual([[E, true]]);
     expect(h.view.current?.body.epoch).toBe(E);

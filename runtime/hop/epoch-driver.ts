@@ -7,8 +7,8 @@
  *   restarted node can route before it reaches an authority;
  * - upload this node's descriptor for e + 1 (only before the vote point: later ones miss the
  *   vote) and for e + 2 (a node that misses one vote, e.g. while restarting, is still listed one
- *   epoch later), each with the Sphinx keys of its epoch and the next one, made ahead of time so
- *   senders can build packets across the boundary;
+ *   epoch later), each with the Sphinx keys of its epoch and MAX_KEYS_AHEAD more, made ahead of
+ *   time so that documents list them and the network routes on through an authority outage;
  * - hand the view to the role (`onView`), which installs routing, packet size and the like;
  * - once the previous epoch's grace window is over, drop its replay set and delete its Sphinx
  *   key files (forward secrecy).
@@ -22,6 +22,7 @@ import {
   epochAt,
   epochStart,
   isPkiError,
+  keyEpochsOfDescriptor,
   schedulePoint,
   SCHEDULE,
   type DescriptorInput,
@@ -232,7 +233,7 @@ export class EpochDriver {
 
   private async uploadFor(E: number): Promise<void> {
     const { c, d } = this;
-    const sphinxKeys = this.o.keys.ensure([E, E + 1]);
+    const sphinxKeys = this.o.keys.ensure(keyEpochsOfDescriptor(E));
     const descriptor = buildDescriptor({
       ...this.o.descriptor(),
       identity: this.o.identity,

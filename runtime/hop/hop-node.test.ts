@@ -67,7 +67,7 @@ async function node(name: string, role: { clients: boolean }) {
     peerId: hop.peerId.toString(),
     addresses: hop.addresses(),
     sphinxKey: hop.keyStore.sphinxKey(E)!.publicKey,
-    sphinxKeyNext: new Uint8Array(0),
+    sphinxKeysAhead: [],
     layer: 0,
   };
   return { hop, delivered, entry };
@@ -78,6 +78,7 @@ function doc(geometry: Geometry, gateways: NodeEntry[], layer1: NodeEntry[] = []
     version: 1,
     epoch: E,
     validAfter: epochStart(EC, E),
+    freshUntil: epochStart(EC, E + 1),
     validUntil: epochStart(EC, E + 1),
     epochLength: EC.length,
     grace: EC.grace,

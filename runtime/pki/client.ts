@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { LIMITS, type GatewayInfo, type Role } from '../../proto/pki/codec.ts';
 import { buildDescriptor } from '../../proto/pki/descriptor.ts';
-import { epochAt, type EpochConfig } from '../../proto/pki/epoch.ts';
+import { epochAt, keyEpochsOfDescriptor, type EpochConfig } from '../../proto/pki/epoch.ts';
 import { verifyDocument, type VerifiedDocument, type VerifyOptions } from '../../proto/pki/document.ts';
 import { isPkiError, PkiError, type PkiReason, RejectionCounter } from '../../proto/pki/errors.ts';
 import { bytesEqual } from '../../proto/pki/keys.ts';
@@ -18,7 +18,8 @@ export const DOCUMENT_CONTENT_TYPE = 'application/x-postmix-document';
 export const DESCRIPTOR_CONTENT_TYPE = 'application/x-postmix-descriptor';
 export const VOTE_CONTENT_TYPE = 'application/x-postmix-vote';
 
-export type Which = 'current' | 'next' | number;
+/** A document by epoch, or the current, next, or newest published up to the current epoch. */
+export type Which = 'current' | 'next' | 'latest' | number;
 
 function documentPath(which: Which): string {
   return typeof which === 'number' ? `/v1/document/${which}` : `/v1/document/${which}`;
@@ -219,7 +220,7 @@ export async function uploadNodeDescriptor(o: NodeUploadOptions): Promise<{ epoc
   const now = o.now ?? Date.now() / 1000;
   const epoch = o.epoch ?? epochAt(o.epochConfig, now) + 1;
   const identity = o.keys.identity();
-  const sphinxKeys = o.keys.ensureSphinxKeys([epoch, epoch + 1]);
+  const sphinxKeys = o.keys.ensureSphinxKeys(keyEpochsOfDescriptor(epoch));
   const descriptor = buildDescriptor({
     identity,
     peerId: o.peerId,

@@ -33,7 +33,7 @@ function mkNode(name: string, layer: number, gateway?: GatewayInfo): InProcessNo
     peerId: `sim-${name}`,
     addresses: [],
     sphinxKey: nodeSuite.publicKey(new Uint8Array(sk)),
-    sphinxKeyNext: new Uint8Array(0),
+    sphinxKeysAhead: [],
     layer,
     gateway,
   };
@@ -112,6 +112,7 @@ export class InProcessMixnet implements PacketSink {
       version: 1,
       epoch: 1,
       validAfter: 0,
+      freshUntil: 2 ** 31,
       validUntil: 2 ** 31,
       epochLength: 3600,
       grace: 600,

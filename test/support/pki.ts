@@ -6,6 +6,7 @@ import type { DescriptorBody, DocumentBody, GatewayInfo, NodeEntry, Role } from 
 import { buildDescriptor } from '../../proto/pki/descriptor.ts';
 import { ed25519Sign, generateIdentity, generateSphinxKey, type IdentityKey, type SphinxKeyPair } from '../../proto/pki/keys.ts';
 import { descriptorSigningBytes } from '../../proto/pki/signing.ts';
+import { MAX_KEYS_AHEAD } from '../../proto/pki/epoch.ts';
 
 export interface TestNode {
   readonly identity: IdentityKey;
@@ -18,10 +19,11 @@ export function testNode(
   epoch: number,
   i: number,
   role: Role,
-  extra: { gateway?: GatewayInfo; layerPreference?: number; publishedAt?: number } = {},
+  extra: { gateway?: GatewayInfo; layerPreference?: number; publishedAt?: number; keysAhead?: number } = {},
 ): TestNode {
   const identity = generateIdentity();
-  const keys = [generateSphinxKey(epoch), generateSphinxKey(epoch + 1)];
+  // as a node's epoch driver publishes them: its epoch's key and MAX_KEYS_AHEAD more
+  const keys = Array.from({ length: 1 + (extra.keysAhead ?? MAX_KEYS_AHEAD) }, (_, j) => generateSphinxKey(epoch + j));
   const gateway: GatewayInfo | undefined =
     role === 'gateway'
       ? (extra.gateway ?? {
@@ -54,33 +56,42 @@ export function resignedDescriptor(n: TestNode, patch: Partial<DescriptorBody>):
   return encodeSignedDescriptor({ body, signature: ed25519Sign(n.identity, descriptorSigningBytes(body)) });
 }
 
-function testEntry(layer: number, i: number): NodeEntry {
+function testEntry(layer: number, i: number, epoch: number, keysAhead: number): NodeEntry {
   const id = generateIdentity();
   return {
     nodeId: id.nodeId,
     identityKey: id.publicKey,
     peerId: peerIdOfIdentityKey(id.publicKey),
     addresses: [`/ip4/127.0.0.1/tcp/${4000 + i}`],
-    sphinxKey: generateSphinxKey(1).publicKey,
-    sphinxKeyNext: new Uint8Array(0),
+    sphinxKey: generateSphinxKey(epoch).publicKey,
+    sphinxKeysAhead: Array.from({ length: keysAhead }, (_, j) => generateSphinxKey(epoch + 1 + j).publicKey),
     layer,
   };
 }
 
-/** An unsigned document body for epoch 1 with `layers[l]` mixes in layer l + 1. */
-export function testDocumentBody(layers: readonly number[], o: { gateways?: number; maxHops?: number; lambdaM?: number } = {}): DocumentBody {
+/**
+ * An unsigned document body with `layers[l]` mixes in layer l + 1: for `epoch` (default 1) of an
+ * epoch schedule with origin 0 and length 100 s, with `keysAhead` (default 0) keys ahead.
+ */
+export function testDocumentBody(
+  layers: readonly number[],
+  o: { gateways?: number; maxHops?: number; lambdaM?: number; epoch?: number; keysAhead?: number } = {},
+): DocumentBody {
   let i = 0;
+  const epoch = o.epoch ?? 1;
+  const ahead = o.keysAhead ?? 0;
   return {
     version: 1,
-    epoch: 1,
-    validAfter: 0,
-    validUntil: 100,
+    epoch,
+    validAfter: epoch * 100,
+    freshUntil: (epoch + 1) * 100,
+    validUntil: (epoch + 1 + ahead) * 100,
     epochLength: 100,
     grace: 10,
     geometry: { ...DEFAULT_GEOMETRY, maxHops: o.maxHops ?? 5 },
     mixing: { lambdaP: 1, lambdaL: 1, lambdaD: 1, lambdaM: o.lambdaM ?? 1, lambdaG: 1, mu: 10 },
-    layers: layers.map((n, l) => Array.from({ length: n }, () => testEntry(l + 1, i++))),
-    gateways: Array.from({ length: o.gateways ?? 1 }, () => testEntry(0, i++)),
+    layers: layers.map((n, l) => Array.from({ length: n }, () => testEntry(l + 1, i++, epoch, ahead))),
+    gateways: Array.from({ length: o.gateways ?? 1 }, () => testEntry(0, i++, epoch, ahead)),
     authorities: [],
     threshold: 1,
     previousDigest: new Uint8Array(0),
