@@ -230,6 +230,7 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
           { nodeId: me.nodeId, publicKey: me.sphinxKey, delayMs: 0 },
           { nodeId: next.nodeId, publicKey: next.sphinxKey, delayMs: 0 },
         ],
+        keyEpoch: E,
         terminal: { kind: 'drop' },
         payload: new Uint8Array(16),
       }).packet,
@@ -315,6 +316,7 @@ async function delayQueue(opts: BenchOptions): Promise<Record<string, unknown>> 
         { ...me, delayMs },
         { nodeId: nextId, publicKey: nextPk, delayMs: 0 },
       ],
+      keyEpoch: 1,
       terminal: { kind: 'drop' },
       payload: new Uint8Array(2048),
     }).packet;

@@ -115,7 +115,7 @@ export interface BuiltFragmentPacket {
 export function buildFragmentPacket(i: FragmentPacketInput): BuiltFragmentPacket {
   const geom = i.doc.geometry;
   const replyRoute = chooseRoute(i.doc, i.home, i.uniform, i.health);
-  const { surb, keys } = createSurb(i.suite, geom, { route: replyRoute, queueId: i.mailboxId, surbId: i.surbId });
+  const { surb, keys } = createSurb(i.suite, geom, { route: replyRoute, queueId: i.mailboxId, surbId: i.surbId, keyEpoch: i.doc.epoch });
   const payload = encodeFragment(
     {
       messageId: i.wireId,
@@ -130,7 +130,7 @@ export function buildFragmentPacket(i: FragmentPacketInput): BuiltFragmentPacket
     geom.payloadSize,
   );
   const route = chooseRoute(i.doc, i.gateway, i.uniform, i.health);
-  const p = createPacket(i.suite, geom, { route, terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID }, payload });
+  const p = createPacket(i.suite, geom, { route, terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID }, payload, keyEpoch: i.doc.epoch });
   return {
     firstHop: p.firstHop,
     packet: p.packet,
@@ -156,7 +156,7 @@ export function buildLoopPacket(
   health?: RouteHealth,
 ) {
   const route = chooseRoute(doc, home, uniform, health);
-  const p = createPacket(suite, doc.geometry, { route, terminal: { kind: 'deliver', queueId: mailboxId }, payload: encodeLoop(loopId) });
+  const p = createPacket(suite, doc.geometry, { route, terminal: { kind: 'deliver', queueId: mailboxId }, payload: encodeLoop(loopId), keyEpoch: doc.epoch });
   return { ...p, route: route.map((h) => h.nodeId) };
 }
 
@@ -164,7 +164,7 @@ export function buildLoopPacket(
 export function buildDropPacket(suite: SphinxSuite, doc: DocumentBody, uniform: Uniform, health?: RouteHealth) {
   const gw = pickNode(doc.gateways, uniform);
   const route = chooseRoute(doc, gw, uniform, health);
-  return createPacket(suite, doc.geometry, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(0) });
+  return createPacket(suite, doc.geometry, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(0), keyEpoch: doc.epoch });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -198,7 +198,11 @@ export interface SenderOptions {
   readonly outbox: Outbox;
   readonly suite: SphinxSuite;
   readonly sink: PacketSink;
-  /** The current network document (null: nothing can be sent over the overlay). */
+  /**
+   * The network document as of now: each node under its Sphinx key for this epoch, `epoch` the
+   * epoch of those keys (proto/pki/validity.ts documentAt). Null while none is usable: nothing
+   * is sent, no attempt is spent and nothing bounces until one is.
+   */
   readonly document: () => DocumentBody | null;
   /** The client's home gateway (its mailbox), from the document. */
   readonly home: () => NodeEntry | null;

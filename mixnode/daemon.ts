@@ -47,7 +47,8 @@ export class MixNode {
     loops = lc.enabled
       ? new LoopCover({
           nodeId: hop.identity.nodeId,
-          document: () => hop.view.current?.body,
+          // the document as of now: during an authority outage, each node under its key for this epoch
+          document: () => hop.view.documentAt(hop.now()),
           send: (first, packet) => {
             const p = hop.view.resolveNext(first.nodeId);
             return p !== undefined && hop.link.send(p.peerId, packet);

@@ -75,7 +75,7 @@ export interface LoopLogger {
 
 export interface LoopCoverOptions {
   readonly nodeId: Uint8Array;
-  /** The current document (undefined: none yet). */
+  /** The document as of now (each node under its key for this epoch; undefined: none yet). */
   readonly document: () => DocumentBody | undefined;
   /** Sends a built packet to the first hop; false if the link refused it. */
   readonly send: (first: NodeEntry, packet: Uint8Array) => boolean;
@@ -171,7 +171,12 @@ export class LoopCover {
     const loopId = new Uint8Array(randomBytes(16));
     let packet: Uint8Array;
     try {
-      packet = createPacket(fastestSuite, geometry, { route: hops, terminal: { kind: 'deliver', queueId: this.queueId }, payload: encodeLoop(loopId) }).packet;
+      packet = createPacket(fastestSuite, geometry, {
+        route: hops,
+        terminal: { kind: 'deliver', queueId: this.queueId },
+        payload: encodeLoop(loopId),
+        keyEpoch: body.epoch,
+      }).packet;
     } catch (e) {
       this.stats.failed++;
       this.o.log.warn({ err: (e as Error).message }, 'loop cover: cannot build a loop packet');

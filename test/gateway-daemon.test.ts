@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AckStatus, decodePayload, encodeFragment } from '../proto/fragment/index.ts';
 import { PacketLink } from '../runtime/link/index.ts';
 import { MAILBOX_PROTOCOL, MAIL_QUEUE_ID, decodeItem, encodeSubscribe, mailboxItemSize } from '../proto/mailbox/index.ts';
-import { epochAt, generateSphinxKey, type VerifiedDocument } from '../proto/pki/index.ts';
+import { epochAt, epochStart, generateSphinxKey, type VerifiedDocument } from '../proto/pki/index.ts';
 import { KeyStore } from '../runtime/pki/key-store.ts';
 import { createPacket, createSurb, openSurbReply, prepareHopKey, processPacket, DEFAULT_GEOMETRY, nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
 import { finalizeTokens, parseBundle, requestTokens, tokenCheckBackend, verifyToken } from '../proto/tokens/index.ts';
@@ -166,10 +166,9 @@ describe('gateway daemon', () => {
     await gw?.close();
   });
 
-  const route = () => {
-    const e = epochAt(gw.config.epoch, gw.hop.now());
-    return [{ nodeId: gw.hop.identity.nodeId, publicKey: gw.hop.keyStore.sphinxKey(e)!.publicKey, delayMs: 0 }];
-  };
+  /** The epoch of the gateway's current key: the key phase of the packets built for it. */
+  const nowEpoch = () => epochAt(gw.config.epoch, gw.hop.now());
+  const route = () => [{ nodeId: gw.hop.identity.nodeId, publicKey: gw.hop.keyStore.sphinxKey(nowEpoch())!.publicKey, delayMs: 0 }];
 
   it('issues tokens over the authenticated endpoint, then takes a Sphinx packet to the MX; replays are dropped', async () => {
     const secret = gw.store.resetSecret(BOB);
@@ -193,6 +192,7 @@ describe('gateway daemon', () => {
     const [frag] = messageFragments(new Uint8Array(body), BOB, tokens[0]!);
     const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
       route: route(),
+      keyEpoch: nowEpoch(),
       terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
       payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize),
     });
@@ -212,10 +212,16 @@ describe('gateway daemon', () => {
 
   it('builds the ACK from the fragment SURB only after the commit (first hop unknown without a document: counted as unsent)', async () => {
     gw.store.setPolicy(BOB, 'open', 100);
-    const { surb } = createSurb(nodeSuite, DEFAULT_GEOMETRY, { route: route(), queueId: new Uint8Array(32).fill(6), surbId: new Uint8Array(16).fill(1) });
+    const { surb } = createSurb(nodeSuite, DEFAULT_GEOMETRY, {
+      route: route(),
+      keyEpoch: nowEpoch(),
+      queueId: new Uint8Array(32).fill(6),
+      surbId: new Uint8Array(16).fill(1),
+    });
     const [frag] = messageFragments(new Uint8Array(Buffer.from('Subject: s\n\nx\n')), BOB, null, { surb });
     const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
       route: route(),
+      keyEpoch: nowEpoch(),
       terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
       payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize),
     });
@@ -252,16 +258,28 @@ describe('gateway daemon', () => {
         layer: 1,
       };
       // a stand-in for a verified document: only the fields the gateway reads
-      gw.hop.installDocument({ body: { epoch: e, layers: [[entry]], gateways: [], geometry: DEFAULT_GEOMETRY } } as unknown as VerifiedDocument);
+      const [validAfter, length] = [epochStart(gw.config.epoch, e), gw.config.epoch.length];
+      const body = {
+        epoch: e,
+        validAfter,
+        freshUntil: validAfter + length,
+        validUntil: validAfter + length,
+        epochLength: length,
+        layers: [[entry]],
+        gateways: [],
+      };
+      gw.hop.installDocument({ body: { ...body, geometry: DEFAULT_GEOMETRY } } as unknown as VerifiedDocument);
       const mailbox = new Uint8Array(32).fill(7);
       const { surb, keys } = createSurb(nodeSuite, DEFAULT_GEOMETRY, {
         route: [{ nodeId: mixNodeId, publicKey: mixKey.publicKey, delayMs: 0 }],
+        keyEpoch: e,
         queueId: mailbox,
         surbId: new Uint8Array(16).fill(2),
       });
       const [frag] = messageFragments(new Uint8Array(Buffer.from('Subject: ack me\n\nx\n')), BOB, null, { surb });
       const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
         route: route(),
+        keyEpoch: nowEpoch(),
         terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
         payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize),
       });
@@ -285,7 +303,12 @@ describe('gateway daemon', () => {
   it('keeps a client mailbox item until the client subscribes', async () => {
     const mailbox = new Uint8Array(32).fill(5);
     const payload = new TextEncoder().encode('loop-id-123456789');
-    const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, { route: route(), terminal: { kind: 'deliver', queueId: mailbox }, payload });
+    const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
+      route: route(),
+      keyEpoch: nowEpoch(),
+      terminal: { kind: 'deliver', queueId: mailbox },
+      payload,
+    });
     client.send(gw.hop.link.peerId, packet);
     for (let i = 0; i < 100 && gw.store.mailboxSize(mailbox) < 1; i++) await new Promise((r) => setTimeout(r, 50));
     expect(gw.store.mailboxSize(mailbox)).toBe(1);

@@ -48,6 +48,7 @@ function packetVia(doc: DocumentBody, seq: number): Uint8Array {
   new DataView(payload.buffer).setUint32(0, seq);
   return createPacket(nodeSuite, G, {
     route: hops.map((n) => ({ nodeId: n.nodeId, publicKey: n.sphinxKey, delayMs: 1 })),
+    keyEpoch: doc.epoch,
     terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
     payload,
   }).packet;
@@ -152,9 +153,13 @@ describe('mix node epochs', () => {
       expect(existsSync(join(n.config.keysDir, sphinxKeyFile(E)))).toBe(false);
       expect(existsSync(join(n.config.keysDir, sphinxKeyFile(E + 1)))).toBe(true);
     }
-    const badMac0 = nodes[0]!.hop.engine.counters.dropped['bad-mac'];
+    const dropped0 = { ...nodes[0]!.hop.engine.counters.dropped };
     client.send(nodes[0]!.peerId, packetVia(oldDoc, 3));
-    await until(() => nodes[0]!.hop.engine.counters.dropped['bad-mac'] > badMac0, 'old-key packet refused');
+    // counted as a packet under an expired key, not as a forgery
+    await until(() => nodes[0]!.hop.engine.counters.dropped['expired-key'] > dropped0['expired-key'], 'old-key packet refused');
+    expect(nodes[0]!.hop.engine.counters.dropped['bad-mac']).toBe(dropped0['bad-mac']);
     expect(arrived(3)).toBe(false);
+    const m = await fetch(`http://127.0.0.1:${nodes[0]!.hop.metricsPort}/metrics`).then((r) => r.text());
+    expect(m).toMatch(/postmix_mixnode_packets_dropped_total\{reason="expired-key"\} 1/);
   });
 });

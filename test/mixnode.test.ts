@@ -62,6 +62,7 @@ function makePacket(seq: number, delays: readonly number[]): Uint8Array {
   new DataView(payload.buffer).setUint32(0, seq);
   return createPacket(nodeSuite, G, {
     route: hops.map((n, i) => ({ nodeId: n.nodeId, publicKey: n.sphinxKey, delayMs: delays[i] ?? 0 })),
+    keyEpoch: E,
     terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
     payload,
   }).packet;
@@ -191,6 +192,7 @@ describe('mix nodes on loopback', () => {
     const me = route[0]!;
     const p = createPacket(nodeSuite, G, {
       route: [{ nodeId: me.nodeId, publicKey: me.sphinxKey, delayMs: 5000 }],
+      keyEpoch: E,
       terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
       payload: new Uint8Array(8),
     }).packet;

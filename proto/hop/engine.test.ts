@@ -44,7 +44,7 @@ describe('HopEngine', () => {
   it('holds a packet for its header delay, then forwards it to the resolved next hop', () => {
     const s = setup();
     const route = [s.a, b].map((n, i) => ({ nodeId: n.id, publicKey: n.pk, delayMs: i === 0 ? 250 : 0 }));
-    const { packet } = createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1) });
+    const { packet } = createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1), keyEpoch: 7 });
     s.engine.handle(packet);
     expect(s.engine.held.packets).toBe(1);
     s.tick(249);
@@ -59,7 +59,7 @@ describe('HopEngine', () => {
   it('drops a replay, an unknown next hop, garbage and a full queue, counting each', () => {
     const s = setup();
     const route = [s.a, b].map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 10 }));
-    const mk = () => createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1) }).packet;
+    const mk = () => createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1), keyEpoch: 7 }).packet;
     const p = mk();
     s.engine.handle(p);
     s.engine.handle(p);
@@ -91,12 +91,32 @@ describe('HopEngine', () => {
       ],
     });
     const route = [old, b].map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 0 }));
-    const { packet } = createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1) });
+    const { packet } = createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1), keyEpoch: 7 });
+    // the key phase is under the MAC: claiming the current epoch's key does not get it tried
+    const claimed = packet.slice();
+    claimed[1] = 8;
+    s.engine.handle(claimed);
+    expect(s.engine.counters.dropped['bad-mac']).toBe(1);
     s.engine.handle(packet);
     s.tick(0);
     expect(s.sent.length).toBe(1);
     expect(s.replay.count(7)).toBe(1);
     expect(s.replay.count(8)).toBe(0);
+  });
+
+  it('counts a packet under a key it no longer (or does not yet) hold as expired-key, a forged one as bad-mac', () => {
+    const s = setup(); // holds epoch 7's key only
+    const route = [s.a, b].map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 0 }));
+    for (const keyEpoch of [5, 6, 8])
+      s.engine.handle(createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1), keyEpoch }).packet);
+    expect(s.engine.counters.dropped['expired-key']).toBe(3);
+    expect(s.engine.counters.dropped['bad-mac']).toBe(0);
+    // the right phase under another node's key: a forgery as far as this hop can tell
+    const other = [node(3), b].map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 0 }));
+    s.engine.handle(createPacket(nodeSuite, G, { route: other, terminal: { kind: 'drop' }, payload: new Uint8Array(1), keyEpoch: 7 }).packet);
+    expect(s.engine.counters.dropped['bad-mac']).toBe(1);
+    expect(s.engine.counters.dropped['expired-key']).toBe(3);
+    expect(s.replay.count(7)).toBe(0);
   });
 
   it('delivers at the final hop and ends drop cover quietly', () => {
@@ -106,6 +126,7 @@ describe('HopEngine', () => {
       route: [{ nodeId: s.a.id, publicKey: s.a.pk, delayMs: 5 }],
       terminal: { kind: 'deliver', queueId: q },
       payload: new Uint8Array([1, 2, 3]),
+      keyEpoch: 7,
     });
     s.engine.handle(d.packet);
     s.tick(5);
@@ -116,6 +137,7 @@ describe('HopEngine', () => {
       route: [{ nodeId: s.a.id, publicKey: s.a.pk, delayMs: 5 }],
       terminal: { kind: 'drop' },
       payload: new Uint8Array(0),
+      keyEpoch: 7,
     });
     s.engine.handle(c.packet);
     expect(s.engine.counters.coverEnded).toBe(1);
@@ -142,6 +164,7 @@ describe('HopEngine', () => {
         route: [{ nodeId: a.id, publicKey: a.pk, delayMs: 0 }],
         terminal: { kind: 'deliver', queueId: q },
         payload: new Uint8Array(1),
+        keyEpoch: 1,
       }).packet;
     engine.handle(mk(new Uint8Array(32).fill(2)));
     expect(engine.counters.dropped['not-deliverable']).toBe(1);

@@ -1,11 +1,24 @@
 /**
  * The packet pipeline every hop runs, a mix or a gateway alike: check the frame, peel one
- * Sphinx layer with this epoch's key (or the previous epoch's during the grace window), refuse
+ * Sphinx layer with the key its header's key phase names (this epoch's, or the previous epoch's
+ * during the grace window), refuse
  * replays, hold the packet for the delay its header names, then hand it on. Drops are counted
  * per reason and never answered. No I/O here: the caller supplies the link (`forward`), what
  * the final hop does (`deliver`), the replay store and the clock.
  */
-import { SPHINX_DROP_REASONS, processPacket, type Geometry, type HopDeliver, type HopPrivateKey, type NodeId, type SphinxDropReason } from '../sphinx/index.ts';
+import {
+  SPHINX_DROP_REASONS,
+  SPHINX_VERSION,
+  keyPhase,
+  packetKeyPhase,
+  packetSizes,
+  processPacket,
+  type Geometry,
+  type HopDeliver,
+  type HopPrivateKey,
+  type NodeId,
+  type SphinxDropReason,
+} from '../sphinx/index.ts';
 import { DelayQueue } from './delay-queue.ts';
 
 /**
@@ -30,13 +43,23 @@ export interface EpochHopKey {
 }
 
 /**
- * Why the hop dropped a packet: a Sphinx reason, or `unknown-next-hop` (not a legal next hop in
- * the document), `queue-full` (delay queue at its byte bound), `no-key` (no Sphinx key for
- * now), `not-deliverable` (a final-hop packet this hop does not take, see `admitDeliver`).
+ * Why the hop dropped a packet: a Sphinx reason, or `expired-key` (the header's key phase names
+ * no key this hop holds: built under an epoch's key that is gone, or one not yet made; told
+ * apart from a forged packet, `bad-mac`, without any public-key operation), `unknown-next-hop`
+ * (not a legal next hop in the document), `queue-full` (delay queue at its byte bound),
+ * `no-key` (no Sphinx key for now), `not-deliverable` (a final-hop packet this hop does not
+ * take, see `admitDeliver`).
  */
-export type HopDropReason = SphinxDropReason | 'unknown-next-hop' | 'queue-full' | 'no-key' | 'not-deliverable';
+export type HopDropReason = SphinxDropReason | 'expired-key' | 'unknown-next-hop' | 'queue-full' | 'no-key' | 'not-deliverable';
 
-export const HOP_DROP_REASONS: readonly HopDropReason[] = [...SPHINX_DROP_REASONS, 'unknown-next-hop', 'queue-full', 'no-key', 'not-deliverable'];
+export const HOP_DROP_REASONS: readonly HopDropReason[] = [
+  ...SPHINX_DROP_REASONS,
+  'expired-key',
+  'unknown-next-hop',
+  'queue-full',
+  'no-key',
+  'not-deliverable',
+];
 
 export interface HopCounters {
   received: number;
@@ -84,11 +107,13 @@ export class HopEngine<P> {
   readonly counters: HopCounters;
   private readonly queue: DelayQueue<Due<P>>;
   private readonly packetBytes: number;
+  private readonly frameBytes: number;
 
   constructor(private readonly opts: HopEngineOptions<P>) {
     const dropped = Object.fromEntries(HOP_DROP_REASONS.map((r) => [r, 0])) as Record<HopDropReason, number>;
     this.counters = { received: 0, forwarded: 0, delivered: 0, coverEnded: 0, dropped };
     this.packetBytes = opts.geometry.payloadSize + 512;
+    this.frameBytes = packetSizes(opts.geometry).packet;
     this.queue = new DelayQueue<Due<P>>({
       maxBytes: opts.maxQueuedBytes,
       onDue: opts.observeLateness
@@ -123,31 +148,30 @@ export class HopEngine<P> {
     const t0 = performance.now();
     const keys = this.opts.keys();
     if (keys.length === 0) return this.drop('no-key');
-    let lastReason: SphinxDropReason = 'bad-mac';
-    for (const k of keys) {
-      const r = processPacket(this.opts.geometry, k.key, frame, {
-        isReplay: (tag) => this.opts.replay.seenOrAdd(k.epoch, tag),
-      });
-      if (!r.ok) {
-        lastReason = r.reason;
-        // only a MAC failure can mean "another epoch's key"; anything else is final
-        if (r.reason === 'bad-mac' || r.reason === 'bad-group-element') continue;
-        break;
-      }
-      const delay = this.opts.ignoreDelays ? 0 : r.delayMs;
-      if (r.kind === 'forward') {
-        const next = this.opts.resolveNext(r.next);
-        if (next === undefined) return this.finish(t0, 'unknown-next-hop');
-        if (!this.queue.push({ kind: 'forward', next, packet: r.packet }, delay, r.packet.length)) return this.finish(t0, 'queue-full');
-      } else if (r.kind === 'deliver') {
-        if (this.opts.admitDeliver !== undefined && !this.opts.admitDeliver(r)) return this.finish(t0, 'not-deliverable');
-        if (!this.queue.push({ kind: 'deliver', result: r, epoch: k.epoch }, delay, this.packetBytes)) return this.finish(t0, 'queue-full');
-      } else {
-        this.counters.coverEnded++;
-      }
-      return this.finish(t0);
+    // the header names the epoch of its keys (docs/spec/sphinx.md §5): one DH, never a trial
+    const phase = packetKeyPhase(frame);
+    const k = keys.find((x) => keyPhase(x.epoch) === phase);
+    if (!k) {
+      // a frame of the wrong size or version is dropped for that, not for its key
+      const reason = frame.length !== this.frameBytes ? 'bad-length' : frame[0] !== SPHINX_VERSION ? 'bad-version' : 'expired-key';
+      return this.finish(t0, reason);
     }
-    this.finish(t0, lastReason);
+    const r = processPacket(this.opts.geometry, k.key, frame, {
+      isReplay: (tag) => this.opts.replay.seenOrAdd(k.epoch, tag),
+    });
+    if (!r.ok) return this.finish(t0, r.reason);
+    const delay = this.opts.ignoreDelays ? 0 : r.delayMs;
+    if (r.kind === 'forward') {
+      const next = this.opts.resolveNext(r.next);
+      if (next === undefined) return this.finish(t0, 'unknown-next-hop');
+      if (!this.queue.push({ kind: 'forward', next, packet: r.packet }, delay, r.packet.length)) return this.finish(t0, 'queue-full');
+    } else if (r.kind === 'deliver') {
+      if (this.opts.admitDeliver !== undefined && !this.opts.admitDeliver(r)) return this.finish(t0, 'not-deliverable');
+      if (!this.queue.push({ kind: 'deliver', result: r, epoch: k.epoch }, delay, this.packetBytes)) return this.finish(t0, 'queue-full');
+    } else {
+      this.counters.coverEnded++;
+    }
+    return this.finish(t0);
   }
 
   private finish(t0: number, reason?: HopDropReason): void {

@@ -11,6 +11,9 @@ export { encodeCommands, decodeCommands, type HopCommands } from './commands.ts'
 export { deriveHopKeys, type HopKeys } from './keys.ts';
 export {
   AD,
+  additionalData,
+  keyPhase,
+  packetKeyPhase,
   SphinxBuildError,
   buildHeader,
   createPacket,

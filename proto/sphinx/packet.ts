@@ -5,8 +5,28 @@ import { lionessDecrypt, lionessEncrypt } from './lioness.ts';
 import { PAD_DOMAIN, type PreparedScalar, type SphinxSuite } from './suite.ts';
 import type { HopResult, NodeId, RouteHop, SphinxDropReason, Terminal } from './types.ts';
 
-/** The header's additional data: version, reserved. Covered by every hop's MAC. */
-export const AD = new Uint8Array([SPHINX_VERSION, 0]);
+/**
+ * The header's additional data (docs/spec/sphinx.md §5): version, key phase. Covered by every
+ * hop's MAC. The key phase is the low 8 bits of the epoch whose Sphinx keys the header was built
+ * under, so a hop picks its key without trying each (and tells a packet under a key it no
+ * longer holds from a forged one).
+ */
+export function additionalData(keyEpoch: number): Uint8Array {
+  return new Uint8Array([SPHINX_VERSION, keyPhase(keyEpoch)]);
+}
+
+/** The key phase of an epoch: what the AD carries. */
+export function keyPhase(epoch: number): number {
+  return epoch & 0xff;
+}
+
+/** The key phase a packet's AD names (its second byte). */
+export function packetKeyPhase(packet: Uint8Array): number | undefined {
+  return packet[1];
+}
+
+/** The AD of key phase 0 (epoch 0, and the vectors). */
+export const AD = additionalData(0);
 
 export class SphinxBuildError extends Error {
   override readonly name = 'SphinxBuildError';
@@ -21,8 +41,8 @@ export interface BuiltHeader {
   readonly sharedSecrets: readonly Uint8Array[];
 }
 
-function macOf(suite: SphinxSuite, key: Uint8Array, beta: Uint8Array): Uint8Array {
-  return suite.hmac(key, AD, beta).subarray(0, MAC_LENGTH);
+function macOf(suite: SphinxSuite, key: Uint8Array, ad: Uint8Array, beta: Uint8Array): Uint8Array {
+  return suite.hmac(key, ad, beta).subarray(0, MAC_LENGTH);
 }
 
 function mustDh(v: Uint8Array | null): Uint8Array {
@@ -33,8 +53,17 @@ function mustDh(v: Uint8Array | null): Uint8Array {
 /**
  * Builds a Sphinx header for `route` whose last hop acts on `terminal` (docs/spec/sphinx.md §5).
  * `ephemeral` is the sender's 32-byte secret x; tests pass a fixed one, callers leave it random.
+ * `keyEpoch` is the epoch of the route's Sphinx keys (its key phase goes in the AD).
  */
-export function buildHeader(suite: SphinxSuite, geom: Geometry, route: readonly RouteHop[], terminal: HopCommands, ephemeral?: Uint8Array): BuiltHeader {
+export function buildHeader(
+  suite: SphinxSuite,
+  geom: Geometry,
+  route: readonly RouteHop[],
+  terminal: HopCommands,
+  ephemeral?: Uint8Array,
+  keyEpoch = 0,
+): BuiltHeader {
+  const ad = additionalData(keyEpoch);
   const n = route.length;
   if (n < 1 || n > geom.maxHops) throw new SphinxBuildError(`route must have 1..${geom.maxHops} hops, got ${n}`);
   const s = geom.perHopSize;
@@ -88,7 +117,7 @@ export function buildHeader(suite: SphinxSuite, geom: Geometry, route: readonly 
   let beta = new Uint8Array(B);
   beta.set(last, 0);
   beta.set(filler, lastLen);
-  let gamma = macOf(suite, keys[n - 1]!.macKey, beta);
+  let gamma = macOf(suite, keys[n - 1]!.macKey, ad, beta);
 
   for (let i = n - 2; i >= 0; i--) {
     const nb = new Uint8Array(B);
@@ -96,11 +125,11 @@ export function buildHeader(suite: SphinxSuite, geom: Geometry, route: readonly 
     nb.set(beta.subarray(0, B - s), s);
     suite.xorStream(keys[i]!.headerKey, nb);
     beta = nb;
-    gamma = macOf(suite, keys[i]!.macKey, beta);
+    gamma = macOf(suite, keys[i]!.macKey, ad, beta);
   }
 
   const header = new Uint8Array(AD_LENGTH + GROUP_ELEMENT_LENGTH + B + MAC_LENGTH);
-  header.set(AD, 0);
+  header.set(ad, 0);
   header.set(alphas[0]!, AD_LENGTH);
   header.set(beta, AD_LENGTH + GROUP_ELEMENT_LENGTH);
   header.set(gamma, AD_LENGTH + GROUP_ELEMENT_LENGTH + B);
@@ -117,6 +146,8 @@ export interface CreatePacketInput {
   /** At most geometry.payloadSize bytes; right-padded with zeros (the layer above frames its data). */
   readonly payload: Uint8Array;
   readonly ephemeral?: Uint8Array;
+  /** The epoch of the route's Sphinx keys (default 0): its key phase goes in the header. */
+  readonly keyEpoch?: number;
 }
 
 export interface CreatedPacket {
@@ -129,7 +160,7 @@ export function createPacket(suite: SphinxSuite, geom: Geometry, input: CreatePa
   const { route, payload } = input;
   if (payload.length > geom.payloadSize) throw new SphinxBuildError(`payload is ${payload.length} bytes; the geometry allows ${geom.payloadSize}`);
   const last = route[route.length - 1];
-  const built = buildHeader(suite, geom, route, terminalCommands(input.terminal, last?.delayMs ?? 0), input.ephemeral);
+  const built = buildHeader(suite, geom, route, terminalCommands(input.terminal, last?.delayMs ?? 0), input.ephemeral, input.keyEpoch);
   const sizes = packetSizes(geom);
   const packet = new Uint8Array(sizes.packet);
   packet.set(built.header, 0);
@@ -183,7 +214,9 @@ export function processPacket(geom: Geometry, key: HopPrivateKey, packet: Uint8A
   const suite = key.suite;
   const sizes = packetSizes(geom);
   if (!(packet instanceof Uint8Array) || packet.length !== sizes.packet) return fail('bad-length');
-  if (packet[0] !== SPHINX_VERSION || packet[1] !== 0) return fail('bad-version');
+  // any key phase: choosing the key by it is the caller's (proto/hop/engine.ts); the MAC covers it
+  if (packet[0] !== SPHINX_VERSION) return fail('bad-version');
+  const ad = packet.subarray(0, AD_LENGTH);
   const s = geom.perHopSize;
   const B = sizes.routingInfo;
   const aOff = AD_LENGTH;
@@ -206,7 +239,7 @@ export function processPacket(geom: Geometry, key: HopPrivateKey, packet: Uint8A
   }
   if (!secret) return fail('bad-group-element');
   const k = deriveHopKeys(suite, secret);
-  if (!constantTimeEqual(macOf(suite, k.macKey, beta), gamma)) return fail('bad-mac');
+  if (!constantTimeEqual(macOf(suite, k.macKey, ad, beta), gamma)) return fail('bad-mac');
   const replayTag = k.replayTag.slice();
   if (opts.isReplay?.(replayTag)) return fail('replay');
 
@@ -221,7 +254,7 @@ export function processPacket(geom: Geometry, key: HopPrivateKey, packet: Uint8A
       const nextAlpha = suite.dh(suite.prepareScalar(k.blinding), point);
       if (!nextAlpha) return fail('bad-group-element');
       const out = new Uint8Array(sizes.packet);
-      out.set(AD, 0);
+      out.set(ad, 0);
       out.set(nextAlpha, aOff);
       out.set(ext.subarray(s, s + B), bOff);
       out.set(cmds.mac, gOff);

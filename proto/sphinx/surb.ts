@@ -28,6 +28,8 @@ export interface CreateSurbInput {
   readonly surbId: Uint8Array;
   readonly ephemeral?: Uint8Array;
   readonly seed?: Uint8Array;
+  /** The epoch of the route's Sphinx keys (default 0): its key phase goes in the header. */
+  readonly keyEpoch?: number;
 }
 
 export interface CreatedSurb {
@@ -51,6 +53,7 @@ export function createSurb(suite: SphinxSuite, geom: Geometry, input: CreateSurb
     input.route,
     { action: 'deliver', queueId: input.queueId, surbId: input.surbId, delayMs: last?.delayMs ?? 0 },
     input.ephemeral,
+    input.keyEpoch,
   );
   const sizes = packetSizes(geom);
   const surb = new Uint8Array(sizes.surb);

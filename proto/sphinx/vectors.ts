@@ -27,6 +27,8 @@ const hex = bytesToHex;
 export interface ForwardVector {
   name: string;
   geometry: Geometry;
+  /** The epoch of the route's keys; its low 8 bits are the AD's key phase (byte 1 of every packet). */
+  keyEpoch: number;
   ephemeral: string;
   payload: string;
   queueId: string;
@@ -49,8 +51,8 @@ export interface ForwardVector {
   deliveredPayload: string;
 }
 
-export function forwardVector(suite: SphinxSuite, hopsCount: number, geom: Geometry = DEFAULT_GEOMETRY): ForwardVector {
-  const name = `forward-${hopsCount}hop-${geom.payloadSize}`;
+export function forwardVector(suite: SphinxSuite, hopsCount: number, geom: Geometry = DEFAULT_GEOMETRY, keyEpoch = 0): ForwardVector {
+  const name = `forward-${hopsCount}hop-${geom.payloadSize}${keyEpoch ? `-epoch${keyEpoch}` : ''}`;
   const secrets = Array.from({ length: hopsCount }, (_, i) => fixedBytes(`node-secret-${i}`));
   const route: RouteHop[] = secrets.map((sk, i) => ({
     nodeId: fixedBytes(`node-id-${i}`),
@@ -60,8 +62,8 @@ export function forwardVector(suite: SphinxSuite, hopsCount: number, geom: Geome
   const ephemeral = fixedBytes(`${name}-ephemeral`);
   const payload = fixedBytes(`${name}-payload`, Math.min(geom.payloadSize, 1000));
   const queueId = fixedBytes('queue-id');
-  const built = buildHeader(suite, geom, route, { action: 'deliver', queueId, delayMs: route[hopsCount - 1]!.delayMs }, ephemeral);
-  let { packet } = createPacket(suite, geom, { route, terminal: { kind: 'deliver', queueId }, payload, ephemeral });
+  const built = buildHeader(suite, geom, route, { action: 'deliver', queueId, delayMs: route[hopsCount - 1]!.delayMs }, ephemeral, keyEpoch);
+  let { packet } = createPacket(suite, geom, { route, terminal: { kind: 'deliver', queueId }, payload, ephemeral, keyEpoch });
   const hops: ForwardVector['hops'] = [];
   let delivered = '';
   for (let i = 0; i < hopsCount; i++) {
@@ -85,7 +87,7 @@ export function forwardVector(suite: SphinxSuite, hopsCount: number, geom: Geome
     if (r.ok && r.kind === 'forward') packet = r.packet;
     else if (r.ok && r.kind === 'deliver') delivered = hex(r.payload);
   }
-  return { name, geometry: geom, ephemeral: hex(ephemeral), payload: hex(payload), queueId: hex(queueId), hops, deliveredPayload: delivered };
+  return { name, geometry: geom, keyEpoch, ephemeral: hex(ephemeral), payload: hex(payload), queueId: hex(queueId), hops, deliveredPayload: delivered };
 }
 
 export interface SurbVector {
@@ -165,7 +167,7 @@ export interface AllVectors {
 export function allVectors(suite: SphinxSuite): AllVectors {
   return {
     lioness: lionessVector(suite),
-    forward: [forwardVector(suite, 1), forwardVector(suite, 3), forwardVector(suite, 5)],
+    forward: [forwardVector(suite, 1), forwardVector(suite, 3), forwardVector(suite, 5), forwardVector(suite, 3, DEFAULT_GEOMETRY, 1_447_008)],
     surb: surbVector(suite),
     sizes: packetSizes(DEFAULT_GEOMETRY),
   };

@@ -4,7 +4,8 @@
  *
  * - fetch the document for e while it is missing, and the one for e + 1 from the collect point
  *   on (before it the authorities have nothing to serve); keep the newest one on disk, so a
- *   restarted node can route before it reaches an authority;
+ *   restarted node can route before it reaches an authority; while the authorities are out of
+ *   reach the view routes by the newest document with keys for e (proto/pki/validity.ts);
  * - upload this node's descriptor for e + 1 (only before the vote point: later ones miss the
  *   vote) and for e + 2 (a node that misses one vote, e.g. while restarting, is still listed one
  *   epoch later), each with the Sphinx keys of its epoch and MAX_KEYS_AHEAD more, made ahead of
@@ -23,6 +24,7 @@ import {
   epochStart,
   isPkiError,
   keyEpochsOfDescriptor,
+  lastKeyEpoch,
   schedulePoint,
   SCHEDULE,
   type DescriptorInput,
@@ -180,9 +182,14 @@ export class EpochDriver {
     if (this.stopped) return;
     this.o.onView?.(e, view.update(e, inGrace));
     // a quarter into the epoch the document is overdue, not merely in flight
-    if (!view.current && this.warnedNoDoc !== e && t >= schedulePoint(c, e, 0.25)) {
+    if ((!view.current || view.stale) && this.warnedNoDoc !== e && t >= schedulePoint(c, e, 0.25)) {
       this.warnedNoDoc = e;
-      this.o.log.warn({ epoch: e }, 'no network document for the current epoch: this node forwards nothing until it has one');
+      if (view.current)
+        this.o.log.warn(
+          { epoch: e, document: view.current.body.epoch, keysUntilEpoch: lastKeyEpoch(view.current.body) },
+          'no network document for this epoch yet (authorities unreachable?): routing by an older one, which lists keys for it',
+        );
+      else this.o.log.warn({ epoch: e }, 'no network document for the current epoch: this node forwards nothing until it has one');
     }
     for (const E of [e + 1, e + 2]) {
       if (this.uploaded.has(E) || this.stopped) continue;

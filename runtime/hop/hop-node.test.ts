@@ -119,6 +119,7 @@ describe('hop node', () => {
     const s1 = await sender(packetSizes(G1).packet, hop);
     const p1 = createPacket(nodeSuite, G1, {
       route: [{ nodeId: entry.nodeId, publicKey: entry.sphinxKey, delayMs: 600 }],
+      keyEpoch: E,
       terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
       payload: new Uint8Array([1, 2, 3]),
     });
@@ -137,6 +138,7 @@ describe('hop node', () => {
     const s2 = await sender(packetSizes(G2).packet, hop);
     const p2 = createPacket(nodeSuite, G2, {
       route: [{ nodeId: entry.nodeId, publicKey: entry.sphinxKey, delayMs: 0 }],
+      keyEpoch: E,
       terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
       payload: new Uint8Array([4]),
     });

@@ -107,7 +107,7 @@ export interface Readiness {
   readonly ready: boolean;
   /** The link listens (and the node is not shutting down). */
   readonly listening: boolean;
-  /** The node holds a valid document for the clock's epoch. */
+  /** The node holds a document with keys for the clock's epoch (its own, or an older one during an outage). */
   readonly document: boolean;
   readonly epoch: number;
 }
@@ -300,11 +300,11 @@ export class HopNode {
     };
   }
 
-  /** Ready to carry packets: listening, and holding a valid document for the clock's epoch. */
+  /** Ready to carry packets: listening, and holding a document that routes the clock's epoch. */
   readiness(): Readiness {
     const epoch = epochAt(this.config.epoch, this.now());
     const listening = this.linkRef !== undefined && this.accepting;
-    const document = this.view.current?.body.epoch === epoch;
+    const document = this.view.current !== undefined && this.view.epoch === epoch;
     return { ready: listening && document, listening, document, epoch };
   }
 

@@ -1,6 +1,9 @@
 /**
- * What a hop (mix or gateway) knows of the network: the verified documents it holds (previous
- * epoch during the grace window, current, next), and what follows from them:
+ * What a hop (mix or gateway) or a client knows of the network: the verified documents it holds
+ * (the one routing the previous epoch during the grace window, the one routing the current epoch,
+ * any fetched ahead), and what follows from them. The document routing epoch e is the newest held
+ * one with keys for e (proto/pki/validity.ts): e's own, or, while the authorities have published
+ * none for e (an outage), an older one listing keys that far ahead.
  *
  * - the legal next hops (proto/pki/topology.ts), computed per document with this node's place
  *   in that document, so packets processed under the previous epoch's key during the grace
@@ -12,7 +15,17 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import type { PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { parseMultiaddr } from '../../runtime/link/index.ts';
-import { bytesEqual, layerOf, legalNextHops, type NodeEntry, type VerifiedDocument } from '../../proto/pki/index.ts';
+import {
+  bytesEqual,
+  coversEpoch,
+  documentAt,
+  documentEpochAt,
+  layerOf,
+  legalNextHops,
+  type DocumentBody,
+  type NodeEntry,
+  type VerifiedDocument,
+} from '../../proto/pki/index.ts';
 
 export interface Peer {
   readonly peerId: PeerId;
@@ -46,7 +59,11 @@ export class NetworkView {
   layer = 0;
   /** Whether the current document lists this node (as a mix or a gateway). */
   listed = false;
+  /** The document routing the epoch of the last update: its own, or an older one with keys for it. */
   current: VerifiedDocument | undefined;
+  /** The epoch of the last update. */
+  epoch = -1;
+  private memo: { readonly doc: VerifiedDocument; readonly epoch: number; readonly body: DocumentBody } | undefined;
 
   constructor(private readonly nodeId: Uint8Array) {}
 
@@ -68,17 +85,28 @@ export class NetworkView {
     return [...this.docs.keys()].sort((a, b) => a - b);
   }
 
+  /** The newest held document with keys for epoch e. */
+  private covering(e: number): VerifiedDocument | undefined {
+    let best: VerifiedDocument | undefined;
+    for (const d of this.docs.values()) if (coversEpoch(d.body, e) && (!best || d.body.epoch > best.body.epoch)) best = d;
+    return best;
+  }
+
   /**
    * Rebuilds the tables for epoch `e` (`inGrace`: the previous epoch's key is still accepted).
-   * Forgets documents older than needed. Returns true when something changed.
+   * Forgets documents no longer needed (neither routing e or, in grace, e - 1, nor for a later
+   * epoch). Returns true when something changed.
    */
   update(e: number, inGrace: boolean): boolean {
-    for (const k of [...this.docs.keys()]) if (k < e - 1 || (k === e - 1 && !inGrace)) this.docs.delete(k);
-    const routing = [this.docs.get(e), inGrace ? this.docs.get(e - 1) : undefined].filter((d): d is VerifiedDocument => d !== undefined);
+    const cur = this.covering(e);
+    const prev = inGrace ? this.covering(e - 1) : undefined;
+    for (const [k, d] of [...this.docs]) if (k <= e && d !== cur && d !== prev) this.docs.delete(k);
+    const routing = [cur, prev !== cur ? prev : undefined].filter((d): d is VerifiedDocument => d !== undefined);
     const sig = `${e}|${this.epochs().join(',')}|${routing.map((d) => d.body.epoch).join(',')}`;
+    this.epoch = e;
     if (sig === this.builtFor) return false;
     this.builtFor = sig;
-    this.current = this.docs.get(e);
+    this.current = cur;
     this.layer = this.current ? layerOf(this.current.body, this.nodeId) : 0;
     this.listed = this.layer > 0 || (this.current?.body.gateways.some((g) => bytesEqual(g.nodeId, this.nodeId)) ?? false);
     const next = new Map<string, Peer>();
@@ -106,6 +134,36 @@ export class NetworkView {
     this.nodes = nodes;
     this.byPeer = byPeer;
     return true;
+  }
+
+  /**
+   * Rebuilds for time t (unix seconds) by the held documents' own epoch arithmetic, for a role
+   * that processes no packets and has no epoch schedule of its own (the client).
+   */
+  updateAt(t: number): boolean {
+    let newest: VerifiedDocument | undefined;
+    for (const d of this.docs.values()) if (!newest || d.body.epoch > newest.body.epoch) newest = d;
+    return newest ? this.update(documentEpochAt(newest.body, t), false) : false;
+  }
+
+  /**
+   * The current document as of time t, for building packets: each node under its Sphinx key for
+   * t's epoch (proto/pki/validity.ts documentAt). Undefined when no held document is usable at t.
+   */
+  documentAt(t: number): DocumentBody | undefined {
+    const d = this.current;
+    if (!d) return undefined;
+    const e = documentEpochAt(d.body, t);
+    if (this.memo?.doc === d && this.memo.epoch === e) return this.memo.body;
+    const body = documentAt(d.body, t);
+    if (!body) return undefined;
+    this.memo = { doc: d, epoch: e, body };
+    return body;
+  }
+
+  /** True while the current document is older than the epoch it routes (no newer one yet). */
+  get stale(): boolean {
+    return this.current !== undefined && this.current.body.epoch < this.epoch;
   }
 
   /** The peer a packet for `nodeId` goes to, if it is a legal next hop. Hot path. */

@@ -63,7 +63,7 @@ export function loadSphinxKey(path: string): SphinxKeyPair {
 
 /**
  * A node's key directory: identity.key (0600), identity.pub, and sphinx-<epoch>.key (0600) per
- * epoch. Mixes and gateways call `ensureSphinxKeys([e, e + 1])` before uploading a descriptor,
+ * epoch. Mixes and gateways call `ensureSphinxKeys(keyEpochsOfDescriptor(e))` before uploading a descriptor,
  * and `pruneSphinxKeys(oldest)` once the grace window of an epoch has passed (deleting old
  * Sphinx secrets is what gives forward secrecy across epochs).
  */
