@@ -52,6 +52,8 @@ export const ClientConfigSchema = z
         force_smtp: z.array(z.string()).default([]),
         /** a domain that had a gateway and lost it: refuse (default) or relay through the smarthost */
         on_gateway_loss: z.enum(['refuse', 'smtp']).default('refuse'),
+        /** no usable network document for a recipient that would go by the overlay: hold it (default) or answer 451 */
+        no_document: z.enum(['hold', 'refuse']).default('hold'),
       })
       .strict()
       .prefault({}),
@@ -78,7 +80,7 @@ export const ClientConfigSchema = z
           .transform((p) => expandHome(p)),
         /** directory authority base URLs; the daemon fetches the current document from them */
         authority_urls: z.array(z.string().url()).default([]),
-        /** seconds between document refreshes */
+        /** longest wait between two document fetches (the next epoch's is also fetched ahead of each boundary) */
         refresh_s: z.number().int().min(1).default(300),
         /** the authorities' identity public keys, base64, as `postmix keygen` prints them and the hops' configs take them */
         authorities: z.array(b64Key).default([]),

@@ -138,9 +138,28 @@ export class ClientCore {
       }
       throw d.temporary ? new SmtpReply(450, `4.7.1 <${address}>: ${d.reason}`) : new SmtpReply(550, `5.7.1 <${address}>: ${d.reason}`);
     }
+    if (d.path === 'defer') {
+      this.counters.refused++;
+      throw new SmtpReply(451, `4.4.3 <${address}>: ${d.reason}`);
+    }
     if (d.path === 'smtp' && !this.o.smarthost) {
       this.counters.refused++;
       throw new SmtpReply(550, `5.7.1 <${address}>: ${d.reason}, but no smarthost is configured`);
+    }
+  }
+
+  /**
+   * An overlay recipient's outbox row under `doc`: a token from the wallet (picked, spent when the
+   * row is stored) and the fragment plan; or, when the message does not fit the overlay, why.
+   */
+  private overlayRow(raw: Uint8Array, d: Extract<RouteDecision, { path: 'overlay' }>, doc: DocumentBody): NewRecipient | { tooLarge: string } {
+    const tok = this.wallet.pick(d.recipient, d.issuerKeys.length > 0 ? d.issuerKeys : undefined);
+    const token = tok?.token ?? new Uint8Array(0);
+    try {
+      const plan = planOverlay(raw, d.recipient, token, doc.geometry);
+      return { address: d.recipient, path: 'overlay', reason: d.reason, domain: d.domain, token, tokenId: tok?.id, ...plan };
+    } catch (e) {
+      return { tooLarge: `the message is too large for the overlay (${(e as Error).message})` };
     }
   }
 
@@ -159,18 +178,16 @@ export class ClientCore {
         this.checkRecipient(a);
         const d = this.route(a);
         if (d.path === 'overlay' && doc) {
-          const tok = this.wallet.pick(a, d.issuerKeys.length > 0 ? d.issuerKeys : undefined);
-          const token = tok?.token ?? new Uint8Array(0);
-          let plan;
-          try {
-            plan = planOverlay(raw, a, token, doc.geometry);
-          } catch (e) {
-            const why = `the message is too large for the overlay (${(e as Error).message})`;
-            if (this.o.policy.overlayOnly || !this.o.smarthost) throw new SmtpReply(552, `5.3.4 <${a}>: ${why}`);
-            rows.push({ address: a, path: 'smtp', reason: `${why}: relaying through the SMTP smarthost (not anonymous)` });
+          const row = this.overlayRow(raw, d, doc);
+          if ('tooLarge' in row) {
+            if (this.o.policy.overlayOnly || !this.o.smarthost) throw new SmtpReply(552, `5.3.4 <${a}>: ${row.tooLarge}`);
+            rows.push({ address: a, path: 'smtp', reason: `${row.tooLarge}: relaying through the SMTP smarthost (not anonymous)` });
             continue;
           }
-          rows.push({ address: a, path: 'overlay', reason: d.reason, domain: d.domain, token, tokenId: tok?.id, ...plan });
+          rows.push(row);
+        } else if (d.path === 'hold') {
+          // nothing planned, nothing spent: that waits for the document (planHeld)
+          rows.push({ address: a, path: 'overlay', held: true, reason: d.reason, domain: d.domain });
         } else if (d.path === 'smtp') {
           rows.push({ address: a, path: 'smtp', reason: d.reason });
         }
@@ -179,7 +196,7 @@ export class ClientCore {
         const id = this.outbox.accept({ mailFrom, raw, recipients: rows, now });
         this.counters.accepted++;
         for (const r of rows) {
-          this.o.log?.info({ message: id, recipient: r.address, path: r.path, reason: r.reason }, 'accepted');
+          this.o.log?.info({ message: id, recipient: r.address, path: r.held ? 'held' : r.path, reason: r.reason }, 'accepted');
           if (r.path === 'overlay' && r.tokenId !== undefined) {
             const left = this.wallet.state(r.address);
             if (left.usable <= this.wallet.lowWater)
@@ -206,9 +223,44 @@ export class ClientCore {
           'postmix gateways missing from the network document: mail to these domains is refused (routing.on_gateway_loss)',
         );
     }
+    if (doc) this.planHeld(doc);
     const n = this.sender.step(now);
     void this.relayDue(now);
     return n;
+  }
+
+  /**
+   * Routes the recipients held for a network document by the one now usable: through the overlay
+   * (token and fragments now), by SMTP if the document says so under the same rules as at
+   * submission, or a bounce when they refuse it.
+   */
+  private planHeld(doc: DocumentBody): void {
+    for (const r of this.outbox.heldRecipients()) {
+      const d = this.route(r.address);
+      if (d.path === 'hold' || d.path === 'defer') return; // no document after all
+      let plan: Omit<NewRecipient, 'address'> | null = null;
+      let bounce: string | null = null;
+      if (d.path === 'overlay') {
+        const row = this.overlayRow(this.outbox.raw(r.messageId), d, doc);
+        if (!('tooLarge' in row)) plan = row;
+        else if (this.o.policy.overlayOnly || !this.o.smarthost) bounce = row.tooLarge;
+        else plan = { path: 'smtp', reason: `${row.tooLarge}: relaying through the SMTP smarthost (not anonymous)` };
+      } else if (d.path === 'smtp') {
+        if (this.o.smarthost) plan = { path: 'smtp', reason: d.reason };
+        else bounce = `${d.reason}, but no smarthost is configured`;
+      } else bounce = d.reason;
+      if (bounce !== null) {
+        if (this.outbox.markBounced(r.messageId, r.address, bounce)) this.writeBounce(r.messageId, r.address, bounce, '5.7.1');
+        continue;
+      }
+      try {
+        if (this.outbox.planHeld(r.messageId, r.address, plan!))
+          this.o.log?.info({ message: r.messageId, recipient: r.address, path: plan!.path, reason: plan!.reason, epoch: doc.epoch }, 'held message routed');
+      } catch (e) {
+        // the token was spent meanwhile: the next tick picks another
+        if (!(e instanceof TokenSpentError)) throw e;
+      }
+    }
   }
 
   onMailboxItem(item: MailboxItem, now = Date.now()): void {

@@ -15,7 +15,9 @@ import { outboxPath, type ClientConfig } from './config.ts';
 import { walletNotices } from './wallet.ts';
 import { ClientCore, type Network } from './core.ts';
 import { registerClientMetrics } from './metrics.ts';
-import { loadDocument, loadMailboxId, OverlayConnection } from './network.ts';
+import { DocumentCache } from '../runtime/pki/client.ts';
+import { DocumentFollower } from './document-follower.ts';
+import { cachedDocument, fetchNetworkDocument, loadMailboxId, OverlayConnection } from './network.ts';
 import { startSubmissionServer, type SubmissionServer } from './smtp-server.ts';
 
 export interface RunningClient {
@@ -44,20 +46,27 @@ export function checkListen(cfg: ClientConfig): void {
   if (cfg.metrics.enabled && !isLoopback(cfg.metrics.host)) throw new ConfigError(`metrics.host ${cfg.metrics.host} must be loopback`);
 }
 
-/** The overlay the config describes, or null (with a warning) when no document is available. */
+/**
+ * The overlay the config describes (null when it names no document): with the cached document
+ * if it still verifies, else the newest the authorities publish, else none yet. Without one the
+ * overlay is up all the same, the follower keeps asking, and overlay recipients are held.
+ */
 async function connectOverlay(cfg: ClientConfig, log: Logger): Promise<OverlayConnection | null> {
   if (!cfg.network.document) return null;
-  try {
-    return await OverlayConnection.open({
-      document: await loadDocument(cfg, log),
-      mailboxId: loadMailboxId(cfg.data_dir),
-      home: cfg.network.home_gateway,
-      log,
-    });
-  } catch (e) {
-    log.warn({ err: (e as Error).message }, 'network document unavailable');
+  if (cfg.network.authorities.length === 0) {
+    log.warn('network.authorities is empty: no network document can be verified, so the overlay is off');
     return null;
   }
+  let document = cachedDocument(cfg);
+  if (!document && cfg.network.authority_urls.length > 0) {
+    try {
+      document = await fetchNetworkDocument(cfg, 'latest');
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'no network document from the authorities yet; the client keeps asking');
+    }
+  }
+  if (!document) log.warn('no valid network document: overlay recipients are held until one verifies');
+  return OverlayConnection.open({ document, mailboxId: loadMailboxId(cfg.data_dir), home: cfg.network.home_gateway, log });
 }
 
 export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<RunningClient> {
@@ -82,6 +91,7 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
       overlayOnlyRecipients: cfg.routing.overlay_only_recipients,
       forceSmtp: cfg.routing.force_smtp,
       onGatewayLoss: cfg.routing.on_gateway_loss,
+      noDocument: cfg.routing.no_document,
     },
     strip: {
       received: cfg.strip.received,
@@ -117,13 +127,18 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
   if (active > 0) log.info({ messages: active, smtpRetriedNow: core.outbox.retrySmtpNow(Date.now()) }, 'resuming messages from the outbox');
   if (network instanceof OverlayConnection) network.subscribe((item) => core.onMailboxItem(item));
   if (own && cfg.network.authority_urls.length > 0) {
-    const refresher = setInterval(() => {
-      loadDocument(cfg, null).then(
-        (doc) => own.update(doc),
-        (e: unknown) => log.warn({ err: (e as Error).message }, 'network document refresh failed; keeping the current one'),
-      );
-    }, cfg.network.refresh_s * 1000);
-    closers.push(() => clearInterval(refresher));
+    const cache = new DocumentCache(cfg.network.document);
+    const follower = new DocumentFollower({
+      target: own,
+      fetch: (which, now) => fetchNetworkDocument(cfg, which, now),
+      save: (doc) => cache.save(doc),
+      refreshS: cfg.network.refresh_s,
+      uniform: csprngUniform,
+      now: () => Date.now() / 1000,
+      log,
+    });
+    follower.start();
+    closers.push(() => follower.stop());
   }
 
   let smtp: SubmissionServer;

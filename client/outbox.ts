@@ -11,6 +11,11 @@
  * crash can at worst repeat a packet whose ACK was still outstanding, which the gateway answers
  * with Duplicate: nothing is sent twice beyond what the ACK protocol needs.
  *
+ * An overlay recipient accepted while no network document was usable is **held**: stored with
+ * no fragments, no token and no plan (fragment_count 0) until a document verifies; then
+ * `planHeld` gives it its token and fragments (or it goes by SMTP, or bounces, as the document
+ * decides). Nothing is sent and no attempt counted for it meanwhile.
+ *
  * Fragment data is not stored: it is recomputed from the raw message, the token and the payload
  * size recorded per recipient (splitting is deterministic).
  */
@@ -28,6 +33,8 @@ export interface NewRecipient {
   readonly address: string;
   readonly path: Path;
   readonly reason: string;
+  /** overlay only: no document to plan by yet; held until one verifies (see `planHeld`) */
+  readonly held?: boolean;
   /** overlay only */
   readonly domain?: string;
   readonly token?: Uint8Array;
@@ -262,7 +269,9 @@ export class Outbox {
       const insF = this.db.prepare('INSERT INTO fragments (message_id, address, idx) VALUES (?, ?, ?)');
       const spend = this.db.prepare("UPDATE tokens SET state = 'spent', message_id = ? WHERE id = ? AND state = 'unspent'");
       for (const r of m.recipients) {
-        if (r.path === 'overlay') {
+        if (r.path === 'overlay' && r.held) {
+          insR.run(id, r.address, r.path, r.reason, r.domain ?? null, null, randomBytes(16), 0, 0, 0);
+        } else if (r.path === 'overlay') {
           const n = r.fragmentCount ?? 0;
           if (n < 1) throw new Error(`overlay recipient ${r.address} has no fragments`);
           insR.run(
@@ -326,6 +335,57 @@ export class Outbox {
         state: 'active';
       }[]
     ).map((r) => ({ id: r.id, createdAt: r.created_at, mailFrom: r.mail_from, size: r.size, state: r.state }));
+  }
+
+  /** Overlay recipients held for a network document (no plan yet), oldest first. */
+  heldRecipients(limit = 64): RecipientRow[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT r.* FROM recipients r JOIN messages m ON m.id = r.message_id
+           WHERE r.path = 'overlay' AND r.state = 'active' AND r.fragment_count = 0
+           ORDER BY m.created_at, m.rowid LIMIT ?`,
+        )
+        .all(limit) as RawRecipient[]
+    ).map(recipientRow);
+  }
+
+  /**
+   * Plans a held recipient now that a document is usable (one transaction): its token (spent
+   * here), payload size, SURB length and pending fragments, or the SMTP path. False when it is
+   * no longer held.
+   */
+  planHeld(messageId: string, address: string, plan: Omit<NewRecipient, 'address' | 'held'>): boolean {
+    let done = false;
+    const tx = this.db.transaction(() => {
+      const r = this.db
+        .prepare("SELECT fragment_count FROM recipients WHERE message_id = ? AND address = ? AND state = 'active' AND path = 'overlay'")
+        .get(messageId, address) as { fragment_count: number } | undefined;
+      if (!r || r.fragment_count !== 0) return;
+      if (plan.path === 'smtp') {
+        this.db
+          .prepare("UPDATE recipients SET path = 'smtp', reason = ?, domain = NULL, next_attempt_at = 0 WHERE message_id = ? AND address = ?")
+          .run(plan.reason, messageId, address);
+      } else {
+        const n = plan.fragmentCount ?? 0;
+        if (n < 1) throw new Error(`overlay recipient ${address} has no fragments`);
+        this.db
+          .prepare(
+            'UPDATE recipients SET reason = ?, domain = ?, token = ?, payload_size = ?, surb_length = ?, fragment_count = ? WHERE message_id = ? AND address = ?',
+          )
+          .run(plan.reason, plan.domain ?? null, buf(plan.token ?? new Uint8Array(0)), plan.payloadSize ?? 0, plan.surbLength ?? 0, n, messageId, address);
+        const insF = this.db.prepare('INSERT INTO fragments (message_id, address, idx) VALUES (?, ?, ?)');
+        for (let i = 0; i < n; i++) insF.run(messageId, address, i);
+        if (
+          plan.tokenId !== undefined &&
+          this.db.prepare("UPDATE tokens SET state = 'spent', message_id = ? WHERE id = ? AND state = 'unspent'").run(messageId, plan.tokenId).changes !== 1
+        )
+          throw new TokenSpentError(plan.tokenId, address);
+      }
+      done = true;
+    });
+    tx.immediate();
+    return done;
   }
 
   /** SMTP-fallback recipients whose next attempt is due. */

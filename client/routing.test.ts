@@ -125,7 +125,21 @@ describe('routing decision', () => {
     const lost = decideRoute({ recipient: 'b@overlay.test', document: plain, unspentTokens: tokens({}), policy: none, gatewayHistory: history });
     expect(lost).toMatchObject({ path: 'refuse', lostGateway: 'overlay.test' });
     expect(lost.reason).toMatch(/had a postmix gateway \(listed up to network epoch 1\)/);
-    expect(decideRoute({ recipient: 'b@overlay.test', document: null, unspentTokens: tokens({}), policy: none, gatewayHistory: history }).path).toBe('refuse');
+    // no document at all is not a loss: held for one (or a temporary refusal), never relayed
+    const noDoc = decideRoute({ recipient: 'b@overlay.test', document: null, unspentTokens: tokens({}), policy: none, gatewayHistory: history });
+    expect(noDoc).toMatchObject({ path: 'hold', domain: 'overlay.test' });
+    expect(noDoc.reason).toMatch(/held, and sent through the overlay once a document verifies/);
+    const deferred = decideRoute({
+      recipient: 'b@overlay.test',
+      document: null,
+      unspentTokens: tokens({}),
+      policy: { ...none, noDocument: 'refuse' },
+      gatewayHistory: history,
+    });
+    expect(deferred.path).toBe('defer');
+    // overlay-only recipients are held too; one with no gateway known falls back as before
+    expect(decideRoute({ recipient: 'c@plain.test', document: null, unspentTokens: tokens({}), policy: { ...none, overlayOnly: true } }).path).toBe('hold');
+    expect(decideRoute({ recipient: 'c@plain.test', document: null, unspentTokens: tokens({}), policy: none, gatewayHistory: history }).path).toBe('smtp');
     const allowed = decideRoute({
       recipient: 'b@overlay.test',
       document: plain,

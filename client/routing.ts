@@ -29,6 +29,14 @@ export type RouteDecision =
       readonly reason: string;
     }
   | { readonly path: 'smtp'; readonly recipient: string; readonly reason: string }
+  /**
+   * No usable network document, and the recipient would go by the overlay (overlay-only, or its
+   * domain is known to have a gateway): accepted and kept until a document verifies, then routed
+   * by it (`routing.no_document = "hold"`, the default).
+   */
+  | { readonly path: 'hold'; readonly recipient: string; readonly domain: string; readonly reason: string }
+  /** As 'hold', but answered with a temporary refusal (451) so the sender retries later (`no_document = "refuse"`). */
+  | { readonly path: 'defer'; readonly recipient: string; readonly reason: string }
   | {
       readonly path: 'refuse';
       readonly recipient: string;
@@ -51,6 +59,12 @@ export interface RoutingPolicy {
    * 'refuse' (default) or 'smtp' (fall back, as for a domain that never had one).
    */
   readonly onGatewayLoss?: 'refuse' | 'smtp';
+  /**
+   * No usable network document (the authorities out of reach, the client just started) for a
+   * recipient that would go by the overlay: 'hold' (default: accept, send once a document
+   * verifies) or 'refuse' (a temporary 451, so the submitting MTA retries).
+   */
+  readonly noDocument?: 'hold' | 'refuse';
 }
 
 export interface RoutingInput {
@@ -119,7 +133,17 @@ export function decideRoute(input: RoutingInput): RouteDecision {
   if (!domain || !recipient.includes('@')) return { path: 'refuse', recipient, reason: 'not a valid address (no domain)' };
   if (!strict && listed(input.policy.forceSmtp, recipient))
     return { path: 'smtp', recipient, reason: 'configured to always use the SMTP smarthost for this recipient' };
-  if (!input.document) return lost('no network document is available');
+  if (!input.document) {
+    // the overlay is only missing for now: hold what would go by it rather than fall back
+    const had = input.gatewayHistory?.(domain);
+    if (strict || (had && input.policy.onGatewayLoss !== 'smtp')) {
+      const why = `no valid network document is available yet (${strict ? 'overlay-only' : `${domain} has a postmix gateway: ${had}`})`;
+      return input.policy.noDocument === 'refuse'
+        ? { path: 'defer', recipient, reason: `${why}: try again later (routing.no_document = "refuse")` }
+        : { path: 'hold', recipient, domain, reason: `${why}: held, and sent through the overlay once a document verifies` };
+    }
+    return lost('no network document is available');
+  }
   const gateway = input.document.gateways.find((g) => g.gateway?.domains.includes(domain));
   if (!gateway || !gateway.gateway) return lost(`no postmix gateway serves ${domain} in network epoch ${input.document.epoch}`);
   // one POPRF issuer key per gateway (docs/spec/tokens.md); recipient key epochs are inside the tokens

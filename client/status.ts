@@ -64,7 +64,9 @@ export function formatStatus(progress: readonly Progress[], eta: EtaInput | null
     lines.push(`${m.id}  from <${m.mailFrom}>  ${m.size} bytes  accepted ${age} ago${m.state === 'done' ? '  (done)' : ''}`);
     for (const r of p.recipients) {
       let state: string;
-      if (r.path === 'overlay') {
+      if (r.path === 'overlay' && r.state === 'active' && r.fragmentCount === 0) {
+        state = 'HELD: waiting for a valid network document (nothing sent, no attempt counted)';
+      } else if (r.path === 'overlay') {
         const remaining = r.fragmentCount - r.acked;
         const left = r.state === 'active' ? `  ~${eta ? fmtSeconds(expectedSecondsLeft(remaining, queued, eta)) : 'unknown (no network document)'} left` : '';
         if (r.state === 'active') queued += remaining;

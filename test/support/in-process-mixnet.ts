@@ -111,10 +111,11 @@ export class InProcessMixnet implements PacketSink {
     this.doc = {
       version: 1,
       epoch: 1,
+      // one epoch that spans every test's clock, so the document is current whenever it is read
       validAfter: 0,
       freshUntil: 2 ** 31,
       validUntil: 2 ** 31,
-      epochLength: 3600,
+      epochLength: 2 ** 31,
       grace: 600,
       geometry: o.geometry ?? { maxHops: 5, perHopSize: 64, payloadSize: 2048 },
       mixing: o.mixing ?? DEFAULT_MIXING,
