@@ -14,7 +14,7 @@ import { SPHINX_PROTOCOL, type PacketLink } from '../runtime/link/index.ts';
 import { MAIL_QUEUE_ID } from '../proto/mailbox/index.ts';
 import { samplePerHopDelayMs, type MixingParams } from '../proto/mixing/params.ts';
 import { epochAt, epochStart, schedulePoint, type NodeEntry } from '../proto/pki/index.ts';
-import { createPacket, DEFAULT_GEOMETRY as G, nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
+import { createPacket, DEFAULT_GEOMETRY as G, keyPhase, nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
 import { MixNode } from '../mixnode/daemon.ts';
 import { RawPeer } from './support/raw-peer.ts';
 import {
@@ -235,7 +235,8 @@ describe('mix nodes on loopback', () => {
     // random bytes of the right size: refused by the Sphinx layer, counted, nothing forwarded
     for (let i = 0; i < 200; i++) {
       const junk = new Uint8Array(randomBytes(PACKET));
-      if (i % 2 === 0) junk.set([1, 0]); // a valid version: the hop gets as far as the MAC
+      // a valid version and the key phase of the node's epoch: the hop gets as far as the MAC
+      if (i % 2 === 0) junk.set([1, keyPhase(E)]);
       client.send(n1.peerId, junk);
     }
     await until(() => n1.hop.engine.counters.received - c0.received >= 200, 'random frames processed');

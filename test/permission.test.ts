@@ -361,6 +361,7 @@ describe('key-epoch expiry at a running gateway and at the sender, before sendin
       const [frag] = messageFragments(new Uint8Array(Buffer.from(`Subject: s\r\n\r\n${Math.random()}\r\n`)), ERIN, token);
       const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
         route: [{ nodeId: gw.hop.identity.nodeId, publicKey: gw.hop.keyStore.sphinxKey(e)!.publicKey, delayMs: 0 }],
+        keyEpoch: e,
         terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
         payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize),
       });

@@ -21,6 +21,7 @@ export function signedDocument(gateway: { domain: string; issuerKey: Uint8Array;
     ...body,
     epoch: 1000,
     validAfter: nowS - 60,
+    freshUntil: nowS - 60 + 3600,
     validUntil: nowS - 60 + 3600,
     epochLength: 3600,
     authorities: [authority.publicKey],
