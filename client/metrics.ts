@@ -22,6 +22,12 @@ export function registerClientMetrics(r: Registry, core: ClientCore, link?: () =
   scrapedCounter(r, 'postmix_client_acks_total', 'ACKs received', () => s.acks);
   scrapedCounter(r, 'postmix_client_loops_returned_total', 'loop cover packets that came back', () => s.loopsReturned);
   scrapedCounter(r, 'postmix_client_loops_lost_total', 'loop cover packets not back in time (their mixes are blamed)', () => s.loopsLost);
+  scrapedCounter(
+    r,
+    'postmix_client_scheduler_gaps_total',
+    'wake-ups more than a second late (stall, suspend): streams restarted, nothing sent in a burst',
+    () => s.gaps,
+  );
   scrapedCounter(r, 'postmix_client_link_dial_failures_total', 'failed dials to layer-1 mixes and the home gateway', () => link?.()?.dialFailures ?? 0);
   scrapedCounter(
     r,

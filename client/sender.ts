@@ -186,6 +186,8 @@ export interface SenderStats {
   acks: number;
   badReplies: number;
   bounced: number;
+  /** times the scheduler woke more than `maxLateMs` late (a stall, a suspend) and resampled its streams */
+  gaps: number;
 }
 
 export interface BounceNotice {
@@ -216,6 +218,11 @@ export interface SenderOptions {
   readonly rateLimitBackoffMs?: number;
   /** Emit cover traffic (loop/drop, and drop in place of real packets). Default true. */
   readonly cover?: boolean;
+  /**
+   * A stream event more than this late (ms) is not emitted: its stream restarts from `now`.
+   * Default 1000, the daemon's longest sleep, so only a stall or a suspend is that late.
+   */
+  readonly maxLateMs?: number;
   readonly onBounce?: (b: BounceNotice) => void;
   readonly onDelivered?: (messageId: string, recipient: string) => void;
   readonly log?: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
@@ -234,7 +241,7 @@ export function nextPoisson(now: number, lambda: number, uniform: Uniform): numb
 }
 
 export class Sender {
-  readonly stats: SenderStats = { real: 0, resent: 0, drop: 0, loop: 0, loopsReturned: 0, loopsLost: 0, acks: 0, badReplies: 0, bounced: 0 };
+  readonly stats: SenderStats = { real: 0, resent: 0, drop: 0, loop: 0, loopsReturned: 0, loopsLost: 0, acks: 0, badReplies: 0, bounced: 0, gaps: 0 };
   private next: Streams | null = null;
   private mixing: MixingParams | null = null;
   private readonly cache = new Map<string, Uint8Array[]>();
@@ -271,9 +278,27 @@ export class Sender {
   }
 
   /**
-   * Runs every stream event due at or before `now`, in time order. Returns how many packets
-   * went out. With no document (or no home gateway) nothing can be built; streams restart when
-   * one arrives.
+   * After a gap (the process stalled or the machine slept: an event more than `maxLateMs`
+   * overdue), restarts every overdue stream from `now` instead of emitting what was missed at
+   * once: a burst of packets on the client's link, which an observer sees, and says when the
+   * client was away. A Poisson stream is memoryless, so a stream restarted at `now` is what an
+   * observer expects after a silence; nothing real is lost (fragments wait in the outbox).
+   */
+  private resampleAfterGap(now: number, n: Streams, m: MixingParams): void {
+    if (!(Math.min(n.payload, n.loop, n.drop) < now - (this.o.maxLateMs ?? 1000))) return;
+    // every overdue stream restarts, not only the very late ones: what fell due during the
+    // last second of the gap would otherwise still leave at this one instant
+    const u = this.o.uniform;
+    if (n.payload <= now) n.payload = nextPoisson(now, m.lambdaP, u);
+    if (n.loop <= now) n.loop = nextPoisson(now, m.lambdaL, u);
+    if (n.drop <= now) n.drop = nextPoisson(now, m.lambdaD, u);
+    this.stats.gaps++;
+  }
+
+  /**
+   * Runs every stream event due at or before `now`, in time order (after a gap, see
+   * `resampleAfterGap`). Returns how many packets went out. With no document (or no home
+   * gateway) nothing can be built; streams restart when one arrives.
    */
   step(now: number): number {
     const doc = this.o.document();
@@ -287,6 +312,7 @@ export class Sender {
     this.expireLoops(now);
     const n = this.next!;
     const m = doc.mixing;
+    this.resampleAfterGap(now, n, m);
     const u = this.o.uniform;
     const cover = this.o.cover ?? true;
     let sent = 0;
