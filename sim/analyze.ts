@@ -210,7 +210,7 @@ export function analyzeCapture(dir: string, opts: AnalyzeOptions = {}): CaptureA
   const outCount = new Float64Array(NN);
   const last = new Float64Array(NN).fill(t0);
   const packetOf = new Int32Array(trav.length).fill(-1);
-  const recOf = new Int32Array(trav.length).fill(-1);
+  const recOf = new Float64Array(trav.length).fill(-1);
   let tracked = 0;
   let clientSends = 0;
   let closed = false;
@@ -242,7 +242,7 @@ export function analyzeCapture(dir: string, opts: AnalyzeOptions = {}): CaptureA
       const size = Math.max(1, pool[n]!);
       const to = index.get(tr.to);
       const isExit = n < NM && to !== undefined && to >= NM;
-      recOf[k] = ring.push(t, k, n, TR_DEPART, size, -1);
+      recOf[k] = ring.push(n, TR_DEPART, size, -1);
       if (n < NM && fwd.holds(n)) fwd.depart(p, n, size, isExit, t);
       if (pool[n]! > 0) pool[n]!--;
       if (t > t0 && t <= tEnd) outCount[n]!++;
@@ -262,7 +262,7 @@ export function analyzeCapture(dir: string, opts: AnalyzeOptions = {}): CaptureA
       pool[n]!++;
       const c = clientIndex.get(tr.from);
       const src = c !== undefined ? c : index.get(tr.from)! >= NM ? SRC_GATEWAY : SRC_MIX;
-      ring.push(t, k, n, TR_ARRIVE, src, c !== undefined ? -1 : recOf[k]!);
+      ring.push(n, TR_ARRIVE, src, c !== undefined ? -1 : recOf[k]!);
       if (c !== undefined && n < NM && t > t0 && tracked < K && t < tEnd) {
         const tg = tracked++;
         tgH[tg] = 0;

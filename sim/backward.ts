@@ -18,6 +18,10 @@
  */
 import { SRC_MIX, TR_DEPART, type TraceRing } from './trace.ts';
 
+/** (n − 1)/n for pool sizes below KEEP */
+const KEEP = 1 << 16;
+const keep = Float64Array.from({ length: KEEP }, (_, n) => (n === 0 ? 0 : (n - 1) / n));
+
 export interface SenderPosterior {
   /** clients with weight, and their probabilities (summing to 1) */
   readonly clients: Int32Array;
@@ -26,11 +30,24 @@ export interface SenderPosterior {
   readonly truncated: boolean;
 }
 
+/** What a walk yields without the per-client arrays (for the per-packet metric). */
+export interface SenderSummary {
+  /** clients with weight */
+  touched: number;
+  entropy: number;
+  truncated: boolean;
+}
+
 export class BackwardWalker {
   private readonly score: Float64Array;
   private readonly touched: Int32Array;
+  private nTouched = 0;
+  private tot = 0;
   private readonly B: Float64Array;
-  /** weight pending on each trace record, and the records written in this walk */
+  /**
+   * weight pending on each trace record of the walk's window, at slot (record number mod
+   * `window`), and the slots written in this walk
+   */
   private readonly pend: Float64Array;
   private written: Int32Array;
   /** trace records visited, and walks made (for the benchmark) */
@@ -41,88 +58,27 @@ export class BackwardWalker {
     private readonly trace: TraceRing,
     private readonly compromised: Uint8Array,
     clients: number,
+    /** the most records a walk reads back (the trace's capacity unless the ring is larger than a walk's reach) */
+    private readonly window = trace.capacity,
   ) {
     this.score = new Float64Array(clients);
     this.touched = new Int32Array(clients);
     this.B = new Float64Array(compromised.length);
-    this.pend = new Float64Array(trace.capacity);
+    this.pend = new Float64Array(window);
     this.written = new Int32Array(1024);
   }
 
-  /** The sender posterior of the packet whose departure is the newest trace record. */
-  walk(): SenderPosterior {
-    const tr = this.trace;
-    const { nodeType, aux, link, serial } = tr;
-    const comp = this.compromised;
-    const B = this.B;
+  /** The sender posterior of the packet whose departure is record `start` (default: the newest), reading back at most `avail` records. */
+  walk(start = this.trace.written - 1, avail = Math.min(this.trace.count, this.window)): SenderPosterior {
+    const truncated = this.run(start, avail);
+    const n = this.nTouched;
+    const clients = new Int32Array(n);
+    const probs = new Float64Array(n);
     const score = this.score;
     const touched = this.touched;
-    const pend = this.pend;
-    const TC = tr.capacity;
-    B.fill(0);
-    let nTouched = 0;
-    let nWritten = 0;
-    let acc = 0;
-    let i = tr.head;
-    const start = i === 0 ? TC - 1 : i - 1;
-    pend[start] = 1;
-    let written = this.written;
-    written[nWritten++] = start;
-    let k = 0;
-    for (; k < tr.count && acc < 1 - 1e-9; k++) {
-      i = i === 0 ? TC - 1 : i - 1;
-      const nt = nodeType[i]!;
-      const node = nt >> 1;
-      const w0 = pend[i]!;
-      if ((nt & 1) === TR_DEPART) {
-        if (comp[node] === 1) {
-          if (w0 !== 0) {
-            const j = link[i]!;
-            if (j >= 0 && serial[j] === serial[i]) {
-              pend[j] = w0;
-              if (nWritten === written.length) written = this.grow();
-              written[nWritten++] = j;
-            }
-          }
-          continue;
-        }
-        const b = B[node]!;
-        const n = aux[i]!;
-        if (w0 !== 0) B[node] = w0 / n + ((n - 1) / n) * b;
-        else if (b !== 0) {
-          // weight decays geometrically; below 1e−30 per packet it is nothing, and left alone it
-          // would sink into subnormal numbers, whose arithmetic is a hundred times slower
-          const nb = ((n - 1) / n) * b;
-          B[node] = nb < 1e-30 ? 0 : nb;
-        }
-        continue;
-      }
-      const w = comp[node] === 1 ? w0 : B[node]!;
-      if (w === 0) continue;
-      const src = aux[i]!;
-      if (src >= 0) {
-        if (score[src] === 0) touched[nTouched++] = src;
-        score[src]! += w;
-        acc += w;
-      } else if (src === SRC_MIX) {
-        const j = link[i]!;
-        // a record overwritten by the ring (the same packet's serial no longer there) is past the end
-        if (j >= 0 && serial[j] === serial[i]) {
-          pend[j] = w;
-          if (nWritten === written.length) written = this.grow();
-          written[nWritten++] = j;
-        }
-      } else acc += w; // a node's own cover or a gateway's packet: no client sent it
-    }
-    this.visited += k;
-    this.walks++;
-    for (let j = 0; j < nWritten; j++) pend[written[j]!] = 0;
-    let tot = 0;
-    for (let j = 0; j < nTouched; j++) tot += score[touched[j]!]!;
-    const clients = new Int32Array(nTouched);
-    const probs = new Float64Array(nTouched);
+    const tot = this.tot;
     let h = 0;
-    for (let j = 0; j < nTouched; j++) {
+    for (let j = 0; j < n; j++) {
       const c = touched[j]!;
       const q = tot > 0 ? score[c]! / tot : 0;
       clients[j] = c;
@@ -130,7 +86,102 @@ export class BackwardWalker {
       if (q > 0) h -= q * Math.log2(q);
       score[c] = 0;
     }
-    return { clients, probs, entropy: h, truncated: acc < 1 - 1e-6 };
+    return { clients, probs, entropy: h, truncated };
+  }
+
+  /** The same walk, keeping only the entropy (no allocation); `out` is filled and returned. */
+  summary(start: number, avail: number, out: SenderSummary): SenderSummary {
+    out.truncated = this.run(start, avail);
+    const n = this.nTouched;
+    const score = this.score;
+    const touched = this.touched;
+    const tot = this.tot;
+    let h = 0;
+    for (let j = 0; j < n; j++) {
+      const c = touched[j]!;
+      const q = tot > 0 ? score[c]! / tot : 0;
+      if (q > 0) h -= q * Math.log2(q);
+      score[c] = 0;
+    }
+    out.touched = n;
+    out.entropy = h;
+    return out;
+  }
+
+  /** The walk itself: leaves the clients' weights in `score`/`touched`; returns whether it ran out of trace. */
+  private run(start: number, avail: number): boolean {
+    const tr = this.trace;
+    const { nodeType, aux, back } = tr;
+    const comp = this.compromised;
+    const B = this.B;
+    const score = this.score;
+    const touched = this.touched;
+    const pend = this.pend;
+    const TC = tr.capacity;
+    const PW = this.window;
+    B.fill(0);
+    let nTouched = 0;
+    let nWritten = 0;
+    let acc = 0;
+    // i: the record's ring slot; j: its slot in `pend`
+    let i = start % TC;
+    let j = start % PW;
+    pend[j] = 1;
+    let written = this.written;
+    written[nWritten++] = j;
+    let k = 0;
+    for (; k < avail && acc < 1 - 1e-9; k++) {
+      const nt = nodeType[i]!;
+      const node = nt >> 1;
+      const w0 = pend[j]!;
+      const d = back[i]!;
+      const ii = i;
+      const jj = j;
+      i = i === 0 ? TC - 1 : i - 1;
+      j = j === 0 ? PW - 1 : j - 1;
+      if ((nt & 1) === TR_DEPART) {
+        if (comp[node] === 1) {
+          // a link past the records this walk may read was overwritten: the walk ends there
+          if (w0 !== 0 && d > 0 && k + d < avail) {
+            const q = jj >= d ? jj - d : jj - d + PW;
+            pend[q] = w0;
+            if (nWritten === written.length) written = this.grow();
+            written[nWritten++] = q;
+          }
+          continue;
+        }
+        const n = aux[ii]!;
+        // (n − 1)/n from a table (the same double as the division); weight decays
+        // geometrically, and below 1e−30 per packet it is nothing: left alone it would sink into
+        // subnormal numbers, whose arithmetic is a hundred times slower
+        const nb = (w0 !== 0 ? w0 / n : 0) + (n < KEEP ? keep[n]! : (n - 1) / n) * B[node]!;
+        B[node] = w0 === 0 && nb < 1e-30 ? 0 : nb;
+        continue;
+      }
+      const w = comp[node] === 1 ? w0 : B[node]!;
+      if (w === 0) continue;
+      const src = aux[ii]!;
+      if (src >= 0) {
+        if (score[src] === 0) touched[nTouched++] = src;
+        score[src]! += w;
+        acc += w;
+      } else if (src === SRC_MIX) {
+        if (d > 0 && k + d < avail) {
+          const q = jj >= d ? jj - d : jj - d + PW;
+          pend[q] = w;
+          if (nWritten === written.length) written = this.grow();
+          written[nWritten++] = q;
+        }
+      } else acc += w; // a node's own cover or a gateway's packet: no client sent it
+    }
+    this.visited += k;
+    this.walks++;
+    for (let q = 0; q < nWritten; q++) pend[written[q]!] = 0;
+    let tot = 0;
+    for (let q = 0; q < nTouched; q++) tot += score[touched[q]!]!;
+    this.nTouched = nTouched;
+    this.tot = tot;
+    return acc < 1 - 1e-6;
   }
 
   private grow(): Int32Array {

@@ -9,16 +9,17 @@
  */
 import { mailboxRate } from '../proto/mailbox/index.ts';
 import { payloadTick, sampleExponential } from '../proto/mixing/params.ts';
-import { BackwardWalker, type SenderPosterior } from './backward.ts';
+import type { SenderPosterior } from './backward.ts';
 import { ackTimeoutSeconds, ClientProtocol } from './clients.ts';
+import { InlineExits, REQ_FULL, REQ_TARGET, type ExitConfig, type ExitRunner } from './exit-analyses.ts';
 import { ForwardTracker, type ExitSink } from './forward.ts';
-import { EventHeap } from './heap.ts';
+import { CalendarQueue } from './calendar.ts';
 import { LogHistogram } from './histogram.ts';
 import { Network } from './network.ts';
 import { KIND_DROP, KIND_FRAGMENT, KIND_GWLOOP, KIND_LOOP, KIND_MIXLOOP, KIND_REAL, PacketTable } from './packets.ts';
 import { Rng } from './rng.ts';
 import { fragmentCapacityOf, fragmentCountFor, mixingParamsOf, type Scenario } from './scenario.ts';
-import { ErlangTable, TimingAttack } from './timing.ts';
+import { ErlangTable, type TimingSummary } from './timing.ts';
 import { EntryRing, SRC_GATEWAY, SRC_MIX, SRC_SELF, TR_ARRIVE, TR_DEPART, TraceRing } from './trace.ts';
 
 const EV_PAYLOAD = 0;
@@ -57,12 +58,14 @@ export class Simulation implements ExitSink {
   readonly sc: Scenario;
   readonly net: Network;
   readonly pk: PacketTable;
-  readonly heap: EventHeap;
+  readonly heap: CalendarQueue;
   readonly trace: TraceRing;
   readonly entries: EntryRing;
   readonly fwd: ForwardTracker;
-  readonly back: BackwardWalker;
-  readonly timing: TimingAttack;
+  /** the exit analyses (backward walks, timing attack), on this thread or another */
+  readonly exits: ExitRunner;
+  /** the timing attack's summary, once the run is over */
+  timing: TimingSummary | null = null;
   readonly proto: ClientProtocol | null;
   private readonly rng: Rng;
   private readonly uni: () => number;
@@ -73,13 +76,27 @@ export class Simulation implements ExitSink {
   private readonly NM: number;
   private readonly N: number;
   private readonly TW: number;
+  private readonly comp: Uint8Array;
+  /** link latency + processing time: 0 lets a packet's next arrival happen inside its departure */
+  private readonly gapZero: boolean;
+  private readonly linkZero: boolean;
+  private readonly lossy: boolean;
+  private readonly threshold: boolean;
+  /** trace records a walk reads back, and entries a timing scan reads back */
+  readonly traceWindow: number;
+  private readonly entryWindow: number;
+  /** followed fragments waiting for their posterior: (message, fragment, attempt, t) per REQ_FULL request */
+  private readonly fullArgs: number[] = [];
   readonly poolN: Int32Array;
   private readonly waitList: Int32Array[];
   private readonly waitLen: Int32Array;
   private readonly mixLastChange: Float64Array;
   readonly mixPoolArea: Float64Array;
   readonly mixOut: Float64Array;
+  /** per layer: time spent at each pool size (views of one flat array; `histBase[m]` is mix m's layer's offset) */
   readonly poolHist: Float64Array[];
+  private readonly poolHistFlat: Float64Array;
+  private readonly histBase: Int32Array;
   readonly home: Int32Array;
   readonly homeCount: Int32Array;
   readonly contacts: Int32Array;
@@ -117,7 +134,6 @@ export class Simulation implements ExitSink {
   counts = { real: 0, drop: 0, loop: 0, mixLoop: 0, gwLoop: 0, fragment: 0, ack: 0, lost: 0, loopsReturned: 0, mailboxItems: 0 };
   packets = 0;
   events = 0;
-  private serialNext = 0;
 
   constructor(
     sc: Scenario,
@@ -131,11 +147,16 @@ export class Simulation implements ExitSink {
     this.uni = this.rng.uniform();
     this.postmix = sc.realRate !== null;
     this.net = new Network(sc, this.rng);
+    this.comp = this.net.compromised;
     const L = (this.L = sc.layers);
     this.NM = this.net.mixes;
     const N = (this.N = sc.clients);
     this.TW = sc.warmup;
     this.hopGap = sc.linkLatency + sc.processingTime;
+    this.gapZero = this.hopGap === 0;
+    this.linkZero = sc.linkLatency === 0;
+    this.lossy = sc.loss > 0;
+    this.threshold = sc.mix === 'threshold';
     this.pk = new PacketTable(2 * L + 2);
     const NN = this.net.nodes;
     this.poolN = new Int32Array(NN);
@@ -145,7 +166,9 @@ export class Simulation implements ExitSink {
     this.mixLastChange = new Float64Array(this.NM).fill(sc.warmup);
     this.mixPoolArea = new Float64Array(this.NM);
     this.mixOut = new Float64Array(this.NM);
-    this.poolHist = Array.from({ length: L }, () => new Float64Array(POOL_HIST));
+    this.poolHistFlat = new Float64Array(L * POOL_HIST);
+    this.poolHist = Array.from({ length: L }, (_, l) => this.poolHistFlat.subarray(l * POOL_HIST, (l + 1) * POOL_HIST));
+    this.histBase = Int32Array.from({ length: this.NM }, (_, m) => this.net.layerOf(m) * POOL_HIST);
     this.latSamples = keepLatencies ? [] : undefined;
 
     // clients: home gateway round-robin, contacts a seeded choice of distinct gateways
@@ -201,12 +224,27 @@ export class Simulation implements ExitSink {
       const perSecond = 2 * hopsPerPacket * pps;
       TC = Math.min(1 << 27, Math.max(1 << 20, Math.ceil(perSecond * (1.5 * table.horizon + 2 * L * this.hopGap + 0.5))));
     }
-    this.trace = new TraceRing(TC);
-    this.entries = new EntryRing(Math.max(1024, Math.ceil(N * (sc.rate + sc.loopRate + sc.dropRate) * (1.5 * table.horizon + 2 * L * this.hopGap + 0.5))));
+    const EC = Math.max(1024, Math.ceil(N * (sc.rate + sc.loopRate + sc.dropRate) * (1.5 * table.horizon + 2 * L * this.hopGap + 0.5)));
+    this.traceWindow = TC;
+    this.entryWindow = EC;
+    const cfg: ExitConfig = {
+      compromised: this.net.compromised,
+      clients: N,
+      layers: L,
+      mu: this.mu,
+      timingOffset: (L - 1) * this.hopGap,
+      traceWindow: TC,
+      entryWindow: EC,
+    };
+    this.exits = new InlineExits(new TraceRing(TC), new EntryRing(EC), cfg);
+    this.trace = this.exits.trace;
+    this.entries = this.exits.entries;
     this.fwd = new ForwardTracker(this.pk, this.net.compromised, NN, this.K + R, this);
-    this.back = new BackwardWalker(this.trace, this.net.compromised, N);
-    this.timing = new TimingAttack(this.entries, table, (L - 1) * this.hopGap, N);
-    this.heap = new EventHeap(1 << 16);
+    // the queue holds each packet's next departure (arrivals with no gap happen inside the
+    // departure before them) and the streams' next events
+    const hopsPerPacket = this.postmix ? 2 * L + 3 : L;
+    const pps = N * (sc.rate + sc.loopRate + sc.dropRate) + this.NM * sc.mixLoopRate + G * sc.gatewayLoopRate;
+    this.heap = CalendarQueue.sized(pps * (hopsPerPacket + 1), 10 / this.mu + 2 * L * this.hopGap);
   }
 
   private expo(rate: number): number {
@@ -284,7 +322,6 @@ export class Simulation implements ExitSink {
     pk.kind[p] = kind;
     pk.src[p] = src;
     pk.t0[p] = t0;
-    pk.serial[p] = this.serialNext++;
     pk.mass[p] = -1;
     pk.target[p] = -1;
     pk.frag[p] = -1;
@@ -338,7 +375,26 @@ export class Simulation implements ExitSink {
       this.fwd.attach(p, tg, 1);
     }
     if (c === 0 && t > this.TW) this.obs.targetSend?.(t, kind);
-    this.heap.push(t + this.hopGap, EV_ARRIVE | (p << 3));
+    this.toNextHop(p, t);
+  }
+
+  /** Packet `p` leaves for its next node at `t`: it arrives a hop's gap later (inside this event when there is none). */
+  private toNextHop(p: number, t: number): void {
+    if (this.gapZero) {
+      this.events++;
+      this.arrive(p, t);
+    } else this.heap.push(t + this.hopGap, EV_ARRIVE | (p << 3));
+  }
+
+  /** Packet `p` arrives at its current hop: into the pool, or at the node it ends at. */
+  private arrive(p: number, t: number): void {
+    const pk = this.pk;
+    const h = pk.hop[p]!;
+    if (h === pk.nHops[p]) return this.atDestination(p, t);
+    let src: number;
+    if (h === 0) src = pk.src[p]! >= 0 ? pk.src[p]! : SRC_SELF;
+    else src = pk.nodes[p * pk.H + h - 1]! >= this.NM ? SRC_GATEWAY : SRC_MIX;
+    this.enterPool(p, t, src);
   }
 
   /** A mix's or gateway's own loop (it enters the node's own pool unseen); returns the packet. */
@@ -385,7 +441,7 @@ export class Simulation implements ExitSink {
     const n = this.poolN[m]!;
     const dt = t - this.mixLastChange[m]!;
     this.mixPoolArea[m]! += n * dt;
-    this.poolHist[this.net.layerOf(m)]![n < POOL_HIST ? n : POOL_HIST - 1]! += dt;
+    this.poolHistFlat[this.histBase[m]! + (n < POOL_HIST ? n : POOL_HIST - 1)]! += dt;
     this.mixLastChange[m] = t;
   }
 
@@ -395,7 +451,7 @@ export class Simulation implements ExitSink {
     const base = p * pk.H;
     const h = pk.hop[p]!;
     const node = pk.nodes[base + h]!;
-    if (this.sc.loss > 0 && src !== SRC_SELF && this.rng.next() < this.sc.loss) return this.lose(p, t);
+    if (this.lossy && src !== SRC_SELF && this.rng.next() < this.sc.loss) return this.lose(p, t);
     if (node >= this.NM && pk.kind[p] === KIND_FRAGMENT) {
       // the recipient's gateway: the fragment is delivered after the hop's delay, and the ACK
       // leaves after any ACK delay on top
@@ -405,7 +461,7 @@ export class Simulation implements ExitSink {
       pk.delays[base + h] = dDeliver + dAck;
       if (node === this.withholdGateway && this.proto!.msTarget[this.proto!.frMsg[pk.frag[p]!]!]! >= 0) {
         // attack 1: the ACK of the target's message is never sent
-        this.trace.push(t, pk.serial[p]!, node, TR_ARRIVE, src, pk.rec[p]!);
+        this.trace.push(node, TR_ARRIVE, src, pk.rec[p]!);
         this.obs.gatewayArrival?.(node - this.NM, t);
         this.fwd.drop(p);
         pk.free(p);
@@ -414,11 +470,11 @@ export class Simulation implements ExitSink {
     }
     this.notePool(node, t);
     this.poolN[node]!++;
-    pk.rec[p] = this.trace.push(t, pk.serial[p]!, node, TR_ARRIVE, src, src >= 0 || src === SRC_SELF ? -1 : pk.rec[p]!);
+    pk.rec[p] = this.trace.push(node, TR_ARRIVE, src, src >= 0 || src === SRC_SELF ? -1 : pk.rec[p]!);
     if (src >= 0) this.entries.push(t, src);
     if (node >= this.NM) this.obs.gatewayArrival?.(node - this.NM, t);
     if (pk.mass[p]! >= 0) this.fwd.arrive(p, node);
-    if (this.sc.mix !== 'threshold' || node >= this.NM) {
+    if (!this.threshold || node >= this.NM) {
       this.heap.push(t + pk.delays[base + h]!, EV_DEPART | (p << 3));
       return;
     }
@@ -453,30 +509,33 @@ export class Simulation implements ExitSink {
     const nHops = pk.nHops[p]!;
     const next = h + 1 < nHops ? pk.nodes[base + h + 1]! : pk.nodes[base + nHops]!;
     const n = this.poolN[node]!;
-    pk.rec[p] = this.trace.push(t, pk.serial[p]!, node, TR_DEPART, n, pk.rec[p]!);
+    pk.rec[p] = this.trace.push(node, TR_DEPART, n, pk.rec[p]!);
     const NM = this.NM;
     const isMix = node < NM;
     const isExit = isMix && next >= NM;
     if (isMix) {
       if (t > this.TW) this.mixOut[node]!++;
-      if (this.net.compromised[node] === 0 ? this.fwd.holds(node) : isExit && pk.mass[p]! >= 0) this.fwd.depart(p, node, n, isExit, t);
+      if (this.comp[node] === 0 ? this.fwd.holds(node) : isExit && pk.mass[p]! >= 0) this.fwd.depart(p, node, n, isExit, t);
     } else if (pk.kind[p] === KIND_FRAGMENT) {
       if (t > this.TW) this.counts.ack++;
       if (this.net.compromised[node] === 1) this.followReply(p);
     }
     this.notePool(node, t);
     this.poolN[node]!--;
-    if (isExit && pk.target[p]! >= 0) this.analyseDelivered(p, t);
-    else if (isExit && pk.frag[p]! >= 0 && h < this.L) this.analyseFollowed(p, t, null);
+    if (isExit && pk.target[p]! >= 0) this.analyseExit(p, t, true);
+    else if (isExit && pk.frag[p]! >= 0 && h < this.L) this.analyseExit(p, t, false);
     if (h + 1 < nHops) {
       pk.hop[p] = h + 1;
-      this.heap.push(t + this.hopGap, EV_ARRIVE | (p << 3));
+      this.toNextHop(p, t);
       return;
     }
     // the last pooled hop: on to the destination (postmix), or the end (idealised)
     if (this.postmix) {
       pk.hop[p] = nHops;
-      this.heap.push(t + this.sc.linkLatency, EV_ARRIVE | (p << 3));
+      if (this.linkZero) {
+        this.events++;
+        this.atDestination(p, t);
+      } else this.heap.push(t + this.sc.linkLatency, EV_ARRIVE | (p << 3));
       return;
     }
     if (pk.kind[p] === KIND_REAL && t > this.TW) {
@@ -495,7 +554,7 @@ export class Simulation implements ExitSink {
     const kind = pk.kind[p]!;
     if (pk.mass[p]! >= 0) this.fwd.drop(p);
     if (node >= this.NM) {
-      this.trace.push(t, pk.serial[p]!, node, TR_ARRIVE, SRC_MIX, pk.rec[p]!);
+      this.trace.push(node, TR_ARRIVE, SRC_MIX, pk.rec[p]!);
       this.obs.gatewayArrival?.(node - this.NM, t);
       // the gateway hop's own delay, then: a mailbox item (a client's loop, or an ACK), a
       // fragment without ACKs delivered, a drop discarded, a node loop home
@@ -530,27 +589,52 @@ export class Simulation implements ExitSink {
 
   // ---- analyses at exit ----
 
-  private analyseDelivered(p: number, t: number): void {
+  /**
+   * Packet `p`, whose departure is the newest trace record, leaves the mix network at `t`: a
+   * forward target (`target`: its sender entropy and the timing attack) and/or a fragment of a
+   * followed message (its full posterior for the message-level attacks).
+   */
+  private analyseExit(p: number, t: number, target: boolean): void {
     const pk = this.pk;
-    const post = this.back.walk();
-    if (post.truncated) this.truncated++;
-    if (post.clients.length > 0) {
-      this.senderOut.push(post.entropy);
-      this.degreeOut.push(this.N > 1 ? post.entropy / Math.log2(this.N) : 0);
+    let flags = target ? REQ_TARGET : 0;
+    const f = pk.frag[p]!;
+    if (f >= 0 && this.obs.fragmentExit) {
+      const proto = this.proto!;
+      const m = proto.frMsg[f]!;
+      if (proto.msTarget[m]! >= 0) {
+        flags |= REQ_FULL;
+        this.fullArgs.push(proto.msTarget[m]!, f - proto.msFirst[m]!, proto.frAttempts[f]!, t);
+      }
     }
-    if (pk.kind[p] !== KIND_MIXLOOP) this.timing.observe(t, pk.src[p]!);
-    pk.target[p] = -1;
-    if (pk.frag[p]! >= 0) this.analyseFollowed(p, t, post);
+    if (flags === 0) return;
+    const tw = this.trace.written;
+    const ew = this.entries.written;
+    this.exits.request({
+      traceStart: tw - 1,
+      traceAvail: Math.min(tw, this.traceWindow),
+      entryStart: ew - 1,
+      entryAvail: Math.min(ew, this.entryWindow),
+      tExit: t,
+      sender: target && pk.kind[p] !== KIND_MIXLOOP ? pk.src[p]! : -1,
+      flags,
+    });
+    if (target) pk.target[p] = -1;
   }
 
-  private analyseFollowed(p: number, t: number, post: SenderPosterior | null): void {
-    const pk = this.pk;
-    const f = pk.frag[p]!;
-    const proto = this.proto!;
-    const m = proto.frMsg[f]!;
-    if (proto.msTarget[m]! < 0 || !this.obs.fragmentExit) return;
-    const pst = post ?? this.back.walk();
-    this.obs.fragmentExit(proto.msTarget[m]!, f - proto.msFirst[m]!, proto.frAttempts[f]!, pst, t);
+  /** Every exit analysis done (on whichever thread): their results into the metrics and observers. */
+  private collectExits(): void {
+    const r = this.exits.finish();
+    const logN = Math.log2(this.N);
+    for (let i = 0; i < r.senderEntropy.length; i++) {
+      if (r.truncated[i] === 1) this.truncated++;
+      const h = r.senderEntropy[i]!;
+      if (Number.isNaN(h)) continue;
+      this.senderOut.push(h);
+      this.degreeOut.push(this.N > 1 ? h / logN : 0);
+    }
+    const a = this.fullArgs;
+    for (let i = 0; i < r.posteriors.length; i++) this.obs.fragmentExit!(a[4 * i]!, a[4 * i + 1]!, a[4 * i + 2]!, r.posteriors[i]!, a[4 * i + 3]!);
+    this.timing = r.timing;
   }
 
   /** A compromised recipient gateway sends the ACK of a followed message: follow it home. */
@@ -637,18 +721,9 @@ export class Simulation implements ExitSink {
           this.enterPool(this.sendNodeLoop(idx, t), t, SRC_SELF);
           break;
         }
-        case EV_ARRIVE: {
-          const pk = this.pk;
-          const h = pk.hop[idx]!;
-          if (h === pk.nHops[idx]) this.atDestination(idx, t);
-          else {
-            let src: number;
-            if (h === 0) src = pk.src[idx]! >= 0 ? pk.src[idx]! : SRC_SELF;
-            else src = pk.nodes[idx * pk.H + h - 1]! >= this.NM ? SRC_GATEWAY : SRC_MIX;
-            this.enterPool(idx, t, src);
-          }
+        case EV_ARRIVE:
+          this.arrive(idx, t);
           break;
-        }
         case EV_DEPART:
           this.depart(idx, t);
           break;
@@ -658,6 +733,7 @@ export class Simulation implements ExitSink {
       }
     }
     for (let m = 0; m < this.NM; m++) this.notePool(m, T);
+    this.collectExits();
   }
 }
 

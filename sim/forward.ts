@@ -30,6 +30,8 @@ export class ForwardTracker {
   private arUsed = 0;
   private readonly poolTg: number[][];
   private readonly poolMs: number[][];
+  /** targets with mass in each pool (the length of its lists, read on every departure) */
+  private readonly poolLen: Int32Array;
   /** per target: entries holding its mass (pool entries and packet entries) */
   private live: Int32Array;
   /** mass dropped below EPS, summed per target */
@@ -44,6 +46,7 @@ export class ForwardTracker {
   ) {
     this.poolTg = Array.from({ length: nodes }, () => []);
     this.poolMs = Array.from({ length: nodes }, () => []);
+    this.poolLen = new Int32Array(nodes);
     this.live = new Int32Array(Math.max(1, targets));
     this.lost = new Float64Array(Math.max(1, targets));
   }
@@ -101,6 +104,7 @@ export class ForwardTracker {
         this.live[tg]!--;
       } else {
         tgs.push(tg);
+        this.poolLen[node]!++;
         mss.push(this.arMs[e]!);
       }
       this.release(e);
@@ -111,7 +115,7 @@ export class ForwardTracker {
 
   /** True when the pool of `node` holds some target's mass (the cheap test on every departure). */
   holds(node: number): boolean {
-    return this.poolTg[node]!.length > 0;
+    return this.poolLen[node]! > 0;
   }
 
   /** Packet `p` leaves the pool of `node`, which held `n` packets; `isExit`: it leaves the mix network. */
@@ -134,6 +138,7 @@ export class ForwardTracker {
           tgs[j] = tgs[last]!;
           mss[j] = mss[last]!;
           tgs.pop();
+          this.poolLen[node]!--;
           mss.pop();
           if (--this.live[tg]! === 0) this.sink.finish(tg);
         } else mss[j] = rest;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { erlangCdf, erlangQuantile, exponentialMixEntropyBits, poissonPmf } from './analytic.ts';
-import { EventHeap } from './heap.ts';
+import { CalendarQueue } from './calendar.ts';
 import { runSimulation } from './model.ts';
 import { Rng } from './rng.ts';
 import { makeScenario, ScenarioError } from './scenario.ts';
@@ -22,19 +22,43 @@ describe('rng and heap', () => {
     expect(Math.abs(mean - 0.5)).toBeLessThan(4 / Math.sqrt(12 * 1000));
   });
 
-  it('the heap pops in time order', () => {
+  it('the calendar queue pops in time order, across years and with pushes while it runs', () => {
     fc.assert(
-      fc.property(fc.array(fc.double({ min: 0, max: 1e6, noNaN: true }), { maxLength: 300 }), (ts) => {
-        const h = new EventHeap(2);
-        ts.forEach((t, i) => h.push(t, i));
-        const out: number[] = [];
-        while (h.size > 0) {
-          out.push(h.peekTime());
-          h.pop();
-        }
-        expect(out).toEqual([...ts].sort((x, y) => x - y));
-      }),
-      { numRuns: 100 },
+      fc.property(
+        fc.array(fc.tuple(fc.double({ min: 0, max: 50, noNaN: true }), fc.boolean()), { maxLength: 300 }),
+        fc.constantFrom(0.001, 0.05, 1),
+        fc.constantFrom(2, 16, 1024),
+        (steps, width, buckets) => {
+          // every event pops at or after the time of the one before; each pop may push a later one
+          const q = new CalendarQueue(width, buckets);
+          const ref: number[] = [];
+          let code = 0;
+          for (const [dt] of steps.slice(0, steps.length >> 1)) {
+            q.push(dt, code++);
+            ref.push(dt);
+          }
+          let now = 0;
+          const popped: number[] = [];
+          let k = steps.length >> 1;
+          while (q.size > 0) {
+            const t = q.peekTime();
+            expect(t).toBeGreaterThanOrEqual(now);
+            now = t;
+            q.pop();
+            popped.push(t);
+            const s = steps[k++];
+            if (s) {
+              // the same time again (a tie), or later, possibly years ahead
+              const at = s[1] ? now : now + s[0];
+              q.push(at, code++);
+              ref.push(at);
+            }
+          }
+          expect(q.peekTime()).toBe(Infinity);
+          expect(popped).toEqual(ref.sort((x, y) => x - y));
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 

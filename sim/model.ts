@@ -251,7 +251,7 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
       per_layer_pool_mean: layerPool,
       pool_size_hist: poolHistOut,
     },
-    attacks: { timing: sim.timing.summary() },
+    attacks: { timing: sim.timing! },
     targets: { requested: sc.targets, tracked: sim.tracked, finished: sim.finished, target_clients: sim.targetClients },
     packets: sim.packets,
     events: sim.events,

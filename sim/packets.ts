@@ -27,15 +27,14 @@ export class PacketTable {
   kind: Uint8Array;
   /** submission time (message queued), for latency */
   t0: Float64Array;
-  serial: Int32Array;
   /** forward-analysis target index, or -1 */
   target: Int32Array;
   /** head of the probability-mass list this packet carries, or -1 */
   mass: Int32Array;
   /** fragment id (postmix mode), or -1 */
   frag: Int32Array;
-  /** ring index of the packet's newest trace record, or -1 */
-  rec: Int32Array;
+  /** number of the packet's newest trace record, or -1 */
+  rec: Float64Array;
   nodes: Int32Array;
   delays: Float64Array;
   private freeTop = 0;
@@ -50,11 +49,10 @@ export class PacketTable {
     this.src = new Int32Array(c);
     this.kind = new Uint8Array(c);
     this.t0 = new Float64Array(c);
-    this.serial = new Int32Array(c);
     this.target = new Int32Array(c);
     this.mass = new Int32Array(c);
     this.frag = new Int32Array(c);
-    this.rec = new Int32Array(c);
+    this.rec = new Float64Array(c);
     this.nodes = new Int32Array(c * this.H);
     this.delays = new Float64Array(c * this.H);
     this.freeStack = new Int32Array(c);
@@ -77,7 +75,6 @@ export class PacketTable {
     this.src = grown(this.src, n);
     this.kind = grown(this.kind, n);
     this.t0 = grown(this.t0, n);
-    this.serial = grown(this.serial, n);
     this.target = grown(this.target, n);
     this.mass = grown(this.mass, n);
     this.frag = grown(this.frag, n);

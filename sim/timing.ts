@@ -60,8 +60,11 @@ export class TimingAttack {
     this.touched = new Int32Array(clients);
   }
 
-  /** Scores the clients for a packet of `trueSender` leaving at `tExit` (after every entry recorded). */
-  observe(tExit: number, trueSender: number): void {
+  /**
+   * Scores the clients for a packet of `trueSender` leaving at `tExit`, over the entries up to
+   * number `start` (default: the newest), at most `avail` of them back.
+   */
+  observe(tExit: number, trueSender: number, start = this.entries.written - 1, avail = this.entries.count): void {
     const tr = this.entries;
     const { time, client } = tr;
     const lik = this.lik;
@@ -69,9 +72,9 @@ export class TimingAttack {
     const table = this.table;
     const horizon = table.horizon + this.offset;
     let nTouched = 0;
-    let i = tr.head;
     const TC = tr.capacity;
-    for (let k = 0; k < tr.count; k++) {
+    let i = start >= 0 ? (start % TC) + 1 : 0;
+    for (let k = 0; k < avail; k++) {
       i = i === 0 ? TC - 1 : i - 1;
       const age = tExit - time[i]!;
       if (age > horizon) break;
