@@ -200,13 +200,20 @@ export function registerSim(program: Command): void {
     .option('--json', 'print one JSON object on stdout')
     .option('--out <dir>', 'write report.html and SVG plots (latency CDF, entropy histogram) here')
     .option('--no-progress', 'no progress lines on stderr')
+    .option(
+      '--threads <n>',
+      'threads for one run: 2 puts the backward walks and the timing attack on a second thread (identical results); default 2 when the machine has 2 cores or more, else 1 (replicates use a thread each)',
+      int('threads'),
+    )
     .action(async (opts: Record<string, unknown>) => {
       const sc = makeScenario(scenarioFrom(opts));
       const R = opts.replicates as number;
       if (R < 1) throw new InvalidArgumentError('--replicates must be >= 1');
+      const threads = (opts.threads as number | undefined) ?? (availableParallelism() >= 2 ? 2 : 1);
+      if (threads < 1 || threads > 2) throw new InvalidArgumentError('--threads must be 1 or 2');
       if (R === 1) {
         const tty = opts.progress !== false && process.stderr.isTTY === true;
-        const r = runSimulation(sc, { onProgress: progress(tty), keepSamples: opts.out !== undefined });
+        const r = runSimulation(sc, { onProgress: progress(tty), keepSamples: opts.out !== undefined, threads });
         if (tty) process.stderr.write('\n');
         const { samples, latency_cdf: _cdf, ...out } = r;
         void _cdf;

@@ -21,6 +21,7 @@ import { Rng } from './rng.ts';
 import { fragmentCapacityOf, fragmentCountFor, mixingParamsOf, type Scenario } from './scenario.ts';
 import { ErlangTable, type TimingSummary } from './timing.ts';
 import { EntryRing, SRC_GATEWAY, SRC_MIX, SRC_SELF, TR_ARRIVE, TR_DEPART, TraceRing } from './trace.ts';
+import { ThreadedExits } from './analysis-thread.ts';
 
 const EV_PAYLOAD = 0;
 const EV_LOOP = 1;
@@ -139,6 +140,8 @@ export class Simulation implements ExitSink {
     sc: Scenario,
     private readonly obs: Observers = {},
     keepLatencies = false,
+    /** 2: the exit analyses run on a second thread (the results are the same) */
+    threads = 1,
   ) {
     this.sc = sc;
     const mp = mixingParamsOf(sc);
@@ -236,7 +239,7 @@ export class Simulation implements ExitSink {
       traceWindow: TC,
       entryWindow: EC,
     };
-    this.exits = new InlineExits(new TraceRing(TC), new EntryRing(EC), cfg);
+    this.exits = threads >= 2 ? new ThreadedExits(cfg) : new InlineExits(new TraceRing(TC), new EntryRing(EC), cfg);
     this.trace = this.exits.trace;
     this.entries = this.exits.entries;
     this.fwd = new ForwardTracker(this.pk, this.net.compromised, NN, this.K + R, this);
@@ -619,6 +622,11 @@ export class Simulation implements ExitSink {
       flags,
     });
     if (target) pk.target[p] = -1;
+  }
+
+  /** Milliseconds the event loop waited for the analysis thread (0 on one thread). */
+  analysisWaitMs(): number {
+    return this.exits instanceof ThreadedExits ? this.exits.waitedMs : 0;
   }
 
   /** Every exit analysis done (on whichever thread): their results into the metrics and observers. */

@@ -37,6 +37,22 @@ export interface RunOptions {
   keepSamples?: boolean;
   /** record every real packet's end-to-end latency (tests only: unbounded memory) */
   keepLatencies?: boolean;
+  /**
+   * 2: the exit analyses (backward walks, timing attack) run on a second thread while the event
+   * loop goes on; the results are identical to one thread's (default 1)
+   */
+  threads?: number;
+  /** filled with figures about how the run went (not part of the result, which threads do not change) */
+  perf?: RunPerf;
+}
+
+export interface RunPerf {
+  threads: number;
+  /** seconds the event loop waited for the analysis thread (ring full, or the last walks at the end) */
+  analysis_wait_s: number;
+  /** trace records a walk may read back, and the ring's size in records (twice that on two threads) */
+  trace_window: number;
+  trace_ring: number;
 }
 
 export interface Summary {
@@ -181,6 +197,7 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
         }
       : {},
     opts.keepLatencies ?? false,
+    opts.threads ?? 1,
   );
   if (postmix) {
     const contacts = Array.from(sim.contacts.subarray(0, sc.contacts));
@@ -197,6 +214,12 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
     );
   }
   sim.run(opts.onProgress, opts.progressEvery ?? 1_000_000);
+  if (opts.perf) {
+    opts.perf.threads = opts.threads ?? 1;
+    opts.perf.analysis_wait_s = sim.analysisWaitMs() / 1000;
+    opts.perf.trace_window = sim.traceWindow;
+    opts.perf.trace_ring = sim.trace.capacity;
+  }
 
   const N = sc.clients;
   const L = sc.layers;
