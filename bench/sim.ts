@@ -1,10 +1,19 @@
 /**
  * Simulator benchmark: events per second and wall time of the reference scenario (100 clients at
  * 1 packet/s, 3 layers of 3 mixes, mean delay 0.1 s, 600 s, 1,000 targets), the large one
- * (10,000 clients, 3 layers of 10, 600 s; skipped with --quick), and how the cost grows with
- * clients, targets and pool size (λ/μ per mix). Figures only; nothing is asserted.
+ * (10,000 clients, 3 layers of 10, 600 s), issue 17's `large100k` (100,000 clients, 3 layers of
+ * 30, 600 s) on two threads and on one (`large100k_one_thread`; the two must agree exactly), what
+ * each part of the model costs at 10,000 clients (`features`), and how the cost grows with
+ * clients, targets and pool size. --quick skips the large runs. Figures only; nothing is asserted.
+ *
+ * The large scenarios are the idealised Loopix model as issue 17 states them: each client's
+ * payload stream at 1 packet/s and nothing else (no loop, drop or mix-loop cover, no postmix
+ * protocol), 1,000 target packets, each followed forward (per-packet entropy), walked back
+ * (sender posterior) and scored by the timing attack. `includes` says so in the JSON; the
+ * `features` runs give the price of cover and of the postmix protocol separately.
  */
-import { runSimulation, type RunResult } from '../sim/model.ts';
+import os from 'node:os';
+import { runSimulation, type RunPerf, type RunResult } from '../sim/model.ts';
 import type { Scenario } from '../sim/scenario.ts';
 import { fmt, machineInfo, type BenchOptions, type BenchReport } from './harness.ts';
 
@@ -12,6 +21,16 @@ const REFERENCE: Partial<Scenario> = { clients: 100, layers: 3, layerSize: 3, ra
 const LARGE: Partial<Scenario> = { clients: 10000, layers: 3, layerSize: 10, rate: 1, meanDelay: 0.1, duration: 600, warmup: 60, targets: 1000, seed: 1 };
 /** issue 17's scale target: 100,000 clients, 3 layers of 30, 600 s (results.large100k) */
 const LARGE100K: Partial<Scenario> = { clients: 100000, layers: 3, layerSize: 30, rate: 1, meanDelay: 0.1, duration: 600, warmup: 60, targets: 1000, seed: 1 };
+
+/** What a large scenario runs, for the JSON: the model, the traffic and the analyses. */
+export function includes(sc: Partial<Scenario>): Record<string, unknown> {
+  return {
+    model: sc.realRate == null ? 'loopix (idealised: one-packet messages, no ACKs)' : 'postmix',
+    traffic: `${sc.clients} clients × λ_P ${sc.rate}/s; λ_L ${sc.loopRate ?? 0}, λ_D ${sc.dropRate ?? 0}, λ_M ${sc.mixLoopRate ?? 0}`,
+    network: `${sc.layers} layers × ${sc.layerSize} mixes, 1/μ = ${sc.meanDelay} s, ${sc.duration} s simulated (${sc.warmup} s warm-up)`,
+    analyses: `${sc.targets} targets: forward entropy, backward sender walk and timing attack each`,
+  };
+}
 
 function figures(r: RunResult) {
   return {
@@ -21,8 +40,49 @@ function figures(r: RunResult) {
     packets: r.packets,
     entropy_mean: r.entropy.mean,
     sender_entropy_mean: r.sender_entropy.mean,
+    sender_truncated: r.sender_entropy.truncated,
     latency_mean: r.latency.mean,
   };
+}
+
+/** The result without the figures that depend on the machine, for comparing runs. */
+function canonical(r: RunResult): string {
+  const { wall_s: _w, events_per_s: _e, ...rest } = r;
+  return JSON.stringify(rest);
+}
+
+/** One large run with its peak RSS, CPU seconds, load and the analysis thread's figures. */
+export function measured(name: string, sc: Partial<Scenario>, threads: number, opts: BenchOptions, every: number) {
+  const load0 = os.loadavg()[0]!;
+  let peak = process.memoryUsage().rss;
+  const cpu0 = process.cpuUsage();
+  const perf = {} as RunPerf;
+  const t0 = performance.now();
+  const r = runSimulation(sc, {
+    threads,
+    perf,
+    progressEvery: every,
+    onProgress: (p) => {
+      peak = Math.max(peak, process.memoryUsage().rss);
+      const el = (performance.now() - t0) / 1000;
+      opts.log(`  ${name}: ${p.simTime.toFixed(0)}/${p.duration} s simulated, ${fmt(p.events)} events, ${fmt(el, 0)} s wall (${fmt(p.events / el)} events/s)`);
+    },
+  });
+  peak = Math.max(peak, process.memoryUsage().rss);
+  const cpu = process.cpuUsage(cpu0);
+  const out = {
+    ...figures(r),
+    threads,
+    peak_rss_mb: Math.round(peak / 2 ** 20),
+    cpu_s: (cpu.user + cpu.system) / 1e6,
+    analysis_wait_s: perf.analysis_wait_s,
+    trace_ring_records: perf.trace_ring,
+    load_avg_1m: [load0, os.loadavg()[0]!],
+  };
+  opts.log(
+    `${name.padEnd(11)} ${threads} thread(s): wall ${fmt(r.wall_s, 1)} s | cpu ${fmt(out.cpu_s, 1)} s | ${fmt(r.events)} events | ${fmt(r.events_per_s)} events/s | rss peak ${fmt(out.peak_rss_mb)} MB | waited ${fmt(perf.analysis_wait_s, 1)} s | load ${fmt(load0, 1)} → ${fmt(os.loadavg()[0]!, 1)}`,
+  );
+  return { r, out };
 }
 
 export async function run(opts: BenchOptions): Promise<BenchReport> {
@@ -39,34 +99,35 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
   );
 
   if (!opts.quick) {
-    const mem0 = process.memoryUsage().rss;
-    let peak = mem0;
-    const large = runSimulation(LARGE, {
-      progressEvery: 2_000_000,
-      onProgress: (p) => {
-        peak = Math.max(peak, process.memoryUsage().rss);
-        opts.log(`  large: ${p.simTime.toFixed(0)}/${p.duration} s, ${fmt(p.events)} events`);
-      },
-    });
-    peak = Math.max(peak, process.memoryUsage().rss);
-    results.large = { ...figures(large), rss_peak_mb: Math.round(peak / 2 ** 20) };
-    opts.log(
-      `large       wall ${fmt(large.wall_s, 2)} s | ${fmt(large.events)} events | ${fmt(large.events_per_s)} events/s | rss peak ≈ ${fmt(peak / 2 ** 20)} MB`,
-    );
-    let peak100k = process.memoryUsage().rss;
-    const big = runSimulation(LARGE100K, {
-      progressEvery: 10_000_000,
-      onProgress: (p) => {
-        peak100k = Math.max(peak100k, process.memoryUsage().rss);
-        opts.log(`  large100k: ${p.simTime.toFixed(0)}/${p.duration} s, ${fmt(p.events)} events`);
-      },
-    });
-    peak100k = Math.max(peak100k, process.memoryUsage().rss);
-    results.large100k = { ...figures(big), peak_rss_mb: Math.round(peak100k / 2 ** 20) };
-    opts.log(
-      `large100k   wall ${fmt(big.wall_s, 2)} s | ${fmt(big.events)} events | ${fmt(big.events_per_s)} events/s | rss peak ≈ ${fmt(peak100k / 2 ** 20)} MB`,
-    );
+    results.large = measured('large', LARGE, 2, opts, 5_000_000).out;
+    const two = measured('large100k', LARGE100K, 2, opts, 20_000_000);
+    const one = measured('large100k', LARGE100K, 1, opts, 20_000_000);
+    const identical = canonical(two.r) === canonical(one.r);
+    results.large100k = { ...two.out, includes: includes(LARGE100K), identical_to_one_thread: identical };
+    results.large100k_one_thread = one.out;
+    results.large100k_speedup = one.out.wall_s / two.out.wall_s;
+    opts.log(`large100k   two threads vs one: ${fmt(one.out.wall_s / two.out.wall_s, 2)}× wall; results identical: ${identical}`);
   } else results.large = results.large100k = 'skipped (--quick)';
+
+  // what each part of the model costs: 10,000 clients, 3 × 10, 120 s, one thread, CPU seconds
+  const fbase: Partial<Scenario> = { ...LARGE, duration: opts.quick ? 30 : 120, warmup: 10 };
+  const cover = { loopRate: 0.5, dropRate: 0.5, mixLoopRate: 0.5 };
+  const postmix = { ...cover, rate: 2, realRate: 0.01, messageBytes: 8000, messageBytesSigma: 1, gatewayLoopRate: 0.5, gateways: 4, messageTargets: 100 };
+  const features: Record<string, unknown> = {};
+  for (const [name, extra] of [
+    ['no_targets', { targets: 0 }],
+    ['targets_1000', {}],
+    ['cover', cover],
+    ['postmix', postmix],
+  ] as Array<[string, Partial<Scenario>]>) {
+    const c0 = process.cpuUsage();
+    const r = runSimulation({ ...fbase, ...extra });
+    const c = process.cpuUsage(c0);
+    const cpu = (c.user + c.system) / 1e6;
+    features[name] = { cpu_s: cpu, events: r.events, packets: r.packets, ns_per_event: (1e9 * cpu) / r.events, scenario_changes: extra };
+    opts.log(`features ${name.padEnd(13)} cpu ${fmt(cpu, 2)} s | ${fmt(r.events)} events | ${fmt((1e9 * cpu) / r.events, 0)} ns/event`);
+  }
+  results.features = { base: includes(fbase), ...features };
 
   // scaling, on a shorter 120 s run
   const base: Partial<Scenario> = { ...REFERENCE, duration: opts.quick ? 60 : 120, warmup: 10, targets: 300 };
