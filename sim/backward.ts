@@ -71,27 +71,22 @@ export class BackwardWalker {
   /** The sender posterior of the packet whose departure is record `start` (default: the newest), reading back at most `avail` records. */
   walk(start = this.trace.written - 1, avail = Math.min(this.trace.count, this.window)): SenderPosterior {
     const truncated = this.run(start, avail);
-    const n = this.nTouched;
-    const clients = new Int32Array(n);
-    const probs = new Float64Array(n);
-    const score = this.score;
-    const touched = this.touched;
-    const tot = this.tot;
-    let h = 0;
-    for (let j = 0; j < n; j++) {
-      const c = touched[j]!;
-      const q = tot > 0 ? score[c]! / tot : 0;
-      clients[j] = c;
-      probs[j] = q;
-      if (q > 0) h -= q * Math.log2(q);
-      score[c] = 0;
-    }
-    return { clients, probs, entropy: h, truncated };
+    const clients = new Int32Array(this.nTouched);
+    const probs = new Float64Array(this.nTouched);
+    const entropy = this.collect(clients, probs);
+    return { clients, probs, entropy, truncated };
   }
 
   /** The same walk, keeping only the entropy (no allocation); `out` is filled and returned. */
   summary(start: number, avail: number, out: SenderSummary): SenderSummary {
     out.truncated = this.run(start, avail);
+    out.touched = this.nTouched;
+    out.entropy = this.collect(null, null);
+    return out;
+  }
+
+  /** The last walk's entropy, its clients and probabilities into the arrays if given; clears the scores. */
+  private collect(clients: Int32Array | null, probs: Float64Array | null): number {
     const n = this.nTouched;
     const score = this.score;
     const touched = this.touched;
@@ -100,12 +95,14 @@ export class BackwardWalker {
     for (let j = 0; j < n; j++) {
       const c = touched[j]!;
       const q = tot > 0 ? score[c]! / tot : 0;
+      if (clients !== null) {
+        clients[j] = c;
+        probs![j] = q;
+      }
       if (q > 0) h -= q * Math.log2(q);
       score[c] = 0;
     }
-    out.touched = n;
-    out.entropy = h;
-    return out;
+    return h;
   }
 
   /** The walk itself: leaves the clients' weights in `score`/`touched`; returns whether it ran out of trace. */
