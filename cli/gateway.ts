@@ -24,6 +24,7 @@ import { ENV_PREFIX, loadGatewayConfig, loadOrCreateIssuer, rotationPolicy, type
 import { Gateway } from '../gateway/daemon.ts';
 import { GatewayStore, type Policy, type QueueState, type Schedule } from '../gateway/store.ts';
 import { addInit } from './init.ts';
+import { hex } from '../proto/util/bytes.ts';
 
 const RUN_HELP = `
 Configuration (one TOML file; docs/gateway.md has a complete example and every key):
@@ -97,7 +98,7 @@ export function registerGateway(program: Command): void {
         const f = cfg.file;
         let node: string;
         try {
-          node = Buffer.from(openKeyStore(cfg.keysDir).identity.nodeId).toString('hex').slice(0, 16);
+          node = hex(openKeyStore(cfg.keysDir).identity.nodeId).slice(0, 16);
           // made on first start when missing; a seed that is there must be sound
           if (existsSync(cfg.issuerSeedPath)) loadOrCreateIssuer(cfg.issuerSeedPath);
         } catch (e) {

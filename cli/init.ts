@@ -12,6 +12,7 @@ import { KeyStore } from '../runtime/pki/key-store.ts';
 import { expandHome } from '../runtime/config-file.ts';
 import { multiaddrString } from '../runtime/config-schema.ts';
 import { EXIT, exitCodeOf } from '../runtime/errors.ts';
+import { hex } from '../proto/util/bytes.ts';
 
 export type Role = 'mixnode' | 'gateway' | 'directory' | 'client';
 
@@ -304,7 +305,7 @@ export function addInit(parent: Command, role: Role): void {
           // the node makes its per-epoch Sphinx keys itself; init makes the identity
           const { identity } = KeyStore.create(keys, { force: o.force, epochs: [] });
           writeConfig(config, text, true);
-          done(role, config, keys, Buffer.from(identity.nodeId).toString('hex'));
+          done(role, config, keys, hex(identity.nodeId));
         } catch (e) {
           fail(role, e);
         }

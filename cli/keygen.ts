@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { DEFAULT_EPOCH, epochAt, sphinxKeyFile, type EpochConfig } from '../proto/pki/index.ts';
 import { KeyFileExistsError, KeyStore } from '../runtime/pki/key-store.ts';
 import { exitCodeOf } from '../runtime/errors.ts';
+import { hex } from '../proto/util/bytes.ts';
 
 function intOpt(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -61,7 +62,7 @@ export function registerKeygen(program: Command): void {
         const { identity, written } = KeyStore.create(opts.dir, { force: opts.force, epochs });
         const result = {
           dir: opts.dir,
-          nodeId: Buffer.from(identity.nodeId).toString('hex'),
+          nodeId: hex(identity.nodeId),
           identityPublicKey: Buffer.from(identity.publicKey).toString('base64'),
           sphinxEpochs: epochs,
           files: written,

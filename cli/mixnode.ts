@@ -5,6 +5,7 @@ import { openKeyStore } from '../runtime/hop/epoch-keys.ts';
 import { ENV_PREFIX, loadMixnodeConfig, type MixnodeConfig } from '../mixnode/config.ts';
 import { MixNode } from '../mixnode/daemon.ts';
 import { addInit } from './init.ts';
+import { hex } from '../proto/util/bytes.ts';
 
 const RUN_HELP = `
 Configuration (one TOML file; docs/mixnode.md has a complete example and every key):
@@ -67,7 +68,7 @@ export function registerMixnode(program: Command): void {
           const { identity } = openKeyStore(cfg.keysDir);
           const f = cfg.file;
           process.stdout.write(
-            `config ok: node ${Buffer.from(identity.nodeId).toString('hex').slice(0, 16)}…, listen ${f.mixnode.listen}, ` +
+            `config ok: node ${hex(identity.nodeId).slice(0, 16)}…, listen ${f.mixnode.listen}, ` +
               `${cfg.authorities.length} authorities (threshold ${f.directory.threshold}), epoch ${f.directory.epoch_length}s, ` +
               `replay store ${f.replay.store}, metrics ${f.metrics.enabled ? `${f.metrics.host}:${f.metrics.port}` : 'off'}\n`,
           );

@@ -11,8 +11,8 @@
  * - the key epochs must fit what this client pinned before (client/permission.ts), so a gateway
  *   cannot put one contact's batch under an epoch of its own.
  */
-import { bytesToHex } from '@noble/hashes/utils.js';
 import type { DocumentBody } from '../proto/pki/index.ts';
+import { hex } from '../proto/util/bytes.ts';
 import {
   finalizeTokens,
   issueRequestJson,
@@ -41,7 +41,7 @@ export interface OwnGateway {
 }
 
 const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
-const short = (k: Uint8Array) => bytesToHex(k).slice(0, 16) + '…';
+const short = (k: Uint8Array) => hex(k).slice(0, 16) + '…';
 const isoS = (s: number | null) => (s === null ? 'no scheduled end' : new Date(s * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'));
 
 /** The user's own gateway in a verified document: its one issuer key and its endpoint (the configured URL wins). */

@@ -20,6 +20,7 @@ import { privateDir, privateFile, writePrivateFile } from '../runtime/private-fi
 import type { ClientConfig } from './config.ts';
 import type { Network } from './core.ts';
 import type { PacketSink } from './sender.ts';
+import { fromHex } from '../proto/util/bytes.ts';
 
 type Log = { info(o: object, m?: string): void; warn(o: object, m?: string): void } | null;
 
@@ -40,7 +41,7 @@ export function loadMailboxId(dataDir: string): Uint8Array {
 /** The home gateway: configured by a mail domain it serves or its node id (hex); else the first gateway. */
 export function pickHome(doc: DocumentBody, want: string): NodeEntry | null {
   if (want) {
-    if (/^[0-9a-f]{64}$/i.test(want)) return findNode(doc, Uint8Array.from(Buffer.from(want, 'hex'))) ?? null;
+    if (/^[0-9a-f]{64}$/i.test(want)) return findNode(doc, fromHex(want)) ?? null;
     return doc.gateways.find((g) => g.gateway?.domains.includes(want.toLowerCase())) ?? null;
   }
   return doc.gateways[0] ?? null;

@@ -15,6 +15,7 @@
  * In memory only: a restarted client starts trusting every node again. The clock is the
  * scheduler's (`tick`), so tests drive it with a fake one.
  */
+import { hex } from '../proto/util/bytes.ts';
 export class RouteHealth {
   private readonly strikes = new Map<string, { n: number; last: number }>();
   private readonly routes = new Map<string, readonly string[]>();
@@ -27,7 +28,7 @@ export class RouteHealth {
   ) {}
 
   private static key(id: Uint8Array): string {
-    return Buffer.from(id).toString('hex');
+    return hex(id);
   }
 
   /** The scheduler's current time (ms). */

@@ -44,6 +44,7 @@ import {
 import { uniformInt } from '../proto/util/random.ts';
 import type { Outbox, FragmentRow, RecipientRow } from './outbox.ts';
 import { RouteHealth } from './route-health.ts';
+import { bytesEqual, hex } from '../proto/util/bytes.ts';
 
 // ---------------------------------------------------------------------------------------------
 // pure core
@@ -422,7 +423,7 @@ export class Sender {
     const p = buildLoopPacket(this.o.suite, doc, home, this.o.mailboxId, id, this.o.uniform, this.health);
     this.health.sent(id, p.route);
     if (this.pendingLoops.size >= 10_000) this.loopLost(this.pendingLoops.keys().next().value!);
-    this.pendingLoops.set(Buffer.from(id).toString('hex'), { id, deadline: now + ackTimeoutBaseMs(p.route.length, 0, doc.mixing.mu, this.timeout) });
+    this.pendingLoops.set(hex(id), { id, deadline: now + ackTimeoutBaseMs(p.route.length, 0, doc.mixing.mu, this.timeout) });
     this.o.sink.send(p.firstHop, p.packet);
     this.stats.loop++;
   }
@@ -450,7 +451,7 @@ export class Sender {
     const ob = this.o.outbox;
     if (!item.surbId) {
       const d = decodePayload(item.payload);
-      if (d.ok && d.kind === 'loop' && this.pendingLoops.delete(Buffer.from(d.loopId).toString('hex'))) {
+      if (d.ok && d.kind === 'loop' && this.pendingLoops.delete(hex(d.loopId))) {
         this.stats.loopsReturned++;
         this.health.succeeded(d.loopId);
       } else this.stats.badReplies++;
@@ -466,7 +467,7 @@ export class Sender {
     const opened = openSurbReply(this.o.suite, doc.geometry, keys, item.payload);
     const d = opened.ok ? decodePayload(opened.payload) : null;
     const r = ob.recipient(s.messageId, s.address);
-    if (!d || !d.ok || d.kind !== 'ack' || !r || d.ack.index !== s.index || !Buffer.from(d.ack.messageId).equals(Buffer.from(r.wireId))) {
+    if (!d || !d.ok || d.kind !== 'ack' || !r || d.ack.index !== s.index || !bytesEqual(d.ack.messageId, r.wireId)) {
       this.stats.badReplies++;
       return;
     }

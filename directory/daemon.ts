@@ -13,6 +13,7 @@ import type { ResolvedDirectoryConfig } from './config.ts';
 import { DirectoryHttp } from './http.ts';
 import { DirectoryMetrics } from './metrics.ts';
 import { AuthorityStore } from './store.ts';
+import { hex } from '../proto/util/bytes.ts';
 
 export interface RunningDirectory {
   readonly authority: Authority;
@@ -74,10 +75,7 @@ export async function runDirectory(cfg: ResolvedDirectoryConfig, opts: RunOption
     throw listenError(e, `authority ${cfg.file.authority.listen_host}:${cfg.file.authority.listen_port}`);
   }
   const url = `http://${addr.address}:${addr.port}`;
-  log.info(
-    { url, nodeId: Buffer.from(identity.nodeId).toString('hex'), authorities: cfg.authorities.length, threshold: n.threshold },
-    'directory authority listening',
-  );
+  log.info({ url, nodeId: hex(identity.nodeId), authorities: cfg.authorities.length, threshold: n.threshold }, 'directory authority listening');
 
   // scheduler: during epoch e, work on the document for e + 1
   let stopped = false;

@@ -21,6 +21,7 @@ import {
 import { deriveIssuerKeys, type IssuerKeys } from '../proto/tokens/index.ts';
 import { DEFAULT_LIMITS, type IssuanceLimits } from './issuance.ts';
 import { DEFAULT_ROTATION, type RotationPolicy } from './key-epochs.ts';
+import { fromHex } from '../proto/util/bytes.ts';
 
 export const ENV_PREFIX = 'POSTMIX_GATEWAY';
 
@@ -181,5 +182,5 @@ export function loadOrCreateIssuer(seedPath: string): IssuerKeys {
   const hexSeed = readFileSync(seedPath, 'utf8').trim();
   if (!/^[0-9a-f]{64}$/.test(hexSeed)) throw new ConfigError(`${seedPath}: not a 32-byte hex seed`);
   chmodSync(seedPath, 0o600);
-  return deriveIssuerKeys(new Uint8Array(Buffer.from(hexSeed, 'hex')));
+  return deriveIssuerKeys(fromHex(hexSeed));
 }

@@ -27,6 +27,7 @@
 import { AckStatus, decodePayload, type Fragment } from '../proto/fragment/index.ts';
 import { decodeToken, fragmentTokenDigest, normalizeRecipient, tokenSpendKey, verifyToken, type IssuerKeys } from '../proto/tokens/index.ts';
 import type { GatewayStore, UserRow } from './store.ts';
+import { bytesEqual } from '../proto/util/bytes.ts';
 
 export type TokenRejectReason = 'malformed' | 'expired' | 'invalid' | 'spent' | 'missing';
 export const TOKEN_REJECT_REASONS: readonly TokenRejectReason[] = ['malformed', 'expired', 'invalid', 'spent', 'missing'];
@@ -71,13 +72,6 @@ export interface IntakeCounters {
   refused: Record<'unknown-recipient' | 'too-large' | 'inconsistent' | 'rate-limited', number>;
   tokensAccepted: number;
   tokensRejected: Record<TokenRejectReason, number>;
-}
-
-function eq(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
 }
 
 export class Intake {
@@ -152,7 +146,7 @@ export class Intake {
     const epochOk = this.store.acceptsKeyEpoch(recipient, tok.keyEpoch, this.now());
     if (bound) {
       // one token, one message, one recipient: bound to another message id or recipient → spent
-      if (!eq(bound.messageId, f.messageId) || bound.recipient !== recipient || !user) return refuse('spent');
+      if (!bytesEqual(bound.messageId, f.messageId) || bound.recipient !== recipient || !user) return refuse('spent');
       if (!epochOk) return refuse('expired');
       // that message was completed (and may be long handed over and gone from the queue): a
       // resend is answered Duplicate and stores nothing, however long after
@@ -218,7 +212,7 @@ export class Intake {
         partial.recipient !== recipient ||
         partial.count !== f.count ||
         partial.totalLength !== f.totalLength ||
-        !eq(partial.tokenDigest, fragmentTokenDigest(f.token))
+        !bytesEqual(partial.tokenDigest, fragmentTokenDigest(f.token))
       ) {
         return inconsistent();
       }

@@ -30,6 +30,7 @@ import { dirname } from 'node:path';
 import { privateFile } from '../runtime/private-files.ts';
 import { fragmentTokenDigest, normalizeRecipient, tokenSpendKey, type KeyEpochWindow } from '../proto/tokens/index.ts';
 import { acceptsAt, currentEpoch, isDead, nextEpoch, planEpochs, revokeAll, DEFAULT_ROTATION, type EpochRow, type RotationPolicy } from './key-epochs.ts';
+import { bytesEqual, hex } from '../proto/util/bytes.ts';
 
 export type Policy = 'tokens' | 'open';
 export type QueueState = 'queued' | 'sending' | 'delivered' | 'failed';
@@ -193,7 +194,7 @@ export function hashSecret(secret: string): Buffer {
 
 /** The stable queue id a message is handed to the MX under (and the MX may dedupe on). */
 export function handoffIdOf(messageId: Uint8Array): string {
-  return 'postmix-' + Buffer.from(messageId).toString('hex');
+  return 'postmix-' + hex(messageId);
 }
 
 const b = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
@@ -482,10 +483,9 @@ export class GatewayStore {
   checkSecret(address: string, secret: string): boolean {
     const r = this.st.userSecret.get(normalizeRecipient(address));
     const h = hashSecret(secret);
-    const want = r?.secret_hash ?? Buffer.alloc(32);
-    let d = r ? 0 : 1;
-    for (let i = 0; i < 32; i++) d |= h[i]! ^ want[i]!;
-    return d === 0;
+    // compared in constant time, and for an unknown address too, so timing tells neither
+    const same = bytesEqual(h, r?.secret_hash ?? Buffer.alloc(32));
+    return r !== undefined && same;
   }
 
   // ---- tokens ----

@@ -22,6 +22,7 @@ import { samplePerHopDelayMs, sampleExponential, type Uniform } from '../proto/m
 import { uniformInt } from '../proto/util/random.ts';
 import type { DocumentBody, NodeEntry } from '../proto/pki/index.ts';
 import { createPacket, fastestSuite, type Geometry, type RouteHop } from '../proto/sphinx/index.ts';
+import { hex } from '../proto/util/bytes.ts';
 
 const LOOP_DOMAIN = new TextEncoder().encode('postmix-mix-loop-v1|');
 
@@ -190,7 +191,7 @@ export class LoopCover {
     const now = this.now();
     const expectedS = hops.length / body.mixing.mu;
     const timeoutS = this.o.timeoutS > 0 ? this.o.timeoutS : Math.max(10, 10 * expectedS);
-    this.pending.set(Buffer.from(loopId).toString('hex'), { sentAt: now, deadline: now + timeoutS * 1000 });
+    this.pending.set(hex(loopId), { sentAt: now, deadline: now + timeoutS * 1000 });
     this.stats.sent++;
     return true;
   }
@@ -202,7 +203,7 @@ export class LoopCover {
       this.stats.unknown++;
       return false;
     }
-    const id = Buffer.from(d.loopId).toString('hex');
+    const id = hex(d.loopId);
     const p = this.pending.get(id);
     if (!p) {
       this.stats.unknown++;

@@ -10,6 +10,7 @@ import { DEFAULT_EPOCH, validateEpochConfig, type EpochConfig } from '../proto/p
 import { loadIdentityPublicKey } from './pki/key-store.ts';
 import { isLoopback } from './daemon.ts';
 import { ConfigError } from './errors.ts';
+import { hex } from '../proto/util/bytes.ts';
 
 export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info');
 
@@ -200,7 +201,7 @@ export function resolveAuthorities(
       throw new ConfigError(`${o.source}: ${o.key}[${i}]: ${(e as Error).message}`);
     }
   });
-  if (o.distinctKeys && new Set(authorities.map((a) => Buffer.from(a.publicKey).toString('hex'))).size !== authorities.length)
+  if (o.distinctKeys && new Set(authorities.map((a) => hex(a.publicKey))).size !== authorities.length)
     throw new ConfigError(`${o.source}: two [[${o.key}]] entries have the same public key`);
   return authorities;
 }

@@ -1,4 +1,5 @@
 import { MAX_FRAGMENTS, fragmentCapacity, type Fragment } from './format.ts';
+import { bytesEqual } from '../util/bytes.ts';
 
 /** The parts of a fragment that every fragment of one message repeats and must agree on. */
 export interface MessageHeader {
@@ -34,13 +35,15 @@ export function splitMessage(input: SplitInput): Uint8Array[] {
   return out;
 }
 
-function eq(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
 /** True when `f` agrees with the header the first fragment of its message set. */
 export function consistentWith(h: MessageHeader, f: Fragment): boolean {
-  return eq(h.messageId, f.messageId) && h.count === f.count && h.totalLength === f.totalLength && h.recipient === f.recipient && eq(h.token, f.token);
+  return (
+    bytesEqual(h.messageId, f.messageId) &&
+    h.count === f.count &&
+    h.totalLength === f.totalLength &&
+    h.recipient === f.recipient &&
+    bytesEqual(h.token, f.token)
+  );
 }
 
 /**

@@ -9,16 +9,14 @@
  * observer of the client's link can tell neither an ACK from a loop nor when ACKs arrive.
  */
 import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesEqual } from '../util/bytes.ts';
 
 export const MAILBOX_PROTOCOL = '/postmix/mailbox/2';
 export const MAILBOX_VERSION = 2;
 export const MAIL_QUEUE_ID: Uint8Array = sha256(new TextEncoder().encode('postmix-queue-v1|mail'));
 
 export function isMailQueue(queueId: Uint8Array): boolean {
-  if (queueId.length !== 32) return false;
-  let d = 0;
-  for (let i = 0; i < 32; i++) d |= queueId[i]! ^ MAIL_QUEUE_ID[i]!;
-  return d === 0;
+  return bytesEqual(queueId, MAIL_QUEUE_ID);
 }
 
 /** What waits in a mailbox: a SURB reply (still encrypted for its creator) or a plain payload. */

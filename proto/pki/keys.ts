@@ -12,6 +12,7 @@
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { PkiError } from './errors.ts';
+import { hex } from '../util/bytes.ts';
 
 export const ED25519_PUBLIC_KEY_LENGTH = 32;
 export const ED25519_SEED_LENGTH = 32;
@@ -70,7 +71,7 @@ export function ed25519Sign(identity: IdentityKey, message: Uint8Array): Uint8Ar
 const publicKeyCache = new Map<string, KeyObject | null>();
 
 function publicKeyObject(pub: Uint8Array): KeyObject | null {
-  const k = Buffer.from(pub).toString('hex');
+  const k = hex(pub);
   const hit = publicKeyCache.get(k);
   if (hit !== undefined) return hit;
   let obj: KeyObject | null = null;
@@ -151,22 +152,12 @@ function parseJson(text: string, source: string): KeyFileJson {
 
 export function identityFileContent(id: IdentityKey): string {
   return (
-    JSON.stringify(
-      { type: 'postmix-ed25519-identity', version: 1, seed: b64(id.seed), publicKey: b64(id.publicKey), nodeId: Buffer.from(id.nodeId).toString('hex') },
-      null,
-      2,
-    ) + '\n'
+    JSON.stringify({ type: 'postmix-ed25519-identity', version: 1, seed: b64(id.seed), publicKey: b64(id.publicKey), nodeId: hex(id.nodeId) }, null, 2) + '\n'
   );
 }
 
 export function identityPublicFileContent(id: IdentityKey): string {
-  return (
-    JSON.stringify(
-      { type: 'postmix-ed25519-identity-public', version: 1, publicKey: b64(id.publicKey), nodeId: Buffer.from(id.nodeId).toString('hex') },
-      null,
-      2,
-    ) + '\n'
-  );
+  return JSON.stringify({ type: 'postmix-ed25519-identity-public', version: 1, publicKey: b64(id.publicKey), nodeId: hex(id.nodeId) }, null, 2) + '\n';
 }
 
 export function sphinxFileContent(k: SphinxKeyPair): string {

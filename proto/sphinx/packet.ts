@@ -4,6 +4,7 @@ import { deriveHopKeys, type HopKeys } from './keys.ts';
 import { lionessDecrypt, lionessEncrypt } from './lioness.ts';
 import { PAD_DOMAIN, type PreparedScalar, type SphinxSuite } from './suite.ts';
 import type { HopResult, NodeId, RouteHop, SphinxDropReason, Terminal } from './types.ts';
+import { bytesEqual } from '../util/bytes.ts';
 
 /**
  * The header's additional data (docs/spec/sphinx.md §5): version, key phase. Covered by every
@@ -193,13 +194,6 @@ function fail(reason: SphinxDropReason): HopResult {
   return { ok: false, reason };
 }
 
-function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}
-
 function isZeroPrefix(b: Uint8Array, n: number): boolean {
   let d = 0;
   for (let i = 0; i < n; i++) d |= b[i]!;
@@ -239,7 +233,7 @@ export function processPacket(geom: Geometry, key: HopPrivateKey, packet: Uint8A
   }
   if (!secret) return fail('bad-group-element');
   const k = deriveHopKeys(suite, secret);
-  if (!constantTimeEqual(macOf(suite, k.macKey, ad, beta), gamma)) return fail('bad-mac');
+  if (!bytesEqual(macOf(suite, k.macKey, ad, beta), gamma)) return fail('bad-mac');
   const replayTag = k.replayTag.slice();
   if (opts.isReplay?.(replayTag)) return fail('replay');
 

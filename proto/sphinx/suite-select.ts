@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { nodeSuite } from './suite-node.ts';
 import { makeSodiumSuite, type SodiumBinding } from './suite-sodium.ts';
 import type { SphinxSuite } from './suite.ts';
+import { fromHex, hex } from '../util/bytes.ts';
 
 /**
  * Which suite the roles run on: the fastest one that loads here (libsodium through
@@ -21,9 +22,6 @@ const requireCjs = createRequire(import.meta.url);
 export function requireSodiumNative(): SodiumBinding {
   return requireCjs('sodium-native') as SodiumBinding;
 }
-
-const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
-const fromHex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
 
 /**
  * A known-answer check of a freshly loaded suite (RFC 7748 §6.1, RFC 8439 §A.1 #1), so a

@@ -1,5 +1,5 @@
 import { sha256 } from '@noble/hashes/sha2.js';
-import { bytesToHex } from '@noble/hashes/utils.js';
+import { hex } from '../util/bytes.ts';
 import { DEFAULT_GEOMETRY, packetSizes, type Geometry } from './geometry.ts';
 import { lionessEncrypt } from './lioness.ts';
 import { buildHeader, createPacket, prepareHopKey, processPacket } from './packet.ts';
@@ -21,8 +21,6 @@ export function fixedBytes(label: string, length = 32): Uint8Array {
   }
   return out;
 }
-
-const hex = bytesToHex;
 
 export interface ForwardVector {
   name: string;

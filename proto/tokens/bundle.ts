@@ -5,8 +5,8 @@
  * when a token stops admitting mail and can say so before it sends; version 1 (one epoch, no
  * window) is still read.
  */
-import { bytesToHex } from '@noble/hashes/utils.js';
 import { decodeToken, encodeToken, normalizeRecipient, TOKEN_LENGTH, type Token } from './token.ts';
+import { hex, hexBytes } from '../util/bytes.ts';
 
 /** The media type of a bundle file, for the attachment a mail client sends. */
 export const BUNDLE_MEDIA_TYPE = 'application/vnd.postmix.tokens+json';
@@ -60,23 +60,18 @@ export function makeBundle(
   return {
     v: 2,
     recipient: normalizeRecipient(recipient),
-    issuerPublicKey: bytesToHex(issuerPublicKey),
+    issuerPublicKey: hex(issuerPublicKey),
     epochs: [...by.entries()]
       .sort((a, b) => a[0] - b[0])
       .map(([keyEpoch, ts]) => {
         const w = validity(keyEpoch);
-        return { keyEpoch, notBefore: w.notBefore, expires: w.expires, tokens: ts.map((t) => bytesToHex(encodeToken(t))) };
+        return { keyEpoch, notBefore: w.notBefore, expires: w.expires, tokens: ts.map((t) => hex(encodeToken(t))) };
       }),
   };
 }
 
 const isTime = (x: unknown): x is number | null => x === null || (Number.isSafeInteger(x) && (x as number) >= 0);
 const isEpoch = (x: unknown): x is number => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0xffffffff;
-
-function hexBytes(s: unknown, n: number): Uint8Array | null {
-  if (typeof s !== 'string' || s.length !== n * 2 || !/^[0-9a-f]*$/.test(s)) return null;
-  return Uint8Array.from(Buffer.from(s, 'hex'));
-}
 
 function parseTokens(list: unknown, keyEpoch: number, seen: { n: number }): Token[] {
   if (!Array.isArray(list) || list.length === 0) throw new BundleError(`token bundle: key epoch ${keyEpoch} has no tokens`);

@@ -14,6 +14,7 @@ import { ristretto255_oprf } from '@noble/curves/ed25519.js';
 import { randomBytes } from 'node:crypto';
 import { noblePoprf, selectPoprf, type PoprfEvaluator, type PoprfSelection } from './poprf.ts';
 import { INFO_PREFIX, normalizeRecipient, tokenInfo, TOKEN_INPUT_LENGTH, type Token } from './token.ts';
+import { bytesEqual } from '../util/bytes.ts';
 
 export * from './token.ts';
 export * from './bundle.ts';
@@ -100,13 +101,6 @@ export function finalizeTokens(state: IssuanceState, res: IssuanceResponse): Tok
   return outputs.map((output, i) => ({ keyEpoch: state.keyEpoch, input: state.inputs[i]!, output }));
 }
 
-function ctEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}
-
 // Token checks start on noble and move to libsodium once a gateway asks (its WebAssembly takes
 // tens of ms to load, which clients and the CLI, which never redeem tokens, need not pay).
 let redeemWith: PoprfEvaluator = noblePoprf;
@@ -133,7 +127,7 @@ export function tokenCheckBackend(): string {
 export function verifyToken(issuer: IssuerKeys, recipient: string, token: Token, evaluator: PoprfEvaluator = redeemWith): boolean {
   try {
     const expect = evaluator.evaluate(issuer.secretKey, token.input, tokenInfo(recipient, token.keyEpoch));
-    return ctEqual(expect, token.output);
+    return bytesEqual(expect, token.output);
   } catch {
     return false;
   }

@@ -7,8 +7,8 @@
  *   POST /v1/issue   IssueRequest → IssueAnswer
  *   POST /v1/rotate  → UserInfo (a new key epoch from now; every earlier one is revoked)
  */
-import { bytesToHex } from '@noble/hashes/utils.js';
 import { normalizeRecipient } from './token.ts';
+import { hex, hexBytes } from '../util/bytes.ts';
 
 /** One key epoch of a recipient: unix seconds; `ends` null when no end is scheduled. */
 export interface KeyEpochWindow {
@@ -48,14 +48,8 @@ export class IssuanceProtocolError extends Error {
   override readonly name = 'IssuanceProtocolError';
 }
 
-const hex = (u: Uint8Array) => bytesToHex(u);
 const isEpoch = (x: unknown): x is number => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0xffffffff;
 const isTime = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
-
-function hexOf(s: unknown, n: number): Uint8Array | null {
-  if (typeof s !== 'string' || s.length !== n * 2 || !/^[0-9a-f]*$/.test(s)) return null;
-  return Uint8Array.from(Buffer.from(s, 'hex'));
-}
 
 function obj(j: unknown, what: string): Record<string, unknown> {
   if (!j || typeof j !== 'object' || Array.isArray(j)) throw new IssuanceProtocolError(`${what} is not a JSON object`);
@@ -88,7 +82,7 @@ export function parseUserInfo(j: unknown): UserInfo {
   const o = obj(j, 'the user answer');
   if (typeof o.recipient !== 'string' || !/^[^@\s]+@[^@\s]+$/.test(o.recipient)) throw new IssuanceProtocolError('the user answer has no recipient');
   if (o.policy !== 'tokens' && o.policy !== 'open') throw new IssuanceProtocolError('the user answer has no policy');
-  const pk = hexOf(o.issuerPublicKey, 32);
+  const pk = hexBytes(o.issuerPublicKey, 32);
   if (!pk) throw new IssuanceProtocolError('the user answer has no issuer public key');
   if (!isEpoch(o.keyEpoch)) throw new IssuanceProtocolError('the user answer has no key epoch');
   if (!Array.isArray(o.epochs) || o.epochs.length < 1 || o.epochs.length > 2) throw new IssuanceProtocolError('the user answer lists no key epochs');
@@ -125,7 +119,7 @@ export function parseIssueRequest(j: unknown, maxPerRequest: number): { ok: true
   if (o.blinded.length < 1 || o.blinded.length > maxPerRequest) return { ok: false, error: `${o.blinded.length} blinded elements: ${want}` };
   const blinded: Uint8Array[] = [];
   for (const x of o.blinded) {
-    const b = hexOf(x, 32);
+    const b = hexBytes(x, 32);
     if (!b) return { ok: false, error: `a blinded element is not 64 lower-case hex digits: ${want}` };
     blinded.push(b);
   }
@@ -140,16 +134,16 @@ export function parseIssueAnswer(j: unknown): IssueAnswer {
   const o = obj(j, 'the issuance answer');
   if (typeof o.recipient !== 'string') throw new IssuanceProtocolError('the issuance answer has no recipient');
   if (!isEpoch(o.keyEpoch)) throw new IssuanceProtocolError('the issuance answer has no key epoch');
-  const pk = hexOf(o.issuerPublicKey, 32);
+  const pk = hexBytes(o.issuerPublicKey, 32);
   if (!pk) throw new IssuanceProtocolError('the issuance answer has no issuer public key');
   if (!Array.isArray(o.evaluated) || o.evaluated.length === 0 || o.evaluated.length > 1000)
     throw new IssuanceProtocolError('the issuance answer has no evaluated elements');
   const evaluated = Array.from(o.evaluated as unknown[], (x) => {
-    const b = hexOf(x, 32);
+    const b = hexBytes(x, 32);
     if (!b) throw new IssuanceProtocolError('an evaluated element is not 32-byte hex');
     return b;
   });
-  const proof = hexOf(o.proof, 64);
+  const proof = hexBytes(o.proof, 64);
   if (!proof) throw new IssuanceProtocolError('the issuance answer has no 64-byte proof');
   return { recipient: normalizeRecipient(o.recipient), keyEpoch: o.keyEpoch, issuerPublicKey: pk, evaluated, proof };
 }

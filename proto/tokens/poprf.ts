@@ -18,6 +18,7 @@
  */
 import { ristretto255_oprf } from '@noble/curves/ed25519.js';
 import { createHash } from 'node:crypto';
+import { bytesEqual, fromHex, hex } from '../util/bytes.ts';
 
 export interface PoprfEvaluator {
   readonly name: string;
@@ -79,10 +80,7 @@ export function makeSodiumPoprf(sodium: SodiumRistretto): PoprfEvaluator {
   const isCanonical = (s: Uint8Array) => {
     const wide = new Uint8Array(64);
     wide.set(s);
-    const r = sodium.crypto_core_ristretto255_scalar_reduce(wide);
-    let d = 0;
-    for (let i = 0; i < 32; i++) d |= r[i]! ^ s[i]!;
-    return d === 0;
+    return bytesEqual(sodium.crypto_core_ristretto255_scalar_reduce(wide), s);
   };
   return {
     name: 'libsodium',
@@ -126,11 +124,10 @@ export interface PoprfSelection {
 export async function selectPoprf(load: () => Promise<SodiumRistretto> = loadSodiumRistretto): Promise<PoprfSelection> {
   try {
     const ev = makeSodiumPoprf(await load());
-    const hex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
     // RFC 9497 A.1.3, POPRF test vector 1
-    const out = ev.evaluate(hex('145c79c108538421ac164ecbe131942136d5570b16d8bf41a24d4337da981e07'), hex('00'), hex('7465737420696e666f'));
+    const out = ev.evaluate(fromHex('145c79c108538421ac164ecbe131942136d5570b16d8bf41a24d4337da981e07'), fromHex('00'), fromHex('7465737420696e666f'));
     const want = 'ca688351e88afb1d841fde4401c79efebb2eb75e7998fa9737bd5a82a152406d38bd29f680504e54fd4587eddcf2f37a2617ac2fbd2993f7bdf45442ace7d221';
-    if (Buffer.from(out).toString('hex') !== want) throw new Error('RFC 9497 vector check failed');
+    if (hex(out) !== want) throw new Error('RFC 9497 vector check failed');
     return { evaluator: ev };
   } catch (e) {
     const why = e instanceof Error ? e.message.split('\n')[0] : String(e);

@@ -4,7 +4,7 @@
  * and the digest later fragments are compared with.
  */
 import { sha256 } from '@noble/hashes/sha2.js';
-import { bytesToHex } from '@noble/hashes/utils.js';
+import { hex } from '../util/bytes.ts';
 
 export const TOKEN_INPUT_LENGTH = 32;
 export const TOKEN_OUTPUT_LENGTH = 64;
@@ -49,7 +49,7 @@ function domainHash(domain: Uint8Array, data: Uint8Array): Uint8Array {
  * matched against the tokens a contact's wallet still holds without the token in hand.
  */
 export function tokenSpendKey(token: Token): string {
-  return bytesToHex(domainHash(SPENT_DOMAIN, token.input));
+  return hex(domainHash(SPENT_DOMAIN, token.input));
 }
 
 /** A digest of the token bytes a fragment carries (any bytes), for checking that later fragments carry the same. */
