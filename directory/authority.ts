@@ -112,7 +112,7 @@ export class Authority {
   }
 
   private reject(kind: string, e: PkiError): never {
-    this.metrics.rejected.inc({ kind, reason: e.reason });
+    this.metrics.countRejected(kind, e.reason);
     throw e;
   }
 
@@ -126,12 +126,12 @@ export class Authority {
   submitDescriptor(bytes: Uint8Array): UploadOutcome {
     try {
       const out = this.acceptDescriptor(bytes);
-      this.metrics.descriptors.inc({ result: out.result });
+      this.metrics.countDescriptor(out.result);
       return out;
     } catch (e) {
       if (isPkiError(e)) {
-        this.metrics.descriptors.inc({ result: e.reason });
-        this.metrics.rejected.inc({ kind: 'descriptor', reason: e.reason });
+        this.metrics.countDescriptor(e.reason);
+        this.metrics.countRejected('descriptor', e.reason);
       }
       throw e;
     }
@@ -221,7 +221,7 @@ export class Authority {
           if (d.body.epoch !== epoch) throw new PkiError('wrong-epoch', 'descriptor in vote for another epoch');
           out.push(d);
         } catch (e) {
-          if (isPkiError(e)) this.metrics.rejected.inc({ kind: 'vote-descriptor', reason: e.reason });
+          if (isPkiError(e)) this.metrics.countRejected('vote-descriptor', e.reason);
           else throw e;
         }
       }
@@ -296,7 +296,7 @@ export class Authority {
       // network on), so this epoch gets none
       if (this.unroutableLogged !== epoch) {
         this.log.warn({ epoch, layer: empty + 1, descriptors: perNode.size }, 'no document for this epoch: a layer would have no mix');
-        this.metrics.withheld.inc();
+        this.metrics.countWithheld();
       }
       this.unroutableLogged = epoch;
       return false;
@@ -348,7 +348,7 @@ export class Authority {
           this.store.putSignature(epoch, p.publicKey, s.signature);
         } catch (e) {
           if (!isPkiError(e)) throw e;
-          this.metrics.rejected.inc({ kind: 'signature', reason: e.reason });
+          this.metrics.countRejected('signature', e.reason);
           this.log.warn({ peer: p.url, epoch, err: e.message }, 'rejected peer signature');
         }
       }),
@@ -364,11 +364,10 @@ export class Authority {
     // self-check with the same verifier every client runs
     const v = verifyDocument(bytes, { authorities: this.params.authorities, threshold: this.params.threshold, epoch });
     this.store.putDocument(epoch, bytes, v.signers.length, Math.floor(this.now()));
-    this.metrics.published.inc();
+    this.metrics.countPublished();
     const latest = this.store.latestDocumentEpoch() ?? epoch;
     if (latest === epoch) {
-      this.metrics.signatures.set(v.signers.length);
-      this.metrics.latestEpoch.set(epoch);
+      this.metrics.newest(v.signers.length, epoch);
     }
     this.log.info({ epoch, signatures: v.signers.length }, 'document published');
     return v.signers.length;
@@ -406,7 +405,7 @@ export class Authority {
         return v;
       } catch (e) {
         if (!isPkiError(e)) throw e;
-        this.metrics.rejected.inc({ kind: 'document', reason: e.reason });
+        this.metrics.countRejected('document', e.reason);
       }
     }
     return undefined;
@@ -425,7 +424,7 @@ export class Authority {
       }
       return await readLimited(res, limit);
     } catch (e) {
-      this.metrics.peerErrors.inc({ phase });
+      this.metrics.countPeerError(phase);
       this.log.debug({ peer: p.url, path, err: (e as Error).message }, 'peer fetch failed');
       return undefined;
     }

@@ -81,7 +81,7 @@ export class DirectoryHttp {
   }
 
   private count(route: string, status: number): void {
-    this.authority.metrics.http.inc({ route, status: String(status) });
+    this.authority.metrics.countRequest(route, status);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -91,8 +91,8 @@ export class DirectoryHttp {
     if (req.method === 'POST' && url.pathname === '/v1/descriptor') {
       const body = await readBody(req, LIMITS.descriptorBytes);
       if (body === 'oversized') {
-        a.metrics.descriptors.inc({ result: 'oversized' });
-        a.metrics.rejected.inc({ kind: 'descriptor', reason: 'oversized' });
+        a.metrics.countDescriptor('oversized');
+        a.metrics.countRejected('descriptor', 'oversized');
         this.count('descriptor', 413);
         return json(res, 413, { result: 'oversized', message: `descriptor larger than ${LIMITS.descriptorBytes} bytes` });
       }

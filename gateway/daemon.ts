@@ -25,7 +25,8 @@ import { issuanceLimits, loadOrCreateIssuer, rotationPolicy, type GatewayConfig 
 import { HandoffWorker } from './handoff.ts';
 import { Intake } from './intake.ts';
 import { startIssuanceServer, type IssuanceServer } from './issuance.ts';
-import { ackStatusLabel, bump, GatewayMetrics, newGatewayCounters, type GatewayCounters } from './metrics.ts';
+import { bump } from '../runtime/metrics.ts';
+import { ackStatusLabel, GatewayMetrics, newGatewayCounters, type GatewayCounters } from './metrics.ts';
 import { GatewayStore } from './store.ts';
 
 export type GatewayOptions = HopStartOptions<GatewayConfig>;

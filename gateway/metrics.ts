@@ -26,11 +26,6 @@ export function newGatewayCounters(): GatewayCounters {
   return { acks: new Map(), acksUnsent: new Map(), handoffFailures: { transient: 0, permanent: 0 }, tokensIssued: 0 };
 }
 
-/** Counts one more `key` in a counter map. */
-export function bump(m: Map<string, number>, key: string, n = 1): void {
-  m.set(key, (m.get(key) ?? 0) + n);
-}
-
 export interface GatewayMetricSources {
   readonly counters: GatewayCounters;
   intake(): IntakeCounters;

@@ -29,16 +29,35 @@ export function scrapedCounter(registry: Registry, name: string, help: string, r
   });
 }
 
-/** A counter with one label, one series per entry of `read()` at scrape time. */
-export function scrapedCounters(registry: Registry, name: string, help: string, label: string, read: () => Entries): Counter {
+/** Counts one more of `key` (a label value, or several joined by `labelKey`) in a map of counts. */
+export function bump(m: Map<string, number>, key: string, n = 1): void {
+  m.set(key, (m.get(key) ?? 0) + n);
+}
+
+/** The key of a series with several labels, in the order of their names. */
+export function labelKey(...values: readonly string[]): string {
+  return values.join('\u0000');
+}
+
+function seriesOf(labels: readonly string[], key: string): Record<string, string> {
+  const values = labels.length === 1 ? [key] : key.split('\u0000');
+  return Object.fromEntries(labels.map((l, i) => [l, values[i] ?? '']));
+}
+
+/**
+ * A counter with labels, one series per entry of `read()` at scrape time: the entry's key is the
+ * label value (several labels: `labelKey` of their values, in the order of `label`).
+ */
+export function scrapedCounters(registry: Registry, name: string, help: string, label: string | readonly string[], read: () => Entries): Counter {
+  const labels = typeof label === 'string' ? [label] : [...label];
   return new Counter({
     name,
     help,
-    labelNames: [label],
+    labelNames: labels,
     registers: [registry],
     collect() {
       this.reset();
-      for (const [value, n] of entries(read())) this.inc({ [label]: value }, n);
+      for (const [key, n] of entries(read())) this.inc(seriesOf(labels, key), n);
     },
   });
 }
@@ -55,16 +74,17 @@ export function scrapedGauge(registry: Registry, name: string, help: string, rea
   });
 }
 
-/** A gauge with one label, one series per entry of `read()` at scrape time. */
-export function scrapedGauges(registry: Registry, name: string, help: string, label: string, read: () => Entries): Gauge {
+/** A gauge with labels, one series per entry of `read()` at scrape time (keys as for scrapedCounters). */
+export function scrapedGauges(registry: Registry, name: string, help: string, label: string | readonly string[], read: () => Entries): Gauge {
+  const labels = typeof label === 'string' ? [label] : [...label];
   return new Gauge({
     name,
     help,
-    labelNames: [label],
+    labelNames: labels,
     registers: [registry],
     collect() {
       this.reset();
-      for (const [value, n] of entries(read())) this.set({ [label]: value }, n);
+      for (const [key, n] of entries(read())) this.set(seriesOf(labels, key), n);
     },
   });
 }
