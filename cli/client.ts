@@ -117,16 +117,30 @@ export function registerClient(program: Command): void {
     .description('messages in flight: fragments ACKed per recipient, the path taken and why, expected time left')
     .option('-c, --config <file>', 'TOML configuration', defaultConfigPath())
     .option('--all', 'include delivered and bounced messages', false)
-    .option('--json', 'machine-readable output', false)
-    .action(async (opts: { config: string; all: boolean; json: boolean }) => {
+    .option('--json', 'machine-readable output: the messages and their recipients (one line per snapshot with --watch)', false)
+    .option('--watch <seconds>', 'print again every N seconds until interrupted', (v) => {
+      const n = Number(v);
+      if (!(n > 0 && n <= 3600)) throw new Error(`--watch must be a number of seconds in (0, 3600], got "${v}"`);
+      return n;
+    })
+    .action(async (opts: { config: string; all: boolean; json: boolean; watch?: number }) => {
       const cfg = loadCfg(opts.config, 'client status');
       if (!cfg) return;
       const ob = new Outbox(outboxPath(cfg));
+      const json = (p: unknown, indent?: number) => JSON.stringify(p, (_k, v: unknown) => (v instanceof Uint8Array ? undefined : v), indent);
       try {
         ob.db.pragma('busy_timeout = 5000');
+        if (opts.watch !== undefined) {
+          // a reader beside a running client: the same snapshot it would print, every N seconds
+          for (;;) {
+            const p = ob.progress(opts.all);
+            process.stdout.write(opts.json ? json(p) + '\n' : formatStatus(p, null) + '\n');
+            await new Promise((r) => setTimeout(r, opts.watch! * 1000));
+          }
+        }
         const p = ob.progress(opts.all);
         if (opts.json) {
-          process.stdout.write(JSON.stringify(p, (_k, v: unknown) => (v instanceof Uint8Array ? undefined : v), 2) + '\n');
+          process.stdout.write(json(p, 2) + '\n');
           return;
         }
         let eta = null;
