@@ -3,10 +3,20 @@
  * uses — with stdout/stderr in a log file under the run directory, so `--kill-mix` kills a real
  * process and `--keep DIR` leaves everything to inspect.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, statSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { POSTMIX_BIN } from '../bin-path.ts';
+
+/** Runs one `postmix` admin command to its end, as an operator would type it; resolves with its stdout. */
+export function runCli(args: readonly string[]): Promise<string> {
+  return new Promise((res, rej) => {
+    execFile(process.execPath, [POSTMIX_BIN, ...args], { encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => {
+      if (err) rej(new Error(`postmix ${args.join(' ')} failed: ${stderr || stdout || err.message}`));
+      else res(stdout);
+    });
+  });
+}
 
 export interface NodeProcess {
   readonly name: string;
