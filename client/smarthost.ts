@@ -13,7 +13,7 @@ export interface SmarthostConfig {
   readonly requireTls: boolean;
   readonly user?: string;
   readonly password?: string;
-  /** accept self-signed certificates (tests only) */
+  /** do not verify the certificate ([smarthost] insecure_tls: a relay with a self-signed one, as the testnet runs) */
   readonly insecureTls?: boolean;
 }
 
