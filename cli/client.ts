@@ -188,7 +188,9 @@ export async function sendmailMain(args: readonly string[]): Promise<number> {
   const r = await submitLocal(submitTarget(cfg), from, to, raw);
   if (r.ok) return 0;
   process.stderr.write(`sendmail: ${r.error}\n`);
-  return r.code !== null && r.code >= 500 ? 67 /* EX_NOUSER */ : 75; /* EX_TEMPFAIL */
+  if (r.code === null || r.code < 500) return 75; // EX_TEMPFAIL: the caller may retry
+  // 5.6.x: the message itself was refused (empty, no header section): sendmail's EX_DATAERR
+  return /\b5\.6\.\d/.test(r.error) ? 65 : 67; /* EX_NOUSER */
 }
 
 /** `client run --check`: what the daemon would refuse at start, and which paths mail will take. */

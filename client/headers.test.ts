@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addressesIn, cutAtDot, headerValues, recipientsFromHeaders, removeBcc, splitHeader, stripHeaders } from './headers.ts';
+import { addressesIn, cutAtDot, emptyMessageProblem, headerValues, recipientsFromHeaders, removeBcc, splitHeader, stripHeaders } from './headers.ts';
 import { parseSendmailArgs, prepareSendmail } from './sendmail.ts';
 
 const enc = (s: string) => new Uint8Array(Buffer.from(s, 'latin1'));
@@ -65,5 +65,16 @@ describe('header handling never touches the body', () => {
     expect([p.to, p.from]).toEqual([['bob@overlay.test', 'carol@plain.test', 'dave@plain.test', 'eve@plain.test'], 'alice@sender.test']);
     expect(dec(p.raw)).not.toMatch(/Bcc/);
     expect(parseSendmailArgs(['-t', '-i', '-C', '/c.toml'])).toEqual({ t: true, i: true, from: undefined, rcpts: [], config: '/c.toml' });
+  });
+});
+
+describe('emptyMessageProblem', () => {
+  it('names 0 bytes, blank lines only and a missing header section; a message with a header passes', () => {
+    expect(emptyMessageProblem(enc(''))).toBe('empty message (0 bytes)');
+    expect(emptyMessageProblem(enc('\r\n'))).toBe('empty message (2 bytes of blank lines only)');
+    expect(emptyMessageProblem(enc('\r\nbody\r\n'))).toBe('no header section (the first line is empty)');
+    expect(emptyMessageProblem(enc('hello there\r\n'))).toBe('no header section (the first line is not a header field)');
+    expect(emptyMessageProblem(enc('Subject: x\r\n\r\ny\r\n'))).toBeNull();
+    expect(emptyMessageProblem(enc('From: a@b\n'))).toBeNull(); // header only, no body: a message
   });
 });

@@ -115,3 +115,23 @@ export function cutAtDot(raw: Uint8Array): Uint8Array {
   const m = /(^|\n)\.\r?\n|(^|\n)\.$/.exec(s);
   return m ? raw.subarray(0, m.index + (m[1] ?? m[2] ?? '').length) : raw;
 }
+
+/** A header field's first line: a field name (printable ASCII but ':') then ':' (RFC 5322 §2.2). */
+const FIELD_START = /^[\x21-\x39\x3b-\x7e]+:/;
+
+/**
+ * Why a submitted message cannot be a message at all, or null when it can: 0 bytes, or no header
+ * section (RFC 5322 requires one: at least the From and Date fields, so a first line that is
+ * empty or not a header field means the input is a body without a message around it, typically
+ * a script that piped the wrong file). Refused before anything is stored or a token spent.
+ */
+export function emptyMessageProblem(raw: Uint8Array): string | null {
+  if (raw.byteLength === 0) return 'empty message (0 bytes)';
+  const b = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  // a 0-byte input usually arrives as one line break: mail libraries end DATA on a CRLF
+  if (b.every((c) => c === 0x0d || c === 0x0a || c === 0x20 || c === 0x09)) return `empty message (${b.length} bytes of blank lines only)`;
+  const nl = b.indexOf(0x0a);
+  const first = b.subarray(0, nl < 0 ? b.length : nl).toString('latin1');
+  if (!FIELD_START.test(first)) return `no header section (the first line is ${first.replace(/\r$/, '') === '' ? 'empty' : 'not a header field'})`;
+  return null;
+}

@@ -1,10 +1,12 @@
 /**
  * The client's local SMTP submission server (smtp-server, 127.0.0.1 by default, AUTH PLAIN/LOGIN
  * with the configured user and password): each RCPT TO is checked by the handler, and the whole
- * message is handed to it, which stores it durably before the 250.
+ * message is handed to it, which stores it durably before the 250. An empty message (0 bytes, or
+ * no header section) is answered 554 without reaching the handler.
  */
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import type { Readable } from 'node:stream';
+import { emptyMessageProblem } from './headers.ts';
 
 /** Thrown by the handler to answer with a specific SMTP code. */
 export class SmtpReply extends Error {
@@ -80,6 +82,12 @@ export async function startSubmissionServer(o: SubmissionServerOptions): Promise
       stream.on('end', () => {
         if ((stream as Readable & { sizeExceeded?: boolean }).sizeExceeded) return cb(err(552, `5.3.4 Message too big (limit ${o.maxMessageBytes} bytes)`));
         const raw = new Uint8Array(Buffer.concat(chunks));
+        // refused here, before the handler stores anything or spends a token on it
+        const empty = emptyMessageProblem(raw);
+        if (empty) {
+          o.log?.info({ bytes: raw.byteLength }, `submission refused: ${empty}`);
+          return cb(err(554, `5.6.0 Refused: ${empty}; a message needs a header section (From, Date, ...)`));
+        }
         const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
         const rcpts = session.envelope.rcptTo.map((r) => r.address);
         Promise.resolve()
