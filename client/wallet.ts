@@ -10,6 +10,7 @@
  */
 import type Database from 'better-sqlite3';
 import { encodeToken, normalizeRecipient, parseBundle } from '../proto/tokens/index.ts';
+import { bytesEqual } from '../proto/util/bytes.ts';
 
 export interface WalletEntry {
   readonly recipient: string;
@@ -55,7 +56,7 @@ export interface TokenState {
 export const DEFAULT_LOW_WATER = 3;
 
 function issuerOk(pk: Buffer, keys: readonly Uint8Array[] | undefined): boolean {
-  return !keys || keys.some((k) => pk.equals(Buffer.from(k)));
+  return !keys || keys.some((k) => bytesEqual(pk, k));
 }
 
 const secondsOf = (ms: number) => Math.floor(ms / 1000);

@@ -22,7 +22,7 @@ import { samplePerHopDelayMs, sampleExponential, type Uniform } from '../proto/m
 import { uniformInt } from '../proto/util/random.ts';
 import type { DocumentBody, NodeEntry } from '../proto/pki/index.ts';
 import { createPacket, fastestSuite, type Geometry, type RouteHop } from '../proto/sphinx/index.ts';
-import { hex } from '../proto/util/bytes.ts';
+import { bytesEqual, hex } from '../proto/util/bytes.ts';
 
 const LOOP_DOMAIN = new TextEncoder().encode('postmix-mix-loop-v1|');
 
@@ -158,7 +158,7 @@ export class LoopCover {
   emit(): boolean {
     const body = this.o.document();
     if (!body) return false;
-    const self = [...body.layers.flat()].find((n) => Buffer.compare(n.nodeId, this.o.nodeId) === 0);
+    const self = [...body.layers.flat()].find((n) => bytesEqual(n.nodeId, this.o.nodeId));
     const route = self ? loopRoute(body, self, (n) => uniformInt(n, this.random)) : 'this node is not in the document';
     if (typeof route === 'string') {
       this.stats.failed++;
