@@ -19,6 +19,7 @@ import {
   type ResolvedHopConfig,
 } from '../runtime/config-schema.ts';
 import { deriveIssuerKeys, type IssuerKeys } from '../proto/tokens/index.ts';
+import { GROUP_COMMIT_DEFAULTS } from './group-commit.ts';
 import { DEFAULT_LIMITS, type IssuanceLimits } from './issuance.ts';
 import { DEFAULT_ROTATION, type RotationPolicy } from './key-epochs.ts';
 import { fromHex } from '../proto/util/bytes.ts';
@@ -53,6 +54,14 @@ export const GatewayConfigSchema = z
          * TokenRefused like a known user without a valid token, so addresses cannot be enumerated.
          */
         ack_unknown_recipient: z.boolean().default(false),
+        /**
+         * Group commit (gateway/group-commit.ts): the longest a fragment waits, ms, for others to
+         * share its fsync'd transaction (0: only those of the same event-loop turn). Its ACK
+         * leaves after that commit, so this adds at most this much to an ACK's way back.
+         */
+        group_commit_wait_ms: z.number().int().min(0).max(100).default(GROUP_COMMIT_DEFAULTS.maxWaitMs),
+        /** Group commit: a transaction is committed at once when it holds this many fragments. */
+        group_commit_max_fragments: z.number().int().min(1).max(4096).default(GROUP_COMMIT_DEFAULTS.maxFragments),
       })
       .strict()
       .prefault({}),

@@ -2,8 +2,10 @@
  * The gateway (docs/gateway.md): the last hop for its domains. A hop (runtime/hop/hop-node.ts:
  * link, Sphinx pipeline, epochs, keys, replay tags, metrics) in the gateway role:
  *
- *   final-hop packet for MAIL_QUEUE_ID → Intake (token, reassembly, durable queue; one
- *     transaction) → the ACK through the fragment's SURB to the SURB's first hop;
+ *   final-hop packet for MAIL_QUEUE_ID → Intake (token, reassembly, durable queue) under group
+ *     commit (fragments arriving within [intake] group_commit_wait_ms share one fsync'd
+ *     transaction) → once that commit returned, the ACK through the fragment's SURB to the
+ *     SURB's first hop;
  *   for any other queue → the client mailbox (runtime/mailbox/server.ts), which writes one
  *     fixed-size frame per tick to each `/postmix/mailbox/2` subscriber;
  *   forward (a mix's loop cover passes a gateway on its way back into layer 1): the hop node.
@@ -23,7 +25,8 @@ import { HopNode, type HopStartOptions } from '../runtime/hop/hop-node.ts';
 import { MailboxServer } from '../runtime/mailbox/server.ts';
 import { issuanceLimits, loadOrCreateIssuer, rotationPolicy, type GatewayConfig } from './config.ts';
 import { HandoffWorker } from './handoff.ts';
-import { Intake } from './intake.ts';
+import { GroupCommit } from './group-commit.ts';
+import { Intake, type IntakeResult } from './intake.ts';
 import { startIssuanceServer, type IssuanceServer } from './issuance.ts';
 import { bump } from '../runtime/metrics.ts';
 import { ackStatusLabel, GatewayMetrics, newGatewayCounters, type GatewayCounters } from './metrics.ts';
@@ -38,6 +41,7 @@ export class Gateway {
   readonly store: GatewayStore;
   readonly issuer: IssuerKeys;
   readonly intake: Intake;
+  readonly commits: GroupCommit;
   readonly handoff: HandoffWorker;
   readonly mailboxes: MailboxServer;
   readonly counters: GatewayCounters = newGatewayCounters();
@@ -69,6 +73,8 @@ export class Gateway {
         deliver: (r, at) => this.deliver(r, at.geometry),
         serve: (link) => this.mailboxes.serve(link),
         afterRound: (t) => this.housekeeping(t),
+        // what waits for its commit is committed and answered while the link can still carry the ACKs
+        drained: () => this.commits.flush(),
       },
     });
     const nowMs = () => this.hop.now() * 1000;
@@ -82,6 +88,15 @@ export class Gateway {
       ackUnknownRecipient: f.intake.ack_unknown_recipient,
       now: nowMs,
     });
+    this.commits = new GroupCommit(this.store, this.intake, {
+      maxWaitMs: f.intake.group_commit_wait_ms,
+      maxFragments: f.intake.group_commit_max_fragments,
+      onError: (err, what, fragments) =>
+        this.log.error(
+          { err: String(err), what, fragments },
+          what === 'commit' ? 'intake commit failed: its fragments get no ACK (senders resend)' : 'intake error',
+        ),
+    });
     this.mailboxes = new MailboxServer({
       store: this.store,
       ttlMs: f.mailbox.ttl_s * 1000,
@@ -94,6 +109,7 @@ export class Gateway {
     this.metrics = new GatewayMetrics(this.hop.registry, {
       counters: this.counters,
       intake: () => this.intake.counters,
+      commits: () => this.commits.counters,
       mailbox: () => this.mailboxes.counters,
       queueDepth: () => this.store.queueDepth(),
       partials: () => this.store.partialCount(),
@@ -175,7 +191,11 @@ export class Gateway {
       this.mailboxes.put(r.queueId, r.surbId ? { surbId: r.surbId, payload: r.payload } : { payload: r.payload });
       return;
     }
-    const res = this.intake.handlePayload(r.payload);
+    this.commits.submit(r.payload, (res) => this.answer(res, geometry));
+  }
+
+  /** A fragment's decision, called only once the transaction that holds it is durable. */
+  private answer(res: IntakeResult, geometry: Geometry): void {
     if (res.kind === 'drop') {
       this.log.debug({ reason: res.reason }, 'mail payload dropped');
       return;
@@ -228,6 +248,8 @@ export class Gateway {
     this.closed = true;
     this.mailboxes.close();
     const { drained, dropped } = await this.hop.close(graceMs);
+    // (the hop flushed the group commit before its link closed; anything later is committed, not answered)
+    this.commits.close();
     await this.handoff.stop();
     await this.issuance?.close();
     this.store.close();

@@ -7,6 +7,7 @@
 import { Histogram, type Registry } from 'prom-client';
 import type { MailboxCounters } from '../runtime/mailbox/server.ts';
 import { scrapedCounter, scrapedCounters, scrapedGauge, scrapedGauges } from '../runtime/metrics.ts';
+import type { GroupCommitCounters } from './group-commit.ts';
 import type { IntakeCounters } from './intake.ts';
 import type { QueueState } from './store.ts';
 import { AckStatus } from '../proto/fragment/index.ts';
@@ -29,6 +30,7 @@ export function newGatewayCounters(): GatewayCounters {
 export interface GatewayMetricSources {
   readonly counters: GatewayCounters;
   intake(): IntakeCounters;
+  commits(): GroupCommitCounters;
   mailbox(): MailboxCounters;
   queueDepth(): Record<QueueState, number>;
   partials(): number;
@@ -49,6 +51,19 @@ export class GatewayMetrics {
     scrapedCounter(r, 'postmix_gateway_fragments_in_total', 'Fragments delivered to the mail queue', () => src.intake().fragmentsIn);
     scrapedCounters(r, 'postmix_gateway_acks_total', 'ACKs by status', 'status', () => c.acks);
     scrapedCounters(r, 'postmix_gateway_intake_dropped_total', 'Mail-queue payloads dropped without ACK', 'reason', () => src.intake().dropped);
+    scrapedCounter(r, 'postmix_gateway_intake_commits_total', 'Intake transactions committed (one fsync each; group commit)', () => src.commits().commits);
+    scrapedCounter(
+      r,
+      'postmix_gateway_intake_committed_fragments_total',
+      'Fragments answered after their commit (divided by intake_commits_total: the mean batch)',
+      () => src.commits().committedFragments,
+    );
+    scrapedCounter(
+      r,
+      'postmix_gateway_intake_commit_failures_total',
+      'Intake commits that failed (their fragments got no ACK)',
+      () => src.commits().failedCommits,
+    );
     scrapedCounter(r, 'postmix_gateway_messages_completed_total', 'Messages reassembled and queued', () => src.intake().messagesCompleted);
     scrapedCounter(r, 'postmix_gateway_tokens_accepted_total', 'Tokens accepted (new bindings)', () => src.intake().tokensAccepted);
     scrapedCounters(r, 'postmix_gateway_tokens_rejected_total', 'Tokens refused by reason', 'reason', () => src.intake().tokensRejected);

@@ -67,6 +67,8 @@ export interface HopRole {
   serve?(link: PacketLink): Promise<void>;
   /** The role's own periodic work, in the epoch driver's tick (never overlapping a round). */
   afterRound?(t: number): void;
+  /** Shutdown: the delay queue has drained and the link is still up (e.g. to commit and answer what waits). */
+  drained?(): void;
 }
 
 /**
@@ -382,6 +384,7 @@ export class HopNode {
     const before = this.counters.forwarded + this.counters.delivered;
     const left = await this.engine.drain(Math.floor(graceMs * 0.6));
     const drained = this.counters.forwarded + this.counters.delivered - before;
+    this.role.drained?.();
     if (this.linkRef) await this.linkRef.stop(Math.floor(graceMs * 0.3)).catch((e: unknown) => this.log.warn({ err: String(e) }, 'link stop failed'));
     let dropped = this.engine.close();
     for (const r of this.retiring) dropped += r.close();

@@ -1,14 +1,19 @@
 /**
- * Test fixture (test/gateway-postfix.test.ts): a process that takes fragment payloads (hex, one
- * per line in argv[3]) into the gateway store at argv[2], prints each ACK status as soon as its
- * transaction committed, then prints "acked" and waits — to be SIGKILLed before any hand-off.
+ * Test fixture (test/gateway-postfix.test.ts, gateway/group-commit.test.ts): a process that takes
+ * fragment payloads (hex, one per line in argv[3]) into the gateway store at argv[2] the way the
+ * gateway does (the intake under group commit: [intake] group_commit_wait_ms argv[5], default 2,
+ * group_commit_max_fragments argv[6], default 64), a few payloads per event-loop turn as they come
+ * off a link; prints each payload's answer (ACK status or drop reason, one line each, in
+ * payload order) as soon as the transaction holding it committed, then prints "acked" and
+ * waits — to be SIGKILLed before any hand-off, or while it is still taking payloads.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import { deriveIssuerKeys } from '../../proto/tokens/index.ts';
+import { GroupCommit } from '../../gateway/group-commit.ts';
 import { Intake } from '../../gateway/intake.ts';
 import { GatewayStore } from '../../gateway/store.ts';
 
-const [dbPath, payloadFile, seedHex, domain] = process.argv.slice(2);
+const [dbPath, payloadFile, seedHex, domain, waitMs, maxFragments] = process.argv.slice(2);
 const store = new GatewayStore(dbPath!);
 const intake = new Intake(store, {
   domains: [domain!],
@@ -16,9 +21,22 @@ const intake = new Intake(store, {
   maxMessageBytes: 1 << 20,
   reassemblyTtlMs: 3_600_000,
 });
-for (const line of readFileSync(payloadFile!, 'utf8').split('\n').filter(Boolean)) {
-  const r = intake.handlePayload(new Uint8Array(Buffer.from(line, 'hex')));
-  process.stdout.write(`${r.kind === 'ack' ? r.status : r.reason}\n`);
-}
-process.stdout.write('acked\n');
+const commits = new GroupCommit(store, intake, { maxWaitMs: Number(waitMs ?? 2), maxFragments: Number(maxFragments ?? 64) });
+const payloads = readFileSync(payloadFile!, 'utf8')
+  .split('\n')
+  .filter(Boolean)
+  .map((l) => new Uint8Array(Buffer.from(l, 'hex')));
+let answered = 0;
+// written synchronously: a line the parent reads is an answer the gateway gave
+const answer = (line: string) => {
+  writeSync(1, `${line}\n`);
+  if (++answered === payloads.length) writeSync(1, 'acked\n');
+};
+const PER_TURN = 4;
+let next = 0;
+const feed = () => {
+  for (let k = 0; k < PER_TURN && next < payloads.length; k++) commits.submit(payloads[next++]!, (r) => answer(String(r.kind === 'ack' ? r.status : r.reason)));
+  if (next < payloads.length) setImmediate(feed);
+};
+feed();
 setInterval(() => {}, 1000);

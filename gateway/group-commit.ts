@@ -1,0 +1,161 @@
+/**
+ * Group commit at the gateway intake: fragments that arrive close together are decided one after
+ * the other, in arrival order, inside ONE `BEGIN IMMEDIATE` transaction, committed with the
+ * store's `synchronous=FULL` (one fsync of the WAL for the whole batch). Each fragment's answer
+ * is handed to its callback only after that commit returned, so an ACK never leaves for a
+ * fragment a crash can still lose; if the commit fails, no fragment of the batch is answered
+ * (their senders resend, as for a lost ACK) and the intake's counters are put back.
+ *
+ * Why it is correct to batch: every decision reads the store through the same connection, so a
+ * fragment sees what the fragments before it in the batch wrote, exactly as if each had been
+ * committed on its own (the intake's per-fragment transaction becomes a SAVEPOINT inside the
+ * batch's). A fragment whose processing throws is rolled back to its savepoint and gets no
+ * answer; the others of the batch are unaffected.
+ *
+ * When a batch is committed: once `maxFragments` wait, or `maxWaitMs` after the first one of the
+ * batch arrived (0: at the end of the current event-loop turn, i.e. with whatever arrived in the
+ * same burst). The wait bounds the latency a fragment pays at low load; at high load the commit
+ * itself paces the batches, since fragments that fall due while one fsync runs share the next.
+ */
+import type { GatewayStore } from './store.ts';
+import type { Intake, IntakeCounters, IntakeResult } from './intake.ts';
+
+/** The gateway's defaults ([intake] group_commit_wait_ms, group_commit_max_fragments). */
+export const GROUP_COMMIT_DEFAULTS = { maxWaitMs: 2, maxFragments: 64 } as const;
+
+export interface GroupCommitOptions {
+  /** Longest a fragment waits for others to share its commit, ms (0: the end of the event-loop turn). */
+  readonly maxWaitMs: number;
+  /** A batch is committed at once when it holds this many fragments. */
+  readonly maxFragments: number;
+  /** A fragment's processing threw (it gets no answer) or a batch's commit failed (none of it does). */
+  readonly onError?: (err: unknown, what: 'fragment' | 'commit' | 'answer', fragments: number) => void;
+}
+
+/** Called with a fragment's decision once the transaction holding it is durable. */
+export type OnCommitted = (r: IntakeResult) => void;
+
+export interface GroupCommitCounters {
+  /** Transactions committed (one fsync each). */
+  commits: number;
+  /** Fragments answered after a commit (the mean batch is committedFragments / commits). */
+  committedFragments: number;
+  /** Commits that failed: their fragments got no answer. */
+  failedCommits: number;
+  /** Fragments whose processing threw (no answer). */
+  failedFragments: number;
+  /** The largest batch committed so far. */
+  largestBatch: number;
+}
+
+interface Waiting {
+  readonly payload: Uint8Array;
+  readonly done: OnCommitted;
+}
+
+function restoreCounters(target: IntakeCounters, saved: IntakeCounters): void {
+  const t = target as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(saved)) {
+    if (typeof v === 'number') t[k] = v;
+    else Object.assign(t[k] as object, v);
+  }
+}
+
+export class GroupCommit {
+  readonly counters: GroupCommitCounters = { commits: 0, committedFragments: 0, failedCommits: 0, failedFragments: 0, largestBatch: 0 };
+  private waiting: Waiting[] = [];
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly store: GatewayStore,
+    private readonly intake: Intake,
+    private readonly opts: GroupCommitOptions,
+  ) {
+    if (!Number.isInteger(opts.maxFragments) || opts.maxFragments < 1)
+      throw new RangeError(`maxFragments must be a positive integer, got ${opts.maxFragments}`);
+    if (!Number.isFinite(opts.maxWaitMs) || opts.maxWaitMs < 0) throw new RangeError(`maxWaitMs must be ≥ 0, got ${opts.maxWaitMs}`);
+  }
+
+  /** Fragments waiting for their commit. */
+  get pending(): number {
+    return this.waiting.length;
+  }
+
+  /** Takes one payload delivered to MAIL_QUEUE_ID; `done` is called after the commit that holds it. */
+  submit(payload: Uint8Array, done: OnCommitted): void {
+    this.waiting.push({ payload, done });
+    // after close nothing waits: committed (or refused by a closed store) at once
+    if (this.closed || this.waiting.length >= this.opts.maxFragments) {
+      this.flush();
+      return;
+    }
+    if (this.timer === undefined) {
+      const run = () => {
+        this.timer = undefined;
+        this.flush();
+      };
+      this.timer = this.opts.maxWaitMs === 0 ? setImmediate(run) : setTimeout(run, this.opts.maxWaitMs);
+    }
+  }
+
+  /** Commits what is waiting now (synchronously) and answers it. Returns how many were answered. */
+  flush(): number {
+    this.clearTimer();
+    const batch = this.waiting;
+    if (batch.length === 0) return 0;
+    this.waiting = [];
+    const saved = structuredClone(this.intake.counters);
+    let results: (IntakeResult | undefined)[];
+    try {
+      results = this.store.tx(() =>
+        batch.map((w) => {
+          try {
+            return this.intake.handlePayload(w.payload);
+          } catch (e) {
+            // its savepoint was rolled back: nothing of it is stored, and it gets no answer
+            this.counters.failedFragments++;
+            this.opts.onError?.(e, 'fragment', 1);
+            return undefined;
+          }
+        }),
+      );
+    } catch (e) {
+      restoreCounters(this.intake.counters, saved);
+      this.counters.failedCommits++;
+      this.opts.onError?.(e, 'commit', batch.length);
+      return 0;
+    }
+    // durable from here on: only now may anything be answered
+    this.counters.commits++;
+    this.counters.largestBatch = Math.max(this.counters.largestBatch, batch.length);
+    let answered = 0;
+    for (let i = 0; i < batch.length; i++) {
+      const r = results[i];
+      if (r === undefined) continue;
+      answered++;
+      try {
+        batch[i]!.done(r);
+      } catch (e) {
+        // one failed answer (e.g. its ACK could not be built) must not withhold the others'
+        this.opts.onError?.(e, 'answer', 1);
+      }
+    }
+    this.counters.committedFragments += answered;
+    return answered;
+  }
+
+  /** Commits what is waiting; from now on each fragment is committed on its own as it comes (shutdown). */
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+  }
+
+  private clearTimer(): void {
+    if (this.timer === undefined) return;
+    if (this.opts.maxWaitMs === 0) clearImmediate(this.timer as NodeJS.Immediate);
+    else clearTimeout(this.timer as NodeJS.Timeout);
+    this.timer = undefined;
+  }
+}
