@@ -8,9 +8,9 @@
  *
  * Why it is correct to batch: every decision reads the store through the same connection, so a
  * fragment sees what the fragments before it in the batch wrote, exactly as if each had been
- * committed on its own (the intake's per-fragment transaction becomes a SAVEPOINT inside the
- * batch's). A fragment whose processing throws is rolled back to its savepoint and gets no
- * answer; the others of the batch are unaffected.
+ * committed on its own (the intake's per-fragment transaction runs inside the batch's). A
+ * fragment whose processing throws gets no answer: the batch is rolled back and run again
+ * without it (no savepoint per fragment on the common path), so the others are unaffected.
  *
  * When a batch is committed: once `maxFragments` wait, or `maxWaitMs` after the first one of the
  * batch arrived (0: at the end of the current event-loop turn, i.e. with whatever arrived in the
@@ -106,25 +106,36 @@ export class GroupCommit {
     if (batch.length === 0) return 0;
     this.waiting = [];
     const saved = structuredClone(this.intake.counters);
+    // fragments that threw: the batch is rolled back and run again without them
+    const skip = new Set<number>();
     let results: (IntakeResult | undefined)[];
-    try {
-      results = this.store.tx(() =>
-        batch.map((w) => {
-          try {
-            return this.intake.handlePayload(w.payload);
-          } catch (e) {
-            // its savepoint was rolled back: nothing of it is stored, and it gets no answer
-            this.counters.failedFragments++;
-            this.opts.onError?.(e, 'fragment', 1);
-            return undefined;
-          }
-        }),
-      );
-    } catch (e) {
-      restoreCounters(this.intake.counters, saved);
-      this.counters.failedCommits++;
-      this.opts.onError?.(e, 'commit', batch.length);
-      return 0;
+    for (;;) {
+      let threw = -1;
+      try {
+        results = this.store.batch(() =>
+          batch.map((w, i) => {
+            if (skip.has(i)) return undefined;
+            try {
+              return this.intake.handlePayload(w.payload);
+            } catch (e) {
+              threw = i;
+              throw e;
+            }
+          }),
+        );
+        break;
+      } catch (e) {
+        restoreCounters(this.intake.counters, saved);
+        if (threw >= 0) {
+          skip.add(threw);
+          this.counters.failedFragments++;
+          this.opts.onError?.(e, 'fragment', 1);
+          continue;
+        }
+        this.counters.failedCommits++;
+        this.opts.onError?.(e, 'commit', batch.length);
+        return 0;
+      }
     }
     // durable from here on: only now may anything be answered
     this.counters.commits++;

@@ -234,6 +234,7 @@ export class GatewayStore {
   readonly rotation: RotationPolicy;
   private readonly st;
   private readonly txRunner: Database.Transaction<(fn: () => unknown) => unknown>;
+  private inBatch = false;
 
   constructor(
     readonly path: string,
@@ -350,12 +351,30 @@ export class GatewayStore {
   }
 
   /**
-   * Runs `fn` in one BEGIN IMMEDIATE transaction, or, inside one already (a group commit's batch),
-   * in a SAVEPOINT of it. One wrapper for all calls: better-sqlite3 builds a transaction function
-   * per `db.transaction()`, a measurable cost per fragment.
+   * Runs `fn` in one BEGIN IMMEDIATE transaction, or, inside one already, in a SAVEPOINT of it
+   * (inside `batch`, in the batch's transaction itself). One wrapper for all calls:
+   * better-sqlite3 builds a transaction function per `db.transaction()`, a measurable cost per
+   * fragment.
    */
   tx<T>(fn: () => T): T {
-    return this.txRunner.immediate(fn) as T;
+    return this.inBatch ? fn() : (this.txRunner.immediate(fn) as T);
+  }
+
+  /**
+   * Runs `fn` in one BEGIN IMMEDIATE transaction inside which `tx()` runs its function directly,
+   * without a savepoint of its own (a savepoint per fragment was a fifth of a group commit's
+   * cost): a throw anywhere rolls back the whole batch, and the caller retries without the
+   * fragment that threw (gateway/group-commit.ts).
+   */
+  batch<T>(fn: () => T): T {
+    return this.txRunner.immediate(() => {
+      this.inBatch = true;
+      try {
+        return fn();
+      } finally {
+        this.inBatch = false;
+      }
+    }) as T;
   }
 
   // ---- users ----
