@@ -1,5 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { EXIT, exitCodeOf } from '../runtime/errors.ts';
+import { tolerateClosedStdio } from '../runtime/closed-pipe.ts';
 
 type Register = (program: Command) => void;
 
@@ -38,6 +39,7 @@ export async function buildProgram(only?: string): Promise<Command> {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  tolerateClosedStdio(); // `postmix ... | head` must not end in an uncaught EPIPE
   const first = argv.slice(2).find((a) => !a.startsWith('-'));
   const program = await buildProgram(first);
   program.exitOverride();

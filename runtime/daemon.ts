@@ -5,13 +5,16 @@
  */
 import { pino, type Logger } from 'pino';
 import { EXIT } from './errors.ts';
+import { tolerateClosedPipe } from './closed-pipe.ts';
 
 // The config file's reading lives in its own module, which loads no logger: `postmix sendmail`
 // needs only that. Re-exported because every daemon's config loader comes here for it.
 export { applyEnvOverrides, expandHome, loadConfig, pathField, validateConfig } from './config-file.ts';
 
 export function createLogger(name: string, level = 'info', opts: { destinationFd?: number } = {}): Logger {
-  return pino({ name, level, base: { role: name, pid: process.pid } }, pino.destination({ fd: opts.destinationFd ?? 1, sync: false }));
+  const dest = pino.destination({ fd: opts.destinationFd ?? 1, sync: false });
+  tolerateClosedPipe(dest); // a daemon whose log reader went away keeps running (its logs are dropped)
+  return pino({ name, level, base: { role: name, pid: process.pid } }, dest);
 }
 
 /**
