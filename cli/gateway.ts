@@ -109,6 +109,11 @@ export function registerGateway(program: Command): void {
             `${cfg.authorities.length} authorities (threshold ${f.directory.threshold}), epoch ${f.directory.epoch_length}s, db ${cfg.dbPath}, ` +
             `issuer seed ${existsSync(cfg.issuerSeedPath) ? 'ok' : 'made on first start'}\n`,
         );
+        // what [mx] starttls / tls_verify will do against the MX as it answers now
+        const { checkMxTls, mxTlsSettingsOf } = await import('../gateway/mx-tls.ts');
+        const tlsv = await checkMxTls(mxTlsSettingsOf(f.mx));
+        process.stdout.write(`MX TLS${tlsv.level === 'ok' ? '' : ` (${tlsv.level})`}: ${tlsv.text}\n`);
+        if (tlsv.level === 'fail') process.exitCode = EXIT.config;
         return;
       }
       const log = createLogger('gateway', cfg.file.gateway.log_level);

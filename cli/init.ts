@@ -152,6 +152,7 @@ host = ${q(o.mxHost)}
 port = ${o.mxPort}
 protocol = ${q(o.mxProtocol)}              # smtp | lmtp
 starttls = "opportunistic"       # opportunistic | require | never
+tls_verify = true                # a self-signed MX certificate then fails every hand-off: \`run --check\` says so (docs/gateway.md)
 helo_name = "postmix-gateway"
 
 [mailbox]

@@ -25,6 +25,7 @@ import { HopNode, type HopStartOptions } from '../runtime/hop/hop-node.ts';
 import { MailboxServer } from '../runtime/mailbox/server.ts';
 import { issuanceLimits, loadOrCreateIssuer, rotationPolicy, type GatewayConfig } from './config.ts';
 import { HandoffWorker } from './handoff.ts';
+import { checkMxTls, mxTlsSettingsOf } from './mx-tls.ts';
 import { GroupCommit } from './group-commit.ts';
 import { Intake, type IntakeResult } from './intake.ts';
 import { startIssuanceServer, type IssuanceServer } from './issuance.ts';
@@ -172,6 +173,13 @@ export class Gateway {
         },
         'gateway listening',
       );
+      // said once at start: what [mx] starttls / tls_verify will do against this MX (not awaited)
+      void checkMxTls(mxTlsSettingsOf(f.mx)).then((v) => {
+        const line = { mx: `${f.mx.protocol}://${f.mx.host}:${f.mx.port}`, starttls: f.mx.starttls, tlsVerify: f.mx.tls_verify };
+        if (v.level === 'ok') g.log.info(line, `MX TLS: ${v.text}`);
+        else if (v.level === 'warn') g.log.warn(line, `MX TLS: ${v.text}`);
+        else g.log.error(line, `MX TLS: ${v.text}`);
+      });
       await g.hop.followEpochs();
     } catch (e) {
       await g.close().catch(() => {});

@@ -30,6 +30,7 @@
 import nodemailer from 'nodemailer';
 import type { SendMailOptions, Transporter, TransportOptions } from 'nodemailer';
 import type { GatewayStore, QueueRow } from './store.ts';
+import { handoffTlsReason } from './mx-tls.ts';
 
 export interface MxOptions {
   readonly host: string;
@@ -203,7 +204,9 @@ export class HandoffWorker {
       } as SendMailOptions);
     } catch (e) {
       const err = e as SmtpError;
-      const msg = `${err.responseCode ?? err.code ?? 'error'}: ${err.message}`;
+      // a TLS failure names its cause and the setting to change, not just "ESOCKET"
+      const tlsWhy = handoffTlsReason(err, { host: this.opts.mx.host, tlsVerify: this.opts.mx.tlsVerify ?? true });
+      const msg = `${err.responseCode ?? err.code ?? 'error'}: ${tlsWhy ?? err.message}`;
       const age = this.now() - row.created;
       const permanent = (err.responseCode !== undefined && err.responseCode >= 500) || age >= (this.opts.maxAgeMs ?? 5 * 86_400_000);
       if (!store.db.open) return false;
