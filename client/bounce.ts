@@ -9,12 +9,18 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
-export interface BounceInput {
-  readonly to: string;
+/** One recipient the message could not be delivered to. */
+export interface FailedRecipient {
   readonly recipient: string;
   readonly reason: string;
   /** SMTP-like status, e.g. 5.7.1 (refused) or 4.4.7 (timed out). */
   readonly status: string;
+}
+
+export interface BounceInput {
+  readonly to: string;
+  /** Every recipient that failed: one DSN lists them all, one per-recipient part each (RFC 3464 §2.3). */
+  readonly failed: readonly FailedRecipient[];
   readonly original: Uint8Array;
   readonly messageId: string;
   readonly date?: Date;
@@ -46,7 +52,7 @@ export function buildBounce(b: BounceInput): string {
     ``,
     `postmix could not deliver your message (outbox id ${b.messageId}) to:`,
     ``,
-    `  <${b.recipient}>: ${b.reason}`,
+    ...b.failed.map((f) => `  <${f.recipient}>: ${f.reason}`),
     ``,
     `The original message's headers are attached.`,
     ``,
@@ -55,11 +61,13 @@ export function buildBounce(b: BounceInput): string {
     ``,
     `Reporting-MTA: dns; postmix.invalid`,
     `X-Postmix-Queue-ID: ${b.messageId}`,
-    ``,
-    `Final-Recipient: rfc822; ${b.recipient}`,
-    `Action: failed`,
-    `Status: ${b.status}`,
-    `Diagnostic-Code: x-postmix; ${b.reason.replace(/[\r\n]+/g, ' ')}`,
+    ...b.failed.flatMap((f) => [
+      ``,
+      `Final-Recipient: rfc822; ${f.recipient}`,
+      `Action: failed`,
+      `Status: ${f.status}`,
+      `Diagnostic-Code: x-postmix; ${f.reason.replace(/[\r\n]+/g, ' ')}`,
+    ]),
     ``,
     `--${boundary}`,
     `Content-Type: text/rfc822-headers`,

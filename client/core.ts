@@ -10,11 +10,11 @@ import type { Uniform } from '../proto/mixing/params.ts';
 import type { SphinxSuite } from '../proto/sphinx/index.ts';
 import { normalizeRecipient } from '../proto/tokens/index.ts';
 import type { MailboxItem } from '../proto/mailbox/index.ts';
-import { buildBounce, deliverToMaildir } from './bounce.ts';
+import { buildBounce, deliverToMaildir, type FailedRecipient } from './bounce.ts';
 import { addressesIn, headerValues, stripHeaders, type StripOptions } from './headers.ts';
-import { relaySmtp, type RelayResult, type SmarthostConfig } from './smarthost.ts';
+import { MAX_RECIPIENTS_PER_TRANSACTION, relaySmtp, type RelayResult, type SmarthostConfig } from './smarthost.ts';
 import { SmtpReply } from './smtp-server.ts';
-import { Outbox, TokenSpentError, type NewRecipient } from './outbox.ts';
+import { Outbox, TokenSpentError, type NewRecipient, type RecipientRow } from './outbox.ts';
 import { decideRoute, type RouteDecision, type RoutingPolicy } from './routing.ts';
 import { Sender, planOverlay, type PacketSink, type SenderStats } from './sender.ts';
 import type { RetransmitPolicy } from '../proto/mixing/retransmit.ts';
@@ -96,7 +96,7 @@ export class ClientCore {
       timeout: o.timeout,
       cover: o.cover,
       log: o.log,
-      onBounce: (b) => this.writeBounce(b.messageId, b.recipient.address, b.reason, '5.4.7'),
+      onBounce: (b) => this.writeBounce(b.messageId, [{ recipient: b.recipient.address, reason: b.reason, status: '5.4.7' }]),
       onDelivered: () => this.counters.delivered++,
     });
   }
@@ -250,7 +250,7 @@ export class ClientCore {
         else bounce = `${d.reason}, but no smarthost is configured`;
       } else bounce = d.reason;
       if (bounce !== null) {
-        if (this.outbox.markBounced(r.messageId, r.address, bounce)) this.writeBounce(r.messageId, r.address, bounce, '5.7.1');
+        if (this.outbox.markBounced(r.messageId, r.address, bounce)) this.writeBounce(r.messageId, [{ recipient: r.address, reason: bounce, status: '5.7.1' }]);
         continue;
       }
       try {
@@ -267,47 +267,72 @@ export class ClientCore {
     this.sender.onMailboxItem(item, now);
   }
 
-  /** Relays due SMTP-fallback recipients (one run at a time). Resolves when this run is done. */
+  /**
+   * Relays due SMTP-fallback recipients (one run at a time). Resolves when this run is done.
+   * A message's due recipients go in as few transactions as the smarthost takes (up to
+   * MAX_RECIPIENTS_PER_TRANSACTION each; a 452 for some defers only those), and the ones that
+   * fail for good in this run get one DSN for the message listing them all.
+   */
   async relayDue(now = Date.now()): Promise<void> {
     if (this.relaying || !this.o.smarthost) return;
     this.relaying = true;
     const sh = this.o.smarthost;
     const relay = this.o.relay ?? relaySmtp;
     try {
-      for (const r of this.outbox.dueSmtp(now)) {
-        const m = this.outbox.message(r.messageId)!;
-        const res = await relay(sh, m.mailFrom, [r.address], this.outbox.raw(r.messageId));
-        if (res.ok) {
-          this.outbox.markDelivered(r.messageId, r.address);
-          this.counters.smtpRelayed++;
-          this.counters.delivered++;
-          this.o.log?.info({ message: r.messageId, recipient: r.address, response: res.response }, 'relayed through the smarthost');
-        } else if (res.permanent || r.attempts + 1 >= sh.maxAttempts) {
-          const reason = res.permanent
-            ? `the smarthost refused it: ${res.error}`
-            : `the smarthost could not be reached after ${r.attempts + 1} attempts: ${res.error}`;
-          if (this.outbox.markBounced(r.messageId, r.address, reason)) this.writeBounce(r.messageId, r.address, reason, res.permanent ? '5.0.0' : '4.4.1');
-        } else {
-          const next = Date.now() + sh.retryBaseMs * 2 ** Math.min(r.attempts, 8);
-          this.outbox.smtpDeferred(r.messageId, r.address, next, res.error);
-          this.counters.smtpDeferred++;
-          this.o.log?.warn({ message: r.messageId, recipient: r.address, err: res.error, next: new Date(next).toISOString() }, 'smarthost deferred');
+      const byMessage = new Map<string, RecipientRow[]>();
+      for (const r of this.outbox.dueSmtp(now, 10_000)) byMessage.set(r.messageId, [...(byMessage.get(r.messageId) ?? []), r]);
+      for (const [messageId, rows] of byMessage) {
+        const m = this.outbox.message(messageId)!;
+        const raw = this.outbox.raw(messageId);
+        const failed: FailedRecipient[] = [];
+        for (let i = 0; i < rows.length; i += MAX_RECIPIENTS_PER_TRANSACTION) {
+          const batch = rows.slice(i, i + MAX_RECIPIENTS_PER_TRANSACTION);
+          const res = await relay(
+            sh,
+            m.mailFrom,
+            batch.map((r) => r.address),
+            raw,
+          );
+          const refused = new Map((res.refused ?? []).map((x) => [x.address.toLowerCase(), x]));
+          for (const r of batch) {
+            const x = refused.get(r.address.toLowerCase());
+            const out = x ? { ok: false as const, permanent: x.permanent, error: x.error } : res;
+            if (out.ok) {
+              this.outbox.markDelivered(messageId, r.address);
+              this.counters.smtpRelayed++;
+              this.counters.delivered++;
+              this.o.log?.info({ message: messageId, recipient: r.address, response: res.ok ? res.response : '' }, 'relayed through the smarthost');
+            } else if (out.permanent || r.attempts + 1 >= sh.maxAttempts) {
+              const reason = out.permanent
+                ? `the smarthost refused it: ${out.error}`
+                : `the smarthost could not be reached after ${r.attempts + 1} attempts: ${out.error}`;
+              if (this.outbox.markBounced(messageId, r.address, reason))
+                failed.push({ recipient: r.address, reason, status: out.permanent ? '5.0.0' : '4.4.1' });
+            } else {
+              const next = Date.now() + sh.retryBaseMs * 2 ** Math.min(r.attempts, 8);
+              this.outbox.smtpDeferred(messageId, r.address, next, out.error);
+              this.counters.smtpDeferred++;
+              this.o.log?.warn({ message: messageId, recipient: r.address, err: out.error, next: new Date(next).toISOString() }, 'smarthost deferred');
+            }
+          }
         }
+        if (failed.length > 0) this.writeBounce(messageId, failed);
       }
     } finally {
       this.relaying = false;
     }
   }
 
-  private writeBounce(messageId: string, recipient: string, reason: string, status: string): void {
-    this.counters.bounced++;
+  private writeBounce(messageId: string, failed: readonly FailedRecipient[]): void {
+    this.counters.bounced += failed.length;
+    const recipients = failed.map((f) => f.recipient);
     try {
       const m = this.outbox.message(messageId);
       const raw = this.outbox.raw(messageId);
-      const file = deliverToMaildir(this.o.bounceMaildir, buildBounce({ to: m?.mailFrom ?? '', recipient, reason, status, original: raw, messageId }));
-      this.o.log?.warn({ message: messageId, recipient, reason, file }, 'bounce written');
+      const file = deliverToMaildir(this.o.bounceMaildir, buildBounce({ to: m?.mailFrom ?? '', failed, original: raw, messageId }));
+      this.o.log?.warn({ message: messageId, recipients, reasons: failed.map((f) => f.reason), file }, 'bounce written');
     } catch (e) {
-      this.o.log?.warn({ message: messageId, recipient, reason, err: String(e) }, 'could not write the bounce');
+      this.o.log?.warn({ message: messageId, recipients, err: String(e) }, 'could not write the bounce');
     }
   }
 }

@@ -17,9 +17,46 @@ export interface SmarthostConfig {
   readonly insecureTls?: boolean;
 }
 
-export type RelayResult = { readonly ok: true; readonly response: string } | { readonly ok: false; readonly permanent: boolean; readonly error: string };
+/** A recipient the smarthost refused at RCPT TO while the transaction went on for the others. */
+export interface RecipientRefusal {
+  readonly address: string;
+  /** 5xx: bounce; 4xx (e.g. 452 too many recipients): try again in a later transaction */
+  readonly permanent: boolean;
+  readonly error: string;
+}
 
-/** Sends the raw bytes unchanged to the smarthost with the given envelope. */
+/**
+ * ok: the message was taken for every recipient but those in `refused`; not ok: for none of
+ * them (`refused`, when given, says why per recipient).
+ */
+export type RelayResult =
+  | { readonly ok: true; readonly response: string; readonly refused?: readonly RecipientRefusal[] }
+  | { readonly ok: false; readonly permanent: boolean; readonly error: string; readonly refused?: readonly RecipientRefusal[] };
+
+/**
+ * Recipients per SMTP transaction: RFC 5321 §4.5.3.1.8 obliges a server to take at least 100.
+ * A server with a lower limit answers 452 to the rest, which then go in the next transaction.
+ */
+export const MAX_RECIPIENTS_PER_TRANSACTION = 100;
+
+interface RcptError {
+  readonly recipient?: string;
+  readonly responseCode?: number;
+  readonly response?: string;
+  readonly message?: string;
+}
+
+function refusals(errors: readonly RcptError[] | undefined): RecipientRefusal[] {
+  return (errors ?? [])
+    .filter((e) => typeof e.recipient === 'string')
+    .map((e) => ({
+      address: e.recipient!,
+      permanent: typeof e.responseCode === 'number' && e.responseCode >= 500,
+      error: e.response ?? e.message ?? 'refused',
+    }));
+}
+
+/** Sends the raw bytes unchanged to the smarthost in one transaction for all of `to`. */
 export async function relaySmtp(c: SmarthostConfig, from: string, to: readonly string[], raw: Uint8Array): Promise<RelayResult> {
   const t = nodemailer.createTransport({
     host: c.host,
@@ -35,10 +72,18 @@ export async function relaySmtp(c: SmarthostConfig, from: string, to: readonly s
   });
   try {
     const info = await t.sendMail({ envelope: { from, to: [...to] }, raw: Buffer.from(raw) });
-    return { ok: true, response: String(info.response ?? '') };
+    const refused = refusals((info as { rejectedErrors?: RcptError[] }).rejectedErrors);
+    return { ok: true, response: String(info.response ?? ''), ...(refused.length ? { refused } : {}) };
   } catch (e) {
-    const code = (e as { responseCode?: number }).responseCode;
-    return { ok: false, permanent: typeof code === 'number' && code >= 500, error: e instanceof Error ? e.message : String(e) };
+    const x = e as { responseCode?: number; rejectedErrors?: RcptError[] };
+    const code = x.responseCode;
+    const refused = refusals(x.rejectedErrors);
+    return {
+      ok: false,
+      permanent: typeof code === 'number' && code >= 500,
+      error: e instanceof Error ? e.message : String(e),
+      ...(refused.length ? { refused } : {}),
+    };
   } finally {
     t.close();
   }
