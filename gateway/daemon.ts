@@ -71,6 +71,8 @@ export class Gateway {
         }),
         // clients connect to fetch their mailboxes
         acceptsClients: () => true,
+        // a fragment is committed as it arrives; its ACK is what waits the hop delay (below)
+        deliverAtOnce: (r) => isMailQueue(r.queueId),
         deliver: (r, at) => this.deliver(r, at.geometry),
         serve: (link) => this.mailboxes.serve(link),
         afterRound: (t) => this.housekeeping(t),
@@ -199,33 +201,41 @@ export class Gateway {
       this.mailboxes.put(r.queueId, r.surbId ? { surbId: r.surbId, payload: r.payload } : { payload: r.payload });
       return;
     }
-    this.commits.submit(r.payload, (res) => this.answer(res, geometry));
+    // the hop delay of this fragment, from its arrival: its ACK leaves then (or at its commit, if later)
+    const due = performance.now() + this.hop.hopDelayMs();
+    this.commits.submit(r.payload, (res) => this.answer(res, geometry, due));
   }
 
-  /** A fragment's decision, called only once the transaction that holds it is durable. */
-  private answer(res: IntakeResult, geometry: Geometry): void {
+  /** A fragment's decision, called only once the transaction that holds it is durable; what it sends leaves at `due`. */
+  private answer(res: IntakeResult, geometry: Geometry, due: number): void {
     if (res.kind === 'drop') {
       this.log.debug({ reason: res.reason }, 'mail payload dropped');
       return;
     }
     // label values are names (token-refused), not the wire's numbers
     bump(this.counters.acks, ackStatusLabel(res.status));
-    if (res.handoffId) {
-      this.log.info({ handoffId: res.handoffId }, 'message complete and queued');
-      this.handoff.wake();
-    }
-    // the ACK goes out only now: the fragment (and message) is committed
-    this.sendAck(res.fragment.surb, encodeAck({ messageId: res.fragment.messageId, index: res.fragment.index, status: res.status }), geometry);
+    const completed = res.handoffId;
+    if (completed) this.log.info({ handoffId: completed }, 'message complete and queued');
+    // the hand-off to the MX starts when the ACK leaves, not at the commit: the MX link would
+    // otherwise show which arrival completed a message, milliseconds after it
+    const then = completed ? () => this.handoff.wake() : undefined;
+    // built only now (the fragment, and message, are committed); held until the hop delay is over
+    const ack = this.ackPacket(res.fragment.surb, encodeAck({ messageId: res.fragment.messageId, index: res.fragment.index, status: res.status }), geometry);
+    const wait = due - performance.now();
+    if (wait <= 0) this.counters.acksPastDelay++;
+    const unsent = this.hop.emitLater(ack?.firstHop, ack?.packet, wait, then);
+    if (unsent && ack) bump(this.counters.acksUnsent, unsent);
   }
 
-  /** The ACK as a Sphinx packet built from the fragment's SURB, under the geometry the fragment came in with. */
-  private sendAck(surb: Uint8Array, ack: Uint8Array, geometry: Geometry): void {
-    if (surb.length === 0) return;
+  /** The ACK as a Sphinx packet built from the fragment's SURB, under the geometry the fragment came in with (undefined: none to send). */
+  private ackPacket(surb: Uint8Array, ack: Uint8Array, geometry: Geometry): { firstHop: Uint8Array; packet: Uint8Array } | undefined {
+    if (surb.length === 0) return undefined;
     const p = packetFromSurb(fastestSuite, geometry, surb, ack);
-    if (!p.ok) return bump(this.counters.acksUnsent, p.reason);
-    const n = this.hop.view.peerOf(p.firstHop);
-    if (!n) return bump(this.counters.acksUnsent, 'unknown-first-hop');
-    if (!this.hop.link.send(n.peerId, p.packet)) bump(this.counters.acksUnsent, 'link-refused');
+    if (!p.ok) {
+      bump(this.counters.acksUnsent, p.reason);
+      return undefined;
+    }
+    return { firstHop: p.firstHop, packet: p.packet };
   }
 
   // ---- epochs ----

@@ -21,10 +21,15 @@ export interface GatewayCounters {
   /** Hand-off failures by kind. */
   readonly handoffFailures: { transient: number; permanent: number };
   tokensIssued: number;
+  /**
+   * ACKs whose commit ended after their hop delay: they left at the commit instead (the only
+   * ones whose timing differs from a forwarded packet's; expected ≈ 1 − e^(−μ·commit time)).
+   */
+  acksPastDelay: number;
 }
 
 export function newGatewayCounters(): GatewayCounters {
-  return { acks: new Map(), acksUnsent: new Map(), handoffFailures: { transient: 0, permanent: 0 }, tokensIssued: 0 };
+  return { acks: new Map(), acksUnsent: new Map(), handoffFailures: { transient: 0, permanent: 0 }, tokensIssued: 0, acksPastDelay: 0 };
 }
 
 export interface GatewayMetricSources {
@@ -100,6 +105,12 @@ export class GatewayMetrics {
       () => src.mailbox().dropped,
     );
     scrapedCounters(r, 'postmix_gateway_acks_unsent_total', 'ACKs that could not be sent', 'reason', () => c.acksUnsent);
+    scrapedCounter(
+      r,
+      'postmix_gateway_acks_past_delay_total',
+      'ACKs whose commit ended after their hop delay (they left at the commit)',
+      () => c.acksPastDelay,
+    );
   }
 }
 

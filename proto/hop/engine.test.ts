@@ -8,7 +8,7 @@ function node(i: number) {
   return { id: new Uint8Array(32).fill(0x10 + i), sk, pk: nodeSuite.publicKey(sk) };
 }
 
-function setup(opts: { keys?: () => EpochHopKey[]; maxQueuedBytes?: number; known?: boolean } = {}) {
+function setup(opts: { keys?: () => EpochHopKey[]; maxQueuedBytes?: number; known?: boolean; deliverAtOnce?: boolean } = {}) {
   let now = 0;
   const a = node(0);
   const sent: { next: string; packet: Uint8Array; at: number }[] = [];
@@ -22,6 +22,7 @@ function setup(opts: { keys?: () => EpochHopKey[]; maxQueuedBytes?: number; know
     forward: (next, packet) => sent.push({ next, packet, at: now }),
     deliver: (r) => delivered.push(r),
     maxQueuedBytes: opts.maxQueuedBytes ?? 10_000_000,
+    ...(opts.deliverAtOnce ? { deliverAtOnce: () => true } : {}),
     now: () => now,
     autoTimer: false,
   });
@@ -54,6 +55,34 @@ describe('HopEngine', () => {
     expect(s.sent[0]!.next).toBe(Buffer.from(b.id).toString('hex'));
     expect(s.sent[0]!.packet.length).toBe(packet.length);
     expect(s.engine.counters.forwarded).toBe(1);
+  });
+
+  it("emit: a packet of the node's own leaves through the same delay queue, then its callback runs", () => {
+    const s = setup();
+    let then = 0;
+    expect(s.engine.emit('peer-x', new Uint8Array(5), 40, () => then++)).toBe(true);
+    expect(s.engine.emit(undefined, undefined, 60, () => then++)).toBe(true); // only the callback is held
+    expect(s.engine.held.packets).toBe(2);
+    s.tick(39);
+    expect([s.sent.length, then]).toEqual([0, 0]);
+    s.tick(1);
+    expect(s.sent.map((x) => [x.next, x.at])).toEqual([['peer-x', 40]]);
+    expect([then, s.engine.counters.forwarded]).toEqual([1, 1]);
+    s.tick(20);
+    expect([then, s.sent.length]).toEqual([2, 1]);
+  });
+
+  it('deliverAtOnce: a final-hop packet the role answers later is delivered at arrival, whatever its header delay', () => {
+    const s = setup({ deliverAtOnce: true });
+    const route = [{ nodeId: s.a.id, publicKey: s.a.pk, delayMs: 5000 }];
+    const { packet } = createPacket(nodeSuite, G, {
+      route,
+      terminal: { kind: 'deliver', queueId: new Uint8Array(32) },
+      payload: new Uint8Array(1),
+      keyEpoch: 7,
+    });
+    s.engine.handle(packet);
+    expect([s.delivered.length, s.engine.held.packets, s.engine.counters.delivered]).toEqual([1, 0, 1]);
   });
 
   it('drops a replay, an unknown next hop, garbage and a full queue, counting each', () => {

@@ -87,6 +87,12 @@ export interface HopEngineOptions<P> {
    * uses it to take only its own loop cover; a gateway leaves it unset.
    */
   readonly admitDeliver?: (result: HopDeliver) => boolean;
+  /**
+   * Final-hop packets the role takes at once, ignoring their header delay, because the role
+   * holds what it sends in answer for its own hop delay through `emit` instead (the gateway:
+   * a fragment is committed at arrival and its ACK leaves one hop delay after the arrival).
+   */
+  readonly deliverAtOnce?: (result: HopDeliver) => boolean;
   /** Bound on bytes held in the delay queue (packets past it are dropped and counted). */
   readonly maxQueuedBytes: number;
   /** Processing time of one packet, seconds (a histogram in the daemon). */
@@ -101,7 +107,10 @@ export interface HopEngineOptions<P> {
   readonly ignoreDelays?: boolean;
 }
 
-type Due<P> = { kind: 'forward'; next: P; packet: Uint8Array } | { kind: 'deliver'; result: HopDeliver; epoch: number };
+type Due<P> =
+  | { kind: 'forward'; next: P; packet: Uint8Array }
+  | { kind: 'deliver'; result: HopDeliver; epoch: number }
+  | { kind: 'emit'; next: P | undefined; packet: Uint8Array | undefined; then: (() => void) | undefined };
 
 export class HopEngine<P> {
   readonly counters: HopCounters;
@@ -167,6 +176,11 @@ export class HopEngine<P> {
       if (!this.queue.push({ kind: 'forward', next, packet: r.packet }, delay, r.packet.length)) return this.finish(t0, 'queue-full');
     } else if (r.kind === 'deliver') {
       if (this.opts.admitDeliver !== undefined && !this.opts.admitDeliver(r)) return this.finish(t0, 'not-deliverable');
+      if (this.opts.deliverAtOnce?.(r) === true) {
+        this.counters.delivered++;
+        this.opts.deliver(r, k.epoch);
+        return this.finish(t0);
+      }
       if (!this.queue.push({ kind: 'deliver', result: r, epoch: k.epoch }, delay, this.packetBytes)) return this.finish(t0, 'queue-full');
     } else {
       this.counters.coverEnded++;
@@ -179,8 +193,27 @@ export class HopEngine<P> {
     this.opts.observeProcessing?.((performance.now() - t0) / 1000);
   }
 
+  /**
+   * Queues a packet of the node's own (an answer such as the gateway's ACK) to leave `delayMs`
+   * from now through the same delay queue as forwarded packets, so it leaves like one of them;
+   * `then` runs when it leaves (also when `packet` is undefined: only `then` is held). False when
+   * the queue is full or closed (counted as `queue-full`).
+   */
+  emit(next: P | undefined, packet: Uint8Array | undefined, delayMs: number, then?: () => void): boolean {
+    const delay = this.opts.ignoreDelays ? 0 : delayMs;
+    if (this.queue.push({ kind: 'emit', next, packet, then }, delay, packet?.length ?? 0)) return true;
+    this.drop('queue-full');
+    return false;
+  }
+
   private release(d: Due<P>): void {
-    if (d.kind === 'forward') {
+    if (d.kind === 'emit') {
+      if (d.next !== undefined && d.packet !== undefined) {
+        this.counters.forwarded++;
+        this.opts.forward(d.next, d.packet);
+      }
+      d.then?.();
+    } else if (d.kind === 'forward') {
       this.counters.forwarded++;
       this.opts.forward(d.next, d.packet);
     } else {

@@ -27,6 +27,8 @@ import { HopEngine, type HopCounters } from '../../proto/hop/engine.ts';
 import { epochAt, epochStart, type IdentityKey, type VerifiedDocument } from '../../proto/pki/index.ts';
 import { DEFAULT_GEOMETRY, fastestSuiteSelection, packetSizes, type Geometry, type HopDeliver } from '../../proto/sphinx/index.ts';
 import { hex } from '../../proto/util/bytes.ts';
+import { samplePerHopDelayMs } from '../../proto/mixing/params.ts';
+import { csprngUniform } from '../../proto/util/random.ts';
 import type { DirectorySection, LimitsSection, MetricsSection, ReplaySection, ResolvedHopConfig } from '../config-schema.ts';
 import { listenError } from '../errors.ts';
 import { PacketLink } from '../link/link.ts';
@@ -61,7 +63,9 @@ export interface HopRole {
   acceptsClients(view: NetworkView): boolean;
   /** Final-hop packets this hop takes; others are dropped at once as `not-deliverable`. Default: all. */
   admitDeliver?(r: HopDeliver): boolean;
-  /** A final-hop packet whose delay is over. */
+  /** Final-hop packets taken at arrival, without their header delay: the role holds its answer instead (`HopNode.emit`). */
+  deliverAtOnce?(r: HopDeliver): boolean;
+  /** A final-hop packet whose delay is over (or, for `deliverAtOnce`, that just arrived). */
   deliver(r: HopDeliver, at: DeliveryContext): void;
   /** Serves the role's extra protocols on the link (called once the link is up, before peers are admitted to them). */
   serve?(link: PacketLink): Promise<void>;
@@ -208,6 +212,7 @@ export class HopNode {
         if (!this.link.send(next.peerId, packet)) this.drops['link-refused']++;
       },
       ...(this.role.admitDeliver ? { admitDeliver: (r: HopDeliver) => this.role.admitDeliver!(r) } : {}),
+      ...(this.role.deliverAtOnce ? { deliverAtOnce: (r: HopDeliver) => this.role.deliverAtOnce!(r) } : {}),
       deliver: (r, epoch) => this.role.deliver(r, { ...at, epoch }),
       maxQueuedBytes: this.config.file.limits.max_queued_bytes,
       observeProcessing: (s) => this.metrics.processing.observe(s),
@@ -339,6 +344,37 @@ export class HopNode {
   /** One round of the epoch machinery (also called directly by tests that move the clock). */
   tick(): Promise<void> {
     return this.epochs.tick();
+  }
+
+  /**
+   * One hop delay, ms: Exp(μ) with μ of the document as of now, from the CSPRNG (what every hop of
+   * a route holds a packet; 0 without a document).
+   */
+  hopDelayMs(): number {
+    const mu = this.view.current?.body.mixing?.mu;
+    return mu === undefined ? 0 : samplePerHopDelayMs(mu, csprngUniform);
+  }
+
+  /**
+   * Sends a packet of the node's own to the peer that serves `nodeId` once `delayMs` (from now)
+   * is over, through the current engine's delay queue like a forwarded packet; `then` runs when
+   * it leaves. Returns why it cannot leave, or undefined.
+   */
+  emitLater(
+    nodeId: Uint8Array | undefined,
+    packet: Uint8Array | undefined,
+    delayMs: number,
+    then?: () => void,
+  ): 'unknown-first-hop' | 'queue-full' | undefined {
+    // any node of the documents (an ACK's first hop is the sender's choice, in layer 1)
+    const next = nodeId === undefined ? undefined : this.view.peerOf(nodeId);
+    if (nodeId !== undefined && next === undefined) {
+      then?.();
+      return 'unknown-first-hop';
+    }
+    if (this.engine.emit(next, packet, delayMs, then)) return undefined;
+    then?.();
+    return 'queue-full';
   }
 
   /** Installs a verified document as a fetch would (tests and tools). */
