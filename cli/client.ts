@@ -42,7 +42,7 @@ Configuration (TOML; docs/client.md has a complete example):
   [bounce]     maildir (~/Maildir): where bounces (RFC 3464 DSNs) are written
   [network]    document authority_urls refresh_s authorities threshold home_gateway
   [overlay]    max_attempts (5) timeout_factor (3) timeout_margin_ms (5000) timeout_max_s (3600) cover (true) low_tokens_warning (3)
-  [metrics]    enabled (false) host (127.0.0.1) port
+  [metrics]    enabled (false) host (127.0.0.1) port allow_remote (false) bearer_token | bearer_token_file; also /healthz, /readyz
 Environment overrides: ${CLIENT_ENV_PREFIX}_<SECTION>__<KEY>=value (e.g. ${CLIENT_ENV_PREFIX}_SMTP__PORT=2526).
 Logs: JSON lines on stdout. SIGTERM/SIGINT: stop intake and scheduler, close the outbox (it is durable at every step).
 Exit codes: 0 ok, 1 failure, 69 port unavailable, 78 bad configuration.

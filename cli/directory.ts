@@ -18,7 +18,7 @@ Environment overrides: ${ENV_PREFIX}_<SECTION>__<KEY>=value, e.g.
   ${ENV_PREFIX}_AUTHORITY__LISTEN_PORT=8081  ${ENV_PREFIX}_AUTHORITY__LOG_LEVEL=debug
 
 HTTP API: GET /v1/document/{current,next,<epoch>}, POST /v1/descriptor, GET /v1/vote/<epoch>,
-GET /v1/signature/<epoch>, GET /healthz, GET /metrics (Prometheus).
+GET /v1/signature/<epoch>, GET /healthz, GET /readyz, GET /metrics (Prometheus).
 Logs: JSON lines (pino) on stdout. SIGTERM/SIGINT: stop the scheduler, finish requests, close the database.
 Exit codes: 0 ok, 1 failure, 69 port unavailable, 77 key problem, 78 bad configuration.
 `;

@@ -41,7 +41,8 @@ Configuration (one TOML file; docs/gateway.md has a complete example and every k
   [tokens]     rotation_s (7776000 = 90 days; 0 = never), grace_s (604800 = 7 days): recipients' key epochs
   [limits]     max_queued_bytes, per_peer_queue, max_batch_frames, max_connections
   [replay]     store ("sqlite" | "log")
-  [metrics]    enabled (true), host (loopback only), port (9102)
+  [metrics]    enabled (true), host (loopback unless allow_remote), port (9102), allow_remote (false),
+               bearer_token | bearer_token_file; the listener also serves /healthz and /readyz
   [directory]  threshold, epoch_length, epoch_origin, grace, timeout_ms, retry_ms, [[directory.authorities]]
 
 Environment overrides: ${ENV_PREFIX}_<SECTION>__<KEY>=value (e.g. ${ENV_PREFIX}_MX__PORT=2525).

@@ -87,10 +87,13 @@ ${authorityTables('directory.authorities', o.authority)}`;
 
 function metricsTable(port: number, what: string): string {
   return `[metrics]
-# Prometheus text format at http://host:port/metrics (${what}).
+# Prometheus text format at http://host:port/metrics (${what}); the same listener
+# answers GET /healthz (alive) and GET /readyz (200 once it holds this epoch's document).
 enabled = true
-host = "127.0.0.1"               # loopback only
+host = "127.0.0.1"               # loopback, unless allow_remote = true (e.g. "0.0.0.0")
 port = ${port}
+allow_remote = false             # true: serve on a non-loopback host for a remote Prometheus
+# bearer_token_file = "/etc/postmix/metrics.token"  # then /metrics needs Authorization: Bearer <token>
 `;
 }
 

@@ -16,7 +16,8 @@ Configuration (one TOML file; docs/mixnode.md has a complete example and every k
                 max_connections (1024)
   [replay]      store ("log" | "sqlite")
   [loops]       enabled (true), timeout_s (0 = auto), window (200), alert_ratio (0.5), min_samples (10)
-  [metrics]     enabled (true), host (127.0.0.1, loopback only), port (9101)
+  [metrics]     enabled (true), host (127.0.0.1; loopback unless allow_remote), port (9101), allow_remote (false),
+                bearer_token | bearer_token_file; the listener also serves /healthz and /readyz
   [directory]   threshold (2), epoch_length (3600), epoch_origin, grace (600), timeout_ms, retry_ms,
                 [[directory.authorities]] url + public_key (base64) or public_key_file
 

@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { b64Key, expandHome, pathField } from '../runtime/config-file.ts';
+import { metricsSection } from '../runtime/metrics-config.ts';
 
 const port = z.number().int().min(0).max(65535);
 
@@ -102,10 +103,8 @@ export const ClientConfigSchema = z
       })
       .strict()
       .prefault({}),
-    metrics: z
-      .object({ host: z.string().default('127.0.0.1'), port: port.default(0), enabled: z.boolean().default(false) })
-      .strict()
-      .prefault({}),
+    /** off unless enabled; the same table as the daemons' (runtime/metrics-config.ts) */
+    metrics: metricsSection(0, false),
     /** Giving permission: this user as a recipient, requesting tokens from its own gateway (docs/client.md). */
     tokens: z
       .object({

@@ -2,13 +2,15 @@
  * `postmix client run`: the client daemon. SMTP intake on loopback, the durable outbox, the
  * overlay (client/network.ts: the document, the link to layer 1, the mailbox subscription) and
  * the sender's Poisson streams over it when a document is available, the SMTP fallback worker,
- * Prometheus metrics on loopback, pino logs, graceful shutdown.
+ * Prometheus metrics and /healthz, /readyz (loopback unless allowed), pino logs, graceful shutdown.
  */
 import type { Logger } from 'pino';
 import { fastestSuite } from '../proto/sphinx/index.ts';
 import { csprngUniform } from '../proto/util/random.ts';
 import { isLoopback } from '../runtime/daemon.ts';
 import { ConfigError, listenError } from '../runtime/errors.ts';
+import { readiness as checkAll } from '../runtime/health.ts';
+import { resolveMetricsAccess } from '../runtime/metrics-config.ts';
 import { newRegistry, startMetricsServer, type MetricsServer } from '../runtime/metrics.ts';
 import { privateDir } from '../runtime/private-files.ts';
 import { outboxPath, type ClientConfig } from './config.ts';
@@ -39,11 +41,12 @@ export interface RunOptions {
   readonly maxSleepMs?: number;
 }
 
-export function checkListen(cfg: ClientConfig): void {
+/** The listeners' address rules; returns the metrics bearer token, if one is configured. */
+export function checkListen(cfg: ClientConfig): { metricsBearerToken: string | undefined } {
   if (!isLoopback(cfg.smtp.host) && !cfg.smtp.allow_remote)
     throw new ConfigError(`smtp.host ${cfg.smtp.host} is not loopback; set smtp.allow_remote = true to listen there`);
   if (!isLoopback(cfg.smtp.host) && !cfg.smtp.user) throw new ConfigError('smtp.user and smtp.password are required when smtp.host is not loopback');
-  if (cfg.metrics.enabled && !isLoopback(cfg.metrics.host)) throw new ConfigError(`metrics.host ${cfg.metrics.host} must be loopback`);
+  return { metricsBearerToken: resolveMetricsAccess(cfg.metrics, 'client config', process.cwd()).bearerToken };
 }
 
 /**
@@ -69,8 +72,18 @@ async function connectOverlay(cfg: ClientConfig, log: Logger): Promise<OverlayCo
   return OverlayConnection.open({ document, mailboxId: loadMailboxId(cfg.data_dir), home: cfg.network.home_gateway, log });
 }
 
+/**
+ * /readyz's document check: the overlay holds a verified document for the current epoch. A
+ * client configured without an overlay (fallback only) has nothing to wait for.
+ */
+function overlayDocument(network: Network | OverlayConnection | null | undefined): true | string {
+  if (!(network instanceof OverlayConnection)) return true;
+  if (!network.current) return 'no verified network document yet';
+  return network.stale ? `routing by the document for epoch ${network.current.body.epoch}; the current one has not come` : true;
+}
+
 export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<RunningClient> {
-  checkListen(cfg);
+  const { metricsBearerToken } = checkListen(cfg);
   const log = ro.log;
   privateDir(cfg.data_dir);
   const sh = cfg.smarthost;
@@ -155,7 +168,11 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
     await stopAll();
     throw listenError(e, `smtp ${cfg.smtp.host}:${cfg.smtp.port}`);
   }
-  closers.push(() => smtp.close());
+  let smtpUp = true;
+  closers.push(() => {
+    smtpUp = false;
+    return smtp.close();
+  });
   log.info({ host: cfg.smtp.host, port: smtp.port, auth: Boolean(cfg.smtp.user) }, 'smtp submission listening');
 
   let metrics: MetricsServer | null = null;
@@ -163,7 +180,14 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
     const reg = newRegistry('postmix_client');
     registerClientMetrics(reg, core, () => (network instanceof OverlayConnection ? network.link.counters : undefined));
     try {
-      metrics = await startMetricsServer(reg, cfg.metrics.host, cfg.metrics.port);
+      metrics = await startMetricsServer(reg, cfg.metrics.host, cfg.metrics.port, {
+        bearerToken: metricsBearerToken,
+        readiness: () =>
+          checkAll({
+            smtp: smtpUp || 'the SMTP submission listener is not up',
+            document: overlayDocument(network),
+          }),
+      });
     } catch (e) {
       await stopAll();
       throw listenError(e, `metrics ${cfg.metrics.host}:${cfg.metrics.port}`);

@@ -6,12 +6,13 @@
  *   POST /v1/descriptor                          SignedDescriptor -> JSON {result, message}
  *   GET  /v1/vote/<epoch>                         this authority's SignedVote
  *   GET  /v1/signature/<epoch>                    SignedDocument carrying only this authority's signature
- *   GET  /healthz, GET /metrics
+ *   GET  /healthz, GET /readyz (runtime/health.ts), GET /metrics
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { decodeDocumentBody, decodeSignedDocument, hex, isPkiError, LIMITS, sha256 } from '../proto/pki/index.ts';
 import { DOCUMENT_CONTENT_TYPE, VOTE_CONTENT_TYPE } from '../runtime/pki/client.ts';
+import { readiness as checkAll } from '../runtime/health.ts';
 import type { Authority } from './authority.ts';
 
 const MAX_EPOCH_DIGITS = 10;
@@ -116,6 +117,13 @@ export class DirectoryHttp {
     if (url.pathname === '/healthz') {
       this.count('healthz', 200);
       return json(res, 200, { ok: true, epoch: a.currentEpoch(), latestDocument: a.store.latestDocumentEpoch() ?? null });
+    }
+    if (url.pathname === '/readyz') {
+      // ready: serving a document for the epoch the clock is in (a hop fetching now gets one)
+      const cur = a.currentEpoch();
+      const r = checkAll({ document: a.store.getDocument(cur) ? true : `no signed document for the current epoch ${cur} yet` });
+      this.count('readyz', r.ready ? 200 : 503);
+      return json(res, r.ready ? 200 : 503, r);
     }
     if (url.pathname === '/metrics') {
       const text = await a.metrics.registry.metrics();

@@ -78,6 +78,9 @@ export class Gateway {
         afterRound: (t) => this.housekeeping(t),
         // what waits for its commit is committed and answered while the link can still carry the ACKs
         drained: () => this.commits.flush(),
+        // the issuance endpoint starts after the link: /readyz waits for it too
+        readyChecks: (): Record<string, true | string> =>
+          f.issuance.enabled ? { issuance: this.issuance !== undefined || 'the token issuance endpoint is not up' } : {},
       },
     });
     const nowMs = () => this.hop.now() * 1000;

@@ -229,3 +229,8 @@ export function loadConfig<T>(file: string, schema: ZodType<T>, envPrefix: strin
   const { config, sources } = applyEnvOverrides(raw, envPrefix, schema, env);
   return validateConfig(config, schema, file, sources);
 }
+
+/** Loopback-only address check for listeners that must not face the network by default. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
 import { directorySection, metricsSection, resolveAuthorities, resolveHopConfig } from './config-schema.ts';
@@ -7,11 +10,14 @@ const K1 = Buffer.alloc(32, 1).toString('base64');
 const K2 = Buffer.alloc(32, 2).toString('base64');
 const hopFile = z.object({ directory: directorySection, metrics: metricsSection(9999) });
 const parse = (directory: object, metrics: object = {}) => hopFile.parse({ directory, metrics });
+const r0 = (f: ReturnType<typeof parse>, base = '/etc/pm') =>
+  resolveHopConfig(f, { data_dir: 'd' }, 'x.toml', base, { loopbackNames: true, distinctKeys: true });
 
 describe('shared config sections', () => {
   it('resolves a hop config: defaults, trailing slashes, key directory under the data directory', () => {
     const f = parse({ threshold: 1, authorities: [{ url: 'http://a:8080//', public_key: K1 }] });
-    expect(f.metrics).toEqual({ enabled: true, host: '127.0.0.1', port: 9999 });
+    expect(f.metrics).toEqual({ enabled: true, host: '127.0.0.1', port: 9999, allow_remote: false });
+    expect(r0(f).metricsBearerToken).toBeUndefined();
     const r = resolveHopConfig(f, { data_dir: 'd' }, 'x.toml', '/etc/pm', { loopbackNames: true, distinctKeys: true });
     expect(r.authorities.map((a) => a.url)).toEqual(['http://a:8080']);
     expect([r.dataDir, r.keysDir]).toEqual(['/etc/pm/d', '/etc/pm/d/keys']);
@@ -35,6 +41,32 @@ describe('shared config sections', () => {
       's: two [[authorities]] entries have the same public key',
     );
     expect(resolveAuthorities(twice, { source: 's', base: '/', key: 'directory.authorities', distinctKeys: false })).toHaveLength(2);
+  });
+
+  it('serves metrics off loopback only with metrics.allow_remote, and reads the bearer token inline or from its file', () => {
+    const one = { threshold: 1, authorities: [{ url: 'http://a', public_key: K1 }] };
+    expect(() => r0(parse(one, { host: '0.0.0.0' }))).toThrow('set metrics.allow_remote = true to serve metrics there');
+    expect(() => r0(parse(one, { host: '10.0.0.5' }))).toThrow('metrics.host must be a loopback address');
+    // disabled metrics listen nowhere, so any host is harmless
+    expect(() => r0(parse(one, { host: '0.0.0.0', enabled: false }))).not.toThrow();
+    expect(r0(parse(one, { host: '0.0.0.0', allow_remote: true })).metricsBearerToken).toBeUndefined();
+    expect(r0(parse(one, { host: '::', allow_remote: true, bearer_token: 'a-token-of-16-chars' })).metricsBearerToken).toBe('a-token-of-16-chars');
+    const d = mkdtempSync(join(tmpdir(), 'pm-mtok-'));
+    try {
+      writeFileSync(join(d, 'metrics.token'), 'from-a-file-0123456789\n');
+      expect(r0(parse(one, { bearer_token_file: 'metrics.token' }), d).metricsBearerToken).toBe('from-a-file-0123456789');
+      expect(() => r0(parse(one, { bearer_token_file: 'missing.token' }), d)).toThrow(
+        `x.toml: metrics.bearer_token_file: cannot read ${join(d, 'missing.token')}: ENOENT`,
+      );
+      writeFileSync(join(d, 'short.token'), 'short\n');
+      expect(() => r0(parse(one, { bearer_token_file: 'short.token' }), d)).toThrow('must hold one token of at least 16 characters');
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+    // schema errors: both ways of giving the token, a short one, an unknown key
+    expect(() => parse(one, { bearer_token: 'a-token-of-16-chars', bearer_token_file: 'f' })).toThrow('give at most one of bearer_token or bearer_token_file');
+    expect(() => parse(one, { bearer_token: 'short' })).toThrow('must be at least 16 characters');
+    expect(() => parse(one, { allow_remotes: true })).toThrow(/allow_remotes/);
   });
 
   it('names the section and field in resolve errors', () => {

@@ -8,7 +8,7 @@ import { multiaddr } from '@multiformats/multiaddr';
 import { z } from 'zod';
 import { DEFAULT_EPOCH, validateEpochConfig, type EpochConfig } from '../proto/pki/index.ts';
 import { loadIdentityPublicKey } from './pki/key-store.ts';
-import { isLoopback } from './daemon.ts';
+import { metricsSection, resolveMetricsAccess, type MetricsSection } from './metrics-config.ts';
 import { ConfigError } from './errors.ts';
 import { hex } from '../proto/util/bytes.ts';
 
@@ -16,7 +16,7 @@ export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trac
 
 import { b64Key, pathField } from './config-file.ts';
 
-export { b64Key };
+export { b64Key, metricsSection, resolveMetricsAccess, type MetricsSection };
 
 /** A key inline or in a file: an authority's operator hands out identity.pub, others paste it. */
 export const authorityEntry = z
@@ -134,18 +134,6 @@ export const limitsSection = z
   .strict()
   .prefault({});
 
-/** The default port differs per role so a mix and a gateway can share a host without a clash. */
-export function metricsSection(defaultPort: number) {
-  return z
-    .object({
-      enabled: z.boolean().default(true),
-      host: z.string().min(1).default('127.0.0.1'),
-      port: z.number().int().min(0).max(65535).default(defaultPort),
-    })
-    .strict()
-    .prefault({});
-}
-
 /** How a hop reaches the authorities and checks what they publish. */
 export const directorySection = z
   .object({
@@ -160,7 +148,6 @@ export const directorySection = z
 
 export type DirectorySection = z.infer<typeof directorySection>;
 export type LimitsSection = z.infer<typeof limitsSection>;
-export type MetricsSection = z.infer<ReturnType<typeof metricsSection>>;
 
 export interface AuthorityRef {
   readonly url: string;
@@ -216,6 +203,8 @@ export interface ResolvedHopConfig<F, H extends HopDirs = HopSectionFields> {
   readonly keysDir: string;
   readonly epoch: EpochConfig;
   readonly authorities: readonly AuthorityRef[];
+  /** From metrics.bearer_token or its file; undefined: /metrics needs no token. */
+  readonly metricsBearerToken: string | undefined;
 }
 
 /**
@@ -234,11 +223,9 @@ export function resolveHopConfig<F extends { directory: DirectorySection; metric
   const d = file.directory;
   const epoch = resolveEpoch(d, source, 'directory');
   checkThreshold(d.threshold, d.authorities.length, source, 'directory.threshold');
-  if (file.metrics.enabled && !isLoopback(file.metrics.host))
-    throw new ConfigError(
-      `${source}: metrics.host must be a loopback address${o.loopbackNames ? ' (127.0.0.1, ::1, localhost)' : ''}, got ${file.metrics.host}`,
-    );
+  const metricsAccess = resolveMetricsAccess(file.metrics, source, base, { loopbackNames: o.loopbackNames });
   const authorities = resolveAuthorities(d.authorities, { source, base, key: 'directory.authorities', distinctKeys: o.distinctKeys });
   const dataDir = resolve(base, hop.data_dir);
-  return { source, file, hop, dataDir, keysDir: hop.keys_dir ? resolve(base, hop.keys_dir) : resolve(dataDir, 'keys'), epoch, authorities };
+  const keysDir = hop.keys_dir ? resolve(base, hop.keys_dir) : resolve(dataDir, 'keys');
+  return { source, file, hop, dataDir, keysDir, epoch, authorities, metricsBearerToken: metricsAccess.bearerToken };
 }

@@ -9,7 +9,7 @@ import { tolerateClosedPipe } from './closed-pipe.ts';
 
 // The config file's reading lives in its own module, which loads no logger: `postmix sendmail`
 // needs only that. Re-exported because every daemon's config loader comes here for it.
-export { applyEnvOverrides, expandHome, loadConfig, pathField, validateConfig } from './config-file.ts';
+export { applyEnvOverrides, expandHome, isLoopback, loadConfig, pathField, validateConfig } from './config-file.ts';
 
 export function createLogger(name: string, level = 'info', opts: { destinationFd?: number } = {}): Logger {
   const dest = pino.destination({ fd: opts.destinationFd ?? 1, sync: false });
@@ -48,9 +48,4 @@ export function onShutdown(log: Logger, stop: () => Promise<void>, graceMs = 10_
   };
   process.on('SIGTERM', handler);
   process.on('SIGINT', handler);
-}
-
-/** Loopback-only address check for listeners that must not face the network by default. */
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

@@ -129,6 +129,10 @@ describe('directory authorities on loopback', () => {
 
     const sigs = await round(E, running as Running[]);
     expect(sigs).toEqual([3, 3, 3]);
+    // the clock is still in epoch E - 1, for which no document exists: alive but not ready
+    const notReady = await fetch(`${urls[0]}/readyz`);
+    expect(notReady.status).toBe(503);
+    expect(await notReady.json()).toEqual({ ready: false, checks: { document: `no signed document for the current epoch ${E - 1} yet` } });
 
     const docs: Uint8Array[] = [];
     for (const url of urls) {
@@ -151,8 +155,11 @@ describe('directory authorities on loopback', () => {
     }
   });
 
-  it('serves current/next with caching headers and answers If-None-Match with 304', async () => {
+  it('serves current/next with caching headers and answers If-None-Match with 304; ready once serving the current epoch', async () => {
     clock = epochStart(EC, E) + 5; // epoch E is now current
+    const ready = await fetch(`${urls[0]}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ ready: true, checks: { document: true } });
     const res = await fetch(`${urls[0]}/v1/document/current`);
     expect(res.status).toBe(200);
     expect(res.headers.get('x-postmix-epoch')).toBe(String(E));

@@ -207,7 +207,13 @@ describe('gateway daemon', () => {
     const m = await fetch(`http://127.0.0.1:${gw.hop.metricsPort}/metrics`).then((r) => r.text());
     expect(m).toMatch(/postmix_gateway_messages_completed_total 1/);
     expect(m).toMatch(/postmix_gateway_tokens_accepted_total 1/);
-    expect(m).toMatch(/postmix_gateway_packets_dropped_total\{reason="replay"\} 1/);
+    expect(m).toMatch(/postmix_gateway_packets_dropped_total\{reason="replay"\} 1/); // no document yet: alive, not ready; the issuance endpoint is up
+    expect((await fetch(`http://127.0.0.1:${gw.hop.metricsPort}/healthz`)).status).toBe(200);
+    const notReady = await fetch(`http://127.0.0.1:${gw.hop.metricsPort}/readyz`);
+    expect(notReady.status).toBe(503);
+    const nr = (await notReady.json()) as { checks: Record<string, unknown> };
+    expect(nr.checks).toMatchObject({ listening: true, issuance: true });
+    expect(nr.checks.document).toMatch(/no verified network document for epoch/);
   });
 
   it('builds the ACK from the fragment SURB only after the commit (first hop unknown without a document: counted as unsent)', async () => {
@@ -269,6 +275,8 @@ describe('gateway daemon', () => {
         gateways: [],
       };
       gw.hop.installDocument({ body: { ...body, geometry: DEFAULT_GEOMETRY } } as unknown as VerifiedDocument);
+      const ready = await fetch(`http://127.0.0.1:${gw.hop.metricsPort}/readyz`);
+      expect(await ready.json()).toEqual({ ready: true, checks: { listening: true, document: true, issuance: true } });
       const mailbox = new Uint8Array(32).fill(7);
       const { surb, keys } = createSurb(nodeSuite, DEFAULT_GEOMETRY, {
         route: [{ nodeId: mixNodeId, publicKey: mixKey.publicKey, delayMs: 0 }],

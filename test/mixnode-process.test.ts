@@ -35,24 +35,46 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-function toml(o: { dataDir: string; listenPort: number; metricsPort: number; extra?: string }): string {
-  const auths = dir.urls
-    .map((url, i) => `[[directory.authorities]]\nurl = "${url}"\npublic_key = "${Buffer.from(dir.identities[i]!.publicKey).toString('base64')}"\n`)
+function toml(o: {
+  dataDir: string;
+  listenPort: number;
+  metricsPort: number;
+  extra?: string;
+  metrics?: string;
+  directory?: string;
+  layer?: number;
+  authorities?: TestDirectory;
+}): string {
+  const d = o.authorities ?? dir;
+  const auths = d.urls
+    .map((url, i) => `[[directory.authorities]]\nurl = "${url}"\npublic_key = "${Buffer.from(d.identities[i]!.publicKey).toString('base64')}"\n`)
     .join('\n');
   return `[mixnode]
 data_dir = "${o.dataDir}"
 listen = "/ip4/127.0.0.1/tcp/${o.listenPort}"
-layer_preference = 2
+layer_preference = ${o.layer ?? 2}
 shutdown_grace_ms = 2000
 ${o.extra ?? ''}
 [metrics]
 port = ${o.metricsPort}
+${o.metrics ?? ''}
 
 [directory]
 threshold = 2
 retry_ms = 200
+${o.directory ?? ''}
 
 ${auths}`;
+}
+
+/** `node bin/postmix.js mixnode run` as a child process, its output collected. */
+function spawnMixnode(cfg: string) {
+  const child = spawn(process.execPath, ['bin/postmix.js', 'mixnode', 'run', '--config', cfg], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, out, exited };
 }
 
 async function runCli(args: string[]): Promise<{ code: number; stderr: string }> {
@@ -81,28 +103,101 @@ describe('postmix mixnode run', () => {
     const metricsPort = await freePort();
     const cfg = join(tmp, 'proc.toml');
     writeFileSync(cfg, toml({ dataDir, listenPort: await freePort(), metricsPort }));
-    const child = spawn(process.execPath, ['bin/postmix.js', 'mixnode', 'run', '--config', cfg], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const { child, out, exited } = spawnMixnode(cfg);
     try {
       const end = Date.now() + 30_000;
-      while (!stdout.includes('descriptor uploaded')) {
-        if (Date.now() > end || child.exitCode !== null) throw new Error(`node did not upload its descriptor\n${stdout}\n${stderr}`);
+      while (!out.stdout.includes('descriptor uploaded')) {
+        if (Date.now() > end || child.exitCode !== null) throw new Error(`node did not upload its descriptor\n${out.stdout}\n${out.stderr}`);
         await new Promise((r) => setTimeout(r, 50));
       }
-      expect(stdout).toContain('mix node listening');
+      expect(out.stdout).toContain('mix node listening');
       const m = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
       expect(m).toMatch(/postmix_mixnode_descriptor_uploads_total\{result="accepted"\} [1-9]/);
       expect(m).toMatch(/postmix_mixnode_packets_received_total 0/);
-      expect(m).toContain('postmix_mixnode_process_resident_memory_bytes');
+      // prom-client's process metrics under their standard names, and which build runs
+      expect(m).toMatch(/^process_resident_memory_bytes \d+/m);
+      expect(m).toMatch(/^process_cpu_seconds_total /m);
+      expect(m).toMatch(/^nodejs_eventloop_lag_seconds /m);
+      expect(m).toMatch(new RegExp(`^postmix_build_info\\{role="mixnode",version="[^"]+",node_version="${process.version}",commit="[^"]+"\\} 1$`, 'm'));
     } finally {
       child.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
-    expect(stdout).toContain('mix node stopped');
+    expect(out.stdout).toContain('mix node stopped');
+  });
+
+  it('serves /healthz at once and /readyz 503 until it holds a document for the current epoch, then 200; metrics need the bearer token', async () => {
+    // short epochs on the real clock, one layer: the node's own descriptor makes a routable document
+    const epoch = { origin: Math.floor(Date.now() / 1000) - 60, length: 6, grace: 2 };
+    const one = await startTestDirectory({
+      dir: join(tmp, 'dir-ready'),
+      epoch,
+      mixing: DEFAULT_MIXING,
+      geometry: DEFAULT_GEOMETRY,
+      clock: realClock,
+      numLayers: 1,
+    });
+    const dataDir = join(tmp, 'ready');
+    testNodeKeys(dataDir);
+    const metricsPort = await freePort();
+    const token = 'health-test-token-0123456789';
+    writeFileSync(join(tmp, 'metrics.token'), `${token}\n`, { mode: 0o600 });
+    const cfg = join(tmp, 'ready.toml');
+    writeFileSync(
+      cfg,
+      toml({
+        dataDir,
+        listenPort: await freePort(),
+        metricsPort,
+        layer: 1,
+        authorities: one,
+        extra: 'tick_ms = 200',
+        metrics: `bearer_token_file = "${join(tmp, 'metrics.token')}"`,
+        directory: `epoch_length = ${epoch.length}\nepoch_origin = ${epoch.origin}\ngrace = ${epoch.grace}`,
+      }),
+    );
+    const { child, out, exited } = spawnMixnode(cfg);
+    const base = `http://127.0.0.1:${metricsPort}`;
+    try {
+      const end = Date.now() + 30_000;
+      const uploaded = () => out.stdout.split('\n').find((l) => l.includes('descriptor uploaded'));
+      while (!uploaded()) {
+        if (Date.now() > end || child.exitCode !== null) throw new Error(`node did not upload its descriptor\n${out.stdout}\n${out.stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const E = (JSON.parse(uploaded()!) as { epoch: number }).epoch;
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      // no authority has signed a document yet: alive, not ready, and /readyz says which check fails
+      const notReady = await fetch(`${base}/readyz`);
+      expect(notReady.status).toBe(503);
+      const body = (await notReady.json()) as { ready: boolean; checks: Record<string, unknown> };
+      expect(body.ready).toBe(false);
+      expect(body.checks.listening).toBe(true);
+      expect(body.checks.document).toMatch(/no verified network document for epoch \d+/);
+
+      expect((await fetch(`${base}/metrics`)).status).toBe(401);
+      expect((await fetch(`${base}/metrics`, { headers: { authorization: 'Bearer wrong-token-0123456789' } })).status).toBe(401);
+      const ok = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toMatch(/^postmix_build_info\{role="mixnode"/m);
+
+      // the authorities sign the document for E; once epoch E begins the node holds it and is ready
+      expect(await one.round(E)).toBeGreaterThanOrEqual(2);
+      const readyBy = Date.now() + 30_000;
+      let ready: Response;
+      for (;;) {
+        ready = await fetch(`${base}/readyz`);
+        if (ready.status === 200 || Date.now() > readyBy) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toEqual({ ready: true, checks: { listening: true, document: true } });
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+      await one.close();
+    }
+    expect(child.exitCode).toBe(0);
   });
 
   it('exits 78 on a bad config, naming each bad field', async () => {
@@ -121,6 +216,7 @@ describe('postmix mixnode run', () => {
     const e = await runCli(['mixnode', 'run', '--config', exposed]);
     expect(e.code).toBe(78);
     expect(e.stderr).toContain('loopback');
+    expect(e.stderr).toContain('metrics.allow_remote = true');
   });
 
   it('exits 77 when the identity key is missing or readable by others', async () => {

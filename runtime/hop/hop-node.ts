@@ -33,6 +33,7 @@ import type { DirectorySection, LimitsSection, MetricsSection, ReplaySection, Re
 import { listenError } from '../errors.ts';
 import { PacketLink } from '../link/link.ts';
 import { privateDir } from '../private-files.ts';
+import { readiness as checkAll, type Readiness as ProbeResult } from '../health.ts';
 import { newRegistry, startMetricsServer, type MetricsServer } from '../metrics.ts';
 import type { KeyStore } from '../pki/key-store.ts';
 import { EpochDriver, type DescriptorFields } from './epoch-driver.ts';
@@ -73,6 +74,8 @@ export interface HopRole {
   afterRound?(t: number): void;
   /** Shutdown: the delay queue has drained and the link is still up (e.g. to commit and answer what waits). */
   drained?(): void;
+  /** The role's own /readyz checks beside the node's (its other listeners): true, or why not. */
+  readyChecks?(): Record<string, true | string>;
 }
 
 /**
@@ -253,7 +256,10 @@ export class HopNode {
     await this.role.serve?.(this.linkRef);
     const m = c.file.metrics;
     if (m.enabled)
-      this.metricsServer = await startMetricsServer(this.registry, m.host, m.port).catch((e: unknown) => {
+      this.metricsServer = await startMetricsServer(this.registry, m.host, m.port, {
+        bearerToken: c.metricsBearerToken,
+        readiness: () => this.probe(),
+      }).catch((e: unknown) => {
         throw listenError(e, `metrics ${m.host}:${m.port}`);
       });
   }
@@ -313,6 +319,16 @@ export class HopNode {
     const listening = this.linkRef !== undefined && this.accepting;
     const document = this.view.current !== undefined && this.view.epoch === epoch;
     return { ready: listening && document, listening, document, epoch };
+  }
+
+  /** readiness() as /readyz reports it (runtime/health.ts). */
+  private probe(): ProbeResult {
+    const r = this.readiness();
+    return checkAll({
+      listening: r.listening || 'the packet link is not listening (starting or shutting down)',
+      document: r.document || `no verified network document for epoch ${r.epoch} yet`,
+      ...this.role.readyChecks?.(),
+    });
   }
 
   /** Packets held right now, over every engine. */
