@@ -121,9 +121,11 @@ describe('sim sweep through a Redis job queue (BullMQ)', () => {
     expect(rowsOf(local)).toHaveLength(2);
     expect(rowsOf(local)[0]!.seeds).toBe('1 2 3');
     expect(readFileSync(join(dir, 'queued', 'report.html'), 'utf8')).toContain('<svg');
-    // six runs, and each worker took some
-    const done = logs.join('').match(/sim worker \S+: run \d+ of sweep/g) ?? [];
-    expect(done).toHaveLength(6);
+    // six runs, and each worker took some. A worker logs a run after BullMQ has
+    // already told the sweep it completed, so its last line can trail the sweep.
+    const doneLines = () => logs.join('').match(/sim worker \S+: run \d+ of sweep/g) ?? [];
+    await vi.waitFor(() => expect(doneLines()).toHaveLength(6), { timeout: 15_000, interval: 100 });
+    const done = doneLines();
     const by = new Set(done.map((l) => l.split(' ')[2]));
     expect(by.size).toBe(2);
   }, 180_000);
