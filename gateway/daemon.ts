@@ -8,7 +8,9 @@
  *     SURB's first hop;
  *   for any other queue → the client mailbox (runtime/mailbox/server.ts), which writes one
  *     fixed-size frame per tick to each `/postmix/mailbox/2` subscriber;
- *   forward (a mix's loop cover passes a gateway on its way back into layer 1): the hop node.
+ *   forward (a mix's loop cover passes a gateway on its way back into layer 1): the hop node;
+ *   its own loop cover (runtime/hop/loop-cover.ts) at λ_G of the document, layer 1 → … →
+ *   layer L → itself, so that what leaves it is not only ACKs and forwarded loops.
  *
  * Beside the hop: the HandoffWorker (queue → MX over SMTP/LMTP), the token issuance endpoint
  * (HTTP), and the role's housekeeping in each epoch tick. Its descriptor says role gateway, the
@@ -30,6 +32,10 @@ import { GroupCommit } from './group-commit.ts';
 import { Intake, type IntakeResult } from './intake.ts';
 import { startIssuanceServer, type IssuanceServer } from './issuance.ts';
 import { bump } from '../runtime/metrics.ts';
+import { LoopCover } from '../runtime/hop/loop-cover.ts';
+import { registerLoopMetrics } from '../runtime/hop/loop-metrics.ts';
+import { bytesEqual } from '../proto/util/bytes.ts';
+import { csprngUniform } from '../proto/util/random.ts';
 import { ackStatusLabel, GatewayMetrics, newGatewayCounters, type GatewayCounters } from './metrics.ts';
 import { GatewayStore } from './store.ts';
 
@@ -47,6 +53,8 @@ export class Gateway {
   readonly mailboxes: MailboxServer;
   readonly counters: GatewayCounters = newGatewayCounters();
   readonly metrics: GatewayMetrics;
+  /** The gateway's own loop cover at λ_G of the document (none sent while λ_G = 0). */
+  readonly loops: LoopCover;
   private issuance: IssuanceServer | undefined;
   private closed = false;
 
@@ -121,6 +129,29 @@ export class Gateway {
       partials: () => this.store.partialCount(),
       spentTokens: () => this.store.spentCount(),
     });
+    const hop = this.hop;
+    const loopRtt = registerLoopMetrics(hop.registry, 'postmix_gateway', () => ({
+      ...this.loops.stats,
+      ratio: this.loops.ratio,
+      inFlight: this.loops.inFlight,
+    }));
+    this.loops = new LoopCover({
+      nodeId: hop.identity.nodeId,
+      role: 'gateway',
+      document: () => hop.view.documentAt(hop.now()),
+      send: (first, packet) => {
+        const p = hop.view.resolveNext(first.nodeId);
+        return p !== undefined && hop.link.send(p.peerId, packet);
+      },
+      // the mix node's [loops] defaults (automatic timeout from μ and L)
+      timeoutS: 0,
+      window: 200,
+      alertRatio: 0.5,
+      minSamples: 10,
+      log: this.log,
+      onRoundTrip: (s) => loopRtt.observe(s),
+      uniform: csprngUniform,
+    });
     this.handoff = new HandoffWorker({
       store: this.store,
       mx: {
@@ -186,6 +217,7 @@ export class Gateway {
         else g.log.error(line, `MX TLS: ${v.text}`);
       });
       await g.hop.followEpochs();
+      g.loops.start();
     } catch (e) {
       await g.close().catch(() => {});
       throw e;
@@ -201,6 +233,8 @@ export class Gateway {
 
   private deliver(r: HopDeliver, geometry: Geometry): void {
     if (!isMailQueue(r.queueId)) {
+      // its own loop, back: it ends here (a client's mailbox id never equals it: another hash domain)
+      if (r.surbId === undefined && bytesEqual(r.queueId, this.loops.queueId)) return void this.loops.onReturn(r.payload);
       this.mailboxes.put(r.queueId, r.surbId ? { surbId: r.surbId, payload: r.payload } : { payload: r.payload });
       return;
     }
@@ -267,6 +301,7 @@ export class Gateway {
   async close(graceMs = this.config.file.gateway.shutdown_grace_ms): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.loops.stop();
     this.mailboxes.close();
     const { drained, dropped } = await this.hop.close(graceMs);
     // (the hop flushed the group commit before its link closed; anything later is committed, not answered)

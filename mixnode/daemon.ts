@@ -12,7 +12,7 @@ import { bytesEqual } from '../proto/util/bytes.ts';
 import { csprngUniform } from '../proto/util/random.ts';
 import { HopNode, type HopStartOptions } from '../runtime/hop/hop-node.ts';
 import type { MixnodeConfig } from './config.ts';
-import { LoopCover } from './loops.ts';
+import { LoopCover } from '../runtime/hop/loop-cover.ts';
 import { MixnodeMetrics } from './metrics.ts';
 
 export type MixNodeOptions = HopStartOptions<MixnodeConfig>;

@@ -9,7 +9,7 @@ import { testDocumentBody as doc } from '../test/support/pki.ts';
 import { encodeLoop } from '../proto/fragment/format.ts';
 import { loadMixnodeConfig } from './config.ts';
 import { csprngUniform, uniformInt } from '../proto/util/random.ts';
-import { LoopCover, loopQueueId, loopRoute } from './loops.ts';
+import { LoopCover, loopQueueId, loopRoute } from '../runtime/hop/loop-cover.ts';
 
 const pick = (n: number) => uniformInt(n, csprngUniform);
 

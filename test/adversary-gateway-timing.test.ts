@@ -13,9 +13,10 @@
  * its network document, and takes the two-sample Kolmogorov–Smirnov statistic D, which is also
  * the best threshold classifier's edge: its accuracy is (1 + D) / 2.
  *
- * What it catches (each checked by changing gateway/daemon.ts, N = 120, μ = 25/s): an ACK sent
- * at once after the fragment's commit with no hop delay (the behaviour the issue describes: real
- * ACKs leave ≈ 14 ms after arrival, loops ≈ 43 ms; D = 0.63, accuracy 0.81), and an ACK held for
+ * What it catches (each checked by changing gateway/daemon.ts): an ACK sent at once after the
+ * fragment's commit with no hop delay (the behaviour the issue describes; N = 100, μ = 10/s:
+ * real ACKs leave ≈ 24 ms after arrival, loops ≈ 105 ms; D = 0.65, accuracy 0.83), and (at
+ * N = 120, μ = 25/s) an ACK held for
  * a hop delay of the gateway's on top of the fragment's own header delay (Erlang(2, μ) against
  * Exp(μ): D = 0.53, accuracy 0.76). Now: the gateway takes a fragment at arrival, commits it, and
  * lets its ACK leave one Exp(μ) hop delay (its own CSPRNG draw) after the arrival, or at the
@@ -25,6 +26,12 @@
  * already left Exp(μ) + commit time after the arrival; what changed is who draws the delay (the
  * gateway, so no sender's header decides when the gateway's ACK leaves) and that the commit now
  * runs inside the delay instead of after it.
+ *
+ * The second case is the gateway's own loop cover (λ_G of the document, runtime/hop/loop-cover.ts
+ * shared with the mixes): with no mail arriving at all the gateway still sends full packets into
+ * layer 1, and they come back to it. It would fail on a gateway without loop cover (nothing leaves
+ * an idle gateway), which is what main had before: then every departure was an ACK or a forwarded
+ * mix loop, and their count per interval showed how much mail arrived.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,7 +41,7 @@ import { encodeFragment } from '../proto/fragment/index.ts';
 import { MAIL_QUEUE_ID } from '../proto/mailbox/index.ts';
 import { samplePerHopDelayMs, type MixingParams } from '../proto/mixing/params.ts';
 import { epochAt, epochStart, generateSphinxKey, type VerifiedDocument } from '../proto/pki/index.ts';
-import { createPacket, createSurb, DEFAULT_GEOMETRY, nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
+import { createPacket, createSurb, DEFAULT_GEOMETRY, nodeSuite, packetSizes, prepareHopKey, processPacket } from '../proto/sphinx/index.ts';
 import { loadGatewayConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/daemon.ts';
 import { createLogger } from '../runtime/daemon.ts';
@@ -44,10 +51,10 @@ import { messageFragments } from './support/fragments.ts';
 import { seededUniform } from './support/in-process-mixnet.ts';
 
 const BOB = 'bob@example.org';
-/** μ of the document: a hop holds a packet 1/μ = 40 ms on average (short, so the test is quick). */
-const MIXING: MixingParams = { lambdaP: 1, lambdaL: 0.5, lambdaD: 0.5, lambdaM: 0, lambdaG: 0, mu: 25 };
+/** μ of the document: the default, a hop holds a packet 1/μ = 100 ms on average. */
+const MIXING: MixingParams = { lambdaP: 1, lambdaL: 0.5, lambdaD: 0.5, lambdaM: 0, lambdaG: 0, mu: 10 };
 /** Arrivals of each kind. */
-const N = 120;
+const N = 100;
 
 /** Two-sample Kolmogorov–Smirnov statistic: the largest gap between the empirical CDFs. */
 export function ksStatistic(a: readonly number[], b: readonly number[]): number {
@@ -70,6 +77,8 @@ let gw: Gateway;
 let sender: PacketLink;
 let firstLayer: PacketLink;
 const departures: number[] = [];
+/** What layer 1 received, with the time. */
+const frames: Uint8Array[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pmx-gwtiming-'));
@@ -107,7 +116,10 @@ public_key = "${Buffer.alloc(32, 1).toString('base64')}"
     identity: new Uint8Array(32).fill(11),
     listen: ['/ip4/127.0.0.1/tcp/0'],
     packetSize: size,
-    onFrame: () => void departures.push(performance.now()),
+    onFrame: (f) => {
+      departures.push(performance.now());
+      frames.push(f);
+    },
     isAllowedPeer: () => true,
     allowUnknownInbound: true,
   });
@@ -128,46 +140,52 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** The gateway's network document: one layer holding the observer's layer-1 end, and this gateway. */
+function installDocument(mixing: MixingParams) {
+  const e = epochAt(gw.config.epoch, gw.hop.now());
+  gw.hop.keys.ensure([e]);
+  const gwKey = gw.hop.keyStore.sphinxKey(e)!.publicKey;
+  const mixKey = generateSphinxKey(e);
+  const mixId = new Uint8Array(32).fill(0xab);
+  const strip = (m: { toString(): string }) => m.toString().replace(/\/p2p\/[^/]+$/, '');
+  const mix = {
+    nodeId: mixId,
+    identityKey: new Uint8Array(32),
+    peerId: firstLayer.peerId.toString(),
+    addresses: firstLayer.multiaddrs().map(strip),
+    sphinxKey: mixKey.publicKey,
+    sphinxKeysAhead: [],
+    layer: 1,
+  };
+  const self = {
+    nodeId: gw.hop.identity.nodeId,
+    identityKey: new Uint8Array(32),
+    peerId: gw.hop.link.peerId.toString(),
+    addresses: gw.hop.link.multiaddrs().map(strip),
+    sphinxKey: gwKey,
+    sphinxKeysAhead: [],
+  };
+  // a stand-in for a verified document (one layer, this gateway): only the fields the gateway reads
+  const [validAfter, length] = [epochStart(gw.config.epoch, e), gw.config.epoch.length];
+  gw.hop.installDocument({
+    body: {
+      epoch: e,
+      validAfter,
+      freshUntil: validAfter + length,
+      validUntil: validAfter + length,
+      epochLength: length,
+      layers: [[mix]],
+      gateways: [self],
+      geometry: DEFAULT_GEOMETRY,
+      mixing,
+    },
+  } as unknown as VerifiedDocument);
+  return { e, gwKey, mixKey, mixId, self };
+}
+
 describe('an observer of the gateway links', () => {
   it('cannot tell real mail from loop cover by the departure delays: real fragments and loops leave alike (KS near chance)', async () => {
-    const e = epochAt(gw.config.epoch, gw.hop.now());
-    gw.hop.keys.ensure([e]);
-    const gwKey = gw.hop.keyStore.sphinxKey(e)!.publicKey;
-    const mixKey = generateSphinxKey(e);
-    const mixId = new Uint8Array(32).fill(0xab);
-    const strip = (m: { toString(): string }) => m.toString().replace(/\/p2p\/[^/]+$/, '');
-    const mix = {
-      nodeId: mixId,
-      identityKey: new Uint8Array(32),
-      peerId: firstLayer.peerId.toString(),
-      addresses: firstLayer.multiaddrs().map(strip),
-      sphinxKey: mixKey.publicKey,
-      sphinxKeysAhead: [],
-      layer: 1,
-    };
-    const self = {
-      nodeId: gw.hop.identity.nodeId,
-      identityKey: new Uint8Array(32),
-      peerId: gw.hop.link.peerId.toString(),
-      addresses: gw.hop.link.multiaddrs().map(strip),
-      sphinxKey: gwKey,
-      sphinxKeysAhead: [],
-    };
-    // a stand-in for a verified document (one layer, this gateway): only the fields the gateway reads
-    const [validAfter, length] = [epochStart(gw.config.epoch, e), gw.config.epoch.length];
-    gw.hop.installDocument({
-      body: {
-        epoch: e,
-        validAfter,
-        freshUntil: validAfter + length,
-        validUntil: validAfter + length,
-        epochLength: length,
-        layers: [[mix]],
-        gateways: [self],
-        geometry: DEFAULT_GEOMETRY,
-        mixing: MIXING,
-      },
-    } as unknown as VerifiedDocument);
+    const { e, gwKey, mixKey, mixId, self } = installDocument(MIXING);
     expect(gw.hop.view.resolveNext(mixId)).toBeDefined(); // layer 1 is the gateway's next hop
 
     // what the senders draw (seeded: the test's side only; the gateway draws from its CSPRNG)
@@ -190,7 +208,7 @@ describe('an observer of the gateway links', () => {
         payload: encodeFragment(frag!, DEFAULT_GEOMETRY.payloadSize),
       }).packet;
     };
-    // a mix's loop: through the gateway (Exp(μ) there, as mixnode/loops.ts draws it) back into layer 1
+    // a mix's loop: through the gateway (Exp(μ) there, as runtime/hop/loop-cover.ts draws it) back into layer 1
     const loop = (): Uint8Array =>
       createPacket(nodeSuite, DEFAULT_GEOMETRY, {
         route: [gwHop(), mixHop],
@@ -213,7 +231,7 @@ describe('an observer of the gateway links', () => {
     expect(gw.intake.counters.fragmentsStored).toBe(N);
 
     const d = ksStatistic(delays.real, delays.loop);
-    // KS critical value at α = 0.001 for two samples of N: 1.95·√(2/N) ≈ 0.25 for N = 120
+    // KS critical value at α = 0.001 for two samples of N: 1.95·√(2/N) ≈ 0.28 for N = 100
     const critical = 1.95 * Math.sqrt(2 / N);
     const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
     const report = {
@@ -227,4 +245,50 @@ describe('an observer of the gateway links', () => {
     console.log('gateway departure delays', JSON.stringify(report));
     expect(d).toBeLessThan(critical);
   }, 120_000);
+
+  it('sees the gateway send its own loop cover at λ_G while no mail arrives; the loops come back to it', async () => {
+    const { mixKey } = installDocument({ ...MIXING, lambdaG: 20 });
+    const before = frames.length;
+    const sentBefore = gw.loops.stats.sent;
+    // the rate is taken from the first loop on (the cover looks at the document's λ_G once a second while it is 0)
+    let t0 = 0;
+    let sentAtT0 = 0;
+    const storedBefore = gw.intake.counters.fragmentsStored;
+    // layer 1 forwards what it gets (the loops' next hop is the gateway again) and notes it
+    const key = prepareHopKey(nodeSuite, mixKey.secretKey);
+    let forwarded = 0;
+    for (let i = 0; i < 400 && (gw.loops.stats.returned < 10 || performance.now() - t0 < 3000); i++) {
+      while (before + forwarded < frames.length) {
+        const r = processPacket(DEFAULT_GEOMETRY, key, frames[before + forwarded]!);
+        forwarded++;
+        expect(r.ok && r.kind).toBe('forward');
+        if (r.ok && r.kind === 'forward') sender.send(gw.hop.link.peerId, r.packet);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      if (t0 === 0 && gw.loops.stats.sent > sentBefore) [t0, sentAtT0] = [performance.now(), gw.loops.stats.sent];
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const sent = gw.loops.stats.sent - sentAtT0;
+    const bytesPerSecond = (sent * packetSizes(DEFAULT_GEOMETRY).packet) / seconds;
+    console.log(
+      'gateway loop cover',
+      JSON.stringify({
+        lambdaG: 20,
+        seconds: Number(seconds.toFixed(2)),
+        sent,
+        perSecond: Number((sent / seconds).toFixed(1)),
+        bytesPerSecond: Math.round(bytesPerSecond),
+        bytesPerSecondPerUnitLambda: Math.round(bytesPerSecond / 20),
+      }),
+    );
+    // departures with no arrival at all: the gateway's links carry cover, not only answers
+    expect(gw.loops.stats.sent - sentBefore).toBeGreaterThanOrEqual(10);
+    expect(gw.loops.stats.returned).toBeGreaterThanOrEqual(10);
+    expect(gw.loops.stats.unknown).toBe(0);
+    expect(gw.intake.counters.fragmentsStored).toBe(storedBefore);
+    // every loop is a full packet, the same length as an ACK
+    expect(new Set(frames.slice(before).map((f) => f.length))).toEqual(new Set([packetSizes(DEFAULT_GEOMETRY).packet]));
+    const m = await gw.metrics.registry.getSingleMetricAsString('postmix_gateway_loops_returned_total');
+    expect(Number(m.trim().split('\n').at(-1)!.split(' ').at(-1))).toBeGreaterThanOrEqual(10);
+  }, 60_000);
 });

@@ -1,7 +1,7 @@
 /**
  * The stratified topology of a network document (docs/spec/pki.md §6.3): a layer-k mix forwards
  * only to layer k+1, the last layer only to gateways, and a gateway only to layer 1 (the gateway
- * hop of a mix's own loop cover, mixnode/loops.ts).
+ * hop of a mix's own loop cover, runtime/hop/loop-cover.ts).
  */
 import type { DocumentBody, NodeEntry } from './codec.ts';
 import { bytesEqual } from './keys.ts';

@@ -1,10 +1,13 @@
 /**
- * Mix loop cover traffic (Loopix §4.2): at the rate λ_M of the network document, the node
+ * A hop's own loop cover traffic (Loopix §4.2), for a mix and a gateway alike: at the rate of
+ * the network document (λ_M for a mix, λ_G for a gateway, as Loopix providers send), the node
  * sends a packet on a loop through the rest of the network and back to itself, so that an
- * observer cannot tell its own traffic from forwarded traffic, and so that the node notices
- * when its loops stop coming back (an n-1 or blocking attack, a broken neighbour, a partition).
+ * observer cannot tell its own traffic from forwarded traffic (for a gateway: from the ACKs it
+ * sends), and so that the node notices when its loops stop coming back (an n-1 or blocking
+ * attack, a broken neighbour, a partition).
  *
- * Route (stratified, every hop in the order the topology allows): for a mix in layer k of L
+ * Gateway route: layer 1 → … → layer L → this gateway (L + 1 hops).
+ * Mix route (stratified, every hop in the order the topology allows): for a mix in layer k of L
  *   layer k+1 → … → layer L → a gateway → layer 1 → … → layer k-1 → this node
  * e.g. layer 1 of 3: L2 → L3 → G → self; layer 3 of 3: G → L1 → L2 → self. That is L + 1
  * hops (needs L + 1 <= the geometry's max hops). Each hop is picked uniformly in its layer,
@@ -16,17 +19,20 @@
  */
 import { randomBytes } from 'node:crypto';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { decodePayload, encodeLoop } from '../proto/fragment/format.ts';
-import { layerOf } from '../proto/pki/topology.ts';
-import { samplePerHopDelayMs, sampleExponential, type Uniform } from '../proto/mixing/params.ts';
-import { uniformInt } from '../proto/util/random.ts';
-import type { DocumentBody, NodeEntry } from '../proto/pki/index.ts';
-import { createPacket, fastestSuite, type Geometry, type RouteHop } from '../proto/sphinx/index.ts';
-import { bytesEqual, hex } from '../proto/util/bytes.ts';
+import { decodePayload, encodeLoop } from '../../proto/fragment/format.ts';
+import { layerOf } from '../../proto/pki/topology.ts';
+import { samplePerHopDelayMs, sampleExponential, type Uniform } from '../../proto/mixing/params.ts';
+import { uniformInt } from '../../proto/util/random.ts';
+import type { DocumentBody, NodeEntry } from '../../proto/pki/index.ts';
+import { createPacket, fastestSuite, type Geometry, type RouteHop } from '../../proto/sphinx/index.ts';
+import { bytesEqual, hex } from '../../proto/util/bytes.ts';
 
 const LOOP_DOMAIN = new TextEncoder().encode('postmix-mix-loop-v1|');
 
-/** The queue id a mix's own loop packets are delivered to (at the mix itself). */
+/** Which hop sends the loops: its route and its rate in the document differ. */
+export type LoopRole = 'mix' | 'gateway';
+
+/** The queue id a hop's own loop packets are delivered to (at the hop itself). */
 export function loopQueueId(nodeId: Uint8Array): Uint8Array {
   const b = new Uint8Array(LOOP_DOMAIN.length + nodeId.length);
   b.set(LOOP_DOMAIN);
@@ -58,6 +64,27 @@ export function loopRoute(body: DocumentBody, self: NodeEntry, pick: (n: number)
   return hops;
 }
 
+/** The loop route for a gateway: one node per layer in order, then back to the gateway. */
+export function gatewayLoopRoute(body: DocumentBody, self: NodeEntry, pick: (n: number) => number): NodeEntry[] | string {
+  const L = body.layers.length;
+  if (L + 1 > body.geometry.maxHops) return `a loop needs ${L + 1} hops, the geometry allows ${body.geometry.maxHops}`;
+  const hops: NodeEntry[] = [];
+  for (let l = 1; l <= L; l++) {
+    const layer = body.layers[l - 1]!;
+    if (layer.length === 0) return `layer ${l} is empty`;
+    hops.push(layer[pick(layer.length)]!);
+  }
+  hops.push(self);
+  return hops;
+}
+
+/** This node's entry and loop route in a document, or why there is none. */
+function routeFor(role: LoopRole, body: DocumentBody, nodeId: Uint8Array, pick: (n: number) => number): NodeEntry[] | string {
+  const self = (role === 'mix' ? body.layers.flat() : body.gateways).find((n) => bytesEqual(n.nodeId, nodeId));
+  if (!self) return 'this node is not in the document';
+  return role === 'mix' ? loopRoute(body, self, pick) : gatewayLoopRoute(body, self, pick);
+}
+
 export interface LoopStats {
   sent: number;
   returned: number;
@@ -76,6 +103,8 @@ export interface LoopLogger {
 
 export interface LoopCoverOptions {
   readonly nodeId: Uint8Array;
+  /** 'mix' (default): λ_M and the mix route; 'gateway': λ_G and the gateway route. */
+  readonly role?: LoopRole;
   /** The document as of now (each node under its key for this epoch; undefined: none yet). */
   readonly document: () => DocumentBody | undefined;
   /** Sends a built packet to the first hop; false if the link refused it. */
@@ -140,7 +169,8 @@ export class LoopCover {
   }
 
   private schedule(): void {
-    const rate = this.o.document()?.mixing.lambdaM ?? 0;
+    const m = this.o.document()?.mixing;
+    const rate = (this.o.role === 'gateway' ? m?.lambdaG : m?.lambdaM) ?? 0;
     // with no document (or λ_M = 0) look again in a second
     const waitMs = rate > 0 ? sampleExponential(rate, this.random) * 1000 : 1000;
     this.timer = setTimeout(
@@ -158,8 +188,7 @@ export class LoopCover {
   emit(): boolean {
     const body = this.o.document();
     if (!body) return false;
-    const self = [...body.layers.flat()].find((n) => bytesEqual(n.nodeId, this.o.nodeId));
-    const route = self ? loopRoute(body, self, (n) => uniformInt(n, this.random)) : 'this node is not in the document';
+    const route = routeFor(this.o.role ?? 'mix', body, this.o.nodeId, (n) => uniformInt(n, this.random));
     if (typeof route === 'string') {
       this.stats.failed++;
       if (route !== this.lastNoRoute) this.o.log.warn({ reason: route }, 'loop cover: no loop route');
