@@ -5,7 +5,7 @@
  * the outbox holds only the one real message submitted alongside, and the wallet's tokens are
  * untouched.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,42 +13,17 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { edgeCaseMessage } from '../cli/testnet/messages.ts';
 import { freePort } from '../cli/testnet/ports.ts';
+import { postmixProcess, ROOT, swaks as submitWithSwaks } from './support/processes.ts';
 import { forgedBundle } from './support/tokens.ts';
 
-const ROOT = join(import.meta.dirname, '..');
 let tmp: string;
 let cfgFile: string;
 let port: number;
 let proc: ChildProcess | undefined;
 
-function run(cmd: string, args: string[], input?: string | Buffer): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = execFile(cmd, args, { cwd: ROOT, timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-    p.stdin!.end(input ?? '');
-  });
-}
-const postmix = (args: string[], input?: string | Buffer) => run(process.execPath, [join(ROOT, 'bin/postmix.js'), ...args], input);
-
+const postmix = (args: string[], input?: string | Buffer) => postmixProcess(args, { input });
 const swaks = (file: string, ...extra: string[]) =>
-  run('swaks', [
-    ...extra,
-    '--server',
-    `127.0.0.1:${port}`,
-    '--auth',
-    'PLAIN',
-    '--auth-user',
-    'alice',
-    '--auth-password',
-    'secret',
-    '--from',
-    'alice@sender.test',
-    '--to',
-    'bob@recipient.test',
-    '--data',
-    `@${file}`,
-  ]);
+  submitWithSwaks({ port, auth: { user: 'alice', password: 'secret' }, from: 'alice@sender.test', to: 'bob@recipient.test', file, extra });
 
 function listening(): Promise<boolean> {
   return new Promise((resolve) => {

@@ -7,7 +7,7 @@
  * drops everything, so the client must resend some fragments on the other route.
  * The gateway's document is installed directly (no directory authorities in this test).
  */
-import { execFile } from 'node:child_process';
+import { swaks } from './support/processes.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -178,32 +178,10 @@ describe('client → relay mixes → real gateway → MX', () => {
       '\r\n.\r\n..dots\r\n-----END PGP MESSAGE-----\r\n';
     const file = join(dir, 'msg.eml');
     writeFileSync(file, raw.slice(0, -2)); // swaks adds the final CRLF before "."
-    const sw = await new Promise<{ code: number; out: string }>((resolve) =>
-      execFile(
-        'swaks',
-        [
-          '--server',
-          `127.0.0.1:${client.smtpPort}`,
-          '--auth',
-          'PLAIN',
-          '--auth-user',
-          'alice',
-          '--auth-password',
-          'secret',
-          '--from',
-          'alice@sender.test',
-          '--to',
-          BOB,
-          '--data',
-          `@${file}`,
-        ],
-        { timeout: 30_000 },
-        (e, out) => resolve({ code: e ? 1 : 0, out: String(out) }),
-      ),
-    );
-    expect(sw.out).toMatch(/250 2\.0\.0 Ok: queued as/);
+    const sw = await swaks({ port: client.smtpPort, auth: { user: 'alice', password: 'secret' }, from: 'alice@sender.test', to: BOB, file });
+    expect(sw.stdout).toMatch(/250 2\.0\.0 Ok: queued as/);
     expect(sw.code).toBe(0);
-    const id = /queued as (\S+)/.exec(sw.out)![1]!;
+    const id = /queued as (\S+)/.exec(sw.stdout)![1]!;
     const n = client.core.outbox.recipient(id, BOB)!.fragmentCount;
     expect(n).toBeGreaterThan(3);
     const end = Date.now() + 45_000;

@@ -11,7 +11,7 @@
  * - `postmix sendmail -t -i`, `postmix client status` and `postmix client tokens` as processes;
  * - a client process killed (SIGKILL) after the 250 and restarted delivers the message.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,7 @@ import { ClientConfigSchema, type ClientConfig } from '../client/config.ts';
 import { runClient, type RunningClient } from '../client/daemon.ts';
 import { Outbox } from '../client/outbox.ts';
 import { InProcessMixnet } from './support/in-process-mixnet.ts';
+import { postmixProcess, ROOT, swaks } from './support/processes.ts';
 import { forgedBundle } from './support/tokens.ts';
 import { edgeCaseMessage } from '../cli/testnet/messages.ts';
 import { freePort } from '../cli/testnet/ports.ts';
@@ -32,7 +33,6 @@ import { createPostfix, postfixAvailable, stripPostfixTrace, type PostfixServer 
 const why = postfixAvailable();
 if (why) throw new Error(`test/client.test.ts needs a real Postfix: ${why}`);
 
-const ROOT = join(import.meta.dirname, '..');
 const MAILBOX = new Uint8Array(32).fill(9);
 let tmp: string;
 let relay: PostfixServer;
@@ -43,16 +43,7 @@ let pump: NodeJS.Timeout;
 let cfgFile: string;
 const children: ChildProcess[] = [];
 
-function run(cmd: string, args: string[], input?: string | Buffer, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = execFile(cmd, args, { cwd: ROOT, timeout: 30_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-    if (input !== undefined) p.stdin!.end(input);
-  });
-}
-
-const postmix = (args: string[], input?: string | Buffer) => run(process.execPath, [join(ROOT, 'bin/postmix.js'), ...args], input);
+const postmix = (args: string[], input?: string | Buffer) => postmixProcess(args, { input });
 
 async function waitFor<T>(what: string, f: () => T | undefined | null | false, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;
@@ -141,24 +132,14 @@ describe('client intake with real SMTP clients', () => {
     const raw = message('bob@overlay.test', 'overlay swaks');
     // swaks ends DATA with "\r\n.\r\n" after the file's last byte, so the file omits the final line break
     writeFileSync(file, raw.slice(0, -2));
-    const r = await run('swaks', [
-      '--server',
-      `127.0.0.1:${client.smtpPort}`,
-      '--auth',
-      'PLAIN',
-      '--auth-user',
-      'alice',
-      '--auth-password',
-      'secret',
-      '--from',
-      'alice@sender.test',
-      '--to',
-      'bob@overlay.test',
-      '--data',
-      `@${file}`,
-      '--silent',
-      '2',
-    ]);
+    const r = await swaks({
+      port: client.smtpPort,
+      auth: { user: 'alice', password: 'secret' },
+      from: 'alice@sender.test',
+      to: 'bob@overlay.test',
+      file,
+      extra: ['--silent', '2'],
+    });
     expect(r.stderr + r.stdout).not.toMatch(/\*\*\*/);
     expect(r.code).toBe(0);
     const got = await waitFor('overlay delivery', () => sim.delivered.find((d) => d.recipient === 'bob@overlay.test'));
@@ -191,22 +172,7 @@ describe('client intake with real SMTP clients', () => {
   it('overlay-only recipient with an empty wallet: the SMTP transaction fails with a clear 5xx', async () => {
     const file = join(tmp, 'carol.eml');
     writeFileSync(file, message('carol@overlay.test', 'refused'));
-    const r = await run('swaks', [
-      '--server',
-      `127.0.0.1:${client.smtpPort}`,
-      '--auth',
-      'PLAIN',
-      '--auth-user',
-      'alice',
-      '--auth-password',
-      'secret',
-      '--from',
-      'alice@sender.test',
-      '--to',
-      'carol@overlay.test',
-      '--data',
-      `@${file}`,
-    ]);
+    const r = await swaks({ port: client.smtpPort, auth: { user: 'alice', password: 'secret' }, from: 'alice@sender.test', to: 'carol@overlay.test', file });
     expect(r.code).not.toBe(0);
     expect(r.stdout).toMatch(
       /550 5\.7\.1 <carol@overlay\.test>: overlay\.test has a gateway but the wallet holds no token for carol@overlay\.test, and overlay-only is set for this recipient/,
@@ -222,34 +188,10 @@ describe('client intake with real SMTP clients', () => {
   it('refuses submission without valid AUTH', async () => {
     const file = join(tmp, 'noauth.eml');
     writeFileSync(file, message('bob@recipient.test', 'noauth'));
-    const bad = await run('swaks', [
-      '--server',
-      `127.0.0.1:${client.smtpPort}`,
-      '--auth',
-      'PLAIN',
-      '--auth-user',
-      'alice',
-      '--auth-password',
-      'wrong',
-      '--from',
-      'a@sender.test',
-      '--to',
-      'bob@recipient.test',
-      '--data',
-      `@${file}`,
-    ]);
+    const bad = await swaks({ port: client.smtpPort, auth: { user: 'alice', password: 'wrong' }, from: 'a@sender.test', to: 'bob@recipient.test', file });
     expect(bad.code).not.toBe(0);
     expect(bad.stdout).toMatch(/535 5\.7\.8/);
-    const none = await run('swaks', [
-      '--server',
-      `127.0.0.1:${client.smtpPort}`,
-      '--from',
-      'a@sender.test',
-      '--to',
-      'bob@recipient.test',
-      '--data',
-      `@${file}`,
-    ]);
+    const none = await swaks({ port: client.smtpPort, from: 'a@sender.test', to: 'bob@recipient.test', file });
     expect(none.code).not.toBe(0);
     expect(none.stdout).toMatch(/530 .*authentication required/i);
   });

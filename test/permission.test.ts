@@ -10,7 +10,7 @@
  *   window and refuses a token past its epoch's end + grace; the sender's client, holding only
  *   such tokens, refuses the recipient at SMTP submission with the reason, before sending.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -49,6 +49,7 @@ import { createLogger } from '../runtime/daemon.ts';
 import { PacketLink } from '../runtime/link/index.ts';
 import { KeyStore } from '../runtime/pki/key-store.ts';
 import { messageFragments } from './support/fragments.ts';
+import { postmixProcess } from './support/processes.ts';
 import { issuedTokens } from './support/tokens.ts';
 import { clientConfigToml, signedDocument } from './support/signed-document.ts';
 
@@ -67,13 +68,7 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 }, 30_000);
 
-function postmix(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'bin/postmix.js'), ...args], { cwd: tmp, timeout: 60_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) }),
-    );
-  });
-}
+const postmix = (args: string[]) => postmixProcess(args, { cwd: tmp, timeoutMs: 60_000 });
 
 function gatewayToml(dir: string, o: { issuancePort: number; mxPort?: number; tokens?: string }): string {
   KeyStore.create(join(dir, 'data', 'keys'), { force: false, epochs: [] });
