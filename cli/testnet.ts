@@ -18,6 +18,9 @@ function int(name: string, min: number, max: number) {
   };
 }
 
+/** '--kill-mix' → 'killMix' (commander's option key) */
+const camel = (flag: string): string => flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
 export function registerTestnet(program: Command): void {
   program
     .command('testnet')
@@ -77,27 +80,30 @@ export function registerTestnet(program: Command): void {
       2048,
     )
     .option('--timeout <duration>', 'give up waiting for deliveries after this long, e.g. 240s or 4m', durationOption('--timeout', 10, 3600), 240)
-    .option('--json', 'print the final report as one JSON object on stdout (progress goes to stderr)', false)
+    .option(
+      '--serve',
+      "bring the network up and keep it running for your own mail client (no batch run): print each user's SMTP submission settings and Maildir, " +
+        'then wait for SIGINT/SIGTERM and stop everything (Postfix included; the run directory goes unless --keep)',
+      false,
+    )
+    .option('--tokens <n>', 'with --serve: tokens each user holds for the other (one per message through the overlay)', int('--tokens', 1, 10_000), 50)
+    .option(
+      '--json',
+      'print the final report as one JSON object on stdout (progress goes to stderr); with --serve, one JSON ready line (README "postmix testnet --serve")',
+      false,
+    )
     .option('--keep <dir>', 'keep the run directory (configs, keys, logs, Maildirs) in DIR')
     .option('--log-level <level>', 'log level of every node (their logs are in the run directory)', 'info')
     .addHelpText(
       'after',
       '\nExit status: 0 only when every message went where it should, byte-identical and exactly once;\n' +
-        '1 otherwise. See README "What postmix testnet does" for the topology.',
+        '1 otherwise. With --serve: 0 after a clean stop by SIGINT/SIGTERM, 1 if the network failed to come up.\n' +
+        'See README "What postmix testnet does" for the topology.',
     )
-    .action(async (o: Record<string, unknown>) => {
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
       const { runTestnet, TESTNET_DEFAULTS } = await import('./testnet/run.ts');
-      const report = await runTestnet({
+      const common = {
         ...TESTNET_DEFAULTS,
-        messages: o.messages as number,
-        size: o.size as number,
-        unauthorized: o.unauthorized as number,
-        killMix: o.killMix as number,
-        restartGatewayMs: typeof o.restartGateway === 'number' ? Math.round(o.restartGateway * 1000) : 0,
-        mxOutageS: o.mxOutage as number,
-        capture: Boolean(o.capture),
-        ...(typeof o.capture === 'string' ? { captureDir: resolve(o.capture) } : {}),
-        replay: o.replay as number,
         json: Boolean(o.json),
         ...(typeof o.keep === 'string' ? { keep: o.keep } : {}),
         mta: o.mta as 'embedded' | 'postfix',
@@ -111,8 +117,30 @@ export function registerTestnet(program: Command): void {
         lambdaM: o.lambdaM as number,
         lambdaG: o.lambdaG as number,
         payloadSize: o.payloadSize as number,
-        timeoutS: Math.round(o.timeout as number),
         logLevel: o.logLevel as string,
+      };
+      if (o.serve) {
+        const { serveTestnet, NOT_WITH_SERVE } = await import('./testnet/serve.ts');
+        const bad = NOT_WITH_SERVE.filter((f) => cmd.getOptionValueSource(camel(f)) === 'cli');
+        if (bad.length > 0)
+          cmd.error(`error: ${bad.join(', ')} ${bad.length > 1 ? 'are batch-run flags' : 'is a batch-run flag'}, not for --serve`, { exitCode: 64 });
+        process.exitCode = await serveTestnet({ ...common, tokens: o.tokens as number });
+        return;
+      }
+      if (cmd.getOptionValueSource('tokens') === 'cli')
+        cmd.error('error: --tokens is for --serve (the batch run gives each user what its messages need)', { exitCode: 64 });
+      const report = await runTestnet({
+        ...common,
+        messages: o.messages as number,
+        size: o.size as number,
+        unauthorized: o.unauthorized as number,
+        killMix: o.killMix as number,
+        restartGatewayMs: typeof o.restartGateway === 'number' ? Math.round(o.restartGateway * 1000) : 0,
+        mxOutageS: o.mxOutage as number,
+        capture: Boolean(o.capture),
+        ...(typeof o.capture === 'string' ? { captureDir: resolve(o.capture) } : {}),
+        replay: o.replay as number,
+        timeoutS: Math.round(o.timeout as number),
       });
       process.exitCode = report.ok ? 0 : 1;
     });

@@ -86,7 +86,8 @@ export async function startClients(
     const cdir = join(dir, name);
     mkdirSync(cdir, { recursive: true });
     const config = join(cdir, 'client.toml');
-    const password = `pw-${name}`;
+    // the submission password of a testnet user: random, as a provider would hand it out
+    const password = randomBytes(12).toString('base64url');
     writeFileSync(
       config,
       stringify({

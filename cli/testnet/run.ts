@@ -24,7 +24,7 @@ import { ChaosPlan } from './chaos.ts';
 import { addUsers, startClients, type UserSecrets } from './clients.ts';
 import { ClientWatch, judge, progressLine, progressOf } from './follow.ts';
 import type { MtaKind } from './messages.ts';
-import { DOMAINS, startMxs } from './mxs.ts';
+import { DOMAINS, startMxs, type Mxs } from './mxs.ts';
 import { startGateways, startNetwork, waitForFullDocument, type NetworkPlan, type NodeRecord, type RunningNetwork } from './network.ts';
 import { Supervisor } from './processes.ts';
 import { injectReplays, type ReplayReport } from './replay.ts';
@@ -95,7 +95,7 @@ export const TESTNET_DEFAULTS: TestnetOptions = {
 };
 
 /** What a run has under way, so that teardown can undo it whatever phase failed. */
-class Run {
+export class Run {
   readonly t0 = Date.now();
   readonly dir: string;
   readonly mailRoot: string;
@@ -134,7 +134,7 @@ class Run {
 }
 
 /** A route is one mix per layer + the gateway, and so is a mix's loop: L+1 hops. */
-function geometryFor(o: TestnetOptions): Geometry {
+export function geometryFor(o: TestnetOptions): Geometry {
   return validateGeometry({ ...DEFAULT_GEOMETRY, maxHops: Math.max(DEFAULT_GEOMETRY.maxHops, o.layers + 1), payloadSize: o.payloadSize });
 }
 
@@ -158,7 +158,7 @@ function topologyOf(o: TestnetOptions, geometry: Geometry): Record<string, unkno
 }
 
 /** Authorities, mixes and gateways up (users added before the gateways start), and a document listing them all. */
-async function startMixnet(run: Run, plan: NetworkPlan): Promise<{ net: RunningNetwork; secrets: UserSecrets }> {
+export async function startMixnet(run: Run, plan: NetworkPlan): Promise<{ net: RunningNetwork; secrets: UserSecrets }> {
   let secrets: UserSecrets | undefined;
   const net = await startNetwork(plan, run.sup, run.log, async (gws) => {
     secrets = await addUsers(gws, run.log);
@@ -169,6 +169,25 @@ async function startMixnet(run: Run, plan: NetworkPlan): Promise<{ net: RunningN
   await waitForFullDocument(net, plan, (run.o.epochLength * 4 + 60) * 1000, run.log);
   if (run.captureDir) run.log(`link capture on: every node records its frames under ${run.captureDir}`);
   return { net, secrets: secrets! };
+}
+
+/** The daemons' plan: 3 authorities (2-of-3), the layers, a gateway per overlay domain in front of its MX. */
+export function networkPlan(run: Run, geometry: Geometry, mxs: Mxs): NetworkPlan {
+  const o = run.o;
+  return {
+    dir: run.dir,
+    authorities: 3,
+    threshold: 2,
+    layers: o.layers,
+    layerSize: o.layerSize,
+    gatewayDomains: [DOMAINS.a, DOMAINS.b],
+    epochLength: o.epochLength,
+    grace: Math.max(5, Math.ceil(o.epochLength * 0.75)),
+    geometry,
+    mixing: { lambdaP: o.lambdaP, lambdaL: o.lambdaL, lambdaD: o.lambdaD, lambdaM: o.lambdaM, lambdaG: o.lambdaG, mu: 1000 / o.meanDelayMs },
+    mx: new Map([...mxs.byDomain].map(([d, mx]) => [d, { host: '127.0.0.1', port: mx.port }])),
+    logLevel: o.logLevel,
+  };
 }
 
 /** Captured frames sent again to a mix, which must drop them as replays. */
@@ -240,20 +259,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
   try {
     run.log(`run directory ${run.dir}${o.keep ? ' (kept)' : ''}`);
     const mxs = await startMxs({ mta: o.mta, keep: Boolean(o.keep) }, run.dir, run.mailRoot, run.closers, run.log);
-    const plan: NetworkPlan = {
-      dir: run.dir,
-      authorities: 3,
-      threshold: 2,
-      layers: o.layers,
-      layerSize: o.layerSize,
-      gatewayDomains: [DOMAINS.a, DOMAINS.b],
-      epochLength: o.epochLength,
-      grace: Math.max(5, Math.ceil(o.epochLength * 0.75)),
-      geometry,
-      mixing: { lambdaP: o.lambdaP, lambdaL: o.lambdaL, lambdaD: o.lambdaD, lambdaM: o.lambdaM, lambdaG: o.lambdaG, mu: 1000 / o.meanDelayMs },
-      mx: new Map([...mxs.byDomain].map(([d, mx]) => [d, { host: '127.0.0.1', port: mx.port }])),
-      logLevel: o.logLevel,
-    };
+    const plan = networkPlan(run, geometry, mxs);
     const { net, secrets } = await startMixnet(run, plan);
     const clients = await startClients(
       run.dir,
