@@ -164,7 +164,16 @@ export class Intake {
     return { tokenKey, keyEpoch: tok.keyEpoch, newBinding: true };
   }
 
+  /**
+   * Decides one fragment in one transaction: its reads and writes see one state of the store (in
+   * a group commit, the batch's transaction, where the fragments before it are visible), so
+   * nothing read here has to be read again before it is written.
+   */
   handleFragment(f: Fragment): IntakeResult {
+    return this.store.tx(() => this.decide(f));
+  }
+
+  private decide(f: Fragment): IntakeResult {
     const recipient = normalizeRecipient(f.recipient);
     if (recipient !== f.recipient || !this.servesDomain(recipient)) return this.drop('foreign-domain');
     const user = this.store.getUser(recipient);
@@ -225,11 +234,10 @@ export class Intake {
       }
     }
 
-    // store, in one transaction
-    const r = this.store.tx(() => {
-      let p = this.store.getPartial(f.messageId);
-      if (!p) {
-        if (this.store.handoffOf(f.messageId)) return { status: AckStatus.Duplicate, stored: false } as const;
+    // store (inside handleFragment's transaction: `partial` and `q` above are still current)
+    const r = ((): { status: AckStatus; stored: boolean; handoffId?: string } => {
+      let have = partial ?? { received: 0, bytes: 0 };
+      if (!partial) {
         this.store.createPartial({
           messageId: f.messageId,
           recipient,
@@ -240,32 +248,28 @@ export class Intake {
           ttlMs: this.opts.reassemblyTtlMs,
         });
         if (user.policy === 'open') this.store.rateBump(recipient, Math.floor(now / 3_600_000));
-        p = this.store.getPartial(f.messageId)!;
+        have = { received: 0, bytes: 0 };
       }
       if (tokenKey !== null) this.store.markSpent(tokenKey, f.messageId, recipient, keyEpoch, now);
-      if (this.store.hasFragment(f.messageId, f.index)) return { status: AckStatus.Stored, stored: false } as const;
+      if (this.store.hasFragment(f.messageId, f.index)) return { status: AckStatus.Stored, stored: false };
       const isLast = f.index === f.count - 1;
       // the last fragment may be short; the others must leave room for the rest
-      if (p.bytes + f.data.length > f.totalLength || (!isLast && f.data.length === 0)) return { status: AckStatus.Inconsistent, stored: false } as const;
+      if (have.bytes + f.data.length > f.totalLength || (!isLast && f.data.length === 0)) return { status: AckStatus.Inconsistent, stored: false };
       const stored = this.store.putFragment(f.messageId, f.index, f.data);
-      if (!stored) return { status: AckStatus.Stored, stored: false } as const;
-      if (p.received + 1 < f.count) return { status: AckStatus.Stored, stored: true } as const;
+      if (!stored) return { status: AckStatus.Stored, stored: false };
+      if (have.received + 1 < f.count) return { status: AckStatus.Stored, stored: true };
       const frags = this.store.fragments(f.messageId);
       const body = Buffer.concat(frags.map((x) => x.data));
       if (frags.length !== f.count || body.length !== f.totalLength) {
         this.store.dropPartial(f.messageId);
-        return { status: AckStatus.Inconsistent, stored: false } as const;
+        return { status: AckStatus.Inconsistent, stored: false };
       }
       const handoffId = this.store.enqueue(f.messageId, recipient, body, now);
       if (tokenKey !== null) this.store.markSpentDone(tokenKey);
       this.store.dropPartial(f.messageId);
-      return { status: AckStatus.Queued, stored: true, handoffId } as const;
-    });
+      return { status: AckStatus.Queued, stored: true, handoffId };
+    })();
     if (r.status === AckStatus.Inconsistent) return inconsistent();
-    if (r.status === AckStatus.Duplicate) {
-      this.counters.duplicates++;
-      return this.ack(r.status, f);
-    }
     if (newBinding) this.counters.tokensAccepted++;
     if (r.stored) this.counters.fragmentsStored++;
     else this.counters.duplicates++;
@@ -273,7 +277,7 @@ export class Intake {
     return this.ack(r.status, f, {
       stored: r.stored,
       tokenAccepted: newBinding,
-      ...('handoffId' in r && r.handoffId ? { handoffId: r.handoffId } : {}),
+      ...(r.handoffId ? { handoffId: r.handoffId } : {}),
     });
   }
 }
