@@ -8,7 +8,9 @@
  *   [intake] settings, and each ACK packet built from its fragment's SURB only after the commit
  *   that holds the fragment; payloads handed over a few per event-loop turn, as frames come off
  *   a link, at saturation. Beside it in interleaved rounds of the same run: one commit per
- *   fragment (`perFragmentCommitPerSec`, the intake of before) and the bare Sphinx unwrap of a
+ *   fragment (`perFragmentCommitPerSec`, the intake of before), the group commit with its fsync
+ *   inside COMMIT (`fragmentsPerSecInCommitFsync`, synchronous=FULL on the event loop; the
+ *   default overlaps it with the next batch, gateway/wal-sync.ts) and the bare Sphinx unwrap of a
  *   final-hop 2 KiB packet on the suite the gateway runs (`bareUnwrapPerSec`: processPacket,
  *   no replay store), the work in front of the intake; target fragmentsPerSecFull ≥ 0.7 × that;
  * - messages/s from the durable queue to an MX on loopback (an smtp-server sink), SMTP with
@@ -22,7 +24,7 @@ import { SMTPServer } from 'smtp-server';
 import { deriveIssuerKeys, noblePoprf, useFastestTokenChecks, verifyToken, type IssuerKeys } from '../proto/tokens/index.ts';
 import { encodeAck } from '../proto/fragment/index.ts';
 import { DEFAULT_GEOMETRY, createPacket, createSurb, fastestSuite, packetFromSurb, prepareHopKey, processPacket } from '../proto/sphinx/index.ts';
-import { GROUP_COMMIT_DEFAULTS, GroupCommit } from '../gateway/group-commit.ts';
+import { GROUP_COMMIT_DEFAULTS, GroupCommit, type FsyncMode } from '../gateway/group-commit.ts';
 import { HandoffWorker } from '../gateway/handoff.ts';
 import { Intake } from '../gateway/intake.ts';
 import { GatewayStore } from '../gateway/store.ts';
@@ -161,14 +163,14 @@ async function intakeFigures(opts: BenchOptions, dir: string, issuer: IssuerKeys
     surbId: new Uint8Array(16),
   }).surb;
   const msg = new Uint8Array(8 * 1600).fill(0x61);
-  const tokens = issuedTokens(issuer, bob, 1, rounds * perRound * 2);
+  const tokens = issuedTokens(issuer, bob, 1, rounds * perRound * 3);
   let tk = 0;
   let storeN = 0;
-  const intakeRound = async (maxFragments: number) => {
+  const intakeRound = async (maxFragments: number, fsync: FsyncMode) => {
     const store = new GatewayStore(join(dir, `intake-${storeN++}.sqlite`));
     store.addUser(bob);
     const intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 1 << 20, reassemblyTtlMs: 3_600_000 });
-    const gc = new GroupCommit(store, intake, { maxWaitMs: GROUP_COMMIT_DEFAULTS.maxWaitMs, maxFragments });
+    const gc = new GroupCommit(store, intake, { maxWaitMs: GROUP_COMMIT_DEFAULTS.maxWaitMs, maxFragments, fsync });
     const payloads = tokens.slice(tk, (tk += perRound)).flatMap((t) => fragmentPayloads(messageFragments(msg, bob, t, { surb }), geom.payloadSize));
     let acks = 0;
     const t0 = performance.now();
@@ -200,17 +202,20 @@ async function intakeFigures(opts: BenchOptions, dir: string, issuer: IssuerKeys
   let bare = 0;
   let full = 0;
   let single = 0;
+  let fullInCommit = 0;
   let batch = 0;
   let fragmentsPerMessage = 0;
   const ratios: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const u = opsPerSecond(unwrap, opts.quick ? 0.1 : 0.4).opsPerSec;
-    const g = await intakeRound(GROUP_COMMIT_DEFAULTS.maxFragments);
-    const one = await intakeRound(1);
+    const g = await intakeRound(GROUP_COMMIT_DEFAULTS.maxFragments, GROUP_COMMIT_DEFAULTS.fsync);
+    const inCommit = await intakeRound(GROUP_COMMIT_DEFAULTS.maxFragments, 'in-commit');
+    const one = await intakeRound(1, 'in-commit');
     bare = Math.max(bare, u);
     if (g.perSec > full) batch = g.meanBatch;
     full = Math.max(full, g.perSec);
     single = Math.max(single, one.perSec);
+    fullInCommit = Math.max(fullInCommit, inCommit.perSec);
     fragmentsPerMessage = g.fragments / g.messages;
     ratios.push(g.perSec / u);
   }
@@ -220,6 +225,8 @@ async function intakeFigures(opts: BenchOptions, dir: string, issuer: IssuerKeys
     bareUnwrapPerSec: Math.round(bare),
     ratio: full / bare,
     medianRoundRatio: ratios[Math.floor(ratios.length / 2)]!,
+    fsync: GROUP_COMMIT_DEFAULTS.fsync,
+    fragmentsPerSecInCommitFsync: Math.round(fullInCommit),
     perFragmentCommitPerSec: Math.round(single),
     groupCommitSpeedup: full / single,
     meanBatch: batch,
@@ -230,7 +237,7 @@ async function intakeFigures(opts: BenchOptions, dir: string, issuer: IssuerKeys
   };
   opts.log(
     `durable intake (synchronous=FULL, group commit ≤ ${out.maxWaitMs} ms / ${out.maxFragments} fragments, ACK after commit): ${fmt(full)} fragments/s ` +
-      `(mean batch ${fmt(batch, 1)}) | one commit per fragment ${fmt(single)}/s (${fmt(out.groupCommitSpeedup, 2)}x) | bare unwrap ${fmt(bare)}/s | ` +
+      `(mean batch ${fmt(batch, 1)}, fsync ${out.fsync}) | fsync inside COMMIT ${fmt(fullInCommit)}/s | one commit per fragment ${fmt(single)}/s (${fmt(out.groupCommitSpeedup, 2)}x) | bare unwrap ${fmt(bare)}/s | ` +
       `ratio ${fmt(out.ratio, 2)} (median per-round ${fmt(out.medianRoundRatio, 2)}; best of ${rounds} interleaved rounds, ${fragmentsPerMessage}-fragment messages)`,
   );
   return out;

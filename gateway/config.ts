@@ -62,6 +62,12 @@ export const GatewayConfigSchema = z
         group_commit_wait_ms: z.number().int().min(0).max(100).default(GROUP_COMMIT_DEFAULTS.maxWaitMs),
         /** Group commit: a transaction is committed at once when it holds this many fragments. */
         group_commit_max_fragments: z.number().int().min(1).max(4096).default(GROUP_COMMIT_DEFAULTS.maxFragments),
+        /**
+         * Group commit: where the fsync that makes a batch durable runs. 'overlapped': after the
+         * COMMIT, on the thread pool, while the next batch is decided; 'in-commit': inside COMMIT
+         * (synchronous=FULL) on the event loop. ACKs wait for it either way.
+         */
+        group_commit_fsync: z.enum(['overlapped', 'in-commit']).default(GROUP_COMMIT_DEFAULTS.fsync),
       })
       .strict()
       .prefault({}),

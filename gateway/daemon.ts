@@ -85,7 +85,7 @@ export class Gateway {
         serve: (link) => this.mailboxes.serve(link),
         afterRound: (t) => this.housekeeping(t),
         // what waits for its commit is committed and answered while the link can still carry the ACKs
-        drained: () => this.commits.flush(),
+        drained: () => this.commits.settle(),
         // the issuance endpoint starts after the link: /readyz waits for it too
         readyChecks: (): Record<string, true | string> =>
           f.issuance.enabled ? { issuance: this.issuance !== undefined || 'the token issuance endpoint is not up' } : {},
@@ -105,6 +105,7 @@ export class Gateway {
     this.commits = new GroupCommit(this.store, this.intake, {
       maxWaitMs: f.intake.group_commit_wait_ms,
       maxFragments: f.intake.group_commit_max_fragments,
+      fsync: f.intake.group_commit_fsync,
       onError: (err, what, fragments) =>
         this.log.error(
           { err: String(err), what, fragments },

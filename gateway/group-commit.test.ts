@@ -72,6 +72,107 @@ describe('group commit at the intake', () => {
     store.close();
   });
 
+  describe("fsync 'overlapped': committed under NORMAL, answered after an fsync of the WAL", () => {
+    /** Holds the store's WAL fsyncs until the test completes them, and records what each saw. */
+    function heldFsyncs(store: GatewayStore) {
+      const calls: { committedAtStart: number; done: (err: Error | null) => void }[] = [];
+      vi.spyOn(store.wal, 'sync').mockImplementation((done) => calls.push({ committedAtStart: committedFragments(store.path), done }));
+      return calls;
+    }
+
+    it('answers a committed batch only once an fsync that started after its COMMIT completed', () => {
+      const { store, intake, path } = open();
+      const calls = heldFsyncs(store);
+      const gc = new GroupCommit(store, intake, { maxWaitMs: 2, maxFragments: 64, fsync: 'overlapped' });
+      const [t1, t2] = issuedTokens(issuer, BOB, 1, 2);
+      const first = fragmentPayloads(messageFragments(msg(6000), BOB, t1!));
+      const second = fragmentPayloads(messageFragments(msg(3000, 0x62), BOB, t2!));
+      const seen: string[] = [];
+      for (const p of first) gc.submit(p, (r) => seen.push(`1:${answerOf(r)}`));
+      expect(gc.flush()).toBe(first.length);
+      // committed (another connection sees it), not answered: its fsync is in flight
+      expect(committedFragments(path)).toBe(1);
+      expect(seen).toEqual([]);
+      expect(calls).toHaveLength(1);
+      expect(calls[0]!.committedAtStart).toBe(1);
+      // a batch committed while that fsync runs waits for the next one
+      for (const p of second) gc.submit(p, (r) => seen.push(`2:${answerOf(r)}`));
+      expect(gc.flush()).toBe(second.length);
+      expect(calls).toHaveLength(1);
+      expect(gc.pending).toBe(first.length + second.length);
+      calls[0]!.done(null);
+      expect(seen).toEqual([`1:${AckStatus.Stored}`, `1:${AckStatus.Stored}`, `1:${AckStatus.Stored}`, `1:${AckStatus.Queued}`]);
+      // the next fsync starts at once and covers the second batch
+      expect(calls).toHaveLength(2);
+      expect(calls[1]!.committedAtStart).toBe(2);
+      calls[1]!.done(null);
+      expect(seen.slice(4)).toEqual([`2:${AckStatus.Stored}`, `2:${AckStatus.Queued}`]);
+      expect(gc.counters).toMatchObject({ commits: 2, fsyncs: 2, committedFragments: 6, failedCommits: 0 });
+      expect(gc.pending).toBe(0);
+      store.close();
+    });
+
+    it('a failed fsync answers nothing it covers; a resend is answered after a later fsync', () => {
+      const { store, intake } = open();
+      const calls = heldFsyncs(store);
+      const errors: string[] = [];
+      const gc = new GroupCommit(store, intake, { maxWaitMs: 2, maxFragments: 64, fsync: 'overlapped', onError: (_e, what, n) => errors.push(`${what}:${n}`) });
+      const [t] = issuedTokens(issuer, BOB, 1, 1);
+      const payloads = fragmentPayloads(messageFragments(msg(3000), BOB, t!));
+      let answered = 0;
+      for (const p of payloads) gc.submit(p, () => answered++);
+      gc.flush();
+      calls[0]!.done(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+      expect(answered).toBe(0);
+      expect(errors).toEqual([`commit:${payloads.length}`]);
+      expect(gc.counters).toMatchObject({ failedCommits: 1, fsyncs: 0, committedFragments: 0 });
+      const again: (number | string)[] = [];
+      for (const p of payloads) gc.submit(p, (r) => again.push(answerOf(r)));
+      gc.flush();
+      calls[1]!.done(null);
+      expect(again).toEqual([AckStatus.Duplicate, AckStatus.Duplicate]);
+      store.close();
+    });
+
+    it('settle() (shutdown) fsyncs on the spot and answers everything; the late fsync callback changes nothing', () => {
+      const { store, intake } = open();
+      const calls = heldFsyncs(store);
+      const now = vi.spyOn(store.wal, 'syncNow');
+      const gc = new GroupCommit(store, intake, { maxWaitMs: 2, maxFragments: 64, fsync: 'overlapped' });
+      const [t1, t2] = issuedTokens(issuer, BOB, 1, 2);
+      let answered = 0;
+      for (const p of fragmentPayloads(messageFragments(msg(3000), BOB, t1!))) gc.submit(p, () => answered++);
+      gc.flush(); // in flight
+      for (const p of fragmentPayloads(messageFragments(msg(3000, 0x62), BOB, t2!))) gc.submit(p, () => answered++); // still waiting to commit
+      gc.close();
+      expect(now).toHaveBeenCalledTimes(1);
+      expect(answered).toBe(4);
+      calls[0]!.done(null);
+      expect(answered).toBe(4);
+      expect(gc.counters).toMatchObject({ commits: 2, fsyncs: 1, committedFragments: 4 });
+      expect(gc.pending).toBe(0);
+      store.close();
+    });
+
+    it('on a real database file: the fsync runs on the thread pool and the answers come after it', async () => {
+      const { store, intake } = open();
+      const gc = new GroupCommit(store, intake, { maxWaitMs: 0, maxFragments: 64, fsync: 'overlapped' });
+      const [t] = issuedTokens(issuer, BOB, 1, 1);
+      const payloads = fragmentPayloads(messageFragments(msg(6000), BOB, t!));
+      const got = new Promise<(number | string)[]>((resolve) => {
+        const out: (number | string)[] = [];
+        for (const p of payloads) gc.submit(p, (r) => out.push(answerOf(r)) === payloads.length && resolve(out));
+      });
+      expect(gc.flush()).toBe(payloads.length);
+      expect(gc.counters.fsyncs).toBe(0);
+      expect(await got).toEqual([AckStatus.Stored, AckStatus.Stored, AckStatus.Stored, AckStatus.Queued]);
+      expect(gc.counters).toMatchObject({ commits: 1, fsyncs: 1, committedFragments: 4 });
+      // every other transaction still commits with synchronous=FULL
+      expect(store.db.pragma('synchronous', { simple: true })).toBe(2);
+      store.close();
+    });
+  });
+
   it('commits a lone fragment after at most maxWaitMs, and a full batch at once', () => {
     vi.useFakeTimers();
     const { store, intake } = open();
@@ -202,20 +303,29 @@ describe('group commit at the intake', () => {
   });
 
   it('SIGKILL while taking fragments: every fragment answered before the kill is in the database after it', async () => {
-    const path = join(dir, 'crash.sqlite');
-    // the fixture runs on the wall clock: the user's key epoch starts now
-    const setup = new GatewayStore(path);
-    setup.addUser(BOB);
-    setup.close();
+    // one database per fsync mode, each killed twice (the second run resends what the first took)
+    const pathOf = (fsync: string) => join(dir, `crash-${fsync}.sqlite`);
+    for (const fsync of ['in-commit', 'overlapped']) {
+      // the fixture runs on the wall clock: the user's key epoch starts now
+      const setup = new GatewayStore(pathOf(fsync));
+      setup.addUser(BOB);
+      setup.close();
+    }
     const tokens = issuedTokens(issuer, BOB, 1, 40);
     const frags = tokens.flatMap((t, k) => messageFragments(msg(5000, k), BOB, t));
     const payloads = fragmentPayloads(frags);
     const file = join(dir, 'payloads.hex');
     writeFileSync(file, payloads.map((p) => Buffer.from(p).toString('hex')).join('\n') + '\n');
-    for (const killAfter of [7, 61]) {
+    for (const [fsync, killAfter] of [
+      ['in-commit', 7],
+      ['in-commit', 61],
+      ['overlapped', 7],
+      ['overlapped', 61],
+    ] as const) {
+      const path = pathOf(fsync);
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', 'test/support/intake-process.ts', path, file, Buffer.from(SEED).toString('hex'), 'example.org', '2', '16'],
+        ['--import', 'tsx', 'test/support/intake-process.ts', path, file, Buffer.from(SEED).toString('hex'), 'example.org', '2', '16', fsync],
         {
           stdio: ['ignore', 'pipe', 'inherit'],
         },

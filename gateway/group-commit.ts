@@ -16,18 +16,32 @@
  * batch arrived (0: at the end of the current event-loop turn, i.e. with whatever arrived in the
  * same burst). The wait bounds the latency a fragment pays at low load; at high load the commit
  * itself paces the batches, since fragments that fall due while one fsync runs share the next.
+ *
+ * Where the fsync runs (`fsync`): 'in-commit' is SQLite's synchronous=FULL, inside COMMIT on the
+ * event loop; 'overlapped' (the gateway's default) commits under NORMAL and fsyncs the WAL on the
+ * thread pool (gateway/wal-sync.ts) while the next batch is decided, and answers a batch once an
+ * fsync that started after its COMMIT completed. At most one fsync is in flight; batches
+ * committed meanwhile share the next one. Either way nothing is answered before it is on disk.
+ * (Committed but not yet fsynced rows are visible to the hand-off: after a power loss in that
+ * window a message can reach the MX and still be resent by its sender, a duplicate, never a
+ * loss.)
  */
 import type { GatewayStore } from './store.ts';
 import type { Intake, IntakeCounters, IntakeResult } from './intake.ts';
 
 /** The gateway's defaults ([intake] group_commit_wait_ms, group_commit_max_fragments). */
-export const GROUP_COMMIT_DEFAULTS = { maxWaitMs: 2, maxFragments: 64 } as const;
+export const GROUP_COMMIT_DEFAULTS = { maxWaitMs: 2, maxFragments: 64, fsync: 'overlapped' } as const;
+
+/** 'in-commit': fsync inside COMMIT (synchronous=FULL); 'overlapped': after it, on the thread pool. */
+export type FsyncMode = 'in-commit' | 'overlapped';
 
 export interface GroupCommitOptions {
   /** Longest a fragment waits for others to share its commit, ms (0: the end of the event-loop turn). */
   readonly maxWaitMs: number;
   /** A batch is committed at once when it holds this many fragments. */
   readonly maxFragments: number;
+  /** Where the fsync that makes a batch durable runs (default 'in-commit'). */
+  readonly fsync?: FsyncMode;
   /** A fragment's processing threw (it gets no answer) or a batch's commit failed (none of it does). */
   readonly onError?: (err: unknown, what: 'fragment' | 'commit' | 'answer', fragments: number) => void;
 }
@@ -36,11 +50,13 @@ export interface GroupCommitOptions {
 export type OnCommitted = (r: IntakeResult) => void;
 
 export interface GroupCommitCounters {
-  /** Transactions committed (one fsync each). */
+  /** Transactions committed. */
   commits: number;
+  /** fsyncs of the WAL run after commits ('overlapped'; each covers every batch committed before it). */
+  fsyncs: number;
   /** Fragments answered after a commit (the mean batch is committedFragments / commits). */
   committedFragments: number;
-  /** Commits that failed: their fragments got no answer. */
+  /** Commits (or their fsync) that failed: their fragments got no answer. */
   failedCommits: number;
   /** Fragments whose processing threw (no answer). */
   failedFragments: number;
@@ -53,6 +69,12 @@ interface Waiting {
   readonly done: OnCommitted;
 }
 
+/** A committed batch whose answers wait for the fsync. */
+interface Unsynced {
+  readonly batch: readonly Waiting[];
+  readonly results: readonly (IntakeResult | undefined)[];
+}
+
 function restoreCounters(target: IntakeCounters, saved: IntakeCounters): void {
   const t = target as unknown as Record<string, unknown>;
   for (const [k, v] of Object.entries(saved)) {
@@ -62,8 +84,12 @@ function restoreCounters(target: IntakeCounters, saved: IntakeCounters): void {
 }
 
 export class GroupCommit {
-  readonly counters: GroupCommitCounters = { commits: 0, committedFragments: 0, failedCommits: 0, failedFragments: 0, largestBatch: 0 };
+  readonly counters: GroupCommitCounters = { commits: 0, fsyncs: 0, committedFragments: 0, failedCommits: 0, failedFragments: 0, largestBatch: 0 };
   private waiting: Waiting[] = [];
+  /** committed, waiting for the next fsync */
+  private unsynced: Unsynced[] = [];
+  /** committed, covered by the fsync in flight */
+  private syncing: Unsynced[] | undefined;
   private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private closed = false;
 
@@ -77,9 +103,14 @@ export class GroupCommit {
     if (!Number.isFinite(opts.maxWaitMs) || opts.maxWaitMs < 0) throw new RangeError(`maxWaitMs must be ≥ 0, got ${opts.maxWaitMs}`);
   }
 
-  /** Fragments waiting for their commit. */
+  /** Fragments waiting for their commit or for the fsync after it. */
   get pending(): number {
-    return this.waiting.length;
+    const n = (xs: readonly Unsynced[] | undefined) => (xs ?? []).reduce((a, u) => a + u.batch.length, 0);
+    return this.waiting.length + n(this.unsynced) + n(this.syncing);
+  }
+
+  private get overlapped(): boolean {
+    return this.opts.fsync === 'overlapped' && !this.closed;
   }
 
   /** Takes one payload delivered to MAIL_QUEUE_ID; `done` is called after the commit that holds it. */
@@ -99,7 +130,10 @@ export class GroupCommit {
     }
   }
 
-  /** Commits what is waiting now (synchronously) and answers it. Returns how many were answered. */
+  /**
+   * Commits what is waiting now (synchronously) and answers it, or with 'overlapped' queues its
+   * answers for the fsync after the commit. Returns how many fragments were committed.
+   */
   flush(): number {
     this.clearTimer();
     const batch = this.waiting;
@@ -112,16 +146,18 @@ export class GroupCommit {
     for (;;) {
       let threw = -1;
       try {
-        results = this.store.batch(() =>
-          batch.map((w, i) => {
-            if (skip.has(i)) return undefined;
-            try {
-              return this.intake.handlePayload(w.payload);
-            } catch (e) {
-              threw = i;
-              throw e;
-            }
-          }),
+        results = this.store.batch(
+          () =>
+            batch.map((w, i) => {
+              if (skip.has(i)) return undefined;
+              try {
+                return this.intake.handlePayload(w.payload);
+              } catch (e) {
+                threw = i;
+                throw e;
+              }
+            }),
+          { deferFsync: this.overlapped },
         );
         break;
       } catch (e) {
@@ -137,29 +173,80 @@ export class GroupCommit {
         return 0;
       }
     }
-    // durable from here on: only now may anything be answered
     this.counters.commits++;
     this.counters.largestBatch = Math.max(this.counters.largestBatch, batch.length);
-    let answered = 0;
-    for (let i = 0; i < batch.length; i++) {
-      const r = results[i];
-      if (r === undefined) continue;
-      answered++;
-      try {
-        batch[i]!.done(r);
-      } catch (e) {
-        // one failed answer (e.g. its ACK could not be built) must not withhold the others'
-        this.opts.onError?.(e, 'answer', 1);
-      }
-    }
-    this.counters.committedFragments += answered;
-    return answered;
+    const committed = results.filter((r) => r !== undefined).length;
+    if (this.overlapped) {
+      this.unsynced.push({ batch, results });
+      this.startFsync();
+    } else this.answer([{ batch, results }]); // durable from here on: only now may anything be answered
+    return committed;
   }
 
-  /** Commits what is waiting; from now on each fragment is committed on its own as it comes (shutdown). */
+  /** Commits what waits and makes every committed batch durable now, answering all of it (shutdown). */
+  settle(): void {
+    this.flush();
+    const all = [...(this.syncing ?? []), ...this.unsynced];
+    // the fsync in flight, if any, is answered here; its callback finds nothing to do
+    this.syncing = undefined;
+    this.unsynced = [];
+    if (all.length === 0) return;
+    try {
+      this.store.wal.syncNow();
+      this.counters.fsyncs++;
+    } catch (e) {
+      this.failSync(all, e);
+      return;
+    }
+    this.answer(all);
+  }
+
+  /** One fsync at a time: it covers every batch committed before it started. */
+  private startFsync(): void {
+    if (this.syncing !== undefined || this.unsynced.length === 0) return;
+    const taking = (this.syncing = this.unsynced);
+    this.unsynced = [];
+    this.store.wal.sync((err) => {
+      if (this.syncing !== taking) return; // settled meanwhile
+      this.syncing = undefined;
+      if (err) this.failSync(taking, err);
+      else {
+        this.counters.fsyncs++;
+        this.answer(taking);
+      }
+      this.startFsync();
+    });
+  }
+
+  /** The fsync failed: nothing it covers may be answered (the rows are committed; resends find them). */
+  private failSync(batches: readonly Unsynced[], err: unknown): void {
+    const n = batches.reduce((a, u) => a + u.batch.length, 0);
+    this.counters.failedCommits += batches.length;
+    this.opts.onError?.(err, 'commit', n);
+  }
+
+  private answer(batches: readonly Unsynced[]): void {
+    for (const { batch, results } of batches) {
+      let answered = 0;
+      for (let i = 0; i < batch.length; i++) {
+        const r = results[i];
+        if (r === undefined) continue;
+        answered++;
+        try {
+          batch[i]!.done(r);
+        } catch (e) {
+          // one failed answer (e.g. its ACK could not be built) must not withhold the others'
+          this.opts.onError?.(e, 'answer', 1);
+        }
+      }
+      this.counters.committedFragments += answered;
+    }
+  }
+
+  /** Settles what is waiting; from now on each fragment is committed (in-commit fsync) on its own as it comes (shutdown). */
   close(): void {
     if (this.closed) return;
-    this.flush();
+    this.settle();
     this.closed = true;
   }
 

@@ -56,7 +56,13 @@ export class GatewayMetrics {
     scrapedCounter(r, 'postmix_gateway_fragments_in_total', 'Fragments delivered to the mail queue', () => src.intake().fragmentsIn);
     scrapedCounters(r, 'postmix_gateway_acks_total', 'ACKs by status', 'status', () => c.acks);
     scrapedCounters(r, 'postmix_gateway_intake_dropped_total', 'Mail-queue payloads dropped without ACK', 'reason', () => src.intake().dropped);
-    scrapedCounter(r, 'postmix_gateway_intake_commits_total', 'Intake transactions committed (one fsync each; group commit)', () => src.commits().commits);
+    scrapedCounter(r, 'postmix_gateway_intake_commits_total', 'Intake transactions committed (group commit)', () => src.commits().commits);
+    scrapedCounter(
+      r,
+      'postmix_gateway_intake_fsyncs_total',
+      'fsyncs of the WAL after intake commits (group_commit_fsync = overlapped; each covers every batch committed before it)',
+      () => src.commits().fsyncs,
+    );
     scrapedCounter(
       r,
       'postmix_gateway_intake_committed_fragments_total',

@@ -28,6 +28,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { privateFile } from '../runtime/private-files.ts';
+import { WalSync } from './wal-sync.ts';
 import { fragmentTokenDigest, normalizeRecipient, tokenSpendKey, type KeyEpochWindow } from '../proto/tokens/index.ts';
 import { acceptsAt, currentEpoch, isDead, nextEpoch, planEpochs, revokeAll, DEFAULT_ROTATION, type EpochRow, type RotationPolicy } from './key-epochs.ts';
 import { bytesEqual, hex } from '../proto/util/bytes.ts';
@@ -235,6 +236,9 @@ export class GatewayStore {
   private readonly st;
   private readonly txRunner: Database.Transaction<(fn: () => unknown) => unknown>;
   private inBatch = false;
+  private readonly fullSync: boolean;
+  /** fsyncs the WAL for batches committed with `deferFsync` (gateway/wal-sync.ts) */
+  readonly wal: WalSync;
 
   constructor(
     readonly path: string,
@@ -249,7 +253,9 @@ export class GatewayStore {
     }
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+    this.fullSync = opts.synchronous !== 'normal';
+    this.db.pragma(`synchronous = ${this.fullSync ? 'FULL' : 'NORMAL'}`);
+    this.wal = new WalSync(path);
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
@@ -298,6 +304,7 @@ export class GatewayStore {
   }
 
   close(): void {
+    this.wal.close();
     if (this.db.open) this.db.close();
   }
 
@@ -365,16 +372,26 @@ export class GatewayStore {
    * without a savepoint of its own (a savepoint per fragment was a fifth of a group commit's
    * cost): a throw anywhere rolls back the whole batch, and the caller retries without the
    * fragment that threw (gateway/group-commit.ts).
+   *
+   * `deferFsync`: this one transaction commits under synchronous=NORMAL (its COMMIT writes the
+   * WAL but does not fsync it), and the caller makes it durable with `wal.sync()` before it
+   * tells anyone; every other transaction keeps FULL.
    */
-  batch<T>(fn: () => T): T {
-    return this.txRunner.immediate(() => {
-      this.inBatch = true;
-      try {
-        return fn();
-      } finally {
-        this.inBatch = false;
-      }
-    }) as T;
+  batch<T>(fn: () => T, opts: { readonly deferFsync?: boolean } = {}): T {
+    const defer = opts.deferFsync === true && this.fullSync;
+    if (defer) this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.txRunner.immediate(() => {
+        this.inBatch = true;
+        try {
+          return fn();
+        } finally {
+          this.inBatch = false;
+        }
+      }) as T;
+    } finally {
+      if (defer) this.db.pragma('synchronous = FULL');
+    }
   }
 
   // ---- users ----

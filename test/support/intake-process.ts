@@ -2,18 +2,19 @@
  * Test fixture (test/gateway-postfix.test.ts, gateway/group-commit.test.ts): a process that takes
  * fragment payloads (hex, one per line in argv[3]) into the gateway store at argv[2] the way the
  * gateway does (the intake under group commit: [intake] group_commit_wait_ms argv[5], default 2,
- * group_commit_max_fragments argv[6], default 64), a few payloads per event-loop turn as they come
+ * group_commit_max_fragments argv[6], default 64, group_commit_fsync argv[7], default the
+ * gateway's), a few payloads per event-loop turn as they come
  * off a link; prints each payload's answer (ACK status or drop reason, one line each, in
- * payload order) as soon as the transaction holding it committed, then prints "acked" and
+ * payload order) as soon as the transaction holding it is durable, then prints "acked" and
  * waits — to be SIGKILLed before any hand-off, or while it is still taking payloads.
  */
 import { readFileSync, writeSync } from 'node:fs';
 import { deriveIssuerKeys } from '../../proto/tokens/index.ts';
-import { GroupCommit } from '../../gateway/group-commit.ts';
+import { GROUP_COMMIT_DEFAULTS, GroupCommit, type FsyncMode } from '../../gateway/group-commit.ts';
 import { Intake } from '../../gateway/intake.ts';
 import { GatewayStore } from '../../gateway/store.ts';
 
-const [dbPath, payloadFile, seedHex, domain, waitMs, maxFragments] = process.argv.slice(2);
+const [dbPath, payloadFile, seedHex, domain, waitMs, maxFragments, fsync] = process.argv.slice(2);
 const store = new GatewayStore(dbPath!);
 const intake = new Intake(store, {
   domains: [domain!],
@@ -21,7 +22,11 @@ const intake = new Intake(store, {
   maxMessageBytes: 1 << 20,
   reassemblyTtlMs: 3_600_000,
 });
-const commits = new GroupCommit(store, intake, { maxWaitMs: Number(waitMs ?? 2), maxFragments: Number(maxFragments ?? 64) });
+const commits = new GroupCommit(store, intake, {
+  maxWaitMs: Number(waitMs ?? 2),
+  maxFragments: Number(maxFragments ?? 64),
+  fsync: (fsync ?? GROUP_COMMIT_DEFAULTS.fsync) as FsyncMode,
+});
 const payloads = readFileSync(payloadFile!, 'utf8')
   .split('\n')
   .filter(Boolean)
