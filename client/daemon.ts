@@ -178,7 +178,12 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
   let metrics: MetricsServer | null = null;
   if (cfg.metrics.enabled) {
     const reg = newRegistry('postmix_client');
-    registerClientMetrics(reg, core, () => (network instanceof OverlayConnection ? network.link.counters : undefined));
+    registerClientMetrics(
+      reg,
+      core,
+      () => (network instanceof OverlayConnection ? network.link.counters : undefined),
+      () => (network instanceof OverlayConnection ? { epoch: network.current?.body.epoch, stale: network.stale } : undefined),
+    );
     try {
       metrics = await startMetricsServer(reg, cfg.metrics.host, cfg.metrics.port, {
         bearerToken: metricsBearerToken,

@@ -7,8 +7,16 @@ import { scrapedCounter, scrapedCounters, scrapedGauge } from '../runtime/metric
 import type { LinkCounters } from '../runtime/link/link.ts';
 import type { ClientCore } from './core.ts';
 
-/** `link`: the overlay link's counters, when the client has one. */
-export function registerClientMetrics(r: Registry, core: ClientCore, link?: () => LinkCounters | undefined): void {
+/** What the client's overlay says of its network document, when it has an overlay. */
+export interface DocumentState {
+  /** epoch of the verified document routing now (undefined: none usable) */
+  readonly epoch: number | undefined;
+  /** routing by a document older than the epoch (the authorities published none since, or none reached us) */
+  readonly stale: boolean;
+}
+
+/** `link`: the overlay link's counters, when the client has one; `document`: its document state. */
+export function registerClientMetrics(r: Registry, core: ClientCore, link?: () => LinkCounters | undefined, document?: () => DocumentState | undefined): void {
   const c = core.counters;
   const s = core.stats;
   scrapedCounter(r, 'postmix_client_messages_accepted_total', 'messages accepted (250)', () => c.accepted);
@@ -29,6 +37,10 @@ export function registerClientMetrics(r: Registry, core: ClientCore, link?: () =
     () => s.gaps,
   );
   scrapedCounter(r, 'postmix_client_link_dial_failures_total', 'failed dials to layer-1 mixes and the home gateway', () => link?.()?.dialFailures ?? 0);
+  scrapedGauge(r, 'postmix_client_document_epoch', 'epoch of the network document routing now (-1: none usable)', () => document?.()?.epoch ?? -1);
+  scrapedGauge(r, 'postmix_client_document_stale', '1 while routing by a document older than the epoch (authorities unreachable or late), else 0', () =>
+    document?.()?.stale ? 1 : 0,
+  );
   scrapedCounter(
     r,
     'postmix_client_link_wrong_peer_total',

@@ -71,6 +71,8 @@ export interface EpochDriverOptions {
   readonly onFetch?: (result: string) => void;
   /** Each authority's answer to an upload (metrics). */
   readonly onUpload?: (result: string) => void;
+  /** An epoch's grace ended: the replay sets and Sphinx key files dropped (metrics). */
+  readonly onPrune?: (replaySetsDropped: number, keyFilesDeleted: number) => void;
   /** Seams for tests: the HTTP calls and the clock that spaces retries. */
   readonly fetchDocument?: typeof fetchDocument;
   readonly uploadDescriptor?: typeof uploadDescriptor;
@@ -201,6 +203,7 @@ export class EpochDriver {
       this.prunedBefore = e;
       const tags = this.o.replay.dropEpochsBefore(e);
       const keys = this.o.keys.prune(e);
+      this.o.onPrune?.(tags.length, keys.length);
       if (tags.length > 0 || keys.length > 0) this.o.log.info({ epoch: e, replaySetsDropped: tags, keyFilesDeleted: keys }, 'previous epoch expired');
     }
     this.o.afterRound?.(t);

@@ -148,6 +148,7 @@ export class HopNode {
   private readonly drops: Record<NodeDropReason, number> = { 'link-refused': 0 };
   private readonly fetches = new Map<string, number>();
   private readonly uploads = new Map<string, number>();
+  private readonly pruned = { replaySets: 0, keyFiles: 0 };
   /** Frames that arrived while shutting down (not processed). */
   droppedAtShutdown = 0;
 
@@ -181,6 +182,10 @@ export class HopNode {
       afterRound: (t) => this.role.afterRound?.(t),
       onFetch: (result) => this.fetches.set(result, (this.fetches.get(result) ?? 0) + 1),
       onUpload: (result) => this.uploads.set(result, (this.uploads.get(result) ?? 0) + 1),
+      onPrune: (replaySets, keyFiles) => {
+        this.pruned.replaySets += replaySets;
+        this.pruned.keyFiles += keyFiles;
+      },
     });
     const cached = this.epochs.restoreCached();
     this.geometryNow = cached ? cached.body.geometry : DEFAULT_GEOMETRY;
@@ -199,6 +204,13 @@ export class HopNode {
       }),
       fetches: () => this.fetches,
       uploads: () => this.uploads,
+      stores: () => ({
+        keyFiles: countOr(-1, () => store.listSphinxEpochs().length),
+        // -1 once closed, while shutting down
+        replayEpochs: countOr(-1, () => this.replay.epochs().length),
+        keyFilesDeleted: this.pruned.keyFiles,
+        replaySetsDropped: this.pruned.replaySets,
+      }),
     });
     this.engine = this.newEngine(this.geometryNow);
     this.processor = o.processor?.(this) ?? { process: (frame) => this.engine.handle(frame) };
@@ -443,5 +455,14 @@ export class HopNode {
     this.replay.close();
     await this.metricsServer?.close();
     return { drained, dropped, stillQueuedAtDeadline: left };
+  }
+}
+
+/** `read()`, or `fallback` when it throws (a store closed during shutdown, a key directory gone). */
+function countOr(fallback: number, read: () => number): number {
+  try {
+    return read();
+  } catch {
+    return fallback;
   }
 }

@@ -24,6 +24,8 @@ export interface HopMetricSources {
   fetches(): ReadonlyMap<string, number>;
   /** Descriptor uploads by each authority's answer. */
   uploads(): ReadonlyMap<string, number>;
+  /** What the key directory and the replay store hold, and what expiry removed from them. */
+  stores(): { keyFiles: number; replayEpochs: number; keyFilesDeleted: number; replaySetsDropped: number };
 }
 
 export class HopMetrics {
@@ -88,6 +90,16 @@ export class HopMetrics {
     scrapedGauge(registry, m('layer'), "this node's mix layer in the current document (0: not a mix in it)", () => src.epoch().layer);
     scrapedGauge(registry, m('document_epoch'), 'epoch of the document in use (-1: none)', () => src.epoch().documentEpoch);
     scrapedGauge(registry, m('sphinx_keys'), 'Sphinx keys accepted right now (2 during the grace window)', () => src.epoch().keys);
+    // bounded stores: what an epoch's expiry removes (forward secrecy, and memory/disk that do not grow)
+    scrapedGauge(
+      registry,
+      m('sphinx_key_files'),
+      'Sphinx key files on disk (the previous epoch in grace, this one, and keys ahead)',
+      () => src.stores().keyFiles,
+    );
+    scrapedGauge(registry, m('replay_epochs'), 'epochs whose replay tag set the replay store holds', () => src.stores().replayEpochs);
+    counter('sphinx_key_files_deleted_total', 'Sphinx key files deleted once their epoch and grace ended', () => src.stores().keyFilesDeleted);
+    counter('replay_sets_dropped_total', 'replay tag sets dropped once their epoch and grace ended', () => src.stores().replaySetsDropped);
     scrapedCounters(registry, m('descriptor_uploads_total'), 'descriptor uploads, by authority answer', 'result', () => src.uploads());
     scrapedCounters(registry, m('document_fetches_total'), 'document fetches, by outcome', 'result', () => src.fetches());
   }
