@@ -49,6 +49,26 @@ export function registerTestnet(program: Command): void {
       0,
     )
     .option(
+      '--restart-client <duration>',
+      "SIGKILL alice's client while its fragments are in flight (never mid-submission) and restart it after DURATION (e.g. 1500ms); nothing it accepted may be lost or duplicated",
+      durationOption('--restart-client', 0.001, 600),
+    )
+    .option(
+      '--authority-outage <duration>',
+      'take every directory authority down (SIGKILL) at an epoch boundary for at least DURATION (more than two epochs, e.g. 25s with --epoch-length 10s) ' +
+        'and until a message sent after the held document would once have expired has arrived; the overlay messages are sent spread over the outage; ' +
+        'then every node and client must follow the epoch of the next document',
+      durationOption('--authority-outage', 1, 24 * 3600),
+      0,
+    )
+    .option(
+      '--soak <duration>',
+      "steady mail for DURATION (e.g. 2m, 30m; a bare number is seconds): the --messages spread evenly over it; reports each daemon's resident memory at both ends " +
+        "and each mix's and gateway's key files and replay sets, and fails unless epoch expiry keeps them bounded",
+      durationOption('--soak', 30, 7 * 24 * 3600),
+      0,
+    )
+    .option(
       '--capture [dir]',
       'capture every frame on every link (POSTMIX_LINK_CAPTURE in each node: lengths and a timestamp per frame) and fail unless all have one length; with DIR, keep the capture there for `postmix sim analyze DIR`',
       false,
@@ -137,6 +157,9 @@ export function registerTestnet(program: Command): void {
         killMix: o.killMix as number,
         restartGatewayMs: typeof o.restartGateway === 'number' ? Math.round(o.restartGateway * 1000) : 0,
         mxOutageS: o.mxOutage as number,
+        restartClientMs: typeof o.restartClient === 'number' ? Math.round(o.restartClient * 1000) : 0,
+        authorityOutageS: o.authorityOutage as number,
+        soakS: o.soak as number,
         capture: Boolean(o.capture),
         ...(typeof o.capture === 'string' ? { captureDir: resolve(o.capture) } : {}),
         replay: o.replay as number,

@@ -7,19 +7,25 @@
  *    issuance, one bundle per contact); nothing from a sender with forged tokens; every
  *    frame on every link one length (link capture); captured frames re-injected into a mix are
  *    dropped as replays (the mix's own counter says so);
- * 2. under chaos (embedded MXs): a mix SIGKILLed, the beta.test gateway SIGKILLed and restarted,
- *    alpha.test's MX down until its gateway has failed hand-offs: still every message, once.
+ * 2. under chaos (embedded MXs, 10 s epochs): a mix SIGKILLed, the beta.test gateway and alice's
+ *    client SIGKILLed with fragments in flight and restarted, alpha.test's MX down until its
+ *    gateway has failed hand-offs, every directory authority down for 2.5 epochs while mail is
+ *    sent: still every message, once, some delivered after the held document would once have
+ *    expired, and every node and client on the new epoch once the authorities are back;
+ * 3. a short soak (60 s of steady mail over 10 s epochs): every message once, each daemon's
+ *    memory reported, and every mix's and gateway's key files and replay sets bounded.
  *
  * Each run exits 0 only when its own checks pass; the assertions below re-check its JSON report
  * and, independently of it, the Maildir files against the submitted bytes it kept.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asSubmitted } from '../cli/testnet/messages.ts';
 import type { TestnetReport } from '../cli/testnet/report.ts';
+import { KEY_FILES_BOUND, REPLAY_EPOCHS_BOUND } from '../cli/testnet/soak.ts';
 import { sizeLeaks } from '../cli/testnet/wire.ts';
 
 const bin = new URL('../bin/postmix.js', import.meta.url).pathname;
@@ -157,11 +163,30 @@ describe.sequential('postmix testnet (whole network, separate processes)', () =>
     });
   });
 
-  describe('chaos: a mix killed, a gateway killed and restarted, an MX down', () => {
+  describe('chaos: a mix killed, a gateway and a client killed and restarted, an MX down, every authority down', () => {
     const keep = mkdtempSync(join(tmpdir(), 'postmix-chaos-'));
     let run: Run;
     beforeAll(async () => {
-      run = await testnet(['--messages', '2', '--size', '7000', '--kill-mix', '1', '--restart-gateway', '2000ms', '--mx-outage', '8s', '--keep', keep]);
+      run = await testnet([
+        '--messages',
+        '2',
+        '--size',
+        '7000',
+        '--epoch-length',
+        '10s',
+        '--kill-mix',
+        '1',
+        '--restart-gateway',
+        '2000ms',
+        '--restart-client',
+        '1500ms',
+        '--mx-outage',
+        '8s',
+        '--authority-outage',
+        '25s',
+        '--keep',
+        keep,
+      ]);
     }, RUN_BUDGET_MS);
     afterAll(() => rmSync(keep, { recursive: true, force: true }));
 
@@ -177,11 +202,78 @@ describe.sequential('postmix testnet (whole network, separate processes)', () =>
       expect(c.errors).toEqual([]);
       expect(c.killed).toHaveLength(1);
       expect(c.killed[0]).toMatch(/^mix-l\d-\d$/);
-      expect(c.restarted.map((x) => x.name)).toEqual(['gw-beta']);
+      expect(c.restarted.map((x) => x.name).sort()).toEqual(['client-alice', 'gw-beta']);
       expect(c.mx_outage!.domain).toBe('alpha.test');
       expect(c.mx_outage!.down_s).toBeGreaterThanOrEqual(8);
       // the gateway saw the MX fail and retried: delivery after the outage is not luck
       expect(c.mx_outage!.handoff_failures).toBeGreaterThan(0);
+    });
+
+    it('rides through an outage of every authority longer than two epochs, and follows the epoch once they are back', () => {
+      const a = run.report.chaos.authority_outage!;
+      expect(a).not.toBeNull();
+      expect(a.down_s).toBeGreaterThanOrEqual(25);
+      expect(a.down_s).toBeGreaterThan(2 * 10);
+      // mail sent during the outage went through, some of it after the held document's fresh_until
+      // + grace, where the network stopped before issue 13
+      expect(a.submitted_during).toBeGreaterThanOrEqual(1);
+      expect(a.delivered_past_old_expiry).toBeGreaterThanOrEqual(1);
+      expect(a.old_expiry_s).toBeLessThan(a.down_s);
+      // back: a new document, and every live node (8 mixes, 2 gateways) and both clients route by it
+      expect(a.first_epoch_after).toBeGreaterThan(a.document_epoch);
+      expect(a.followers.map((f) => f.name).filter((n) => n.startsWith('mix-'))).toHaveLength(8);
+      expect(
+        a.followers
+          .map((f) => f.name)
+          .filter((n) => !n.startsWith('mix-'))
+          .sort(),
+      ).toEqual(['client-alice', 'client-bob', 'gw-alpha', 'gw-beta']);
+      for (const f of a.followers) expect(f.document_epoch).toBeGreaterThanOrEqual(a.first_epoch_after);
+      // independently of the report: the nodes themselves said they routed by an older document
+      for (const gw of ['gw-alpha', 'gw-beta']) expect(readFileSync(join(keep, 'logs', `${gw}.log`), 'utf8')).toContain('routing by an older one');
+      expect(readFileSync(join(keep, 'logs', 'client-bob.log'), 'utf8')).toContain('the network document is stale');
+    });
+  });
+
+  describe('soak: steady mail across epochs, memory reported, stores bounded', () => {
+    const keep = mkdtempSync(join(tmpdir(), 'postmix-soak-'));
+    let run: Run;
+    beforeAll(async () => {
+      run = await testnet(['--messages', '6', '--size', '7000', '--epoch-length', '10s', '--soak', '60s', '--keep', keep]);
+    }, RUN_BUDGET_MS);
+    afterAll(() => rmSync(keep, { recursive: true, force: true }));
+
+    it('delivers every message of the soak byte-identical, exactly once', () => {
+      expectAllDelivered(run, 6);
+    });
+
+    it("reports every daemon's memory at both ends and keeps each hop's key files and replay sets bounded", () => {
+      const s = run.report.soak!;
+      expect(s).not.toBeNull();
+      expect(s.duration_s).toBeGreaterThanOrEqual(60);
+      expect(s.epochs).toBeGreaterThanOrEqual(5);
+      // 3 authorities, 9 mixes, 2 gateways, 2 clients
+      expect(s.daemons).toHaveLength(16);
+      for (const d of s.daemons) {
+        expect(d.rss_start_bytes).toBeGreaterThan(0);
+        expect(d.rss_end_bytes).toBeGreaterThan(0);
+      }
+      expect(s.bounded).toBe(true);
+      expect(s.problems).toEqual([]);
+      expect(s.stores).toHaveLength(11);
+      for (const h of s.stores) {
+        expect(h.key_files_end).toBeLessThanOrEqual(KEY_FILES_BOUND);
+        expect(h.replay_epochs_end).toBeLessThanOrEqual(REPLAY_EPOCHS_BOUND);
+        // epoch expiry removed a key file per epoch and the replay sets of the epochs that ended
+        expect(h.key_files_deleted).toBeGreaterThanOrEqual(s.epochs - 1);
+        expect(h.replay_sets_dropped).toBeGreaterThanOrEqual(1);
+      }
+      // independently of the metrics: the key directories on disk after the run
+      for (const h of s.stores) {
+        const dir = join(keep, h.name, 'keys');
+        expect(existsSync(dir)).toBe(true);
+        expect(readdirSync(dir).filter((f) => /^sphinx-\d+\.key$/.test(f)).length).toBeLessThanOrEqual(KEY_FILES_BOUND);
+      }
     });
   });
 });

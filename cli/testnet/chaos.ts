@@ -2,9 +2,14 @@
  * The testnet's chaos plan, decided before the run and applied as it goes: an MX down from
  * before submission until its gateway has failed to hand off (--mx-outage), K mixes SIGKILLed
  * once packets are in flight (--kill-mix), the beta.test gateway SIGKILLed with fragments in
- * flight and started again with the same keys and database (--restart-gateway). What happened
- * is reported; a step that could not be taken fails the run.
+ * flight and started again with the same keys and database (--restart-gateway), alice's client
+ * SIGKILLed with fragments in flight and no submission under way, and started again with the
+ * same outbox (--restart-client), every directory authority down for more than two epochs while
+ * mail is sent (--authority-outage, authority-outage.ts). What happened is reported; a step that
+ * could not be taken fails the run.
  */
+import { AuthorityOutage, type Follower, type OutageTimes } from './authority-outage.ts';
+import type { ClientInfo } from './clients.ts';
 import type { ChaosReport } from './report.ts';
 import { scrape, sumMetric } from './metrics.ts';
 import { DOMAINS, type Mxs } from './mxs.ts';
@@ -16,8 +21,25 @@ export interface ChaosOptions {
   readonly killMix: number;
   readonly restartGatewayMs: number;
   readonly mxOutageS: number;
+  /** SIGKILL alice's client with fragments in flight, restart it after this many ms (0: off) */
+  readonly restartClientMs: number;
+  /** every authority down for at least this many seconds (0: off) */
+  readonly authorityOutageS: number;
   readonly layers: number;
+  readonly epochLength: number;
+  readonly threshold: number;
   readonly timeoutS: number;
+}
+
+/** What the plan sees of the clients and their mail. */
+export interface ChaosClients {
+  readonly all: readonly ClientInfo[];
+  /** the client --restart-client kills */
+  readonly victim: ClientInfo;
+  /** clients with a submission under way (submit.ts) */
+  readonly busy: ReadonlySet<string>;
+  /** each overlay message's submission and MX arrival (unix ms; 0 / null: not yet) */
+  readonly arrivals: () => readonly { submittedAt: number; arrivedAt: number | null }[];
 }
 
 /** K mixes to kill, spread over the layers so every layer keeps at least one live mix. */
@@ -46,16 +68,42 @@ export class ChaosPlan {
   private readonly background: Promise<void>[] = [];
   private killedYet: boolean;
   private restartedYet: boolean;
+  private clientRestartedYet: boolean;
+  private readonly outage: AuthorityOutage | undefined;
 
   constructor(
     private readonly o: ChaosOptions,
     private readonly net: RunningNetwork,
     private readonly mxs: Mxs,
     private readonly sup: Supervisor,
+    private readonly clients: ChaosClients,
     private readonly log: (s: string) => void,
   ) {
     this.killedYet = o.killMix === 0;
     this.restartedYet = o.restartGatewayMs === 0;
+    this.clientRestartedYet = o.restartClientMs === 0;
+    if (o.authorityOutageS > 0)
+      this.outage = new AuthorityOutage(
+        { seconds: o.authorityOutageS, epochLength: o.epochLength, threshold: o.threshold, timeoutS: o.timeoutS },
+        net,
+        sup,
+        log,
+      );
+  }
+
+  /** Every live mix, gateway and client, and the gauge that says which document it routes by. */
+  private followers(): Follower[] {
+    const alive = (name: string) => !this.sup.get(name)?.status;
+    return [
+      ...this.net.nodes
+        .filter((n) => alive(n.name))
+        .map((n) => ({
+          name: n.name,
+          metricsUrl: n.metricsUrl,
+          metric: n.kind === 'mix' ? 'postmix_mixnode_document_epoch' : 'postmix_gateway_document_epoch',
+        })),
+      ...this.clients.all.filter((c) => alive(c.name)).map((c) => ({ name: c.name, metricsUrl: c.metricsUrl, metric: 'postmix_client_document_epoch' })),
+    ];
   }
 
   /**
@@ -63,7 +111,21 @@ export class ChaosPlan {
    * has counted failed hand-offs and the outage has lasted its time, so the run proves hand-off
    * retries, not lucky timing.
    */
-  async beforeSubmit(): Promise<void> {
+  async beforeSubmit(): Promise<OutageTimes | undefined> {
+    await this.mxDown();
+    if (!this.outage) return undefined;
+    const times = await this.outage.begin();
+    this.background.push(
+      this.outage
+        .ride(this.clients.arrivals, () => this.followers())
+        .catch((e: unknown) => {
+          this.errors.push(`authority outage: ${(e as Error).message}`);
+        }),
+    );
+    return times;
+  }
+
+  private async mxDown(): Promise<void> {
     if (this.o.mxOutageS <= 0) return;
     const mx = this.mxs.byDomain.get(DOMAINS.a)!;
     const gw = this.net.nodes.find((n) => n.kind === 'gateway' && n.domain === DOMAINS.a)!;
@@ -115,6 +177,27 @@ export class ChaosPlan {
         ),
       );
     }
+    this.restartClient(st);
+  }
+
+  /** alice's client SIGKILLed with fragments in flight (never mid-submission: its 250 is the commit), restarted with the same outbox. */
+  private restartClient(st: Progressing): void {
+    const c = this.clients.victim;
+    if (this.clientRestartedYet || !((st.inflightBy[c.name] ?? 0) > 0) || this.clients.busy.has(c.name)) return;
+    this.clientRestartedYet = true;
+    const at = Date.now();
+    this.log(`SIGKILL ${c.name} with ${st.inflightBy[c.name]} fragments in flight; restarting it in ${this.o.restartClientMs} ms`);
+    this.background.push(
+      this.sup.restart(c.name, /smtp submission listening/, this.o.restartClientMs).then(
+        () => {
+          this.restarted.push({ name: c.name, down_s: (Date.now() - at) / 1000 });
+          this.log(`${c.name} is back (down ${((Date.now() - at) / 1000).toFixed(1)} s): same outbox, same wallet`);
+        },
+        (e: unknown) => {
+          this.errors.push(`restart ${c.name}: ${(e as Error).message}`);
+        },
+      ),
+    );
   }
 
   /** Waits for the steps still under way (the MX to come back, the gateway to restart). */
@@ -124,10 +207,17 @@ export class ChaosPlan {
 
   /** Whether every step asked for was taken. */
   get complete(): boolean {
-    return this.errors.length === 0 && (this.o.restartGatewayMs === 0 || this.restarted.length > 0) && (this.o.mxOutageS === 0 || this.mxOutage !== null);
+    const restarted = (name: string) => this.restarted.some((r) => r.name === name);
+    return (
+      this.errors.length === 0 &&
+      (this.o.restartGatewayMs === 0 || restarted(this.net.gateways.find((g) => g.domain === DOMAINS.b)!.name)) &&
+      (this.o.restartClientMs === 0 || restarted(this.clients.victim.name)) &&
+      (this.o.mxOutageS === 0 || this.mxOutage !== null) &&
+      (this.outage === undefined || this.outage.report() !== null)
+    );
   }
 
   report(): ChaosReport {
-    return { killed: this.killed, restarted: this.restarted, mx_outage: this.mxOutage, errors: this.errors };
+    return { killed: this.killed, restarted: this.restarted, mx_outage: this.mxOutage, authority_outage: this.outage?.report() ?? null, errors: this.errors };
   }
 }

@@ -26,6 +26,8 @@ export interface ClientInfo {
   readonly config: string;
   readonly smtpPort: number;
   readonly password: string;
+  /** its Prometheus endpoint (the chaos plan reads which document it routes by) */
+  readonly metricsUrl: string;
 }
 
 export interface Clients {
@@ -81,8 +83,8 @@ export async function startClients(
   sup: Supervisor,
   log: (s: string) => void,
 ): Promise<Clients> {
-  const ports = await freePorts(3);
-  const mk = (name: string, address: string, port: number, home: string): ClientInfo => {
+  const ports = await freePorts(6);
+  const mk = (name: string, address: string, port: number, metricsPort: number, home: string): ClientInfo => {
     const cdir = join(dir, name);
     mkdirSync(cdir, { recursive: true });
     const config = join(cdir, 'client.toml');
@@ -94,6 +96,7 @@ export async function startClients(
         data_dir: cdir,
         log: { level: o.logLevel },
         smtp: { host: '127.0.0.1', port, user: name, password },
+        metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
         smarthost: { ...smarthost, secure: false, retry_base_ms: 1000 },
         bounce: { maildir: join(cdir, 'Maildir') },
         network: {
@@ -109,10 +112,10 @@ export async function startClients(
         ...(secrets.has(address) ? { tokens: { address, secret: secrets.get(address)! } } : {}),
       }) + '\n',
     );
-    return { name, address, dir: cdir, config, smtpPort: port, password };
+    return { name, address, dir: cdir, config, smtpPort: port, password, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
   };
-  const alice = mk('client-alice', ALICE, ports[0]!, DOMAINS.a);
-  const bob = mk('client-bob', BOB, ports[1]!, DOMAINS.b);
+  const alice = mk('client-alice', ALICE, ports[0]!, ports[3]!, DOMAINS.a);
+  const bob = mk('client-bob', BOB, ports[1]!, ports[4]!, DOMAINS.b);
   const all = [alice, bob];
   // each user requests tokens from its own gateway through its client (blinded: the gateway
   // never sees them) and exports one bundle per contact; the contact imports it
@@ -135,7 +138,7 @@ export async function startClients(
   );
   let mallory: ClientInfo | undefined;
   if (o.forged > 0) {
-    mallory = mk('client-mallory', `mallory@${DOMAINS.a}`, ports[2]!, DOMAINS.a);
+    mallory = mk('client-mallory', `mallory@${DOMAINS.a}`, ports[2]!, ports[5]!, DOMAINS.a);
     all.push(mallory);
     // forged tokens: the right format and issuer key, outputs the gateway never computed
     const real = JSON.parse(readFileSync(bobForAlice, 'utf8')) as { epochs: { tokens: string[] }[] };

@@ -73,6 +73,8 @@ export class ClientWatch {
 export interface Progressing {
   submitted: number;
   inflight: number;
+  /** fragments in the mixnet, by sending client */
+  inflightBy: Record<string, number>;
   acked: number;
   fragments: number;
   arrived: number;
@@ -84,13 +86,25 @@ export interface Progressing {
 }
 
 export function progressOf(planned: readonly Planned[], watch: ClientWatch, mailRoot: string, mta: MtaKind): Progressing {
-  const s: Progressing = { submitted: 0, inflight: 0, acked: 0, fragments: 0, arrived: 0, expectArrive: 0, refusedDone: 0, expectRefused: 0, done: true };
+  const s: Progressing = {
+    submitted: 0,
+    inflight: 0,
+    inflightBy: {},
+    acked: 0,
+    fragments: 0,
+    arrived: 0,
+    expectArrive: 0,
+    refusedDone: 0,
+    expectRefused: 0,
+    done: true,
+  };
   for (const p of planned) {
     if (p.outboxId) s.submitted++;
     const r = watch.recipient(p);
     if (r && r.path === 'overlay') {
       const delivered = r.state === 'delivered';
       s.inflight += delivered ? 0 : r.inflight;
+      if (!delivered) s.inflightBy[p.client.name] = (s.inflightBy[p.client.name] ?? 0) + r.inflight;
       s.acked += delivered ? r.fragmentCount : r.acked;
       s.fragments += r.fragmentCount;
     }

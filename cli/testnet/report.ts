@@ -1,5 +1,7 @@
 /** The testnet's final report: one row per message, totals, chaos and wire checks, and a table for humans. */
+import type { AuthorityOutageReport } from './authority-outage.ts';
 import type { ReplayReport } from './replay.ts';
+import { soakLines, type SoakReport } from './soak.ts';
 import { sizeLeaks, type WireReport } from './wire.ts';
 
 export type MessagePath = 'overlay' | 'smtp-fallback' | 'refused';
@@ -42,6 +44,8 @@ export interface TestnetReport {
   readonly wire: WireReport | null;
   /** the replay check (null without --replay) */
   readonly replay: ReplayReport | null;
+  /** --soak: memory per daemon and the hops' stores at both ends (null without --soak) */
+  readonly soak: SoakReport | null;
   /** how the users' tokens came to their contacts */
   readonly tokens: TokensReport;
   readonly run_dir: string | null;
@@ -60,6 +64,8 @@ export interface ChaosReport {
   /** processes SIGKILLed and started again with the same config */
   readonly restarted: readonly { readonly name: string; readonly down_s: number }[];
   readonly mx_outage: { readonly domain: string; readonly down_s: number; readonly handoff_failures: number } | null;
+  /** --authority-outage: every authority down, mail sent meanwhile, and the epoch followed once they were back */
+  readonly authority_outage: AuthorityOutageReport | null;
   /** chaos steps that could not be carried out (the run fails) */
   readonly errors: readonly string[];
 }
@@ -107,6 +113,8 @@ export function renderTable(r: TestnetReport): string {
     r.chaos.mx_outage
       ? `MX for ${r.chaos.mx_outage.domain} down ${r.chaos.mx_outage.down_s.toFixed(1)} s; its gateway counted ${r.chaos.mx_outage.handoff_failures} failed hand-offs and retried`
       : '',
+    ...(r.chaos.authority_outage ? [authorityOutageLine(r.chaos.authority_outage)] : []),
+    ...(r.soak ? soakLines(r.soak) : []),
     `tokens: requested by each user's client from its own gateway (blinded), one bundle per contact: ${r.tokens.bundles
       .map((b) => `${b.recipient} → ${b.contact} (${b.tokens})`)
       .join(', ')}`,
@@ -132,4 +140,12 @@ export function renderTable(r: TestnetReport): string {
   ]
     .filter((l) => l !== '')
     .join('\n');
+}
+
+function authorityOutageLine(a: AuthorityOutageReport): string {
+  return (
+    `every directory authority down ${a.down_s.toFixed(1)} s (document of epoch ${a.document_epoch}; before issue 13 dropped ${a.old_expiry_s.toFixed(1)} s in, keys until ${a.valid_until_s.toFixed(1)} s in): ` +
+    `${a.submitted_during} overlay messages submitted and ${a.delivered_during} delivered meanwhile, ${a.delivered_past_old_expiry} past the old expiry; ` +
+    `back, every node and client followed to epoch ${a.first_epoch_after} within ${a.followed_after_s.toFixed(1)} s`
+  );
 }

@@ -20,15 +20,17 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DEFAULT_GEOMETRY, packetSizes, validateGeometry, type Geometry } from '../../proto/sphinx/geometry.ts';
 import { CAPTURE_ENV } from '../../runtime/link/index.ts';
+import { spreadOverOutage, spreadTimes } from './authority-outage.ts';
 import { ChaosPlan } from './chaos.ts';
 import { addUsers, startClients, type UserSecrets } from './clients.ts';
 import { ClientWatch, judge, progressLine, progressOf } from './follow.ts';
-import type { MtaKind } from './messages.ts';
+import { findInMaildir, type MtaKind } from './messages.ts';
 import { DOMAINS, startMxs, type Mxs } from './mxs.ts';
 import { startGateways, startNetwork, waitForFullDocument, type NetworkPlan, type NodeRecord, type RunningNetwork } from './network.ts';
 import { Supervisor } from './processes.ts';
 import { injectReplays, type ReplayReport } from './replay.ts';
 import { renderTable, totals, type MessageReport, type TestnetReport, type TokensReport } from './report.ts';
+import { Soak, type SoakReport } from './soak.ts';
 import { planMessages, submitAll, type Planned } from './submit.ts';
 import { sizeLeaks, summarizeCapture, type WireReport } from './wire.ts';
 
@@ -43,6 +45,12 @@ export interface TestnetOptions {
   readonly restartGatewayMs: number;
   /** take alpha.test's MX down before submission for at least this many seconds (0: off) */
   readonly mxOutageS: number;
+  /** SIGKILL alice's client while its fragments are in flight, restart it after this many ms (0: off) */
+  readonly restartClientMs: number;
+  /** every directory authority down for at least this many seconds, mail sent meanwhile (0: off) */
+  readonly authorityOutageS: number;
+  /** steady mail for this many seconds: the messages spread over it, memory and stores reported (0: off) */
+  readonly soakS: number;
   /** record every link's frames (POSTMIX_LINK_CAPTURE) and check they all have one length */
   readonly capture: boolean;
   /** keep the capture here (implies capture), with nodes.json and testnet.json, for `postmix sim analyze` */
@@ -76,6 +84,9 @@ export const TESTNET_DEFAULTS: TestnetOptions = {
   killMix: 0,
   restartGatewayMs: 0,
   mxOutageS: 0,
+  restartClientMs: 0,
+  authorityOutageS: 0,
+  soakS: 0,
   capture: false,
   replay: 0,
   json: false,
@@ -215,10 +226,18 @@ async function replayCheck(run: Run, net: RunningNetwork, chaos: ChaosPlan): Pro
  * (and the submission is over) or the time is up; the chaos plan acts on what it sees, so a mix
  * dies and a gateway restarts while packets of this run are in flight.
  */
-async function follow(run: Run, planned: readonly Planned[], watch: ClientWatch, chaos: ChaosPlan, submission: Promise<unknown>): Promise<void> {
+async function follow(
+  run: Run,
+  planned: readonly Planned[],
+  watch: ClientWatch,
+  chaos: ChaosPlan,
+  submission: Promise<unknown>,
+  lastSubmitAt: number,
+): Promise<void> {
   let submitted = false;
   void submission.finally(() => (submitted = true));
-  const deadline = Date.now() + run.o.timeoutS * 1000;
+  // paced submissions (an outage, a soak): the time given runs from the last one
+  const deadline = Math.max(Date.now(), lastSubmitAt) + run.o.timeoutS * 1000;
   let lastLine = '';
   for (;;) {
     const st = progressOf(planned, watch, run.mailRoot, run.o.mta);
@@ -245,6 +264,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
   let replay: ReplayReport | null = null;
   let chaos: ChaosPlan | undefined;
   let bundles: TokensReport['bundles'] = [];
+  let soak: SoakReport | null = null;
   let ok = false;
   const onSignal = () => {
     // the MXs too: a private Postfix left running would outlive the run
@@ -274,19 +294,46 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     bundles = clients.bundles;
     const watch = new ClientWatch(clients.all, FOLLOW_MS / 1000);
     run.closers.push(async () => watch.close());
-    chaos = new ChaosPlan(o, net, mxs, run.sup, run.log);
-    await chaos.beforeSubmit();
     const planned = planMessages(clients, { messages: o.messages, size: o.size, forged: o.unauthorized });
+    const overlay = planned.map((p) => p.expected === 'overlay');
+    const busy = new Set<string>();
+    chaos = new ChaosPlan(
+      { ...o, epochLength: o.epochLength, threshold: plan.threshold },
+      net,
+      mxs,
+      run.sup,
+      {
+        all: clients.all,
+        victim: clients.alice,
+        busy,
+        arrivals: () =>
+          planned
+            .filter((p) => p.expected === 'overlay')
+            .map((p) => ({ submittedAt: p.submittedAt, arrivedAt: findInMaildir(run.mailRoot, p.to, p.id, p.bytes, o.mta).firstArrivalMs })),
+      },
+      run.log,
+    );
+    const outage = await chaos.beforeSubmit();
     await watch.ready();
+    const soaking = o.soakS > 0 ? new Soak(o.soakS, o.epochLength, net.nodes, run.sup, run.log) : undefined;
+    await soaking?.begin();
+    // when each message is submitted: spread over the soak, else over the authority outage, else at once
+    const times = soaking
+      ? spreadTimes(overlay, Date.now(), Date.now() + o.soakS * 1000)
+      : outage
+        ? spreadOverOutage(overlay, outage, o.authorityOutageS, o.epochLength)
+        : undefined;
     const c = chaos;
-    const submission = submitAll(run.dir, planned).then(() => {
+    const submission = submitAll(run.dir, planned, { busy, ...(times ? { at: (i: number) => times[i]! } : {}) }).then(() => {
       run.log(`submitted ${planned.length} messages (${o.size} bytes each) over SMTP to the clients`);
       return replayCheck(run, net, c);
     });
-    await follow(run, planned, watch, chaos, submission);
+    await follow(run, planned, watch, chaos, submission, times ? Math.max(...times) : Date.now());
     replay = await submission;
+    // the last message was submitted at the soak's end: follow() waited for it
+    if (soaking) soak = await soaking.end(planned.length);
     messages = planned.map((p) => judge(p, watch, run.mailRoot, o.mta));
-    ok = messages.every((m) => m.ok) && chaos.complete;
+    ok = messages.every((m) => m.ok) && chaos.complete && (soak === null || soak.bounded);
     if (replay && replay.dropped_as_replay !== replay.injected) ok = false;
     if (o.replay > 0 && !replay) ok = false;
   } finally {
@@ -301,9 +348,10 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     topology,
     messages,
     totals: totals(messages),
-    chaos: chaos?.report() ?? { killed: [], restarted: [], mx_outage: null, errors: [] },
+    chaos: chaos?.report() ?? { killed: [], restarted: [], mx_outage: null, authority_outage: null, errors: [] },
     wire,
     replay,
+    soak,
     tokens: { issued_via: 'client', bundles },
     run_dir: o.keep ? run.dir : null,
   };

@@ -26,7 +26,19 @@ export interface ServeOptions extends TestnetOptions {
 }
 
 /** Batch-run options that mean nothing for a network kept up for people: refused with --serve. */
-export const NOT_WITH_SERVE = ['--messages', '--unauthorized', '--kill-mix', '--restart-gateway', '--mx-outage', '--replay', '--capture', '--timeout'] as const;
+export const NOT_WITH_SERVE = [
+  '--messages',
+  '--unauthorized',
+  '--kill-mix',
+  '--restart-gateway',
+  '--restart-client',
+  '--mx-outage',
+  '--authority-outage',
+  '--soak',
+  '--replay',
+  '--capture',
+  '--timeout',
+] as const;
 
 export interface ServedNode {
   readonly name: string;

@@ -42,28 +42,62 @@ export function planMessages(c: Clients, o: { messages: number; size: number; fo
   return planned;
 }
 
-/** Writes sent/<id>.eml, then submits every message to its sender's client over SMTP (AUTH). */
-export async function submitAll(dir: string, planned: Planned[]): Promise<void> {
+/** When each message is submitted, and what the chaos plan may need to know while it goes on. */
+export interface SubmitPacing {
+  /** Unix ms at which to submit planned[i] (default: at once, one after the other) */
+  readonly at?: (i: number) => number;
+  /** Names of the clients with a submission under way: a client is never killed mid-transaction (its 250 is the commit). */
+  readonly busy?: Set<string>;
+  /** How long a refused connection (the client down, restarting) is retried, as a mail client's queue would (ms). */
+  readonly retryRefusedMs?: number;
+}
+
+const isRefused = (e: unknown): boolean => (e as { code?: string }).code === 'ECONNREFUSED';
+
+/**
+ * Writes sent/<id>.eml, then submits every message to its sender's client over SMTP (AUTH), each
+ * at its time. A refused connection is retried (nothing was sent, so nothing can be duplicated):
+ * a client being restarted is back within seconds, as an MUA's outbox would find it.
+ */
+export async function submitAll(dir: string, planned: Planned[], pacing: SubmitPacing = {}): Promise<void> {
   mkdirSync(join(dir, 'sent'), { recursive: true });
   for (const p of planned) writeFileSync(join(dir, 'sent', `${p.id}.eml`), p.bytes);
+  const retryMs = pacing.retryRefusedMs ?? 60_000;
+  const fresh = (c: ClientInfo) =>
+    nodemailer.createTransport({ host: '127.0.0.1', port: c.smtpPort, secure: false, ignoreTLS: true, auth: { user: c.name, pass: c.password } });
   const transports = new Map<string, ReturnType<typeof nodemailer.createTransport>>();
   const transport = (c: ClientInfo) => {
     let t = transports.get(c.name);
-    if (!t)
-      transports.set(
-        c.name,
-        (t = nodemailer.createTransport({ host: '127.0.0.1', port: c.smtpPort, secure: false, ignoreTLS: true, auth: { user: c.name, pass: c.password } })),
-      );
+    if (!t) transports.set(c.name, (t = fresh(c)));
     return t;
   };
   try {
-    for (const p of planned) {
-      p.submittedAt = Date.now();
+    for (const [i, p] of planned.entries()) {
+      const at = pacing.at?.(i);
+      if (at !== undefined && at > Date.now()) await new Promise((r) => setTimeout(r, at - Date.now()));
+      const giveUp = Date.now() + retryMs;
+      pacing.busy?.add(p.client.name);
       try {
-        const info = await transport(p.client).sendMail({ envelope: { from: p.client.address, to: [p.to] }, raw: Buffer.from(p.bytes) });
-        p.outboxId = /queued as ([0-9a-zA-Z]+)/.exec(info.response)?.[1];
-      } catch (e) {
-        p.submitError = (e as Error).message;
+        for (;;) {
+          p.submittedAt = Date.now();
+          try {
+            const info = await transport(p.client).sendMail({ envelope: { from: p.client.address, to: [p.to] }, raw: Buffer.from(p.bytes) });
+            p.outboxId = /queued as ([0-9a-zA-Z]+)/.exec(info.response)?.[1];
+            break;
+          } catch (e) {
+            if (!isRefused(e) || Date.now() > giveUp) {
+              p.submitError = (e as Error).message;
+              break;
+            }
+            transport(p.client).close();
+            transports.delete(p.client.name);
+            pacing.busy?.delete(p.client.name);
+            await new Promise((r) => setTimeout(r, 250));
+            pacing.busy?.add(p.client.name);
+          }
+        }
+      } finally {
+        pacing.busy?.delete(p.client.name);
       }
     }
   } finally {
