@@ -90,7 +90,9 @@ export class Soak {
     const stores: Snapshot['stores'] = new Map();
     await Promise.all(
       this.nodes.map(async (n) => {
-        const s = await scrape(n.metricsUrl).catch(() => null);
+        // a loaded machine can miss a 3 s scrape: ask again before calling the hop silent
+        let s = null;
+        for (let i = 0; i < 3 && !s; i++) s = await scrape(n.metricsUrl).catch(() => null);
         if (!s) return;
         const m = (x: string) => sumMetric(s, `${prefixOf(n)}_${x}`);
         stores.set(n.name, {
@@ -149,8 +151,11 @@ export class Soak {
     for (const { name } of this.nodes) {
       const s = a.stores.get(name);
       const e = b.stores.get(name);
-      // a node killed or restarted meanwhile has no comparable ends
-      if (!s || !e || e.deleted < s.deleted) continue;
+      // a node killed or restarted meanwhile has no comparable ends; a live one that does not answer is a problem
+      if (!s || !e || e.deleted < s.deleted) {
+        if (!this.sup.get(name)?.status) problems.push(`${name}: no metrics at ${!s ? 'the start' : 'the end'} of the soak`);
+        continue;
+      }
       const h: HopStores = {
         name,
         key_files_start: s.keyFiles,
