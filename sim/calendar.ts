@@ -17,10 +17,10 @@ export class CalendarQueue {
   private readonly invW: number;
   private readonly mask: number;
   private readonly head: Int32Array;
-  // bucketed items
+  // bucketed items, 16 bytes each in one buffer (an item is one cache line, not three): item e's
+  // time at itT[2e], its code at itI[4e + 2], the next item of its bucket at itI[4e + 3]
   private itT: Float64Array;
-  private itC: Int32Array;
-  private itNext: Int32Array;
+  private itI: Int32Array;
   private freeTop = -1;
   private used = 0;
   private bucketed = 0;
@@ -30,6 +30,12 @@ export class CalendarQueue {
   private fN = 0;
   /** the absolute number (floor(t / width)) of the bucket in the front heap */
   private cur = 0;
+  /**
+   * Called with the front heap's codes (`codes[0 .. n−1]`) each time a bucket moves to the
+   * front, before any of its events is popped: the caller may touch what the events will read,
+   * so that the bucket's cache misses overlap instead of coming one per event.
+   */
+  onBucket: ((codes: Int32Array, n: number) => void) | null = null;
 
   /**
    * `width`: seconds per bucket; `buckets`: a power of two, the year being `buckets` × `width`
@@ -43,9 +49,9 @@ export class CalendarQueue {
     this.invW = 1 / width;
     this.mask = buckets - 1;
     this.head = new Int32Array(buckets).fill(-1);
-    this.itT = new Float64Array(1024);
-    this.itC = new Int32Array(1024);
-    this.itNext = new Int32Array(1024);
+    const items = new ArrayBuffer(1024 * 16);
+    this.itT = new Float64Array(items);
+    this.itI = new Int32Array(items);
     this.fT = new Float64Array(256);
     this.fC = new Int32Array(256);
   }
@@ -67,15 +73,16 @@ export class CalendarQueue {
     const a = Math.floor(time * this.invW);
     if (a <= this.cur) return this.frontPush(time, code);
     let e = this.freeTop;
-    if (e >= 0) this.freeTop = this.itNext[e]!;
+    if (e >= 0) this.freeTop = this.itI[4 * e + 3]!;
     else {
-      if (this.used === this.itT.length) this.growItems();
+      if (2 * this.used === this.itT.length) this.growItems();
       e = this.used++;
     }
     const s = (a | 0) & this.mask;
-    this.itT[e] = time;
-    this.itC[e] = code;
-    this.itNext[e] = this.head[s]!;
+    const itI = this.itI;
+    this.itT[2 * e] = time;
+    itI[4 * e + 2] = code;
+    itI[4 * e + 3] = this.head[s]!;
     this.head[s] = e;
     this.bucketed++;
   }
@@ -145,7 +152,7 @@ export class CalendarQueue {
   private advance(): boolean {
     if (this.bucketed === 0) return false;
     const itT = this.itT;
-    const itNext = this.itNext;
+    const itI = this.itI;
     const invW = this.invW;
     let scanned = 0;
     for (;;) {
@@ -154,21 +161,24 @@ export class CalendarQueue {
       let e = this.head[s]!;
       let keep = -1;
       while (e >= 0) {
-        const nx = itNext[e]!;
-        const t = itT[e]!;
+        const nx = itI[4 * e + 3]!;
+        const t = itT[2 * e]!;
         if (Math.floor(t * invW) <= a) {
-          this.frontPush(t, this.itC[e]!);
-          itNext[e] = this.freeTop;
+          this.frontPush(t, itI[4 * e + 2]!);
+          itI[4 * e + 3] = this.freeTop;
           this.freeTop = e;
           this.bucketed--;
         } else {
-          itNext[e] = keep;
+          itI[4 * e + 3] = keep;
           keep = e;
         }
         e = nx;
       }
       this.head[s] = keep;
-      if (this.fN > 0) return true;
+      if (this.fN > 0) {
+        this.onBucket?.(this.fC, this.fN);
+        return true;
+      }
       if (++scanned > this.mask) {
         // a whole year without an event: jump to the earliest one
         this.cur = Math.floor(this.minBucketed() * invW) - 1;
@@ -179,14 +189,14 @@ export class CalendarQueue {
 
   private minBucketed(): number {
     let m = Infinity;
-    for (let s = 0; s <= this.mask; s++) for (let e = this.head[s]!; e >= 0; e = this.itNext[e]!) if (this.itT[e]! < m) m = this.itT[e]!;
+    for (let s = 0; s <= this.mask; s++) for (let e = this.head[s]!; e >= 0; e = this.itI[4 * e + 3]!) if (this.itT[2 * e]! < m) m = this.itT[2 * e]!;
     return m;
   }
 
   private growItems(): void {
-    const n = this.itT.length * 2;
-    this.itT = grown(this.itT, n);
-    this.itC = grown(this.itC, n);
-    this.itNext = grown(this.itNext, n);
+    const items = new ArrayBuffer(this.itT.length * 16);
+    new Uint8Array(items).set(new Uint8Array(this.itT.buffer));
+    this.itT = new Float64Array(items);
+    this.itI = new Int32Array(items);
   }
 }
