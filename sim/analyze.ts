@@ -231,7 +231,7 @@ export function analyzeCapture(dir: string, opts: AnalyzeOptions = {}): CaptureA
     if ((code & 1) === 0) {
       // departure from tr.from
       const p = pk.alloc();
-      pk.mass[p] = -1;
+      pk.setMass(p, -1);
       packetOf[k] = p;
       const n = index.get(tr.from);
       if (n === undefined) {
@@ -269,7 +269,7 @@ export function analyzeCapture(dir: string, opts: AnalyzeOptions = {}): CaptureA
         tgM[tg] = 0;
         fwd.attach(p, tg, 1);
       }
-      if (pk.mass[p]! >= 0) fwd.arrive(p, n);
+      if (pk.mass(p) >= 0) fwd.arrive(p, n);
       pk.free(p);
     }
   }

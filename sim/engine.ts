@@ -16,7 +16,26 @@ import { ForwardTracker, type ExitSink } from './forward.ts';
 import { CalendarQueue } from './calendar.ts';
 import { LogHistogram } from './histogram.ts';
 import { Network } from './network.ts';
-import { KIND_DROP, KIND_FRAGMENT, KIND_GWLOOP, KIND_LOOP, KIND_MIXLOOP, KIND_REAL, PacketTable } from './packets.ts';
+import {
+  F_DELAYS,
+  F_REC,
+  F_T0,
+  I_FRAG,
+  I_HOP,
+  I_KIND,
+  I_MASS,
+  I_NHOPS,
+  I_NODES,
+  I_SRC,
+  I_TARGET,
+  KIND_DROP,
+  KIND_FRAGMENT,
+  KIND_GWLOOP,
+  KIND_LOOP,
+  KIND_MIXLOOP,
+  KIND_REAL,
+  PacketTable,
+} from './packets.ts';
 import { Rng } from './rng.ts';
 import { fragmentCapacityOf, fragmentCountFor, mixingParamsOf, type Scenario } from './scenario.ts';
 import { ErlangTable, type TimingSummary } from './timing.ts';
@@ -248,6 +267,35 @@ export class Simulation implements ExitSink {
     const hopsPerPacket = this.postmix ? 2 * L + 3 : L;
     const pps = N * (sc.rate + sc.loopRate + sc.dropRate) + this.NM * sc.mixLoopRate + G * sc.gatewayLoopRate;
     this.heap = CalendarQueue.sized(pps * (hopsPerPacket + 1), 10 / this.mu + 2 * L * this.hopGap);
+    this.heap.onBucket = (codes, n) => this.warm(codes, n);
+  }
+
+  /** read by no one: keeps the loads in `warm` from being optimised away */
+  private warmed = 0;
+
+  /**
+   * A bucket of events moves to the front of the queue: read each packet event's first integer
+   * and first double (its record's two hot cache lines), so the bucket's records are fetched
+   * together, a few dozen independent loads in flight, rather than one cache miss after another
+   * as the events are popped (the records are cold: a packet waits a hop's delay between events).
+   */
+  private warm(codes: Int32Array, n: number): void {
+    const pk = this.pk;
+    const i32 = pk.i32;
+    const f64 = pk.f64;
+    const IS = pk.IS;
+    const FS = pk.FS;
+    const FO = pk.FO;
+    let s = 0;
+    for (let i = 0; i < n; i++) {
+      const c = codes[i]!;
+      const k = c & 7;
+      if (k === EV_DEPART || k === EV_ARRIVE) {
+        const p = c >>> 3;
+        s += i32[p * IS]! + f64[p * FS + FO]!;
+      }
+    }
+    this.warmed += s;
   }
 
   private expo(rate: number): number {
@@ -267,14 +315,16 @@ export class Simulation implements ExitSink {
     // reply path: where does this packet land, and whose mailbox is it?
     const r = tg - this.K;
     const pk = this.pk;
-    const base = p * pk.H;
-    const h = pk.hop[p]!;
-    const next = h + 1 < pk.nHops[p]! ? pk.nodes[base + h + 1]! : pk.nodes[base + pk.nHops[p]!]!;
+    const i32 = pk.i32;
+    const o = p * pk.IS;
+    const h = i32[o + I_HOP]!;
+    const nHops = i32[o + I_NHOPS]!;
+    const next = i32[o + I_NODES + (h + 1 < nHops ? h + 1 : nHops)]!;
     if (next < this.NM) return; // lost with the packet
     const g = next - this.NM;
     if (this.net.compromised[next] === 1) {
-      const k = pk.kind[p]!;
-      const owner = (k === KIND_FRAGMENT && h > this.L) || k === KIND_LOOP ? pk.src[p]! : -1;
+      const k = i32[o + I_KIND]!;
+      const owner = (k === KIND_FRAGMENT && h > this.L) || k === KIND_LOOP ? i32[o + I_SRC]! : -1;
       if (owner >= 0) {
         const mm = this.replyClientMass[r]!;
         mm.set(owner, (mm.get(owner) ?? 0) + m);
@@ -321,22 +371,26 @@ export class Simulation implements ExitSink {
   private newPacket(kind: number, src: number, t0: number): number {
     const pk = this.pk;
     const p = pk.alloc();
-    pk.hop[p] = 0;
-    pk.kind[p] = kind;
-    pk.src[p] = src;
-    pk.t0[p] = t0;
-    pk.mass[p] = -1;
-    pk.target[p] = -1;
-    pk.frag[p] = -1;
-    pk.rec[p] = -1;
+    const i32 = pk.i32;
+    const o = p * pk.IS;
+    i32[o + I_HOP] = 0;
+    i32[o + I_KIND] = kind;
+    i32[o + I_SRC] = src;
+    i32[o + I_MASS] = -1;
+    i32[o + I_TARGET] = -1;
+    i32[o + I_FRAG] = -1;
+    const d = p * pk.FS + pk.FO;
+    pk.f64[d + F_T0] = t0;
+    pk.f64[d + F_REC] = -1;
     this.packets++;
     return p;
   }
 
   private delays(p: number, from: number, n: number): void {
-    const d = this.pk.delays;
-    const base = p * this.pk.H;
-    for (let h = from; h < from + n; h++) d[base + h] = this.expo(this.mu);
+    const pk = this.pk;
+    const f64 = pk.f64;
+    const base = p * pk.FS + pk.FO + F_DELAYS;
+    for (let h = from; h < from + n; h++) f64[base + h] = this.expo(this.mu);
   }
 
   /** A client packet of `kind` (fragment `frag` for KIND_FRAGMENT) leaves client `c` at `t`. */
@@ -344,28 +398,30 @@ export class Simulation implements ExitSink {
     const pk = this.pk;
     const L = this.L;
     const p = this.newPacket(kind, c, t0);
-    const base = p * pk.H;
-    this.net.mixRoute(pk.nodes, base, 0, L);
+    const i32 = pk.i32;
+    const o = p * pk.IS;
+    const base = o + I_NODES;
+    this.net.mixRoute(i32, base, 0, L);
     this.delays(p, 0, L);
     if (kind === KIND_FRAGMENT) {
       const proto = this.proto!;
       const m = proto.frMsg[frag]!;
-      pk.frag[p] = frag;
+      i32[o + I_FRAG] = frag;
       const gw = proto.msGateway[m]!;
       if (this.sc.acks) {
-        pk.nodes[base + L] = gw; // the gateway's delay is drawn when the fragment arrives
-        this.net.mixRoute(pk.nodes, base + L + 1, 0, L);
+        i32[base + L] = gw; // the gateway's delay is drawn when the fragment arrives
+        this.net.mixRoute(i32, base + L + 1, 0, L);
         this.delays(p, L + 1, L);
-        pk.nHops[p] = 2 * L + 1;
-        pk.nodes[base + 2 * L + 1] = this.net.gateway(this.home[c]!);
+        i32[o + I_NHOPS] = 2 * L + 1;
+        i32[base + 2 * L + 1] = this.net.gateway(this.home[c]!);
       } else {
-        pk.nHops[p] = L;
-        pk.nodes[base + L] = gw;
+        i32[o + I_NHOPS] = L;
+        i32[base + L] = gw;
       }
       if (t > this.TW) this.counts.fragment++;
     } else {
-      pk.nHops[p] = L;
-      pk.nodes[base + L] = kind === KIND_LOOP ? this.net.gateway(this.home[c]!) : this.net.randomGateway();
+      i32[o + I_NHOPS] = L;
+      i32[base + L] = kind === KIND_LOOP ? this.net.gateway(this.home[c]!) : this.net.randomGateway();
       if (t > this.TW) {
         if (kind === KIND_REAL) this.counts.real++;
         else if (kind === KIND_DROP) this.counts.drop++;
@@ -374,7 +430,7 @@ export class Simulation implements ExitSink {
     }
     if (c < this.targetClients && this.tracked < this.K && t > this.TW && t < this.targetWindowEnd) {
       const tg = this.tracked++;
-      pk.target[p] = tg;
+      i32[o + I_TARGET] = tg;
       this.fwd.attach(p, tg, 1);
     }
     if (c === 0 && t > this.TW) this.obs.targetSend?.(t, kind);
@@ -391,12 +447,13 @@ export class Simulation implements ExitSink {
 
   /** Packet `p` arrives at its current hop: into the pool, or at the node it ends at. */
   private arrive(p: number, t: number): void {
-    const pk = this.pk;
-    const h = pk.hop[p]!;
-    if (h === pk.nHops[p]) return this.atDestination(p, t);
+    const i32 = this.pk.i32;
+    const o = p * this.pk.IS;
+    const h = i32[o + I_HOP]!;
+    if (h === i32[o + I_NHOPS]) return this.atDestination(p, t);
     let src: number;
-    if (h === 0) src = pk.src[p]! >= 0 ? pk.src[p]! : SRC_SELF;
-    else src = pk.nodes[p * pk.H + h - 1]! >= this.NM ? SRC_GATEWAY : SRC_MIX;
+    if (h === 0) src = i32[o + I_SRC]! >= 0 ? i32[o + I_SRC]! : SRC_SELF;
+    else src = i32[o + I_NODES + h - 1]! >= this.NM ? SRC_GATEWAY : SRC_MIX;
     this.enterPool(p, t, src);
   }
 
@@ -407,30 +464,33 @@ export class Simulation implements ExitSink {
     const NM = this.NM;
     if (node < NM) {
       const p = this.newPacket(KIND_MIXLOOP, -1 - node, t);
-      const base = p * pk.H;
+      const i32 = pk.i32;
+      const base = p * pk.IS + I_NODES;
       const free = this.sc.topology === 'free-route';
       const layer = this.net.layerOf(node);
       const after = free ? L - 1 : L - 1 - layer;
-      pk.nodes[base] = node;
-      this.net.mixRoute(pk.nodes, base + 1, layer + 1, after, node % this.net.W);
-      pk.nodes[base + 1 + after] = this.net.randomGateway();
+      i32[base] = node;
+      this.net.mixRoute(i32, base + 1, layer + 1, after, node % this.net.W);
+      i32[base + 1 + after] = this.net.randomGateway();
       const wrap = free ? 0 : layer;
-      this.net.mixRoute(pk.nodes, base + 2 + after, 0, wrap, node % this.net.W);
-      pk.nHops[p] = 2 + after + wrap;
-      pk.nodes[base + pk.nHops[p]!] = node;
-      this.delays(p, 0, pk.nHops[p]!);
+      this.net.mixRoute(i32, base + 2 + after, 0, wrap, node % this.net.W);
+      const nHops = 2 + after + wrap;
+      i32[p * pk.IS + I_NHOPS] = nHops;
+      i32[base + nHops] = node;
+      this.delays(p, 0, nHops);
       // the idealised model's gateways pass packets on at once
-      if (!this.postmix) pk.delays[base + 1 + after] = 0;
+      if (!this.postmix) pk.f64[p * pk.FS + pk.FO + F_DELAYS + 1 + after] = 0;
       if (t > this.TW) this.counts.mixLoop++;
       return p;
     }
     {
       const p = this.newPacket(KIND_GWLOOP, -1 - node, t);
-      const base = p * pk.H;
-      pk.nodes[base] = node;
-      this.net.mixRoute(pk.nodes, base + 1, 0, L);
-      pk.nHops[p] = L + 1;
-      pk.nodes[base + L + 1] = node;
+      const i32 = pk.i32;
+      const base = p * pk.IS + I_NODES;
+      i32[base] = node;
+      this.net.mixRoute(i32, base + 1, 0, L);
+      i32[p * pk.IS + I_NHOPS] = L + 1;
+      i32[base + L + 1] = node;
       this.delays(p, 0, L + 1);
       if (t > this.TW) this.counts.gwLoop++;
       return p;
@@ -451,20 +511,23 @@ export class Simulation implements ExitSink {
   /** Packet `p` enters the pool of its current hop at `t`; `src` is the trace's source code. */
   private enterPool(p: number, t: number, src: number): void {
     const pk = this.pk;
-    const base = p * pk.H;
-    const h = pk.hop[p]!;
-    const node = pk.nodes[base + h]!;
+    const i32 = pk.i32;
+    const f64 = pk.f64;
+    const o = p * pk.IS;
+    const d = p * pk.FS + pk.FO;
+    const h = i32[o + I_HOP]!;
+    const node = i32[o + I_NODES + h]!;
     if (this.lossy && src !== SRC_SELF && this.rng.next() < this.sc.loss) return this.lose(p, t);
-    if (node >= this.NM && pk.kind[p] === KIND_FRAGMENT) {
+    if (node >= this.NM && i32[o + I_KIND] === KIND_FRAGMENT) {
       // the recipient's gateway: the fragment is delivered after the hop's delay, and the ACK
       // leaves after any ACK delay on top
       const dDeliver = this.postmix ? this.expo(this.mu) : 0;
       const dAck = this.sc.ackDelay ? this.expo(this.mu) : 0;
-      this.proto!.delivered(pk.frag[p]!, t + dDeliver);
-      pk.delays[base + h] = dDeliver + dAck;
-      if (node === this.withholdGateway && this.proto!.msTarget[this.proto!.frMsg[pk.frag[p]!]!]! >= 0) {
+      this.proto!.delivered(i32[o + I_FRAG]!, t + dDeliver);
+      f64[d + F_DELAYS + h] = dDeliver + dAck;
+      if (node === this.withholdGateway && this.proto!.msTarget[this.proto!.frMsg[i32[o + I_FRAG]!]!]! >= 0) {
         // attack 1: the ACK of the target's message is never sent
-        this.trace.push(node, TR_ARRIVE, src, pk.rec[p]!);
+        this.trace.push(node, TR_ARRIVE, src, f64[d + F_REC]!);
         this.obs.gatewayArrival?.(node - this.NM, t);
         this.fwd.drop(p);
         pk.free(p);
@@ -473,12 +536,12 @@ export class Simulation implements ExitSink {
     }
     this.notePool(node, t);
     this.poolN[node]!++;
-    pk.rec[p] = this.trace.push(node, TR_ARRIVE, src, src >= 0 || src === SRC_SELF ? -1 : pk.rec[p]!);
+    f64[d + F_REC] = this.trace.push(node, TR_ARRIVE, src, src >= 0 || src === SRC_SELF ? -1 : f64[d + F_REC]!);
     if (src >= 0) this.entries.push(t, src);
     if (node >= this.NM) this.obs.gatewayArrival?.(node - this.NM, t);
-    if (pk.mass[p]! >= 0) this.fwd.arrive(p, node);
+    if (i32[o + I_MASS]! >= 0) this.fwd.arrive(p, node);
     if (!this.threshold || node >= this.NM) {
-      this.heap.push(t + pk.delays[base + h]!, EV_DEPART | (p << 3));
+      this.heap.push(t + f64[d + F_DELAYS + h]!, EV_DEPART | (p << 3));
       return;
     }
     // threshold (pool) mix: when the pool reaches the threshold, all but poolKeep packets,
@@ -499,73 +562,82 @@ export class Simulation implements ExitSink {
   }
 
   private lose(p: number, _t: number): void {
-    if (this.pk.frag[p]! >= 0 || this.pk.kind[p] !== KIND_MIXLOOP) this.counts.lost++;
-    if (this.pk.mass[p]! >= 0) this.fwd.drop(p);
-    this.pk.free(p);
+    const pk = this.pk;
+    const o = p * pk.IS;
+    if (pk.i32[o + I_FRAG]! >= 0 || pk.i32[o + I_KIND] !== KIND_MIXLOOP) this.counts.lost++;
+    if (pk.i32[o + I_MASS]! >= 0) this.fwd.drop(p);
+    pk.free(p);
   }
 
   private depart(p: number, t: number): void {
     const pk = this.pk;
-    const base = p * pk.H;
-    const h = pk.hop[p]!;
-    const node = pk.nodes[base + h]!;
-    const nHops = pk.nHops[p]!;
-    const next = h + 1 < nHops ? pk.nodes[base + h + 1]! : pk.nodes[base + nHops]!;
+    const i32 = pk.i32;
+    const o = p * pk.IS;
+    const d = p * pk.FS + pk.FO;
+    const h = i32[o + I_HOP]!;
+    const nHops = i32[o + I_NHOPS]!;
+    const node = i32[o + I_NODES + h]!;
+    const next = i32[o + I_NODES + (h + 1 < nHops ? h + 1 : nHops)]!;
     const n = this.poolN[node]!;
-    pk.rec[p] = this.trace.push(node, TR_DEPART, n, pk.rec[p]!);
+    pk.f64[d + F_REC] = this.trace.push(node, TR_DEPART, n, pk.f64[d + F_REC]!);
     const NM = this.NM;
     const isMix = node < NM;
     const isExit = isMix && next >= NM;
     if (isMix) {
       if (t > this.TW) this.mixOut[node]!++;
-      if (this.comp[node] === 0 ? this.fwd.holds(node) : isExit && pk.mass[p]! >= 0) this.fwd.depart(p, node, n, isExit, t);
-    } else if (pk.kind[p] === KIND_FRAGMENT) {
+      if (this.comp[node] === 0 ? this.fwd.holds(node) : isExit && i32[o + I_MASS]! >= 0) this.fwd.depart(p, node, n, isExit, t);
+    } else if (i32[o + I_KIND] === KIND_FRAGMENT) {
       if (t > this.TW) this.counts.ack++;
       if (this.net.compromised[node] === 1) this.followReply(p);
     }
     this.notePool(node, t);
     this.poolN[node]!--;
-    if (isExit && pk.target[p]! >= 0) this.analyseExit(p, t, true);
-    else if (isExit && pk.frag[p]! >= 0 && h < this.L) this.analyseExit(p, t, false);
+    if (isExit && i32[o + I_TARGET]! >= 0) this.analyseExit(p, t, true);
+    else if (isExit && i32[o + I_FRAG]! >= 0 && h < this.L) this.analyseExit(p, t, false);
     if (h + 1 < nHops) {
-      pk.hop[p] = h + 1;
+      i32[o + I_HOP] = h + 1;
       this.toNextHop(p, t);
       return;
     }
     // the last pooled hop: on to the destination (postmix), or the end (idealised)
     if (this.postmix) {
-      pk.hop[p] = nHops;
+      i32[o + I_HOP] = nHops;
       if (this.linkZero) {
         this.events++;
         this.atDestination(p, t);
       } else this.heap.push(t + this.sc.linkLatency, EV_ARRIVE | (p << 3));
       return;
     }
-    if (pk.kind[p] === KIND_REAL && t > this.TW) {
-      const lat = t + this.sc.linkLatency - pk.t0[p]!;
+    if (i32[o + I_KIND] === KIND_REAL && t > this.TW) {
+      const lat = t + this.sc.linkLatency - pk.f64[d + F_T0]!;
       this.latency.add(lat);
       this.latSamples?.push(lat);
     }
-    if (pk.mass[p]! >= 0) this.fwd.drop(p);
+    if (i32[o + I_MASS]! >= 0) this.fwd.drop(p);
     pk.free(p);
   }
 
   /** A packet reaches the node it ends at (postmix mode): the gateway that takes it, or its mix. */
   private atDestination(p: number, t: number): void {
     const pk = this.pk;
-    const node = pk.nodes[p * pk.H + pk.nHops[p]!]!;
-    const kind = pk.kind[p]!;
-    if (pk.mass[p]! >= 0) this.fwd.drop(p);
+    const i32 = pk.i32;
+    const o = p * pk.IS;
+    const d = p * pk.FS + pk.FO;
+    const nHops = i32[o + I_NHOPS]!;
+    const node = i32[o + I_NODES + nHops]!;
+    const kind = i32[o + I_KIND]!;
+    if (i32[o + I_MASS]! >= 0) this.fwd.drop(p);
     if (node >= this.NM) {
-      this.trace.push(node, TR_ARRIVE, SRC_MIX, pk.rec[p]!);
+      this.trace.push(node, TR_ARRIVE, SRC_MIX, pk.f64[d + F_REC]!);
       this.obs.gatewayArrival?.(node - this.NM, t);
       // the gateway hop's own delay, then: a mailbox item (a client's loop, or an ACK), a
       // fragment without ACKs delivered, a drop discarded, a node loop home
       const ready = t + this.expo(this.mu);
-      if (kind === KIND_LOOP || (kind === KIND_FRAGMENT && pk.nHops[p]! > this.L)) this.toMailbox(pk.src[p]!, ready, kind === KIND_FRAGMENT ? pk.frag[p]! : -1);
-      else if (kind === KIND_FRAGMENT) this.proto!.delivered(pk.frag[p]!, ready);
+      if (kind === KIND_LOOP || (kind === KIND_FRAGMENT && nHops > this.L))
+        this.toMailbox(i32[o + I_SRC]!, ready, kind === KIND_FRAGMENT ? i32[o + I_FRAG]! : -1);
+      else if (kind === KIND_FRAGMENT) this.proto!.delivered(i32[o + I_FRAG]!, ready);
       else if (kind === KIND_REAL && t > this.TW) {
-        const lat = t - pk.t0[p]!;
+        const lat = t - pk.f64[d + F_T0]!;
         this.latency.add(lat);
         this.latSamples?.push(lat);
       }
@@ -598,9 +670,10 @@ export class Simulation implements ExitSink {
    * followed message (its full posterior for the message-level attacks).
    */
   private analyseExit(p: number, t: number, target: boolean): void {
-    const pk = this.pk;
+    const i32 = this.pk.i32;
+    const o = p * this.pk.IS;
     let flags = target ? REQ_TARGET : 0;
-    const f = pk.frag[p]!;
+    const f = i32[o + I_FRAG]!;
     if (f >= 0 && this.obs.fragmentExit) {
       const proto = this.proto!;
       const m = proto.frMsg[f]!;
@@ -618,10 +691,10 @@ export class Simulation implements ExitSink {
       entryStart: ew - 1,
       entryAvail: Math.min(ew, this.entryWindow),
       tExit: t,
-      sender: target && pk.kind[p] !== KIND_MIXLOOP ? pk.src[p]! : -1,
+      sender: target && i32[o + I_KIND] !== KIND_MIXLOOP ? i32[o + I_SRC]! : -1,
       flags,
     });
-    if (target) pk.target[p] = -1;
+    if (target) i32[o + I_TARGET] = -1;
   }
 
   /** Milliseconds the event loop waited for the analysis thread (0 on one thread). */
@@ -648,7 +721,7 @@ export class Simulation implements ExitSink {
   /** A compromised recipient gateway sends the ACK of a followed message: follow it home. */
   private followReply(p: number): void {
     const proto = this.proto!;
-    const f = this.pk.frag[p]!;
+    const f = this.pk.i32[p * this.pk.IS + I_FRAG]!;
     const m = proto.frMsg[f]!;
     if (proto.msTarget[m]! < 0 || !this.obs.replyPosterior) return;
     const r = this.replyTracked;

@@ -84,13 +84,13 @@ export class ForwardTracker {
 
   /** Gives packet `p` `mass` of target `tg` (a new target, or mass seen leaving a compromised node). */
   attach(p: number, tg: number, mass: number): void {
-    this.pk.mass[p] = this.alloc(tg, mass, this.pk.mass[p]!);
+    this.pk.setMass(p, this.alloc(tg, mass, this.pk.mass(p)));
     this.live[tg]!++;
   }
 
   /** Packet `p` enters the pool of `node`. */
   arrive(p: number, node: number): void {
-    const head = this.pk.mass[p]!;
+    const head = this.pk.mass(p);
     if (head < 0 || this.compromised[node] === 1) return;
     const tgs = this.poolTg[node]!;
     const mss = this.poolMs[node]!;
@@ -110,7 +110,7 @@ export class ForwardTracker {
       this.release(e);
       e = nx;
     }
-    this.pk.mass[p] = -1;
+    this.pk.setMass(p, -1);
   }
 
   /** True when the pool of `node` holds some target's mass (the cheap test on every departure). */
@@ -148,7 +148,7 @@ export class ForwardTracker {
 
   /** The mass packet `p` carries leaves the mix network with it. */
   exitCarried(p: number, t: number): void {
-    let e = this.pk.mass[p]!;
+    let e = this.pk.mass(p);
     while (e >= 0) {
       const nx = this.arNext[e]!;
       const tg = this.arTg[e]!;
@@ -157,12 +157,12 @@ export class ForwardTracker {
       if (--this.live[tg]! === 0) this.sink.finish(tg);
       e = nx;
     }
-    this.pk.mass[p] = -1;
+    this.pk.setMass(p, -1);
   }
 
   /** Packet `p` ends (or is lost) carrying mass: that mass is lost. */
   drop(p: number): void {
-    let e = this.pk.mass[p]!;
+    let e = this.pk.mass(p);
     while (e >= 0) {
       const nx = this.arNext[e]!;
       const tg = this.arTg[e]!;
@@ -171,6 +171,6 @@ export class ForwardTracker {
       if (--this.live[tg]! === 0) this.sink.finish(tg);
       e = nx;
     }
-    this.pk.mass[p] = -1;
+    this.pk.setMass(p, -1);
   }
 }
