@@ -1,3 +1,6 @@
+/** uniforms drawn per refill of the buffer */
+const BATCH = 64;
+
 /**
  * Seeded, reproducible uniform generator: xoshiro128** (Blackman & Vigna) seeded through
  * splitmix32. Same seed, same numbers, bit for bit, on every platform (only 32-bit integer ops
@@ -8,6 +11,8 @@ export class Rng {
   private b: number;
   private c: number;
   private d: number;
+  private readonly buf = new Float64Array(BATCH);
+  private pos = BATCH;
 
   constructor(seed: number) {
     let s = (Math.floor(seed) >>> 0) ^ Math.floor(seed / 4294967296);
@@ -25,24 +30,46 @@ export class Rng {
     if ((this.a | this.b | this.c | this.d) === 0) this.a = 1;
   }
 
-  /** One 32-bit unsigned integer. */
-  nextU32(): number {
-    const r = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
-    const t = this.b << 9;
-    this.c ^= this.a;
-    this.d ^= this.b;
-    this.b ^= this.c;
-    this.a ^= this.d;
-    this.c ^= t;
-    this.d = rotl(this.d, 11);
-    return r;
+  /**
+   * Uniform double in [0, 1) with 53 bits: two 32-bit outputs, the high 27 and 26 bits of each.
+   * Drawn BATCH at a time into a buffer (the generator's state stays in registers for the whole
+   * batch instead of four property writes per output); the sequence is the same.
+   */
+  next(): number {
+    if (this.pos === BATCH) this.refill();
+    return this.buf[this.pos++]!;
   }
 
-  /** Uniform double in [0, 1) with 53 bits. */
-  next(): number {
-    const hi = this.nextU32() >>> 5; // 27 bits
-    const lo = this.nextU32() >>> 6; // 26 bits
-    return (hi * 67108864 + lo) / 9007199254740992;
+  private refill(): void {
+    let a = this.a;
+    let b = this.b;
+    let c = this.c;
+    let d = this.d;
+    const buf = this.buf;
+    for (let i = 0; i < BATCH; i++) {
+      const hi = (Math.imul(rotl(Math.imul(b, 5), 7), 9) >>> 0) >>> 5; // 27 bits
+      let t = b << 9;
+      c ^= a;
+      d ^= b;
+      b ^= c;
+      a ^= d;
+      c ^= t;
+      d = rotl(d, 11);
+      const lo = (Math.imul(rotl(Math.imul(b, 5), 7), 9) >>> 0) >>> 6; // 26 bits
+      t = b << 9;
+      c ^= a;
+      d ^= b;
+      b ^= c;
+      a ^= d;
+      c ^= t;
+      d = rotl(d, 11);
+      buf[i] = (hi * 67108864 + lo) / 9007199254740992;
+    }
+    this.a = a;
+    this.b = b;
+    this.c = c;
+    this.d = d;
+    this.pos = 0;
   }
 
   /** Uniform integer in [0, n). */
