@@ -84,6 +84,23 @@ export function registerTestnet(program: Command): void {
         .choices(['embedded', 'postfix'])
         .default('embedded'),
     )
+    .option(
+      '--netns',
+      'run every node in a Linux network namespace of its own, with its own address on a bridge (veth pairs), as on separate hosts; needs root and iproute2; removed at exit',
+      false,
+    )
+    .option(
+      '--link-delay <ms>',
+      "with --netns: every node's link delays what it sends by MS milliseconds (tc netem; a hop between two nodes gets it once)",
+      (v: string) => num('--link-delay', 0, 10_000)(v.replace(/ms$/, '')),
+      0,
+    )
+    .option(
+      '--link-loss <pct>',
+      "with --netns: every node's link drops PCT % of the packets it sends (tc netem, or nftables where the kernel has no netem)",
+      (v: string) => num('--link-loss', 0, 50)(v.replace(/%$/, '')),
+      0,
+    )
     .option('--layers <n>', 'mix layers', int('--layers', 1, 8), 3)
     .option('--layer-size <n>', 'mixes per layer', int('--layer-size', 1, 10), 3)
     .option('--epoch-length <duration>', 'epoch length (short, so the run crosses epochs), e.g. 20s', durationOption('--epoch-length', 5, 3600), 20)
@@ -138,7 +155,15 @@ export function registerTestnet(program: Command): void {
         lambdaG: o.lambdaG as number,
         payloadSize: o.payloadSize as number,
         logLevel: o.logLevel as string,
+        ...(o.netns ? { netns: { delayMs: o.linkDelay as number, lossPct: o.linkLoss as number } } : {}),
       };
+      if (!o.netns && (cmd.getOptionValueSource('linkDelay') === 'cli' || cmd.getOptionValueSource('linkLoss') === 'cli'))
+        cmd.error('error: --link-delay and --link-loss shape the links between namespaces: add --netns', { exitCode: 64 });
+      if (o.netns) {
+        const { netnsUnavailable } = await import('./testnet/netns.ts');
+        const why = netnsUnavailable();
+        if (why) cmd.error(`error: --netns ${why}`, { exitCode: 77 });
+      }
       if (o.serve) {
         const { serveTestnet, NOT_WITH_SERVE } = await import('./testnet/serve.ts');
         const bad = NOT_WITH_SERVE.filter((f) => cmd.getOptionValueSource(camel(f)) === 'cli');

@@ -24,6 +24,8 @@ export interface ClientInfo {
   readonly address: string;
   readonly dir: string;
   readonly config: string;
+  /** where its SMTP submission listens (127.0.0.1, or its namespace's address with --netns) */
+  readonly smtpHost: string;
   readonly smtpPort: number;
   readonly password: string;
   /** its Prometheus endpoint (the chaos plan reads which document it routes by) */
@@ -90,13 +92,15 @@ export async function startClients(
     const config = join(cdir, 'client.toml');
     // the submission password of a testnet user: random, as a provider would hand it out
     const password = randomBytes(12).toString('base64url');
+    const host = plan.host(name);
     writeFileSync(
       config,
       stringify({
         data_dir: cdir,
         log: { level: o.logLevel },
-        smtp: { host: '127.0.0.1', port, user: name, password },
-        metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
+        // off loopback (--netns) the listeners must be allowed there; SMTP has AUTH either way
+        smtp: { host, port, user: name, password, ...(host === '127.0.0.1' ? {} : { allow_remote: true }) },
+        metrics: { enabled: true, host, port: metricsPort, ...(host === '127.0.0.1' ? {} : { allow_remote: true }) },
         smarthost: { ...smarthost, secure: false, retry_base_ms: 1000 },
         bounce: { maildir: join(cdir, 'Maildir') },
         network: {
@@ -112,7 +116,7 @@ export async function startClients(
         ...(secrets.has(address) ? { tokens: { address, secret: secrets.get(address)! } } : {}),
       }) + '\n',
     );
-    return { name, address, dir: cdir, config, smtpPort: port, password, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
+    return { name, address, dir: cdir, config, smtpHost: host, smtpPort: port, password, metricsUrl: `http://${host}:${metricsPort}/metrics` };
   };
   const alice = mk('client-alice', ALICE, ports[0]!, ports[3]!, DOMAINS.a);
   const bob = mk('client-bob', BOB, ports[1]!, ports[4]!, DOMAINS.b);
@@ -152,6 +156,6 @@ export async function startClients(
   await Promise.all(imports);
   for (const c of all) sup.start(c.name, ['client', 'run', '--config', c.config]);
   await Promise.all(all.map((c) => sup.waitForLog(c.name, /smtp submission listening/, 60_000)));
-  log(`clients up: ${all.map((c) => `${c.name} (SMTP 127.0.0.1:${c.smtpPort})`).join(', ')}`);
+  log(`clients up: ${all.map((c) => `${c.name} (SMTP ${c.smtpHost}:${c.smtpPort})`).join(', ')}`);
   return { alice, bob, mallory, all, bundles };
 }

@@ -34,8 +34,8 @@ export interface RunningMx {
   close(): Promise<void>;
 }
 
-async function embeddedMx(domain: string, root: string): Promise<RunningMx> {
-  let server = await startMaildirMx({ host: '127.0.0.1', port: 0, domains: [domain], root });
+async function embeddedMx(domain: string, root: string, host: string): Promise<RunningMx> {
+  let server = await startMaildirMx({ host, port: 0, domains: [domain], root });
   const port = server.port;
   let up = true;
   const stop = async () => {
@@ -49,7 +49,7 @@ async function embeddedMx(domain: string, root: string): Promise<RunningMx> {
     stop,
     start: async () => {
       if (up) return;
-      server = await startMaildirMx({ host: '127.0.0.1', port, domains: [domain], root });
+      server = await startMaildirMx({ host, port, domains: [domain], root });
       up = true;
     },
     close: stop,
@@ -74,27 +74,30 @@ async function postfixMx(domain: string, mailboxes: readonly string[], runDir: s
  * gamma.test's MX itself takes the clients' submissions.
  */
 export async function startMxs(
-  o: { mta: MtaKind; keep: boolean },
+  /** host: where the MXs listen (the testnet's own address: 127.0.0.1, or the bridge's with --netns) */
+  o: { mta: MtaKind; keep: boolean; host?: string },
   dir: string,
   mailRoot: string,
   closers: (() => Promise<void>)[],
   log: (s: string) => void,
 ): Promise<Mxs> {
+  const host = o.host ?? '127.0.0.1';
   if (o.mta === 'postfix') {
     const why = postfixAvailable();
     if (why) throw new Error(`--mta postfix: ${why}`);
+    if (host !== '127.0.0.1') throw new Error('--mta postfix listens on loopback only: not built with --netns yet (use the embedded MXs)');
   }
   const byDomain = new Map<string, RunningMx>();
   for (const d of [DOMAINS.a, DOMAINS.b, DOMAINS.c]) {
     const users = { [DOMAINS.a]: ['alice'], [DOMAINS.b]: ['bob'], [DOMAINS.c]: ['carol'] }[d]!.map((u) => `${u}@${d}`);
-    const mx = o.mta === 'postfix' ? await postfixMx(d, users, dir, mailRoot, o.keep) : await embeddedMx(d, mailRoot);
+    const mx = o.mta === 'postfix' ? await postfixMx(d, users, dir, mailRoot, o.keep) : await embeddedMx(d, mailRoot, host);
     closers.push(() => mx.close());
     byDomain.set(d, mx);
   }
   const ports = [...byDomain.values()].map((m) => m.port);
   if (o.mta !== 'postfix') {
     log('MX: embedded SMTP servers writing Maildirs for alpha.test, beta.test, and gamma.test (which also takes the SMTP fallback)');
-    return { byDomain, smarthost: { host: '127.0.0.1', port: byDomain.get(DOMAINS.c)!.port, require_tls: false, insecure_tls: false } };
+    return { byDomain, smarthost: { host, port: byDomain.get(DOMAINS.c)!.port, require_tls: false, insecure_tls: false } };
   }
   const relay = createPostfix({
     dir: join(dir, 'postfix', 'relay'),

@@ -29,6 +29,8 @@ export interface NetworkPlan {
   /** Per gateway domain: where its MX listens. */
   readonly mx: ReadonlyMap<string, { host: string; port: number }>;
   readonly logLevel: string;
+  /** the address node `name` listens on (netns.ts: 127.0.0.1, or its namespace's) */
+  readonly host: (name: string) => string;
 }
 
 export interface AuthorityInfo {
@@ -98,7 +100,12 @@ export async function startNetwork(
   const nodes: NodeRecord[] = [];
   const record = async (r: Omit<NodeRecord, 'peerId' | 'metricsUrl'> & { metricsPort: number }): Promise<void> => {
     const { metricsPort, ...rest } = r;
-    nodes.push({ ...rest, peerId: (await peerIdFromSeed(r.identitySeed)).toString(), metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` });
+    nodes.push({ ...rest, peerId: (await peerIdFromSeed(r.identitySeed)).toString(), metricsUrl: `http://${plan.host(r.name)}:${metricsPort}/metrics` });
+  };
+  // off loopback (--netns) a node's metrics listen on its own address, which its config must allow
+  const metrics = (name: string, port: number) => {
+    const host = plan.host(name);
+    return { enabled: true, host, port, ...(host === '127.0.0.1' ? {} : { allow_remote: true }) };
   };
   let pi = 0;
   const next = () => ports[pi++]!;
@@ -112,7 +119,7 @@ export async function startNetwork(
     const { identity } = KeyStore.create(dir, { force: false, epochs: [] });
     auths.push({
       name: `auth${i}`,
-      url: `http://127.0.0.1:${next()}`,
+      url: `http://${plan.host(`auth${i}`)}:${next()}`,
       publicKey: b64(identity.publicKey),
     });
     authDirs.push(dir);
@@ -123,7 +130,7 @@ export async function startNetwork(
       authority: {
         identity_key: join(dir, 'identity.key'),
         database: join(dir, 'directory.sqlite'),
-        listen_host: '127.0.0.1',
+        listen_host: new URL(a.url).hostname,
         listen_port: Number(new URL(a.url).port),
         log_level: plan.logLevel,
       },
@@ -160,16 +167,17 @@ export async function startNetwork(
     const mx = plan.mx.get(domain);
     if (!mx) throw new Error(`no MX for ${domain}`);
     const issuancePort = next();
-    const listen = `/ip4/127.0.0.1/tcp/${next()}`;
+    const host = plan.host(name);
+    const listen = `/ip4/${host}/tcp/${next()}`;
     const metricsPort = next();
     const cfg = write(join(dir, 'gateway.toml'), {
       gateway: { data_dir: dir, listen, domains: [domain], log_level: plan.logLevel, tick_ms: 250 },
       mx: { host: mx.host, port: mx.port, protocol: 'smtp', starttls: 'never', retry_base_s: 1, retry_max_s: 5, helo_name: `gw.${domain}` },
-      issuance: { enabled: true, host: '127.0.0.1', port: issuancePort, public_url: `http://127.0.0.1:${issuancePort}/` },
-      metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
+      issuance: { enabled: true, host, port: issuancePort, public_url: `http://${host}:${issuancePort}/` },
+      metrics: metrics(name, metricsPort),
       directory: directorySection(plan, auths),
     });
-    gateways.push({ name, domain, config: cfg, issuanceUrl: `http://127.0.0.1:${issuancePort}/` });
+    gateways.push({ name, domain, config: cfg, issuanceUrl: `http://${host}:${issuancePort}/` });
     await record({ name, kind: 'gateway', domain, listen, metricsPort, config: cfg, identitySeed: identity.seed });
   }
   await prepareGateways(gateways);
@@ -183,11 +191,11 @@ export async function startNetwork(
       const dir = join(plan.dir, name);
       mkdirSync(dir, { recursive: true });
       const { identity } = KeyStore.create(join(dir, 'keys'), { force: false, epochs: [] });
-      const listen = `/ip4/127.0.0.1/tcp/${next()}`;
+      const listen = `/ip4/${plan.host(name)}/tcp/${next()}`;
       const metricsPort = next();
       const cfg = write(join(dir, 'mixnode.toml'), {
         mixnode: { data_dir: dir, listen, layer_preference: l, log_level: plan.logLevel, tick_ms: 250 },
-        metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
+        metrics: metrics(name, metricsPort),
         directory: directorySection(plan, auths),
       });
       await record({ name, kind: 'mix', layer: l, listen, metricsPort, config: cfg, identitySeed: identity.seed });

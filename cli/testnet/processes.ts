@@ -33,6 +33,8 @@ export interface NodeProcess {
 export class Supervisor {
   private readonly procs = new Map<string, NodeProcess>();
   private stopping = false;
+  /** The command prefix that runs node `name` where it lives (`ip netns exec <ns>` with --netns; none on loopback). */
+  launcher: (name: string) => readonly string[] = () => [];
 
   constructor(
     private readonly logDir: string,
@@ -44,7 +46,8 @@ export class Supervisor {
     const logFile = join(this.logDir, `${name}.log`);
     const logOffset = existsSync(logFile) ? statSync(logFile).size : 0;
     const out: WriteStream = createWriteStream(logFile, { flags: 'a' });
-    const child = spawn(process.execPath, [POSTMIX_BIN, ...args], {
+    const [cmd, ...prefix] = [...this.launcher(name), process.execPath];
+    const child = spawn(cmd!, [...prefix, POSTMIX_BIN, ...args], {
       env: { ...this.env, POSTMIX_NODE_NAME: name },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

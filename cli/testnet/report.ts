@@ -1,5 +1,6 @@
 /** The testnet's final report: one row per message, totals, chaos and wire checks, and a table for humans. */
 import type { AuthorityOutageReport } from './authority-outage.ts';
+import type { NetworkReport } from './netns.ts';
 import type { ReplayReport } from './replay.ts';
 import { soakLines, type SoakReport } from './soak.ts';
 import { sizeLeaks, type WireReport } from './wire.ts';
@@ -49,6 +50,8 @@ export interface TestnetReport {
   /** how the users' tokens came to their contacts */
   readonly tokens: TokensReport;
   readonly run_dir: string | null;
+  /** where the nodes ran: loopback, or one network namespace each (--netns) with its links' delay and loss */
+  readonly network: NetworkReport;
 }
 
 export interface TokensReport {
@@ -135,6 +138,14 @@ export function renderTable(r: TestnetReport): string {
     ...(r.wire
       ? [sizeLeaks(r.wire).length === 0 ? 'wire: one length per flow (size leaks nothing)' : `wire: MORE THAN ONE LENGTH: ${sizeLeaks(r.wire).join('; ')}`]
       : []),
+    r.network.mode === 'netns'
+      ? `network: ${r.network.hosts} hosts, one network namespace each, on ${r.network.subnet}` +
+        (r.network.link_delay_ms || r.network.link_loss_pct
+          ? `; every node's link delays ${r.network.link_delay_ms} ms and drops ${r.network.link_loss_pct} % of what it sends` +
+            (r.network.loss_by ? ` (loss by ${r.network.loss_by})` : '') +
+            (r.network.link_packets ? `; the links sent ${r.network.link_packets.sent} packets and dropped ${r.network.link_packets.dropped}` : '')
+          : '')
+      : '',
     r.replay ? `replay: ${r.replay.note}; dropped as replays: ${r.replay.dropped_as_replay}/${r.replay.injected}` : '',
     r.ok ? 'RESULT: every message went where it should, intact.' : 'RESULT: FAILED',
   ]

@@ -30,6 +30,7 @@ import { startGateways, startNetwork, waitForFullDocument, type NetworkPlan, typ
 import { Supervisor } from './processes.ts';
 import { injectReplays, type ReplayReport } from './replay.ts';
 import { renderTable, totals, type MessageReport, type TestnetReport, type TokensReport } from './report.ts';
+import { createNetns, LOOPBACK, type Addressing } from './netns.ts';
 import { Soak, type SoakReport } from './soak.ts';
 import { planMessages, submitAll, type Planned } from './submit.ts';
 import { sizeLeaks, summarizeCapture, type WireReport } from './wire.ts';
@@ -75,6 +76,8 @@ export interface TestnetOptions {
   readonly payloadSize: number;
   readonly timeoutS: number;
   readonly logLevel: string;
+  /** --netns: each node in a network namespace of its own, its link delaying and dropping what it sends */
+  readonly netns?: { readonly delayMs: number; readonly lossPct: number };
 }
 
 export const TESTNET_DEFAULTS: TestnetOptions = {
@@ -113,14 +116,18 @@ export class Run {
   readonly captureDir: string | undefined;
   readonly sup: Supervisor;
   readonly closers: (() => Promise<void>)[] = [];
+  /** where the nodes live: loopback, or a network namespace each (netns.ts) */
+  readonly where: Addressing;
   nodes: readonly NodeRecord[] = [];
 
   constructor(readonly o: TestnetOptions) {
+    this.where = o.netns ? createNetns(o.netns) : LOOPBACK;
     this.dir = o.keep ? resolve(o.keep) : mkdtempSync(join(tmpdir(), 'postmix-testnet-'));
     mkdirSync(join(this.dir, 'logs'), { recursive: true });
     this.mailRoot = join(this.dir, 'mail');
     this.captureDir = o.captureDir ?? (o.capture || o.replay > 0 ? join(this.dir, 'capture') : undefined);
     this.sup = new Supervisor(join(this.dir, 'logs'), this.captureDir ? { ...process.env, [CAPTURE_ENV]: this.captureDir } : process.env);
+    this.sup.launcher = (name) => this.where.wrap(name);
   }
 
   log = (s: string): void => {
@@ -138,6 +145,8 @@ export class Run {
       wire = summarizeCapture(this.captureDir, (peer) => kinds.get(peer) ?? 'client');
     }
     for (const c of this.closers.reverse()) await c().catch(() => undefined);
+    // last: the namespaces (every process in them has stopped)
+    this.where.destroy();
     if (this.o.captureDir && existsSync(join(this.dir, 'nodes.json'))) copyFileSync(join(this.dir, 'nodes.json'), join(this.o.captureDir, 'nodes.json'));
     if (!this.o.keep) rmSync(this.dir, { recursive: true, force: true });
     return wire;
@@ -196,9 +205,17 @@ export function networkPlan(run: Run, geometry: Geometry, mxs: Mxs): NetworkPlan
     grace: Math.max(5, Math.ceil(o.epochLength * 0.75)),
     geometry,
     mixing: { lambdaP: o.lambdaP, lambdaL: o.lambdaL, lambdaD: o.lambdaD, lambdaM: o.lambdaM, lambdaG: o.lambdaG, mu: 1000 / o.meanDelayMs },
-    mx: new Map([...mxs.byDomain].map(([d, mx]) => [d, { host: '127.0.0.1', port: mx.port }])),
+    mx: new Map([...mxs.byDomain].map(([d, mx]) => [d, { host: run.where.local, port: mx.port }])),
     logLevel: o.logLevel,
+    host: (name) => run.where.host(name),
   };
+}
+
+/** The links of a --netns run, for the log. */
+export function describeLinks(o: TestnetOptions): string {
+  const n = o.netns;
+  if (!n || (n.delayMs <= 0 && n.lossPct <= 0)) return 'links without added delay or loss';
+  return `each node's link adds ${n.delayMs} ms and drops ${n.lossPct} % of what it sends`;
 }
 
 /** Captured frames sent again to a mix, which must drop them as replays. */
@@ -278,7 +295,8 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
   let wire: WireReport | null = null;
   try {
     run.log(`run directory ${run.dir}${o.keep ? ' (kept)' : ''}`);
-    const mxs = await startMxs({ mta: o.mta, keep: Boolean(o.keep) }, run.dir, run.mailRoot, run.closers, run.log);
+    if (run.where.mode === 'netns') run.log(`network namespaces: every node on a host of its own (${describeLinks(o)})`);
+    const mxs = await startMxs({ mta: o.mta, keep: Boolean(o.keep), host: run.where.local }, run.dir, run.mailRoot, run.closers, run.log);
     const plan = networkPlan(run, geometry, mxs);
     const { net, secrets } = await startMixnet(run, plan);
     const clients = await startClients(
@@ -354,6 +372,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     soak,
     tokens: { issued_via: 'client', bundles },
     run_dir: o.keep ? run.dir : null,
+    network: run.where.report(),
   };
   if (o.captureDir) writeFileSync(join(o.captureDir, 'testnet.json'), JSON.stringify({ ok, topology, messages }) + '\n');
   if (o.json) process.stdout.write(JSON.stringify(report) + '\n');

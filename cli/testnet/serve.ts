@@ -16,9 +16,10 @@ import { join } from 'node:path';
 import { ALICE, BOB, CAROL, startClients, type ClientInfo } from './clients.ts';
 import { maildirPath } from './maildir-mx.ts';
 import { DOMAINS, startMxs, type Mxs } from './mxs.ts';
+import type { NetworkReport } from './netns.ts';
 import type { RunningNetwork } from './network.ts';
 import type { Supervisor } from './processes.ts';
-import { geometryFor, networkPlan, Run, startMixnet, type TestnetOptions } from './run.ts';
+import { describeLinks, geometryFor, networkPlan, Run, startMixnet, type TestnetOptions } from './run.ts';
 
 export interface ServeOptions extends TestnetOptions {
   /** tokens each user exports for the other (each message to a gateway domain spends one) */
@@ -66,7 +67,7 @@ export interface ReadyLine {
   readonly maildirs: Readonly<Record<string, string>>;
   readonly nodes: readonly ServedNode[];
   readonly mx: readonly { readonly domain: string; readonly host: string; readonly port: number; readonly mta: string }[];
-  readonly network: { readonly mode: 'loopback'; readonly hosts: number };
+  readonly network: NetworkReport;
   readonly run_dir: string;
   readonly kept: boolean;
   readonly pid: number;
@@ -88,7 +89,7 @@ export function nodesOf(net: RunningNetwork, clients: readonly ClientInfo[], sup
       metrics: n.metricsUrl,
       config: n.config,
     })),
-    ...clients.map((c): ServedNode => ({ name: c.name, kind: 'client', pid: pidOf(sup, c.name), listen: `127.0.0.1:${c.smtpPort}`, config: c.config })),
+    ...clients.map((c): ServedNode => ({ name: c.name, kind: 'client', pid: pidOf(sup, c.name), listen: `${c.smtpHost}:${c.smtpPort}`, config: c.config })),
   ];
 }
 
@@ -108,7 +109,8 @@ function prepareMaildirs(mailRoot: string, mta: string): Record<string, string> 
 }
 
 function humanReady(r: ReadyLine): string {
-  const lines = ['', 'postmix testnet is up. Point a mail client at it (SMTP submission, AUTH PLAIN/LOGIN, no TLS, loopback only):', ''];
+  const where = r.network.mode === 'netns' ? `each client on its own address in ${r.network.subnet}` : 'loopback only';
+  const lines = ['', `postmix testnet is up. Point a mail client at it (SMTP submission, AUTH PLAIN/LOGIN, no TLS, ${where}):`, ''];
   for (const c of r.clients) {
     lines.push(`  ${c.address}`);
     lines.push(`    SMTP     host ${c.smtp.host}  port ${c.smtp.port}  user ${c.smtp.user}  password ${c.smtp.password}`);
@@ -161,7 +163,11 @@ export async function serveTestnet(o: ServeOptions): Promise<number> {
   };
   try {
     run.log(`run directory ${run.dir}${o.keep ? ' (kept)' : ''}`);
-    const mxs: Mxs = await Promise.race([startMxs({ mta: o.mta, keep: Boolean(o.keep) }, run.dir, run.mailRoot, run.closers, run.log), interrupted]);
+    if (run.where.mode === 'netns') run.log(`network namespaces: every node on a host of its own (${describeLinks(o)})`);
+    const mxs: Mxs = await Promise.race([
+      startMxs({ mta: o.mta, keep: Boolean(o.keep), host: run.where.local }, run.dir, run.mailRoot, run.closers, run.log),
+      interrupted,
+    ]);
     const maildirs = prepareMaildirs(run.mailRoot, o.mta);
     const plan = networkPlan(run, geometry, mxs);
     const { net, secrets } = await Promise.race([startMixnet(run, plan), interrupted]);
@@ -183,7 +189,7 @@ export async function serveTestnet(o: ServeOptions): Promise<number> {
       ready: true,
       clients: users.map((c) => ({
         address: c.address,
-        smtp: { host: '127.0.0.1', port: c.smtpPort, user: c.name, password: c.password },
+        smtp: { host: c.smtpHost, port: c.smtpPort, user: c.name, password: c.password },
         config: c.config,
         reaches: {
           [c.address === ALICE ? BOB : ALICE]: `overlay (${o.tokens} tokens; the mixnet to its gateway)`,
@@ -192,8 +198,8 @@ export async function serveTestnet(o: ServeOptions): Promise<number> {
       })),
       maildirs,
       nodes: nodesOf(net, clients.all, run.sup),
-      mx: [...mxs.byDomain.values()].map((m) => ({ domain: m.domain, host: '127.0.0.1', port: m.port, mta: o.mta })),
-      network: { mode: 'loopback', hosts: 1 },
+      mx: [...mxs.byDomain.values()].map((m) => ({ domain: m.domain, host: run.where.local, port: m.port, mta: o.mta })),
+      network: run.where.report(),
       run_dir: run.dir,
       kept: Boolean(o.keep),
       pid: process.pid,

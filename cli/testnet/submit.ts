@@ -64,7 +64,7 @@ export async function submitAll(dir: string, planned: Planned[], pacing: SubmitP
   for (const p of planned) writeFileSync(join(dir, 'sent', `${p.id}.eml`), p.bytes);
   const retryMs = pacing.retryRefusedMs ?? 60_000;
   const fresh = (c: ClientInfo) =>
-    nodemailer.createTransport({ host: '127.0.0.1', port: c.smtpPort, secure: false, ignoreTLS: true, auth: { user: c.name, pass: c.password } });
+    nodemailer.createTransport({ host: c.smtpHost, port: c.smtpPort, secure: false, ignoreTLS: true, auth: { user: c.name, pass: c.password } });
   const transports = new Map<string, ReturnType<typeof nodemailer.createTransport>>();
   const transport = (c: ClientInfo) => {
     let t = transports.get(c.name);
