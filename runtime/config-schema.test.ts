@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -53,12 +53,17 @@ describe('shared config sections', () => {
     expect(r0(parse(one, { host: '::', allow_remote: true, bearer_token: 'a-token-of-16-chars' })).metricsBearerToken).toBe('a-token-of-16-chars');
     const d = mkdtempSync(join(tmpdir(), 'pm-mtok-'));
     try {
-      writeFileSync(join(d, 'metrics.token'), 'from-a-file-0123456789\n');
+      writeFileSync(join(d, 'metrics.token'), 'from-a-file-0123456789\n', { mode: 0o600 });
       expect(r0(parse(one, { bearer_token_file: 'metrics.token' }), d).metricsBearerToken).toBe('from-a-file-0123456789');
+      // a token others can read is refused, as a key file is
+      chmodSync(join(d, 'metrics.token'), 0o640);
+      expect(() => r0(parse(one, { bearer_token_file: 'metrics.token' }), d)).toThrow(
+        `x.toml: metrics.bearer_token_file: ${join(d, 'metrics.token')} is readable by group or others (mode 640); run: chmod 600`,
+      );
       expect(() => r0(parse(one, { bearer_token_file: 'missing.token' }), d)).toThrow(
         `x.toml: metrics.bearer_token_file: cannot read ${join(d, 'missing.token')}: ENOENT`,
       );
-      writeFileSync(join(d, 'short.token'), 'short\n');
+      writeFileSync(join(d, 'short.token'), 'short\n', { mode: 0o600 });
       expect(() => r0(parse(one, { bearer_token_file: 'short.token' }), d)).toThrow('must hold one token of at least 16 characters');
     } finally {
       rmSync(d, { recursive: true, force: true });

@@ -3,7 +3,7 @@
  * config loads it, and `postmix sendmail` (which reads that config) must not pull in the hop's
  * schema (multiaddr, key stores) to start.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { isLoopback, pathField } from './config-file.ts';
@@ -53,8 +53,15 @@ export function resolveMetricsAccess(
   const path = resolve(base, m.bearer_token_file);
   let token: string;
   try {
+    // a secret like the key files: refused when the group or others may read it
+    const mode = statSync(path).mode;
+    if ((mode & 0o077) !== 0)
+      throw new ConfigError(
+        `${source}: metrics.bearer_token_file: ${path} is readable by group or others (mode ${(mode & 0o777).toString(8)}); run: chmod 600 ${path}`,
+      );
     token = readFileSync(path, 'utf8').trim();
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     throw new ConfigError(`${source}: metrics.bearer_token_file: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   if (token.length < 16 || /\s/.test(token))
