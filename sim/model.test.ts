@@ -28,9 +28,11 @@ describe('rng and heap', () => {
         fc.array(fc.tuple(fc.double({ min: 0, max: 50, noNaN: true }), fc.boolean()), { maxLength: 300 }),
         fc.constantFrom(0.001, 0.05, 1),
         fc.constantFrom(2, 16, 1024),
-        (steps, width, buckets) => {
+        fc.constantFrom(1, 3, 48),
+        (steps, width, buckets, slab) => {
           // every event pops at or after the time of the one before; each pop may push a later one
-          const q = new CalendarQueue(width, buckets);
+          // (small slabs: most events overflow into the buckets' lists)
+          const q = new CalendarQueue(width, buckets, slab);
           const ref: number[] = [];
           let code = 0;
           for (const [dt] of steps.slice(0, steps.length >> 1)) {
