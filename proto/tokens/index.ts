@@ -9,22 +9,31 @@
  * the secret key, recomputes the output for the input and info and compares. The gateway never
  * saw the input at issuance, so a redeemed token is unlinkable to the issuance batch, and it
  * cannot tell which contact of the recipient redeemed it.
+ *
+ * This file: issuer keys and the issuance steps. Redemption (`verifyToken`) is in poprf.ts, the
+ * token bytes in token.ts, bundles in bundle.ts, the endpoint's JSON in issuance.ts.
  */
 import { ristretto255_oprf } from '@noble/curves/ed25519.js';
 import { randomBytes } from 'node:crypto';
-import { noblePoprf, selectPoprf, type PoprfEvaluator, type PoprfSelection } from './poprf.ts';
+import type { IssuerKeys } from './poprf.ts';
 import { INFO_PREFIX, normalizeRecipient, tokenInfo, TOKEN_INPUT_LENGTH, type Token } from './token.ts';
-import { bytesEqual } from '../util/bytes.ts';
 
 export * from './token.ts';
 export * from './bundle.ts';
 export * from './issuance.ts';
-export { makeSodiumPoprf, noblePoprf, selectPoprf, loadSodiumRistretto, type PoprfEvaluator, type PoprfSelection, type SodiumRistretto } from './poprf.ts';
-
-export interface IssuerKeys {
-  readonly secretKey: Uint8Array;
-  readonly publicKey: Uint8Array;
-}
+export {
+  makeSodiumPoprf,
+  noblePoprf,
+  selectPoprf,
+  loadSodiumRistretto,
+  tokenCheckBackend,
+  useFastestTokenChecks,
+  verifyToken,
+  type IssuerKeys,
+  type PoprfEvaluator,
+  type PoprfSelection,
+  type SodiumRistretto,
+} from './poprf.ts';
 
 const poprf = (recipient: string, keyEpoch: number) => ristretto255_oprf.poprf(tokenInfo(recipient, keyEpoch));
 
@@ -99,36 +108,4 @@ export function finalizeTokens(state: IssuanceState, res: IssuanceResponse): Tok
     throw new TokenProofError(`the gateway's proof does not verify: ${(e as Error).message}`);
   }
   return outputs.map((output, i) => ({ keyEpoch: state.keyEpoch, input: state.inputs[i]!, output }));
-}
-
-// Token checks start on noble and move to libsodium once a gateway asks (its WebAssembly takes
-// tens of ms to load, which clients and the CLI, which never redeem tokens, need not pay).
-let redeemWith: PoprfEvaluator = noblePoprf;
-let selecting: Promise<PoprfSelection> | undefined;
-
-/**
- * Moves this process's token checks to the fastest POPRF backend that loads (libsodium, else
- * noble with the reason); once per process. The gateway awaits it at start and logs the result.
- */
-export function useFastestTokenChecks(): Promise<PoprfSelection> {
-  selecting ??= selectPoprf().then((sel) => {
-    redeemWith = sel.evaluator;
-    return sel;
-  });
-  return selecting;
-}
-
-/** The backend verifyToken uses now ('noble' until useFastestTokenChecks has resolved). */
-export function tokenCheckBackend(): string {
-  return redeemWith.name;
-}
-
-/** Gateway: is `token` a valid token for `recipient` under its key epoch? Never throws. */
-export function verifyToken(issuer: IssuerKeys, recipient: string, token: Token, evaluator: PoprfEvaluator = redeemWith): boolean {
-  try {
-    const expect = evaluator.evaluate(issuer.secretKey, token.input, tokenInfo(recipient, token.keyEpoch));
-    return bytesEqual(expect, token.output);
-  } catch {
-    return false;
-  }
 }

@@ -14,11 +14,17 @@
  *                      || I2OSP(32, 2) || Serialize(E) || "Finalize")
  *
  * Issuance (BlindEvaluate with its DLEQ proof, Blind, Finalize) stays on noble: it runs once
- * per batch of tokens, not per message.
+ * per batch of tokens, not per message (proto/tokens/index.ts).
+ *
+ * Redemption lives here too, beside the backends it runs on: `verifyToken` (Evaluate, then a
+ * constant-time compare with the token's output) on the backend this process chose with
+ * `useFastestTokenChecks`, so a reader following a fragment's token check needs this file and
+ * token.ts (the token's bytes), nothing else.
  */
 import { ristretto255_oprf } from '@noble/curves/ed25519.js';
 import { createHash } from 'node:crypto';
 import { bytesEqual, fromHex, hex } from '../util/bytes.ts';
+import { tokenInfo, type Token } from './token.ts';
 
 export interface PoprfEvaluator {
   readonly name: string;
@@ -132,5 +138,45 @@ export async function selectPoprf(load: () => Promise<SodiumRistretto> = loadSod
   } catch (e) {
     const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
     return { evaluator: noblePoprf, fallbackReason: `libsodium ristretto255 unusable (${why}); token checks run on noble` };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// redemption: the gateway's token check, on the backend this process selected
+
+export interface IssuerKeys {
+  readonly secretKey: Uint8Array;
+  readonly publicKey: Uint8Array;
+}
+
+// Token checks start on noble and move to libsodium once a gateway asks (its WebAssembly takes
+// tens of ms to load, which clients and the CLI, which never redeem tokens, need not pay).
+let redeemWith: PoprfEvaluator = noblePoprf;
+let selecting: Promise<PoprfSelection> | undefined;
+
+/**
+ * Moves this process's token checks to the fastest POPRF backend that loads (libsodium, else
+ * noble with the reason); once per process. The gateway awaits it at start and logs the result.
+ */
+export function useFastestTokenChecks(): Promise<PoprfSelection> {
+  selecting ??= selectPoprf().then((sel) => {
+    redeemWith = sel.evaluator;
+    return sel;
+  });
+  return selecting;
+}
+
+/** The backend verifyToken uses now ('noble' until useFastestTokenChecks has resolved). */
+export function tokenCheckBackend(): string {
+  return redeemWith.name;
+}
+
+/** Gateway: is `token` a valid token for `recipient` under its key epoch? Never throws. */
+export function verifyToken(issuer: IssuerKeys, recipient: string, token: Token, evaluator: PoprfEvaluator = redeemWith): boolean {
+  try {
+    const expect = evaluator.evaluate(issuer.secretKey, token.input, tokenInfo(recipient, token.keyEpoch));
+    return bytesEqual(expect, token.output);
+  } catch {
+    return false;
   }
 }
