@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { deriveIssuerKeys, finalizeTokens, issueTokens, requestTokens, tokenCheckBackend, useFastestTokenChecks, verifyToken } from './index.ts';
-import { loadSodiumRistretto, makeSodiumPoprf, noblePoprf, selectPoprf, type SodiumRistretto } from './poprf.ts';
+import { INVERSE_CACHE_SIZE, loadSodiumRistretto, makeSodiumPoprf, noblePoprf, selectPoprf, type SodiumRistretto } from './poprf.ts';
 
 interface Rfc9497Vectors {
   Seed: string;
@@ -78,6 +78,43 @@ describe('libsodium and noble agree', () => {
       expect(() => noblePoprf.evaluate(k, new Uint8Array(32), new Uint8Array(3))).toThrow();
       expect(() => sodiumPoprf.evaluate(k, new Uint8Array(32), new Uint8Array(3))).toThrow(RangeError);
     }
+  });
+});
+
+describe("libsodium's cache of 1/(skS + m) per key and info", () => {
+  const key = (n: number) => sodium.crypto_core_ristretto255_scalar_reduce(new Uint8Array(64).fill(n));
+  it('answers repeated infos, many inputs each, exactly as noble does', () => {
+    const ev = makeSodiumPoprf(sodium);
+    const k = key(3);
+    for (let round = 0; round < 3; round++)
+      for (const info of [b('01'), b('0102'), new Uint8Array(0)])
+        for (let i = 0; i < 4; i++) {
+          const input = Uint8Array.of(round, i);
+          expect(h(ev.evaluate(k, input, info))).toBe(h(noblePoprf.evaluate(k, input, info)));
+        }
+  });
+
+  it('never answers with another key: not for a second key with the same info, nor for a key changed in place', () => {
+    const ev = makeSodiumPoprf(sodium);
+    const info = b('7465737420696e666f');
+    const k1 = key(5);
+    const input = b('00');
+    expect(h(ev.evaluate(k1, input, info))).toBe(h(noblePoprf.evaluate(k1, input, info)));
+    const k2 = key(6);
+    expect(h(ev.evaluate(k2, input, info))).toBe(h(noblePoprf.evaluate(k2, input, info)));
+    k1.set(key(9));
+    expect(h(ev.evaluate(k1, input, info))).toBe(h(noblePoprf.evaluate(k1, input, info)));
+  });
+
+  it('stays right past its bound, and still refuses a non-canonical key it has never seen', () => {
+    const ev = makeSodiumPoprf(sodium);
+    const k = key(11);
+    const first = b('aa');
+    const want = h(noblePoprf.evaluate(k, first, first));
+    expect(h(ev.evaluate(k, first, first))).toBe(want);
+    for (let i = 0; i < INVERSE_CACHE_SIZE + 10; i++) ev.evaluate(k, first, Uint8Array.of(i >> 8, i & 0xff, 0xee));
+    expect(h(ev.evaluate(k, first, first))).toBe(want); // dropped from the cache, computed again
+    expect(() => ev.evaluate(new Uint8Array(32).fill(0xff), first, first)).toThrow(RangeError);
   });
 });
 
