@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -10,7 +11,8 @@ import { Wallet, walletNotices } from '../client/wallet.ts';
 import { registerClientTokens } from './client-tokens.ts';
 import { formatLostGateways, formatStatus } from '../client/status.ts';
 import { GatewayMemory } from '../client/gateway-memory.ts';
-import { submitLocal } from '../client/submit.ts';
+import { replyLines, submitLocal, type SubmitTarget } from '../client/submit.ts';
+import { submissionCertFile } from '../client/tls.ts';
 import { recipientsFromHeaders, headerValues, addressesIn } from '../client/headers.ts';
 import { parseSendmailArgs, prepareSendmail } from '../client/sendmail.ts';
 import { addInit } from './init.ts';
@@ -35,7 +37,7 @@ function loadCfg(file: string | undefined, cmd: string): ClientConfig | null {
 const RUN_HELP = `
 Configuration (TOML; docs/client.md has a complete example):
   data_dir                 outbox.sqlite (messages, fragments, SURB keys, token wallet) lives here
-  [smtp]       host (127.0.0.1) port (2525) user password max_message_bytes allow_remote
+  [smtp]       host (127.0.0.1) port (2525) user password max_message_bytes allow_remote tls_cert tls_key
   [smarthost]  host port (587) secure require_tls (true) user password max_attempts retry_base_ms
   [routing]    overlay_only (false) overlay_only_recipients [] force_smtp [] on_gateway_loss (refuse|smtp)
   [strip]      received x_mailer user_agent message_id_host (all false)
@@ -54,8 +56,16 @@ async function readStdin(): Promise<Uint8Array> {
   return new Uint8Array(Buffer.concat(chunks));
 }
 
-function submitTarget(cfg: ClientConfig) {
-  return { host: cfg.smtp.host, port: cfg.smtp.port, user: cfg.smtp.user || undefined, password: cfg.smtp.password || undefined };
+function submitTarget(cfg: ClientConfig): SubmitTarget {
+  const t = { host: cfg.smtp.host, port: cfg.smtp.port, user: cfg.smtp.user || undefined, password: cfg.smtp.password || undefined };
+  // with allow_remote the intake offers STARTTLS and AUTH only inside it: pin its certificate
+  const certFile = submissionCertFile(cfg);
+  if (!certFile) return t;
+  try {
+    return { ...t, certificate: readFileSync(certFile, 'utf8') };
+  } catch (e) {
+    throw new ConfigError(`the submission's STARTTLS certificate ${certFile} cannot be read (${(e as Error).message}); is the client running?`);
+  }
 }
 
 export function registerClient(program: Command): void {
@@ -104,7 +114,16 @@ export function registerClient(program: Command): void {
         process.exitCode = EXIT.usage;
         return;
       }
-      const r = await submitLocal(submitTarget(cfg), from, to, raw);
+      let target: SubmitTarget;
+      try {
+        target = submitTarget(cfg);
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        process.stderr.write(`postmix client send: ${e.message}\n`);
+        process.exitCode = EXIT.unavailable;
+        return;
+      }
+      const r = await submitLocal(target, from, to, raw);
       if (r.ok) process.stdout.write(`queued as ${r.outboxId ?? '?'}: ${r.response}\n`);
       else {
         process.stderr.write(`postmix client send: ${r.error}\n`);
@@ -165,7 +184,9 @@ export function registerClient(program: Command): void {
 
   program
     .command('sendmail')
-    .description('sendmail-compatible intake: reads a message on stdin (-t: recipients from To/Cc/Bcc; -i: a lone "." does not end it; -f sender)')
+    .description(
+      'sendmail-compatible intake: reads a message on stdin (-t: recipients from To/Cc/Bcc; -i: a lone "." does not end it; -f sender; -v: each recipient\'s path on stderr)',
+    )
     .helpOption(false)
     .allowUnknownOption(true)
     .allowExcessArguments(true)
@@ -175,7 +196,7 @@ export function registerClient(program: Command): void {
     });
 }
 
-/** `postmix sendmail [-t] [-i|-oi] [-f from] [-C config] [--] [rcpt...]`; returns the exit code (sysexits). */
+/** `postmix sendmail [-t] [-i|-oi] [-v] [-f from] [-C config] [--] [rcpt...]`; returns the exit code (sysexits). */
 export async function sendmailMain(args: readonly string[]): Promise<number> {
   const a = parseSendmailArgs(args);
   const cfg = loadCfg(a.config, 'sendmail');
@@ -185,7 +206,17 @@ export async function sendmailMain(args: readonly string[]): Promise<number> {
     process.stderr.write('sendmail: no recipients (give addresses or use -t)\n');
     return 64; // EX_USAGE
   }
-  const r = await submitLocal(submitTarget(cfg), from, to, raw);
+  let target: SubmitTarget;
+  try {
+    target = submitTarget(cfg);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`sendmail: ${e.message}\n`);
+    return 75; // EX_TEMPFAIL: the certificate appears when the client has started
+  }
+  const r = await submitLocal(target, from, to, raw);
+  // -v: what the client said it does with each recipient (quiet otherwise, as sendmail is)
+  if (a.v && r.response) for (const l of replyLines(r.response)) process.stderr.write(`sendmail: ${l}\n`);
   if (r.ok) return 0;
   process.stderr.write(`sendmail: ${r.error}\n`);
   if (r.code === null || r.code < 500) return 75; // EX_TEMPFAIL: the caller may retry
@@ -197,9 +228,20 @@ export async function sendmailMain(args: readonly string[]): Promise<number> {
 async function checkClient(cfg: ClientConfig): Promise<void> {
   const { checkListen } = await import('../client/daemon.ts');
   const { DocumentCache } = await import('../runtime/pki/client.ts');
+  const { submissionTls, submissionCertFile } = await import('../client/tls.ts');
   const n = cfg.network;
+  let starttls = '';
   try {
     checkListen(cfg);
+    if (cfg.smtp.allow_remote) {
+      // the operator's pair is checked as the daemon would; the self-signed one is only read (made at the first start)
+      const own = cfg.smtp.tls_cert ? submissionTls(cfg) : null;
+      const file = submissionCertFile(cfg)!;
+      const fp = own?.fingerprint ?? (existsSync(file) ? new X509Certificate(readFileSync(file)).fingerprint256 : null);
+      starttls = fp
+        ? `, STARTTLS (AUTH after it; ${own ? '' : 'self-signed '}certificate ${file}, SHA-256 ${fp})`
+        : `, STARTTLS (AUTH after it; a self-signed certificate is made at the first start in ${file})`;
+    }
     if (n.authorities.length > 0 && n.threshold > n.authorities.length)
       throw new ConfigError(`network.threshold ${n.threshold} exceeds the ${n.authorities.length} listed authorities`);
     if (n.authorities.length > 0 && !n.document)
@@ -224,7 +266,7 @@ async function checkClient(cfg: ClientConfig): Promise<void> {
   }
   const r = cfg.routing;
   process.stdout.write(
-    `config ok: SMTP ${cfg.smtp.host}:${cfg.smtp.port}${cfg.smtp.user ? ' (AUTH)' : ''}, outbox ${outboxPath(cfg)}, ` +
+    `config ok: SMTP ${cfg.smtp.host}:${cfg.smtp.port}${cfg.smtp.user ? ' (AUTH)' : ''}${starttls}, outbox ${outboxPath(cfg)}, ` +
       `smarthost ${cfg.smarthost.host ? `${cfg.smarthost.host}:${cfg.smarthost.port}${cfg.smarthost.insecure_tls ? ' (certificate NOT verified)' : ''}` : 'none'}, ` +
       `routing ${r.overlay_only ? 'overlay only' : 'overlay, else SMTP'}${r.overlay_only_recipients.length ? `, overlay only for ${r.overlay_only_recipients.length} pattern(s)` : ''}${r.force_smtp.length ? `, SMTP forced for ${r.force_smtp.length} pattern(s)` : ''}; ` +
       `overlay: ${overlay}\n`,

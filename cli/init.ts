@@ -216,6 +216,10 @@ data_dir = ${q(o.dataDir)}   # outbox.sqlite: messages, fragments, SURB keys, th
 # Where your mail client submits (loopback only unless allow_remote).
 host = "127.0.0.1"
 port = ${o.smtpPort}
+# allow_remote = true            # mail clients on other hosts (host = "0.0.0.0"): needs user and
+#                                # password; STARTTLS is then offered, and AUTH only after it
+# tls_cert = "/etc/ssl/certs/submission.pem"    # with allow_remote: your certificate (chain) and
+# tls_key = "/etc/ssl/private/submission.key"   # key; unset: a self-signed pair made in data_dir
 
 [smarthost]
 # Your provider's submission server, for recipients whose domain has no gateway. Empty: no

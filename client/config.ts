@@ -26,8 +26,17 @@ export const ClientConfigSchema = z
           .int()
           .min(1024)
           .default(25 * 1024 * 1024),
-        /** must be true to listen on a non-loopback address */
+        /** must be true to listen on a non-loopback address; then STARTTLS is offered and AUTH only after it */
         allow_remote: z.boolean().default(false),
+        /** with allow_remote: the certificate (PEM, chain) and key STARTTLS presents; both empty: a self-signed pair made in data_dir */
+        tls_cert: z
+          .string()
+          .default('')
+          .transform((p) => expandHome(p)),
+        tls_key: z
+          .string()
+          .default('')
+          .transform((p) => expandHome(p)),
       })
       .strict()
       .prefault({}),

@@ -13,7 +13,7 @@ import type { MailboxItem } from '../proto/mailbox/index.ts';
 import { buildBounce, deliverToMaildir, type FailedRecipient } from './bounce.ts';
 import { addressesIn, headerValues, stripHeaders, type StripOptions } from './headers.ts';
 import { MAX_RECIPIENTS_PER_TRANSACTION, relaySmtp, type RelayResult, type SmarthostConfig } from './smarthost.ts';
-import { SmtpReply } from './smtp-server.ts';
+import { SmtpReply, type Accepted } from './smtp-server.ts';
 import { Outbox, TokenSpentError, type NewRecipient, type RecipientRow } from './outbox.ts';
 import { decideRoute, type RouteDecision, type RoutingPolicy } from './routing.ts';
 import { Sender, planOverlay, type PacketSink, type SenderStats } from './sender.ts';
@@ -165,6 +165,11 @@ export class ClientCore {
 
   /** Stores a message durably with each recipient's decision. Returns the outbox id. */
   accept(mailFrom: string, recipients: readonly string[], submitted: Uint8Array, now = Date.now()): string {
+    return this.submit(mailFrom, recipients, submitted, now).id;
+  }
+
+  /** As `accept`, with the path each recipient takes and why (the SMTP reply to DATA says it). */
+  submit(mailFrom: string, recipients: readonly string[], submitted: Uint8Array, now = Date.now()): Accepted {
     if (recipients.length === 0) throw new SmtpReply(554, '5.5.1 No valid recipients');
     let raw = submitted;
     if (this.o.strip.received || this.o.strip.xMailer || this.o.strip.userAgent || this.o.strip.messageIdFromDomain) {
@@ -203,7 +208,7 @@ export class ClientCore {
               this.o.log?.warn({ recipient: r.address, left: left.usable, expired: left.expired }, 'running low on delivery tokens for this recipient');
           }
         }
-        return id;
+        return { id, recipients: rows.map((r) => ({ address: r.address, path: r.path, held: r.held === true, reason: r.reason })) };
       } catch (e) {
         // another session spent the token we picked: pick again (bounded)
         if (tries < 3 && e instanceof TokenSpentError) continue;

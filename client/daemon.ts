@@ -21,6 +21,7 @@ import { DocumentCache } from '../runtime/pki/client.ts';
 import { DocumentFollower } from './document-follower.ts';
 import { cachedDocument, fetchNetworkDocument, loadMailboxId, OverlayConnection } from './network.ts';
 import { startSubmissionServer, type SubmissionServer } from './smtp-server.ts';
+import { checkTlsKeys, submissionTls } from './tls.ts';
 
 export interface RunningClient {
   readonly core: ClientCore;
@@ -46,6 +47,7 @@ export function checkListen(cfg: ClientConfig): { metricsBearerToken: string | u
   if (!isLoopback(cfg.smtp.host) && !cfg.smtp.allow_remote)
     throw new ConfigError(`smtp.host ${cfg.smtp.host} is not loopback; set smtp.allow_remote = true to listen there`);
   if (!isLoopback(cfg.smtp.host) && !cfg.smtp.user) throw new ConfigError('smtp.user and smtp.password are required when smtp.host is not loopback');
+  checkTlsKeys(cfg);
   return { metricsBearerToken: resolveMetricsAccess(cfg.metrics, 'client config', process.cwd()).bearerToken };
 }
 
@@ -86,6 +88,13 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
   const { metricsBearerToken } = checkListen(cfg);
   const log = ro.log;
   privateDir(cfg.data_dir);
+  // with allow_remote: the STARTTLS certificate (made self-signed in data_dir when none is configured)
+  const tls = submissionTls(cfg, log);
+  if (tls)
+    log.info(
+      { cert: tls.certFile, sha256: tls.fingerprint, self_signed: tls.generated },
+      `smtp: STARTTLS offered, AUTH only after it; certificate SHA-256 fingerprint ${tls.fingerprint}`,
+    );
   const sh = cfg.smarthost;
   // ours to close when we opened it
   const own = ro.network === undefined ? await connectOverlay(cfg, log) : null;
@@ -162,6 +171,7 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
       auth: cfg.smtp.user ? { user: cfg.smtp.user, password: cfg.smtp.password } : null,
       maxMessageBytes: cfg.smtp.max_message_bytes,
       handler: core,
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
       log,
     });
   } catch (e) {
@@ -173,7 +183,7 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
     smtpUp = false;
     return smtp.close();
   });
-  log.info({ host: cfg.smtp.host, port: smtp.port, auth: Boolean(cfg.smtp.user) }, 'smtp submission listening');
+  log.info({ host: cfg.smtp.host, port: smtp.port, auth: Boolean(cfg.smtp.user), starttls: Boolean(tls) }, 'smtp submission listening');
 
   let metrics: MetricsServer | null = null;
   if (cfg.metrics.enabled) {

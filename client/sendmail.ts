@@ -1,15 +1,18 @@
 /**
  * `postmix sendmail`: the sendmail command line as mutt, cron and scripts use it. Flags:
  * -t (recipients from To/Cc/Bcc; Bcc is then removed from the header), -i / -oi (a line with a
- * single '.' does not end the message), -f / -r ADDR (envelope sender), -C FILE (client config);
- * other sendmail flags (-oem, -odb, -v, -F NAME ...) are accepted and ignored. The message goes
- * to the running client's SMTP intake; the body is never altered.
+ * single '.' does not end the message), -f / -r ADDR (envelope sender), -C FILE (client config),
+ * -v (verbose: the path each recipient takes, and why, on stderr); other sendmail flags (-oem,
+ * -odb, -F NAME ...) are accepted and ignored. The message goes to the running client's SMTP
+ * intake; the body is never altered.
  */
 import { addressesIn, cutAtDot, headerValues, recipientsFromHeaders, removeBcc } from './headers.ts';
 
 export interface SendmailArgs {
   readonly t: boolean;
   readonly i: boolean;
+  /** -v: tell each recipient's path on stderr */
+  readonly v: boolean;
   readonly from: string | undefined;
   readonly config: string | undefined;
   readonly rcpts: string[];
@@ -18,6 +21,7 @@ export interface SendmailArgs {
 export function parseSendmailArgs(args: readonly string[]): SendmailArgs {
   let t = false;
   let i = false;
+  let v = false;
   let from: string | undefined;
   let config: string | undefined;
   const rcpts: string[] = [];
@@ -29,6 +33,7 @@ export function parseSendmailArgs(args: readonly string[]): SendmailArgs {
     }
     if (a === '-t') t = true;
     else if (a === '-i' || a === '-oi') i = true;
+    else if (a === '-v') v = true;
     else if (a === '-f' || a === '-r') from = args[++k];
     else if ((a.startsWith('-f') || a.startsWith('-r')) && a.length > 2) from = a.slice(2);
     else if (a === '-C' || a === '--config') config = args[++k];
@@ -36,7 +41,7 @@ export function parseSendmailArgs(args: readonly string[]): SendmailArgs {
     else if (a.startsWith('-')) continue;
     else rcpts.push(a);
   }
-  return { t, i, from, config, rcpts };
+  return { t, i, v, from, config, rcpts };
 }
 
 /** Applies -i/-t to the raw input: the message to submit, its recipients and envelope sender. */

@@ -14,6 +14,8 @@ import type { GatewayInfo, NetworkPlan, RunningNetwork } from './network.ts';
 import { freePorts } from './ports.ts';
 import { runCli, type Supervisor } from './processes.ts';
 import type { TokensReport } from './report.ts';
+import { submissionTlsOptions } from '../../client/submit.ts';
+import { GENERATED_CERT } from '../../client/tls.ts';
 
 export const ALICE = `alice@${DOMAINS.a}`;
 export const BOB = `bob@${DOMAINS.b}`;
@@ -30,6 +32,15 @@ export interface ClientInfo {
   readonly password: string;
   /** its Prometheus endpoint (the chaos plan reads which document it routes by) */
   readonly metricsUrl: string;
+}
+
+/**
+ * How the testnet submits to a client: on loopback as before; off it (--netns, where the client
+ * has smtp.allow_remote and so AUTH only after STARTTLS) with STARTTLS, pinning the certificate
+ * the client made in its data_dir at its first start.
+ */
+export function clientTls(c: ClientInfo): ReturnType<typeof submissionTlsOptions> {
+  return submissionTlsOptions(c.smtpHost === '127.0.0.1' ? undefined : readFileSync(join(c.dir, GENERATED_CERT), 'utf8'));
 }
 
 export interface Clients {

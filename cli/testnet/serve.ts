@@ -11,7 +11,8 @@
  *   {"ready": true, "clients": [{"address", "smtp": {"host", "port", "user", "password"}, ...}],
  *    "maildirs": {"<address>": "<path>"}, "nodes": [...], "network": {"mode", "hosts"}, ...}
  */
-import { chownSync, mkdirSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { chownSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALICE, BOB, CAROL, startClients, type ClientInfo } from './clients.ts';
 import { maildirPath } from './maildir-mx.ts';
@@ -20,6 +21,7 @@ import type { NetworkReport } from './netns.ts';
 import type { RunningNetwork } from './network.ts';
 import type { Supervisor } from './processes.ts';
 import { describeLinks, geometryFor, networkPlan, Run, startMixnet, type TestnetOptions } from './run.ts';
+import { GENERATED_CERT } from '../../client/tls.ts';
 
 export interface ServeOptions extends TestnetOptions {
   /** tokens each user exports for the other (each message to a gateway domain spends one) */
@@ -58,7 +60,14 @@ export interface ReadyLine {
   readonly ready: true;
   readonly clients: readonly {
     readonly address: string;
-    readonly smtp: { readonly host: string; readonly port: number; readonly user: string; readonly password: string };
+    readonly smtp: {
+      readonly host: string;
+      readonly port: number;
+      readonly user: string;
+      readonly password: string;
+      /** off loopback (--netns): STARTTLS, AUTH only after it, with the client's self-signed certificate of this SHA-256 */
+      readonly starttls?: { readonly sha256: string };
+    };
     /** for `postmix sendmail -C <config>` (mutt's sendmail=, cron) */
     readonly config: string;
     /** who this user can write to and how: overlay (with the tokens it holds) or the SMTP fallback */
@@ -110,14 +119,16 @@ function prepareMaildirs(mailRoot: string, mta: string): Record<string, string> 
 
 function humanReady(r: ReadyLine): string {
   const where = r.network.mode === 'netns' ? `each client on its own address in ${r.network.subnet}` : 'loopback only';
-  const lines = ['', `postmix testnet is up. Point a mail client at it (SMTP submission, AUTH PLAIN/LOGIN, no TLS, ${where}):`, ''];
+  const tls = r.network.mode === 'netns' ? 'STARTTLS, AUTH only after it' : 'no TLS';
+  const lines = ['', `postmix testnet is up. Point a mail client at it (SMTP submission, AUTH PLAIN/LOGIN, ${tls}, ${where}):`, ''];
   for (const c of r.clients) {
     lines.push(`  ${c.address}`);
     lines.push(`    SMTP     host ${c.smtp.host}  port ${c.smtp.port}  user ${c.smtp.user}  password ${c.smtp.password}`);
+    if (c.smtp.starttls) lines.push(`    TLS      STARTTLS; self-signed certificate, SHA-256 ${c.smtp.starttls.sha256} (msmtp: tls_fingerprint)`);
     lines.push(`    sendmail postmix sendmail -C ${c.config} -t -i`);
     for (const [to, how] of Object.entries(c.reaches)) lines.push(`    to ${to}: ${how}`);
     lines.push(
-      `    e.g.     swaks --server ${c.smtp.host}:${c.smtp.port} --auth-user ${c.smtp.user} --auth-password ${c.smtp.password} --from ${c.address} --to ${Object.keys(c.reaches)[0]}`,
+      `    e.g.     swaks --server ${c.smtp.host}:${c.smtp.port}${c.smtp.starttls ? ' --tls' : ''} --auth-user ${c.smtp.user} --auth-password ${c.smtp.password} --from ${c.address} --to ${Object.keys(c.reaches)[0]}`,
     );
   }
   lines.push('', 'Mail lands in these Maildirs (read with e.g. `mutt -f <Maildir>`):');
@@ -189,7 +200,13 @@ export async function serveTestnet(o: ServeOptions): Promise<number> {
       ready: true,
       clients: users.map((c) => ({
         address: c.address,
-        smtp: { host: c.smtpHost, port: c.smtpPort, user: c.name, password: c.password },
+        smtp: {
+          host: c.smtpHost,
+          port: c.smtpPort,
+          user: c.name,
+          password: c.password,
+          ...(c.smtpHost === '127.0.0.1' ? {} : { starttls: { sha256: new X509Certificate(readFileSync(join(c.dir, GENERATED_CERT))).fingerprint256 } }),
+        },
         config: c.config,
         reaches: {
           [c.address === ALICE ? BOB : ALICE]: `overlay (${o.tokens} tokens; the mixnet to its gateway)`,

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
-import { ALICE, BOB, CAROL, type ClientInfo, type Clients } from './clients.ts';
+import { ALICE, BOB, CAROL, clientTls, type ClientInfo, type Clients } from './clients.ts';
 import { makeMessage } from './messages.ts';
 import type { MessagePath } from './report.ts';
 
@@ -64,7 +64,7 @@ export async function submitAll(dir: string, planned: Planned[], pacing: SubmitP
   for (const p of planned) writeFileSync(join(dir, 'sent', `${p.id}.eml`), p.bytes);
   const retryMs = pacing.retryRefusedMs ?? 60_000;
   const fresh = (c: ClientInfo) =>
-    nodemailer.createTransport({ host: c.smtpHost, port: c.smtpPort, secure: false, ignoreTLS: true, auth: { user: c.name, pass: c.password } });
+    nodemailer.createTransport({ host: c.smtpHost, port: c.smtpPort, secure: false, ...clientTls(c), auth: { user: c.name, pass: c.password } });
   const transports = new Map<string, ReturnType<typeof nodemailer.createTransport>>();
   const transport = (c: ClientInfo) => {
     let t = transports.get(c.name);
