@@ -81,10 +81,10 @@ function addScenarioFlags(cmd: Command): Command {
   cmd.addOption(new Option('--topology <t>', 'route topology').choices(['stratified', 'cascade', 'free-route']));
   cmd.addOption(new Option('--mix <kind>', 'mixing rule at every mix (threshold: batch mix, for comparison)').choices(['exponential', 'threshold']));
   cmd.addOption(
-    new Option('--payload-cover <kind>', 'what a payload tick carries when nothing is due: drop (Loopix) or a loop to the own mailbox').choices([
-      'drop',
-      'loop',
-    ]),
+    new Option(
+      '--payload-cover <kind>',
+      'what a payload tick carries when nothing is due: decoy (the protocol: answered through its SURB), drop (Loopix) or a loop to the own mailbox',
+    ).choices(['decoy', 'drop', 'loop']),
   );
   return cmd;
 }

@@ -105,7 +105,7 @@ export function registerTestnet(program: Command): void {
     .option('--layer-size <n>', 'mixes per layer', int('--layer-size', 1, 10), 3)
     .option('--epoch-length <duration>', 'epoch length (short, so the run crosses epochs), e.g. 20s', durationOption('--epoch-length', 5, 3600), 20)
     .option('--mean-delay <duration>', 'mean per-hop mixing delay 1/μ, e.g. 50ms or 0.05s', durationOption('--mean-delay', 0.001, 10), 0.05)
-    .option('--lambda-p <r>', "λ_P: each client's Poisson sending rate per second (real packets replace drop cover in it)", num('--lambda-p', 0.01, 1000), 10)
+    .option('--lambda-p <r>', "λ_P: each client's Poisson sending rate per second (real packets replace decoys in it)", num('--lambda-p', 0.01, 1000), 10)
     .option('--lambda-l <r>', "λ_L: each client's loop cover rate per second", num('--lambda-l', 0, 1000), 1)
     .option('--lambda-d <r>', "λ_D: each client's drop cover rate per second", num('--lambda-d', 0, 1000), 1)
     .option('--lambda-m <r>', "λ_M: each mix's loop cover rate per second", num('--lambda-m', 0, 1000), 0.5)

@@ -24,12 +24,19 @@ export function registerClientMetrics(r: Registry, core: ClientCore, link?: () =
   scrapedCounter(r, 'postmix_client_smtp_relayed_total', 'recipients relayed through the smarthost', () => c.smtpRelayed);
   scrapedCounter(r, 'postmix_client_bounced_total', 'recipients bounced', () => c.bounced);
   scrapedCounter(r, 'postmix_client_delivered_total', 'recipients delivered (all ACKs, or smarthost 250)', () => c.delivered);
-  scrapedCounters(r, 'postmix_client_packets_sent_total', 'packets sent by stream kind', 'kind', () => ({ real: s.real, drop: s.drop, loop: s.loop }));
+  scrapedCounters(r, 'postmix_client_packets_sent_total', 'packets sent by stream kind', 'kind', () => ({
+    real: s.real,
+    decoy: s.decoy,
+    drop: s.drop,
+    loop: s.loop,
+  }));
   scrapedGauge(r, 'postmix_client_outbox_active_messages', 'messages in the outbox not yet delivered or bounced', () => core.outbox.activeMessages().length);
   scrapedCounter(r, 'postmix_client_fragments_resent_total', 'fragments resent after an ACK timeout', () => s.resent);
   scrapedCounter(r, 'postmix_client_acks_total', 'ACKs received', () => s.acks);
   scrapedCounter(r, 'postmix_client_loops_returned_total', 'loop cover packets that came back', () => s.loopsReturned);
   scrapedCounter(r, 'postmix_client_loops_lost_total', 'loop cover packets not back in time (their mixes are blamed)', () => s.loopsLost);
+  scrapedCounter(r, 'postmix_client_decoys_returned_total', "decoys whose gateway's reply came back", () => s.decoysReturned);
+  scrapedCounter(r, 'postmix_client_decoys_lost_total', 'decoys whose reply did not come back in time (counted only)', () => s.decoysLost);
   scrapedCounter(
     r,
     'postmix_client_scheduler_gaps_total',

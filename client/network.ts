@@ -3,7 +3,7 @@
  * re-verified against the configured authorities), the home gateway, the client's mailbox id
  * (random, kept in data_dir so SURBs made before a restart still lead home), and the connection:
  * a dial-only packet link to the layer-1 mixes, whose frame size and admitted peers follow the
- * document, and the `/postmix/mailbox/2` subscription to the home gateway that brings ACKs and
+ * document, and the `/postmix/mailbox/3` subscription to the home gateway that brings ACKs and
  * returning loops back (runtime/mailbox/subscriber.ts).
  */
 import { randomBytes } from 'node:crypto';

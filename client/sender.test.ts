@@ -185,7 +185,7 @@ describe('overlay sending through a simulated mixnet (real Sphinx)', () => {
 });
 
 describe('Loopix streams (seeded RNG, fake clock)', () => {
-  it('payload, loop and drop streams have the document rates; real packets replace drop cover', () => {
+  it('payload, loop and drop streams have the document rates; real packets replace decoys; every payload tick and loop brings one reply back', () => {
     const sim = new InProcessMixnet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 0.5, lambdaM: 0, lambdaG: 0, mu: 10 } });
     const dir = tmp();
     const c = core(sim, dir, { cover: true, seed: 99, overlayOnly: false });
@@ -193,12 +193,15 @@ describe('Loopix streams (seeded RNG, fake clock)', () => {
     run(c, sim, 0, T, 1000);
     const s = c.stats;
     const within = (got: number, want: number) => expect(Math.abs(got - want)).toBeLessThan(5 * Math.sqrt(want));
-    // idle: the payload stream is all drop cover
+    // idle: the payload stream is all decoys, each answered by the gateway through its SURB
     expect(s.real).toBe(0);
-    within(s.drop, (4 + 0.5) * (T / 1000));
+    within(s.decoy, 4 * (T / 1000));
+    within(s.drop, 0.5 * (T / 1000));
     within(s.loop, 1 * (T / 1000));
     expect(s.loopsReturned).toBe(s.loop);
-    // now with mail queued: the total rate stays the same, drops give way to real packets
+    expect(s.decoysReturned).toBe(s.decoy);
+    expect(s.badReplies).toBe(0);
+    // now with mail queued: the total rate stays the same, decoys give way to real packets
     const sim2 = new InProcessMixnet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 0.5, lambdaM: 0, lambdaG: 0, mu: 10 } });
     const c2 = core(sim2, tmp(), { cover: true, seed: 99 });
     c2.wallet.importBundle(sim2.bundle('bob@overlay.test', 1));
@@ -206,8 +209,12 @@ describe('Loopix streams (seeded RNG, fake clock)', () => {
     run(c2, sim2, 0, 20_000, 100);
     const s2 = c2.stats;
     expect(s2.real).toBeGreaterThan(0);
-    within(s2.real + s2.drop, (4 + 0.5) * 20);
+    within(s2.real + s2.decoy, 4 * 20);
+    within(s2.drop, 0.5 * 20);
     within(s2.real, 4 * 20);
+    // one reply per payload tick, real or not (ACKs and decoys' answers), and one per loop
+    expect(s2.acks + s2.decoysReturned).toBe(s2.real + s2.decoy);
+    expect(s2.loopsReturned).toBe(s2.loop);
     c.close();
     c2.close();
   });

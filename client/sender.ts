@@ -2,11 +2,18 @@
  * Overlay sending. The pure core builds routes and packets; the `Sender` scheduler runs the
  * Loopix streams of one client over the outbox:
  *
- * - the payload stream, Poisson at λ_P: at each tick the next due fragment goes out, or a drop
- *   cover packet when none is due (`payloadTick`), so the rate does not say whether the user is
- *   sending;
- * - loop cover at λ_L: layer 1 → … → layer L → the home gateway, into the client's mailbox;
+ * - the payload stream, Poisson at λ_P: at each tick the next due fragment goes out, or a decoy
+ *   when none is due (`payloadTick`), so the rate does not say whether the user is sending. A
+ *   decoy goes to a random gateway's mail queue with a SURB, and that gateway answers it as it
+ *   answers a fragment, so every tick brings one reply back to the mailbox, real or not;
+ * - loop cover at λ_L: layer 1 → … → layer L → the home gateway, into the client's mailbox, as a
+ *   reply through a SURB the client made for itself: there it is stored and framed exactly as an
+ *   ACK is (docs/spec/mailbox.md: one kind of mailbox item);
  * - drop cover at λ_D: a random route ending in a Drop command.
+ *
+ * So what the home gateway stores for the client is one SURB reply per payload tick and per loop,
+ * of one size, whether the user sends mail or not; the client tells an ACK from a cover reply
+ * only once it has opened the reply with its SURB keys (`onMailboxItem`).
  *
  * Each fragment carries the token and a fresh SURB (layer 1 → … → layer L → home gateway →
  * mailbox) for its ACK. An un-ACKed fragment is due again after a randomised exponential
@@ -25,7 +32,7 @@
  * test run is reproducible.
  */
 import type { DocumentBody, NodeEntry } from '../proto/pki/codec.ts';
-import { AckStatus, ackIsFinalRefusal, decodePayload, encodeFragment, encodeLoop, splitMessage } from '../proto/fragment/index.ts';
+import { AckStatus, ackIsFinalRefusal, decodePayload, encodeDecoy, encodeFragment, encodeLoop, splitMessage } from '../proto/fragment/index.ts';
 import { MAIL_QUEUE_ID, type MailboxItem } from '../proto/mailbox/index.ts';
 import { payloadTick, sampleExponential, samplePerHopDelayMs, type MixingParams, type Uniform } from '../proto/mixing/params.ts';
 import { ackTimeoutBaseMs, retransmitDelayMs, DEFAULT_RETRANSMIT, type RetransmitPolicy } from '../proto/mixing/retransmit.ts';
@@ -36,10 +43,12 @@ import {
   decodeSurbKeys,
   encodeSurbKeys,
   openSurbReply,
+  packetFromSurb,
   packetSizes,
   type Geometry,
   type RouteHop,
   type SphinxSuite,
+  type SurbKeys,
 } from '../proto/sphinx/index.ts';
 import { uniformInt } from '../proto/util/random.ts';
 import type { Outbox, FragmentRow, RecipientRow } from './outbox.ts';
@@ -144,8 +153,10 @@ export function buildFragmentPacket(i: FragmentPacketInput): BuiltFragmentPacket
 }
 
 /**
- * Loop cover: through every layer to the home gateway, into our own mailbox. Cover routes avoid
- * the same suspect mixes real ones do, so the two kinds stay alike on the wire.
+ * Loop cover: through every layer to the home gateway, into our own mailbox, built as a reply
+ * through a SURB of our own (the route an ACK's SURB takes, the loop id as its payload), so the
+ * home gateway receives it as it receives an ACK: a SURB reply, one kind of mailbox item. Cover
+ * routes avoid the same suspect mixes real ones do, so the kinds stay alike on the wire.
  */
 export function buildLoopPacket(
   suite: SphinxSuite,
@@ -153,12 +164,39 @@ export function buildLoopPacket(
   home: NodeEntry,
   mailboxId: Uint8Array,
   loopId: Uint8Array,
+  surbId: Uint8Array,
   uniform: Uniform,
   health?: RouteHealth,
-) {
+): { firstHop: Uint8Array; packet: Uint8Array; keys: SurbKeys; route: Uint8Array[] } {
   const route = chooseRoute(doc, home, uniform, health);
-  const p = createPacket(suite, doc.geometry, { route, terminal: { kind: 'deliver', queueId: mailboxId }, payload: encodeLoop(loopId), keyEpoch: doc.epoch });
-  return { ...p, route: route.map((h) => h.nodeId) };
+  const { surb, keys } = createSurb(suite, doc.geometry, { route, queueId: mailboxId, surbId, keyEpoch: doc.epoch });
+  const p = packetFromSurb(suite, doc.geometry, surb, encodeLoop(loopId));
+  if (!p.ok) throw new Error(`loop packet: ${p.reason}`);
+  return { firstHop: p.firstHop, packet: p.packet, keys, route: route.map((h) => h.nodeId) };
+}
+
+/**
+ * A decoy, the payload stream's cover: to a random gateway's mail queue, carrying a SURB (the
+ * reply route of a fragment's ACK) that the gateway answers, as it answers a fragment, with the
+ * loop payload of `id`. Forward and reply routes are chosen as a fragment's are.
+ */
+export function buildDecoyPacket(
+  suite: SphinxSuite,
+  doc: DocumentBody,
+  home: NodeEntry,
+  mailboxId: Uint8Array,
+  id: Uint8Array,
+  surbId: Uint8Array,
+  uniform: Uniform,
+  health?: RouteHealth,
+): { firstHop: Uint8Array; packet: Uint8Array; keys: SurbKeys; forwardHops: number; replyHops: number } {
+  const geom = doc.geometry;
+  const replyRoute = chooseRoute(doc, home, uniform, health);
+  const { surb, keys } = createSurb(suite, geom, { route: replyRoute, queueId: mailboxId, surbId, keyEpoch: doc.epoch });
+  const route = chooseRoute(doc, pickNode(doc.gateways, uniform), uniform, health);
+  const payload = encodeDecoy({ id, surb }, geom.payloadSize);
+  const p = createPacket(suite, geom, { route, terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID }, payload, keyEpoch: doc.epoch });
+  return { firstHop: p.firstHop, packet: p.packet, keys, forwardHops: route.length, replyHops: replyRoute.length };
 }
 
 /** Drop cover: through every layer to a random gateway, which discards it. */
@@ -179,11 +217,17 @@ export interface PacketSink {
 export interface SenderStats {
   real: number;
   resent: number;
+  /** drop cover (the λ_D stream) */
   drop: number;
+  /** decoys: the payload stream's cover, each answered through its SURB by the gateway it reaches */
+  decoy: number;
   loop: number;
   loopsReturned: number;
   /** loops not back within their timeout (they blame their nodes in RouteHealth) */
   loopsLost: number;
+  decoysReturned: number;
+  /** decoys whose reply did not come back in time (counted only: route health learns from loops) */
+  decoysLost: number;
   acks: number;
   badReplies: number;
   bounced: number;
@@ -235,6 +279,17 @@ interface Streams {
   drop: number;
 }
 
+/** A loop or decoy waiting for its reply. */
+interface PendingCover {
+  /** The id its reply must carry (a loop payload). */
+  readonly id: Uint8Array;
+  readonly keys: SurbKeys;
+  readonly deadline: number;
+}
+
+/** Bound on each kind of cover waiting for its reply (the oldest counts as lost beyond it). */
+const MAX_PENDING_COVER = 10_000;
+
 /** Next event time after `now` for a Poisson process of rate `lambda` per second (ms; Infinity when 0). */
 export function nextPoisson(now: number, lambda: number, uniform: Uniform): number {
   const s = sampleExponential(lambda, uniform);
@@ -242,12 +297,31 @@ export function nextPoisson(now: number, lambda: number, uniform: Uniform): numb
 }
 
 export class Sender {
-  readonly stats: SenderStats = { real: 0, resent: 0, drop: 0, loop: 0, loopsReturned: 0, loopsLost: 0, acks: 0, badReplies: 0, bounced: 0, gaps: 0 };
+  readonly stats: SenderStats = {
+    real: 0,
+    resent: 0,
+    drop: 0,
+    decoy: 0,
+    loop: 0,
+    loopsReturned: 0,
+    loopsLost: 0,
+    decoysReturned: 0,
+    decoysLost: 0,
+    acks: 0,
+    badReplies: 0,
+    bounced: 0,
+    gaps: 0,
+  };
   private next: Streams | null = null;
   private mixing: MixingParams | null = null;
   private readonly cache = new Map<string, Uint8Array[]>();
-  /** loop id (hex) → when it counts as lost (ms); insertion order is send order */
-  private readonly pendingLoops = new Map<string, { id: Uint8Array; deadline: number }>();
+  /**
+   * Cover waiting for its reply, by SURB id (hex): the loop or decoy id the reply must carry, the
+   * SURB's keys (in memory: after a restart a late reply just fails to open), when it counts as
+   * lost (ms). Insertion order is send order; one map per kind, as their timeouts differ.
+   */
+  private readonly pendingLoops = new Map<string, PendingCover>();
+  private readonly pendingDecoys = new Map<string, PendingCover>();
   private readonly maxAttempts: number;
   private readonly timeout: RetransmitPolicy;
   /** Mixes that lost our loops lately (see RouteHealth); learnt from loops only. */
@@ -323,8 +397,8 @@ export class Sender {
       if (t === n.payload) {
         n.payload = nextPoisson(t, m.lambdaP, u);
         if (this.sendReal(t, doc, home)) sent++;
-        else if (cover && payloadTick(0) === 'drop') {
-          this.sendDrop(doc);
+        else if (cover && payloadTick(0) === 'decoy') {
+          this.sendDecoy(t, doc, home);
           sent++;
         }
       } else if (t === n.loop) {
@@ -420,54 +494,85 @@ export class Sender {
 
   private sendLoop(now: number, doc: DocumentBody, home: NodeEntry): void {
     const id = this.o.random(16);
-    const p = buildLoopPacket(this.o.suite, doc, home, this.o.mailboxId, id, this.o.uniform, this.health);
+    const surbId = this.o.random(SURB_ID_LENGTH);
+    const p = buildLoopPacket(this.o.suite, doc, home, this.o.mailboxId, id, surbId, this.o.uniform, this.health);
     this.health.sent(id, p.route);
-    if (this.pendingLoops.size >= 10_000) this.loopLost(this.pendingLoops.keys().next().value!);
-    this.pendingLoops.set(hex(id), { id, deadline: now + ackTimeoutBaseMs(p.route.length, 0, doc.mixing.mu, this.timeout) });
+    if (this.pendingLoops.size >= MAX_PENDING_COVER) this.coverLost(this.pendingLoops, this.pendingLoops.keys().next().value!);
+    const deadline = now + ackTimeoutBaseMs(p.route.length, 0, doc.mixing.mu, this.timeout);
+    this.pendingLoops.set(hex(surbId), { id, keys: p.keys, deadline });
     this.o.sink.send(p.firstHop, p.packet);
     this.stats.loop++;
   }
 
-  private loopLost(key: string): void {
-    const l = this.pendingLoops.get(key);
-    if (!l) return;
-    this.pendingLoops.delete(key);
-    this.health.failed(l.id);
-    this.stats.loopsLost++;
+  private sendDecoy(now: number, doc: DocumentBody, home: NodeEntry): void {
+    if (doc.gateways.length === 0) return;
+    const id = this.o.random(16);
+    const surbId = this.o.random(SURB_ID_LENGTH);
+    const p = buildDecoyPacket(this.o.suite, doc, home, this.o.mailboxId, id, surbId, this.o.uniform, this.health);
+    if (this.pendingDecoys.size >= MAX_PENDING_COVER) this.coverLost(this.pendingDecoys, this.pendingDecoys.keys().next().value!);
+    const deadline = now + ackTimeoutBaseMs(p.forwardHops, p.replyHops, doc.mixing.mu, this.timeout);
+    this.pendingDecoys.set(hex(surbId), { id, keys: p.keys, deadline });
+    this.o.sink.send(p.firstHop, p.packet);
+    this.stats.decoy++;
   }
 
-  /** Loops not back by their deadline blame the nodes they went through. */
+  /** A loop not back in time blames the nodes it went through; a decoy is only counted. */
+  private coverLost(map: Map<string, PendingCover>, key: string): void {
+    const c = map.get(key);
+    if (!c) return;
+    map.delete(key);
+    if (map === this.pendingLoops) {
+      this.health.failed(c.id);
+      this.stats.loopsLost++;
+    } else this.stats.decoysLost++;
+  }
+
+  /** Cover whose reply is not back by its deadline counts as lost. */
   private expireLoops(now: number): void {
-    // insertion order is send order, and a loop's timeout depends only on the document's route
-    // length and μ, so the first loop still within its deadline ends the sweep
-    for (const [k, l] of this.pendingLoops) {
-      if (l.deadline > now) break;
-      this.loopLost(k);
-    }
+    // insertion order is send order, and a kind's timeout depends only on the document's route
+    // length and μ, so the first entry still within its deadline ends the sweep
+    for (const map of [this.pendingLoops, this.pendingDecoys])
+      for (const [k, c] of map) {
+        if (c.deadline > now) break;
+        this.coverLost(map, k);
+      }
   }
 
-  /** Handles one item fetched from the client's mailbox (an ACK via SURB, or a returning loop). */
+  /**
+   * Handles one item fetched from the client's mailbox. Every item is a SURB reply; its keys are
+   * those of a loop or decoy we sent (in memory) or of a fragment's SURB (the outbox), and only
+   * the opened payload says which it is: a loop payload carrying the id we sent, or an ACK for
+   * the fragment the SURB went out with.
+   */
   onMailboxItem(item: MailboxItem, now: number): void {
     const ob = this.o.outbox;
-    if (!item.surbId) {
-      const d = decodePayload(item.payload);
-      if (d.ok && d.kind === 'loop' && this.pendingLoops.delete(hex(d.loopId))) {
-        this.stats.loopsReturned++;
-        this.health.succeeded(d.loopId);
-      } else this.stats.badReplies++;
-      return;
-    }
-    const s = ob.surb(item.surbId);
+    const key = hex(item.surbId);
+    const cover = this.pendingLoops.get(key) ?? this.pendingDecoys.get(key);
+    const s = cover ? undefined : ob.surb(item.surbId);
     const doc = this.o.document();
-    const keys = s && decodeSurbKeys(s.keys);
-    if (!s || !keys || !doc) {
+    const keys = cover ? cover.keys : s && decodeSurbKeys(s.keys);
+    if (!keys || !doc) {
       this.stats.badReplies++;
       return;
     }
     const opened = openSurbReply(this.o.suite, doc.geometry, keys, item.payload);
     const d = opened.ok ? decodePayload(opened.payload) : null;
-    const r = ob.recipient(s.messageId, s.address);
-    if (!d || !d.ok || d.kind !== 'ack' || !r || d.ack.index !== s.index || !bytesEqual(d.ack.messageId, r.wireId)) {
+    if (cover) {
+      if (!d || !d.ok || d.kind !== 'loop' || !bytesEqual(d.loopId, cover.id)) {
+        this.stats.badReplies++;
+        return;
+      }
+      if (this.pendingLoops.delete(key)) {
+        this.stats.loopsReturned++;
+        this.health.succeeded(cover.id);
+      } else {
+        this.pendingDecoys.delete(key);
+        this.stats.decoysReturned++;
+      }
+      return;
+    }
+    const r = s && ob.recipient(s.messageId, s.address);
+    if (!s || !d || !d.ok || d.kind !== 'ack' || !r || d.ack.index !== s.index || !bytesEqual(d.ack.messageId, r.wireId)) {
       this.stats.badReplies++;
       return;
     }

@@ -5,9 +5,11 @@
  *   final-hop packet for MAIL_QUEUE_ID → Intake (token, reassembly, durable queue) under group
  *     commit (fragments arriving within [intake] group_commit_wait_ms share one fsync'd
  *     transaction) → once that commit returned, the ACK through the fragment's SURB to the
- *     SURB's first hop;
- *   for any other queue → the client mailbox (runtime/mailbox/server.ts), which writes one
- *     fixed-size frame per tick to each `/postmix/mailbox/2` subscriber;
+ *     SURB's first hop; a decoy (a client's payload-stream cover) goes the same way, through the
+ *     same commit and hop delay, and its answer through its SURB is a reply like an ACK;
+ *   for any other queue → the client mailbox (runtime/mailbox/server.ts), SURB replies only (a
+ *     plain delivery to a mailbox is refused: one kind of item), which writes one fixed-size
+ *     frame per tick to each `/postmix/mailbox/3` subscriber;
  *   forward (a mix's loop cover passes a gateway on its way back into layer 1): the hop node;
  *   its own loop cover (runtime/hop/loop-cover.ts) at λ_G of the document, layer 1 → … →
  *   layer L → itself, so that what leaves it is not only ACKs and forwarded loops.
@@ -17,8 +19,7 @@
  * served domains and the token issuer key; clients may always connect (for their mailboxes).
  */
 import type { Logger } from 'pino';
-import { encodeAck } from '../proto/fragment/index.ts';
-import { isMailQueue } from '../proto/mailbox/index.ts';
+import { isMailQueue, mailboxItemOf } from '../proto/mailbox/index.ts';
 import { fastestSuite, packetFromSurb, type Geometry, type HopDeliver } from '../proto/sphinx/index.ts';
 import { useFastestTokenChecks, type IssuerKeys } from '../proto/tokens/index.ts';
 import { hex } from '../proto/util/bytes.ts';
@@ -29,7 +30,7 @@ import { issuanceLimits, loadOrCreateIssuer, rotationPolicy, type GatewayConfig 
 import { HandoffWorker } from './handoff.ts';
 import { checkMxTls, mxTlsSettingsOf } from './mx-tls.ts';
 import { GroupCommit } from './group-commit.ts';
-import { Intake, type IntakeResult } from './intake.ts';
+import { Intake, replyOf, type IntakeResult } from './intake.ts';
 import { startIssuanceServer, type IssuanceServer } from './issuance.ts';
 import { bump } from '../runtime/metrics.ts';
 import { LoopCover } from '../runtime/hop/loop-cover.ts';
@@ -79,6 +80,9 @@ export class Gateway {
         }),
         // clients connect to fetch their mailboxes
         acceptsClients: () => true,
+        // the mail queue, SURB replies for a mailbox, and its own loops; a plain delivery to a
+        // mailbox would be a second kind of item there (docs/spec/mailbox.md): dropped on arrival
+        admitDeliver: (r) => isMailQueue(r.queueId) || mailboxItemOf(r) !== null || (r.surbId === undefined && bytesEqual(r.queueId, this.loops.queueId)),
         // a fragment is committed as it arrives; its ACK is what waits the hop delay (below)
         deliverAtOnce: (r) => isMailQueue(r.queueId),
         deliver: (r, at) => this.deliver(r, at.geometry),
@@ -236,7 +240,8 @@ export class Gateway {
     if (!isMailQueue(r.queueId)) {
       // its own loop, back: it ends here (a client's mailbox id never equals it: another hash domain)
       if (r.surbId === undefined && bytesEqual(r.queueId, this.loops.queueId)) return void this.loops.onReturn(r.payload);
-      this.mailboxes.put(r.queueId, r.surbId ? { surbId: r.surbId, payload: r.payload } : { payload: r.payload });
+      const item = mailboxItemOf(r);
+      if (item) this.mailboxes.put(r.queueId, item);
       return;
     }
     // the hop delay of this fragment, from its arrival: its ACK leaves then (or at its commit, if later)
@@ -250,24 +255,25 @@ export class Gateway {
       this.log.debug({ reason: res.reason }, 'mail payload dropped');
       return;
     }
-    // label values are names (token-refused), not the wire's numbers
-    bump(this.counters.acks, ackStatusLabel(res.status));
-    const completed = res.handoffId;
+    // label values are names (token-refused), not the wire's numbers; a decoy's answer is not an ACK
+    if (res.kind === 'ack') bump(this.counters.acks, ackStatusLabel(res.status));
+    const completed = res.kind === 'ack' ? res.handoffId : undefined;
     if (completed) this.log.info({ handoffId: completed }, 'message complete and queued');
     // the hand-off to the MX starts when the ACK leaves, not at the commit: the MX link would
     // otherwise show which arrival completed a message, milliseconds after it
     const then = completed ? () => this.handoff.wake() : undefined;
-    // built only now (the fragment, and message, are committed); held until the hop delay is over
-    const ack = this.ackPacket(res.fragment.surb, encodeAck({ messageId: res.fragment.messageId, index: res.fragment.index, status: res.status }), geometry);
+    // built only now (the fragment, and message, are committed); held until the hop delay is over.
+    // A decoy's answer is built and held the same way, so it leaves as an ACK would.
+    const reply = replyOf(res);
+    const ack = reply && this.ackPacket(reply.surb, reply.payload, geometry);
     const wait = due - performance.now();
     if (wait <= 0) this.counters.acksPastDelay++;
     const unsent = this.hop.emitLater(ack?.firstHop, ack?.packet, wait, then);
     if (unsent && ack) bump(this.counters.acksUnsent, unsent);
   }
 
-  /** The ACK as a Sphinx packet built from the fragment's SURB, under the geometry the fragment came in with (undefined: none to send). */
+  /** The ACK (or a decoy's answer) as a Sphinx packet built from the SURB, under the geometry the packet came in with (undefined: none to send). */
   private ackPacket(surb: Uint8Array, ack: Uint8Array, geometry: Geometry): { firstHop: Uint8Array; packet: Uint8Array } | undefined {
-    if (surb.length === 0) return undefined;
     const p = packetFromSurb(fastestSuite, geometry, surb, ack);
     if (!p.ok) {
       bump(this.counters.acksUnsent, p.reason);

@@ -18,7 +18,7 @@ const issuer = deriveIssuerKeys(SEED);
 const BOB = 'bob@example.org';
 const NOW = 1_000_000;
 const msg = (n: number, c = 0x61) => new Uint8Array(n).fill(c);
-const answerOf = (r: IntakeResult) => (r.kind === 'ack' ? r.status : r.reason);
+const answerOf = (r: IntakeResult) => (r.kind === 'ack' ? r.status : r.kind === 'drop' ? r.reason : r.kind);
 
 let dir: string;
 beforeAll(async () => {

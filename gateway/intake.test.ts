@@ -178,7 +178,7 @@ describe('store: mailboxes and users', () => {
   it('bounds mailboxes by items and TTL, oldest dropped first', () => {
     const id = new Uint8Array(32).fill(1);
     let dropped = 0;
-    for (let i = 0; i < 5; i++) dropped += store.mailboxPut(id, { payload: new Uint8Array([i]) }, 1000, 500, 3);
+    for (let i = 0; i < 5; i++) dropped += store.mailboxPut(id, { surbId: new Uint8Array(16).fill(i), payload: new Uint8Array([i]) }, 1000, 500, 3);
     expect(dropped).toBe(2);
     expect(store.mailboxTake(id, 1000).map((x) => x.payload[0])).toEqual([2, 3, 4]);
     expect(store.mailboxTake(id, 1000)).toEqual([]);

@@ -1,5 +1,8 @@
 /**
- * The gateway's mail intake: one delivered payload for MAIL_QUEUE_ID in, a decision out. All
+ * The gateway's mail intake: one delivered payload for MAIL_QUEUE_ID in, a decision out. A
+ * decoy (a client's payload-stream cover, docs/spec/fragment.md) is decided at once: answer it
+ * through its SURB; it stores nothing, but goes through the same commit and hop delay as a
+ * fragment, so its answer leaves the gateway as an ACK does. All
  * I/O goes through the store; every accepted fragment is committed (token spent, fragment
  * stored, and on completion the message moved to the hand-off queue) in ONE transaction before
  * the ACK is returned, so an ACK never covers state a crash can lose.
@@ -24,7 +27,7 @@
  * 7. open policy: a new message id counts against the recipient's hourly limit (else
  *    RateLimited). An open-policy user is discoverable by anyone (it accepts without a token).
  */
-import { AckStatus, decodePayload, type Fragment } from '../proto/fragment/index.ts';
+import { AckStatus, decodePayload, encodeAck, encodeLoop, type Decoy, type Fragment } from '../proto/fragment/index.ts';
 import { decodeToken, fragmentTokenDigest, normalizeRecipient, tokenSpendKey, verifyToken, type IssuerKeys } from '../proto/tokens/index.ts';
 import type { GatewayStore, UserRow } from './store.ts';
 import { bytesEqual } from '../proto/util/bytes.ts';
@@ -49,6 +52,8 @@ export interface IntakeOptions {
 
 export type IntakeResult =
   | { readonly kind: 'drop'; readonly reason: IntakeDropReason }
+  /** Payload-stream cover: answer through `decoy.surb` with the loop payload of `decoy.id`. */
+  | { readonly kind: 'decoy'; readonly decoy: Decoy }
   | {
       readonly kind: 'ack';
       readonly status: AckStatus;
@@ -63,8 +68,26 @@ export type IntakeResult =
       readonly stored?: boolean;
     };
 
+/**
+ * What the gateway sends back for a decision: the SURB and the reply payload, an ACK for a
+ * fragment and the loop payload of its id for a decoy (undefined: nothing, a drop or no SURB).
+ * Both are sealed under the SURB's reply keys, so the replies are alike to everyone but the
+ * SURB's creator.
+ */
+export function replyOf(res: IntakeResult): { readonly surb: Uint8Array; readonly payload: Uint8Array } | undefined {
+  if (res.kind === 'decoy') return { surb: res.decoy.surb, payload: encodeLoop(res.decoy.id) };
+  if (res.kind === 'drop' || res.fragment.surb.length === 0) return undefined;
+  const f = res.fragment;
+  return { surb: f.surb, payload: encodeAck({ messageId: f.messageId, index: f.index, status: res.status }) };
+}
+
+/** What a fragment gets: dropped, or an ACK with its status. */
+export type FragmentResult = Exclude<IntakeResult, { readonly kind: 'decoy' }>;
+
 export interface IntakeCounters {
   fragmentsIn: number;
+  /** Decoys received (each answered like a fragment). */
+  decoys: number;
   fragmentsStored: number;
   duplicates: number;
   messagesCompleted: number;
@@ -77,6 +100,7 @@ export interface IntakeCounters {
 export class Intake {
   readonly counters: IntakeCounters = {
     fragmentsIn: 0,
+    decoys: 0,
     fragmentsStored: 0,
     duplicates: 0,
     messagesCompleted: 0,
@@ -103,23 +127,27 @@ export class Intake {
 
   /** Handles one plaintext payload delivered to MAIL_QUEUE_ID. Never throws for any input. */
   handlePayload(payload: Uint8Array): IntakeResult {
-    this.counters.fragmentsIn++;
     const d = decodePayload(payload);
+    if (d.ok && d.kind === 'decoy') {
+      this.counters.decoys++;
+      return { kind: 'decoy', decoy: d.decoy };
+    }
+    this.counters.fragmentsIn++;
     if (!d.ok) return this.drop('malformed');
     if (d.kind !== 'fragment') return this.drop('not-a-fragment');
     return this.handleFragment(d.fragment);
   }
 
-  private drop(reason: IntakeDropReason): IntakeResult {
+  private drop(reason: IntakeDropReason): FragmentResult {
     this.counters.dropped[reason]++;
     return { kind: 'drop', reason };
   }
 
-  private ack(status: AckStatus, fragment: Fragment, extra: Partial<Extract<IntakeResult, { kind: 'ack' }>> = {}): IntakeResult {
+  private ack(status: AckStatus, fragment: Fragment, extra: Partial<Extract<IntakeResult, { kind: 'ack' }>> = {}): FragmentResult {
     return { kind: 'ack', status, fragment, ...extra };
   }
 
-  private refuseToken(f: Fragment, reason: TokenRejectReason): IntakeResult {
+  private refuseToken(f: Fragment, reason: TokenRejectReason): FragmentResult {
     this.counters.tokensRejected[reason]++;
     return this.ack(AckStatus.TokenRefused, f, { tokenReason: reason });
   }
@@ -130,8 +158,8 @@ export class Intake {
    * user exists, its key epoch matches or not, so that an anonymous prober sees the same answer
    * after the same work for an unknown user as for a known one.
    */
-  private checkToken(user: UserRow | undefined, f: Fragment, recipient: string): IntakeResult | { tokenKey: string; keyEpoch: number; newBinding: boolean } {
-    const refuse = (reason: TokenRejectReason): IntakeResult => {
+  private checkToken(user: UserRow | undefined, f: Fragment, recipient: string): FragmentResult | { tokenKey: string; keyEpoch: number; newBinding: boolean } {
+    const refuse = (reason: TokenRejectReason): FragmentResult => {
       if (user) return this.refuseToken(f, reason);
       this.counters.refused['unknown-recipient']++;
       return this.ack(AckStatus.TokenRefused, f);
@@ -169,11 +197,11 @@ export class Intake {
    * a group commit, the batch's transaction, where the fragments before it are visible), so
    * nothing read here has to be read again before it is written.
    */
-  handleFragment(f: Fragment): IntakeResult {
+  handleFragment(f: Fragment): FragmentResult {
     return this.store.tx(() => this.decide(f));
   }
 
-  private decide(f: Fragment): IntakeResult {
+  private decide(f: Fragment): FragmentResult {
     const recipient = normalizeRecipient(f.recipient);
     if (recipient !== f.recipient || !this.servesDomain(recipient)) return this.drop('foreign-domain');
     const user = this.store.getUser(recipient);
@@ -209,7 +237,7 @@ export class Intake {
       this.counters.refused['too-large']++;
       return this.ack(AckStatus.TooLarge, f);
     }
-    const inconsistent = (): IntakeResult => {
+    const inconsistent = (): FragmentResult => {
       this.counters.refused.inconsistent++;
       return this.ack(AckStatus.Inconsistent, f);
     };

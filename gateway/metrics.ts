@@ -76,6 +76,12 @@ export class GatewayMetrics {
       () => src.commits().failedCommits,
     );
     scrapedCounter(r, 'postmix_gateway_messages_completed_total', 'Messages reassembled and queued', () => src.intake().messagesCompleted);
+    scrapedCounter(
+      r,
+      'postmix_gateway_decoys_total',
+      "Decoys (clients' payload-stream cover) received, each answered like a fragment",
+      () => src.intake().decoys,
+    );
     scrapedCounter(r, 'postmix_gateway_tokens_accepted_total', 'Tokens accepted (new bindings)', () => src.intake().tokensAccepted);
     scrapedCounters(r, 'postmix_gateway_tokens_rejected_total', 'Tokens refused by reason', 'reason', () => src.intake().tokensRejected);
     scrapedCounter(r, 'postmix_gateway_tokens_issued_total', 'Tokens evaluated for users', () => c.tokensIssued);

@@ -181,7 +181,7 @@ CREATE TABLE IF NOT EXISTS rate (
 CREATE TABLE IF NOT EXISTS mailbox (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   mailbox BLOB NOT NULL,
-  surb_id BLOB,
+  surb_id BLOB NOT NULL,
   payload BLOB NOT NULL,
   expires INTEGER NOT NULL
 );
@@ -318,6 +318,36 @@ export class GatewayStore {
     const version = this.db.pragma('user_version', { simple: true }) as number;
     if (version < 1) this.migrateToV1();
     if (version < 2) this.migrateToV2();
+    if (version < 3) this.migrateToV3();
+  }
+
+  /**
+   * Schema version 3: a mailbox holds SURB replies only (docs/spec/mailbox.md version 3), so
+   * `mailbox.surb_id` is NOT NULL. Rows of version 2 without one (clients' loops sent as plain
+   * deliveries, of no use to a client of version 3) are dropped with the old table.
+   */
+  private migrateToV3(): void {
+    this.tx(() => {
+      const col = this.db
+        .prepare<[], { name: string; notnull: number }>('PRAGMA table_info(mailbox)')
+        .all()
+        .find((c) => c.name === 'surb_id');
+      if (col && col.notnull === 0) {
+        this.db.exec(`CREATE TABLE mailbox_v3 (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  mailbox BLOB NOT NULL,
+  surb_id BLOB NOT NULL,
+  payload BLOB NOT NULL,
+  expires INTEGER NOT NULL
+);
+INSERT INTO mailbox_v3 (seq, mailbox, surb_id, payload, expires) SELECT seq, mailbox, surb_id, payload, expires FROM mailbox WHERE surb_id IS NOT NULL;
+DROP TABLE mailbox;
+ALTER TABLE mailbox_v3 RENAME TO mailbox;
+CREATE INDEX IF NOT EXISTS mailbox_by_id ON mailbox(mailbox, seq);
+CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
+      }
+      this.db.pragma('user_version = 3');
+    });
   }
 
   /**
@@ -749,12 +779,12 @@ export class GatewayStore {
 
   // ---- mailboxes ----
 
-  /** Appends an item; drops the oldest beyond `maxItems`. Returns how many were dropped. */
-  mailboxPut(mailbox: Uint8Array, item: { surbId?: Uint8Array; payload: Uint8Array }, now: number, ttlMs: number, maxItems: number): number {
+  /** Appends an item (a SURB reply); drops the oldest beyond `maxItems`. Returns how many were dropped. */
+  mailboxPut(mailbox: Uint8Array, item: { surbId: Uint8Array; payload: Uint8Array }, now: number, ttlMs: number, maxItems: number): number {
     return this.tx(() => {
       this.db
         .prepare('INSERT INTO mailbox (mailbox, surb_id, payload, expires) VALUES (?,?,?,?)')
-        .run(b(mailbox), item.surbId ? b(item.surbId) : null, b(item.payload), now + ttlMs);
+        .run(b(mailbox), b(item.surbId), b(item.payload), now + ttlMs);
       const n = (this.db.prepare('SELECT COUNT(*) AS n FROM mailbox WHERE mailbox = ?').get(b(mailbox)) as { n: number }).n;
       if (n <= maxItems) return 0;
       return this.db.prepare('DELETE FROM mailbox WHERE seq IN (SELECT seq FROM mailbox WHERE mailbox = ? ORDER BY seq LIMIT ?)').run(b(mailbox), n - maxItems)
@@ -763,18 +793,16 @@ export class GatewayStore {
   }
 
   /** Takes (removes and returns) up to `limit` unexpired items, oldest first. */
-  mailboxTake(mailbox: Uint8Array, now: number, limit = 1000): { seq: number; surbId?: Uint8Array; payload: Uint8Array }[] {
+  mailboxTake(mailbox: Uint8Array, now: number, limit = 1000): { seq: number; surbId: Uint8Array; payload: Uint8Array }[] {
     return this.tx(() => {
       const rows = this.db
-        .prepare<[Buffer, number, number], { seq: number; surb_id: Buffer | null; payload: Buffer }>(
+        .prepare<[Buffer, number, number], { seq: number; surb_id: Buffer; payload: Buffer }>(
           'SELECT seq, surb_id, payload FROM mailbox WHERE mailbox = ? AND expires > ? ORDER BY seq LIMIT ?',
         )
         .all(b(mailbox), now, limit);
       const del = this.db.prepare('DELETE FROM mailbox WHERE seq = ?');
       for (const r of rows) del.run(r.seq);
-      return rows.map((r) =>
-        r.surb_id ? { seq: r.seq, surbId: new Uint8Array(r.surb_id), payload: new Uint8Array(r.payload) } : { seq: r.seq, payload: new Uint8Array(r.payload) },
-      );
+      return rows.map((r) => ({ seq: r.seq, surbId: new Uint8Array(r.surb_id), payload: new Uint8Array(r.payload) }));
     });
   }
 

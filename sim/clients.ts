@@ -3,7 +3,7 @@
  * Poisson(realRate), each cut into fragments by the proto/fragment rule; at each payload tick
  * the outbox gives the next due fragment (new ones first, in order, then any whose ACK is
  * overdue, earliest deadline first — the order of client/outbox.ts), or nothing, and the tick
- * carries drop cover (`payloadTick`). A fragment is due again after the shared resend rule's
+ * carries a decoy (`payloadTick`; `--payload-cover` can make it drop cover or a loop). A fragment is due again after the shared resend rule's
  * wait (randomised exponential backoff, proto/mixing/retransmit.ts) and goes out on a fresh
  * route, until `maxAttempts` sends; then its message bounces. ACKs come back as mailbox items.
  *

@@ -28,6 +28,7 @@ import {
   I_NODES,
   I_SRC,
   I_TARGET,
+  KIND_DECOY,
   KIND_DROP,
   KIND_FRAGMENT,
   KIND_GWLOOP,
@@ -151,7 +152,7 @@ export class Simulation implements ExitSink {
   // metrics
   readonly latency = new LogHistogram();
   latSamples: number[] | undefined;
-  counts = { real: 0, drop: 0, loop: 0, mixLoop: 0, gwLoop: 0, fragment: 0, ack: 0, lost: 0, loopsReturned: 0, mailboxItems: 0 };
+  counts = { real: 0, drop: 0, decoy: 0, loop: 0, mixLoop: 0, gwLoop: 0, fragment: 0, ack: 0, lost: 0, loopsReturned: 0, mailboxItems: 0 };
   packets = 0;
   events = 0;
 
@@ -324,7 +325,7 @@ export class Simulation implements ExitSink {
     const g = next - this.NM;
     if (this.net.compromised[next] === 1) {
       const k = i32[o + I_KIND]!;
-      const owner = (k === KIND_FRAGMENT && h > this.L) || k === KIND_LOOP ? i32[o + I_SRC]! : -1;
+      const owner = ((k === KIND_FRAGMENT || k === KIND_DECOY) && h > this.L) || k === KIND_LOOP ? i32[o + I_SRC]! : -1;
       if (owner >= 0) {
         const mm = this.replyClientMass[r]!;
         mm.set(owner, (mm.get(owner) ?? 0) + m);
@@ -403,11 +404,11 @@ export class Simulation implements ExitSink {
     const base = o + I_NODES;
     this.net.mixRoute(i32, base, 0, L);
     this.delays(p, 0, L);
-    if (kind === KIND_FRAGMENT) {
+    if (kind === KIND_FRAGMENT || kind === KIND_DECOY) {
       const proto = this.proto!;
-      const m = proto.frMsg[frag]!;
       i32[o + I_FRAG] = frag;
-      const gw = proto.msGateway[m]!;
+      // a decoy goes to a random gateway, which answers it as it answers a fragment
+      const gw = kind === KIND_DECOY ? this.net.randomGateway() : proto.msGateway[proto.frMsg[frag]!]!;
       if (this.sc.acks) {
         i32[base + L] = gw; // the gateway's delay is drawn when the fragment arrives
         this.net.mixRoute(i32, base + L + 1, 0, L);
@@ -418,7 +419,7 @@ export class Simulation implements ExitSink {
         i32[o + I_NHOPS] = L;
         i32[base + L] = gw;
       }
-      if (t > this.TW) this.counts.fragment++;
+      if (t > this.TW) this.counts[kind === KIND_DECOY ? 'decoy' : 'fragment']++;
     } else {
       i32[o + I_NHOPS] = L;
       i32[base + L] = kind === KIND_LOOP ? this.net.gateway(this.home[c]!) : this.net.randomGateway();
@@ -518,7 +519,10 @@ export class Simulation implements ExitSink {
     const h = i32[o + I_HOP]!;
     const node = i32[o + I_NODES + h]!;
     if (this.lossy && src !== SRC_SELF && this.rng.next() < this.sc.loss) return this.lose(p, t);
-    if (node >= this.NM && i32[o + I_KIND] === KIND_FRAGMENT) {
+    if (node >= this.NM && i32[o + I_KIND] === KIND_DECOY) {
+      // a decoy's gateway answers it as a fragment's gateway does: the same delays
+      f64[d + F_DELAYS + h] = (this.postmix ? this.expo(this.mu) : 0) + (this.sc.ackDelay ? this.expo(this.mu) : 0);
+    } else if (node >= this.NM && i32[o + I_KIND] === KIND_FRAGMENT) {
       // the recipient's gateway: the fragment is delivered after the hop's delay, and the ACK
       // leaves after any ACK delay on top
       const dDeliver = this.postmix ? this.expo(this.mu) : 0;
@@ -633,7 +637,7 @@ export class Simulation implements ExitSink {
       // the gateway hop's own delay, then: a mailbox item (a client's loop, or an ACK), a
       // fragment without ACKs delivered, a drop discarded, a node loop home
       const ready = t + this.expo(this.mu);
-      if (kind === KIND_LOOP || (kind === KIND_FRAGMENT && nHops > this.L))
+      if (kind === KIND_LOOP || ((kind === KIND_FRAGMENT || kind === KIND_DECOY) && nHops > this.L))
         this.toMailbox(i32[o + I_SRC]!, ready, kind === KIND_FRAGMENT ? i32[o + I_FRAG]! : -1);
       else if (kind === KIND_FRAGMENT) this.proto!.delivered(i32[o + I_FRAG]!, ready);
       else if (kind === KIND_REAL && t > this.TW) {
@@ -775,7 +779,7 @@ export class Simulation implements ExitSink {
           if (proto) {
             const f = payloadTick(proto.dueCount(idx, t)) === 'real' ? proto.nextDue(idx, t) : -1;
             if (f >= 0) this.sendClientPacket(idx, KIND_FRAGMENT, t, proto.msT0[proto.frMsg[f]!]!, f);
-            else this.sendClientPacket(idx, sc.payloadCover === 'loop' ? KIND_LOOP : KIND_DROP, t, t);
+            else this.sendClientPacket(idx, sc.payloadCover === 'decoy' ? KIND_DECOY : sc.payloadCover === 'loop' ? KIND_LOOP : KIND_DROP, t, t);
           } else this.sendClientPacket(idx, KIND_REAL, t, t);
           break;
         }

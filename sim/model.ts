@@ -114,6 +114,8 @@ export interface RunResult {
     cover: number;
     loop: number;
     drop: number;
+    /** decoys (postmix: the payload stream's cover, each answered through its SURB) */
+    decoy: number;
     mix_loop: number;
     gateway_loop: number;
     ack: number;
@@ -241,7 +243,7 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
   });
   const k = sim.counts;
   const real = k.real + k.fragment;
-  const cover = k.drop + k.loop + k.mixLoop + k.gwLoop;
+  const cover = k.drop + k.decoy + k.loop + k.mixLoop + k.gwLoop;
   const proto = sim.proto;
   const latencyHist = proto ? proto.fragmentLatency : sim.latency;
   const downlinkFrames = postmix ? (N * span) / sim.mbPeriod : 0;
@@ -261,6 +263,7 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
       cover,
       loop: k.loop,
       drop: k.drop,
+      decoy: k.decoy,
       mix_loop: k.mixLoop,
       gateway_loop: k.gwLoop,
       ack: k.ack,
@@ -302,7 +305,7 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
         dummy_fraction: downlinkFrames > 0 ? Math.max(0, 1 - k.mailboxItems / downlinkFrames) : 0,
       },
     };
-    res.attacks.home_gateway = watchMailbox(mailboxItems, sc.warmup, T, mailboxWindow(sc), sc.payloadCover === 'loop' ? sc.loopRate + sc.rate : sc.loopRate);
+    res.attacks.home_gateway = watchMailbox(mailboxItems, sc.warmup, T, mailboxWindow(sc), sc.payloadCover === 'drop' ? sc.loopRate : sc.loopRate + sc.rate);
     res.attacks.sda = sda!.report();
     res.attacks.ack_withholding = ackWithholding(sim, followed);
     res.attacks.compromise = compromise(sim, followed);

@@ -22,6 +22,11 @@ export const KIND_MIXLOOP = 3;
 export const KIND_FRAGMENT = 4;
 /** A gateway's own loop cover (λ_G): its pool, every layer, back to the gateway. */
 export const KIND_GWLOOP = 5;
+/**
+ * A decoy (postmix mode): the payload stream's cover, routed as a fragment is (forward route, a
+ * random gateway that answers it through its SURB, the reply's route home), without a message.
+ */
+export const KIND_DECOY = 6;
 
 // integer fields
 /** the pooled hop the packet is at (== nHops: on the way to its destination) */

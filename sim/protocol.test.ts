@@ -80,14 +80,18 @@ describe('the postmix protocol in the model', () => {
     expect(sentPerFragment).toBeGreaterThan(1.3);
   });
 
-  it('the mailbox downlink runs at max(1, λ_P + λ_L) frames/s per client, dummies filling the gaps', () => {
+  it('the mailbox downlink runs at max(1, 1.5 × (λ_P + λ_L)) frames/s per client, dummies filling the gaps; every payload tick and loop brings one item', () => {
     const r = runSimulation(BASE);
     const d = r.messages!.downlink;
     expect(d.frames_per_client_s).toBe(mailboxRate({ lambdaP: 2, lambdaL: 0.5 }));
-    // items: ACKs (≈ λ_real · fragments) and loops (λ_L) per client per second
+    expect(d.frames_per_client_s).toBe(3.75);
+    // items: one per payload tick (an ACK or a decoy's answer, λ_P) and per loop (λ_L)
     const itemsPerClientS = d.items / (30 * 280);
-    expect(Math.abs(itemsPerClientS - (0.1 + 0.5)) / 0.6).toBeLessThan(0.08);
-    expect(Math.abs(d.dummy_fraction - (1 - 0.6 / 2.5))).toBeLessThan(0.03);
+    expect(Math.abs(itemsPerClientS - (2 + 0.5)) / 2.5).toBeLessThan(0.05);
+    expect(Math.abs(d.dummy_fraction - (1 - 2.5 / 3.75))).toBeLessThan(0.03);
+    // with drop cover in the payload stream (before issue 11 point 2): ACKs (≈ λ_real · fragments) and loops only
+    const old = runSimulation({ ...BASE, payloadCover: 'drop' }).messages!.downlink;
+    expect(Math.abs(old.items / (30 * 280) - (0.1 + 0.5)) / 0.6).toBeLessThan(0.08);
   });
 
   it('gateway loop cover (λ_G) adds traffic and ACK delay adds latency', () => {

@@ -60,11 +60,13 @@ export interface Scenario {
   /** messages of the target client followed by the message-level attacks */
   messageTargets: number;
   /**
-   * What a payload tick carries when no fragment is due: drop cover (the Loopix rule, today's
-   * `payloadTick`) or a loop to the client's own mailbox (so its home gateway sees one item per
-   * tick whether or not the client sends real mail; for comparison)
+   * What a payload tick carries when no fragment is due: a decoy (`payloadTick`, the protocol:
+   * to a random gateway, which answers it through its SURB as it answers a fragment, so the home
+   * gateway gets one item per tick whether or not the client sends real mail), drop cover (the
+   * Loopix rule, postmix before issue 11 point 2; for comparison) or a loop to the client's own
+   * mailbox (for comparison)
    */
-  payloadCover: 'drop' | 'loop';
+  payloadCover: 'decoy' | 'drop' | 'loop';
   /** 1/μ: mean per-hop delay (s) */
   meanDelay: number;
   /** λ_L: client loop cover rate */
@@ -116,7 +118,7 @@ export const DEFAULT_SCENARIO: Scenario = Object.freeze({
   compromisedGateways: 0,
   withholdAcks: false,
   messageTargets: 200,
-  payloadCover: 'drop' as const,
+  payloadCover: 'decoy' as const,
   meanDelay: 0.1,
   loopRate: 0,
   dropRate: 0,
@@ -218,7 +220,7 @@ export function makeScenario(partial: Partial<Scenario> = {}): Scenario {
   fragmentCapacityOf(s);
   if (!['stratified', 'cascade', 'free-route'].includes(s.topology))
     throw new ScenarioError(`topology must be stratified, cascade or free-route, got ${String(s.topology)}`);
-  if (!['drop', 'loop'].includes(s.payloadCover)) throw new ScenarioError(`payloadCover must be drop or loop, got ${String(s.payloadCover)}`);
+  if (!['decoy', 'drop', 'loop'].includes(s.payloadCover)) throw new ScenarioError(`payloadCover must be decoy, drop or loop, got ${String(s.payloadCover)}`);
   if (!['exponential', 'threshold'].includes(s.mix)) throw new ScenarioError(`mix must be exponential or threshold, got ${String(s.mix)}`);
   if (s.threshold < 1 || s.poolKeep >= s.threshold) throw new ScenarioError('threshold must be >= 1 and poolKeep < threshold');
   if (s.traceCapacity !== 0 && s.traceCapacity < 1024) throw new ScenarioError('traceCapacity must be 0 (sized from the traffic) or >= 1024');

@@ -65,7 +65,8 @@ describe('two threads give the one-thread result', () => {
       compromised: 0.2,
       loss: 0.01,
       linkLatency: 0.002,
-      seed: 13,
+      // (13 until decoys joined the model: its draws changed, and 13 left the target no message to a withholding gateway)
+      seed: 14,
     };
     const [a, b] = both(sc);
     expect(a.attacks.ack_withholding!.messages).toBeGreaterThan(0);

@@ -2,7 +2,7 @@
  * The client's real network wiring (client/network.ts) over libp2p on loopback: packets go to a
  * layer-1 peer over `/postmix/sphinx/1` (runtime/link), and ACKs come back through the real
  * mailbox server (runtime/mailbox/server.ts, over a gateway store) and subscriber on
- * `/postmix/mailbox/2`. Behind the layer-1 peer the rest of the route is the in-process mixnet
+ * `/postmix/mailbox/3`. Behind the layer-1 peer the rest of the route is the in-process mixnet
  * with real Sphinx processing and the real gateway intake (test/support/in-process-mixnet.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -39,7 +39,7 @@ describe('client network wiring over real libp2p', () => {
       onFrame: (frame) => sim.send(layer1.nodeId, frame),
     });
     cleanup.push(() => mix.stop());
-    // the home gateway's mailbox service: a real link serving /postmix/mailbox/2 from a gateway store
+    // the home gateway's mailbox service: a real link serving /postmix/mailbox/3 from a gateway store
     const gw = await PacketLink.create({
       identity: new Uint8Array(32).fill(2),
       listen: ['/ip4/127.0.0.1/tcp/0'],

@@ -2,7 +2,7 @@
  * The gateway daemon over a real libp2p link on loopback: a Sphinx packet carrying a fragment
  * arrives, is processed at the final hop, checked (token), reassembled, queued and handed to an
  * SMTP sink; a replayed packet is dropped; a packet for a client mailbox waits until the client
- * subscribes over /postmix/mailbox/2 (then dummies, all one size); the issuance endpoint issues tokens to an authenticated
+ * subscribes over /postmix/mailbox/3 (then dummies, all one size); the issuance endpoint issues tokens to an authenticated
  * user; the admin CLI manages users, tokens and the queue.
  */
 import { execFile } from 'node:child_process';
@@ -14,12 +14,22 @@ import { Command } from 'commander';
 import * as lp from 'it-length-prefixed';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AckStatus, decodePayload, encodeFragment } from '../proto/fragment/index.ts';
+import { AckStatus, decodePayload, encodeDecoy, encodeFragment } from '../proto/fragment/index.ts';
 import { PacketLink } from '../runtime/link/index.ts';
 import { MAILBOX_PROTOCOL, MAIL_QUEUE_ID, decodeItem, encodeSubscribe, mailboxItemSize } from '../proto/mailbox/index.ts';
 import { epochAt, epochStart, generateSphinxKey, type VerifiedDocument } from '../proto/pki/index.ts';
 import { KeyStore } from '../runtime/pki/key-store.ts';
-import { createPacket, createSurb, openSurbReply, prepareHopKey, processPacket, DEFAULT_GEOMETRY, nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
+import {
+  createPacket,
+  createSurb,
+  openSurbReply,
+  packetFromSurb,
+  prepareHopKey,
+  processPacket,
+  DEFAULT_GEOMETRY,
+  nodeSuite,
+  packetSizes,
+} from '../proto/sphinx/index.ts';
 import { finalizeTokens, parseBundle, requestTokens, tokenCheckBackend, verifyToken } from '../proto/tokens/index.ts';
 import { createLogger } from '../runtime/daemon.ts';
 import { registerGateway } from '../cli/gateway.ts';
@@ -303,21 +313,63 @@ describe('gateway daemon', () => {
       const d = decodePayload(opened.payload);
       expect(d.ok && d.kind === 'ack' && d.ack.status).toBe(AckStatus.Queued);
       expect(d.ok && d.kind === 'ack' && Buffer.from(d.ack.messageId).equals(Buffer.from(frag!.messageId))).toBe(true);
+
+      // a decoy (payload-stream cover) is answered the same way: a reply through its SURB, of the
+      // same size, to the SURB's first hop, which its creator opens to the decoy's id
+      const decoySurb = createSurb(nodeSuite, DEFAULT_GEOMETRY, {
+        route: [{ nodeId: mixNodeId, publicKey: mixKey.publicKey, delayMs: 0 }],
+        keyEpoch: e,
+        queueId: mailbox,
+        surbId: new Uint8Array(16).fill(3),
+      });
+      const id = new Uint8Array(16).fill(0x5d);
+      const decoy = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
+        route: route(),
+        keyEpoch: nowEpoch(),
+        terminal: { kind: 'deliver', queueId: MAIL_QUEUE_ID },
+        payload: encodeDecoy({ id, surb: decoySurb.surb }, DEFAULT_GEOMETRY.payloadSize),
+      });
+      const decoysBefore = gw.intake.counters.decoys;
+      client.send(gw.hop.link.peerId, decoy.packet);
+      for (let i = 0; i < 100 && frames.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(frames.length).toBe(2);
+      expect(frames[1]!.length).toBe(frames[0]!.length);
+      expect(gw.intake.counters.decoys).toBe(decoysBefore + 1);
+      const r2 = processPacket(DEFAULT_GEOMETRY, prepareHopKey(nodeSuite, mixKey.secretKey), frames[1]!);
+      expect(r2.ok && r2.kind === 'deliver' && r2.surbId !== undefined).toBe(true);
+      if (!r2.ok || r2.kind !== 'deliver') return;
+      const opened2 = openSurbReply(nodeSuite, DEFAULT_GEOMETRY, decoySurb.keys, r2.payload);
+      expect(opened2.ok && decodePayload(opened2.payload)).toEqual({ ok: true, kind: 'loop', loopId: id });
     } finally {
       await mix.stop();
     }
   });
 
-  it('keeps a client mailbox item until the client subscribes', async () => {
+  it('keeps a client mailbox item (a SURB reply) until the client subscribes; refuses a plain delivery to a mailbox', async () => {
     const mailbox = new Uint8Array(32).fill(5);
-    const payload = new TextEncoder().encode('loop-id-123456789');
-    const { packet } = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
+    // version 2's plain delivery (a loop in the clear): not a mailbox item any more
+    const refusedBefore = gw.hop.engine.counters.dropped['not-deliverable'];
+    const plain = createPacket(nodeSuite, DEFAULT_GEOMETRY, {
       route: route(),
       keyEpoch: nowEpoch(),
       terminal: { kind: 'deliver', queueId: mailbox },
-      payload,
+      payload: new TextEncoder().encode('plain'),
     });
-    client.send(gw.hop.link.peerId, packet);
+    client.send(gw.hop.link.peerId, plain.packet);
+    for (let i = 0; i < 100 && gw.hop.engine.counters.dropped['not-deliverable'] <= refusedBefore; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(gw.hop.engine.counters.dropped['not-deliverable']).toBe(refusedBefore + 1);
+    expect(gw.store.mailboxSize(mailbox)).toBe(0);
+    // a loop as the client sends it: a reply through a SURB of its own, ending at this mailbox
+    const payload = new TextEncoder().encode('loop-id-123456789');
+    const { surb, keys } = createSurb(nodeSuite, DEFAULT_GEOMETRY, {
+      route: route(),
+      keyEpoch: nowEpoch(),
+      queueId: mailbox,
+      surbId: new Uint8Array(16).fill(8),
+    });
+    const reply = packetFromSurb(nodeSuite, DEFAULT_GEOMETRY, surb, payload);
+    if (!reply.ok) throw new Error(reply.reason);
+    client.send(gw.hop.link.peerId, reply.packet);
     for (let i = 0; i < 100 && gw.store.mailboxSize(mailbox) < 1; i++) await new Promise((r) => setTimeout(r, 50));
     expect(gw.store.mailboxSize(mailbox)).toBe(1);
     // a raw peer, so every frame the gateway writes is seen whatever its length
@@ -334,8 +386,10 @@ describe('gateway daemon', () => {
     await raw.stop();
     const [first, ...rest] = frames.map((f) => decodeItem(f));
     if (!first || first === 'dummy') throw new Error('the waiting item did not come first');
-    expect(first.surbId).toBeUndefined();
-    expect(Buffer.from(first.payload.subarray(0, payload.length)).toString()).toBe('loop-id-123456789');
+    expect(frames[0]![0]).toBe(1);
+    expect(Buffer.from(first.surbId).equals(Buffer.alloc(16, 8))).toBe(true);
+    const opened = openSurbReply(nodeSuite, DEFAULT_GEOMETRY, keys, first.payload);
+    expect(opened.ok && Buffer.from(opened.payload.subarray(0, payload.length)).toString()).toBe('loop-id-123456789');
     expect(rest).toEqual(['dummy', 'dummy']);
     expect(new Set(frames.map((f) => f.length))).toEqual(new Set([mailboxItemSize(DEFAULT_GEOMETRY.payloadSize)]));
     expect(gw.store.mailboxSize(mailbox)).toBe(0);

@@ -109,7 +109,7 @@ function submit(intake: Intake, body: Buffer): { statuses: AckStatus[]; payloads
   const payloads = fragmentPayloads(messageFragments(new Uint8Array(body), BOB, t!));
   const statuses = payloads.map((p) => {
     const r = intake.handlePayload(p);
-    if (r.kind !== 'ack') throw new Error(`dropped: ${r.reason}`);
+    if (r.kind !== 'ack') throw new Error(`dropped: ${r.kind === 'drop' ? r.reason : r.kind}`);
     return r.status;
   });
   return { statuses, payloads };

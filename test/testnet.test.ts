@@ -137,7 +137,7 @@ describe.sequential('postmix testnet (whole network, separate processes)', () =>
       // 9 mixes, 2 gateways, 3 clients each captured their own links
       expect(w.nodes).toBe(14);
       const sphinx = w.protocols['/postmix/sphinx/1']!;
-      const mailbox = w.protocols['/postmix/mailbox/2']!;
+      const mailbox = w.protocols['/postmix/mailbox/3']!;
       // packets: one length everywhere, whoever sends them to whom
       expect(sphinx.frames).toBeGreaterThan(200);
       expect(Object.keys(sphinx.lengths)).toHaveLength(1);
@@ -151,7 +151,7 @@ describe.sequential('postmix testnet (whole network, separate processes)', () =>
       expect(Object.keys(subscribes.lengths)).toHaveLength(1);
       expect(subscribes.frames).toBeLessThan(items.frames / 10);
       expect(Object.keys(mailbox.flows).sort()).toEqual(['client→gateway', 'gateway→client']);
-      expect(Object.keys(w.protocols).sort()).toEqual(['/postmix/mailbox/2', '/postmix/sphinx/1']);
+      expect(Object.keys(w.protocols).sort()).toEqual(['/postmix/mailbox/3', '/postmix/sphinx/1']);
       expect(sizeLeaks(w)).toEqual([]);
     });
 

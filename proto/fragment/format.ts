@@ -7,6 +7,7 @@ export const FRAGMENT_VERSION = 1;
 export const KIND_FRAGMENT = 1;
 export const KIND_ACK = 2;
 export const KIND_LOOP = 3;
+export const KIND_DECOY = 4;
 
 export const MESSAGE_ID_LENGTH = 16;
 export const MAX_RECIPIENT_LENGTH = 254;
@@ -125,10 +126,40 @@ export function encodeLoop(loopId: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * Payload-stream cover (docs/spec/fragment.md "Decoy"): sent to a gateway's mail queue in a slot
+ * of the λ_P stream that carries no fragment. The gateway answers it through `surb` exactly as it
+ * answers a fragment (after the same commit and hop delay), with the loop payload
+ * `encodeLoop(id)`, so the client's mailbox gets one item per payload slot whether the slot was
+ * real or cover.
+ */
+export interface Decoy {
+  readonly id: Uint8Array;
+  readonly surb: Uint8Array;
+}
+
+/** Fixed bytes of a decoy besides its SURB: version, kind, id, SURB length. */
+export const DECOY_OVERHEAD = 2 + 16 + 2;
+
+export function encodeDecoy(d: Decoy, payloadSize: number): Uint8Array {
+  if (d.id.length !== 16) throw new RangeError('decoy id must be 16 bytes');
+  if (d.surb.length < 1 || d.surb.length > 0xffff) throw new RangeError('a decoy carries a SURB');
+  const len = DECOY_OVERHEAD + d.surb.length;
+  if (len > payloadSize) throw new RangeError(`decoy needs ${len} bytes; the payload holds ${payloadSize}`);
+  const out = new Uint8Array(len);
+  out[0] = FRAGMENT_VERSION;
+  out[1] = KIND_DECOY;
+  out.set(d.id, 2);
+  new DataView(out.buffer).setUint16(18, d.surb.length);
+  out.set(d.surb, DECOY_OVERHEAD);
+  return out;
+}
+
 export type Decoded =
   | { readonly ok: true; readonly kind: 'fragment'; readonly fragment: Fragment }
   | { readonly ok: true; readonly kind: 'ack'; readonly ack: Ack }
   | { readonly ok: true; readonly kind: 'loop'; readonly loopId: Uint8Array }
+  | { readonly ok: true; readonly kind: 'decoy'; readonly decoy: Decoy }
   | DecodeError;
 
 function bad(reason: string): DecodeError {
@@ -150,6 +181,13 @@ export function decodePayload(b: Uint8Array): Decoded {
   if (kind === KIND_LOOP) {
     if (b.length < 18) return bad('truncated loop');
     return { ok: true, kind: 'loop', loopId: b.slice(2, 18) };
+  }
+  if (kind === KIND_DECOY) {
+    if (b.length < DECOY_OVERHEAD) return bad('truncated decoy');
+    const l = dv.getUint16(18);
+    if (l < 1 || DECOY_OVERHEAD + l > b.length) return bad('bad decoy SURB length');
+    for (let i = DECOY_OVERHEAD + l; i < b.length; i++) if (b[i] !== 0) return bad('non-zero padding');
+    return { ok: true, kind: 'decoy', decoy: { id: b.slice(2, 18), surb: b.slice(DECOY_OVERHEAD, DECOY_OVERHEAD + l) } };
   }
   if (kind !== KIND_FRAGMENT) return bad('unknown kind');
   let o = 2;

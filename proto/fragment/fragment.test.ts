@@ -7,6 +7,7 @@ import {
   decodePayload,
   encodeAck,
   encodeFragment,
+  encodeDecoy,
   encodeLoop,
   fragmentCapacity,
   splitMessage,
@@ -52,6 +53,23 @@ describe('fragment format', () => {
       expect(d).toEqual({ ok: true, kind: 'ack', ack: { messageId: id, index: 7, status } });
     }
     expect(decodePayload(encodeLoop(id))).toEqual({ ok: true, kind: 'loop', loopId: id });
+  });
+
+  it('decoys round-trip, padded; a bad SURB length or non-zero padding is refused', () => {
+    const id = new Uint8Array(16).fill(9);
+    const surb = new Uint8Array(434).fill(0xaa);
+    const padded = new Uint8Array(2048);
+    padded.set(encodeDecoy({ id, surb }, 2048));
+    expect(Buffer.from(padded.subarray(0, 20)).toString('hex')).toBe('0104' + '09'.repeat(16) + '01b2');
+    expect(decodePayload(padded)).toEqual({ ok: true, kind: 'decoy', decoy: { id, surb } });
+    const long = padded.slice();
+    long[18] = 0xff;
+    expect(decodePayload(long).ok).toBe(false);
+    const dirty = padded.slice();
+    dirty[2047] = 1;
+    expect(decodePayload(dirty).ok).toBe(false);
+    expect(() => encodeDecoy({ id, surb: new Uint8Array(0) }, 2048)).toThrow(RangeError);
+    expect(() => encodeDecoy({ id, surb: new Uint8Array(2040) }, 2048)).toThrow(RangeError);
   });
 
   it('the decoder never throws on random or mutated input', () => {

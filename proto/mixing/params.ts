@@ -5,7 +5,7 @@
  * the rules below, so the simulated network and the real one follow the same rules.
  */
 export interface MixingParams {
-  /** λ_P: rate of a client's payload stream (real packets replace drop cover in it). */
+  /** λ_P: rate of a client's payload stream (real packets replace decoys in it). */
   readonly lambdaP: number;
   /** λ_L: rate of a client's loop cover packets. */
   readonly lambdaL: number;
@@ -57,11 +57,15 @@ export type StreamKind = 'payload' | 'loop' | 'drop';
 
 /**
  * The Loopix sending rule for the payload stream: at each tick of the Poisson(λ_P) process a
- * client sends the next real packet if one is queued, and a drop-cover packet otherwise, so an
- * observer sees the same rate whether or not the client is talking.
+ * client sends the next real packet if one is queued, and a decoy otherwise, so an observer sees
+ * the same rate whether or not the client is talking. A decoy (docs/spec/fragment.md) goes to a
+ * random gateway's mail queue carrying a SURB, which that gateway answers as it answers a
+ * fragment: every tick, real or not, brings one reply back to the client's mailbox, so its home
+ * gateway sees the same items either way (Loopix sends drop cover here, whose missing replies
+ * would let the home gateway count the ACKs; Katzenpost's decoys are the model).
  */
-export function payloadTick(realQueued: number): 'real' | 'drop' {
-  return realQueued > 0 ? 'real' : 'drop';
+export function payloadTick(realQueued: number): 'real' | 'decoy' {
+  return realQueued > 0 ? 'real' : 'decoy';
 }
 
 /** Expected end-to-end mixing delay of a route with `hops` delaying hops: the Erlang(hops, μ) mean. */

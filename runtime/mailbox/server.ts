@@ -1,8 +1,10 @@
 /**
- * The gateway's half of `/postmix/mailbox/2` (docs/spec/mailbox.md; the frames are
- * proto/mailbox): what the hop delivers for a client mailbox is stored, and a pacer writes one
- * fixed-size frame per tick to each subscribed stream, the oldest waiting item or a dummy, so
- * that what the client's link shows depends neither on what arrived nor when.
+ * The gateway's half of `/postmix/mailbox/3` (docs/spec/mailbox.md; the frames are
+ * proto/mailbox): the SURB replies the hop delivers for a client mailbox are stored (one kind of
+ * item, whether it answers a fragment, a decoy or is the client's own loop: the gateway cannot
+ * tell), and a pacer writes one fixed-size frame per tick to each subscribed stream, the oldest
+ * waiting item or a dummy, so that what the client's link shows depends neither on what arrived
+ * nor when.
  *
  * The pacer ticks at the mailbox rate of the current document, re-read each tick. Only the
  * first stream of a mailbox is written to (a client that reconnects before its old stream is
@@ -13,6 +15,9 @@ import { MAILBOX_PROTOCOL, decodeSubscribe, encodeDummyItem, encodeItem, mailbox
 import type { MixingParams } from '../../proto/mixing/params.ts';
 import { bytesKey } from '../../proto/util/bytes.ts';
 import type { FrameStream, FrameStreamHandlers, PacketLink } from '../link/link.ts';
+
+/** Missed ticks caught up after the event loop lagged, at most (then the schedule restarts). */
+const MAX_CATCH_UP = 8;
 
 /** The subscribe frame: version || mailbox id. */
 const SUBSCRIBE_FRAME_BYTES = 33;
@@ -27,7 +32,7 @@ export interface MailboxStore {
   purgeExpiredMailbox(now: number): number;
 }
 
-export type MailboxFrameKind = 'surb-reply' | 'plain' | 'dummy';
+export type MailboxFrameKind = 'item' | 'dummy';
 export type MailboxDropReason = 'full' | 'expired' | 'other-geometry';
 
 /** Plain counters, read at scrape time by the gateway's metrics. */
@@ -64,12 +69,14 @@ interface Subscription {
 export class MailboxServer {
   readonly counters: MailboxCounters = {
     stored: 0,
-    sent: { 'surb-reply': 0, plain: 0, dummy: 0 },
+    sent: { item: 0, dummy: 0 },
     dropped: { full: 0, expired: 0, 'other-geometry': 0 },
     refused: 0,
   };
   private readonly subscriptions = new Map<string, Subscription>();
   private timer: NodeJS.Timeout | undefined;
+  /** When the pacer's next tick is due (performance.now() ms). */
+  private nextTickAt: number | undefined;
   private closed = false;
 
   constructor(private readonly o: MailboxServerOptions) {}
@@ -137,14 +144,24 @@ export class MailboxServer {
     };
   }
 
+  /**
+   * Ticks on an absolute schedule, so the pacer keeps its rate when the event loop lags (a chain
+   * of relative timeouts would lose every lag, and items arrive at 2/3 of the rate: a slower pacer
+   * backs up). After a lag the missed ticks follow one another without waiting, at most
+   * `MAX_CATCH_UP` of them; beyond that (a stall) the schedule restarts from now.
+   */
   private schedule(): void {
     if (this.closed) return;
+    const period = 1000 / mailboxRate(this.o.mixing() ?? { lambdaP: 1, lambdaL: 0 });
+    const now = performance.now();
+    this.nextTickAt = this.nextTickAt === undefined ? now + period : this.nextTickAt + period;
+    if (this.nextTickAt < now - MAX_CATCH_UP * period) this.nextTickAt = now + period;
     this.timer = setTimeout(
       () => {
         this.tick();
         this.schedule();
       },
-      1000 / mailboxRate(this.o.mixing() ?? { lambdaP: 1, lambdaL: 0 }),
+      Math.max(0, this.nextTickAt - now),
     );
     this.timer.unref();
   }
@@ -170,7 +187,7 @@ export class MailboxServer {
         }
         try {
           frame = encodeItem(taken, payloadSize);
-          kind = taken.surbId ? 'surb-reply' : 'plain';
+          kind = 'item';
         } catch {
           // stored under another geometry: it would stand out on the wire, so it is dropped
           this.counters.dropped['other-geometry']++;

@@ -1,5 +1,5 @@
 /**
- * The client's half of `/postmix/mailbox/2` (docs/spec/mailbox.md; the frames are
+ * The client's half of `/postmix/mailbox/3` (docs/spec/mailbox.md; the frames are
  * proto/mailbox): one stream to the home gateway, subscribed to the client's mailbox, whose
  * items (SURB replies, returning loops) go to `onItem`; dummies are dropped. The stream is
  * reopened with a bounded back-off when it ends or cannot be opened.

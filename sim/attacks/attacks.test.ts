@@ -53,8 +53,8 @@ describe('attack 1: a recipient gateway withholding ACKs to confirm a suspected 
 });
 
 describe("attack 2: the sender's home gateway watching its client's mailbox", () => {
-  it('the gateway tells when its client sends (ACK windows) from the item count, and how much', () => {
-    const r = runSimulation({ ...BASE, realRate: 0.05, duration: 1200, messageTargets: 1 }).attacks.home_gateway!;
+  it('with drop cover in the payload stream (Loopix, postmix before issue 11 point 2) the gateway tells when its client sends from the item count, and how much', () => {
+    const r = runSimulation({ ...BASE, realRate: 0.05, duration: 1200, messageTargets: 1, payloadCover: 'drop' }).attacks.home_gateway!;
     expect(r.windows).toBeGreaterThan(100);
     expect(r.windows_with_acks).toBeGreaterThan(5);
     expect(r.windows - r.windows_with_acks).toBeGreaterThan(5);
@@ -63,8 +63,18 @@ describe("attack 2: the sender's home gateway watching its client's mailbox", ()
     expect(r.auc).toBeGreaterThan(0.75);
     expect(r.relative_error!).toBeLessThan(0.5);
     // more loop cover drowns the ACKs: the count says less
-    const covered = runSimulation({ ...BASE, realRate: 0.05, loopRate: 20, rate: 21, duration: 1200, messageTargets: 1 }).attacks.home_gateway!;
+    const covered = runSimulation({ ...BASE, realRate: 0.05, loopRate: 20, rate: 21, duration: 1200, messageTargets: 1, payloadCover: 'drop' }).attacks
+      .home_gateway!;
     expect(covered.auc).toBeLessThan(r.auc - 0.15);
+  });
+
+  it('with decoys (the protocol) every payload tick brings one item back: the count says nothing', () => {
+    const r = runSimulation({ ...BASE, realRate: 0.05, duration: 1200, messageTargets: 1 }).attacks.home_gateway!;
+    expect(r.windows_with_acks).toBeGreaterThan(5);
+    expect(r.windows - r.windows_with_acks).toBeGreaterThan(5);
+    expect(Math.abs(r.auc - 0.5)).toBeLessThan(0.12);
+    // its estimate of the ACKs (items − λ_L · time, now items − (λ_P + λ_L) · time) is noise
+    expect(r.relative_error!).toBeGreaterThan(0.5);
   });
 
   it('AUC is the Mann–Whitney statistic', () => {

@@ -5,8 +5,8 @@
  * Mailbox items wait in `mailboxes` (or go to `mailboxSink`); tests feed them to the client.
  */
 import { createHash } from 'node:crypto';
-import { decodePayload, encodeAck } from '../../proto/fragment/index.ts';
-import { isMailQueue, type MailboxItem } from '../../proto/mailbox/index.ts';
+import { decodePayload } from '../../proto/fragment/index.ts';
+import { isMailQueue, mailboxItemOf, type MailboxItem } from '../../proto/mailbox/index.ts';
 import { DEFAULT_MIXING, type MixingParams } from '../../proto/mixing/params.ts';
 import type { DocumentBody, GatewayInfo, NodeEntry } from '../../proto/pki/codec.ts';
 import { nodeSuite, packetFromSurb, prepareHopKey, processPacket, type Geometry, type HopPrivateKey } from '../../proto/sphinx/index.ts';
@@ -14,7 +14,7 @@ import { deriveIssuerKeys, makeBundle, type IssuerKeys } from '../../proto/token
 import type { Network } from '../../client/core.ts';
 import { pickHome } from '../../client/network.ts';
 import type { PacketSink } from '../../client/sender.ts';
-import { Intake } from '../../gateway/intake.ts';
+import { Intake, replyOf } from '../../gateway/intake.ts';
 import { GatewayStore } from '../../gateway/store.ts';
 import { issuedTokens } from './tokens.ts';
 
@@ -161,12 +161,15 @@ export class InProcessMixnet implements PacketSink {
     }
     if (r.kind === 'drop') return;
     this.routesSeen.push(p);
-    if (isMailQueue(r.queueId)) this.gatewayIntake(r.payload);
-    else if (this.mailboxSink) this.mailboxSink(r.queueId, r.surbId ? { surbId: r.surbId, payload: r.payload } : { payload: r.payload });
+    if (isMailQueue(r.queueId)) return this.gatewayIntake(r.payload);
+    // as the real gateway: only SURB replies enter a mailbox (gateway/daemon.ts admitDeliver)
+    const item = mailboxItemOf(r);
+    if (!item) this.drops++;
+    else if (this.mailboxSink) this.mailboxSink(r.queueId, item);
     else {
       const k = Buffer.from(r.queueId).toString('hex');
       const box = this.mailboxes.get(k) ?? [];
-      box.push(r.surbId ? { surbId: r.surbId, payload: r.payload } : { payload: r.payload });
+      box.push(item);
       this.mailboxes.set(k, box);
     }
   }
@@ -186,7 +189,7 @@ export class InProcessMixnet implements PacketSink {
     return JSON.stringify(makeBundle(u.address, this.issuer.publicKey, issuedTokens(this.issuer, u.address, e.keyEpoch, n), window));
   }
 
-  /** The gateway's mail queue: the real Intake decides, the ACK goes back through the fragment's SURB. */
+  /** The gateway's mail queue: the real Intake decides, the ACK (or a decoy's answer) goes back through the SURB (`replyOf`, as the real gateway). */
   private gatewayIntake(payload: Uint8Array): void {
     const d = decodePayload(payload);
     if (d.ok && d.kind === 'fragment')
@@ -201,10 +204,14 @@ export class InProcessMixnet implements PacketSink {
       this.drops++;
       return;
     }
-    const f = res.fragment;
-    if (res.handoffId) this.delivered.push({ recipient: f.recipient, bytes: new Uint8Array(this.store.byHandoffId(res.handoffId)!.body!) });
-    if (f.surb.length === 0 || this.withholdAcksTo.has(f.recipient)) return;
-    const reply = packetFromSurb(nodeSuite, this.doc.geometry, f.surb, encodeAck({ messageId: f.messageId, index: f.index, status: res.status }));
+    if (res.kind === 'ack') {
+      const f = res.fragment;
+      if (res.handoffId) this.delivered.push({ recipient: f.recipient, bytes: new Uint8Array(this.store.byHandoffId(res.handoffId)!.body!) });
+      if (this.withholdAcksTo.has(f.recipient)) return;
+    }
+    const answer = replyOf(res);
+    if (!answer) return;
+    const reply = packetFromSurb(nodeSuite, this.doc.geometry, answer.surb, answer.payload);
     if (reply.ok) this.queue.push({ hop: Buffer.from(reply.firstHop).toString('hex'), packet: reply.packet, path: [] });
   }
 

@@ -40,7 +40,8 @@ const answer = (line: string) => {
 const PER_TURN = 4;
 let next = 0;
 const feed = () => {
-  for (let k = 0; k < PER_TURN && next < payloads.length; k++) commits.submit(payloads[next++]!, (r) => answer(String(r.kind === 'ack' ? r.status : r.reason)));
+  for (let k = 0; k < PER_TURN && next < payloads.length; k++)
+    commits.submit(payloads[next++]!, (r) => answer(String(r.kind === 'ack' ? r.status : r.kind === 'drop' ? r.reason : r.kind)));
   if (next < payloads.length) setImmediate(feed);
 };
 feed();
