@@ -197,6 +197,31 @@ describe('store: mailboxes and users', () => {
     expect(store.checkSecret('dave@example.org', s2)).toBe(true);
   });
 
+  it('migrates a mailbox table of schema version 2: items without a SURB id (plain loops) go, SURB replies stay', () => {
+    store.close();
+    const path = join(dir, 'gw.sqlite');
+    const old = new Database(path);
+    old.exec(
+      `DROP TABLE mailbox; CREATE TABLE mailbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, mailbox BLOB NOT NULL, surb_id BLOB, payload BLOB NOT NULL, expires INTEGER NOT NULL);`,
+    );
+    const put = old.prepare('INSERT INTO mailbox (mailbox, surb_id, payload, expires) VALUES (?,?,?,?)');
+    put.run(Buffer.alloc(32, 1), null, Buffer.from([1]), 9e15);
+    put.run(Buffer.alloc(32, 1), Buffer.alloc(16, 2), Buffer.from([2]), 9e15);
+    old.pragma('user_version = 2');
+    old.close();
+    store = new GatewayStore(path);
+    expect(store.mailboxTake(new Uint8Array(32).fill(1), 0)).toEqual([{ seq: 2, surbId: new Uint8Array(16).fill(2), payload: new Uint8Array([2]) }]);
+    const db = new Database(path);
+    expect(db.pragma('user_version', { simple: true })).toBe(3);
+    expect(
+      db
+        .prepare<[], { name: string; notnull: number }>('PRAGMA table_info(mailbox)')
+        .all()
+        .find((c) => c.name === 'surb_id')?.notnull,
+    ).toBe(1);
+    db.close();
+  });
+
   it('migrates a database from before schema version 1: spent keys and partial tokens become hashes, no token is admitted twice', () => {
     const [t, u] = issuedTokens(issuer, BOB, 1, 2);
     const done = messageFragments(msg(10), BOB, t!);
