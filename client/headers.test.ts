@@ -60,11 +60,19 @@ describe('header handling never touches the body', () => {
   });
 
   it('parses sendmail flags as mutt and cron pass them', () => {
-    expect(parseSendmailArgs(['-oem', '-oi', '-f', 'a@x', '--', 'b@y'])).toEqual({ t: false, i: true, from: 'a@x', rcpts: ['b@y'], config: undefined });
+    expect(parseSendmailArgs(['-oem', '-oi', '-f', 'a@x', '--', 'b@y'])).toEqual({
+      t: false,
+      i: true,
+      v: false,
+      from: 'a@x',
+      rcpts: ['b@y'],
+      config: undefined,
+    });
     const p = prepareSendmail(parseSendmailArgs(['-t', '-i']), enc(MSG));
     expect([p.to, p.from]).toEqual([['bob@overlay.test', 'carol@plain.test', 'dave@plain.test', 'eve@plain.test'], 'alice@sender.test']);
     expect(dec(p.raw)).not.toMatch(/Bcc/);
-    expect(parseSendmailArgs(['-t', '-i', '-C', '/c.toml'])).toEqual({ t: true, i: true, from: undefined, rcpts: [], config: '/c.toml' });
+    expect(parseSendmailArgs(['-t', '-i', '-C', '/c.toml'])).toEqual({ t: true, i: true, v: false, from: undefined, rcpts: [], config: '/c.toml' });
+    expect(parseSendmailArgs(['-v', '-t', '-i']).v).toBe(true);
   });
 });
 
