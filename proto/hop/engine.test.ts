@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_GEOMETRY as G, createPacket, nodeSuite, prepareHopKey, type HopDeliver } from '../sphinx/index.ts';
+import { DEFAULT_GEOMETRY as G, createPacket, nodeSuite, prepareHopKey, processPacket, type HopDeliver } from '../sphinx/index.ts';
 import { HopEngine, type EpochHopKey } from './engine.ts';
 import { ReplayStore } from '../../runtime/hop/replay-store.ts';
 
@@ -201,5 +201,53 @@ describe('HopEngine', () => {
     engine.handle(mk(mine));
     engine.releaseDue(0);
     expect(delivered).toHaveLength(1);
+  });
+
+  it('split pipeline (precheck, a layer peeled elsewhere, admit): one replay check-and-insert per tag, exactly as handle', () => {
+    const s = setup();
+    const route = [s.a, b].map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 0 }));
+    const p1 = createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1), keyEpoch: 7 }).packet;
+    const p2 = createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(2), keyEpoch: 7 }).packet;
+    // peeled "in two workers" at once: no replay check yet, both copies come back as forwards
+    const peel = (frame: Uint8Array) => {
+      const k = s.engine.precheck(frame)!;
+      let tag: Uint8Array | undefined;
+      const result = processPacket(G, k.key, frame, { isReplay: (t) => ((tag = t), false) });
+      return { epoch: k.epoch, result, tag, t0: 0 };
+    };
+    const a1 = peel(p1);
+    const a2 = peel(p1);
+    const fresh = peel(p2);
+    expect(a1.result.ok && a2.result.ok).toBe(true);
+    // two copies in one batch: the first is taken, the second is a replay
+    s.engine.admit([a1, fresh, a2]);
+    // a third copy in a later batch: a replay too
+    s.engine.admit([peel(p1)]);
+    s.tick(1);
+    expect(s.sent.length).toBe(2);
+    expect(s.engine.counters.dropped.replay).toBe(2);
+    expect(s.engine.counters.received).toBe(4);
+    // what handle makes of a fourth copy: the same store, the same answer
+    s.engine.handle(p1);
+    expect(s.engine.counters.dropped.replay).toBe(3);
+    // a frame without a key the hop holds is decided at precheck, counted once
+    const old = createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1), keyEpoch: 3 }).packet;
+    expect(s.engine.precheck(old)).toBeUndefined();
+    expect(s.engine.counters.dropped['expired-key']).toBe(1);
+    expect(s.engine.counters.received).toBe(6);
+  });
+
+  it('admit records the tag of a packet refused after its MAC, so that a copy of it is a replay, as in handle', () => {
+    const s = setup();
+    const tag = new Uint8Array(32).fill(5);
+    s.engine.admit([{ epoch: 7, result: { ok: false, reason: 'bad-commands' }, tag, t0: 0 }]);
+    s.engine.admit([{ epoch: 7, result: { ok: false, reason: 'bad-commands' }, tag, t0: 0 }]);
+    expect(s.engine.counters.dropped['bad-commands']).toBe(1);
+    expect(s.engine.counters.dropped.replay).toBe(1);
+    expect(s.replay.has(7, tag)).toBe(true);
+    // a key that expired while the frame was away: expired-key, and no replay set made for it
+    s.engine.admit([{ epoch: 6, result: { ok: false, reason: 'bad-commands' }, tag, t0: 0 }]);
+    expect(s.engine.counters.dropped['expired-key']).toBe(1);
+    expect(s.replay.epochs()).toEqual([7]);
   });
 });

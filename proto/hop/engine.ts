@@ -16,6 +16,7 @@ import {
   type Geometry,
   type HopDeliver,
   type HopPrivateKey,
+  type HopResult,
   type NodeId,
   type SphinxDropReason,
 } from '../sphinx/index.ts';
@@ -40,6 +41,25 @@ export interface ReplayTagStore {
 export interface EpochHopKey {
   readonly epoch: number;
   readonly key: HopPrivateKey;
+  /**
+   * The raw X25519 secret, for a pool of worker threads that prepares the key on its own
+   * suite (runtime/hop/unwrap-pool.ts); a key without it is always processed on this thread.
+   */
+  readonly secret?: Uint8Array;
+}
+
+/**
+ * One Sphinx layer peeled off this thread (a worker's result, proto/hop/unwrap-batch.ts), for
+ * `HopEngine.admit`: the result without a replay check, and the replay tag when the MAC held.
+ */
+export interface UnwrappedFrame {
+  /** The epoch of the key that opened it (whose replay set the tag goes into). */
+  readonly epoch: number;
+  readonly result: HopResult;
+  /** Set once the MAC was valid, also when a later check failed (as processPacket records it). */
+  readonly tag: Uint8Array | undefined;
+  /** performance.now() when the frame arrived (the processing histogram). */
+  readonly t0: number;
 }
 
 /**
@@ -136,6 +156,11 @@ export class HopEngine<P> {
     });
   }
 
+  /** The Sphinx geometry of the packets this engine takes. */
+  get geometry(): Geometry {
+    return this.opts.geometry;
+  }
+
   /** Packets held right now, and their bytes. */
   get held(): { packets: number; bytes: number } {
     return { packets: this.queue.size, bytes: this.queue.bytes };
@@ -155,19 +180,98 @@ export class HopEngine<P> {
   handle(frame: Uint8Array): void {
     this.counters.received++;
     const t0 = performance.now();
+    const k = this.keyFor(frame, t0);
+    if (!k) return;
+    const r = processPacket(this.opts.geometry, k.key, frame, {
+      isReplay: (tag) => this.opts.replay.seenOrAdd(k.epoch, tag),
+    });
+    this.schedule(r, k.epoch, t0);
+  }
+
+  /**
+   * The key a frame's header names, or undefined when there is none (the drop is counted and
+   * observed). No public-key operation: the first step of `handle`, and the part of the split
+   * pipeline (`precheck` … `admit`) that stays on this thread before the layer is peeled.
+   */
+  private keyFor(frame: Uint8Array, t0: number): EpochHopKey | undefined {
     const keys = this.opts.keys();
-    if (keys.length === 0) return this.drop('no-key');
+    if (keys.length === 0) {
+      this.drop('no-key');
+      return undefined;
+    }
     // the header names the epoch of its keys (docs/spec/sphinx.md §5): one DH, never a trial
     const phase = packetKeyPhase(frame);
     const k = keys.find((x) => keyPhase(x.epoch) === phase);
     if (!k) {
       // a frame of the wrong size or version is dropped for that, not for its key
       const reason = frame.length !== this.frameBytes ? 'bad-length' : frame[0] !== SPHINX_VERSION ? 'bad-version' : 'expired-key';
-      return this.finish(t0, reason);
+      this.finish(t0, reason);
+      return undefined;
     }
-    const r = processPacket(this.opts.geometry, k.key, frame, {
-      isReplay: (tag) => this.opts.replay.seenOrAdd(k.epoch, tag),
-    });
+    return k;
+  }
+
+  /**
+   * Split pipeline, step 1 (this thread, as the frame arrives): the key to peel it with, or
+   * undefined when it is dropped at once (counted as received and by reason, as `handle` would).
+   * A frame with a key is counted as received only when `admit` decides on it, so that
+   * `received` always equals what was decided (dropped, queued, delivered, cover).
+   */
+  precheck(frame: Uint8Array, t0 = performance.now()): EpochHopKey | undefined {
+    const k = this.keyFor(frame, t0);
+    if (!k) this.counters.received++;
+    return k;
+  }
+
+  /**
+   * Split pipeline, step 3 (this thread): layers peeled elsewhere (step 2, a worker), decided
+   * in the order given. The replay check is here, not in the worker: this thread is the only
+   * one that reads or writes the replay store, and it checks-and-inserts each tag (one
+   * `seenOrAddMany` per epoch for the batch, which also catches two copies within the batch)
+   * before anything of the batch is scheduled. Two copies of one packet peeled in two workers
+   * therefore meet here one after the other: the first is taken, the second dropped as
+   * `replay`, with no window in which both pass. A tag whose packet failed after its MAC
+   * (bad commands or payload) is recorded too, and a copy of it counts as `replay`, as in
+   * `handle`, where processPacket records the tag before those checks.
+   */
+  admit(items: readonly UnwrappedFrame[]): void {
+    // a key may have expired while its frames were away (the grace window ended): they are
+    // dropped as if they had come a moment later, and its dropped replay set is not re-created
+    const live = this.opts.keys();
+    const expired = (e: number) => !live.some((k) => k.epoch === e);
+    const seen = this.checkReplays(items, expired);
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      this.counters.received++;
+      if (expired(it.epoch)) this.finish(it.t0, 'expired-key');
+      else if (seen[i]) this.finish(it.t0, 'replay');
+      else this.schedule(it.result, it.epoch, it.t0);
+    }
+  }
+
+  /** seenOrAdd for every tag of `items` under a live key, grouped by epoch (one store call per epoch), in order. */
+  private checkReplays(items: readonly UnwrappedFrame[], expired: (epoch: number) => boolean): boolean[] {
+    const seen = new Array<boolean>(items.length).fill(false);
+    const byEpoch = new Map<number, number[]>();
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      if (it.tag === undefined || expired(it.epoch)) continue;
+      const idx = byEpoch.get(it.epoch);
+      if (idx) idx.push(i);
+      else byEpoch.set(it.epoch, [i]);
+    }
+    for (const [epoch, idx] of byEpoch) {
+      const r = this.opts.replay.seenOrAddMany(
+        epoch,
+        idx.map((i) => items[i]!.tag!),
+      );
+      for (let j = 0; j < idx.length; j++) seen[idx[j]!] = r[j]!;
+    }
+    return seen;
+  }
+
+  /** A peeled layer whose replay tag was taken: queue it for its delay, or drop it (counted). */
+  private schedule(r: HopResult, epoch: number, t0: number): void {
     if (!r.ok) return this.finish(t0, r.reason);
     const delay = this.opts.ignoreDelays ? 0 : r.delayMs;
     if (r.kind === 'forward') {
@@ -178,10 +282,10 @@ export class HopEngine<P> {
       if (this.opts.admitDeliver !== undefined && !this.opts.admitDeliver(r)) return this.finish(t0, 'not-deliverable');
       if (this.opts.deliverAtOnce?.(r) === true) {
         this.counters.delivered++;
-        this.opts.deliver(r, k.epoch);
+        this.opts.deliver(r, epoch);
         return this.finish(t0);
       }
-      if (!this.queue.push({ kind: 'deliver', result: r, epoch: k.epoch }, delay, this.packetBytes)) return this.finish(t0, 'queue-full');
+      if (!this.queue.push({ kind: 'deliver', result: r, epoch }, delay, this.packetBytes)) return this.finish(t0, 'queue-full');
     } else {
       this.counters.coverEnded++;
     }
