@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { loadConfig } from '../runtime/daemon.ts';
 import { ConfigError } from '../runtime/errors.ts';
 import {
+  cryptoSection,
   directorySection,
   hopSection,
   limitsSection,
@@ -139,6 +140,7 @@ export const GatewayConfigSchema = z
       .prefault({}),
     limits: limitsSection,
     replay: replaySection('sqlite'),
+    crypto: cryptoSection,
     metrics: metricsSection(9102),
     directory: directorySection,
   })

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { loadConfig } from '../runtime/daemon.ts';
 import { ConfigError } from '../runtime/errors.ts';
 import {
+  cryptoSection,
   directorySection,
   hopSection,
   limitsSection,
@@ -28,6 +29,7 @@ export const MixnodeConfigSchema = z
     }),
     limits: limitsSection,
     replay: replaySection('log'),
+    crypto: cryptoSection,
     loops: z
       .object({
         enabled: z.boolean().default(true),

@@ -1,6 +1,6 @@
 /** Units of the mix node: config, loop routes and the loop success ratio. */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../runtime/errors.ts';
@@ -33,6 +33,23 @@ describe('mix node config', () => {
     expect(c.file.replay.store).toBe('sqlite');
     expect(c.authorities[0]!.url).toBe('http://127.0.0.1:8080');
     expect(c.epoch.length).toBe(3600);
+    // [crypto] workers: cores - 1, at least 1
+    expect(c.file.crypto.workers).toBe(Math.max(1, availableParallelism() - 1));
+  });
+
+  it('[crypto] workers: set in the file or the environment, 0 allowed, unknown keys and bad values refused', () => {
+    const f = join(tmp, 'w.toml');
+    const rest = `[directory]\nthreshold = 1\n[[directory.authorities]]\nurl = "http://a"\npublic_key = "${KEY}"\n`;
+    writeFileSync(f, `[mixnode]\ndata_dir = "d"\n[crypto]\nworkers = 3\n${rest}`);
+    expect(loadMixnodeConfig(f, {}).file.crypto.workers).toBe(3);
+    expect(loadMixnodeConfig(f, { POSTMIX_MIXNODE_CRYPTO__WORKERS: '0' }).file.crypto.workers).toBe(0);
+    writeFileSync(f, `[mixnode]\ndata_dir = "d"\n[crypto]\nworker = 3\n${rest}`);
+    expect(() => loadMixnodeConfig(f, {})).toThrow(/crypto\.worker: unknown key \(did you mean crypto\.workers\?\)/);
+    writeFileSync(f, `[mixnode]\ndata_dir = "d"\n[crypto]\nworkers = -1\n${rest}`);
+    expect(() => loadMixnodeConfig(f, {})).toThrow(/crypto\.workers/);
+    writeFileSync(f, `[mixnode]\ndata_dir = "d"\n${rest}`);
+    expect(() => loadMixnodeConfig(f, { POSTMIX_MIXNODE_CRYPTO__WORKERS: '1.5' })).toThrow(/crypto\.workers.*POSTMIX_MIXNODE_CRYPTO__WORKERS/);
+    expect(() => loadMixnodeConfig(f, { POSTMIX_MIXNODE_CRYPTO__THREADS: '2' })).toThrow(/no key crypto\.threads/);
   });
 
   it('refuses bad values with the field named', () => {

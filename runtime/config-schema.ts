@@ -3,6 +3,7 @@
  * and gateway.toml, and a hop's [directory] epoch keys must match the authorities' [network]:
  * a key, bound, default or message defined once here cannot drift between the roles.
  */
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { multiaddr } from '@multiformats/multiaddr';
 import { z } from 'zod';
@@ -133,6 +134,22 @@ export const limitsSection = z
   })
   .strict()
   .prefault({});
+
+/** `[crypto] workers` by default: one core for the event loop, the others for Sphinx; at least one worker. */
+export function defaultCryptoWorkers(): number {
+  return Math.max(1, availableParallelism() - 1);
+}
+
+/**
+ * Where a hop peels Sphinx layers (runtime/hop/unwrap-pool.ts): `workers` threads beside the
+ * event loop, which keeps the I/O, the replay checks and the scheduling; 0 = on the event loop.
+ */
+export const cryptoSection = z
+  .object({ workers: z.number().int().min(0).max(256).default(defaultCryptoWorkers) })
+  .strict()
+  .prefault({});
+
+export type CryptoSection = z.infer<typeof cryptoSection>;
 
 /** How a hop reaches the authorities and checks what they publish. */
 export const directorySection = z

@@ -5,7 +5,7 @@
  * rule) fails here instead of at an operator's first start.
  */
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLIENT_ENV_PREFIX } from '../cli/client.ts';
@@ -41,12 +41,20 @@ describe('the config examples in the operator guides load as printed', () => {
   it('docs/mixnode.md', () => {
     const c = loadMixnodeConfig(write('docs/mixnode.md'), {});
     expect(c.file.directory.authorities.length).toBeGreaterThan(0);
+    expect(c.file.crypto.workers).toBe(Math.max(1, availableParallelism() - 1));
   });
 
   it('docs/gateway.md', () => {
     copyFileSync(join(dir, 'dirauth1', 'identity.pub'), join(dir, 'dirauth1.pub'));
-    const c = loadGatewayConfig(write('docs/gateway.md'), {});
+    const path = write('docs/gateway.md');
+    const c = loadGatewayConfig(path, {});
     expect(c.file.gateway.domains.length).toBeGreaterThan(0);
+    // [crypto] workers, as on a mix: cores - 1 (at least 1) unless set; the environment overrides it
+    expect(c.file.crypto.workers).toBe(Math.max(1, availableParallelism() - 1));
+    expect(loadGatewayConfig(path, { POSTMIX_GATEWAY_CRYPTO__WORKERS: '0' }).file.crypto.workers).toBe(0);
+    expect(() => loadGatewayConfig(path, { POSTMIX_GATEWAY_CRYPTO__WORKERS: '-2' })).toThrow(/crypto\.workers/);
+    writeFileSync(path, firstToml('docs/gateway.md').replace('[crypto]', '[crypto]\nthreads = 2'));
+    expect(() => loadGatewayConfig(path, {})).toThrow(/crypto\.threads: unknown key/);
   });
 
   it('docs/client.md', () => {

@@ -213,6 +213,9 @@ describe('gateway daemon', () => {
     expect(got[0]!.toString()).toBe(body.toString().replace(/\n/g, '\r\n'));
     for (let i = 0; i < 40 && gw.hop.engine.counters.dropped.replay < 1; i++) await new Promise((r) => setTimeout(r, 50));
     expect(gw.hop.engine.counters.dropped.replay).toBe(1);
+    // the hop unwrap ran on the Sphinx worker pool ([crypto] workers: cores - 1, at least 1)
+    expect(gw.hop.cryptoWorkers).toBeGreaterThanOrEqual(1);
+    expect(gw.hop.poolStats!.frames + gw.hop.poolStats!.inlineFrames).toBeGreaterThanOrEqual(2);
     expect(gw.intake.counters.messagesCompleted).toBe(1);
     const m = await fetch(`http://127.0.0.1:${gw.hop.metricsPort}/metrics`).then((r) => r.text());
     expect(m).toMatch(/postmix_gateway_messages_completed_total 1/);

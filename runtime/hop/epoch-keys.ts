@@ -85,7 +85,7 @@ export class EpochKeys {
     if (hit) return hit;
     const k = this.store.sphinxKey(e);
     if (!k) return undefined;
-    const hk: EpochHopKey = { epoch: e, key: prepareHopKey(fastestSuite, k.secretKey) };
+    const hk: EpochHopKey = { epoch: e, key: prepareHopKey(fastestSuite, k.secretKey), secret: k.secretKey };
     this.cache.set(e, hk);
     return hk;
   }

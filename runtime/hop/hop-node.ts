@@ -6,9 +6,13 @@
  * final-hop packets the hop takes and what it does with them, extra protocols on the link, and
  * the role's own periodic work.
  *
- *   link frame → processor (the engine; the seam for a worker pool) → HopEngine: Sphinx layer
- *   with the current or previous epoch key, replay tag, delay queue → forward to the next hop's
- *   peer (a legal next hop in the document) | deliver to the role
+ *   link frame → processor → HopEngine: Sphinx layer with the current or previous epoch key,
+ *   replay tag, delay queue → forward to the next hop's peer (a legal next hop in the document)
+ *   | deliver to the role
+ *
+ * The processor is the engine itself on the event loop (`[crypto] workers = 0`), or the pool of
+ * Sphinx worker threads (runtime/hop/unwrap-pool.ts): the layer is peeled in a worker, the
+ * replay check and the scheduling stay on the event loop.
  *
  * Every `tick_ms` the epoch driver fetches documents, uploads the descriptor with Sphinx keys
  * made ahead of time and expires the previous epoch. When the view changes, the node installs
@@ -29,7 +33,7 @@ import { DEFAULT_GEOMETRY, fastestSuiteSelection, packetSizes, type Geometry, ty
 import { hex } from '../../proto/util/bytes.ts';
 import { samplePerHopDelayMs } from '../../proto/mixing/params.ts';
 import { csprngUniform } from '../../proto/util/random.ts';
-import type { DirectorySection, LimitsSection, MetricsSection, ReplaySection, ResolvedHopConfig } from '../config-schema.ts';
+import type { CryptoSection, DirectorySection, LimitsSection, MetricsSection, ReplaySection, ResolvedHopConfig } from '../config-schema.ts';
 import { listenError } from '../errors.ts';
 import { PacketLink } from '../link/link.ts';
 import { privateDir } from '../private-files.ts';
@@ -41,6 +45,7 @@ import { EpochKeys, openKeyStore } from './epoch-keys.ts';
 import { HopMetrics, type NodeDropReason } from './metrics.ts';
 import { NetworkView, type Peer } from './network-view.ts';
 import { LogReplayStore, ReplayStore, type ReplayTagStore } from './replay-store.ts';
+import { PooledFrames, UnwrapPool, type PoolStats } from './unwrap-pool.ts';
 
 /** The sections of a mix or gateway config the hop node reads. */
 export type HopNodeConfig = ResolvedHopConfig<{
@@ -48,6 +53,7 @@ export type HopNodeConfig = ResolvedHopConfig<{
   readonly limits: LimitsSection;
   readonly metrics: MetricsSection;
   readonly replay: ReplaySection;
+  readonly crypto: CryptoSection;
 }>;
 
 /** Where a final-hop packet came in: the epoch of the key that opened it and the geometry it had. */
@@ -105,6 +111,8 @@ export interface HopNodeOptions extends HopStartOptions {
   readonly metricsPrefix: string;
   /** Replaces the default frame processing (see FrameProcessor). */
   readonly processor?: (node: HopNode) => FrameProcessor;
+  /** Tests only: passed to the unwrap pool (a worker that takes a batch while it is > 0 crashes). */
+  readonly testWorkerCrashes?: SharedArrayBuffer;
 }
 
 function sameGeometry(a: Geometry, b: Geometry): boolean {
@@ -141,11 +149,15 @@ export class HopNode {
   private metricsServer: MetricsServer | undefined;
   private readonly epochs: EpochDriver;
   private readonly role: HopRole;
-  private readonly processor: FrameProcessor;
+  private processor: FrameProcessor;
+  private pool: UnwrapPool | undefined;
+  private pooled: PooledFrames<Peer> | undefined;
+  private readonly custom: boolean;
+  private readonly testWorkerCrashes: SharedArrayBuffer | undefined;
   private readonly ignoreDelays: boolean;
   private accepting = true;
   private closed = false;
-  private readonly drops: Record<NodeDropReason, number> = { 'link-refused': 0 };
+  private readonly drops: Record<NodeDropReason, number> = { 'link-refused': 0, 'worker-crash': 0 };
   private readonly fetches = new Map<string, number>();
   private readonly uploads = new Map<string, number>();
   private readonly pruned = { replaySets: 0, keyFiles: 0 };
@@ -202,6 +214,7 @@ export class HopNode {
         documentEpoch: this.view.current?.body.epoch ?? -1,
         keys: this.keys.keys().length,
       }),
+      pool: () => this.poolStats,
       fetches: () => this.fetches,
       uploads: () => this.uploads,
       stores: () => ({
@@ -213,7 +226,40 @@ export class HopNode {
       }),
     });
     this.engine = this.newEngine(this.geometryNow);
+    this.custom = o.processor !== undefined;
+    this.testWorkerCrashes = o.testWorkerCrashes;
     this.processor = o.processor?.(this) ?? { process: (frame) => this.engine.handle(frame) };
+  }
+
+  /** Sphinx worker threads in use (0: the layers are peeled on the event loop). */
+  get cryptoWorkers(): number {
+    return this.pool ? this.config.file.crypto.workers : 0;
+  }
+
+  /** The unwrap pool's counters (undefined with `[crypto] workers = 0`). */
+  get poolStats(): PoolStats | undefined {
+    return this.pool && this.pooled ? { ...this.pool.stats, queuedFrames: this.pooled.queuedFrames, inlineFrames: this.pooled.inline } : undefined;
+  }
+
+  /** `[crypto] workers` > 0: start the pool (its workers on the event loop's suite) and route frames through it. */
+  private async startPool(): Promise<void> {
+    const n = this.config.file.crypto.workers;
+    if (n === 0 || this.custom) return;
+    this.pool = await UnwrapPool.start({
+      workers: n,
+      suite: fastestSuiteSelection().suite.name,
+      log: this.log,
+      ...(this.testWorkerCrashes ? { testCrashes: this.testWorkerCrashes } : {}),
+    });
+    this.pooled = new PooledFrames<Peer>(
+      this.pool,
+      () => this.engine,
+      (frames) => {
+        this.drops['worker-crash'] += frames;
+      },
+    );
+    const pooled = this.pooled;
+    this.processor = { process: (frame) => pooled.process(frame) };
   }
 
   private newEngine(geometry: Geometry): HopEngine<Peer> {
@@ -242,6 +288,8 @@ export class HopNode {
     const l = c.file.limits;
     const sphinxFallback = fastestSuiteSelection().fallbackReason;
     if (sphinxFallback) this.log.warn(sphinxFallback);
+    // the workers first: a pool that cannot start (a worker without the event loop's suite) stops the node
+    await this.startPool();
     // a port taken: PacketLink and listenError throw PortInUseError (exit 69)
     this.linkRef = await PacketLink.create({
       identity: this.identity.seed,
@@ -322,6 +370,7 @@ export class HopNode {
       addrs: this.addresses(),
       metrics: this.metricsUrl,
       sphinxSuite: fastestSuiteSelection().suite.name,
+      cryptoWorkers: this.cryptoWorkers,
     };
   }
 
@@ -445,6 +494,8 @@ export class HopNode {
     this.closed = true;
     this.accepting = false;
     await this.epochs.stop();
+    // frames already taken are decided (peeled, replay-checked, queued) before the drain
+    await this.pooled?.drain();
     const before = this.counters.forwarded + this.counters.delivered;
     const left = await this.engine.drain(Math.floor(graceMs * 0.6));
     const drained = this.counters.forwarded + this.counters.delivered - before;
@@ -452,6 +503,7 @@ export class HopNode {
     if (this.linkRef) await this.linkRef.stop(Math.floor(graceMs * 0.3)).catch((e: unknown) => this.log.warn({ err: String(e) }, 'link stop failed'));
     let dropped = this.engine.close();
     for (const r of this.retiring) dropped += r.close();
+    await this.pool?.close();
     this.replay.close();
     await this.metricsServer?.close();
     return { drained, dropped, stillQueuedAtDeadline: left };

@@ -7,10 +7,11 @@
 import { Histogram, type Registry } from 'prom-client';
 import { HOP_DROP_REASONS, type HopCounters } from '../../proto/hop/engine.ts';
 import type { LinkCounters } from '../link/link.ts';
+import type { PoolStats } from './unwrap-pool.ts';
 import { scrapedCounter, scrapedCounters, scrapedGauge } from '../metrics.ts';
 
 /** Drops the hop node counts itself, outside the engines. */
-export const NODE_DROP_REASONS = ['link-refused'] as const;
+export const NODE_DROP_REASONS = ['link-refused', 'worker-crash'] as const;
 export type NodeDropReason = (typeof NODE_DROP_REASONS)[number];
 
 export interface HopMetricSources {
@@ -19,6 +20,8 @@ export interface HopMetricSources {
   queue(): { packets: number; bytes: number };
   link(): LinkCounters | undefined;
   connections(): number;
+  /** The Sphinx worker pool's counters; undefined with `[crypto] workers = 0`. */
+  pool(): PoolStats | undefined;
   epoch(): { epoch: number; layer: number; documentEpoch: number; keys: number };
   /** Document fetches by result ('ok' or the PKI reason). */
   fetches(): ReadonlyMap<string, number>;
@@ -60,6 +63,19 @@ export class HopMetrics {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5],
       registers: [registry],
     });
+    // the Sphinx worker pool ([crypto] workers; all 0 when the layers are peeled on the event loop)
+    const pool = (): Partial<PoolStats> => src.pool() ?? {};
+    scrapedGauge(registry, m('crypto_workers'), 'Sphinx worker threads running (0: layers peeled on the event loop)', () => pool().workers ?? 0);
+    counter('crypto_batches_total', 'batches of frames handed to a Sphinx worker thread', () => pool().batches ?? 0);
+    counter('crypto_batch_frames_total', 'frames in those batches (the mean batch is their quotient)', () => pool().frames ?? 0);
+    scrapedGauge(registry, m('crypto_queue_frames'), 'frames waiting for a Sphinx worker thread or in one', () => pool().queuedFrames ?? 0);
+    counter(
+      'crypto_inline_frames_total',
+      'frames peeled on the event loop because the workers were behind (the pool at its bound)',
+      () => pool().inlineFrames ?? 0,
+    );
+    counter('crypto_worker_crashes_total', 'Sphinx worker threads that died (each replaced)', () => pool().crashes ?? 0);
+    counter('crypto_batches_rerun_total', 'batches run again on another worker after theirs died', () => pool().rerunBatches ?? 0);
     // link
     const l = (): Partial<LinkCounters> => src.link() ?? {};
     scrapedCounters(registry, m('link_frames_total'), 'frames crossing the packet link', 'direction', () => ({

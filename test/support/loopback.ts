@@ -160,6 +160,8 @@ export function testMixnodeConfig(o: {
   loops?: boolean;
   loopTimeoutS?: number;
   replay?: 'log' | 'sqlite';
+  /** `[crypto] workers`; default 1 (a pool, as on a 2-core host, whatever cores this one has). */
+  workers?: number;
 }): MixnodeConfig {
   const file = MixnodeConfigSchema.parse({
     mixnode: {
@@ -172,6 +174,7 @@ export function testMixnodeConfig(o: {
     },
     limits: { max_queued_bytes: o.maxQueuedBytes ?? 64 * 1024 * 1024 },
     replay: { store: o.replay ?? 'log' },
+    crypto: { workers: o.workers ?? 1 },
     loops: { enabled: o.loops ?? false, timeout_s: o.loopTimeoutS ?? 0, min_samples: 5 },
     metrics: { enabled: o.metrics ?? false, port: 0 },
     directory: directorySection(o.directory, o.epoch),
@@ -180,7 +183,14 @@ export function testMixnodeConfig(o: {
 }
 
 /** A gateway config for tests (no TOML file): loopback, ephemeral ports, no issuance or metrics, ticks driven by the test. */
-export function testGatewayConfig(o: { dataDir: string; directory: TestDirectory; epoch: EpochConfig; domains?: string[] }): GatewayConfig {
+export function testGatewayConfig(o: {
+  dataDir: string;
+  directory: TestDirectory;
+  epoch: EpochConfig;
+  domains?: string[];
+  /** `[crypto] workers`; default 1. */
+  workers?: number;
+}): GatewayConfig {
   const file = GatewayConfigSchema.parse({
     gateway: {
       data_dir: o.dataDir,
@@ -191,6 +201,7 @@ export function testGatewayConfig(o: { dataDir: string; directory: TestDirectory
       shutdown_grace_ms: 1000,
     },
     issuance: { enabled: false },
+    crypto: { workers: o.workers ?? 1 },
     metrics: { enabled: false, port: 0 },
     directory: directorySection(o.directory, o.epoch),
   });
