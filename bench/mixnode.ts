@@ -7,6 +7,8 @@
  *    link work does not share the node's thread); packets forwarded per second, and the ratio
  *    to the bare Sphinx processing rate (processPacket alone, same key, same run). Both replay
  *    stores.
+ *    Then `scaling`: the same run with `[crypto] workers` = 0, 1 and 2 (Sphinx on worker
+ *    threads; runtime/hop/unwrap-pool.ts): forwarded/s and process CPU per packet (all threads).
  * 2. Delay queue at 50k packets in flight (delays on, mean 50 ms for the timed stream): resident
  *    memory per queued packet (real processed packets held by the HopEngine) and the scheduler's
  *    added latency (how late packets leave after their due time) p50/p99.
@@ -15,7 +17,7 @@
 import '../runtime/polyfill.ts';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -98,7 +100,7 @@ async function countingMix(
  * not share the mix node's thread. Protocol on stdin/stdout, one JSON line each way:
  *   child → {peerId, addrs}                       (its L2 link is listening)
  *   parent → {file, count, target: [multiaddr]}   (pre-built packets, PACKET bytes each)
- *   child → {forwarded, seconds}                  (frames that reached L2 after the warm-up)
+ *   child → {forwarded, seconds, cpuUs}           (frames that reached L2 after the warm-up; its CPU)
  */
 const CHILD = `
 await import(${JSON.stringify(new URL('../runtime/polyfill.ts', import.meta.url).href)});
@@ -124,6 +126,7 @@ for await (const line of rl) {
   for (let i = 0; i < warm; i++) client.send(peer, packets[i]);
   while (got < warm) await new Promise((r) => setTimeout(r, 2));
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   for (let i = warm; i < packets.length; i++) {
     while (!client.send(peer, packets[i])) await client.flushed(peer);
     if (client.waiting(peer) >= 2048) await client.flushed(peer);
@@ -131,7 +134,8 @@ for await (const line of rl) {
   const deadline = Date.now() + 120000;
   while (got < packets.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
   const seconds = (performance.now() - t0) / 1000;
-  process.stdout.write(JSON.stringify({ forwarded: got - warm, seconds }) + '\\n');
+  const cpu = process.cpuUsage(cpu0);
+  process.stdout.write(JSON.stringify({ forwarded: got - warm, seconds, cpuUs: cpu.user + cpu.system }) + '\\n');
   got = 0;
   await client.stop(100);
 }
@@ -183,9 +187,11 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
   const dir = await startTestDirectory({ dir: join(tmp, 'dir'), epoch: EC, mixing: MIXING, geometry: G, clock });
   const dataDir = join(tmp, 'l1');
   testNodeKeys(dataDir);
-  const start = (store: 'log' | 'sqlite', port?: number) =>
+  // the replay-store runs peel on the event loop (workers = 0), as every figure before the pool
+  // did, so ratioToBare stays one thread against one thread; `scaling` varies the workers
+  const start = (store: 'log' | 'sqlite', port?: number, workers = 0) =>
     MixNode.start({
-      config: testMixnodeConfig({ dataDir, directory: dir, epoch: EC, layerPreference: 1, replay: store, listenPort: port }),
+      config: testMixnodeConfig({ dataDir, directory: dir, epoch: EC, layerPreference: 1, replay: store, listenPort: port, workers }),
       logger: silentLogger,
       now: () => clock.t,
       defaultMetrics: false,
@@ -251,10 +257,69 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
 
   const file = join(tmp, 'packets.bin');
   writeFileSync(file, Buffer.concat(packets));
+  // warm-up packets for each `scaling` run, other than the measured ones (which must be fresh to
+  // the replay store): a node started with new worker threads peels its first thousands of
+  // packets on code V8 has not optimised yet, while the event loop's copy is hot from the runs
+  // before; without this the first workers figures carry their JIT warm-up
+  const WARM = opts.quick ? 600 : 3000;
+  const warmFile = join(tmp, 'warm.bin');
+  writeFileSync(
+    warmFile,
+    Buffer.concat(
+      Array.from(
+        { length: WARM },
+        () =>
+          createPacket(fastestSuite, G, {
+            route: [
+              { nodeId: me.nodeId, publicKey: me.sphinxKey, delayMs: 0 },
+              { nodeId: next.nodeId, publicKey: next.sphinxKey, delayMs: 0 },
+            ],
+            keyEpoch: E,
+            terminal: { kind: 'drop' },
+            payload: new Uint8Array(16),
+          }).packet,
+      ),
+    ),
+  );
   // the child sends from the file; the node's heap keeps only what the bare loop needs (a real
   // node does not hold its senders' 29 MB of packets, and V8's marking cost grows with the heap)
   packets.length = Math.min(N, 3000);
   const out: Record<string, unknown> = { packets: N };
+  /** One run: the child sends the N packets, the node forwards them to the child's L2. */
+  const measure = async () => {
+    let gcMs = 0;
+    const gcObs = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) gcMs += e.duration;
+    });
+    gcObs.observe({ entryTypes: ['gc'] });
+    const elu0 = performance.eventLoopUtilization();
+    // the whole process: the event loop, the Sphinx worker threads, GC helpers, libuv
+    const cpu0 = process.cpuUsage();
+    const recv0 = node.hop.engine.counters.received;
+    const dropped0 = { ...node.hop.engine.counters.dropped };
+    child.send({ file, count: N, target: dialAddresses(me), peer: me.peerId });
+    const r = (await child.next()) as { forwarded: number; seconds: number; cpuUs: number };
+    const cpu = process.cpuUsage(cpu0);
+    // how busy the node's thread was: near 1 means the node itself is the bottleneck, lower
+    // means it waited for input (the load generator or the shared cores held it back)
+    const elu = performance.eventLoopUtilization(elu0).utilization;
+    gcObs.disconnect();
+    const dropped = Object.fromEntries(
+      Object.entries(node.hop.engine.counters.dropped)
+        .map(([k, v]) => [k, v - dropped0[k as keyof typeof dropped0]] as const)
+        .filter(([, v]) => v > 0),
+    );
+    return {
+      rate: r.forwarded / r.seconds,
+      forwarded: r.forwarded,
+      elu,
+      gcUsPerPacket: (gcMs * 1000) / r.forwarded,
+      cpuUsPerPacket: (cpu.user + cpu.system) / (node.hop.engine.counters.received - recv0),
+      // the sender and the counting L2 peer (Noise, yamux, framing both ways), on the same cores
+      generatorCpuUsPerPacket: r.cpuUs / r.forwarded,
+      dropped,
+    };
+  };
   for (const store of ['log', 'sqlite'] as const) {
     if (store === 'sqlite') {
       await node.close(100);
@@ -264,37 +329,54 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
     }
     if (store === 'sqlite') bareRate = bare();
     out[`bareSphinxPerSec_${store}`] = Math.round(bareRate);
-    let gcMs = 0;
-    const gcObs = new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) gcMs += e.duration;
-    });
-    gcObs.observe({ entryTypes: ['gc'] });
-    const elu0 = performance.eventLoopUtilization();
-    const cpu0 = process.cpuUsage();
-    const recv0 = node.hop.engine.counters.received;
-    child.send({ file, count: N, target: dialAddresses(me), peer: me.peerId });
-    const r = (await child.next()) as { forwarded: number; seconds: number };
-    const cpu = process.cpuUsage(cpu0);
-    // how busy the node's thread was: near 1 means the node itself is the bottleneck, lower
-    // means it waited for input (the load generator or the shared cores held it back)
-    const elu = performance.eventLoopUtilization(elu0).utilization;
-    out[`nodeEventLoopUtilization_${store}`] = Number(elu.toFixed(3));
-    gcObs.disconnect();
-    out[`nodeGcUsPerPacket_${store}`] = Math.round((gcMs * 1000) / r.forwarded);
-    const nodeCpuUsPerPacket = (cpu.user + cpu.system) / (node.hop.engine.counters.received - recv0);
-    const rate = r.forwarded / r.seconds;
-    out[`nodeCpuUsPerPacket_${store}`] = Math.round(nodeCpuUsPerPacket);
-    out[`cpuBoundRatioToBare_${store}`] = Number((1e6 / nodeCpuUsPerPacket / bareRate).toFixed(3));
+    const m = await measure();
+    out[`nodeEventLoopUtilization_${store}`] = Number(m.elu.toFixed(3));
+    out[`nodeGcUsPerPacket_${store}`] = Math.round(m.gcUsPerPacket);
+    out[`nodeCpuUsPerPacket_${store}`] = Math.round(m.cpuUsPerPacket);
+    out[`cpuBoundRatioToBare_${store}`] = Number((1e6 / m.cpuUsPerPacket / bareRate).toFixed(3));
     opts.log(
-      `  node CPU ${fmt(nodeCpuUsPerPacket)} µs/packet (bare Sphinx ${fmt(1e6 / bareRate)} µs): CPU-bound rate ${fmt(1e6 / nodeCpuUsPerPacket)}/s = ${fmt(1e8 / nodeCpuUsPerPacket / bareRate, 1)}% of bare`,
+      `  node CPU ${fmt(m.cpuUsPerPacket)} µs/packet (bare Sphinx ${fmt(1e6 / bareRate)} µs): CPU-bound rate ${fmt(1e6 / m.cpuUsPerPacket)}/s = ${fmt(1e8 / m.cpuUsPerPacket / bareRate, 1)}% of bare`,
     );
-    out[`forwardedPerSec_${store}`] = Math.round(rate);
-    out[`ratioToBare_${store}`] = Number((rate / bareRate).toFixed(3));
-    out[`dropped_${store}`] = Object.fromEntries(Object.entries(node.hop.engine.counters.dropped).filter(([, v]) => v > 0));
+    out[`forwardedPerSec_${store}`] = Math.round(m.rate);
+    out[`ratioToBare_${store}`] = Number((m.rate / bareRate).toFixed(3));
+    out[`dropped_${store}`] = m.dropped;
     opts.log(
-      `mix node (replay store ${store}): ${fmt(rate)} packets/s forwarded over loopback = ${fmt((100 * rate) / bareRate, 1)}% of bare Sphinx; node event loop busy ${fmt(100 * elu, 1)}%, GC pauses ${fmt((gcMs * 1000) / r.forwarded, 1)} µs/packet`,
+      `mix node (replay store ${store}): ${fmt(m.rate)} packets/s forwarded over loopback = ${fmt((100 * m.rate) / bareRate, 1)}% of bare Sphinx; node event loop busy ${fmt(100 * m.elu, 1)}%, GC pauses ${fmt(m.gcUsPerPacket, 1)} µs/packet`,
     );
   }
+  // [crypto] workers = 0, 1, 2: the same packets, the same links, replay store `log` (emptied
+  // before each run, so the packets are fresh to it)
+  const scaling: Record<string, unknown>[] = [];
+  for (const workers of [0, 1, 2]) {
+    await node.close(100);
+    rmSync(join(dataDir, 'replay'), { recursive: true, force: true });
+    node = await start('log', port, workers);
+    await node.tick();
+    child.send({ file: warmFile, count: WARM, target: dialAddresses(me), peer: me.peerId });
+    await child.next();
+    const p0 = node.hop.poolStats;
+    const m = await measure();
+    const p1 = node.hop.poolStats;
+    // over the measured run only
+    const pool = p0 && p1 ? { frames: p1.frames - p0.frames, batches: p1.batches - p0.batches, inlineFrames: p1.inlineFrames - p0.inlineFrames } : undefined;
+    scaling.push({
+      workers,
+      forwardedPerSec: Math.round(m.rate),
+      nodeCpuUsPerPacket: Math.round(m.cpuUsPerPacket),
+      nodeEventLoopUtilization: Number(m.elu.toFixed(3)),
+      loadGeneratorCpuUsPerPacket: Math.round(m.generatorCpuUsPerPacket),
+      ...(pool ? { meanBatch: Number((pool.frames / Math.max(1, pool.batches)).toFixed(1)), inlineFrames: pool.inlineFrames } : {}),
+      dropped: m.dropped,
+    });
+    opts.log(
+      `mix node, [crypto] workers = ${workers}: ${fmt(m.rate)} packets/s forwarded, node CPU ${fmt(m.cpuUsPerPacket)} µs/packet (load generator ${fmt(m.generatorCpuUsPerPacket)}), event loop busy ${fmt(100 * m.elu, 1)}%` +
+        (pool ? `, mean batch ${fmt(pool.frames / Math.max(1, pool.batches), 1)}, ${fmt(pool.inlineFrames)} frames peeled on the event loop` : ''),
+    );
+  }
+  const w0 = scaling[0]!.forwardedPerSec as number;
+  out.scaling = scaling;
+  out.scalingRatio2To0 = Number(((scaling[2]!.forwardedPerSec as number) / w0).toFixed(3));
+  opts.log(`workers = 2 / workers = 0: ${fmt(out.scalingRatio2To0 as number, 2)}x (target ≥ 1.4x)`);
   child.close();
   await node.close(100);
   await l3.link.stop(100);
@@ -396,11 +478,18 @@ async function delayQueue(opts: BenchOptions): Promise<Record<string, unknown>> 
 
 export async function run(opts: BenchOptions): Promise<BenchReport> {
   const tmp = mkdtempSync(join(tmpdir(), 'pm-bench-mix-'));
+  // the machine may be shared: the 1/5/15-minute load averages before and after go with the figures
+  const load0 = loadavg();
   try {
     // the memory figure first, in a fresh process state
     const dq = await delayQueue(opts);
     const tp = await throughput(opts, tmp);
-    return { suite: 'mixnode', machine: machineInfo(), results: { throughput: tp, delayQueue: dq } };
+    const { scaling, scalingRatio2To0, ...throughputFields } = tp;
+    return {
+      suite: 'mixnode',
+      machine: machineInfo(),
+      results: { throughput: throughputFields, scaling, scalingRatio2To0, delayQueue: dq, loadAverage: { start: load0, end: loadavg() } },
+    };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
