@@ -10,7 +10,7 @@
  *   a link, at saturation. Beside it in interleaved rounds of the same run: one commit per
  *   fragment (`perFragmentCommitPerSec`, the intake of before), the group commit with its fsync
  *   inside COMMIT (`fragmentsPerSecInCommitFsync`, synchronous=FULL on the event loop; the
- *   default overlaps it with the next batch, gateway/wal-sync.ts) and the bare Sphinx unwrap of a
+ *   default overlaps it with the next batch, runtime/wal-sync.ts) and the bare Sphinx unwrap of a
  *   final-hop 2 KiB packet on the suite the gateway runs (`bareUnwrapPerSec`: processPacket,
  *   no replay store), the work in front of the intake; target fragmentsPerSecFull ≥ 0.7 × that;
  * - messages/s from the durable queue to an MX on loopback (an smtp-server sink), SMTP with

@@ -19,7 +19,7 @@
  *
  * Where the fsync runs (`fsync`): 'in-commit' is SQLite's synchronous=FULL, inside COMMIT on the
  * event loop; 'overlapped' (the gateway's default) commits under NORMAL and fsyncs the WAL on the
- * thread pool (gateway/wal-sync.ts) while the next batch is decided, and answers a batch once an
+ * thread pool (runtime/wal-sync.ts) while the next batch is decided, and answers a batch once an
  * fsync that started after its COMMIT completed. At most one fsync is in flight; batches
  * committed meanwhile share the next one. Either way nothing is answered before it is on disk.
  * (Committed but not yet fsynced rows are visible to the hand-off: after a power loss in that

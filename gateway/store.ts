@@ -28,7 +28,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { privateFile } from '../runtime/private-files.ts';
-import { WalSync } from './wal-sync.ts';
+import { WalSync } from '../runtime/wal-sync.ts';
 import { fragmentTokenDigest, normalizeRecipient, tokenSpendKey, type KeyEpochWindow } from '../proto/tokens/index.ts';
 import { acceptsAt, currentEpoch, isDead, nextEpoch, planEpochs, revokeAll, DEFAULT_ROTATION, type EpochRow, type RotationPolicy } from './key-epochs.ts';
 import { bytesEqual, hex } from '../proto/util/bytes.ts';
@@ -237,7 +237,7 @@ export class GatewayStore {
   private readonly txRunner: Database.Transaction<(fn: () => unknown) => unknown>;
   private inBatch = false;
   private readonly fullSync: boolean;
-  /** fsyncs the WAL for batches committed with `deferFsync` (gateway/wal-sync.ts) */
+  /** fsyncs the WAL for batches committed with `deferFsync` (runtime/wal-sync.ts) */
   readonly wal: WalSync;
 
   constructor(

@@ -1,5 +1,6 @@
 /**
- * Making committed WAL transactions durable off the event loop.
+ * Making committed WAL transactions durable off the event loop (the gateway's group commit, the
+ * client's outbox: its prepared packets and the sender's bookkeeping).
  *
  * With `synchronous=FULL` SQLite fsyncs the WAL inside every COMMIT, and better-sqlite3 runs
  * that on the event loop: the gateway's intake then stands still for the whole fsync (1 to 10
