@@ -22,10 +22,13 @@ import { GatewayMemory } from './gateway-memory.ts';
 import { Wallet } from './wallet.ts';
 
 export interface Network {
-  /** The current verified document (null: none, overlay off). */
-  document(): DocumentBody | null;
-  /** The client's home gateway for its mailbox. */
-  home(): NodeEntry | null;
+  /**
+   * The current verified document (null: none, overlay off); with `aheadMs`, the one the client
+   * will route by that long from now, from the documents it holds now (for packets built ahead).
+   */
+  document(aheadMs?: number): DocumentBody | null;
+  /** The client's home gateway for its mailbox (as of `aheadMs` from now). */
+  home(aheadMs?: number): NodeEntry | null;
   readonly sink: PacketSink;
   readonly mailboxId: Uint8Array;
 }
@@ -47,6 +50,12 @@ export interface ClientCoreOptions {
   readonly maxAttempts?: number;
   readonly timeout?: RetransmitPolicy;
   readonly cover?: boolean;
+  /**
+   * The sender's outbox commits (packets prepared ahead, sent, ACKed) fsync the WAL off the
+   * event loop (client/outbox.ts); the daemon sets it. Off, they commit under FULL at once
+   * (tests on a fake clock, which never yield to the thread pool).
+   */
+  readonly deferFsync?: boolean;
   readonly lowTokens?: number;
   /**
    * Every route, delay and send time is drawn from this: `csprngUniform` in the daemon, a seeded
@@ -78,7 +87,7 @@ export class ClientCore {
   private relaying = false;
 
   constructor(private readonly o: ClientCoreOptions) {
-    this.outbox = new Outbox(o.outboxPath);
+    this.outbox = new Outbox(o.outboxPath, { deferFsync: o.deferFsync });
     this.outbox.db.pragma('busy_timeout = 5000');
     this.wallet = new Wallet(this.outbox.db, o.lowTokens);
     this.gateways = new GatewayMemory(this.outbox.db);
@@ -87,8 +96,8 @@ export class ClientCore {
       outbox: this.outbox,
       suite: o.suite,
       sink: { send: (h, p) => net?.sink.send(h, p) },
-      document: () => net?.document() ?? null,
-      home: () => net?.home() ?? null,
+      document: (ahead) => net?.document(ahead) ?? null,
+      home: (ahead) => net?.home(ahead) ?? null,
       mailboxId: net?.mailboxId ?? new Uint8Array(32),
       uniform: o.uniform,
       random: o.random ?? ((n) => new Uint8Array(randomBytes(n))),

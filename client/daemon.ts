@@ -138,6 +138,8 @@ export async function runClient(cfg: ClientConfig, ro: RunOptions): Promise<Runn
     maxAttempts: cfg.overlay.max_attempts,
     timeout: { factor: cfg.overlay.timeout_factor, marginMs: cfg.overlay.timeout_margin_ms, maxMs: cfg.overlay.timeout_max_s * 1000 },
     cover: cfg.overlay.cover,
+    // the schedule's event loop never waits for the disk (client/sender.ts: packets built ahead)
+    deferFsync: true,
     lowTokens: cfg.overlay.low_tokens_warning,
     uniform: csprngUniform,
     log,

@@ -43,6 +43,18 @@ export function registerClientMetrics(r: Registry, core: ClientCore, link?: () =
     'wake-ups more than a second late (stall, suspend): streams restarted, nothing sent in a burst',
     () => s.gaps,
   );
+  scrapedCounter(
+    r,
+    'postmix_client_packets_built_in_slot_total',
+    'cover packets built inside their slot because none built ahead was usable there (first slot, new document, two events in one wake-up)',
+    () => s.builtInSlot,
+  );
+  scrapedCounter(
+    r,
+    'postmix_client_packets_unprepared_total',
+    'real packets built ahead that did not leave (their epoch ended before their slot, their recipient stopped): built again',
+    () => s.unprepared,
+  );
   scrapedCounter(r, 'postmix_client_link_dial_failures_total', 'failed dials to layer-1 mixes and the home gateway', () => link?.()?.dialFailures ?? 0);
   scrapedGauge(r, 'postmix_client_document_epoch', 'epoch of the network document routing now (-1: none usable)', () => document?.()?.epoch ?? -1);
   scrapedGauge(r, 'postmix_client_document_stale', '1 while routing by a document older than the epoch (authorities unreachable or late), else 0', () =>

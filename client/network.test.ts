@@ -104,6 +104,27 @@ describe('the client overlay follows epochs', () => {
     expect(o.documents().map((d) => d.body.epoch)).toEqual([E + 1]);
   });
 
+  it('answers ahead of time (a packet built ahead of its slot): the document its slot will route by, past the boundary too', async () => {
+    const clock = { t: epochStart(EC, E) + 59 };
+    const o = await overlay(docE, clock);
+    // within the epoch: the very document routing now
+    expect(o.document(500)).toBe(o.document());
+    // past the boundary with no newer document: the next epoch's keys from this one, and the
+    // same document (epoch, start, predecessor) that routes once the clock is there
+    const ahead = o.document(2_000)!;
+    expect(ahead.epoch).toBe(E + 1);
+    for (const n of [...ahead.layers.flat(), ...ahead.gateways]) expect(hex(n.sphinxKey)).toBe(keyOf(n.nodeId, E + 1));
+    expect(o.home(2_000)!.sphinxKey).toEqual(ahead.gateways[0]!.sphinxKey);
+    // a document fetched ahead for the next epoch: that one, by identity, as after the boundary
+    const next = signed(E + 1, [testNode(E + 1, 7, 'mix'), testNode(E + 1, 8, 'mix'), testNode(E + 1, 9, 'gateway')]);
+    o.update(next);
+    expect(o.document()!.epoch).toBe(E);
+    const built = o.document(2_000)!;
+    expect(built).toBe(next.body);
+    clock.t = epochStart(EC, E + 1) + 1;
+    expect(o.document()).toBe(built);
+  });
+
   it('starts without any document, holds (null), and attaches when one is given', async () => {
     const clock = { t: epochStart(EC, E) + 5 };
     const o = await overlay(undefined, clock);

@@ -154,14 +154,19 @@ export class OverlayConnection implements Network {
     return c;
   }
 
-  /** The document as of now (each node under its key for this epoch), or null: none usable. */
-  document(): DocumentBody | null {
+  /**
+   * The document as of now (each node under its key for this epoch), or null: none usable. With
+   * `aheadMs`, as of that long from now, from the documents held now (one fetched ahead for the
+   * next epoch once that time reaches it): for a packet built ahead of its slot.
+   */
+  document(aheadMs = 0): DocumentBody | null {
     this.follow();
-    return this.view.documentAt(this.now()) ?? null;
+    const t = this.now() + aheadMs / 1000;
+    return (aheadMs > 0 ? this.view.documentAhead(t) : this.view.documentAt(t)) ?? null;
   }
 
-  home(): NodeEntry | null {
-    const d = this.document();
+  home(aheadMs = 0): NodeEntry | null {
+    const d = this.document(aheadMs);
     return d ? pickHome(d, this.o.home) : null;
   }
 

@@ -17,6 +17,67 @@ afterEach(() => {
 const raw = new TextEncoder().encode('From: a@x\r\nTo: b@overlay.test\r\n\r\nhello\r\n');
 
 describe('outbox', () => {
+  it('a prepared fragment is not offered again; sent, it is in flight; a restart makes it due again with its SURB kept', () => {
+    const p = tmp();
+    let ob = new Outbox(p);
+    const id = ob.accept({
+      mailFrom: 'a@x',
+      raw,
+      now: 0,
+      recipients: [
+        { address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', token: new Uint8Array(1), payloadSize: 2048, surbLength: 434, fragmentCount: 2 },
+      ],
+    });
+    const durable: (Error | null)[] = [];
+    ob.prepareFragment(id, 'b@o.t', 0, new Uint8Array(16).fill(1), new Uint8Array([1]), 0, (e) => durable.push(e));
+    expect(durable).toEqual([null]); // under FULL: on disk when the call returns
+    expect(ob.nextDueFragment(10)?.index).toBe(1);
+    ob.prepareFragment(id, 'b@o.t', 1, new Uint8Array(16).fill(2), new Uint8Array([2]), 0, () => {});
+    expect(ob.nextDueFragment(10)).toBeUndefined();
+    // fragment 0 left: in flight, no longer prepared
+    ob.markSent([{ messageId: id, address: 'b@o.t', index: 0, surbId: new Uint8Array(16).fill(1), deadline: 500 }]);
+    expect(ob.fragments(id, 'b@o.t').map((f) => [f.state, f.attempts, f.deadline])).toEqual([
+      ['inflight', 1, 500],
+      ['pending', 0, 0],
+    ]);
+    expect(ob.prepared().map((r) => r.index)).toEqual([1]);
+    ob.close();
+    // fragment 1 may or may not have left before the stop: due again, its SURB's keys kept for an ACK
+    ob = new Outbox(p);
+    expect(ob.recoverPrepared().map((r) => r.index)).toEqual([1]);
+    expect(ob.prepared()).toEqual([]);
+    expect(ob.nextDueFragment(10)?.index).toBe(1);
+    expect(ob.surb(new Uint8Array(16).fill(2))?.index).toBe(1);
+    // a prepared packet that will not leave: its row and its SURB go
+    ob.prepareFragment(id, 'b@o.t', 1, new Uint8Array(16).fill(3), new Uint8Array([3]), 0, () => {});
+    ob.unprepare(id, 'b@o.t', 1, new Uint8Array(16).fill(3));
+    expect(ob.surb(new Uint8Array(16).fill(3))).toBeUndefined();
+    expect(ob.nextDueFragment(10)?.index).toBe(1);
+    ob.close();
+  });
+
+  it('with deferFsync the sender commits under NORMAL and `durable` runs after an fsync of the WAL off the event loop', async () => {
+    const p = tmp();
+    const ob = new Outbox(p, { deferFsync: true });
+    const id = ob.accept({
+      mailFrom: 'a@x',
+      raw,
+      now: 0,
+      recipients: [
+        { address: 'b@o.t', path: 'overlay', reason: 'r', domain: 'o.t', token: new Uint8Array(1), payloadSize: 2048, surbLength: 434, fragmentCount: 1 },
+      ],
+    });
+    let fsyncs = 0;
+    const sync = ob.wal.sync.bind(ob.wal);
+    ob.wal.sync = (done) => (fsyncs++, sync(done));
+    const durable = new Promise<Error | null>((resolve) => ob.prepareFragment(id, 'b@o.t', 0, new Uint8Array(16).fill(1), new Uint8Array([1]), 0, resolve));
+    expect(ob.db.pragma('synchronous', { simple: true })).toBe(2); // back to FULL for everything else
+    expect(fsyncs).toBe(1);
+    expect(await durable).toBeNull();
+    expect(ob.prepared()).toHaveLength(1);
+    ob.close();
+  });
+
   it('uses WAL and synchronous=FULL', () => {
     const ob = new Outbox(tmp());
     expect(ob.db.pragma('journal_mode', { simple: true })).toBe('wal');

@@ -7,9 +7,19 @@
  *   pending  → in flight (SURB id, deadline, attempts; the SURB keys are stored alongside)
  *            → acked
  *
- * A fragment is marked in flight (durably) before its packet is handed to the network, so a
- * crash can at worst repeat a packet whose ACK was still outstanding, which the gateway answers
- * with Duplicate: nothing is sent twice beyond what the ACK protocol needs.
+ * The sender prepares the next real packet ahead of its slot (client/sender.ts): the fragment
+ * is then **prepared** (a row in `prepared`, the SURB's reply keys stored), durably before the
+ * packet may leave, and marked in flight (attempts, deadline) after it left. A restart finds
+ * every packet that was prepared and may or may not have left (`recoverPrepared`): its fragment
+ * is still due and is rebuilt on a fresh route with a fresh SURB, and the old SURB's keys stay,
+ * so an ACK for a copy that did leave still counts. A crash can at worst repeat a packet whose
+ * ACK was still outstanding, which the gateway answers with Duplicate: nothing is delivered
+ * twice, and nothing prepared is lost.
+ *
+ * Durability: every transaction commits under synchronous=FULL, except, with `deferFsync`, the
+ * sender's own (prepare, sent, ACKed): those commit under NORMAL and the WAL is fsynced on the
+ * thread pool (runtime/wal-sync.ts), so the client's event loop, which runs the send schedule,
+ * never waits for the disk; a prepared packet may leave only once that fsync has completed.
  *
  * An overlay recipient accepted while no network document was usable is **held**: stored with
  * no fragments, no token and no plan (fragment_count 0) until a document verifies; then
@@ -24,6 +34,7 @@ import { mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { privateFile } from '../runtime/private-files.ts';
+import { WalSync } from '../runtime/wal-sync.ts';
 
 export type Path = 'overlay' | 'smtp';
 export type RecipientState = 'active' | 'delivered' | 'bounced';
@@ -145,6 +156,14 @@ CREATE TABLE IF NOT EXISTS surbs (
   keys BLOB NOT NULL,
   created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS prepared (
+  message_id TEXT NOT NULL,
+  address TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  surb_id BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (message_id, address, idx)
+);
 CREATE TABLE IF NOT EXISTS tokens (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   recipient TEXT NOT NULL,
@@ -230,10 +249,43 @@ export class TokenSpentError extends Error {
   }
 }
 
+export interface OutboxOptions {
+  /**
+   * The sender's transactions (`prepareFragment`, `markSent`, `markAcked`, …) commit under
+   * synchronous=NORMAL and their `durable` callbacks run once an fsync of the WAL on the thread
+   * pool has completed; without it (tests on a fake clock) they commit under FULL and `durable`
+   * runs before the call returns.
+   */
+  readonly deferFsync?: boolean;
+}
+
+/** A prepared fragment's packet that left: in flight with `surbId`, due again at `deadline` unless ACKed. */
+export interface SentRecord {
+  readonly messageId: string;
+  readonly address: string;
+  readonly index: number;
+  readonly surbId: Uint8Array;
+  readonly deadline: number;
+}
+
+/** A fragment prepared by an earlier run, whose packet may or may not have left before it stopped. */
+export interface PreparedRow {
+  readonly messageId: string;
+  readonly address: string;
+  readonly index: number;
+  readonly surbId: Uint8Array;
+}
+
 export class Outbox {
   readonly db: Database.Database;
+  /** fsyncs the WAL after the sender's deferred commits (runtime/wal-sync.ts) */
+  readonly wal: WalSync;
+  private readonly deferFsync: boolean;
 
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    opts: OutboxOptions = {},
+  ) {
     // messages, SURB reply keys and the token wallet: readable by this user only (the daemon
     // also tightens data_dir itself; a directory someone else chose is left as it is)
     if (path !== ':memory:') {
@@ -245,10 +297,39 @@ export class Outbox {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     this.db.exec(SCHEMA);
+    this.wal = new WalSync(path);
+    this.deferFsync = opts.deferFsync === true;
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    if (this.db.open) {
+      // what the deferred commits left in the page cache goes to disk before the file closes
+      if (this.deferFsync) this.wal.syncNow();
+      this.db.close();
+    }
+    this.wal.close();
+  }
+
+  /**
+   * One of the sender's transactions: under FULL (durable when it returns), or with
+   * `deferFsync` under NORMAL, the WAL then fsynced off the event loop. `durable` runs when what
+   * `fn` wrote is on disk (with the error if the fsync failed: then it may not be).
+   */
+  private senderTx<T>(fn: () => T, durable?: (err: Error | null) => void): T {
+    if (!this.deferFsync) {
+      const r = this.db.transaction(fn).immediate();
+      durable?.(null);
+      return r;
+    }
+    this.db.pragma('synchronous = NORMAL');
+    let r: T;
+    try {
+      r = this.db.transaction(fn).immediate();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
+    this.wal.sync((err) => durable?.(err));
+    return r;
   }
 
   /**
@@ -399,7 +480,8 @@ export class Outbox {
 
   /**
    * The next overlay fragment to send: a pending one (oldest message first), else an in-flight
-   * one whose ACK deadline has passed. Only recipients still active and not backing off.
+   * one whose ACK deadline has passed. Only recipients still active and not backing off, and
+   * not a fragment whose packet is prepared already.
    */
   nextDueFragment(now: number): FragmentRow | undefined {
     const f = this.db
@@ -408,6 +490,7 @@ export class Outbox {
          JOIN messages m ON m.id = f.message_id
          WHERE r.state = 'active' AND r.next_attempt_at <= ?
            AND (f.state = 'pending' OR (f.state = 'inflight' AND f.deadline <= ?))
+           AND NOT EXISTS (SELECT 1 FROM prepared p WHERE p.message_id = f.message_id AND p.address = f.address AND p.idx = f.idx)
          ORDER BY (f.state = 'inflight'), f.deadline, m.created_at, m.rowid, f.idx LIMIT 1`,
       )
       .get(now, now) as RawFragment | undefined;
@@ -428,21 +511,119 @@ export class Outbox {
   /**
    * Durably records that fragment (messageId, address, index) goes out now with SURB `surbId`,
    * whose reply keys are `keys`, and must be ACKed by `deadline`. The previous SURB of this
-   * fragment stays valid (a late ACK for it still counts) until the fragment is acked.
+   * fragment stays valid (a late ACK for it still counts) until the fragment is acked. (The
+   * sender prepares ahead instead: `prepareFragment`, then `markSent`.)
    */
   markInFlight(messageId: string, address: string, index: number, surbId: Uint8Array, keys: Uint8Array, deadline: number, now: number): void {
     const tx = this.db.transaction(() => {
-      const ch = this.db
+      this.insertSurb(messageId, address, index, surbId, keys, now);
+      this.setInFlight(messageId, address, index, surbId, deadline);
+    });
+    tx.immediate();
+  }
+
+  /**
+   * Records that the packet for fragment (messageId, address, index) is built and waits for its
+   * slot: with SURB `surbId`, whose reply keys are `keys`. The fragment is not offered again
+   * (`nextDueFragment`) while it is prepared. `durable` runs once this is on disk; the packet
+   * must not leave before, or a crash could forget the keys of a SURB already out.
+   */
+  prepareFragment(
+    messageId: string,
+    address: string,
+    index: number,
+    surbId: Uint8Array,
+    keys: Uint8Array,
+    now: number,
+    durable: (err: Error | null) => void,
+    sent: readonly SentRecord[] = [],
+  ): void {
+    this.senderTx(() => {
+      // the packets that left in this step (`markSent`), in the same commit
+      this.recordSent(sent);
+      const f = this.db.prepare("SELECT 1 FROM fragments WHERE message_id = ? AND address = ? AND idx = ? AND state != 'acked'").get(messageId, address, index);
+      if (!f) throw new Error('fragment is already acked or unknown');
+      this.db
+        .prepare('INSERT INTO prepared (message_id, address, idx, surb_id, created_at) VALUES (?, ?, ?, ?, ?)')
+        .run(messageId, address, index, buf(surbId), now);
+      this.insertSurb(messageId, address, index, surbId, keys, now);
+    }, durable);
+  }
+
+  /**
+   * The prepared packets that left (one transaction): each fragment is in flight with its SURB,
+   * one more attempt, and its ACK deadline, and no longer prepared. Not waited for: if a crash
+   * loses this, the restart finds the fragments prepared and sends them again (`recoverPrepared`).
+   */
+  markSent(sent: readonly SentRecord[]): void {
+    if (sent.length > 0) this.senderTx(() => this.recordSent(sent));
+  }
+
+  private recordSent(sent: readonly SentRecord[]): void {
+    for (const s of sent) {
+      this.db.prepare('DELETE FROM prepared WHERE message_id = ? AND address = ? AND idx = ?').run(s.messageId, s.address, s.index);
+      // a fragment ACKed meanwhile (by an earlier copy's SURB) stays acked
+      this.db
         .prepare(
           "UPDATE fragments SET state = 'inflight', attempts = attempts + 1, surb_id = ?, deadline = ? WHERE message_id = ? AND address = ? AND idx = ? AND state != 'acked'",
         )
-        .run(buf(surbId), deadline, messageId, address, index);
-      if (ch.changes !== 1) throw new Error('fragment is already acked or unknown');
-      this.db
-        .prepare('INSERT INTO surbs (surb_id, message_id, address, idx, keys, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(buf(surbId), messageId, address, index, buf(keys), now);
+        .run(buf(s.surbId), s.deadline, s.messageId, s.address, s.index);
+    }
+  }
+
+  /** A prepared packet that will not leave (its keys expired, its recipient backs off): forgets it and its SURB. */
+  unprepare(messageId: string, address: string, index: number, surbId: Uint8Array): void {
+    this.senderTx(() => {
+      this.db.prepare('DELETE FROM prepared WHERE message_id = ? AND address = ? AND idx = ? AND surb_id = ?').run(messageId, address, index, buf(surbId));
+      this.db.prepare('DELETE FROM surbs WHERE surb_id = ?').run(buf(surbId));
     });
-    tx.immediate();
+  }
+
+  /**
+   * At the sender's start: the fragments an earlier run prepared and did not record as sent. Each
+   * packet may have left (the run stopped after the send, before `markSent`) or not; the rows go,
+   * so the fragments are due again and are rebuilt, and their SURBs stay, so that an ACK for a
+   * copy that did leave still counts. At most one extra copy each, which the gateway answers with
+   * Duplicate and never delivers twice.
+   */
+  recoverPrepared(): PreparedRow[] {
+    let rows: PreparedRow[] = [];
+    this.db
+      .transaction(() => {
+        rows = (
+          this.db.prepare('SELECT message_id, address, idx, surb_id FROM prepared').all() as {
+            message_id: string;
+            address: string;
+            idx: number;
+            surb_id: Buffer;
+          }[]
+        ).map((r) => ({ messageId: r.message_id, address: r.address, index: r.idx, surbId: u8(r.surb_id)! }));
+        this.db.prepare('DELETE FROM prepared').run();
+      })
+      .immediate();
+    return rows;
+  }
+
+  /** The prepared fragments (tests, status). */
+  prepared(): PreparedRow[] {
+    return (
+      this.db.prepare('SELECT message_id, address, idx, surb_id FROM prepared').all() as { message_id: string; address: string; idx: number; surb_id: Buffer }[]
+    ).map((r) => ({ messageId: r.message_id, address: r.address, index: r.idx, surbId: u8(r.surb_id)! }));
+  }
+
+  private insertSurb(messageId: string, address: string, index: number, surbId: Uint8Array, keys: Uint8Array, now: number): void {
+    this.db
+      .prepare('INSERT INTO surbs (surb_id, message_id, address, idx, keys, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(buf(surbId), messageId, address, index, buf(keys), now);
+  }
+
+  private setInFlight(messageId: string, address: string, index: number, surbId: Uint8Array, deadline: number): void {
+    const ch = this.db
+      .prepare(
+        "UPDATE fragments SET state = 'inflight', attempts = attempts + 1, surb_id = ?, deadline = ? WHERE message_id = ? AND address = ? AND idx = ? AND state != 'acked'",
+      )
+      .run(buf(surbId), deadline, messageId, address, index);
+    if (ch.changes !== 1) throw new Error('fragment is already acked or unknown');
   }
 
   surb(surbId: Uint8Array): SurbRow | undefined {
@@ -457,9 +638,11 @@ export class Outbox {
    */
   markAcked(messageId: string, address: string, index: number): boolean {
     let completed = false;
-    const tx = this.db.transaction(() => {
+    // not waited for: an ACK a crash loses makes the fragment go once more, and come back Duplicate
+    this.senderTx(() => {
       this.db.prepare("UPDATE fragments SET state = 'acked' WHERE message_id = ? AND address = ? AND idx = ?").run(messageId, address, index);
       this.db.prepare('DELETE FROM surbs WHERE message_id = ? AND address = ? AND idx = ?').run(messageId, address, index);
+      this.db.prepare('DELETE FROM prepared WHERE message_id = ? AND address = ? AND idx = ?').run(messageId, address, index);
       const left = this.db.prepare("SELECT COUNT(*) AS n FROM fragments WHERE message_id = ? AND address = ? AND state != 'acked'").get(messageId, address) as {
         n: number;
       };
@@ -470,13 +653,12 @@ export class Outbox {
         this.finishIfDone(messageId);
       }
     });
-    tx.immediate();
     return completed;
   }
 
   /** Drops a SURB whose reply was used or is useless. */
   forgetSurb(surbId: Uint8Array): void {
-    this.db.prepare('DELETE FROM surbs WHERE surb_id = ?').run(buf(surbId));
+    this.senderTx(() => this.db.prepare('DELETE FROM surbs WHERE surb_id = ?').run(buf(surbId)));
   }
 
   /** Puts an overlay recipient on hold until `until` (rate limited by the gateway). */
@@ -516,6 +698,7 @@ export class Outbox {
           .run(reason, messageId, address).changes === 1;
       if (changed) {
         this.db.prepare('DELETE FROM surbs WHERE message_id = ? AND address = ?').run(messageId, address);
+        this.db.prepare('DELETE FROM prepared WHERE message_id = ? AND address = ?').run(messageId, address);
         this.finishIfDone(messageId);
       }
     });

@@ -3,9 +3,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { nodeSuite, packetSizes } from '../proto/sphinx/index.ts';
-import { ClientCore } from './core.ts';
-import { chooseRoute, nextPoisson, Sender } from './sender.ts';
+import { keyPhase, nodeSuite, packetKeyPhase, packetSizes } from '../proto/sphinx/index.ts';
+import { ClientCore, type Network } from './core.ts';
+import { chooseRoute, nextPoisson, Sender, type PacketSink } from './sender.ts';
 import { ackTimeoutBaseMs } from '../proto/mixing/retransmit.ts';
 import { InProcessMixnet, seededUniform } from '../test/support/in-process-mixnet.ts';
 import { forgedBundle } from '../test/support/tokens.ts';
@@ -23,11 +23,15 @@ afterEach(() => {
 
 const MAILBOX = new Uint8Array(32).fill(0x42);
 
-function core(sim: InProcessMixnet, dir: string, o: { cover?: boolean; maxAttempts?: number; seed?: number; overlayOnly?: boolean } = {}) {
+function core(
+  sim: InProcessMixnet,
+  dir: string,
+  o: { cover?: boolean; maxAttempts?: number; seed?: number; overlayOnly?: boolean; network?: Network; sink?: PacketSink } = {},
+) {
   return new ClientCore({
     outboxPath: join(dir, 'outbox.sqlite'),
     suite: nodeSuite,
-    network: sim.network(MAILBOX),
+    network: o.network ?? sim.network(MAILBOX, o.sink),
     policy: { overlayOnly: o.overlayOnly ?? true, overlayOnlyRecipients: [] },
     strip: {},
     smarthost: null,
@@ -106,7 +110,9 @@ describe('overlay sending through a simulated mixnet (real Sphinx)', () => {
     const bad = Buffer.from(sim.layers[0]![0]!.entry.nodeId).toString('hex');
     sim.blackholes.add(bad);
     const dir = tmp();
-    const c = core(sim, dir, { maxAttempts: 10 });
+    // half the forward and half the reply routes cross the black hole: each send gets through with
+    // p = 1/4, so whether the backoff lets every fragment through in 600 s depends on the seed
+    const c = core(sim, dir, { maxAttempts: 10, seed: 3 });
     c.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
     const raw = message(6_000);
     const id = c.accept('a@sender.test', ['bob@overlay.test'], raw, 0);
@@ -180,6 +186,138 @@ describe('overlay sending through a simulated mixnet (real Sphinx)', () => {
     expect(c.outbox.message(id)!.state).toBe('done');
     expect(Buffer.from(sim.delivered[0]!.bytes).equals(Buffer.from(raw))).toBe(true);
     expect(sim.packetsIn).toBe(n); // every fragment exactly once
+    c.close();
+  });
+});
+
+describe('packets built ahead of their slot', () => {
+  it('the next real packet is built and its outbox row committed before its slot; at the slot it is only handed over', () => {
+    const sim = new InProcessMixnet();
+    // rows the outbox's connection changed so far (SQLite's total_changes()), read as each packet reaches the link
+    let changes = () => 0;
+    const atSend: number[] = [];
+    const c = core(sim, tmp(), { sink: { send: (h, p) => (atSend.push(changes()), sim.send(h, p)) } });
+    changes = () => (c.outbox.db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
+    c.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
+    const id = c.accept('a@sender.test', ['bob@overlay.test'], message(100), 0);
+    c.tick(0); // schedules the streams and builds the fragment's packet for the first payload slot
+    expect(sim.packetsIn).toBe(0);
+    const [p] = c.outbox.prepared();
+    expect(p).toMatchObject({ messageId: id, address: 'bob@overlay.test', index: 0 });
+    expect(c.outbox.surb(p!.surbId)).toBeDefined(); // the SURB's keys are on disk before the packet leaves
+    expect(c.outbox.fragments(id, 'bob@overlay.test')[0]).toMatchObject({ state: 'pending', attempts: 0 });
+    // at the slot nothing is written to the outbox before the packet is on the link; after it, the in-flight record
+    const before = changes();
+    c.tick(c.sender.nextEventAt());
+    expect(atSend).toEqual([before]);
+    expect(c.outbox.prepared()).toEqual([]);
+    expect(c.outbox.fragments(id, 'bob@overlay.test')[0]).toMatchObject({ state: 'inflight', attempts: 1 });
+    expect(c.stats.builtInSlot).toBe(0);
+    c.close();
+  });
+
+  it('prepared but not sent when the client stops: built again after the restart and sent once', () => {
+    const sim = new InProcessMixnet();
+    const dir = tmp();
+    let c = core(sim, dir);
+    c.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
+    const raw = message(100);
+    const id = c.accept('a@sender.test', ['bob@overlay.test'], raw, 0);
+    c.tick(0);
+    expect(c.outbox.prepared()).toHaveLength(1);
+    c.close(); // stops before the slot
+    c = core(sim, dir, { seed: 2 });
+    // the restart cannot know whether it left: the fragment is due again, its old SURB kept
+    expect(c.outbox.prepared()).toEqual([]);
+    expect(c.outbox.fragments(id, 'bob@overlay.test')[0]).toMatchObject({ state: 'pending', attempts: 0 });
+    run(c, sim, 0, 60_000, 50, () => c.outbox.message(id)!.state === 'done');
+    expect(c.outbox.message(id)!.state).toBe('done');
+    expect(sim.packetsIn).toBe(1);
+    expect(sim.delivered).toHaveLength(1);
+    expect(Buffer.from(sim.delivered[0]!.bytes).equals(Buffer.from(raw))).toBe(true);
+    c.close();
+  });
+
+  it("sent, then the client died before recording it in flight: sent once more after the restart, delivered once, the first copy's ACK counts", () => {
+    const sim = new InProcessMixnet();
+    sim.autoDeliver = false;
+    const dir = tmp();
+    const sink: PacketSink = {
+      send: (h, p) => {
+        sim.send(h, p);
+        throw new Error('killed right after the write'); // before the step records it
+      },
+    };
+    let c = core(sim, dir, { sink });
+    c.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
+    const raw = message(100);
+    const id = c.accept('a@sender.test', ['bob@overlay.test'], raw, 0);
+    let t = 0;
+    for (; sim.packetsIn === 0 && t < 60_000; t += 50) {
+      try {
+        c.tick(t);
+      } catch (e) {
+        expect(String(e)).toMatch(/killed right after the write/);
+      }
+    }
+    expect(sim.packetsIn).toBe(1);
+    expect(c.outbox.fragments(id, 'bob@overlay.test')[0]).toMatchObject({ state: 'pending', attempts: 0 });
+    expect(c.outbox.prepared()).toHaveLength(1);
+    c.close();
+    c = core(sim, dir, { seed: 2 });
+    for (; sim.packetsIn < 2 && t < 120_000; t += 50) c.tick(t); // the copy goes again before any ACK is read
+    expect(sim.packetsIn).toBe(2);
+    sim.flush(); // both copies reach the gateway: the first is Stored, the second Duplicate
+    expect(sim.delivered).toHaveLength(1);
+    expect(Buffer.from(sim.delivered[0]!.bytes).equals(Buffer.from(raw))).toBe(true);
+    const [first, second] = sim.fetch(MAILBOX);
+    // the first copy's ACK opens with the SURB keys prepared before the crash, and completes the message
+    c.onMailboxItem(first!, t);
+    expect(c.stats.acks).toBe(1);
+    expect(c.outbox.message(id)!.state).toBe('done');
+    c.onMailboxItem(second!, t); // the Duplicate for the copy sent again: its fragment is done, its SURB forgotten
+    expect(c.stats.acks + c.stats.badReplies).toBe(2);
+    c.close();
+  });
+
+  it('a real packet built under keys whose epoch is over before its slot does not leave: built again under the new epoch', () => {
+    const sim = new InProcessMixnet();
+    const net = sim.network(MAILBOX);
+    const c = core(sim, tmp(), { network: net });
+    c.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
+    const id = c.accept('a@sender.test', ['bob@overlay.test'], message(100), 0);
+    const sent: Uint8Array[] = [];
+    const send = sim.send.bind(sim);
+    sim.send = (h, p) => (sent.push(p), send(h, p));
+    c.tick(0);
+    const [old] = c.outbox.prepared();
+    expect(old).toBeDefined();
+    // the epoch turns (the same nodes under the next epoch's keys) before the payload slot
+    net.doc = { ...sim.doc, epoch: sim.doc.epoch + 1 };
+    run(c, sim, 50, 60_000, 50, () => c.outbox.message(id)!.state === 'done');
+    expect(c.outbox.message(id)!.state).toBe('done');
+    expect(sent).toHaveLength(1);
+    expect(packetKeyPhase(sent[0]!)).toBe(keyPhase(sim.doc.epoch + 1));
+    expect(c.stats.unprepared).toBe(1);
+    expect(c.outbox.surb(old!.surbId)).toBeUndefined(); // its SURB never left: forgotten
+    c.close();
+  });
+
+  it('cover too is built ahead: with cover on, no packet is built inside its slot', () => {
+    const sim = new InProcessMixnet({ mixing: { lambdaP: 4, lambdaL: 1, lambdaD: 1, lambdaM: 0, lambdaG: 0, mu: 10 } });
+    const c = core(sim, tmp(), { cover: true, seed: 4 });
+    c.wallet.importBundle(sim.bundle('bob@overlay.test', 1));
+    c.accept('a@sender.test', ['bob@overlay.test'], message(20_000), 0);
+    // stepped at each event, as the daemon's timer wakes
+    c.tick(0);
+    for (let i = 0; i < 300; i++) {
+      const t = c.sender.nextEventAt();
+      c.tick(t);
+      for (const item of sim.fetch(MAILBOX)) c.onMailboxItem(item, t);
+    }
+    expect(c.stats.real).toBeGreaterThan(5);
+    expect(c.stats.decoy + c.stats.drop + c.stats.loop).toBeGreaterThan(100);
+    expect(c.stats.builtInSlot).toBe(0);
     c.close();
   });
 });

@@ -27,6 +27,17 @@
  * sent, and if a missing ACK made the client avoid mixes, the gateway could withhold the ACKs of
  * one message and watch which client's first hops change (docs/threat-model.md).
  *
+ * Every stream's next packet is built **ahead of its slot** (`prepare`, after each step): the
+ * next real fragment's packet with its route and SURB, its outbox row (prepared, the SURB's
+ * keys) committed and fsynced before it may leave, and the cover packets alike (decoy, loop,
+ * drop). At a slot the scheduler only hands a packet it holds to the link, whatever its kind,
+ * so the time from the timer firing to the write on the link does not say whether the packet
+ * is real (it did: the real one was built and its in-flight record fsynced inside the slot). A
+ * packet is built under the document its slot falls in (the next epoch's keys when the slot is
+ * past the boundary); one whose document is no longer the slot's is not sent: cover is built
+ * again there and then (counted, `builtInSlot`), a real one gives its slot to cover and is
+ * built again after it. (docs/threat-model.md, test/adversary-slot-timing.test.ts.)
+ *
  * The scheduler is driven by `step(now)`: the daemon calls it from a timer, tests with a fake
  * clock. All randomness comes from injected sources (the daemon's are CSPRNGs), so a seeded
  * test run is reproducible.
@@ -51,7 +62,7 @@ import {
   type SurbKeys,
 } from '../proto/sphinx/index.ts';
 import { uniformInt } from '../proto/util/random.ts';
-import type { Outbox, FragmentRow, RecipientRow } from './outbox.ts';
+import type { Outbox, FragmentRow, RecipientRow, SentRecord } from './outbox.ts';
 import { RouteHealth } from './route-health.ts';
 import { bytesEqual, hex } from '../proto/util/bytes.ts';
 
@@ -233,6 +244,13 @@ export interface SenderStats {
   bounced: number;
   /** times the scheduler woke more than `maxLateMs` late (a stall, a suspend) and resampled its streams */
   gaps: number;
+  /**
+   * cover packets built inside their slot, because none built ahead was usable there (the
+   * first slot of a stream, a document that changed since, a second event in one step)
+   */
+  builtInSlot: number;
+  /** real packets built ahead that did not leave (their document was not their slot's, their recipient stopped) */
+  unprepared: number;
 }
 
 export interface BounceNotice {
@@ -246,13 +264,14 @@ export interface SenderOptions {
   readonly suite: SphinxSuite;
   readonly sink: PacketSink;
   /**
-   * The network document as of now: each node under its Sphinx key for this epoch, `epoch` the
-   * epoch of those keys (proto/pki/validity.ts documentAt). Null while none is usable: nothing
-   * is sent, no attempt is spent and nothing bounces until one is.
+   * The network document as of now, or as of `aheadMs` from now (for a packet built ahead of its
+   * slot): each node under its Sphinx key for that time's epoch, `epoch` the epoch of those keys
+   * (proto/pki/validity.ts documentAt). Null while none is usable: nothing is sent, no attempt is
+   * spent and nothing bounces until one is.
    */
-  readonly document: () => DocumentBody | null;
-  /** The client's home gateway (its mailbox), from the document. */
-  readonly home: () => NodeEntry | null;
+  readonly document: (aheadMs?: number) => DocumentBody | null;
+  /** The client's home gateway (its mailbox), from the document (as of `aheadMs` from now). */
+  readonly home: (aheadMs?: number) => NodeEntry | null;
   readonly mailboxId: Uint8Array;
   readonly uniform: Uniform;
   readonly random: (n: number) => Uint8Array;
@@ -290,6 +309,45 @@ interface PendingCover {
 /** Bound on each kind of cover waiting for its reply (the oldest counts as lost beyond it). */
 const MAX_PENDING_COVER = 10_000;
 
+/** A packet built ahead of its slot, under `doc`. */
+interface Ready {
+  readonly firstHop: Uint8Array;
+  readonly packet: Uint8Array;
+  readonly doc: DocumentBody;
+}
+
+/** A real fragment's packet built ahead; it may leave once its outbox row is on disk (`durable`). */
+interface ReadyReal extends Ready {
+  readonly f: FragmentRow;
+  readonly surbId: Uint8Array;
+  /** the resend wait after it leaves, ms (drawn when it was built) */
+  readonly waitMs: number;
+  durable: boolean;
+  /** the fsync failed, or it will not leave: forget it (`settle`) */
+  dead: boolean;
+}
+
+/** A loop or decoy built ahead: what its reply must carry, through which SURB, within how long. */
+interface ReadyCover extends Ready {
+  readonly id: Uint8Array;
+  readonly surbId: Uint8Array;
+  readonly keys: SurbKeys;
+  readonly timeoutMs: number;
+}
+
+interface ReadyLoop extends ReadyCover {
+  readonly route: readonly Uint8Array[];
+}
+
+/**
+ * Whether a packet built under `built` may leave under `now`, the slot's document: the same
+ * document (by identity, or, for a view derived from one held document for a later epoch, the
+ * same epoch, start and predecessor, hence the same source), so its keys are the epoch's.
+ */
+function sameDocument(built: DocumentBody, now: DocumentBody): boolean {
+  return built === now || (built.epoch === now.epoch && built.validAfter === now.validAfter && bytesEqual(built.previousDigest, now.previousDigest));
+}
+
 /** Next event time after `now` for a Poisson process of rate `lambda` per second (ms; Infinity when 0). */
 export function nextPoisson(now: number, lambda: number, uniform: Uniform): number {
   const s = sampleExponential(lambda, uniform);
@@ -311,8 +369,19 @@ export class Sender {
     badReplies: 0,
     bounced: 0,
     gaps: 0,
+    builtInSlot: 0,
+    unprepared: 0,
   };
   private next: Streams | null = null;
+  /** Each stream's next packet, built ahead of its slot (`prepare`); the payload stream's cover is a decoy. */
+  private readonly ready: { real: ReadyReal | null; decoy: ReadyCover | null; loop: ReadyLoop | null; drop: Ready | null } = {
+    real: null,
+    decoy: null,
+    loop: null,
+    drop: null,
+  };
+  /** Real packets that left in this step, recorded in flight after it (`settle`). */
+  private sentReal: { r: ReadyReal; at: number }[] = [];
   private mixing: MixingParams | null = null;
   private readonly cache = new Map<string, Uint8Array[]>();
   /**
@@ -330,6 +399,10 @@ export class Sender {
   constructor(private readonly o: SenderOptions) {
     this.maxAttempts = o.maxAttempts ?? 5;
     this.timeout = o.timeout ?? DEFAULT_RETRANSMIT;
+    // packets an earlier run prepared: each may have left or not; built again (outbox.ts)
+    const left = o.outbox.recoverPrepared();
+    if (left.length > 0)
+      o.log?.info({ fragments: left.length }, 'fragments prepared before the restart are sent again (a copy that left is answered Duplicate)');
   }
 
   /** When the next stream event is due (ms), or Infinity. */
@@ -389,29 +462,152 @@ export class Sender {
     const m = doc.mixing;
     this.resampleAfterGap(now, n, m);
     const u = this.o.uniform;
-    const cover = this.o.cover ?? true;
     let sent = 0;
+    // at a slot: take the packet built ahead, hand it to the link; nothing else
     for (let guard = 0; guard < 100_000; guard++) {
       const t = Math.min(n.payload, n.loop, n.drop);
       if (!(t <= now)) break;
       if (t === n.payload) {
         n.payload = nextPoisson(t, m.lambdaP, u);
-        if (this.sendReal(t, doc, home)) sent++;
-        else if (cover && payloadTick(0) === 'decoy') {
-          this.sendDecoy(t, doc, home);
-          sent++;
-        }
+        if (this.sendPayload(t, doc, home)) sent++;
       } else if (t === n.loop) {
         n.loop = nextPoisson(t, m.lambdaL, u);
-        this.sendLoop(t, doc, home);
-        sent++;
+        if (this.sendLoop(t, doc, home)) sent++;
       } else {
         n.drop = nextPoisson(t, m.lambdaD, u);
-        this.sendDrop(doc);
-        sent++;
+        if (this.sendDrop(doc)) sent++;
       }
     }
+    this.settle(now);
     return sent;
+  }
+
+  /**
+   * The payload stream's slot: the real packet built ahead if it is on disk and its document is
+   * the slot's, else a decoy (built ahead too), so real and cover take this one path.
+   */
+  private sendPayload(t: number, doc: DocumentBody, home: NodeEntry): boolean {
+    const r = this.ready.real;
+    if (r && r.durable && !r.dead) {
+      this.ready.real = null;
+      if (sameDocument(r.doc, doc)) {
+        // recorded before the send, so a sink that throws cannot leave the fragment prepared for ever
+        this.sentReal.push({ r, at: t });
+        this.o.sink.send(r.firstHop, r.packet);
+        this.stats.real++;
+        if (r.f.attempts > 0) this.stats.resent++;
+        return true;
+      }
+      // built under keys that are not the slot's: it gives the slot to cover and is built again
+      r.dead = true;
+      this.ready.real = r;
+    }
+    return (this.o.cover ?? true) && payloadTick(0) === 'decoy' && this.sendDecoy(t, doc, home);
+  }
+
+  /** The payload stream's cover: a decoy, whose reply comes back as an ACK's would. */
+  private sendDecoy(t: number, doc: DocumentBody, home: NodeEntry): boolean {
+    let p = this.ready.decoy;
+    this.ready.decoy = null;
+    if (!p || !sameDocument(p.doc, doc)) {
+      p = this.buildDecoy(doc, home);
+      if (!p) return false;
+      this.stats.builtInSlot++;
+    }
+    this.o.sink.send(p.firstHop, p.packet);
+    if (this.pendingDecoys.size >= MAX_PENDING_COVER) this.coverLost(this.pendingDecoys, this.pendingDecoys.keys().next().value!);
+    this.pendingDecoys.set(hex(p.surbId), { id: p.id, keys: p.keys, deadline: t + p.timeoutMs });
+    this.stats.decoy++;
+    return true;
+  }
+
+  /** A drop-cover slot (the λ_D stream). */
+  private sendDrop(doc: DocumentBody): boolean {
+    let p = this.ready.drop;
+    this.ready.drop = null;
+    if (!p || !sameDocument(p.doc, doc)) {
+      p = this.buildDrop(doc);
+      if (!p) return false;
+      this.stats.builtInSlot++;
+    }
+    this.o.sink.send(p.firstHop, p.packet);
+    this.stats.drop++;
+    return true;
+  }
+
+  private sendLoop(t: number, doc: DocumentBody, home: NodeEntry): boolean {
+    let p = this.ready.loop;
+    this.ready.loop = null;
+    if (!p || !sameDocument(p.doc, doc)) {
+      p = this.buildLoop(doc, home);
+      this.stats.builtInSlot++;
+    }
+    this.o.sink.send(p.firstHop, p.packet);
+    this.health.sent(p.id, p.route);
+    if (this.pendingLoops.size >= MAX_PENDING_COVER) this.coverLost(this.pendingLoops, this.pendingLoops.keys().next().value!);
+    this.pendingLoops.set(hex(p.surbId), { id: p.id, keys: p.keys, deadline: t + p.timeoutMs });
+    this.stats.loop++;
+    return true;
+  }
+
+  /** The real packets that left in this step, as in-flight records with their ACK deadlines. */
+  private sentRecords(): SentRecord[] {
+    return this.sentReal.map(({ r, at }) => ({ messageId: r.f.messageId, address: r.f.address, index: r.f.index, surbId: r.surbId, deadline: at + r.waitMs }));
+  }
+
+  /**
+   * After the slots: forgets a real packet that will not leave, builds every stream's next
+   * packet, and records the real packets that left in flight (in the next real packet's commit
+   * when there is one; not waited for, see Outbox.markSent). What a commit that failed (the
+   * database busy) did not record stays for the next step.
+   */
+  private settle(now: number): void {
+    this.dropReal((r) => r.dead);
+    this.prepare(now);
+    if (this.sentReal.length > 0) {
+      this.o.outbox.markSent(this.sentRecords());
+      this.sentReal = [];
+    }
+  }
+
+  /** Forgets the real packet built ahead when `match` says so (it will not leave). */
+  private dropReal(match: (r: ReadyReal) => boolean): void {
+    const r = this.ready.real;
+    if (!r || !match(r)) return;
+    this.o.outbox.unprepare(r.f.messageId, r.f.address, r.f.index, r.surbId);
+    this.ready.real = null;
+    this.stats.unprepared++;
+  }
+
+  /**
+   * Builds each stream's next packet for its next slot, under the document of that slot's time
+   * (the next epoch's keys when the slot is past the boundary): the cover packets, and the next
+   * due fragment's, whose outbox row is committed now and fsynced before it may leave.
+   */
+  private prepare(now: number): void {
+    const n = this.next;
+    if (!n) return;
+    const cover = this.o.cover ?? true;
+    const at = (slot: number) => this.o.document(Math.max(0, slot - now));
+    if (cover && !this.ready.decoy && Number.isFinite(n.payload)) {
+      const d = at(n.payload);
+      const h = d && this.o.home(Math.max(0, n.payload - now));
+      this.ready.decoy = d && h ? this.buildDecoy(d, h) : null;
+    }
+    if (!this.ready.loop && Number.isFinite(n.loop)) {
+      const d = at(n.loop);
+      const h = d && this.o.home(Math.max(0, n.loop - now));
+      this.ready.loop = d && h ? this.buildLoop(d, h) : null;
+    }
+    if (!this.ready.drop && Number.isFinite(n.drop)) {
+      const d = at(n.drop);
+      this.ready.drop = d && this.buildDrop(d);
+    }
+    if (!this.ready.real && Number.isFinite(n.payload)) {
+      const d = at(n.payload);
+      const h = d && this.o.home(Math.max(0, n.payload - now));
+      if (d && h) this.prepareReal(now, d, h);
+    }
   }
 
   private fragmentsOf(r: RecipientRow): Uint8Array[] {
@@ -427,19 +623,23 @@ export class Sender {
   }
 
   private bounce(r: RecipientRow, reason: string): void {
-    if (!this.o.outbox.markBounced(r.messageId, r.address, reason)) return;
+    const changed = this.o.outbox.markBounced(r.messageId, r.address, reason);
+    // markBounced forgot its prepared rows and SURBs; the packet built ahead must not leave either
+    const x = this.ready.real;
+    if (x && x.f.messageId === r.messageId && x.f.address === r.address) this.ready.real = null;
+    if (!changed) return;
     this.stats.bounced++;
     this.cache.delete(`${r.messageId}/${r.address}`);
     this.o.log?.warn({ message: r.messageId, recipient: r.address, reason }, 'bounced');
     this.o.onBounce?.({ messageId: r.messageId, recipient: { ...r, state: 'bounced', error: reason }, reason });
   }
 
-  /** Sends the next due fragment; false when none is due. */
-  private sendReal(now: number, doc: DocumentBody, home: NodeEntry): boolean {
+  /** Builds the next due fragment's packet ahead of its slot and records it prepared (durably before it may leave). */
+  private prepareReal(now: number, doc: DocumentBody, home: NodeEntry): void {
     const ob = this.o.outbox;
     for (let guard = 0; guard < 1000; guard++) {
       const f: FragmentRow | undefined = ob.nextDueFragment(now);
-      if (!f) return false;
+      if (!f) return;
       const r = ob.recipient(f.messageId, f.address)!;
       if (f.attempts >= this.maxAttempts) {
         this.bounce(r, `no ACK from the gateway for ${r.domain} after ${f.attempts} attempts (fragment ${f.index + 1} of ${r.fragmentCount})`);
@@ -474,46 +674,52 @@ export class Sender {
         health: this.health,
       });
       const base = ackTimeoutBaseMs(built.forwardHops, built.replyHops, doc.mixing.mu, this.timeout);
-      const deadline = now + retransmitDelayMs(f.attempts + 1, base, this.o.uniform, this.timeout);
-      // durable before the packet leaves: a crash now repeats at most this packet
-      ob.markInFlight(f.messageId, f.address, f.index, surbId, built.surbKeys, deadline, now);
-      this.o.sink.send(built.firstHop, built.packet);
-      this.stats.real++;
-      if (f.attempts > 0) this.stats.resent++;
-      return true;
+      const waitMs = retransmitDelayMs(f.attempts + 1, base, this.o.uniform, this.timeout);
+      const ready: ReadyReal = { firstHop: built.firstHop, packet: built.packet, doc, f, surbId, waitMs, durable: false, dead: false };
+      // on disk before the packet may leave: a crash then finds it prepared and builds it again
+      ob.prepareFragment(
+        f.messageId,
+        f.address,
+        f.index,
+        surbId,
+        built.surbKeys,
+        now,
+        (err) => {
+          if (!err) ready.durable = true;
+          else {
+            ready.dead = true;
+            this.o.log?.warn({ err: err.message }, 'the outbox could not be fsynced; the prepared packet is built again');
+          }
+        },
+        this.sentRecords(),
+      );
+      this.sentReal = [];
+      this.ready.real = ready;
+      return;
     }
-    return false;
   }
 
-  private sendDrop(doc: DocumentBody): void {
-    if (doc.gateways.length === 0) return;
+  private buildDrop(doc: DocumentBody): Ready | null {
+    if (doc.gateways.length === 0) return null;
     const p = buildDropPacket(this.o.suite, doc, this.o.uniform, this.health);
-    this.o.sink.send(p.firstHop, p.packet);
-    this.stats.drop++;
+    return { firstHop: p.firstHop, packet: p.packet, doc };
   }
 
-  private sendLoop(now: number, doc: DocumentBody, home: NodeEntry): void {
+  private buildLoop(doc: DocumentBody, home: NodeEntry): ReadyLoop {
     const id = this.o.random(16);
     const surbId = this.o.random(SURB_ID_LENGTH);
     const p = buildLoopPacket(this.o.suite, doc, home, this.o.mailboxId, id, surbId, this.o.uniform, this.health);
-    this.health.sent(id, p.route);
-    if (this.pendingLoops.size >= MAX_PENDING_COVER) this.coverLost(this.pendingLoops, this.pendingLoops.keys().next().value!);
-    const deadline = now + ackTimeoutBaseMs(p.route.length, 0, doc.mixing.mu, this.timeout);
-    this.pendingLoops.set(hex(surbId), { id, keys: p.keys, deadline });
-    this.o.sink.send(p.firstHop, p.packet);
-    this.stats.loop++;
+    const timeoutMs = ackTimeoutBaseMs(p.route.length, 0, doc.mixing.mu, this.timeout);
+    return { firstHop: p.firstHop, packet: p.packet, doc, id, surbId, keys: p.keys, route: p.route, timeoutMs };
   }
 
-  private sendDecoy(now: number, doc: DocumentBody, home: NodeEntry): void {
-    if (doc.gateways.length === 0) return;
+  private buildDecoy(doc: DocumentBody, home: NodeEntry): ReadyCover | null {
+    if (doc.gateways.length === 0) return null;
     const id = this.o.random(16);
     const surbId = this.o.random(SURB_ID_LENGTH);
     const p = buildDecoyPacket(this.o.suite, doc, home, this.o.mailboxId, id, surbId, this.o.uniform, this.health);
-    if (this.pendingDecoys.size >= MAX_PENDING_COVER) this.coverLost(this.pendingDecoys, this.pendingDecoys.keys().next().value!);
-    const deadline = now + ackTimeoutBaseMs(p.forwardHops, p.replyHops, doc.mixing.mu, this.timeout);
-    this.pendingDecoys.set(hex(surbId), { id, keys: p.keys, deadline });
-    this.o.sink.send(p.firstHop, p.packet);
-    this.stats.decoy++;
+    const timeoutMs = ackTimeoutBaseMs(p.forwardHops, p.replyHops, doc.mixing.mu, this.timeout);
+    return { firstHop: p.firstHop, packet: p.packet, doc, id, surbId, keys: p.keys, timeoutMs };
   }
 
   /** A loop not back in time blames the nodes it went through; a decoy is only counted. */
@@ -580,6 +786,9 @@ export class Sender {
     ob.forgetSurb(item.surbId);
     const st = d.ack.status;
     if (st === AckStatus.Stored || st === AckStatus.Queued || st === AckStatus.Duplicate) {
+      // a late ACK for an earlier copy: the copy built ahead is no longer needed (markAcked forgets its row)
+      const r0 = this.ready.real;
+      if (r0 && r0.f.messageId === s.messageId && r0.f.address === s.address && r0.f.index === s.index) this.ready.real = null;
       if (ob.markAcked(s.messageId, s.address, s.index)) {
         this.cache.delete(`${s.messageId}/${s.address}`);
         this.o.log?.info({ message: s.messageId, recipient: s.address }, 'delivered to the gateway (every fragment ACKed)');
@@ -588,6 +797,7 @@ export class Sender {
     } else if (ackIsFinalRefusal(st)) {
       this.bounce(r, `the gateway for ${r.domain} refused the message: ${AckStatus[st]}`);
     } else if (st === AckStatus.RateLimited) {
+      this.dropReal((x) => x.f.messageId === s.messageId && x.f.address === s.address);
       ob.backOff(s.messageId, s.address, now + (this.o.rateLimitBackoffMs ?? 60_000), 'gateway rate limit (open policy); retrying later');
     }
   }

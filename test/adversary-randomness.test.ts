@@ -48,10 +48,11 @@ const LAMBDA_P = 50;
 const LAYERS = 3;
 const PER_LAYER = 2;
 /**
- * The draws of one payload-stream event that sends a fragment, in the order client/sender.ts
- * makes them: the next event's Poisson gap; the SURB's reply route (pick + delay per layer, the
- * home gateway's delay); the forward route (the same); the resend wait. The attacker knows the
- * code, so it knows this layout.
+ * The draws behind one packet, in the order client/sender.ts makes them: the payload event's
+ * Poisson gap (drawn at the previous event, or at the start, and ending at this packet's slot),
+ * then, built ahead of that slot, the packet's SURB reply route (pick + delay per layer, the
+ * home gateway's delay), its forward route (the same) and its resend wait. The attacker knows
+ * the code, so it knows this layout.
  */
 const DRAWS_PER_EVENT = 1 + 2 * (2 * LAYERS + 1) + 1;
 const FWD = 1 + (2 * LAYERS + 1); // index of the forward route's first draw (pick in layer 1)
@@ -93,7 +94,7 @@ function trace(sim: InProcessMixnet, firstHop: Uint8Array, packet: Uint8Array): 
 interface Sent {
   readonly firstHop: Uint8Array;
   readonly packet: Uint8Array;
-  /** when it left, ms (the fake clock) */
+  /** when it left, ms (the fake clock), as the observer sees it: to the millisecond */
   readonly at: number;
 }
 
@@ -109,7 +110,7 @@ function sendLongMessage(uniform: Uniform, fragments: number): { sim: InProcessM
   const sender = new Sender({
     outbox,
     suite: nodeSuite,
-    sink: { send: (firstHop, packet) => sent.push({ firstHop, packet, at: now }) },
+    sink: { send: (firstHop, packet) => sent.push({ firstHop, packet, at: Math.ceil(now) }) },
     document: () => sim.doc,
     home: () => sim.gateway.entry,
     mailboxId: new Uint8Array(32).fill(7),
@@ -127,26 +128,28 @@ function sendLongMessage(uniform: Uniform, fragments: number): { sim: InProcessM
     now: 0,
     recipients: [{ address: 'bob@overlay.test', path: 'overlay', reason: 'test', domain: 'overlay.test', token, ...plan }],
   });
-  // the stream's events, each sending the next fragment; synchronous, so no other code draws in between
-  for (now = 0; sent.length < fragments && now < 60_000; now += 1) sender.step(now);
+  // the stream's events, each sending the next fragment; synchronous, so no other code draws in
+  // between; stepped at each event as the daemon's timer wakes (a step at 0 builds the first)
+  sender.step(0);
+  for (now = sender.nextEventAt(); sent.length < fragments && now < 60_000; now = sender.nextEventAt()) sender.step(now);
   expect(sent.length).toBeGreaterThanOrEqual(fragments);
   outbox.close();
   return { sim, sent };
 }
 
 /**
- * What the adversary learns from packet number `e` (and the next one's send time): bits of the
- * draws behind it. Send times are seen to the millisecond (the fake clock's step).
+ * What the adversary learns from packet number `e` (and the previous one's send time): bits of
+ * the draws behind it. Send times are seen to the millisecond.
  */
-function observe(sim: InProcessMixnet, mine: string, e: number, p: Sent, next: Sent | undefined): KnownBit[] {
+function observe(sim: InProcessMixnet, mine: string, e: number, p: Sent, prev: Sent | undefined): KnownBit[] {
   const base = e * DRAWS_PER_EVENT;
   const bits: KnownBit[] = [];
   const add = (call: number, lo: number, hi: number) =>
     // widened by a hair so that rounding in the client's arithmetic can never make a bit wrong
     commonTopBits(Math.max(0, lo - 1e-12), Math.min(1, hi + 1e-12)).forEach((value, bit) => bits.push({ call, bit, value }));
-  // the gap to the next send is Exp(λ_P) from the event's first draw; each send time is known to within 1 ms
-  if (next) {
-    const g = next.at - p.at;
+  // the gap from the previous send (the first: from the start, 0) is Exp(λ_P) from the first draw; each send time is known to within 1 ms
+  {
+    const g = p.at - (prev?.at ?? 0);
     const uOfGap = (ms: number) => 1 - Math.exp((-Math.max(0, ms) / 1000) * LAMBDA_P);
     add(base, uOfGap(g - 1), uOfGap(g + 1));
   }
@@ -191,8 +194,8 @@ function flat(t: Traced): string[] {
 /** Runs the attack on the first `learn` packets, checks candidates on the next `check`, forecasts the rest. */
 function attack(sim: InProcessMixnet, sent: Sent[], learn: number, check: number) {
   const mine = hex(sim.doc.layers[0]![0]!.nodeId);
-  const known = sent.slice(0, learn).flatMap((p, e) => observe(sim, mine, e, p, sent[e + 1]));
-  const later = sent.slice(learn, learn + check).flatMap((p, k) => observe(sim, mine, learn + k, p, sent[learn + k + 1]));
+  const known = sent.slice(0, learn).flatMap((p, e) => observe(sim, mine, e, p, sent[e - 1]));
+  const later = sent.slice(learn, learn + check).flatMap((p, k) => observe(sim, mine, learn + k, p, sent[learn + k - 1]));
   const candidates = recoverMathRandom(known);
   const survivors = candidates.filter((c) => explains(c, later));
   return { known: known.length, candidates: candidates.length, survivors };
@@ -235,7 +238,7 @@ describe('a first-layer mix against the client generator', () => {
     expect(agreed / fields).toBeGreaterThan(0.8);
     // and when each of them leaves: the payload stream's next gap, to the observer's millisecond
     for (let e = 100; e < total - 1; e++) {
-      const gaps = a.survivors.map((c) => (-Math.log(1 - c(e * DRAWS_PER_EVENT)) / LAMBDA_P) * 1000);
+      const gaps = a.survivors.map((c) => (-Math.log(1 - c((e + 1) * DRAWS_PER_EVENT)) / LAMBDA_P) * 1000);
       for (const g of gaps) expect(Math.abs(g - (sent[e + 1]!.at - sent[e]!.at))).toBeLessThanOrEqual(1);
     }
   });

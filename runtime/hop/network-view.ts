@@ -161,6 +161,21 @@ export class NetworkView {
     return body;
   }
 
+  /**
+   * What `documentAt(t)` will give at a later t once the view has moved there, from the documents
+   * held now (one fetched ahead for t's epoch, else the newest with keys for it): for a client
+   * building a packet ahead of the time it leaves. Not memoized. Undefined when none is usable.
+   */
+  documentAhead(t: number): DocumentBody | undefined {
+    let newest: VerifiedDocument | undefined;
+    for (const d of this.docs.values()) if (!newest || d.body.epoch > newest.body.epoch) newest = d;
+    if (!newest) return undefined;
+    const e = documentEpochAt(newest.body, t);
+    if (this.current && e === this.epoch) return this.documentAt(t);
+    const d = this.covering(e);
+    return (d && documentAt(d.body, t)) ?? undefined;
+  }
+
   /** True while the current document is older than the epoch it routes (no newer one yet). */
   get stale(): boolean {
     return this.current !== undefined && this.current.body.epoch < this.epoch;
