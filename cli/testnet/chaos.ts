@@ -10,6 +10,7 @@
  */
 import { AuthorityOutage, type Follower, type OutageTimes } from './authority-outage.ts';
 import type { ClientInfo } from './clients.ts';
+import type { SubmissionGate } from './submit.ts';
 import type { ChaosReport } from './report.ts';
 import { scrape, sumMetric } from './metrics.ts';
 import { DOMAINS, type Mxs } from './mxs.ts';
@@ -36,8 +37,8 @@ export interface ChaosClients {
   readonly all: readonly ClientInfo[];
   /** the client --restart-client kills */
   readonly victim: ClientInfo;
-  /** clients with a submission under way (submit.ts) */
-  readonly busy: ReadonlySet<string>;
+  /** taken before a client is killed, so that no submission is under way or starts meanwhile (submit.ts) */
+  readonly gate: SubmissionGate;
   /** each overlay message's submission and MX arrival (unix ms; 0 / null: not yet) */
   readonly arrivals: () => readonly { submittedAt: number; arrivedAt: number | null }[];
 }
@@ -183,20 +184,23 @@ export class ChaosPlan {
   /** alice's client SIGKILLed with fragments in flight (never mid-submission: its 250 is the commit), restarted with the same outbox. */
   private restartClient(st: Progressing): void {
     const c = this.clients.victim;
-    if (this.clientRestartedYet || !((st.inflightBy[c.name] ?? 0) > 0) || this.clients.busy.has(c.name)) return;
+    if (this.clientRestartedYet || !((st.inflightBy[c.name] ?? 0) > 0) || !this.clients.gate.takeDown(c.name)) return;
     this.clientRestartedYet = true;
     const at = Date.now();
     this.log(`SIGKILL ${c.name} with ${st.inflightBy[c.name]} fragments in flight; restarting it in ${this.o.restartClientMs} ms`);
     this.background.push(
-      this.sup.restart(c.name, /smtp submission listening/, this.o.restartClientMs).then(
-        () => {
-          this.restarted.push({ name: c.name, down_s: (Date.now() - at) / 1000 });
-          this.log(`${c.name} is back (down ${((Date.now() - at) / 1000).toFixed(1)} s): same outbox, same wallet`);
-        },
-        (e: unknown) => {
-          this.errors.push(`restart ${c.name}: ${(e as Error).message}`);
-        },
-      ),
+      this.sup
+        .restart(c.name, /smtp submission listening/, this.o.restartClientMs)
+        .then(
+          () => {
+            this.restarted.push({ name: c.name, down_s: (Date.now() - at) / 1000 });
+            this.log(`${c.name} is back (down ${((Date.now() - at) / 1000).toFixed(1)} s): same outbox, same wallet`);
+          },
+          (e: unknown) => {
+            this.errors.push(`restart ${c.name}: ${(e as Error).message}`);
+          },
+        )
+        .finally(() => this.clients.gate.bringUp(c.name)),
     );
   }
 

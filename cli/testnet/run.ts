@@ -32,7 +32,7 @@ import { injectReplays, type ReplayReport } from './replay.ts';
 import { renderTable, totals, type MessageReport, type TestnetReport, type TokensReport } from './report.ts';
 import { createNetns, LOOPBACK, type Addressing } from './netns.ts';
 import { Soak, type SoakReport } from './soak.ts';
-import { planMessages, submitAll, type Planned } from './submit.ts';
+import { planMessages, submitAll, SubmissionGate, type Planned } from './submit.ts';
 import { sizeLeaks, summarizeCapture, type WireReport } from './wire.ts';
 
 export { pickVictims } from './chaos.ts';
@@ -314,7 +314,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
     run.closers.push(async () => watch.close());
     const planned = planMessages(clients, { messages: o.messages, size: o.size, forged: o.unauthorized });
     const overlay = planned.map((p) => p.expected === 'overlay');
-    const busy = new Set<string>();
+    const gate = new SubmissionGate();
     chaos = new ChaosPlan(
       { ...o, epochLength: o.epochLength, threshold: plan.threshold },
       net,
@@ -323,7 +323,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
       {
         all: clients.all,
         victim: clients.alice,
-        busy,
+        gate,
         arrivals: () =>
           planned
             .filter((p) => p.expected === 'overlay')
@@ -342,7 +342,7 @@ export async function runTestnet(o: TestnetOptions): Promise<TestnetReport> {
         ? spreadOverOutage(overlay, outage, o.authorityOutageS, o.epochLength)
         : undefined;
     const c = chaos;
-    const submission = submitAll(run.dir, planned, { busy, ...(times ? { at: (i: number) => times[i]! } : {}) }).then(() => {
+    const submission = submitAll(run.dir, planned, { gate, ...(times ? { at: (i: number) => times[i]! } : {}) }).then(() => {
       run.log(`submitted ${planned.length} messages (${o.size} bytes each) over SMTP to the clients`);
       return replayCheck(run, net, c);
     });

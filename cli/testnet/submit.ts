@@ -42,12 +42,47 @@ export function planMessages(c: Clients, o: { messages: number; size: number; fo
   return planned;
 }
 
+/**
+ * Who may touch a client: the submitter (one SMTP transaction at a time) or the chaos plan (a
+ * SIGKILL and restart), never both. A client is never killed mid-transaction (its 250 is the
+ * commit), and no transaction starts while it is being killed and restarted: SIGKILL takes
+ * effect a moment after it is sent, and a connection the dying process's listen backlog
+ * accepted meanwhile ends in a reset with no reply, which says nothing about whether the
+ * message was taken (RFC 5321 §4.1.1.4's ambiguity: resending could duplicate it).
+ */
+export class SubmissionGate {
+  private readonly busy = new Set<string>();
+  private readonly down = new Set<string>();
+
+  /** The submitter: waits while `client` is down, then holds it for one transaction. */
+  async enter(client: string): Promise<void> {
+    while (this.down.has(client)) await new Promise((r) => setTimeout(r, 100));
+    this.busy.add(client);
+  }
+
+  leave(client: string): void {
+    this.busy.delete(client);
+  }
+
+  /** The chaos plan: takes `client` down unless a transaction is under way (then false: try later). */
+  takeDown(client: string): boolean {
+    if (this.busy.has(client)) return false;
+    this.down.add(client);
+    return true;
+  }
+
+  /** `client` is back (or its restart failed): transactions may go on. */
+  bringUp(client: string): void {
+    this.down.delete(client);
+  }
+}
+
 /** When each message is submitted, and what the chaos plan may need to know while it goes on. */
 export interface SubmitPacing {
   /** Unix ms at which to submit planned[i] (default: at once, one after the other) */
   readonly at?: (i: number) => number;
-  /** Names of the clients with a submission under way: a client is never killed mid-transaction (its 250 is the commit). */
-  readonly busy?: Set<string>;
+  /** shared with the chaos plan, which restarts clients */
+  readonly gate?: SubmissionGate;
   /** How long a refused connection (the client down, restarting) is retried, as a mail client's queue would (ms). */
   readonly retryRefusedMs?: number;
 }
@@ -76,7 +111,7 @@ export async function submitAll(dir: string, planned: Planned[], pacing: SubmitP
       const at = pacing.at?.(i);
       if (at !== undefined && at > Date.now()) await new Promise((r) => setTimeout(r, at - Date.now()));
       const giveUp = Date.now() + retryMs;
-      pacing.busy?.add(p.client.name);
+      await pacing.gate?.enter(p.client.name);
       try {
         for (;;) {
           p.submittedAt = Date.now();
@@ -91,13 +126,13 @@ export async function submitAll(dir: string, planned: Planned[], pacing: SubmitP
             }
             transport(p.client).close();
             transports.delete(p.client.name);
-            pacing.busy?.delete(p.client.name);
+            pacing.gate?.leave(p.client.name);
             await new Promise((r) => setTimeout(r, 250));
-            pacing.busy?.add(p.client.name);
+            await pacing.gate?.enter(p.client.name);
           }
         }
       } finally {
-        pacing.busy?.delete(p.client.name);
+        pacing.gate?.leave(p.client.name);
       }
     }
   } finally {
