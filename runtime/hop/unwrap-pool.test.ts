@@ -90,48 +90,45 @@ describe('UnwrapPool', () => {
     await expect(UnwrapPool.start({ workers: 1, suite: 'no-such-suite' })).rejects.toThrow(/no-such-suite/);
   });
 
-  it('replaces a crashed worker and runs its batch again: nothing lost, nothing twice', async () => {
+  /** One worker that dies on its next `times` batches; `lost()` counts the frames the pool dropped. */
+  async function crashingPool(times: number) {
     const crashes = new SharedArrayBuffer(4);
-    pool = await UnwrapPool.start({ workers: 1, suite: fastestSuite.name, testCrashes: crashes });
+    const p = await UnwrapPool.start({ workers: 1, suite: fastestSuite.name, testCrashes: crashes });
+    pool = p;
     const { e, sent } = engine();
-    let lost = 0;
+    let lostFrames = 0;
     const frames = new PooledFrames(
-      pool,
+      p,
       () => e,
-      (n) => (lost += n),
+      (n) => (lostFrames += n),
       16,
     );
-    Atomics.store(new Int32Array(crashes), 0, 1);
-    const ids = pool.threadIds;
+    Atomics.store(new Int32Array(crashes), 0, times);
+    return { p, e, sent, frames, lost: () => lostFrames };
+  }
+
+  it('replaces a crashed worker and runs its batch again: nothing lost, nothing twice', async () => {
+    const { p, e, sent, frames, lost } = await crashingPool(1);
+    const ids = p.threadIds;
     for (let i = 0; i < 40; i++) frames.process(packet(i));
     await frames.drain();
     await until(() => sent.length === 40, '40 forwarded');
-    expect(lost).toBe(0);
-    expect(pool.stats.crashes).toBe(1);
-    expect(pool.stats.rerunBatches).toBeGreaterThanOrEqual(1);
-    expect(pool.stats.workers).toBe(1);
-    expect(pool.threadIds).not.toEqual(ids);
+    expect(lost()).toBe(0);
+    expect(p.stats.crashes).toBe(1);
+    expect(p.stats.rerunBatches).toBeGreaterThanOrEqual(1);
+    expect(p.stats.workers).toBe(1);
+    expect(p.threadIds).not.toEqual(ids);
     expect(e.counters.dropped.replay).toBe(0);
   });
 
   it('drops (and counts) a batch that takes down two workers, and goes on', async () => {
-    const crashes = new SharedArrayBuffer(4);
-    pool = await UnwrapPool.start({ workers: 1, suite: fastestSuite.name, testCrashes: crashes });
-    const { e, sent } = engine();
-    let lost = 0;
-    const frames = new PooledFrames(
-      pool,
-      () => e,
-      (n) => (lost += n),
-      16,
-    );
-    Atomics.store(new Int32Array(crashes), 0, 2);
+    const { p, sent, frames, lost } = await crashingPool(2);
     frames.process(packet(1));
     await frames.drain();
-    expect(lost).toBe(1);
-    expect(pool.stats.crashes).toBe(2);
-    expect(pool.stats.lostFrames).toBe(1);
-    await until(() => pool!.stats.workers === 1, 'worker replaced');
+    expect(lost()).toBe(1);
+    expect(p.stats.crashes).toBe(2);
+    expect(p.stats.lostFrames).toBe(1);
+    await until(() => p.stats.workers === 1, 'worker replaced');
     frames.process(packet(2));
     await frames.drain();
     await until(() => sent.length === 1, 'the next packet forwarded');

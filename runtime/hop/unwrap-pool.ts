@@ -81,15 +81,8 @@ export interface PoolStats {
   readonly inlineFrames: number;
 }
 
-/** One batch for the pool: frames and result slots in shared buffers. */
-export interface PoolJob {
-  readonly geometry: Geometry;
-  readonly count: number;
-  readonly frames: SharedArrayBuffer;
-  readonly results: SharedArrayBuffer;
-  readonly keyIndex: Uint8Array;
-  readonly keys: readonly { readonly epoch: number; readonly secret: Uint8Array }[];
-}
+/** One batch for the pool: frames and result slots in shared buffers (the worker's message, less its id). */
+export type PoolJob = Omit<BatchMessage, 'id'>;
 
 interface Pending {
   readonly job: PoolJob;
