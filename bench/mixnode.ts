@@ -228,19 +228,18 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
 
   const N = opts.quick ? 3000 : 12000;
   opts.log(`building ${fmt(N)} two-hop packets (L1 → L2, zero delay)…`);
-  const packets: Uint8Array[] = [];
-  for (let i = 0; i < N; i++)
-    packets.push(
-      createPacket(fastestSuite, G, {
-        route: [
-          { nodeId: me.nodeId, publicKey: me.sphinxKey, delayMs: 0 },
-          { nodeId: next.nodeId, publicKey: next.sphinxKey, delayMs: 0 },
-        ],
-        keyEpoch: E,
-        terminal: { kind: 'drop' },
-        payload: new Uint8Array(16),
-      }).packet,
-    );
+  // one fresh packet through this node to the next, dropped there (no replay between rounds)
+  const twoHop = () =>
+    createPacket(fastestSuite, G, {
+      route: [
+        { nodeId: me.nodeId, publicKey: me.sphinxKey, delayMs: 0 },
+        { nodeId: next.nodeId, publicKey: next.sphinxKey, delayMs: 0 },
+      ],
+      keyEpoch: E,
+      terminal: { kind: 'drop' },
+      payload: new Uint8Array(16),
+    }).packet;
+  const packets = Array.from({ length: N }, twoHop);
 
   // bare Sphinx processing rate, same key, same packets; measured before each node run (the
   // machine is shared, so the figure drifts; each ratio uses the one measured next to it)
@@ -263,24 +262,7 @@ async function throughput(opts: BenchOptions, tmp: string): Promise<Record<strin
   // before; without this the first workers figures carry their JIT warm-up
   const WARM = opts.quick ? 600 : 3000;
   const warmFile = join(tmp, 'warm.bin');
-  writeFileSync(
-    warmFile,
-    Buffer.concat(
-      Array.from(
-        { length: WARM },
-        () =>
-          createPacket(fastestSuite, G, {
-            route: [
-              { nodeId: me.nodeId, publicKey: me.sphinxKey, delayMs: 0 },
-              { nodeId: next.nodeId, publicKey: next.sphinxKey, delayMs: 0 },
-            ],
-            keyEpoch: E,
-            terminal: { kind: 'drop' },
-            payload: new Uint8Array(16),
-          }).packet,
-      ),
-    ),
-  );
+  writeFileSync(warmFile, Buffer.concat(Array.from({ length: WARM }, twoHop)));
   // the child sends from the file; the node's heap keeps only what the bare loop needs (a real
   // node does not hold its senders' 29 MB of packets, and V8's marking cost grows with the heap)
   packets.length = Math.min(N, 3000);
