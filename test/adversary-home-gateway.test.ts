@@ -30,7 +30,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeItem, encodeSubscribe, mailboxRate, type MailboxItem } from '../proto/mailbox/index.ts';
-import type { MixingParams } from '../proto/mixing/params.ts';
+import { DEFAULT_MIXING, type MixingParams } from '../proto/mixing/params.ts';
 import { nodeSuite } from '../proto/sphinx/index.ts';
 import { ClientCore } from '../client/core.ts';
 import { GatewayStore } from '../gateway/store.ts';
@@ -44,8 +44,8 @@ afterAll(() => {
 });
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-/** The document's default rates (proto/mixing/params.ts DEFAULT_MIXING). */
-const MIXING: MixingParams = { lambdaP: 2, lambdaL: 0.5, lambdaD: 0.5, lambdaM: 0, lambdaG: 0, mu: 10 };
+/** The document's default client rates and delay (no mix or gateway loops: no mix runs here). */
+const MIXING: MixingParams = { ...DEFAULT_MIXING, lambdaM: 0, lambdaG: 0 };
 const T_MS = 600_000;
 const WINDOW_MS = 10_000;
 
