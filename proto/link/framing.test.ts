@@ -71,6 +71,25 @@ describe('framing', () => {
     expect(encodeFrame(frame(9, 100))).toEqual(encodeFrames([frame(9, 100)]));
   });
 
+  it('with views, hands out whole frames as views of the chunk and copies split ones', () => {
+    const bytes = encodeFrames([frame(1, 100), frame(2, 100), frame(3, 100)]);
+    const got: Uint8Array[] = [];
+    const d = new FrameDecoder(100, { frame: (f) => got.push(f), wrongSize: () => {} }, { views: true });
+    const a = bytes.subarray(0, 150);
+    const b = bytes.subarray(150);
+    d.push(a);
+    d.push(b);
+    expect(got.map((f) => new DataView(f.buffer, f.byteOffset).getUint32(0))).toEqual([1, 2, 3]);
+    expect(got[0]!.buffer).toBe(bytes.buffer); // inside the first chunk
+    expect(got[1]!.buffer).not.toBe(bytes.buffer); // split across the two
+    expect(got[2]!.buffer).toBe(bytes.buffer);
+    expect(got.every((f) => f.length === 100)).toBe(true);
+    // without views every frame is its own buffer
+    const own: Uint8Array[] = [];
+    new FrameDecoder(100, { frame: (f) => own.push(f), wrongSize: () => {} }).push(bytes);
+    expect(own.every((f) => f.buffer !== bytes.buffer && f.byteLength === f.buffer.byteLength)).toBe(true);
+  });
+
   it('rejects an over-long varint prefix', () => {
     const d = new FrameDecoder(100, { frame: () => {}, wrongSize: () => {} });
     expect(() => d.push(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0x01]))).toThrow(FramingError);

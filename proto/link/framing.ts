@@ -48,10 +48,24 @@ export function encodeFrames(frames: readonly Uint8Array[]): Uint8Array {
 }
 
 export interface FrameDecoderEvents {
-  /** A complete frame of exactly the packet size. The buffer is owned by the receiver. */
+  /**
+   * A complete frame of exactly the packet size. The buffer is the receiver's, and holds no
+   * more memory than the frame, unless the decoder was made with `views` (see FrameDecoderOptions).
+   */
   readonly frame: (frame: Uint8Array) => void;
   /** A frame of another declared length went past (its bytes were skipped, not buffered). */
   readonly wrongSize: (declaredLength: number) => void;
+}
+
+export interface FrameDecoderOptions {
+  /**
+   * Hand out a frame that lies whole inside a pushed chunk as a view of that chunk instead of a
+   * copy: one allocation and one 2 KiB copy less per frame. The view keeps the whole chunk (a
+   * Noise message, up to 64 KiB) alive as long as it is referenced, so only for a receiver that
+   * is done with each frame when its callback returns (or copies what it keeps), and only when
+   * the pusher never reuses a chunk's memory. A frame split across chunks is always a copy.
+   */
+  readonly views?: boolean;
 }
 
 /** Thrown by `push` when the prefix is not a valid varint: the stream cannot be resynchronised. */
@@ -74,14 +88,16 @@ export class FrameDecoder {
   private body: Uint8Array | null = null;
   private bodyFilled = 0;
   private skipRemaining = 0;
+  private readonly views: boolean;
 
   /** `packetSize` may be a function, read at each frame boundary (the size can change per epoch). */
-  constructor(packetSize: number | (() => number), events: FrameDecoderEvents) {
+  constructor(packetSize: number | (() => number), events: FrameDecoderEvents, opts: FrameDecoderOptions = {}) {
     if (typeof packetSize === 'number' && (!Number.isInteger(packetSize) || packetSize <= 0)) {
       throw new RangeError(`bad packet size ${packetSize}`);
     }
     this.packetSize = typeof packetSize === 'number' ? () => packetSize : packetSize;
     this.events = events;
+    this.views = opts.views === true;
   }
 
   /** True when the decoder sits exactly between frames (nothing partial held). */
@@ -131,8 +147,8 @@ export class FrameDecoder {
         continue;
       }
       if (n - i >= len) {
-        // copy (into a plain Uint8Array) so the frame does not pin the larger network buffer
-        const frame = new Uint8Array(chunk.subarray(i, i + len));
+        // by default a copy (into a plain Uint8Array), so the frame does not pin the larger network buffer
+        const frame = this.views ? chunk.subarray(i, i + len) : new Uint8Array(chunk.subarray(i, i + len));
         i += len;
         this.events.frame(frame);
       } else {

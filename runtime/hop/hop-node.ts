@@ -87,7 +87,8 @@ export interface HopRole {
 /**
  * Where frames off the link go. The default hands each to the current engine on the event loop;
  * a pool of worker threads can take its place (a returned promise holds the link's backpressure
- * until it settles).
+ * until it settles). A frame is a view into the link's receive buffer (PacketLink `viewFrames`):
+ * copy what is kept past the call (processPacket and the pool's batch copy already do).
  */
 export interface FrameProcessor {
   process(frame: Uint8Array): void | Promise<void>;
@@ -302,6 +303,9 @@ export class HopNode {
         }
         return this.processor.process(frame);
       },
+      // neither the engine (processPacket reads the frame, its results are new buffers) nor the
+      // pool (it copies each frame into its batch) keeps a frame past the call
+      viewFrames: true,
       // peers of the held documents both ways; anyone inbound while the role takes clients.
       // The node itself only ever dials peers of the documents.
       isAllowedPeer: (peer) => this.view.isKnownPeer(peer),
