@@ -26,6 +26,7 @@ import { encodeFrame, encodeFrames, FrameDecoder, FramingError } from '../../pro
 import { CAPTURE_ENV, LinkCapture } from './capture.ts';
 import { PortInUseError } from '../errors.ts';
 import { privateKeyFromSeed } from './identity.ts';
+import { linkNoiseCrypto } from './noise-crypto.ts';
 
 export const SPHINX_PROTOCOL = '/postmix/sphinx/1';
 
@@ -252,11 +253,13 @@ export class PacketLink {
       return !ok;
     };
     const maxStreams = o.maxMuxedStreamsPerConnection ?? 16;
+    const noiseCrypto = linkNoiseCrypto();
+    if (noiseCrypto.fallbackReason) this.log.warn({}, `link: ${noiseCrypto.fallbackReason}`);
     this.node = await createLibp2p({
       privateKey,
       addresses: { listen: [...o.listen] },
       transports: [tcp()],
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [noise({ crypto: noiseCrypto.crypto })],
       streamMuxers: [
         yamux({
           maxInboundStreams: maxStreams,
