@@ -93,6 +93,28 @@ describe('intake', () => {
     expect(store.partialCount()).toBe(0);
   });
 
+  it('token work once per message: later fragments need no check of their own, yet a revocation mid-message refuses them', () => {
+    const [t] = issuedTokens(issuer, BOB, 1, 1);
+    const payloads = messageFragments(msg(8000), BOB, t!).map((f) => encodeFragment(f, 2048));
+    expect(payloads.length).toBe(5);
+    const first = intake.prepare(payloads[0]!);
+    expect(intake.pendingCheck(first)).toEqual({ recipient: BOB, token: encodeToken(t!), key: expect.any(String) });
+    expect(intake.handlePrepared(first)).toMatchObject({ status: AckStatus.Stored, tokenAccepted: true });
+    // the second fragment finds what the first established (one POPRF evaluation per message)
+    const second = intake.prepare(payloads[1]!);
+    expect(intake.pendingCheck(second)).toBeUndefined();
+    expect(second.facts).toBe(first.facts);
+    expect(intake.handlePrepared(second)).toMatchObject({ status: AckStatus.Stored, tokenAccepted: false });
+    // what the store says is still read per fragment: the key epoch revoked now refuses the rest
+    const fresh = store.rotateUser(BOB, now / 1000);
+    expect(intake.handlePayload(payloads[2]!)).toMatchObject({ status: AckStatus.TokenRefused, tokenReason: 'expired' });
+    // a check run elsewhere (the worker pool) is what the decision uses, and its absence means "check here"
+    const [u] = issuedTokens(issuer, BOB, fresh, 1);
+    const p = intake.prepare(messageFragments(msg(10), BOB, u!).map((f) => encodeFragment(f, 2048))[0]!);
+    intake.recordCheck(p, false);
+    expect(intake.handlePrepared(p)).toMatchObject({ status: AckStatus.TokenRefused, tokenReason: 'invalid' });
+  });
+
   it('a token bound to one message id stays valid for that message only', () => {
     const [t] = issuedTokens(issuer, BOB, 1, 1);
     const frags = messageFragments(msg(3000), BOB, t!);

@@ -26,9 +26,17 @@
  *    byte accounting (stored bytes never exceed the total length) (else Inconsistent);
  * 7. open policy: a new message id counts against the recipient's hourly limit (else
  *    RateLimited). An open-policy user is discoverable by anyone (it accepts without a token).
+ *
+ * Per message, not per fragment: what depends only on a fragment's token bytes and recipient
+ * (the decoded token, its spent-set key, its digest, whether its POPRF output verifies) is pure,
+ * and kept in a bounded memo (`TokenFacts`), so the later fragments of a message (and resends)
+ * find it there; what depends on the store (spent or bound, its key epoch accepted now, the
+ * partial message) is read in the fragment's transaction as before. The POPRF check may be done
+ * ahead of the transaction, on the `[crypto] workers` pool (`pendingCheck`/`recordCheck`,
+ * gateway/group-commit.ts); whether the token is spent is decided here, in the transaction.
  */
-import { AckStatus, decodePayload, encodeAck, encodeLoop, type Decoy, type Fragment } from '../proto/fragment/index.ts';
-import { decodeToken, fragmentTokenDigest, normalizeRecipient, tokenSpendKey, verifyToken, type IssuerKeys } from '../proto/tokens/index.ts';
+import { AckStatus, assemble, decodePayload, encodeAck, encodeLoop, type Decoy, type Fragment } from '../proto/fragment/index.ts';
+import { decodeToken, fragmentTokenDigest, normalizeRecipient, tokenSpendKey, verifyToken, type IssuerKeys, type Token } from '../proto/tokens/index.ts';
 import type { GatewayStore, UserRow } from './store.ts';
 import { bytesEqual } from '../proto/util/bytes.ts';
 
@@ -81,6 +89,37 @@ export function replyOf(res: IntakeResult): { readonly surb: Uint8Array; readonl
   return { surb: f.surb, payload: encodeAck({ messageId: f.messageId, index: f.index, status: res.status }) };
 }
 
+/**
+ * What a fragment's token bytes and recipient establish, whatever the store holds: computed for
+ * the first fragment of a message, found in the memo for the others.
+ */
+export interface TokenFacts {
+  /** null: the bytes are not a token. */
+  readonly tok: Token | null;
+  /** The spent-set key (tokenSpendKey), '' when not a token. */
+  readonly tokenKey: string;
+  /** fragmentTokenDigest of the bytes, as the partial message stores it. */
+  readonly digest: Uint8Array;
+  /** Whether the POPRF output verifies for the recipient (undefined: not checked yet). */
+  valid?: boolean;
+}
+
+/** Entries of the token memo (each ~300 bytes): far more than the messages reassembled at once. */
+export const TOKEN_MEMO_SIZE = 4096;
+
+/** A payload decoded ahead of its transaction (`Intake.prepare`), with its token facts for a fragment. */
+export interface PreparedPayload {
+  readonly decoded: ReturnType<typeof decodePayload>;
+  readonly facts?: TokenFacts;
+}
+
+/** What a token check on another thread needs: the normalized recipient, the token bytes, the memo key. */
+export interface PendingCheck {
+  readonly recipient: string;
+  readonly token: Uint8Array;
+  readonly key: string;
+}
+
 /** What a fragment gets: dropped, or an ACK with its status. */
 export type FragmentResult = Exclude<IntakeResult, { readonly kind: 'decoy' }>;
 
@@ -111,6 +150,8 @@ export class Intake {
   };
   private readonly domains: Set<string>;
   private readonly now: () => number;
+  /** (recipient, token bytes) → TokenFacts, oldest first (bounded by TOKEN_MEMO_SIZE). */
+  private readonly memo = new Map<string, TokenFacts>();
 
   constructor(
     private readonly store: GatewayStore,
@@ -127,7 +168,33 @@ export class Intake {
 
   /** Handles one plaintext payload delivered to MAIL_QUEUE_ID. Never throws for any input. */
   handlePayload(payload: Uint8Array): IntakeResult {
-    const d = decodePayload(payload);
+    return this.handlePrepared(this.prepare(payload));
+  }
+
+  /** Decodes a payload and finds (or computes) its token facts; reads and writes nothing in the store. Never throws. */
+  prepare(payload: Uint8Array): PreparedPayload {
+    const decoded = decodePayload(payload);
+    if (!decoded.ok || decoded.kind !== 'fragment') return { decoded };
+    return { decoded, facts: this.factsOf(decoded.fragment.recipient, decoded.fragment.token) };
+  }
+
+  /** The check a prepared fragment's decision would run (undefined: none, or already known), for another thread to run first. */
+  pendingCheck(p: PreparedPayload): PendingCheck | undefined {
+    const facts = p.facts;
+    if (!facts || facts.tok === null || facts.valid !== undefined || !p.decoded.ok || p.decoded.kind !== 'fragment') return undefined;
+    const recipient = p.decoded.fragment.recipient;
+    if (normalizeRecipient(recipient) !== recipient || !this.servesDomain(recipient)) return undefined;
+    return { recipient, token: p.decoded.fragment.token, key: memoKey(recipient, p.decoded.fragment.token) };
+  }
+
+  /** The result of a prepared fragment's check, run elsewhere (verifyToken on the same issuer key, recipient and bytes). */
+  recordCheck(p: PreparedPayload, valid: boolean): void {
+    if (p.facts) p.facts.valid = valid;
+  }
+
+  /** Decides a prepared payload (in its transaction); the counters as handlePayload. Never throws for any input. */
+  handlePrepared(p: PreparedPayload): IntakeResult {
+    const d = p.decoded;
     if (d.ok && d.kind === 'decoy') {
       this.counters.decoys++;
       return { kind: 'decoy', decoy: d.decoy };
@@ -135,7 +202,20 @@ export class Intake {
     this.counters.fragmentsIn++;
     if (!d.ok) return this.drop('malformed');
     if (d.kind !== 'fragment') return this.drop('not-a-fragment');
-    return this.handleFragment(d.fragment);
+    const f = d.fragment;
+    const facts = p.facts ?? this.factsOf(f.recipient, f.token);
+    return this.store.tx(() => this.decide(f, facts));
+  }
+
+  private factsOf(recipient: string, token: Uint8Array): TokenFacts {
+    const key = memoKey(recipient, token);
+    const hit = this.memo.get(key);
+    if (hit) return hit;
+    const tok = decodeToken(token);
+    const facts: TokenFacts = { tok, tokenKey: tok ? tokenSpendKey(tok) : '', digest: fragmentTokenDigest(token) };
+    if (this.memo.size >= TOKEN_MEMO_SIZE) this.memo.delete(this.memo.keys().next().value!);
+    this.memo.set(key, facts);
+    return facts;
   }
 
   private drop(reason: IntakeDropReason): FragmentResult {
@@ -158,16 +238,21 @@ export class Intake {
    * user exists, its key epoch matches or not, so that an anonymous prober sees the same answer
    * after the same work for an unknown user as for a known one.
    */
-  private checkToken(user: UserRow | undefined, f: Fragment, recipient: string): FragmentResult | { tokenKey: string; keyEpoch: number; newBinding: boolean } {
+  private checkToken(
+    user: UserRow | undefined,
+    f: Fragment,
+    recipient: string,
+    facts: TokenFacts,
+  ): FragmentResult | { tokenKey: string; keyEpoch: number; newBinding: boolean } {
     const refuse = (reason: TokenRejectReason): FragmentResult => {
       if (user) return this.refuseToken(f, reason);
       this.counters.refused['unknown-recipient']++;
       return this.ack(AckStatus.TokenRefused, f);
     };
     if (f.token.length === 0) return refuse('missing');
-    const tok = decodeToken(f.token);
+    const tok = facts.tok;
     if (!tok) return refuse('malformed');
-    const tokenKey = tokenSpendKey(tok);
+    const tokenKey = facts.tokenKey;
     const bound = this.store.spentFor(tokenKey);
     // its key epoch verifies now: in its window, or the grace after a scheduled end, and not
     // revoked (looked up for unknown users too, where no epoch matches: the same work)
@@ -185,7 +270,8 @@ export class Intake {
       // bound to this message while it is reassembled: it verified when it was bound
       return { tokenKey, keyEpoch: tok.keyEpoch, newBinding: false };
     }
-    const valid = verifyToken(this.opts.issuer, recipient, tok);
+    // checked ahead on the pool (recordCheck), or here; either way for unknown users too
+    const valid = (facts.valid ??= verifyToken(this.opts.issuer, recipient, tok));
     if (!user) return refuse('invalid');
     if (!epochOk) return refuse('expired');
     if (!valid) return refuse('invalid');
@@ -198,10 +284,11 @@ export class Intake {
    * nothing read here has to be read again before it is written.
    */
   handleFragment(f: Fragment): FragmentResult {
-    return this.store.tx(() => this.decide(f));
+    const facts = this.factsOf(f.recipient, f.token);
+    return this.store.tx(() => this.decide(f, facts));
   }
 
-  private decide(f: Fragment): FragmentResult {
+  private decide(f: Fragment, facts: TokenFacts): FragmentResult {
     const recipient = normalizeRecipient(f.recipient);
     if (recipient !== f.recipient || !this.servesDomain(recipient)) return this.drop('foreign-domain');
     const user = this.store.getUser(recipient);
@@ -211,7 +298,7 @@ export class Intake {
         return this.ack(AckStatus.UnknownRecipient, f);
       }
       // answered as a known user's invalid token is (checkToken never admits an unknown user)
-      const c = this.checkToken(undefined, f, recipient);
+      const c = this.checkToken(undefined, f, recipient, facts);
       return 'kind' in c ? c : this.ack(AckStatus.TokenRefused, f);
     }
     // permission first: nothing that depends on the user's existence or state is answered before
@@ -219,7 +306,7 @@ export class Intake {
     let keyEpoch = 0;
     let newBinding = false;
     if (user.policy === 'tokens') {
-      const c = this.checkToken(user, f, recipient);
+      const c = this.checkToken(user, f, recipient, facts);
       if ('kind' in c) return c;
       ({ tokenKey, keyEpoch, newBinding } = c);
     }
@@ -249,7 +336,7 @@ export class Intake {
         partial.recipient !== recipient ||
         partial.count !== f.count ||
         partial.totalLength !== f.totalLength ||
-        !bytesEqual(partial.tokenDigest, fragmentTokenDigest(f.token))
+        !bytesEqual(partial.tokenDigest, facts.digest)
       ) {
         return inconsistent();
       }
@@ -272,23 +359,24 @@ export class Intake {
           count: f.count,
           totalLength: f.totalLength,
           token: f.token,
+          tokenDigest: facts.digest,
           now,
           ttlMs: this.opts.reassemblyTtlMs,
         });
         if (user.policy === 'open') this.store.rateBump(recipient, Math.floor(now / 3_600_000));
         have = { received: 0, bytes: 0 };
       }
-      if (tokenKey !== null) this.store.markSpent(tokenKey, f.messageId, recipient, keyEpoch, now);
-      if (this.store.hasFragment(f.messageId, f.index)) return { status: AckStatus.Stored, stored: false };
+      // a token already bound to this message has its row (the insert would be a no-op)
+      if (tokenKey !== null && newBinding) this.store.markSpent(tokenKey, f.messageId, recipient, keyEpoch, now);
       const isLast = f.index === f.count - 1;
-      // the last fragment may be short; the others must leave room for the rest
-      if (have.bytes + f.data.length > f.totalLength || (!isLast && f.data.length === 0)) return { status: AckStatus.Inconsistent, stored: false };
-      const stored = this.store.putFragment(f.messageId, f.index, f.data);
-      if (!stored) return { status: AckStatus.Stored, stored: false };
+      // a duplicate index is Stored again; a new one: the last fragment may be short, the others
+      // must leave room for the rest
+      const put = this.store.putFragment(f.messageId, f.index, f.data, () => have.bytes + f.data.length <= f.totalLength && (isLast || f.data.length > 0));
+      if (put === 'duplicate') return { status: AckStatus.Stored, stored: false };
+      if (put === 'refused') return { status: AckStatus.Inconsistent, stored: false };
       if (have.received + 1 < f.count) return { status: AckStatus.Stored, stored: true };
-      const frags = this.store.fragments(f.messageId);
-      const body = Buffer.concat(frags.map((x) => x.data));
-      if (frags.length !== f.count || body.length !== f.totalLength) {
+      const body = assemble(new Map(this.store.fragments(f.messageId).map((x) => [x.idx, x.data])), f.count, f.totalLength);
+      if (body === null) {
         this.store.dropPartial(f.messageId);
         return { status: AckStatus.Inconsistent, stored: false };
       }
@@ -308,4 +396,9 @@ export class Intake {
       ...(r.handoffId ? { handoffId: r.handoffId } : {}),
     });
   }
+}
+
+/** The memo's key: the recipient as the fragment carries it and the token bytes (latin1: one char per byte). */
+function memoKey(recipient: string, token: Uint8Array): string {
+  return recipient + '\n' + Buffer.from(token.buffer, token.byteOffset, token.byteLength).toString('latin1');
 }

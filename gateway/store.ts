@@ -284,6 +284,7 @@ export class GatewayStore {
       fragAll: d.prepare<[Buffer], { idx: number; data: Buffer }>('SELECT idx, data FROM fragments WHERE message_id = ? ORDER BY idx'),
       fragHas: d.prepare<[Buffer, number], { 1: number }>('SELECT 1 FROM fragments WHERE message_id = ? AND idx = ?'),
       fragDel: d.prepare<[Buffer]>('DELETE FROM fragments WHERE message_id = ?'),
+      fragDelOne: d.prepare<[Buffer, number]>('DELETE FROM fragments WHERE message_id = ? AND idx = ?'),
       queueGet: d.prepare<[Buffer], RawQueue>('SELECT * FROM queue WHERE message_id = ?'),
       queueGetById: d.prepare<[string], RawQueue>('SELECT * FROM queue WHERE queue_id = ?'),
       queuePut: d.prepare<[Buffer, string, string, Buffer, number, number, number]>(
@@ -648,16 +649,35 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
     );
   }
 
-  createPartial(p: { messageId: Uint8Array; recipient: string; count: number; totalLength: number; token: Uint8Array; now: number; ttlMs: number }): void {
-    this.st.partialPut.run(b(p.messageId), p.recipient, p.count, p.totalLength, b(fragmentTokenDigest(p.token)), p.now, p.now + p.ttlMs);
+  createPartial(p: {
+    messageId: Uint8Array;
+    recipient: string;
+    count: number;
+    totalLength: number;
+    token: Uint8Array;
+    /** fragmentTokenDigest(token), when the caller has it. */
+    tokenDigest?: Uint8Array;
+    now: number;
+    ttlMs: number;
+  }): void {
+    this.st.partialPut.run(b(p.messageId), p.recipient, p.count, p.totalLength, b(p.tokenDigest ?? fragmentTokenDigest(p.token)), p.now, p.now + p.ttlMs);
   }
 
-  /** Stores a fragment; false when that index was already stored (a duplicate). */
-  putFragment(messageId: Uint8Array, index: number, data: Uint8Array): boolean {
-    const r = this.st.fragPut.run(b(messageId), index, b(data));
-    if (r.changes === 0) return false;
-    this.st.partialBump.run(data.length, b(messageId));
-    return true;
+  /**
+   * Stores a fragment: 'duplicate' when that index was already stored; 'refused' (nothing
+   * stored) when `fits` says no, asked only for a new index (one statement for the common case
+   * instead of a lookup before the insert; inside the caller's transaction).
+   */
+  putFragment(messageId: Uint8Array, index: number, data: Uint8Array, fits?: () => boolean): 'stored' | 'duplicate' | 'refused' {
+    const id = b(messageId);
+    const r = this.st.fragPut.run(id, index, b(data));
+    if (r.changes === 0) return 'duplicate';
+    if (fits && !fits()) {
+      this.st.fragDelOne.run(id, index);
+      return 'refused';
+    }
+    this.st.partialBump.run(data.length, id);
+    return 'stored';
   }
 
   hasFragment(messageId: Uint8Array, index: number): boolean {
