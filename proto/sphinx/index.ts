@@ -35,4 +35,5 @@ export {
   type SurbKeys,
   type CreatedSurb,
   type CreateSurbInput,
+  type SurbUseResult,
 } from './surb.ts';

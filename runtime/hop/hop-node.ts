@@ -237,6 +237,11 @@ export class HopNode {
     return this.pool ? this.config.file.crypto.workers : 0;
   }
 
+  /** The `[crypto] workers` pool, once started (undefined with workers = 0): a role may run its own pure jobs on it (the gateway's token checks and ACKs). */
+  get cryptoPool(): UnwrapPool | undefined {
+    return this.pool;
+  }
+
   /** The unwrap pool's counters (undefined with `[crypto] workers = 0`). */
   get poolStats(): PoolStats | undefined {
     return this.pool && this.pooled ? { ...this.pool.stats, queuedFrames: this.pooled.queuedFrames, inlineFrames: this.pooled.inline } : undefined;

@@ -66,9 +66,9 @@ export interface UnwrapPoolOptions {
 export interface PoolStats {
   /** Live worker threads (the configured count, but for one being replaced). */
   readonly workers: number;
-  /** Batches handed to a worker (a batch run again counts again). */
+  /** Jobs handed to a worker (a job run again counts again): batches of frames, and a gateway's token checks and ACKs. */
   readonly batches: number;
-  /** Frames in those batches. */
+  /** Frames in the batches of frames among them. */
   readonly frames: number;
   /** Frames waiting for a worker or in one: the open batch, queued batches, batches in flight. */
   readonly queuedFrames: number;
@@ -81,8 +81,15 @@ export interface PoolStats {
   readonly inlineFrames: number;
 }
 
-/** One batch for the pool: frames and result slots in shared buffers (the worker's message, less its id). */
-export type PoolJob = Omit<BatchMessage, 'id'>;
+/**
+ * One job for the pool (the worker's message, less its id): a batch of frames to peel, or a
+ * gateway's token checks or ACK packets (proto/hop/reply-batch.ts); inputs in the message or in
+ * shared buffers, results in shared buffers.
+ */
+export type PoolJob = BatchMessage extends infer M ? (M extends { readonly id: number } ? Omit<M, 'id'> : never) : never;
+
+/** Frames a job holds (only a batch to peel counts toward the frame figures and the pool's bound). */
+const framesOf = (j: PoolJob): number => (j.kind === 'unwrap' ? j.count : 0);
 
 interface Pending {
   readonly job: PoolJob;
@@ -206,7 +213,7 @@ export class UnwrapPool {
     for (const p of slot.inFlight.values()) {
       p.attempts++;
       if (p.attempts >= 2) {
-        this.counts.lostFrames += p.job.count;
+        this.counts.lostFrames += framesOf(p.job);
         this.settle(p, false);
       } else again.push(p);
     }
@@ -247,7 +254,7 @@ export class UnwrapPool {
   }
 
   private settle(p: Pending, ok: boolean): void {
-    this.outstanding -= p.job.count;
+    this.outstanding -= framesOf(p.job);
     p.done(ok);
   }
 
@@ -260,12 +267,12 @@ export class UnwrapPool {
   }
 
   /**
-   * Peels a batch on a worker; `done(true)` once its results are written, `done(false)` when it
+   * Runs a job on a worker; `done(true)` once its results are written, `done(false)` when it
    * was dropped (worker crashes, or closing). `done` may run synchronously inside poll().
    */
   run(job: PoolJob, done: (ok: boolean) => void): void {
     if (this.closing) return done(false);
-    this.outstanding += job.count;
+    this.outstanding += framesOf(job);
     this.queue.push({ job, id: this.nextId++, attempts: 0, done });
     this.pump();
   }
@@ -278,9 +285,8 @@ export class UnwrapPool {
       const p = this.queue.shift()!;
       best.inFlight.set(p.id, p);
       this.counts.batches++;
-      this.counts.frames += p.job.count;
-      const j = p.job;
-      const m: BatchMessage = { id: p.id, geometry: j.geometry, count: j.count, frames: j.frames, results: j.results, keyIndex: j.keyIndex, keys: j.keys };
+      this.counts.frames += framesOf(p.job);
+      const m = { ...p.job, id: p.id } as BatchMessage;
       best.worker.postMessage(m);
     }
   }
@@ -433,6 +439,7 @@ export class PooledFrames<P> {
     this.inFlightBatches++;
     this.pool.run(
       {
+        kind: 'unwrap',
         geometry: b.geometry,
         count: b.count,
         frames: b.frames,
