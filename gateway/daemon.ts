@@ -20,7 +20,7 @@
  */
 import type { Logger } from 'pino';
 import { isMailQueue, mailboxItemOf } from '../proto/mailbox/index.ts';
-import { fastestSuite, packetFromSurb, type Geometry, type HopDeliver } from '../proto/sphinx/index.ts';
+import type { Geometry, HopDeliver, SurbUseResult } from '../proto/sphinx/index.ts';
 import { useFastestTokenChecks, type IssuerKeys } from '../proto/tokens/index.ts';
 import { hex } from '../proto/util/bytes.ts';
 import { listenError } from '../runtime/errors.ts';
@@ -30,6 +30,7 @@ import { issuanceLimits, loadOrCreateIssuer, rotationPolicy, type GatewayConfig 
 import { HandoffWorker } from './handoff.ts';
 import { checkMxTls, mxTlsSettingsOf } from './mx-tls.ts';
 import { GroupCommit } from './group-commit.ts';
+import { PoolReplies, PoolTokenChecks } from './crypto-offload.ts';
 import { Intake, replyOf, type IntakeResult } from './intake.ts';
 import { startIssuanceServer, type IssuanceServer } from './issuance.ts';
 import { bump } from '../runtime/metrics.ts';
@@ -50,6 +51,9 @@ export class Gateway {
   readonly issuer: IssuerKeys;
   readonly intake: Intake;
   readonly commits: GroupCommit;
+  /** Token checks and ACK packets on the `[crypto] workers` pool (this thread without one, or while closing). */
+  private readonly tokenChecks: PoolTokenChecks;
+  private readonly replies: PoolReplies;
   readonly handoff: HandoffWorker;
   readonly mailboxes: MailboxServer;
   readonly counters: GatewayCounters = newGatewayCounters();
@@ -106,7 +110,13 @@ export class Gateway {
       ackUnknownRecipient: f.intake.ack_unknown_recipient,
       now: nowMs,
     });
+    this.tokenChecks = new PoolTokenChecks(() => this.hop.cryptoPool, this.issuer);
+    this.replies = new PoolReplies(
+      () => (this.closed ? undefined : this.hop.cryptoPool),
+      (err) => this.log.error({ err: String(err) }, 'ACK not sent'),
+    );
     this.commits = new GroupCommit(this.store, this.intake, {
+      checks: (recipient, token, key, done) => this.tokenChecks.check(recipient, token, key, done),
       maxWaitMs: f.intake.group_commit_wait_ms,
       maxFragments: f.intake.group_commit_max_fragments,
       fsync: f.intake.group_commit_fsync,
@@ -262,24 +272,22 @@ export class Gateway {
     // the hand-off to the MX starts when the ACK leaves, not at the commit: the MX link would
     // otherwise show which arrival completed a message, milliseconds after it
     const then = completed ? () => this.handoff.wake() : undefined;
-    // built only now (the fragment, and message, are committed); held until the hop delay is over.
+    // built only now (the fragment, and message, are committed), on the pool (the LIONESS over
+    // the payload), under the geometry the packet came in with; held until the hop delay is over.
     // A decoy's answer is built and held the same way, so it leaves as an ACK would.
     const reply = replyOf(res);
-    const ack = reply && this.ackPacket(reply.surb, reply.payload, geometry);
+    if (!reply) return this.emitAnswer(undefined, due, then);
+    this.replies.build(geometry, reply.surb, reply.payload, (p) => this.emitAnswer(p, due, then));
+  }
+
+  /** The ACK (or a decoy's answer) built from its SURB (undefined: none to send) leaves at `due`. */
+  private emitAnswer(p: SurbUseResult | undefined, due: number, then: (() => void) | undefined): void {
+    if (p && !p.ok) bump(this.counters.acksUnsent, p.reason);
+    const ack = p?.ok ? p : undefined;
     const wait = due - performance.now();
     if (wait <= 0) this.counters.acksPastDelay++;
     const unsent = this.hop.emitLater(ack?.firstHop, ack?.packet, wait, then);
     if (unsent && ack) bump(this.counters.acksUnsent, unsent);
-  }
-
-  /** The ACK (or a decoy's answer) as a Sphinx packet built from the SURB, under the geometry the packet came in with (undefined: none to send). */
-  private ackPacket(surb: Uint8Array, ack: Uint8Array, geometry: Geometry): { firstHop: Uint8Array; packet: Uint8Array } | undefined {
-    const p = packetFromSurb(fastestSuite, geometry, surb, ack);
-    if (!p.ok) {
-      bump(this.counters.acksUnsent, p.reason);
-      return undefined;
-    }
-    return { firstHop: p.firstHop, packet: p.packet };
   }
 
   // ---- epochs ----

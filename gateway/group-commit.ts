@@ -25,9 +25,20 @@
  * (Committed but not yet fsynced rows are visible to the hand-off: after a power loss in that
  * window a message can reach the MX and still be resent by its sender, a duplicate, never a
  * loss.)
+ *
+ * Token checks ahead of the batch (`checks`, the `[crypto] workers` pool: gateway/crypto-offload.ts):
+ * a fragment whose token's POPRF check is not known yet is decoded at once, its check sent to
+ * the pool, and the fragment joins the batch only when the check is back (the fragments of one
+ * token in flight wait for the same check). The check says only whether the token is valid;
+ * whether it is spent is decided in the batch's transaction, one fragment after the other, as
+ * without the pool: of two fragments of one token, of different messages, in flight at once,
+ * the first decided binds it and the second finds it spent. A check the pool cannot run (two
+ * workers crashed on it, or closing) comes back unknown and the intake checks it on this thread
+ * in the transaction; `settle` takes the fragments still waiting for a check the same way.
  */
 import type { GatewayStore } from './store.ts';
-import type { Intake, IntakeCounters, IntakeResult } from './intake.ts';
+import type { Intake, IntakeCounters, IntakeResult, PreparedPayload } from './intake.ts';
+import type { TokenCheckDone } from './crypto-offload.ts';
 
 /** The gateway's defaults ([intake] group_commit_wait_ms, group_commit_max_fragments). */
 export const GROUP_COMMIT_DEFAULTS = { maxWaitMs: 2, maxFragments: 64, fsync: 'overlapped' } as const;
@@ -42,6 +53,11 @@ export interface GroupCommitOptions {
   readonly maxFragments: number;
   /** Where the fsync that makes a batch durable runs (default 'in-commit'). */
   readonly fsync?: FsyncMode;
+  /**
+   * Where token checks run ahead of the batch (PoolTokenChecks.check): returns false when it
+   * cannot take one (then the intake checks in the transaction). Without it: all in the transaction.
+   */
+  readonly checks?: (recipient: string, token: Uint8Array, key: string, done: TokenCheckDone) => boolean;
   /** A fragment's processing threw (it gets no answer) or a batch's commit failed (none of it does). */
   readonly onError?: (err: unknown, what: 'fragment' | 'commit' | 'answer', fragments: number) => void;
 }
@@ -65,7 +81,7 @@ export interface GroupCommitCounters {
 }
 
 interface Waiting {
-  readonly payload: Uint8Array;
+  readonly prepared: PreparedPayload;
   readonly done: OnCommitted;
 }
 
@@ -86,6 +102,8 @@ function restoreCounters(target: IntakeCounters, saved: IntakeCounters): void {
 export class GroupCommit {
   readonly counters: GroupCommitCounters = { commits: 0, fsyncs: 0, committedFragments: 0, failedCommits: 0, failedFragments: 0, largestBatch: 0 };
   private waiting: Waiting[] = [];
+  /** decoded, waiting for their token check (then they join `waiting`) */
+  private readonly checking = new Set<Waiting>();
   /** committed, waiting for the next fsync */
   private unsynced: Unsynced[] = [];
   /** committed, covered by the fsync in flight */
@@ -106,7 +124,7 @@ export class GroupCommit {
   /** Fragments waiting for their commit or for the fsync after it. */
   get pending(): number {
     const n = (xs: readonly Unsynced[] | undefined) => (xs ?? []).reduce((a, u) => a + u.batch.length, 0);
-    return this.waiting.length + n(this.unsynced) + n(this.syncing);
+    return this.waiting.length + this.checking.size + n(this.unsynced) + n(this.syncing);
   }
 
   private get overlapped(): boolean {
@@ -115,7 +133,33 @@ export class GroupCommit {
 
   /** Takes one payload delivered to MAIL_QUEUE_ID; `done` is called after the commit that holds it. */
   submit(payload: Uint8Array, done: OnCommitted): void {
-    this.waiting.push({ payload, done });
+    let prepared: PreparedPayload;
+    try {
+      prepared = this.intake.prepare(payload);
+    } catch (e) {
+      // (prepare never throws for any bytes; a bug must not take the gateway down)
+      this.counters.failedFragments++;
+      this.opts.onError?.(e, 'fragment', 1);
+      return;
+    }
+    const w: Waiting = { prepared, done };
+    const check = this.closed ? undefined : this.intake.pendingCheck(prepared);
+    if (check && this.opts.checks) {
+      this.checking.add(w);
+      const taken = this.opts.checks(check.recipient, check.token, check.key, (valid) => {
+        // settled meanwhile: it was decided with a check on this thread
+        if (!this.checking.delete(w)) return;
+        if (valid !== undefined) this.intake.recordCheck(prepared, valid);
+        this.enqueue(w);
+      });
+      if (taken) return;
+      this.checking.delete(w);
+    }
+    this.enqueue(w);
+  }
+
+  private enqueue(w: Waiting): void {
+    this.waiting.push(w);
     // after close nothing waits: committed (or refused by a closed store) at once
     if (this.closed || this.waiting.length >= this.opts.maxFragments) {
       this.flush();
@@ -151,7 +195,7 @@ export class GroupCommit {
             batch.map((w, i) => {
               if (skip.has(i)) return undefined;
               try {
-                return this.intake.handlePayload(w.payload);
+                return this.intake.handlePrepared(w.prepared);
               } catch (e) {
                 threw = i;
                 throw e;
@@ -185,6 +229,9 @@ export class GroupCommit {
 
   /** Commits what waits and makes every committed batch durable now, answering all of it (shutdown). */
   settle(): void {
+    // what waits for a token check is decided now, checked on this thread
+    for (const w of this.checking) this.waiting.push(w);
+    this.checking.clear();
     this.flush();
     const all = [...(this.syncing ?? []), ...this.unsynced];
     // the fsync in flight, if any, is answered here; its callback finds nothing to do
