@@ -237,6 +237,8 @@ export class GatewayStore {
   private readonly txRunner: Database.Transaction<(fn: () => unknown) => unknown>;
   private inBatch = false;
   private readonly fullSync: boolean;
+  /** PRAGMA synchronous = NORMAL / FULL around a deferFsync batch, prepared once (db.pragma() prepares per call) */
+  private readonly syncPragma: { readonly normal: Database.Statement; readonly full: Database.Statement };
   /** fsyncs the WAL for batches committed with `deferFsync` (runtime/wal-sync.ts) */
   readonly wal: WalSync;
 
@@ -260,6 +262,7 @@ export class GatewayStore {
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
     this.txRunner = this.db.transaction((fn: () => unknown) => fn());
+    this.syncPragma = { normal: this.db.prepare('PRAGMA synchronous = NORMAL'), full: this.db.prepare('PRAGMA synchronous = FULL') };
     this.migrate();
     const d = this.db;
     this.st = {
@@ -410,7 +413,7 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
    */
   batch<T>(fn: () => T, opts: { readonly deferFsync?: boolean } = {}): T {
     const defer = opts.deferFsync === true && this.fullSync;
-    if (defer) this.db.pragma('synchronous = NORMAL');
+    if (defer) this.syncPragma.normal.run();
     try {
       return this.txRunner.immediate(() => {
         this.inBatch = true;
@@ -421,7 +424,7 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
         }
       }) as T;
     } finally {
-      if (defer) this.db.pragma('synchronous = FULL');
+      if (defer) this.syncPragma.full.run();
     }
   }
 
