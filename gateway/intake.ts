@@ -311,7 +311,11 @@ export class Intake {
       ({ tokenKey, keyEpoch, newBinding } = c);
     }
     const now = this.now();
-    const q = this.store.handoffOf(f.messageId);
+    // a message is either being reassembled (its partial row) or queued, never both: the
+    // transaction that queues it drops its partial, and a partial is created only when no queue
+    // row exists (below). So the queue is looked up only for a message with no partial.
+    const partial = this.store.getPartial(f.messageId);
+    const q = partial ? undefined : this.store.handoffOf(f.messageId);
     if (q) {
       if (q.recipient !== recipient) {
         this.counters.refused.inconsistent++;
@@ -330,7 +334,6 @@ export class Intake {
     };
     // every fragment but possibly the last carries ≥ 1 byte, so count ≤ max(1, totalLength)
     if (f.count > Math.max(1, f.totalLength)) return inconsistent();
-    const partial = this.store.getPartial(f.messageId);
     if (partial) {
       if (
         partial.recipient !== recipient ||
