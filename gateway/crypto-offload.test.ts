@@ -166,14 +166,19 @@ describe('ACK packets on the worker pool', () => {
       const p = await crashingPool(crashes);
       const replies = new PoolReplies(() => p);
       const got: SurbUseResult[] = [];
-      replies.build(geom, surb, payload, (r) => got.push(r));
-      replies.build(geom, surb.subarray(1), payload, (r) => got.push(r));
-      replies.build(geom, surb, new Uint8Array(geom.payloadSize + 1), (r) => got.push(r));
-      expect(got).toEqual([]);
-      await until(() => got.length === 3, 'built');
+      const payload2 = new Uint8Array(geom.payloadSize).fill(9);
+      replies.build(geom, surb, payload, (r) => (got[0] = r));
+      replies.build(geom, surb.subarray(1), payload, (r) => (got[1] = r));
+      replies.build(geom, surb, new Uint8Array(geom.payloadSize + 1), (r) => (got[2] = r));
+      replies.build(geom, surb, payload2, (r) => (got[3] = r));
+      // refused for their lengths: at once; the others from the pool
+      expect(got.filter(Boolean)).toEqual([
+        { ok: false, reason: 'bad-length' },
+        { ok: false, reason: 'bad-payload-size' },
+      ]);
+      await until(() => got.filter(Boolean).length === 4, 'built');
       expect(got[0]).toEqual(packetFromSurb(fastestSuite, geom, surb, payload));
-      expect(got[1]).toEqual({ ok: false, reason: 'bad-length' });
-      expect(got[2]).toEqual({ ok: false, reason: 'bad-payload-size' });
+      expect(got[3]).toEqual(packetFromSurb(fastestSuite, geom, surb, payload2));
       expect(p.stats.crashes).toBe(crashes);
     });
   }

@@ -10,7 +10,7 @@
  * batch's transaction, after its check came back (gateway/group-commit.ts), and an ACK is asked
  * for only once the commit holding its fragment is durable.
  */
-import { readReplySlot, replySlotBytes, type ReplyJob } from '../proto/hop/reply-batch.ts';
+import { readReplySlot, replyInputBytes, replySlotBytes, writeReplyInput, type ReplyJob } from '../proto/hop/reply-batch.ts';
 import { fastestSuite, packetFromSurb, type Geometry, type SurbUseResult } from '../proto/sphinx/index.ts';
 import type { IssuerKeys } from '../proto/tokens/index.ts';
 import type { UnwrapPool } from '../runtime/hop/unwrap-pool.ts';
@@ -87,6 +87,8 @@ export class PoolTokenChecks {
 
 interface OpenReplies {
   readonly geometry: Geometry;
+  readonly inputs: SharedArrayBuffer;
+  readonly view: Uint8Array;
   readonly items: { surb: Uint8Array; payload: Uint8Array }[];
   readonly done: ((r: SurbUseResult) => void)[];
 }
@@ -102,19 +104,22 @@ export class PoolReplies {
     private readonly maxBatch = 64,
   ) {}
 
-  /** Builds the packet of `payload` through `surb`; `done` runs at once without a pool, later with one. */
+  /** Builds the packet of `payload` through `surb`; `done` runs at once without a pool (or for a refusal by length), later with one. */
   build(geometry: Geometry, surb: Uint8Array, payload: Uint8Array, done: (r: SurbUseResult) => void): void {
     const pool = this.pool();
     if (!pool) return done(packetFromSurb(fastestSuite, geometry, surb, payload));
     if (this.open && this.open.geometry !== geometry) this.seal(pool);
     const b = (this.open ??= this.newOpen(pool, geometry));
+    // refused for its lengths: answered here, at once
+    if (!writeReplyInput(geometry, b.view, b.items.length, surb, payload)) return done(packetFromSurb(fastestSuite, geometry, surb, payload));
     b.items.push({ surb, payload });
     b.done.push(done);
     if (b.items.length >= this.maxBatch) this.seal(pool);
   }
 
   private newOpen(pool: UnwrapPool, geometry: Geometry): OpenReplies {
-    const b: OpenReplies = { geometry, items: [], done: [] };
+    const inputs = new SharedArrayBuffer(this.maxBatch * replyInputBytes(geometry));
+    const b: OpenReplies = { geometry, inputs, view: new Uint8Array(inputs), items: [], done: [] };
     setImmediate(() => {
       if (this.open === b) this.seal(pool);
     });
@@ -123,13 +128,13 @@ export class PoolReplies {
 
   private seal(pool: UnwrapPool): void {
     const b = this.open;
-    if (!b) return;
+    if (!b || b.items.length === 0) return;
     this.open = undefined;
     const job: ReplyJob = {
       kind: 'replies',
       count: b.items.length,
       geometry: b.geometry,
-      items: b.items,
+      inputs: b.inputs,
       results: new SharedArrayBuffer(b.items.length * replySlotBytes(b.geometry)),
     };
     pool.run(job, (ok) => {

@@ -6,8 +6,13 @@
  * - 'tokens': POPRF token checks (verifyToken: is this token valid for this recipient under its
  *   key epoch?), one result byte each (1 valid). Whether a token is spent is not decided here: the
  *   event loop decides that in the intake's transaction, after the check (gateway/intake.ts);
- * - 'replies': ACK packets built from their SURBs (packetFromSurb: the LIONESS over the payload),
- *   each into a fixed-size slot of the shared result buffer:
+ * - 'replies': ACK packets built from their SURBs (packetFromSurb: the LIONESS over the payload).
+ *   The inputs come in fixed-size slots of a shared buffer (no structured clone per item):
+ *
+ *     0..2     payload length (u16, little endian)
+ *     2..      the SURB (the geometry's SURB length), then the payload
+ *
+ *   and each result goes into a fixed-size slot of the shared result buffer:
  *
  *     0        status: 0 built, else 1 + the index of the refusal reason in REPLY_REFUSALS
  *     1..33    first hop (node id)
@@ -32,7 +37,8 @@ export interface ReplyJob {
   readonly kind: 'replies';
   readonly count: number;
   readonly geometry: Geometry;
-  readonly items: readonly { readonly surb: Uint8Array; readonly payload: Uint8Array }[];
+  /** count × replyInputBytes(geometry), written with writeReplyInput. */
+  readonly inputs: SharedArrayBuffer;
   /** count × replySlotBytes(geometry). */
   readonly results: SharedArrayBuffer;
 }
@@ -46,16 +52,33 @@ export function replySlotBytes(geom: Geometry): number {
   return PACKET_AT + packetSizes(geom).packet;
 }
 
-/** Builds reply `i` of a job (packetFromSurb) into its slot. Never throws. */
-export function writeReplySlot(
-  suite: SphinxSuite,
-  geom: Geometry,
-  out: Uint8Array,
-  i: number,
-  item: { readonly surb: Uint8Array; readonly payload: Uint8Array },
-): void {
+/** Bytes of one input slot for a geometry. */
+export function replyInputBytes(geom: Geometry): number {
+  return 2 + packetSizes(geom).surb + geom.payloadSize;
+}
+
+/**
+ * Writes input `i` of a job; false (nothing written) when packetFromSurb would refuse it for its
+ * lengths, which the caller then answers itself.
+ */
+export function writeReplyInput(geom: Geometry, inputs: Uint8Array, i: number, surb: Uint8Array, payload: Uint8Array): boolean {
+  const S = packetSizes(geom).surb;
+  if (surb.length !== S || payload.length > geom.payloadSize) return false;
+  const o = i * replyInputBytes(geom);
+  inputs[o] = payload.length & 0xff;
+  inputs[o + 1] = payload.length >>> 8;
+  inputs.set(surb, o + 2);
+  inputs.set(payload, o + 2 + S);
+  return true;
+}
+
+/** Builds reply `i` of a job (packetFromSurb on input slot `i`) into its result slot. Never throws. */
+export function buildReplySlot(suite: SphinxSuite, geom: Geometry, inputs: Uint8Array, out: Uint8Array, i: number): void {
+  const S = packetSizes(geom).surb;
+  const io = i * replyInputBytes(geom);
+  const len = inputs[io]! | (inputs[io + 1]! << 8);
   const o = i * replySlotBytes(geom);
-  const r = packetFromSurb(suite, geom, item.surb, item.payload);
+  const r = packetFromSurb(suite, geom, inputs.subarray(io + 2, io + 2 + S), inputs.subarray(io + 2 + S, io + 2 + S + len));
   if (!r.ok) {
     out[o] = 1 + REPLY_REFUSALS.indexOf(r.reason);
     return;

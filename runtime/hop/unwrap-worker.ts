@@ -13,7 +13,7 @@ import { unwrapBatch } from '../../proto/hop/unwrap-batch.ts';
 import { fastestSuiteSelection, nobleSuite, nodeSuite, prepareHopKey, type Geometry, type HopPrivateKey, type SphinxSuite } from '../../proto/sphinx/index.ts';
 import { bytesEqual } from '../../proto/util/bytes.ts';
 import { decodeToken, useFastestTokenChecks, verifyToken, type IssuerKeys } from '../../proto/tokens/index.ts';
-import { writeReplySlot, type ReplyJob, type TokenJob } from '../../proto/hop/reply-batch.ts';
+import { buildReplySlot, type ReplyJob, type TokenJob } from '../../proto/hop/reply-batch.ts';
 
 /** What the event loop sends for one batch of frames to peel. */
 export interface UnwrapMessage {
@@ -88,8 +88,9 @@ export function runUnwrapWorker(): void {
       return;
     }
     if (m.kind === 'replies') {
+      const inputs = new Uint8Array(m.inputs);
       const out = new Uint8Array(m.results);
-      for (let i = 0; i < m.count; i++) writeReplySlot(suite, m.geometry, out, i, m.items[i]!);
+      for (let i = 0; i < m.count; i++) buildReplySlot(suite, m.geometry, inputs, out, i);
       data.done.postMessage(m.id);
       return;
     }
