@@ -183,6 +183,23 @@ describe('ACK packets on the worker pool', () => {
     });
   }
 
+  it('a turn that began with a refusal does not hold back the next builds; buffers are reused across jobs', async () => {
+    const p = (pool = await UnwrapPool.start({ workers: 1, suite: fastestSuite.name }));
+    const replies = new PoolReplies(() => p);
+    const got: SurbUseResult[] = [];
+    replies.build(geom, surb.subarray(1), payload, (r) => got.push(r));
+    expect(got).toEqual([{ ok: false, reason: 'bad-length' }]);
+    await new Promise((r) => setImmediate(r));
+    for (let round = 0; round < 3; round++) {
+      const want = got.length + 2;
+      replies.build(geom, surb, payload, (r) => got.push(r));
+      replies.build(geom, surb, new Uint8Array([round]), (r) => got.push(r));
+      await until(() => got.length === want, `round ${round} built`);
+      expect(got.at(-1)).toEqual(packetFromSurb(fastestSuite, geom, surb, new Uint8Array([round])));
+    }
+    expect(p.stats.batches).toBe(3);
+  });
+
   it('without a pool: built at once', () => {
     const got: SurbUseResult[] = [];
     new PoolReplies(() => undefined).build(geom, surb, payload, (r) => got.push(r));

@@ -85,9 +85,13 @@ export class PoolTokenChecks {
   }
 }
 
-interface OpenReplies {
+interface ReplyBuffers {
   readonly geometry: Geometry;
   readonly inputs: SharedArrayBuffer;
+  readonly results: SharedArrayBuffer;
+}
+
+interface OpenReplies extends ReplyBuffers {
   readonly view: Uint8Array;
   readonly items: { surb: Uint8Array; payload: Uint8Array }[];
   readonly done: ((r: SurbUseResult) => void)[];
@@ -96,6 +100,8 @@ interface OpenReplies {
 /** ACK packets (and decoys' answers) built from their SURBs on the pool. */
 export class PoolReplies {
   private open: OpenReplies | undefined;
+  /** buffers of finished jobs, reused (a fresh pair of shared buffers per job cost more than the copy into them) */
+  private free: ReplyBuffers[] = [];
 
   constructor(
     private readonly pool: () => UnwrapPool | undefined,
@@ -118,8 +124,13 @@ export class PoolReplies {
   }
 
   private newOpen(pool: UnwrapPool, geometry: Geometry): OpenReplies {
-    const inputs = new SharedArrayBuffer(this.maxBatch * replyInputBytes(geometry));
-    const b: OpenReplies = { geometry, inputs, view: new Uint8Array(inputs), items: [], done: [] };
+    if (this.free[0]?.geometry !== geometry) this.free = [];
+    const buf = this.free.pop() ?? {
+      geometry,
+      inputs: new SharedArrayBuffer(this.maxBatch * replyInputBytes(geometry)),
+      results: new SharedArrayBuffer(this.maxBatch * replySlotBytes(geometry)),
+    };
+    const b: OpenReplies = { ...buf, view: new Uint8Array(buf.inputs), items: [], done: [] };
     setImmediate(() => {
       if (this.open === b) this.seal(pool);
     });
@@ -128,20 +139,22 @@ export class PoolReplies {
 
   private seal(pool: UnwrapPool): void {
     const b = this.open;
-    if (!b || b.items.length === 0) return;
+    if (!b) return;
     this.open = undefined;
-    const job: ReplyJob = {
-      kind: 'replies',
-      count: b.items.length,
-      geometry: b.geometry,
-      inputs: b.inputs,
-      results: new SharedArrayBuffer(b.items.length * replySlotBytes(b.geometry)),
+    const release = () => {
+      if (this.free.length < 8 && (this.free.length === 0 || this.free[0]!.geometry === b.geometry))
+        this.free.push({ geometry: b.geometry, inputs: b.inputs, results: b.results });
     };
+    if (b.items.length === 0) return release();
+    const job: ReplyJob = { kind: 'replies', count: b.items.length, geometry: b.geometry, inputs: b.inputs, results: b.results };
     pool.run(job, (ok) => {
       const out = new Uint8Array(job.results);
+      // each result is copied out of the buffer before it is reused
+      const built = b.items.map((it, i) => (ok ? readReplySlot(b.geometry, out, i) : packetFromSurb(fastestSuite, b.geometry, it.surb, it.payload)));
+      release();
       b.done.forEach((done, i) => {
         try {
-          done(ok ? readReplySlot(b.geometry, out, i) : packetFromSurb(fastestSuite, b.geometry, b.items[i]!.surb, b.items[i]!.payload));
+          done(built[i]!);
         } catch (e) {
           this.onError(e);
         }
