@@ -3,28 +3,37 @@
  * - token redemption checks/s: the POPRF evaluation that verifies a token (verifyToken), on the
  *   backend the gateway runs (libsodium's ristretto255) and on noble, the reference and the
  *   backend of before, in interleaved rounds of the same run;
- * - fragments/s through the durable intake (`intake.fragmentsPerSecFull`): decode, token check
- *   on first fragments, reassembly, group commit with synchronous=FULL and the gateway's default
- *   [intake] settings, and each ACK packet built from its fragment's SURB only after the commit
- *   that holds the fragment; payloads handed over a few per event-loop turn, as frames come off
- *   a link, at saturation. Beside it in interleaved rounds of the same run: one commit per
- *   fragment (`perFragmentCommitPerSec`, the intake of before), the group commit with its fsync
- *   inside COMMIT (`fragmentsPerSecInCommitFsync`, synchronous=FULL on the event loop; the
- *   default overlaps it with the next batch, runtime/wal-sync.ts) and the bare Sphinx unwrap of a
- *   final-hop 2 KiB packet on the suite the gateway runs (`bareUnwrapPerSec`: processPacket,
- *   no replay store), the work in front of the intake; target fragmentsPerSecFull ≥ 0.7 × that;
+ * - fragments/s through the durable intake (`intake.fragmentsPerSecFull`), run the way the
+ *   gateway daemon runs it (gateway/daemon.ts), with its default `[crypto] workers` (cores − 1,
+ *   at least 1; `intake.workers`): decode, the token's POPRF check on the worker pool (once per
+ *   message), reassembly, group commit with synchronous=FULL and the gateway's default [intake]
+ *   settings, and each ACK packet built from its fragment's SURB on the pool only after the
+ *   commit that holds the fragment is durable (gateway/crypto-offload.ts); payloads handed over
+ *   a few per event-loop turn, as frames come off a link, at saturation. Beside it in interleaved
+ *   rounds of the same run: the same on the event loop alone (`fragmentsPerSecNoWorkers`,
+ *   `[crypto] workers = 0`), one commit per fragment (`perFragmentCommitPerSec`, the intake of
+ *   before group commit), the group commit with its fsync inside COMMIT
+ *   (`fragmentsPerSecInCommitFsync`, synchronous=FULL on the event loop; the default overlaps it
+ *   with the next batch, runtime/wal-sync.ts) and the bare Sphinx unwrap of a final-hop 2 KiB
+ *   packet on the suite the gateway runs, on one thread (`bareUnwrapPerSec`: processPacket, no
+ *   replay store), the work in front of the intake; target fragmentsPerSecFull ≥ 0.7 × that.
+ *   CPU per fragment: `cpuUsPerFragment` (all threads) and `mainThreadUsPerFragment` (the event
+ *   loop's busy time), the figures that other load on the machine disturbs least;
  * - messages/s from the durable queue to an MX on loopback (an smtp-server sink), SMTP with
  *   4 parallel connections (nodemailer opens one connection per message).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { deriveIssuerKeys, noblePoprf, useFastestTokenChecks, verifyToken, type IssuerKeys } from '../proto/tokens/index.ts';
 import { encodeAck } from '../proto/fragment/index.ts';
-import { DEFAULT_GEOMETRY, createPacket, createSurb, fastestSuite, packetFromSurb, prepareHopKey, processPacket } from '../proto/sphinx/index.ts';
+import { DEFAULT_GEOMETRY, createPacket, createSurb, fastestSuite, prepareHopKey, processPacket } from '../proto/sphinx/index.ts';
 import { GROUP_COMMIT_DEFAULTS, GroupCommit, type FsyncMode } from '../gateway/group-commit.ts';
+import { PoolReplies, PoolTokenChecks } from '../gateway/crypto-offload.ts';
+import { UnwrapPool } from '../runtime/hop/unwrap-pool.ts';
+import { defaultCryptoWorkers } from '../runtime/config-schema.ts';
 import { HandoffWorker } from '../gateway/handoff.ts';
 import { Intake } from '../gateway/intake.ts';
 import { GatewayStore } from '../gateway/store.ts';
@@ -120,6 +129,18 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
   return { suite: 'gateway', machine: machineInfo(), results };
 }
 
+/**
+ * CPU time of this process's main thread so far, µs (Linux: its schedstat; elsewhere undefined,
+ * and the event loop's busy time stands in, which also counts time it waited for a core).
+ */
+function mainThreadCpuUs(): number | undefined {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Payloads handed to the intake per event-loop turn (a link hands over frames in small batches). */
 const PER_TURN = 8;
 
@@ -163,24 +184,41 @@ async function intakeFigures(opts: BenchOptions, dir: string, issuer: IssuerKeys
     surbId: new Uint8Array(16),
   }).surb;
   const msg = new Uint8Array(8 * 1600).fill(0x61);
-  const tokens = issuedTokens(issuer, bob, 1, rounds * perRound * 3);
+  const tokens = issuedTokens(issuer, bob, 1, rounds * perRound * 4);
   let tk = 0;
   let storeN = 0;
-  const intakeRound = async (maxFragments: number, fsync: FsyncMode) => {
+  // the gateway daemon's pool: `[crypto] workers` at its default, on the event loop's suite
+  const workers = defaultCryptoWorkers();
+  const pool = await UnwrapPool.start({ workers, suite: suite.name });
+  const intakeRound = async (maxFragments: number, fsync: FsyncMode, withPool: boolean) => {
     const store = new GatewayStore(join(dir, `intake-${storeN++}.sqlite`));
     store.addUser(bob);
     const intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 1 << 20, reassemblyTtlMs: 3_600_000 });
-    const gc = new GroupCommit(store, intake, { maxWaitMs: GROUP_COMMIT_DEFAULTS.maxWaitMs, maxFragments, fsync });
+    // as gateway/daemon.ts wires them
+    const poolOf = () => (withPool ? pool : undefined);
+    const checks = new PoolTokenChecks(poolOf, issuer);
+    const replies = new PoolReplies(poolOf);
+    const gc = new GroupCommit(store, intake, {
+      maxWaitMs: GROUP_COMMIT_DEFAULTS.maxWaitMs,
+      maxFragments,
+      fsync,
+      checks: (recipient, token, key, done) => checks.check(recipient, token, key, done),
+    });
     const payloads = tokens.slice(tk, (tk += perRound)).flatMap((t) => fragmentPayloads(messageFragments(msg, bob, t, { surb }), geom.payloadSize));
     let acks = 0;
+    let failed: Error | undefined;
+    const cpu0 = process.cpuUsage();
+    const elu0 = performance.eventLoopUtilization();
+    const main0 = mainThreadCpuUs();
     const t0 = performance.now();
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
       const answer = (r: ReturnType<Intake['handlePayload']>) => {
         if (r.kind !== 'ack' || (r.status !== AckStatus.Stored && r.status !== AckStatus.Queued))
-          throw new Error(`bench fragment refused: ${JSON.stringify(r)}`);
-        const p = packetFromSurb(suite, geom, r.fragment.surb, encodeAck({ messageId: r.fragment.messageId, index: r.fragment.index, status: r.status }));
-        if (!p.ok) throw new Error('bench ACK not built');
-        if (++acks === payloads.length) resolve();
+          return reject((failed ??= new Error(`bench fragment refused: ${JSON.stringify(r)}`)));
+        replies.build(geom, r.fragment.surb, encodeAck({ messageId: r.fragment.messageId, index: r.fragment.index, status: r.status }), (p) => {
+          if (!p.ok) return reject((failed ??= new Error('bench ACK not built')));
+          if (++acks === payloads.length) resolve();
+        });
       };
       let next = 0;
       const feed = () => {
@@ -190,10 +228,15 @@ async function intakeFigures(opts: BenchOptions, dir: string, issuer: IssuerKeys
       feed();
     });
     const s = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const elu = performance.eventLoopUtilization(elu0);
+    const main1 = mainThreadCpuUs();
     const c = gc.counters;
     store.close();
     return {
       perSec: payloads.length / s,
+      cpuUs: (cpu.user + cpu.system) / payloads.length,
+      mainUs: (main0 !== undefined && main1 !== undefined ? main1 - main0 : elu.active * 1000) / payloads.length,
       fragments: payloads.length,
       meanBatch: c.committedFragments / c.commits,
       messages: intake.counters.messagesCompleted,
@@ -201,43 +244,70 @@ async function intakeFigures(opts: BenchOptions, dir: string, issuer: IssuerKeys
   };
   let bare = 0;
   let full = 0;
+  let noWorkers = 0;
   let single = 0;
   let fullInCommit = 0;
   let batch = 0;
   let fragmentsPerMessage = 0;
   const ratios: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    const u = opsPerSecond(unwrap, opts.quick ? 0.1 : 0.4).opsPerSec;
-    const g = await intakeRound(GROUP_COMMIT_DEFAULTS.maxFragments, GROUP_COMMIT_DEFAULTS.fsync);
-    const inCommit = await intakeRound(GROUP_COMMIT_DEFAULTS.maxFragments, 'in-commit');
-    const one = await intakeRound(1, 'in-commit');
-    bare = Math.max(bare, u);
-    if (g.perSec > full) batch = g.meanBatch;
-    full = Math.max(full, g.perSec);
-    single = Math.max(single, one.perSec);
-    fullInCommit = Math.max(fullInCommit, inCommit.perSec);
-    fragmentsPerMessage = g.fragments / g.messages;
-    ratios.push(g.perSec / u);
+  const cpuUs: number[] = [];
+  const mainUs: number[] = [];
+  const cpuUsNoWorkers: number[] = [];
+  const bareUs: number[] = [];
+  const D = GROUP_COMMIT_DEFAULTS;
+  try {
+    for (let r = 0; r < rounds; r++) {
+      const u = opsPerSecond(unwrap, opts.quick ? 0.1 : 0.4).opsPerSec;
+      const cpuB = process.cpuUsage();
+      const nb = opts.quick ? 200 : 1000;
+      for (let k = 0; k < nb; k++) unwrap();
+      const cpuBare = process.cpuUsage(cpuB);
+      const g = await intakeRound(D.maxFragments, D.fsync, true);
+      const g0 = await intakeRound(D.maxFragments, D.fsync, false);
+      const inCommit = await intakeRound(D.maxFragments, 'in-commit', true);
+      const one = await intakeRound(1, 'in-commit', true);
+      bare = Math.max(bare, u);
+      if (g.perSec > full) batch = g.meanBatch;
+      full = Math.max(full, g.perSec);
+      noWorkers = Math.max(noWorkers, g0.perSec);
+      single = Math.max(single, one.perSec);
+      fullInCommit = Math.max(fullInCommit, inCommit.perSec);
+      fragmentsPerMessage = g.fragments / g.messages;
+      ratios.push(g.perSec / u);
+      cpuUs.push(g.cpuUs);
+      mainUs.push(g.mainUs);
+      cpuUsNoWorkers.push(g0.cpuUs);
+      bareUs.push((cpuBare.user + cpuBare.system) / nb);
+    }
+  } finally {
+    await pool.close();
   }
-  ratios.sort((x, y) => x - y);
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
   const out = {
     fragmentsPerSecFull: Math.round(full),
     bareUnwrapPerSec: Math.round(bare),
     ratio: full / bare,
-    medianRoundRatio: ratios[Math.floor(ratios.length / 2)]!,
-    fsync: GROUP_COMMIT_DEFAULTS.fsync,
+    medianRoundRatio: median(ratios),
+    workers,
+    fragmentsPerSecNoWorkers: Math.round(noWorkers),
+    cpuUsPerFragment: Math.round(median(cpuUs)),
+    mainThreadUsPerFragment: Math.round(median(mainUs)),
+    cpuUsPerFragmentNoWorkers: Math.round(median(cpuUsNoWorkers)),
+    bareUnwrapCpuUs: Math.round(median(bareUs)),
+    fsync: D.fsync,
     fragmentsPerSecInCommitFsync: Math.round(fullInCommit),
     perFragmentCommitPerSec: Math.round(single),
     groupCommitSpeedup: full / single,
     meanBatch: batch,
-    maxWaitMs: GROUP_COMMIT_DEFAULTS.maxWaitMs,
-    maxFragments: GROUP_COMMIT_DEFAULTS.maxFragments,
+    maxWaitMs: D.maxWaitMs,
+    maxFragments: D.maxFragments,
     fragmentsPerMessage,
     payloadBytes: geom.payloadSize,
   };
   opts.log(
-    `durable intake (synchronous=FULL, group commit ≤ ${out.maxWaitMs} ms / ${out.maxFragments} fragments, ACK after commit): ${fmt(full)} fragments/s ` +
-      `(mean batch ${fmt(batch, 1)}, fsync ${out.fsync}) | fsync inside COMMIT ${fmt(fullInCommit)}/s | one commit per fragment ${fmt(single)}/s (${fmt(out.groupCommitSpeedup, 2)}x) | bare unwrap ${fmt(bare)}/s | ` +
+    `durable intake (synchronous=FULL, group commit ≤ ${out.maxWaitMs} ms / ${out.maxFragments} fragments, ACK after commit, ${workers} worker(s)): ${fmt(full)} fragments/s ` +
+      `(mean batch ${fmt(batch, 1)}, fsync ${out.fsync}; ${out.cpuUsPerFragment} µs CPU per fragment, ${out.mainThreadUsPerFragment} µs on the event loop) | ` +
+      `workers = 0 ${fmt(noWorkers)}/s (${out.cpuUsPerFragmentNoWorkers} µs) | fsync inside COMMIT ${fmt(fullInCommit)}/s | one commit per fragment ${fmt(single)}/s (${fmt(out.groupCommitSpeedup, 2)}x) | bare unwrap ${fmt(bare)}/s (${out.bareUnwrapCpuUs} µs) | ` +
       `ratio ${fmt(out.ratio, 2)} (median per-round ${fmt(out.medianRoundRatio, 2)}; best of ${rounds} interleaved rounds, ${fragmentsPerMessage}-fragment messages)`,
   );
   return out;
