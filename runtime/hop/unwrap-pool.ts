@@ -26,6 +26,11 @@
  * promise per frame instead was tried: under a flood, yamux's read buffer of a paused stream
  * overflowed and the stream was reset, losing frames.)
  *
+ * Other jobs: a role may run its own pure work on the same workers (`run` with a job of another
+ * kind; the gateway's token checks and ACK packets, gateway/crypto-offload.ts). They take worker
+ * time and slots like a batch, but no frames: the frame figures and the bound above count only
+ * batches of frames.
+ *
  * A worker that dies (an uncaught error, OOM, `process.exit` in native code) is replaced and
  * counted; the batches it held are run again on another worker, once: no tag of theirs reached
  * the replay store (that happens only when results come back), so running them again can
