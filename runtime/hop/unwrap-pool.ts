@@ -138,8 +138,8 @@ export class UnwrapPool {
   private counts = { batches: 0, frames: 0, crashes: 0, rerunBatches: 0, lostFrames: 0 };
   /** Frames in batches given to run() and not yet settled. */
   private outstanding = 0;
-  /** Called when a worker has room again (the frame processor then hands over its open batch). */
-  onCapacity: (() => void) | undefined;
+  /** Called when a worker has room again (the frame processor, and the gateway's jobs, then hand over their open batches). */
+  private readonly capacityListeners = new Set<() => void>();
 
   private constructor(private readonly o: UnwrapPoolOptions) {
     this.maxInFlight = o.maxInFlightPerWorker ?? 8;
@@ -241,7 +241,7 @@ export class UnwrapPool {
     slot.inFlight.delete(id);
     this.settle(p, true);
     this.pump();
-    if (this.hasCapacity()) this.onCapacity?.();
+    if (this.hasCapacity()) for (const l of this.capacityListeners) l();
   }
 
   /** The answers a worker has given that no 'message' event has delivered yet, taken now. */
@@ -294,6 +294,12 @@ export class UnwrapPool {
       const m = { ...p.job, id: p.id } as BatchMessage;
       best.worker.postMessage(m);
     }
+  }
+
+  /** `fn` runs whenever a worker has room again after a job (see hasCapacity). Returns its removal. */
+  addCapacityListener(fn: () => void): () => void {
+    this.capacityListeners.add(fn);
+    return () => this.capacityListeners.delete(fn);
   }
 
   /** Frames the workers hold at most at once in batches of `batch` frames. */
@@ -364,9 +370,9 @@ export class PooledFrames<P> {
     // its own queue and never waits for the event loop), plus the open batch; the event loop
     // peels only what is past this
     this.maxQueued = pool.maxInFlightFrames(maxBatch) + maxBatch;
-    pool.onCapacity = () => {
+    pool.addCapacityListener(() => {
       if (this.open && this.open.count > 0) this.seal();
-    };
+    });
   }
 
   process(frame: Uint8Array): void {
