@@ -13,6 +13,15 @@
  * slab (rare: the width makes the mean a half of it) or with events of later years keeps the
  * rest in a linked overflow list.
  *
+ * Pushes far ahead are staged (Brown's queue writes each into a random bucket of a year that
+ * spans tens or hundreds of megabytes at a million clients: a cache and TLB miss per push). The
+ * buckets are grouped in blocks of `2^stage` consecutive buckets; a push whose block is two or
+ * more blocks ahead of the running bucket's is appended to that block's staging list (chunks
+ * of consecutive slots: the few hundred lists' tails stay in cache), and the block's list is
+ * placed into its buckets, in push order, when the running bucket enters the block before it.
+ * A bucket therefore sees the same pushes in the same order as without staging, and before
+ * the same pops: the queue pops exactly what the unstaged queue pops, ties included.
+ *
  * Order: by time; events at exactly the same time leave in an order that depends only on the
  * sequence of pushes and pops, so a run is reproducible bit for bit. No allocation per event:
  * the slabs are allocated once, the overflow items live in typed arrays with a free list, which
@@ -22,6 +31,11 @@ import { grown } from './arrays.ts';
 
 /** slots per bucket's slab, by default; `sized` aims at half of it per bucket */
 const SLAB = 48;
+/** buckets per staging block, log2, by default (0: no staging) */
+const STAGE = 5;
+/** slots per staging chunk, log2 */
+const CHUNK_BITS = 6;
+const CHUNK = 1 << CHUNK_BITS;
 
 export class CalendarQueue {
   private readonly invW: number;
@@ -48,6 +62,19 @@ export class CalendarQueue {
   private fN = 0;
   /** the absolute number (floor(t / width)) of the bucket in the front heap */
   private cur = 0;
+  // staging: log2 of buckets per block (0: off), blocks − 1, per block its chunk list (head,
+  // tail, slots used in the tail); chunk c's slot i holds its time at stT[2j] and its code at
+  // stC[4j + 2], j = c·CHUNK + i, and the next chunk at chNext[c]
+  private readonly stage: number;
+  private readonly blockMask: number;
+  private readonly bHead: Int32Array;
+  private readonly bTail: Int32Array;
+  private readonly bFill: Int32Array;
+  private stT: Float64Array;
+  private stC: Int32Array;
+  private chNext: Int32Array;
+  private chFree = -1;
+  private chUsed = 0;
   /**
    * Called with the front heap's codes (`codes[0 .. n−1]`) each time a bucket moves to the
    * front, before any of its events is popped: the caller may touch what the events will read,
@@ -57,15 +84,30 @@ export class CalendarQueue {
 
   /**
    * `width`: seconds per bucket; `buckets`: a power of two, the year being `buckets` × `width`
-   * (events further ahead wait in their bucket for their year); `slab`: slots per bucket.
+   * (events further ahead wait in their bucket for their year); `slab`: slots per bucket;
+   * `stage`: log2 of the buckets per staging block (0, or fewer than 4 blocks: no staging).
    */
   constructor(
     readonly width: number,
     readonly buckets: number,
     slab = SLAB,
+    stage = STAGE,
   ) {
     if (!(width > 0) || buckets < 2 || (buckets & (buckets - 1)) !== 0) throw new Error('calendar queue: width > 0 and a power-of-two bucket count');
     if (!(slab >= 1) || !Number.isInteger(slab)) throw new Error('calendar queue: slab >= 1 slots');
+    if (!(stage >= 0) || !Number.isInteger(stage)) throw new Error('calendar queue: stage >= 0');
+    const blocks = stage > 0 ? buckets >>> stage : 0;
+    this.stage = blocks >= 4 ? stage : 0;
+    this.blockMask = this.stage > 0 ? blocks - 1 : 0;
+    const nb = this.stage > 0 ? blocks : 0;
+    this.bHead = new Int32Array(nb).fill(-1);
+    this.bTail = new Int32Array(nb).fill(-1);
+    this.bFill = new Int32Array(nb).fill(CHUNK);
+    const chunks = this.stage > 0 ? 16 : 0;
+    const st = new ArrayBuffer(chunks * CHUNK * 16);
+    this.stT = new Float64Array(st);
+    this.stC = new Int32Array(st);
+    this.chNext = new Int32Array(chunks);
     this.invW = 1 / width;
     this.mask = buckets - 1;
     this.slab = slab;
@@ -103,6 +145,16 @@ export class CalendarQueue {
     if (a <= this.cur) return this.frontPush(time, code);
     const s = (a | 0) & this.mask;
     this.bucketed++;
+    const st = this.stage;
+    if (st > 0) {
+      const b = s >>> st;
+      if (((b - (((this.cur | 0) & this.mask) >>> st)) & this.blockMask) >= 2) return this.staged(b, time, code);
+    }
+    this.place(s, time, code);
+  }
+
+  /** (time, code) into bucket `s`: its slab, or its overflow list when the slab is full. */
+  private place(s: number, time: number, code: number): void {
     const k = this.count[s]!;
     if (k < this.slab) {
       const i = s * this.slab + k;
@@ -112,6 +164,69 @@ export class CalendarQueue {
       return;
     }
     this.head[s] = this.overflow(time, code, this.head[s]!);
+  }
+
+  /** Appends (time, code) to block `b`'s staging list. */
+  private staged(b: number, time: number, code: number): void {
+    let k = this.bFill[b]!;
+    let c = this.bTail[b]!;
+    if (k === CHUNK) {
+      const n = this.newChunk();
+      if (c >= 0) this.chNext[c] = n;
+      else this.bHead[b] = n;
+      this.bTail[b] = n;
+      c = n;
+      k = 0;
+    }
+    const j = (c << CHUNK_BITS) + k;
+    this.stT[2 * j] = time;
+    this.stC[4 * j + 2] = code;
+    this.bFill[b] = k + 1;
+  }
+
+  private newChunk(): number {
+    let c = this.chFree;
+    if (c >= 0) this.chFree = this.chNext[c]!;
+    else {
+      if (this.chUsed === this.chNext.length) {
+        const n = 2 * this.chUsed;
+        const st = new ArrayBuffer(n * CHUNK * 16);
+        new Uint8Array(st).set(new Uint8Array(this.stT.buffer));
+        this.stT = new Float64Array(st);
+        this.stC = new Int32Array(st);
+        this.chNext = grown(this.chNext, n);
+      }
+      c = this.chUsed++;
+    }
+    this.chNext[c] = -1;
+    return c;
+  }
+
+  /** Block `b`'s staged events into their buckets, in the order they were pushed. */
+  private flush(b: number): void {
+    let c = this.bHead[b]!;
+    if (c < 0) return;
+    const tail = this.bTail[b]!;
+    const fill = this.bFill[b]!;
+    const stT = this.stT;
+    const stC = this.stC;
+    const invW = this.invW;
+    const mask = this.mask;
+    for (;;) {
+      const n = c === tail ? fill : CHUNK;
+      for (let j = c << CHUNK_BITS, end = j + n; j < end; j++) {
+        const t = stT[2 * j]!;
+        this.place((Math.floor(t * invW) | 0) & mask, t, stC[4 * j + 2]!);
+      }
+      const nx = this.chNext[c]!;
+      this.chNext[c] = this.chFree;
+      this.chFree = c;
+      if (c === tail) break;
+      c = nx;
+    }
+    this.bHead[b] = -1;
+    this.bTail[b] = -1;
+    this.bFill[b] = CHUNK;
   }
 
   /** Time of the earliest event (Infinity when empty). */
@@ -186,9 +301,12 @@ export class CalendarQueue {
     const slC = this.slC;
     const invW = this.invW;
     let scanned = 0;
+    const st = this.stage;
     for (;;) {
       const a = ++this.cur;
       const s = (a | 0) & this.mask;
+      // entering a block: the block after it stops staging
+      if (st > 0 && (s & ((1 << st) - 1)) === 0) this.flush(((s >>> st) + 1) & this.blockMask);
       // (read per bucket: keeping an event of a later year may grow the overflow arrays)
       const itT = this.itT;
       const itI = this.itI;
