@@ -180,7 +180,10 @@ export class Simulation implements ExitSink {
     this.linkZero = sc.linkLatency === 0;
     this.lossy = sc.loss > 0;
     this.threshold = sc.mix === 'threshold';
-    this.pk = new PacketTable(2 * L + 2);
+    // route slots: a mix loop may wrap round the layers and a fragment's route carries its ACK's
+    // (2L + 2); otherwise a gateway loop's L + 1 hops and its destination are the longest (3
+    // layers: 128-byte records, not 192, which fetch as one pair of cache lines)
+    this.pk = new PacketTable(this.postmix || sc.mixLoopRate > 0 ? 2 * L + 2 : L + 2);
     const NN = this.net.nodes;
     this.poolN = new Int32Array(NN);
     const threshold = sc.mix === 'threshold';
