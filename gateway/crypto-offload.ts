@@ -2,12 +2,10 @@
  * The gateway's share of the `[crypto] workers` pool (runtime/hop/unwrap-pool.ts, the threads
  * that peel the hop's Sphinx layers): the POPRF token checks and the ACK packets built from
  * SURBs run there, so the event loop keeps decoding, the intake's bookkeeping, SQLite and I/O.
- * Both batch as the hop's frames are batched (runtime/hop/unwrap-pool.ts): what one event-loop
- * turn asks for is handed over at the end of the turn when a worker is nearly out of work, and
- * otherwise keeps filling until one is, or it holds `maxBatch` items; so a job per turn at low
- * load and full jobs under load, where each job's messaging would otherwise cost the event loop
- * more than the items themselves. Both fall back to this thread when there is no pool or the pool dropped a job (it took down
- * two workers, or the pool is closing): nothing is lost and nothing is decided without its check.
+ * Both batch by the hop's rule (runtime/hop/unwrap-pool.ts `BatchSealer`): handed over at the end
+ * of the turn if a worker has room, else when one has, or at `maxBatch` items. Both fall back to
+ * this thread when there is no pool or the pool dropped a job (it took down two workers, or the
+ * pool is closing): nothing is lost and nothing is decided without its check.
  *
  * Only pure work leaves the thread: whether a token is spent is decided by the intake in the
  * batch's transaction, after its check came back (gateway/group-commit.ts), and an ACK is asked
@@ -16,7 +14,7 @@
 import { readReplySlot, replyInputBytes, replySlotBytes, writeReplyInput, type ReplyJob } from '../proto/hop/reply-batch.ts';
 import { fastestSuite, packetFromSurb, type Geometry, type SurbUseResult } from '../proto/sphinx/index.ts';
 import type { IssuerKeys } from '../proto/tokens/index.ts';
-import type { UnwrapPool } from '../runtime/hop/unwrap-pool.ts';
+import { BatchSealer, type UnwrapPool } from '../runtime/hop/unwrap-pool.ts';
 
 /** A check's answer: valid or not, or undefined when the pool could not run it (check it here). */
 export type TokenCheckDone = (valid: boolean | undefined) => void;
@@ -26,32 +24,10 @@ interface OpenChecks {
   readonly keys: string[];
 }
 
-/**
- * Hands an open batch over at the end of its turn if a worker has room, else when one has room
- * again (the pool's capacity listener, registered once per pool).
- */
-class Sealer {
-  private listening: UnwrapPool | undefined;
-  private remove: (() => void) | undefined;
-
-  constructor(private readonly seal: (pool: UnwrapPool) => void) {}
-
-  opened(pool: UnwrapPool, isOpen: () => boolean): void {
-    if (this.listening !== pool) {
-      this.remove?.();
-      this.listening = pool;
-      this.remove = pool.addCapacityListener(() => this.seal(pool));
-    }
-    setImmediate(() => {
-      if (isOpen() && pool.hasCapacity()) this.seal(pool);
-    });
-  }
-}
-
 /** POPRF token checks on the pool; one check of the same (recipient, token) in flight at a time. */
 export class PoolTokenChecks {
   private open: OpenChecks | undefined;
-  private readonly sealer = new Sealer((pool) => this.seal(pool));
+  private readonly sealer = new BatchSealer((pool) => this.seal(pool));
   /** (recipient, token) → the callbacks waiting for its check (asked once, answered to all). */
   private readonly waiting = new Map<string, TokenCheckDone[]>();
 
@@ -126,7 +102,7 @@ export class PoolReplies {
   private open: OpenReplies | undefined;
   /** buffers of finished jobs, reused (a fresh pair of shared buffers per job cost more than the copy into them) */
   private free: ReplyBuffers[] = [];
-  private readonly sealer = new Sealer((pool) => this.seal(pool));
+  private readonly sealer = new BatchSealer((pool) => this.seal(pool));
 
   constructor(
     private readonly pool: () => UnwrapPool | undefined,

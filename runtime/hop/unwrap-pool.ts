@@ -331,6 +331,33 @@ export class UnwrapPool {
   }
 }
 
+/**
+ * When an open batch goes to the pool, the one rule every batcher on it follows (the hop's
+ * frames here, the gateway's token checks and ACKs in gateway/crypto-offload.ts): at the end of
+ * the event-loop turn it was opened in if a worker has room then, else as soon as one has room
+ * again; the batcher itself seals a batch that is full. So a job per turn at low load and full
+ * jobs under load, where each job's messaging would otherwise cost more than its items.
+ */
+export class BatchSealer {
+  private listening: UnwrapPool | undefined;
+  private remove: (() => void) | undefined;
+
+  /** `seal` hands the open batch (if any, and not empty) to `pool`. */
+  constructor(private readonly seal: (pool: UnwrapPool) => void) {}
+
+  /** A batch was opened for `pool`; `isOpen` says at the turn's end whether it is still open and not empty. */
+  opened(pool: UnwrapPool, isOpen: () => boolean): void {
+    if (this.listening !== pool) {
+      this.remove?.();
+      this.listening = pool;
+      this.remove = pool.addCapacityListener(() => this.seal(pool));
+    }
+    setImmediate(() => {
+      if (isOpen() && pool.hasCapacity()) this.seal(pool);
+    });
+  }
+}
+
 interface OpenBatch {
   readonly engine: HopEngine<unknown>;
   readonly geometry: Geometry;
@@ -350,6 +377,9 @@ interface OpenBatch {
  */
 export class PooledFrames<P> {
   private open: OpenBatch | undefined;
+  private readonly sealer = new BatchSealer(() => {
+    if (this.open && this.open.count > 0) this.seal();
+  });
   private inFlightBatches = 0;
   private drainWaiters: (() => void)[] = [];
   private readonly free = new Map<number, { frames: SharedArrayBuffer; results: SharedArrayBuffer }[]>();
@@ -370,9 +400,6 @@ export class PooledFrames<P> {
     // its own queue and never waits for the event loop), plus the open batch; the event loop
     // peels only what is past this
     this.maxQueued = pool.maxInFlightFrames(maxBatch) + maxBatch;
-    pool.addCapacityListener(() => {
-      if (this.open && this.open.count > 0) this.seal();
-    });
   }
 
   process(frame: Uint8Array): void {
@@ -409,7 +436,7 @@ export class PooledFrames<P> {
     b.t0[b.count] = t0;
     b.count++;
     this.openCount++;
-    if (b.count === 1) setImmediate(() => this.turnEnded(b));
+    if (b.count === 1) this.sealer.opened(this.pool, () => this.open === b && b.count > 0);
     if (b.count >= this.maxBatch) this.seal();
   }
 
@@ -435,11 +462,6 @@ export class PooledFrames<P> {
       t0: new Float64Array(this.maxBatch),
       count: 0,
     };
-  }
-
-  /** The event-loop turn in which the batch's first frame came is over: hand it over if a worker has room. */
-  private turnEnded(b: OpenBatch): void {
-    if (this.open === b && b.count > 0 && this.pool.hasCapacity()) this.seal();
   }
 
   private seal(): void {
