@@ -166,6 +166,11 @@ export class Intake {
     return at > 0 && this.domains.has(recipient.slice(at + 1));
   }
 
+  /** A fragment's recipient is decided here: written in its one spelling, in a domain served. */
+  private takes(recipient: string): boolean {
+    return normalizeRecipient(recipient) === recipient && this.servesDomain(recipient);
+  }
+
   /** Handles one plaintext payload delivered to MAIL_QUEUE_ID. Never throws for any input. */
   handlePayload(payload: Uint8Array): IntakeResult {
     return this.handlePrepared(this.prepare(payload));
@@ -183,7 +188,7 @@ export class Intake {
     const facts = p.facts;
     if (!facts || facts.tok === null || facts.valid !== undefined || !p.decoded.ok || p.decoded.kind !== 'fragment') return undefined;
     const recipient = p.decoded.fragment.recipient;
-    if (normalizeRecipient(recipient) !== recipient || !this.servesDomain(recipient)) return undefined;
+    if (!this.takes(recipient)) return undefined;
     return { recipient, token: p.decoded.fragment.token, key: memoKey(recipient, p.decoded.fragment.token) };
   }
 
@@ -289,8 +294,8 @@ export class Intake {
   }
 
   private decide(f: Fragment, facts: TokenFacts): FragmentResult {
-    const recipient = normalizeRecipient(f.recipient);
-    if (recipient !== f.recipient || !this.servesDomain(recipient)) return this.drop('foreign-domain');
+    const recipient = f.recipient;
+    if (!this.takes(recipient)) return this.drop('foreign-domain');
     const user = this.store.getUser(recipient);
     if (!user) {
       if (this.opts.ackUnknownRecipient === true) {
