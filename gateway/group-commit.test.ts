@@ -258,6 +258,77 @@ describe('group commit at the intake', () => {
     store.close();
   });
 
+  it('rows read in a batch are read once and kept for that batch only: a revocation between batches refuses the rest', () => {
+    const { store, intake } = open();
+    const gc = new GroupCommit(store, intake, { maxWaitMs: 2, maxFragments: 64 });
+    const [t, u] = issuedTokens(issuer, BOB, 1, 2);
+    const a = fragmentPayloads(messageFragments(msg(8000), BOB, t!));
+    const b = fragmentPayloads(messageFragments(msg(3000, 0x62), BOB, u!));
+    expect(a.length).toBe(5);
+    // the statements the intake reads the user and its key epoch with, counted
+    const st = (store as unknown as { st: Record<string, { get: (...a: unknown[]) => unknown }> }).st;
+    const calls = { getUser: 0, epochGet: 0 };
+    for (const k of ['getUser', 'epochGet'] as const) {
+      const get = st[k]!.get.bind(st[k]);
+      st[k]!.get = (...args: unknown[]) => {
+        calls[k]++;
+        return get(...args);
+      };
+    }
+    const got: (number | string)[] = [];
+    const take = (ps: readonly Uint8Array[]) => {
+      for (const p of ps) gc.submit(p, (r) => got.push(r.kind === 'ack' && r.tokenReason ? `${r.status}:${r.tokenReason}` : answerOf(r)));
+      gc.flush();
+    };
+    take([...a.slice(0, 2), ...b]);
+    expect(b.length).toBe(2);
+    expect(got).toEqual([AckStatus.Stored, AckStatus.Stored, AckStatus.Stored, AckStatus.Queued]);
+    expect(calls).toEqual({ getUser: 1, epochGet: 1 });
+    // committed between two batches: the next batch reads the rows again and sees it
+    store.rotateUser(BOB, NOW / 1000);
+    calls.getUser = calls.epochGet = 0;
+    take(a.slice(2));
+    expect(got.slice(4)).toEqual(Array(3).fill(`${AckStatus.TokenRefused}:expired`));
+    expect(calls).toEqual({ getUser: 1, epochGet: 1 });
+    // and outside a transaction nothing is kept
+    expect(store.getUser(BOB)?.policy).toBe('tokens');
+    store.setPolicy(BOB, 'open');
+    expect(store.getUser(BOB)?.policy).toBe('open');
+    store.close();
+  });
+
+  it('rows kept in a transaction follow its own writes and are forgotten with a rolled-back savepoint', () => {
+    const { store } = open();
+    const id = new Uint8Array(16).fill(7);
+    store.tx(() => {
+      expect(store.getUser(BOB)?.policy).toBe('tokens');
+      store.setPolicy(BOB, 'open', 5);
+      expect(store.getUser(BOB)).toMatchObject({ policy: 'open', ratePerHour: 5 });
+      expect(store.getPartial(id)).toBeUndefined();
+      store.createPartial({ messageId: id, recipient: BOB, count: 3, totalLength: 10, token: new Uint8Array(0), now: NOW, ttlMs: 1000 });
+      expect(store.putFragment(id, 0, new Uint8Array(4))).toBe('stored');
+      expect(store.getPartial(id)).toMatchObject({ received: 1, bytes: 4 });
+      expect(() =>
+        store.tx(() => {
+          expect(store.putFragment(id, 1, new Uint8Array(4))).toBe('stored');
+          expect(store.getPartial(id)).toMatchObject({ received: 2, bytes: 8 });
+          throw new Error('rolled back');
+        }),
+      ).toThrow('rolled back');
+      // the savepoint's write is gone, and so is what was kept of it
+      expect(store.getPartial(id)).toMatchObject({ received: 1, bytes: 4 });
+      store.markSpent('k', id, BOB, 1, NOW);
+      expect(store.spentFor('k')).toMatchObject({ recipient: BOB, done: false });
+      store.markSpentDone('k');
+      expect(store.spentFor('k')).toMatchObject({ done: true });
+      store.dropPartial(id);
+      expect(store.getPartial(id)).toBeUndefined();
+    });
+    expect(store.spentFor('k')).toMatchObject({ done: true });
+    expect(store.getPartial(id)).toBeUndefined();
+    store.close();
+  });
+
   it('property: any arrival order cut into any batches gets the answers and state of one commit per fragment', () => {
     const [ta, tb] = issuedTokens(issuer, BOB, 1, 2);
     const a = messageFragments(msg(6000, 0x41), BOB, ta!);

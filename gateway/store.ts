@@ -22,6 +22,15 @@
  * - mailbox: items waiting for clients (bounded per mailbox, with a TTL).
  *
  * All methods are synchronous; the intake runs each fragment in one transaction.
+ *
+ * Reads within one transaction: inside a transaction (`tx` at the top level, or `batch`) the
+ * rows the intake reads for every fragment (the user, its key epochs, the spent set, the partial
+ * message) are kept for the rest of that transaction and written through by this store's own
+ * writes (`TxReads`), so the fragments of a batch that share a recipient, a token or a message
+ * read each row once. Reads inside one transaction are consistent (one connection, BEGIN
+ * IMMEDIATE), so this changes no answer; the rows are forgotten when the transaction ends, is
+ * rolled back, or a method that writes users or key epochs runs, so anything committed between
+ * two transactions (a revocation, a new policy) is seen by the next one.
  */
 import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
@@ -88,6 +97,23 @@ export interface QueueRow {
   readonly lastError: string | null;
   readonly deliveredAt: number | null;
 }
+
+/**
+ * Rows read in the current transaction (null: read, and absent), written through by the store's
+ * own writes; see the top of this file. Keys: users by the address as asked, epochs by address
+ * then number, spent rows by token key, partials by message id (latin1).
+ */
+interface TxReads {
+  readonly users: Map<string, UserRow | null>;
+  readonly epochs: Map<string, Map<number, EpochRow | null>>;
+  readonly spent: Map<string, SpentRow | null>;
+  readonly partials: Map<string, PartialRow | null>;
+}
+
+const newReads = (): TxReads => ({ users: new Map(), epochs: new Map(), spent: new Map(), partials: new Map() });
+
+/** A message id as a map key (one char per byte). */
+const idKey = (id: Uint8Array): string => String.fromCharCode.apply(null, id as unknown as number[]);
 
 export interface StoreOptions {
   /** 'full' (default) fsyncs every commit; 'normal' survives a process crash, not power loss (benchmarks). */
@@ -236,6 +262,8 @@ export class GatewayStore {
   private readonly st;
   private readonly txRunner: Database.Transaction<(fn: () => unknown) => unknown>;
   private inBatch = false;
+  /** Rows read in the current top-level transaction or batch (undefined outside one). */
+  private reads: TxReads | undefined;
   private readonly fullSync: boolean;
   /** PRAGMA synchronous = NORMAL / FULL around a deferFsync batch, prepared once (db.pragma() prepares per call) */
   private readonly syncPragma: { readonly normal: Database.Statement; readonly full: Database.Statement };
@@ -398,7 +426,29 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
    * fragment.
    */
   tx<T>(fn: () => T): T {
-    return this.inBatch ? fn() : (this.txRunner.immediate(fn) as T);
+    if (this.inBatch) return fn(); // a throw rolls back the whole batch (and its reads)
+    if (this.db.inTransaction) {
+      // a savepoint of the caller's transaction: rows written through inside may be rolled back
+      try {
+        return this.txRunner.immediate(fn) as T;
+      } catch (e) {
+        this.forget();
+        throw e;
+      }
+    }
+    return this.txRunner.immediate(() => {
+      this.reads = newReads();
+      try {
+        return fn();
+      } finally {
+        this.reads = undefined;
+      }
+    }) as T;
+  }
+
+  /** Forgets the rows read in this transaction (after a write to users or key epochs, or a rollback). */
+  private forget(): void {
+    if (this.reads) this.reads = newReads();
   }
 
   /**
@@ -417,10 +467,12 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
     try {
       return this.txRunner.immediate(() => {
         this.inBatch = true;
+        this.reads = newReads();
         try {
           return fn();
         } finally {
           this.inBatch = false;
+          this.reads = undefined;
         }
       }) as T;
     } finally {
@@ -440,6 +492,7 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
     const secret = randomBytes(32).toString('base64url');
     const nowS = Math.floor((opts.now ?? Date.now()) / 1000);
     this.tx(() => {
+      this.forget();
       this.db
         .prepare('INSERT INTO users (address, secret_hash, key_epoch, policy, rate_per_hour, created, rotation_s, grace_s) VALUES (?,?,0,?,?,?,?,?)')
         .run(addr, hashSecret(secret), opts.policy ?? 'tokens', opts.ratePerHour ?? 100, nowS, opts.rotationS ?? null, opts.graceS ?? null);
@@ -449,8 +502,13 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
   }
 
   getUser(address: string): UserRow | undefined {
+    const c = this.reads?.users;
+    const hit = c?.get(address);
+    if (hit !== undefined) return hit ?? undefined;
     const r = this.st.getUser.get(normalizeRecipient(address));
-    return r && userRow(r);
+    const u = r && userRow(r);
+    c?.set(address, u ?? null);
+    return u;
   }
 
   listUsers(): UserRow[] {
@@ -487,6 +545,7 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
   }
 
   private applyEpochs(addr: string, add: readonly EpochRow[], end: readonly { keyEpoch: number; ends: number }[]): void {
+    this.forget();
     const ins = this.db.prepare('INSERT INTO key_epochs (address, key_epoch, starts, ends, grace_s) VALUES (?,?,?,?,?)');
     for (const r of add) ins.run(addr, r.keyEpoch, r.starts, r.ends, r.graceS);
     const setEnd = this.db.prepare('UPDATE key_epochs SET ends = ? WHERE address = ? AND key_epoch = ?');
@@ -496,8 +555,22 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
 
   /** Does a token of `keyEpoch` for `address` verify at `nowMs`? (Its epoch's window, or grace after a scheduled end.) */
   acceptsKeyEpoch(address: string, keyEpoch: number, nowMs: number): boolean {
+    return acceptsAt(this.epochOf(address, keyEpoch), Math.floor(nowMs / 1000));
+  }
+
+  /** One key epoch row (read once per transaction). */
+  private epochOf(address: string, keyEpoch: number): EpochRow | undefined {
+    let c: Map<number, EpochRow | null> | undefined;
+    if (this.reads) {
+      c = this.reads.epochs.get(address);
+      if (c === undefined) this.reads.epochs.set(address, (c = new Map()));
+      const hit = c.get(keyEpoch);
+      if (hit !== undefined) return hit ?? undefined;
+    }
     const r = this.st.epochGet.get(normalizeRecipient(address), keyEpoch);
-    return acceptsAt(r && epochRow(r), Math.floor(nowMs / 1000));
+    const row = r && epochRow(r);
+    c?.set(keyEpoch, row ?? null);
+    return row;
   }
 
   /** Revokes every outstanding token of the user now: its epochs end without grace and a fresh one starts. Returns its number. */
@@ -507,6 +580,7 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
       const u = this.getUser(addr);
       if (!u) throw new RangeError(`no such user: ${addr}`);
       const r = revokeAll(this.keyEpochs(addr), u.highestKeyEpoch, nowS, this.policyOf(u));
+      this.forget();
       const rev = this.db.prepare('UPDATE key_epochs SET revoked = 1 WHERE address = ? AND key_epoch = ?');
       for (const e of r.revoke) rev.run(addr, e);
       this.applyEpochs(addr, [r.add], []);
@@ -517,6 +591,7 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
   /** Sets a user's own rotation (seconds; 0: never) and grace; null: follow the gateway. Takes effect from the epoch after the next. */
   setRotation(address: string, rotationS: number | null, graceS: number | null): void {
     const addr = normalizeRecipient(address);
+    this.forget();
     const r = this.db.prepare('UPDATE users SET rotation_s = ?, grace_s = ? WHERE address = ?').run(rotationS, graceS, addr);
     if (r.changes === 0) throw new RangeError(`no such user: ${addr}`);
   }
@@ -551,6 +626,7 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
 
   setPolicy(address: string, policy: Policy, ratePerHour?: number): void {
     const addr = normalizeRecipient(address);
+    this.forget();
     const r = this.db
       .prepare('UPDATE users SET policy = ?, rate_per_hour = COALESCE(?, rate_per_hour) WHERE address = ?')
       .run(policy, ratePerHour ?? null, addr);
@@ -570,17 +646,31 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
 
   /** What a spent token is bound to (undefined: unspent). */
   spentFor(tokenKey: string): SpentRow | undefined {
+    const c = this.reads?.spent;
+    const hit = c?.get(tokenKey);
+    if (hit !== undefined) return hit ?? undefined;
     const r = this.st.spentGet.get(tokenKey);
-    return r && { messageId: r.message_id, recipient: r.recipient, done: r.done !== 0 };
+    const row = r && { messageId: r.message_id, recipient: r.recipient, done: r.done !== 0 };
+    c?.set(tokenKey, row ?? null);
+    return row;
   }
 
   markSpent(tokenKey: string, messageId: Uint8Array, recipient: string, keyEpoch: number, now: number): void {
-    this.st.spentPut.run(tokenKey, b(messageId), recipient, keyEpoch, Math.floor(now / 1000));
+    const id = b(messageId);
+    const changed = this.st.spentPut.run(tokenKey, id, recipient, keyEpoch, Math.floor(now / 1000)).changes === 1;
+    const c = this.reads?.spent;
+    if (!c) return;
+    if (changed) c.set(tokenKey, { messageId: Buffer.from(id), recipient, done: false });
+    else c.delete(tokenKey); // it was there already: read again when asked
   }
 
   /** The token's message is complete (queued): from now on the token admits nothing more. */
   markSpentDone(tokenKey: string): void {
     this.st.spentDone.run(tokenKey);
+    const c = this.reads?.spent;
+    const row = c?.get(tokenKey);
+    if (row) c!.set(tokenKey, { ...row, done: true });
+    else c?.delete(tokenKey);
   }
 
   /**
@@ -593,6 +683,7 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
   purgeOldSpent(nowMs: number): { spent: number; epochs: number } {
     const now = Math.floor(nowMs / 1000);
     return this.tx(() => {
+      this.forget();
       const dead = this.db
         .prepare<[], RawEpoch & { address: string; top: number }>(
           `SELECT k.address, k.key_epoch, k.starts, k.ends, k.grace_s, k.revoked,
@@ -624,6 +715,17 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
   // ---- reassembly ----
 
   getPartial(messageId: Uint8Array): PartialRow | undefined {
+    const c = this.reads?.partials;
+    if (!c) return this.readPartial(messageId);
+    const k = idKey(messageId);
+    const hit = c.get(k);
+    if (hit !== undefined) return hit ?? undefined;
+    const row = this.readPartial(messageId);
+    c.set(k, row ?? null);
+    return row;
+  }
+
+  private readPartial(messageId: Uint8Array): PartialRow | undefined {
     const r = this.st.partialGet.get(b(messageId)) as
       | {
           message_id: Buffer;
@@ -663,7 +765,19 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
     now: number;
     ttlMs: number;
   }): void {
-    this.st.partialPut.run(b(p.messageId), p.recipient, p.count, p.totalLength, b(p.tokenDigest ?? fragmentTokenDigest(p.token)), p.now, p.now + p.ttlMs);
+    const digest = b(p.tokenDigest ?? fragmentTokenDigest(p.token));
+    this.st.partialPut.run(b(p.messageId), p.recipient, p.count, p.totalLength, digest, p.now, p.now + p.ttlMs);
+    this.reads?.partials.set(idKey(p.messageId), {
+      messageId: Buffer.from(p.messageId),
+      recipient: p.recipient,
+      count: p.count,
+      totalLength: p.totalLength,
+      tokenDigest: Buffer.from(digest),
+      firstSeen: p.now,
+      expires: p.now + p.ttlMs,
+      received: 0,
+      bytes: 0,
+    });
   }
 
   /**
@@ -680,6 +794,13 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
       return 'refused';
     }
     this.st.partialBump.run(data.length, id);
+    const c = this.reads?.partials;
+    if (c) {
+      const k = idKey(messageId);
+      const p = c.get(k);
+      if (p) c.set(k, { ...p, received: p.received + 1, bytes: p.bytes + data.length });
+      else c.delete(k);
+    }
     return 'stored';
   }
 
@@ -692,8 +813,10 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
   }
 
   dropPartial(messageId: Uint8Array): void {
-    this.st.fragDel.run(b(messageId));
-    this.st.partialDel.run(b(messageId));
+    const id = b(messageId);
+    this.st.fragDel.run(id);
+    this.st.partialDel.run(id);
+    this.reads?.partials.set(idKey(messageId), null);
   }
 
   /** Drops incomplete messages past their reassembly timeout. Returns how many. */
