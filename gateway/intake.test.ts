@@ -65,6 +65,30 @@ describe('intake', () => {
     expect(statuses(frags.slice(1)).at(-1)).toBe(AckStatus.Queued);
   });
 
+  it('the fragment that completes a message is not stored: the body is the stored ones and the one in hand', () => {
+    const [t] = issuedTokens(issuer, BOB, 1, 1);
+    const m = msg(5000);
+    const frags = messageFragments(m, BOB, t!);
+    expect(frags.length).toBe(3);
+    expect(statuses([frags[2]!, frags[0]!])).toEqual([AckStatus.Stored, AckStatus.Stored]);
+    const put = store.putFragment.bind(store);
+    const stored: number[] = [];
+    store.putFragment = (id, index, data, fits) => {
+      stored.push(index);
+      return put(id, index, data, fits);
+    };
+    // a resend of a stored index while one is missing, and a last one that does not fit: nothing stored
+    const long = { ...frags[1]!, data: new Uint8Array(frags[1]!.data.length + 1) };
+    expect(statuses([frags[0]!, long])).toEqual([AckStatus.Stored, AckStatus.Inconsistent]);
+    expect(store.fragments(frags[0]!.messageId).map((x) => x.idx)).toEqual([0, 2]);
+    expect(statuses([frags[1]!])).toEqual([AckStatus.Queued]);
+    expect(stored).toEqual([]);
+    expect(Buffer.compare(store.handoffOf(frags[0]!.messageId)!.body!, Buffer.from(m))).toBe(0);
+    expect(store.fragments(frags[0]!.messageId)).toEqual([]);
+    expect(store.partialCount()).toBe(0);
+    expect(intake.counters).toMatchObject({ fragmentsStored: 3, duplicates: 1, messagesCompleted: 1 });
+  });
+
   it('refuses forged, wrong-recipient, expired (rotated), malformed, missing and spent tokens, storing nothing', () => {
     store.addUser('carol@example.org', { now });
     const [forged] = issuedTokens(other, BOB, 1, 1);

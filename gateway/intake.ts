@@ -376,14 +376,24 @@ export class Intake {
       }
       // a token already bound to this message has its row (the insert would be a no-op)
       if (tokenKey !== null && newBinding) this.store.markSpent(tokenKey, f.messageId, recipient, keyEpoch, now);
-      const isLast = f.index === f.count - 1;
       // a duplicate index is Stored again; a new one: the last fragment may be short, the others
       // must leave room for the rest
-      const put = this.store.putFragment(f.messageId, f.index, f.data, () => have.bytes + f.data.length <= f.totalLength && (isLast || f.data.length > 0));
-      if (put === 'duplicate') return { status: AckStatus.Stored, stored: false };
-      if (put === 'refused') return { status: AckStatus.Inconsistent, stored: false };
-      if (have.received + 1 < f.count) return { status: AckStatus.Stored, stored: true };
-      const body = assemble(new Map(this.store.fragments(f.messageId).map((x) => [x.idx, x.data])), f.count, f.totalLength);
+      const fits = have.bytes + f.data.length <= f.totalLength && (f.index === f.count - 1 || f.data.length > 0);
+      if (have.received + 1 < f.count) {
+        const put = this.store.putFragment(f.messageId, f.index, f.data, fits);
+        if (put === 'duplicate') return { status: AckStatus.Stored, stored: false };
+        if (put === 'refused') return { status: AckStatus.Inconsistent, stored: false };
+        return { status: AckStatus.Stored, stored: true };
+      }
+      // all but one are stored: this one is a resend of a stored index, or it completes the
+      // message, which is assembled from the stored ones and this one in hand (it is not stored
+      // only to be read back and deleted in the same transaction)
+      const parts = new Map<number, Uint8Array>();
+      for (const x of this.store.fragments(f.messageId)) parts.set(x.idx, x.data);
+      if (parts.has(f.index)) return { status: AckStatus.Stored, stored: false };
+      if (!fits) return { status: AckStatus.Inconsistent, stored: false };
+      parts.set(f.index, f.data);
+      const body = assemble(parts, f.count, f.totalLength);
       if (body === null) {
         this.store.dropPartial(f.messageId);
         return { status: AckStatus.Inconsistent, stored: false };

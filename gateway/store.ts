@@ -781,15 +781,16 @@ CREATE INDEX IF NOT EXISTS mailbox_expires ON mailbox(expires);`);
   }
 
   /**
-   * Stores a fragment: 'duplicate' when that index was already stored; 'refused' (nothing
-   * stored) when `fits` says no, asked only for a new index (one statement for the common case
-   * instead of a lookup before the insert; inside the caller's transaction).
+   * Stores a fragment of a message that has its partial row: 'duplicate' when that index was
+   * already stored; 'refused' (nothing stored) when `fits` is false, which counts only for a new
+   * index (one statement for the common case instead of a lookup before the insert; inside the
+   * caller's transaction).
    */
-  putFragment(messageId: Uint8Array, index: number, data: Uint8Array, fits?: () => boolean): 'stored' | 'duplicate' | 'refused' {
+  putFragment(messageId: Uint8Array, index: number, data: Uint8Array, fits = true): 'stored' | 'duplicate' | 'refused' {
     const id = b(messageId);
     const r = this.st.fragPut.run(id, index, b(data));
     if (r.changes === 0) return 'duplicate';
-    if (fits && !fits()) {
+    if (!fits) {
       this.st.fragDelOne.run(id, index);
       return 'refused';
     }
