@@ -37,7 +37,7 @@
  */
 import { AckStatus, assemble, decodePayload, encodeAck, encodeLoop, type Decoy, type Fragment } from '../proto/fragment/index.ts';
 import { decodeToken, fragmentTokenDigest, normalizeRecipient, tokenSpendKey, verifyToken, type IssuerKeys, type Token } from '../proto/tokens/index.ts';
-import type { GatewayStore, UserRow } from './store.ts';
+import type { GatewayStore, PartialRow, UserRow } from './store.ts';
 import { bytesEqual } from '../proto/util/bytes.ts';
 
 export type TokenRejectReason = 'malformed' | 'expired' | 'invalid' | 'spent' | 'missing';
@@ -228,8 +228,20 @@ export class Intake {
     return { kind: 'drop', reason };
   }
 
-  private ack(status: AckStatus, fragment: Fragment, extra: Partial<Extract<IntakeResult, { kind: 'ack' }>> = {}): FragmentResult {
-    return { kind: 'ack', status, fragment, ...extra };
+  private ack(status: AckStatus, fragment: Fragment, extra?: Partial<Extract<IntakeResult, { kind: 'ack' }>>): FragmentResult {
+    return extra ? { kind: 'ack', status, fragment, ...extra } : { kind: 'ack', status, fragment };
+  }
+
+  /** A token refused: counted by reason for a known user, as an unknown recipient otherwise. */
+  private refuse(user: UserRow | undefined, f: Fragment, reason: TokenRejectReason): FragmentResult {
+    if (user) return this.refuseToken(f, reason);
+    this.counters.refused['unknown-recipient']++;
+    return this.ack(AckStatus.TokenRefused, f);
+  }
+
+  private inconsistent(f: Fragment): FragmentResult {
+    this.counters.refused.inconsistent++;
+    return this.ack(AckStatus.Inconsistent, f);
   }
 
   private refuseToken(f: Fragment, reason: TokenRejectReason): FragmentResult {
@@ -249,14 +261,9 @@ export class Intake {
     recipient: string,
     facts: TokenFacts,
   ): FragmentResult | { tokenKey: string; keyEpoch: number; newBinding: boolean } {
-    const refuse = (reason: TokenRejectReason): FragmentResult => {
-      if (user) return this.refuseToken(f, reason);
-      this.counters.refused['unknown-recipient']++;
-      return this.ack(AckStatus.TokenRefused, f);
-    };
-    if (f.token.length === 0) return refuse('missing');
+    if (f.token.length === 0) return this.refuse(user, f, 'missing');
     const tok = facts.tok;
-    if (!tok) return refuse('malformed');
+    if (!tok) return this.refuse(user, f, 'malformed');
     const tokenKey = facts.tokenKey;
     const bound = this.store.spentFor(tokenKey);
     // its key epoch verifies now: in its window, or the grace after a scheduled end, and not
@@ -264,8 +271,8 @@ export class Intake {
     const epochOk = this.store.acceptsKeyEpoch(recipient, tok.keyEpoch, this.now());
     if (bound) {
       // one token, one message, one recipient: bound to another message id or recipient → spent
-      if (!bytesEqual(bound.messageId, f.messageId) || bound.recipient !== recipient || !user) return refuse('spent');
-      if (!epochOk) return refuse('expired');
+      if (!bytesEqual(bound.messageId, f.messageId) || bound.recipient !== recipient || !user) return this.refuse(user, f, 'spent');
+      if (!epochOk) return this.refuse(user, f, 'expired');
       // that message was completed (and may be long handed over and gone from the queue): a
       // resend is answered Duplicate and stores nothing, however long after
       if (bound.done) {
@@ -277,9 +284,9 @@ export class Intake {
     }
     // checked ahead on the pool (recordCheck), or here; either way for unknown users too
     const valid = (facts.valid ??= verifyToken(this.opts.issuer, recipient, tok));
-    if (!user) return refuse('invalid');
-    if (!epochOk) return refuse('expired');
-    if (!valid) return refuse('invalid');
+    if (!user) return this.refuse(user, f, 'invalid');
+    if (!epochOk) return this.refuse(user, f, 'expired');
+    if (!valid) return this.refuse(user, f, 'invalid');
     return { tokenKey, keyEpoch: tok.keyEpoch, newBinding: true };
   }
 
@@ -322,10 +329,7 @@ export class Intake {
     const partial = this.store.getPartial(f.messageId);
     const q = partial ? undefined : this.store.handoffOf(f.messageId);
     if (q) {
-      if (q.recipient !== recipient) {
-        this.counters.refused.inconsistent++;
-        return this.ack(AckStatus.Inconsistent, f);
-      }
+      if (q.recipient !== recipient) return this.inconsistent(f);
       this.counters.duplicates++;
       return this.ack(AckStatus.Duplicate, f);
     }
@@ -333,12 +337,8 @@ export class Intake {
       this.counters.refused['too-large']++;
       return this.ack(AckStatus.TooLarge, f);
     }
-    const inconsistent = (): FragmentResult => {
-      this.counters.refused.inconsistent++;
-      return this.ack(AckStatus.Inconsistent, f);
-    };
     // every fragment but possibly the last carries ≥ 1 byte, so count ≤ max(1, totalLength)
-    if (f.count > Math.max(1, f.totalLength)) return inconsistent();
+    if (f.count > Math.max(1, f.totalLength)) return this.inconsistent(f);
     if (partial) {
       if (
         partial.recipient !== recipient ||
@@ -346,7 +346,7 @@ export class Intake {
         partial.totalLength !== f.totalLength ||
         !bytesEqual(partial.tokenDigest, facts.digest)
       ) {
-        return inconsistent();
+        return this.inconsistent(f);
       }
     }
     if (user.policy === 'open' && !partial) {
@@ -358,63 +358,76 @@ export class Intake {
     }
 
     // store (inside handleFragment's transaction: `partial` and `q` above are still current)
-    const r = ((): { status: AckStatus; stored: boolean; handoffId?: string } => {
-      let have = partial ?? { received: 0, bytes: 0 };
-      if (!partial) {
-        this.store.createPartial({
-          messageId: f.messageId,
-          recipient,
-          count: f.count,
-          totalLength: f.totalLength,
-          token: f.token,
-          tokenDigest: facts.digest,
-          now,
-          ttlMs: this.opts.reassemblyTtlMs,
-        });
-        if (user.policy === 'open') this.store.rateBump(recipient, Math.floor(now / 3_600_000));
-        have = { received: 0, bytes: 0 };
-      }
-      // a token already bound to this message has its row (the insert would be a no-op)
-      if (tokenKey !== null && newBinding) this.store.markSpent(tokenKey, f.messageId, recipient, keyEpoch, now);
-      // a duplicate index is Stored again; a new one: the last fragment may be short, the others
-      // must leave room for the rest
-      const fits = have.bytes + f.data.length <= f.totalLength && (f.index === f.count - 1 || f.data.length > 0);
-      if (have.received + 1 < f.count) {
-        const put = this.store.putFragment(f.messageId, f.index, f.data, fits);
-        if (put === 'duplicate') return { status: AckStatus.Stored, stored: false };
-        if (put === 'refused') return { status: AckStatus.Inconsistent, stored: false };
-        return { status: AckStatus.Stored, stored: true };
-      }
-      // all but one are stored: this one is a resend of a stored index, or it completes the
-      // message, which is assembled from the stored ones and this one in hand (it is not stored
-      // only to be read back and deleted in the same transaction)
-      const parts = new Map<number, Uint8Array>();
-      for (const x of this.store.fragments(f.messageId)) parts.set(x.idx, x.data);
-      if (parts.has(f.index)) return { status: AckStatus.Stored, stored: false };
-      if (!fits) return { status: AckStatus.Inconsistent, stored: false };
-      parts.set(f.index, f.data);
-      const body = assemble(parts, f.count, f.totalLength);
-      if (body === null) {
-        this.store.dropPartial(f.messageId);
-        return { status: AckStatus.Inconsistent, stored: false };
-      }
-      const handoffId = this.store.enqueue(f.messageId, recipient, body, now);
-      if (tokenKey !== null) this.store.markSpentDone(tokenKey);
-      this.store.dropPartial(f.messageId);
-      return { status: AckStatus.Queued, stored: true, handoffId };
-    })();
-    if (r.status === AckStatus.Inconsistent) return inconsistent();
+    const r = this.write(f, facts, user, partial, recipient, tokenKey, keyEpoch, newBinding, now);
+    if (r.status === AckStatus.Inconsistent) return this.inconsistent(f);
     if (newBinding) this.counters.tokensAccepted++;
     if (r.stored) this.counters.fragmentsStored++;
     else this.counters.duplicates++;
     if (r.status === AckStatus.Queued) this.counters.messagesCompleted++;
-    return this.ack(r.status, f, {
-      stored: r.stored,
-      tokenAccepted: newBinding,
-      ...(r.handoffId ? { handoffId: r.handoffId } : {}),
-    });
+    return r.handoffId
+      ? { kind: 'ack', status: r.status, fragment: f, stored: r.stored, tokenAccepted: newBinding, handoffId: r.handoffId }
+      : { kind: 'ack', status: r.status, fragment: f, stored: r.stored, tokenAccepted: newBinding };
+  }
+
+  /** The writes of an accepted fragment (in its transaction, after every check of `decide`). */
+  private write(
+    f: Fragment,
+    facts: TokenFacts,
+    user: UserRow,
+    partial: PartialRow | undefined,
+    recipient: string,
+    tokenKey: string | null,
+    keyEpoch: number,
+    newBinding: boolean,
+    now: number,
+  ): { status: AckStatus; stored: boolean; handoffId?: string } {
+    const have = partial ?? NO_PARTIAL;
+    if (!partial) {
+      this.store.createPartial({
+        messageId: f.messageId,
+        recipient,
+        count: f.count,
+        totalLength: f.totalLength,
+        token: f.token,
+        tokenDigest: facts.digest,
+        now,
+        ttlMs: this.opts.reassemblyTtlMs,
+      });
+      if (user.policy === 'open') this.store.rateBump(recipient, Math.floor(now / 3_600_000));
+    }
+    // a token already bound to this message has its row (the insert would be a no-op)
+    if (tokenKey !== null && newBinding) this.store.markSpent(tokenKey, f.messageId, recipient, keyEpoch, now);
+    // a duplicate index is Stored again; a new one: the last fragment may be short, the others
+    // must leave room for the rest
+    const fits = have.bytes + f.data.length <= f.totalLength && (f.index === f.count - 1 || f.data.length > 0);
+    if (have.received + 1 < f.count) {
+      const put = this.store.putFragment(f.messageId, f.index, f.data, fits);
+      if (put === 'duplicate') return { status: AckStatus.Stored, stored: false };
+      if (put === 'refused') return { status: AckStatus.Inconsistent, stored: false };
+      return { status: AckStatus.Stored, stored: true };
+    }
+    // all but one are stored: this one is a resend of a stored index, or it completes the
+    // message, which is assembled from the stored ones and this one in hand (it is not stored
+    // only to be read back and deleted in the same transaction)
+    const parts = new Map<number, Uint8Array>();
+    for (const x of this.store.fragments(f.messageId)) parts.set(x.idx, x.data);
+    if (parts.has(f.index)) return { status: AckStatus.Stored, stored: false };
+    if (!fits) return { status: AckStatus.Inconsistent, stored: false };
+    parts.set(f.index, f.data);
+    const body = assemble(parts, f.count, f.totalLength);
+    if (body === null) {
+      this.store.dropPartial(f.messageId);
+      return { status: AckStatus.Inconsistent, stored: false };
+    }
+    const handoffId = this.store.enqueue(f.messageId, recipient, body, now);
+    if (tokenKey !== null) this.store.markSpentDone(tokenKey);
+    this.store.dropPartial(f.messageId);
+    return { status: AckStatus.Queued, stored: true, handoffId };
   }
 }
+
+/** What a message without a partial row has stored. */
+const NO_PARTIAL = { received: 0, bytes: 0 } as const;
 
 /** The memo's key: the recipient as the fragment carries it and the token bytes (latin1: one char per byte). */
 function memoKey(recipient: string, token: Uint8Array): string {
