@@ -396,7 +396,9 @@ describe('group commit at the intake', () => {
       const path = pathOf(fsync);
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', 'test/support/intake-process.ts', path, file, Buffer.from(SEED).toString('hex'), 'example.org', '2', '16', fsync],
+        // a turn every 2 ms: the intake is fast enough to answer all 120 payloads before this
+        // process reads the 7th answer and kills it, which would show nothing
+        ['--import', 'tsx', 'test/support/intake-process.ts', path, file, Buffer.from(SEED).toString('hex'), 'example.org', '2', '16', fsync, '2'],
         {
           stdio: ['ignore', 'pipe', 'inherit'],
         },

@@ -4,7 +4,7 @@
  * gateway does (the intake under group commit: [intake] group_commit_wait_ms argv[5], default 2,
  * group_commit_max_fragments argv[6], default 64, group_commit_fsync argv[7], default the
  * gateway's), a few payloads per event-loop turn as they come
- * off a link; prints each payload's answer (ACK status or drop reason, one line each, in
+ * off a link (argv[8]: ms between turns, default none: the next turn at once); prints each payload's answer (ACK status or drop reason, one line each, in
  * payload order) as soon as the transaction holding it is durable, then prints "acked" and
  * waits — to be SIGKILLed before any hand-off, or while it is still taking payloads.
  */
@@ -14,7 +14,7 @@ import { GROUP_COMMIT_DEFAULTS, GroupCommit, type FsyncMode } from '../../gatewa
 import { Intake } from '../../gateway/intake.ts';
 import { GatewayStore } from '../../gateway/store.ts';
 
-const [dbPath, payloadFile, seedHex, domain, waitMs, maxFragments, fsync] = process.argv.slice(2);
+const [dbPath, payloadFile, seedHex, domain, waitMs, maxFragments, fsync, turnMs] = process.argv.slice(2);
 const store = new GatewayStore(dbPath!);
 const intake = new Intake(store, {
   domains: [domain!],
@@ -42,7 +42,10 @@ let next = 0;
 const feed = () => {
   for (let k = 0; k < PER_TURN && next < payloads.length; k++)
     commits.submit(payloads[next++]!, (r) => answer(String(r.kind === 'ack' ? r.status : r.kind === 'drop' ? r.reason : r.kind)));
-  if (next < payloads.length) setImmediate(feed);
+  if (next < payloads.length) {
+    if (turnMs === undefined) setImmediate(feed);
+    else setTimeout(feed, Number(turnMs));
+  }
 };
 feed();
 setInterval(() => {}, 1000);
