@@ -243,6 +243,39 @@ describe('store: mailboxes and users', () => {
     expect(store.checkSecret('dave@example.org', s2)).toBe(true);
   });
 
+  it('migrates the fragments of schema version 3 (a WITHOUT ROWID table) into a rowid table, mid-reassembly', () => {
+    const [t] = issuedTokens(issuer, BOB, 1, 1);
+    const frags = messageFragments(msg(5000), BOB, t!);
+    expect(statuses(frags.slice(0, 2))).toEqual([AckStatus.Stored, AckStatus.Stored]);
+    store.close();
+    const path = join(dir, 'gw.sqlite');
+    const old = new Database(path);
+    old.exec(`CREATE TABLE f3 (message_id BLOB NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (message_id, idx)) WITHOUT ROWID;
+INSERT INTO f3 SELECT * FROM fragments; DROP TABLE fragments; ALTER TABLE f3 RENAME TO fragments;`);
+    old.pragma('user_version = 3');
+    old.close();
+    store = new GatewayStore(path);
+    intake = new Intake(store, { domains: ['example.org'], issuer, maxMessageBytes: 100_000, reassemblyTtlMs: 60_000, now: () => now });
+    const sql = () => {
+      const db = new Database(path, { readonly: true });
+      try {
+        return [
+          (db.prepare("SELECT sql FROM sqlite_master WHERE name = 'fragments'").get() as { sql: string }).sql,
+          db.pragma('user_version', { simple: true }),
+        ];
+      } finally {
+        db.close();
+      }
+    };
+    const [ddl, version] = sql();
+    expect(ddl).not.toMatch(/WITHOUT ROWID/i);
+    expect(version).toBe(4);
+    expect(store.fragments(frags[0]!.messageId).map((x) => x.idx)).toEqual([0, 1]);
+    // a duplicate index is still one, and the message completes from what was migrated
+    expect(statuses([frags[1]!, frags[2]!])).toEqual([AckStatus.Stored, AckStatus.Queued]);
+    expect(Buffer.compare(store.handoffOf(frags[0]!.messageId)!.body!, Buffer.from(msg(5000)))).toBe(0);
+  });
+
   it('migrates a mailbox table of schema version 2: items without a SURB id (plain loops) go, SURB replies stay', () => {
     store.close();
     const path = join(dir, 'gw.sqlite');
@@ -258,7 +291,7 @@ describe('store: mailboxes and users', () => {
     store = new GatewayStore(path);
     expect(store.mailboxTake(new Uint8Array(32).fill(1), 0)).toEqual([{ seq: 2, surbId: new Uint8Array(16).fill(2), payload: new Uint8Array([2]) }]);
     const db = new Database(path);
-    expect(db.pragma('user_version', { simple: true })).toBe(3);
+    expect(db.pragma('user_version', { simple: true })).toBe(4);
     expect(
       db
         .prepare<[], { name: string; notnull: number }>('PRAGMA table_info(mailbox)')

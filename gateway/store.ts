@@ -178,12 +178,12 @@ CREATE TABLE IF NOT EXISTS partial (
   bytes INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS partial_expires ON partial(expires);
-CREATE TABLE IF NOT EXISTS fragments (
+CREATE TABLE IF NOT EXISTS fragments ( -- a rowid table: see migrateToV4
   message_id BLOB NOT NULL,
   idx INTEGER NOT NULL,
   data BLOB NOT NULL,
   PRIMARY KEY (message_id, idx)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS queue (
   message_id BLOB PRIMARY KEY,
   queue_id TEXT NOT NULL UNIQUE,
@@ -351,6 +351,35 @@ export class GatewayStore {
     if (version < 1) this.migrateToV1();
     if (version < 2) this.migrateToV2();
     if (version < 3) this.migrateToV3();
+    if (version < 4) this.migrateToV4();
+  }
+
+  /**
+   * Schema version 4: `fragments` becomes a rowid table. As a WITHOUT ROWID table its rows live
+   * in the primary key's b-tree, where a row of more than ~1 KB (a fragment's data: up to ~1.9
+   * KiB) spills into an overflow page of its own, so every stored fragment wrote two 4 KiB pages
+   * of WAL, its own overflow page and the leaf its key falls in. In a rowid table the data is
+   * appended to the table's last leaves (rowids grow), several fragments to a page, and only
+   * the small (message id, index) key goes to the random place in the key's index: about half
+   * the WAL bytes per fragment when a message's fragments come in different batches, as they
+   * do from a client's payload stream.
+   */
+  private migrateToV4(): void {
+    this.tx(() => {
+      const t = this.db.prepare<[], { sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'fragments'").get();
+      if (t && /WITHOUT\s+ROWID/i.test(t.sql)) {
+        this.db.exec(`CREATE TABLE fragments_v4 (
+  message_id BLOB NOT NULL,
+  idx INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (message_id, idx)
+);
+INSERT INTO fragments_v4 (message_id, idx, data) SELECT message_id, idx, data FROM fragments;
+DROP TABLE fragments;
+ALTER TABLE fragments_v4 RENAME TO fragments;`);
+      }
+      this.db.pragma('user_version = 4');
+    });
   }
 
   /**
