@@ -1,29 +1,52 @@
 /**
- * The exit analyses on a second thread. The event loop writes the trace and the entry ring into
- * shared memory and queues one request per exiting packet (the number of its departure record
- * and how far back the analyses may read: exit-analyses.ts); a worker thread serves the
- * requests in order with the same `ExitAnalyses.serve` the one-thread run calls, over the same
- * records, so the results are identical by construction.
+ * The exit analyses and the targets' forward tracking on a second thread. The event loop writes
+ * the trace and the entry ring into shared memory and queues one request per exiting packet
+ * (the number of its departure record and how far back the analyses may read:
+ * exit-analyses.ts) and the forward replay's few ops (forward-replay.ts); a worker thread
+ * serves the requests in order with the same `ExitAnalyses.serve` the one-thread run calls,
+ * and replays the trace records and the ops in order with the same `ForwardReplay`, over the
+ * same records, so the results are identical by construction.
  *
  * Each ring is twice the analyses' window: a request made at record s reads records
  * s − window + 1 .. s, so the event loop may run ahead until record s + window, and waits
- * (Atomics.wait) only if the worker is that far behind. The request queue is a ring of
- * `QUEUE` slots with two counters (published, done) in shared memory.
+ * (Atomics.wait) only if the worker is that far behind; the replay reads each record once, so
+ * the loop may not write more than a ring ahead of it. The request queue and the op queue are
+ * rings of `QUEUE` slots with counters (published, done) in shared memory; the loop publishes
+ * how many trace records it has written every `PUBLISH` records (through the ring's `limit`,
+ * so the write path has no extra test).
  */
 import { createRequire } from 'node:module';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { ExitAnalyses, REQ_FIELDS, type ExitConfig, type ExitRequest, type ExitResults, type ExitRunner } from './exit-analyses.ts';
+import { OP_FIELDS } from './forward-replay.ts';
 import { EntryRing, TraceRing } from './trace.ts';
 
 const C_PUBLISHED = 0;
 const C_DONE = 1;
 const C_STOP = 2;
 const C_STATE = 3;
+/** ops published, ops replayed */
+const C_OPS = 4;
+const C_OPS_DONE = 5;
+/** bumped by the worker whenever it has done something (the loop waits on it) */
+const C_PROGRESS = 6;
+/** bumped by the loop whenever it has published something (the worker waits on it) */
+const C_WAKE = 7;
+/** forward targets finished (progress reports) */
+const C_FWD_FINISHED = 8;
+const CTRL_INTS = 9;
+/** in the 64-bit counters: trace records published, trace records replayed */
+const W_TRACE_PUB = 0;
+const W_SCANNED = 1;
 
 const ST_RUNNING = 1;
 const ST_FAILED = 2;
 const ST_FINISHED = 3;
 const QUEUE = 4096;
+/** trace records between two publications of the writer's position */
+const PUBLISH = 16384;
+/** trace records the worker replays between two looks at the request queue */
+const SCAN_CHUNK = 65536;
 /** how long the event loop waits for the worker without any progress before it gives up */
 const STALL_MS = 300_000;
 
@@ -32,7 +55,9 @@ interface WorkerData {
   tsxApi: string | null;
   url: string;
   ctrl: SharedArrayBuffer;
+  ctrl64: SharedArrayBuffer;
   reqs: SharedArrayBuffer;
+  ops: SharedArrayBuffer;
   trace: SharedArrayBuffer;
   traceCapacity: number;
   entries: SharedArrayBuffer;
@@ -59,7 +84,14 @@ export class ThreadedExits implements ExitRunner {
   readonly trace: TraceRing;
   readonly entries: EntryRing;
   private readonly ctrl: Int32Array;
+  private readonly ctrl64: BigInt64Array;
   private readonly reqs: Float64Array;
+  private readonly ops: Float64Array;
+  private opsPublished = 0;
+  /** the writer's position is published when it reaches this record */
+  private nextPublish: number;
+  /** the first trace record the writer may not write yet (the walks' and the replay's needs) */
+  private traceLimit = Infinity;
   private readonly traceStart = new Float64Array(QUEUE);
   private readonly entryStart = new Float64Array(QUEUE);
   private published = 0;
@@ -71,11 +103,25 @@ export class ThreadedExits implements ExitRunner {
   constructor(private readonly cfg: ExitConfig) {
     this.trace = TraceRing.shared(2 * cfg.traceWindow);
     this.entries = EntryRing.shared(2 * cfg.entryWindow);
-    const ctrl = new SharedArrayBuffer(16);
+    const ctrl = new SharedArrayBuffer(CTRL_INTS * 4);
+    const ctrl64 = new SharedArrayBuffer(2 * 8);
     const reqs = new SharedArrayBuffer(QUEUE * REQ_FIELDS * 8);
+    const ops = new SharedArrayBuffer(QUEUE * OP_FIELDS * 8);
     this.ctrl = new Int32Array(ctrl);
+    this.ctrl64 = new BigInt64Array(ctrl64);
     this.reqs = new Float64Array(reqs);
-    this.trace.onFull = (w) => this.waitUntil(() => w < this.trace.limit);
+    this.ops = new Float64Array(ops);
+    this.nextPublish = Math.min(PUBLISH, this.trace.capacity - cfg.traceWindow);
+    this.updateLimits();
+    this.trace.onFull = (w) => {
+      if (w >= this.nextPublish) {
+        Atomics.store(this.ctrl64, W_TRACE_PUB, BigInt(w));
+        this.nextPublish = w + Math.min(PUBLISH, this.trace.capacity - cfg.traceWindow);
+        this.wake();
+      }
+      this.updateLimits();
+      if (w >= this.traceLimit) this.waitUntil(() => w < this.traceLimit);
+    };
     this.entries.onFull = (w) => this.waitUntil(() => w < this.entries.limit);
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
@@ -90,7 +136,9 @@ export class ThreadedExits implements ExitRunner {
             .replace(/\.cjs$/, '.mjs'),
       url: import.meta.url,
       ctrl,
+      ctrl64,
       reqs,
+      ops,
       trace: this.trace.nodeType.buffer as SharedArrayBuffer,
       traceCapacity: this.trace.capacity,
       entries: this.entries.time.buffer as SharedArrayBuffer,
@@ -119,38 +167,67 @@ export class ThreadedExits implements ExitRunner {
     this.entryStart[slot] = r.entryStart;
     this.published++;
     Atomics.store(this.ctrl, C_PUBLISHED, this.published);
-    Atomics.notify(this.ctrl, C_PUBLISHED);
+    this.wake();
     this.updateLimits();
   }
 
-  /** The writers' limits from the oldest request not yet served. */
+  forward(kind: number, arg: number): void {
+    if (this.opsPublished - Atomics.load(this.ctrl, C_OPS_DONE) >= QUEUE) this.waitUntil(() => this.opsPublished - Atomics.load(this.ctrl, C_OPS_DONE) < QUEUE);
+    const o = (this.opsPublished % QUEUE) * OP_FIELDS;
+    this.ops[o] = this.trace.written;
+    this.ops[o + 1] = kind;
+    this.ops[o + 2] = arg;
+    this.opsPublished++;
+    Atomics.store(this.ctrl, C_OPS, this.opsPublished);
+    this.wake();
+  }
+
+  forwardFinished(): number {
+    return Atomics.load(this.ctrl, C_FWD_FINISHED);
+  }
+
+  private wake(): void {
+    Atomics.add(this.ctrl, C_WAKE, 1);
+    Atomics.notify(this.ctrl, C_WAKE);
+  }
+
+  /**
+   * The writers' limits: from the oldest request not yet served (its walk's and scan's
+   * records), and for the trace also from the replay's position (each record read once) and
+   * the next publication of the writer's position.
+   */
   private updateLimits(): void {
     const done = Atomics.load(this.ctrl, C_DONE);
-    if (done >= this.published) {
-      this.trace.limit = Infinity;
-      this.entries.limit = Infinity;
-      return;
+    const scanned = Number(Atomics.load(this.ctrl64, W_SCANNED));
+    let tl = scanned + this.trace.capacity;
+    if (done >= this.published) this.entries.limit = Infinity;
+    else {
+      const slot = done % QUEUE;
+      tl = Math.min(tl, this.traceStart[slot]! + this.trace.capacity - this.cfg.traceWindow + 1);
+      this.entries.limit = this.entryStart[slot]! + this.entries.capacity - this.cfg.entryWindow + 1;
     }
-    const slot = done % QUEUE;
-    this.trace.limit = this.traceStart[slot]! + this.trace.capacity - this.cfg.traceWindow + 1;
-    this.entries.limit = this.entryStart[slot]! + this.entries.capacity - this.cfg.entryWindow + 1;
+    this.traceLimit = tl;
+    this.trace.limit = Math.min(tl, this.nextPublish);
   }
 
   private waitUntil(ok: () => boolean): void {
     const t0 = performance.now();
-    let last = Atomics.load(this.ctrl, C_DONE);
+    let last = Atomics.load(this.ctrl, C_PROGRESS);
     let lastMove = t0;
+    // the worker may be waiting for records not published yet
+    Atomics.store(this.ctrl64, W_TRACE_PUB, BigInt(this.trace.written));
+    this.wake();
     for (;;) {
       this.updateLimits();
       if (ok()) break;
       this.checkWorker();
-      const done = Atomics.load(this.ctrl, C_DONE);
+      const prog = Atomics.load(this.ctrl, C_PROGRESS);
       const now = performance.now();
-      if (done !== last) {
-        last = done;
+      if (prog !== last) {
+        last = prog;
         lastMove = now;
       } else if (now - lastMove > STALL_MS) throw new Error(`the analysis thread made no progress for ${STALL_MS / 1000} s`);
-      Atomics.wait(this.ctrl, C_DONE, done, 1000);
+      Atomics.wait(this.ctrl, C_PROGRESS, prog, 1000);
     }
     this.waitedMs += performance.now() - t0;
   }
@@ -163,8 +240,9 @@ export class ThreadedExits implements ExitRunner {
   }
 
   finish(): ExitResults {
+    Atomics.store(this.ctrl64, W_TRACE_PUB, BigInt(this.trace.written));
     Atomics.store(this.ctrl, C_STOP, 1);
-    Atomics.notify(this.ctrl, C_PUBLISHED);
+    this.wake();
     const t0 = performance.now();
     for (;;) {
       const st = Atomics.load(this.ctrl, C_STATE);
@@ -181,19 +259,26 @@ export class ThreadedExits implements ExitRunner {
   }
 }
 
-/** The worker's side: serve requests in order until told to stop, then post the results. */
+/** The worker's side: serve requests and replay the trace in order until told to stop, then post the results. */
 export function runExitWorker(d: WorkerData): void {
   const ctrl = new Int32Array(d.ctrl);
+  const ctrl64 = new BigInt64Array(d.ctrl64);
   const q = new Float64Array(d.reqs);
+  const ops = new Float64Array(d.ops);
   const trace = new TraceRing(d.traceCapacity, d.trace);
   const entries = new EntryRing(d.entryCapacity, d.entries);
   const an = new ExitAnalyses(trace, entries, d.cfg);
+  const replay = an.replay;
   Atomics.store(ctrl, C_STATE, ST_RUNNING);
   const r: ExitRequest = { traceStart: 0, traceAvail: 0, entryStart: 0, entryAvail: 0, tExit: 0, sender: -1, flags: 0 };
   let done = 0;
+  let opsDone = 0;
   for (;;) {
+    const wake = Atomics.load(ctrl, C_WAKE);
+    let worked = false;
+    // exit requests, a batch at a time
     const pub = Atomics.load(ctrl, C_PUBLISHED);
-    if (done < pub) {
+    for (let k = 0; k < 64 && done < pub; k++) {
       const o = (done % QUEUE) * REQ_FIELDS;
       r.traceStart = q[o]!;
       r.traceAvail = q[o + 1]!;
@@ -205,11 +290,46 @@ export function runExitWorker(d: WorkerData): void {
       an.serve(r);
       done++;
       Atomics.store(ctrl, C_DONE, done);
-      Atomics.notify(ctrl, C_DONE);
+      worked = true;
+    }
+    // the forward replay: records up to the published position, the ops in order between
+    // them. The position is read before the op count, so an op not seen yet was made at or
+    // after that position, and every op seen was made after the records before its own.
+    const tracePub = Number(Atomics.load(ctrl64, W_TRACE_PUB));
+    const opsPub = Atomics.load(ctrl, C_OPS);
+    let budget = SCAN_CHUNK;
+    while (budget > 0) {
+      const from = replay.scanned;
+      if (opsDone < opsPub) {
+        const o = (opsDone % QUEUE) * OP_FIELDS;
+        const pos = ops[o]!;
+        if (from < pos) replay.advance(Math.min(pos, from + budget));
+        else {
+          replay.apply(pos, ops[o + 1]!, ops[o + 2]!);
+          opsDone++;
+          Atomics.store(ctrl, C_OPS_DONE, opsDone);
+          budget--;
+        }
+      } else if (from < tracePub) replay.advance(Math.min(tracePub, from + budget));
+      else break;
+      budget -= replay.scanned - from;
+      worked = true;
+    }
+    if (worked) {
+      Atomics.store(ctrl64, W_SCANNED, BigInt(replay.scanned));
+      Atomics.store(ctrl, C_FWD_FINISHED, replay.finished);
+      Atomics.add(ctrl, C_PROGRESS, 1);
+      Atomics.notify(ctrl, C_PROGRESS);
       continue;
     }
-    if (Atomics.load(ctrl, C_STOP) === 1 && Atomics.load(ctrl, C_PUBLISHED) === done) break;
-    Atomics.wait(ctrl, C_PUBLISHED, pub, 200);
+    if (
+      Atomics.load(ctrl, C_STOP) === 1 &&
+      Atomics.load(ctrl, C_PUBLISHED) === done &&
+      Atomics.load(ctrl, C_OPS) === opsDone &&
+      Number(Atomics.load(ctrl64, W_TRACE_PUB)) === replay.scanned
+    )
+      break;
+    Atomics.wait(ctrl, C_WAKE, wake, 200);
   }
   d.port.postMessage({ results: an.results() });
   Atomics.store(ctrl, C_STATE, ST_FINISHED);

@@ -16,7 +16,7 @@
  * reached a source (to 1e−9), or at the end of the ring buffer (then the result is counted as
  * truncated).
  */
-import { SRC_MIX, TR_DEPART, type TraceRing } from './trace.ts';
+import { AUX_POOL, SRC_MIX, TR_DEPART, type TraceRing } from './trace.ts';
 
 /** (n − 1)/n for pool sizes below KEEP */
 const KEEP = 1 << 16;
@@ -147,7 +147,7 @@ export class BackwardWalker {
           }
           continue;
         }
-        const n = aux[ii]!;
+        const n = aux[ii]! & AUX_POOL;
         // (n − 1)/n from a table (the same double as the division); weight decays
         // geometrically, and below 1e−30 per packet it is nothing: left alone it would sink into
         // subnormal numbers, whose arithmetic is a hundred times slower

@@ -13,6 +13,7 @@ import type { SenderPosterior } from './backward.ts';
 import { ackTimeoutSeconds, ClientProtocol } from './clients.ts';
 import { InlineExits, REQ_FULL, REQ_TARGET, type ExitConfig, type ExitRunner } from './exit-analyses.ts';
 import { ForwardTracker, type ExitSink } from './forward.ts';
+import { OP_DROP, OP_LOST_NEW, OP_START } from './forward-replay.ts';
 import { CalendarQueue } from './calendar.ts';
 import { LogHistogram } from './histogram.ts';
 import { Network } from './network.ts';
@@ -40,7 +41,7 @@ import {
 import { Rng } from './rng.ts';
 import { fragmentCapacityOf, fragmentCountFor, mixingParamsOf, type Scenario } from './scenario.ts';
 import { ErlangTable, type TimingSummary } from './timing.ts';
-import { EntryRing, SRC_GATEWAY, SRC_MIX, SRC_SELF, TR_ARRIVE, TR_DEPART, TraceRing } from './trace.ts';
+import { AUX_EXIT, EntryRing, SRC_GATEWAY, SRC_MIX, SRC_SELF, TR_ARRIVE, TR_DEPART, TraceRing } from './trace.ts';
 import { ThreadedExits } from './analysis-thread.ts';
 
 const EV_PAYLOAD = 0;
@@ -82,6 +83,7 @@ export class Simulation implements ExitSink {
   readonly heap: CalendarQueue;
   readonly trace: TraceRing;
   readonly entries: EntryRing;
+  /** the reply-path targets' forward tracking (the forward targets' is replayed from the trace by `exits`) */
   readonly fwd: ForwardTracker;
   /** the exit analyses (backward walks, timing attack), on this thread or another */
   readonly exits: ExitRunner;
@@ -130,10 +132,9 @@ export class Simulation implements ExitSink {
   readonly targetClients: number;
   private readonly targetWindowEnd: number;
   tracked = 0;
+  /** forward targets finished, their entropies and lost mass: from the forward replay, once the run is over */
   finished = 0;
-  readonly tgH: Float64Array;
-  readonly tgM: Float64Array;
-  readonly entropyOut: number[] = [];
+  entropyOut: number[] = [];
   readonly senderOut: number[] = [];
   readonly degreeOut: number[] = [];
   truncated = 0;
@@ -238,8 +239,6 @@ export class Simulation implements ExitSink {
     this.targetClients = Math.min(N, Math.max(1, Math.ceil(this.K / Math.max(1e-9, perClientRate * window * 0.9))));
     this.targetWindowEnd = T - tail;
     const R = this.postmix ? this.followMax * 64 : 0;
-    this.tgH = new Float64Array(this.K);
-    this.tgM = new Float64Array(this.K);
 
     // trace: enough records for a walk back over the longest plausible route delay
     const table = new ErlangTable(L, this.mu);
@@ -261,6 +260,9 @@ export class Simulation implements ExitSink {
       timingOffset: (L - 1) * this.hopGap,
       traceWindow: TC,
       entryWindow: EC,
+      mixes: this.NM,
+      nodes: NN,
+      targets: this.K,
     };
     this.exits = threads >= 2 ? new ThreadedExits(cfg) : new InlineExits(new TraceRing(TC), new EntryRing(EC), cfg);
     this.trace = this.exits.trace;
@@ -309,14 +311,7 @@ export class Simulation implements ExitSink {
   // ---- ExitSink: forward mass leaving the mix network ----
 
   exit(tg: number, m: number, p: number, _t: number): void {
-    if (tg < this.K) {
-      if (m > 0) {
-        this.tgH[tg]! -= m * Math.log2(m);
-        this.tgM[tg]! += m;
-      }
-      return;
-    }
-    // reply path: where does this packet land, and whose mailbox is it?
+    // reply path (the only targets this tracker holds): where does this packet land, and whose mailbox is it?
     const r = tg - this.K;
     const pk = this.pk;
     const i32 = pk.i32;
@@ -338,13 +333,6 @@ export class Simulation implements ExitSink {
   }
 
   finish(tg: number): void {
-    if (tg < this.K) {
-      this.finished++;
-      const M = this.tgM[tg]!;
-      this.lostMass += 1 - M;
-      this.entropyOut.push(M > 0 ? this.tgH[tg]! / M + Math.log2(M) : 0);
-      return;
-    }
     const r = tg - this.K;
     const cm = this.replyClientMass[r]!;
     const gm = this.replyGwMass[r]!;
@@ -433,9 +421,8 @@ export class Simulation implements ExitSink {
       }
     }
     if (c < this.targetClients && this.tracked < this.K && t > this.TW && t < this.targetWindowEnd) {
-      const tg = this.tracked++;
-      i32[o + I_TARGET] = tg;
-      this.fwd.attach(p, tg, 1);
+      // its mass starts with its first trace record (OP_START in enterPool)
+      i32[o + I_TARGET] = this.tracked++;
     }
     if (c === 0 && t > this.TW) this.obs.targetSend?.(t, kind);
     this.toNextHop(p, t);
@@ -521,7 +508,7 @@ export class Simulation implements ExitSink {
     const d = p * pk.FS + pk.FO;
     const h = i32[o + I_HOP]!;
     const node = i32[o + I_NODES + h]!;
-    if (this.lossy && src !== SRC_SELF && this.rng.next() < this.sc.loss) return this.lose(p, t);
+    if (this.lossy && src !== SRC_SELF && this.rng.next() < this.sc.loss) return this.lose(p, t, h);
     if (node >= this.NM && i32[o + I_KIND] === KIND_DECOY) {
       // a decoy's gateway answers it as a fragment's gateway does: the same delays
       f64[d + F_DELAYS + h] = (this.postmix ? this.expo(this.mu) : 0) + (this.sc.ackDelay ? this.expo(this.mu) : 0);
@@ -544,7 +531,10 @@ export class Simulation implements ExitSink {
     this.notePool(node, t);
     this.poolN[node]!++;
     f64[d + F_REC] = this.trace.push(node, TR_ARRIVE, src, src >= 0 || src === SRC_SELF ? -1 : f64[d + F_REC]!);
-    if (src >= 0) this.entries.push(t, src);
+    if (src >= 0) {
+      this.entries.push(t, src);
+      if (h === 0 && i32[o + I_TARGET]! >= 0) this.exits.forward(OP_START, i32[o + I_TARGET]!);
+    }
     if (node >= this.NM) this.obs.gatewayArrival?.(node - this.NM, t);
     if (i32[o + I_MASS]! >= 0) this.fwd.arrive(p, node);
     if (!this.threshold || node >= this.NM) {
@@ -568,11 +558,15 @@ export class Simulation implements ExitSink {
     this.waitLen[node] = len;
   }
 
-  private lose(p: number, _t: number): void {
+  private lose(p: number, _t: number, h: number): void {
     const pk = this.pk;
     const o = p * pk.IS;
     if (pk.i32[o + I_FRAG]! >= 0 || pk.i32[o + I_KIND] !== KIND_MIXLOOP) this.counts.lost++;
     if (pk.i32[o + I_MASS]! >= 0) this.fwd.drop(p);
+    // any forward mass it carries is lost with it (a target's own mass if this was its first hop)
+    const rec = pk.f64[p * pk.FS + pk.FO + F_REC]!;
+    if (rec >= 0) this.exits.forward(OP_DROP, rec);
+    else if (h === 0 && pk.i32[o + I_TARGET]! >= 0) this.exits.forward(OP_LOST_NEW, pk.i32[o + I_TARGET]!);
     pk.free(p);
   }
 
@@ -586,10 +580,10 @@ export class Simulation implements ExitSink {
     const node = i32[o + I_NODES + h]!;
     const next = i32[o + I_NODES + (h + 1 < nHops ? h + 1 : nHops)]!;
     const n = this.poolN[node]!;
-    pk.f64[d + F_REC] = this.trace.push(node, TR_DEPART, n, pk.f64[d + F_REC]!);
     const NM = this.NM;
     const isMix = node < NM;
     const isExit = isMix && next >= NM;
+    pk.f64[d + F_REC] = this.trace.push(node, TR_DEPART, isExit ? n | AUX_EXIT : n, pk.f64[d + F_REC]!);
     if (isMix) {
       if (t > this.TW) this.mixOut[node]!++;
       if (this.comp[node] === 0 ? this.fwd.holds(node) : isExit && i32[o + I_MASS]! >= 0) this.fwd.depart(p, node, n, isExit, t);
@@ -621,6 +615,8 @@ export class Simulation implements ExitSink {
       this.latSamples?.push(lat);
     }
     if (i32[o + I_MASS]! >= 0) this.fwd.drop(p);
+    // it ends at a mix (a mix loop) with no record there: the forward mass it carries is lost
+    if (!isExit) this.exits.forward(OP_DROP, pk.f64[d + F_REC]!);
     pk.free(p);
   }
 
@@ -634,6 +630,9 @@ export class Simulation implements ExitSink {
     const node = i32[o + I_NODES + nHops]!;
     const kind = i32[o + I_KIND]!;
     if (i32[o + I_MASS]! >= 0) this.fwd.drop(p);
+    // at a mix (a mix loop) it leaves no record: the forward mass it carries is lost (none
+    // reaches a gateway: the departure to one is an exit)
+    if (node < this.NM) this.exits.forward(OP_DROP, pk.f64[d + F_REC]!);
     if (node >= this.NM) {
       this.trace.push(node, TR_ARRIVE, SRC_MIX, pk.f64[d + F_REC]!);
       this.obs.gatewayArrival?.(node - this.NM, t);
@@ -712,6 +711,9 @@ export class Simulation implements ExitSink {
   /** Every exit analysis done (on whichever thread): their results into the metrics and observers. */
   private collectExits(): void {
     const r = this.exits.finish();
+    this.finished = r.forward.finished;
+    this.lostMass = r.forward.lostMass;
+    this.entropyOut = Array.from(r.forward.entropy);
     const logN = Math.log2(this.N);
     for (let i = 0; i < r.senderEntropy.length; i++) {
       if (r.truncated[i] === 1) this.truncated++;
@@ -772,7 +774,7 @@ export class Simulation implements ExitSink {
       this.events++;
       if (this.events >= nextProgress && onProgress) {
         nextProgress += progressEvery;
-        onProgress({ simTime: t, duration: T, events: this.events, targetsDone: this.finished });
+        onProgress({ simTime: t, duration: T, events: this.events, targetsDone: this.exits.forwardFinished() });
       }
       const idx = code >>> 3;
       switch (code & 7) {

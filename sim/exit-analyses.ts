@@ -8,6 +8,7 @@
  * the same order over the same records (`analysis-thread.ts`).
  */
 import { BackwardWalker, type SenderPosterior, type SenderSummary } from './backward.ts';
+import { ForwardReplay, type ForwardResults } from './forward-replay.ts';
 import { ErlangTable, TimingAttack, type TimingSummary } from './timing.ts';
 import type { EntryRing, TraceRing } from './trace.ts';
 
@@ -44,6 +45,10 @@ export interface ExitConfig {
   /** the most trace records a walk reads, and entries a timing scan reads */
   traceWindow: number;
   entryWindow: number;
+  /** the forward replay's network: mixes (nodes below this), all nodes, forward targets */
+  mixes: number;
+  nodes: number;
+  targets: number;
 }
 
 /** Results, in request order. */
@@ -55,6 +60,8 @@ export interface ExitResults {
   /** per REQ_FULL request: the posterior */
   posteriors: SenderPosterior[];
   timing: TimingSummary;
+  /** the targets' forward tracking (forward-replay.ts) */
+  forward: ForwardResults;
 }
 
 export class ExitAnalyses {
@@ -64,8 +71,11 @@ export class ExitAnalyses {
   private senderEntropy: number[] = [];
   private truncated: number[] = [];
   private posteriors: SenderPosterior[] = [];
+  /** the targets' forward tracking, replayed from the same trace (driven by the runner, not by `serve`) */
+  readonly replay: ForwardReplay;
 
   constructor(trace: TraceRing, entries: EntryRing, cfg: ExitConfig) {
+    this.replay = new ForwardReplay(trace, cfg.compromised, cfg.mixes, cfg.nodes, cfg.targets);
     this.walker = new BackwardWalker(trace, cfg.compromised, cfg.clients, cfg.traceWindow);
     this.timing = new TimingAttack(entries, new ErlangTable(cfg.layers, cfg.mu), cfg.timingOffset, cfg.clients);
   }
@@ -93,6 +103,7 @@ export class ExitAnalyses {
       truncated: Uint8Array.from(this.truncated),
       posteriors: this.posteriors,
       timing: this.timing.summary(),
+      forward: this.replay.results(),
     };
   }
 }
@@ -102,13 +113,24 @@ export interface ExitRunner {
   readonly trace: TraceRing;
   readonly entries: EntryRing;
   request(r: ExitRequest): void;
-  /** every request served; the results in request order */
+  /** a forward-replay op (forward-replay.ts), placed after the records written so far */
+  forward(kind: number, arg: number): void;
+  /** targets whose forward tracking is done (so far: for progress reports) */
+  forwardFinished(): number;
+  /** every request served and every record replayed; the results in request order */
   finish(): ExitResults;
 }
 
-/** The one-thread runner: each request is served when it is made. */
+/** Records the forward replay is let fall behind the writer (at most the ring's capacity). */
+export const REPLAY_CHUNK = 4096;
+
+/**
+ * The one-thread runner: each request is served when it is made; the forward replay catches up
+ * with the trace every `REPLAY_CHUNK` records (before the ring overwrites them) and before each op.
+ */
 export class InlineExits implements ExitRunner {
   readonly analyses: ExitAnalyses;
+  private readonly replay: ForwardReplay;
 
   constructor(
     readonly trace: TraceRing,
@@ -116,13 +138,29 @@ export class InlineExits implements ExitRunner {
     cfg: ExitConfig,
   ) {
     this.analyses = new ExitAnalyses(trace, entries, cfg);
+    this.replay = this.analyses.replay;
+    const chunk = Math.min(REPLAY_CHUNK, trace.capacity);
+    trace.limit = chunk;
+    trace.onFull = (w) => {
+      this.replay.advance(w);
+      trace.limit = w + chunk;
+    };
   }
 
   request(r: ExitRequest): void {
     this.analyses.serve(r);
   }
 
+  forward(kind: number, arg: number): void {
+    this.replay.apply(this.trace.written, kind, arg);
+  }
+
+  forwardFinished(): number {
+    return this.replay.finished;
+  }
+
   finish(): ExitResults {
+    this.replay.advance(this.trace.written);
     return this.analyses.results();
   }
 }

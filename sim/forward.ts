@@ -10,7 +10,13 @@
  * Mass riding packets lives in a small arena of linked (target, mass) entries; pools keep
  * per-node lists. Nothing is allocated per event unless a tracked target's mass moves.
  */
-import type { PacketTable } from './packets.ts';
+
+/** Where the mass lists riding packets hang: a packet table, or (forward-replay.ts) trace record numbers. */
+export interface MassSlots {
+  /** head of the mass list on `p`, or −1 */
+  mass(p: number): number;
+  setMass(p: number, e: number): void;
+}
 
 /** A target's mass below this is dropped (counted as lost). */
 export const EPS = 1e-10;
@@ -38,7 +44,7 @@ export class ForwardTracker {
   lost: Float64Array;
 
   constructor(
-    private readonly pk: PacketTable,
+    private readonly pk: MassSlots,
     private readonly compromised: Uint8Array,
     nodes: number,
     targets: number,
@@ -144,6 +150,64 @@ export class ForwardTracker {
         } else mss[j] = rest;
       }
     } else if (isExit) this.exitCarried(p, t);
+  }
+
+  private tmpTg = new Int32Array(64);
+  private tmpMs = new Float64Array(64);
+
+  /**
+   * `depart(p, node, n, false, t)` followed by `arrive(p, next)` at an honest `next`, for a
+   * packet `p` that carries no mass: the same arithmetic in the same order (the departing mass
+   * collected in the order `depart` would attach it, merged in the order `arrive` would read
+   * the packet's list: newest first), without the packet's list.
+   */
+  departInto(node: number, n: number, next: number): void {
+    const tgs = this.poolTg[node]!;
+    const mss = this.poolMs[node]!;
+    if (this.tmpTg.length < tgs.length) {
+      this.tmpTg = new Int32Array(2 * tgs.length);
+      this.tmpMs = new Float64Array(2 * tgs.length);
+    }
+    const tmpTg = this.tmpTg;
+    const tmpMs = this.tmpMs;
+    const live = this.live;
+    let k = 0;
+    for (let j = tgs.length - 1; j >= 0; j--) {
+      const tg = tgs[j]!;
+      const M = mss[j]!;
+      const out = M / n;
+      const rest = n === 1 ? 0 : M - out;
+      if (out >= EPS) {
+        tmpTg[k] = tg;
+        tmpMs[k++] = out;
+        live[tg]!++;
+      } else this.lost[tg]! += out;
+      if (rest < EPS) {
+        this.lost[tg]! += rest;
+        const last = tgs.length - 1;
+        tgs[j] = tgs[last]!;
+        mss[j] = mss[last]!;
+        tgs.pop();
+        this.poolLen[node]!--;
+        mss.pop();
+        if (--live[tg]! === 0) this.sink.finish(tg);
+      } else mss[j] = rest;
+    }
+    const ntg = this.poolTg[next]!;
+    const nms = this.poolMs[next]!;
+    while (k > 0) {
+      const tg = tmpTg[--k]!;
+      const ms = tmpMs[k]!;
+      const j = ntg.indexOf(tg);
+      if (j >= 0) {
+        nms[j]! += ms;
+        live[tg]!--;
+      } else {
+        ntg.push(tg);
+        this.poolLen[next]!++;
+        nms.push(ms);
+      }
+    }
   }
 
   /** The mass packet `p` carries leaves the mix network with it. */

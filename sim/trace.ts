@@ -22,6 +22,17 @@ export const SRC_SELF = -2;
 /** sent by a gateway (an ACK, a gateway's loop, a mix loop passing through) */
 export const SRC_GATEWAY = -3;
 
+/** A departure's `aux` with this bit set: the packet leaves the mix network (a mix to a gateway). */
+export const AUX_EXIT = 1 << 30;
+/** A departure's pool size: `aux & AUX_POOL`. */
+export const AUX_POOL = AUX_EXIT - 1;
+/**
+ * Links this many records back or more are not kept (`back` 0). Links past the ring are kept
+ * (a walk tells them from its `avail`), so the forward replay can follow a packet that waited
+ * longer than the ring holds.
+ */
+export const BACK_MAX = 1 << 30;
+
 /** Bytes of shared memory per trace record (three Int32 fields). */
 export const TRACE_RECORD_BYTES = 12;
 
@@ -29,9 +40,9 @@ export class TraceRing {
   readonly capacity: number;
   /** node * 2 + type */
   readonly nodeType: Int32Array;
-  /** departure: pool size before leaving; arrival: source */
+  /** departure: pool size before leaving (`AUX_POOL`), `AUX_EXIT` if it leaves the mix network; arrival: source */
   readonly aux: Int32Array;
-  /** records back to the same packet's previous record (a departure's arrival at that node, an arrival's departure from the node before); 0: none */
+  /** records back to the same packet's previous record (a departure's arrival at that node, an arrival's departure from the node before); 0: none (or `BACK_MAX` or more) */
   readonly back: Int32Array;
   /** ring slot of the next record */
   head = 0;
@@ -66,7 +77,7 @@ export class TraceRing {
     this.nodeType[h] = node * 2 + type;
     this.aux[h] = aux;
     const d = w - prev;
-    this.back[h] = prev >= 0 && d < this.capacity ? d : 0;
+    this.back[h] = prev >= 0 && d < BACK_MAX ? d : 0;
     this.head = h + 1 === this.capacity ? 0 : h + 1;
     this.written = w + 1;
     return w;
