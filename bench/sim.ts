@@ -76,11 +76,14 @@ export function measured(name: string, sc: Partial<Scenario>, threads: number, o
     peak_rss_mb: Math.round(peak / 2 ** 20),
     cpu_s: (cpu.user + cpu.system) / 1e6,
     analysis_wait_s: perf.analysis_wait_s,
+    // per thread (Linux): the loop's sets the wall time on an idle machine, unless it waited
+    loop_cpu_s: perf.loop_cpu_s,
+    analysis_cpu_s: perf.analysis_cpu_s,
     trace_ring_records: perf.trace_ring,
     load_avg_1m: [load0, os.loadavg()[0]!],
   };
   opts.log(
-    `${name.padEnd(11)} ${threads} thread(s): wall ${fmt(r.wall_s, 1)} s | cpu ${fmt(out.cpu_s, 1)} s | ${fmt(r.events)} events | ${fmt(r.events_per_s)} events/s | rss peak ${fmt(out.peak_rss_mb)} MB | waited ${fmt(perf.analysis_wait_s, 1)} s | load ${fmt(load0, 1)} → ${fmt(os.loadavg()[0]!, 1)}`,
+    `${name.padEnd(11)} ${threads} thread(s): wall ${fmt(r.wall_s, 1)} s | cpu ${fmt(out.cpu_s, 1)} s | ${fmt(r.events)} events | ${fmt(r.events_per_s)} events/s | rss peak ${fmt(out.peak_rss_mb)} MB | loop ${fmt(perf.loop_cpu_s, 1)} + analyses ${fmt(perf.analysis_cpu_s, 1)} cpu s | waited ${fmt(perf.analysis_wait_s, 1)} s | load ${fmt(load0, 1)} → ${fmt(os.loadavg()[0]!, 1)}`,
   );
   return { r, out };
 }

@@ -15,6 +15,7 @@
  * how many trace records it has written every `PUBLISH` records (through the ring's `limit`,
  * so the write path has no extra test).
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { ExitAnalyses, REQ_FIELDS, type ExitConfig, type ExitRequest, type ExitResults, type ExitRunner } from './exit-analyses.ts';
@@ -80,6 +81,20 @@ const { workerData } = require('node:worker_threads');
 });
 `;
 
+/**
+ * CPU seconds (user + system) the calling thread has used, from /proc/thread-self/stat (Linux;
+ * NaN elsewhere), at the usual 100 clock ticks per second.
+ */
+export function threadCpuSeconds(): number {
+  try {
+    const st = readFileSync('/proc/thread-self/stat', 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 export class ThreadedExits implements ExitRunner {
   readonly trace: TraceRing;
   readonly entries: EntryRing;
@@ -99,6 +114,8 @@ export class ThreadedExits implements ExitRunner {
   private readonly port: MessagePort;
   /** time the event loop spent waiting for the worker (ms) */
   waitedMs = 0;
+  /** CPU seconds the worker thread used, once it has finished */
+  workerCpuS = NaN;
 
   constructor(private readonly cfg: ExitConfig) {
     this.trace = TraceRing.shared(2 * cfg.traceWindow);
@@ -252,9 +269,10 @@ export class ThreadedExits implements ExitRunner {
       Atomics.wait(this.ctrl, C_STATE, st, 1000);
     }
     this.waitedMs += performance.now() - t0;
-    const m = receiveMessageOnPort(this.port)?.message as { results?: ExitResults } | undefined;
+    const m = receiveMessageOnPort(this.port)?.message as { results?: ExitResults; cpuS?: number } | undefined;
     void this.worker.terminate();
     if (!m?.results) throw new Error('the analysis thread finished without results');
+    this.workerCpuS = m.cpuS ?? NaN;
     return m.results;
   }
 }
@@ -331,7 +349,7 @@ export function runExitWorker(d: WorkerData): void {
       break;
     Atomics.wait(ctrl, C_WAKE, wake, 200);
   }
-  d.port.postMessage({ results: an.results() });
+  d.port.postMessage({ results: an.results(), cpuS: threadCpuSeconds() });
   Atomics.store(ctrl, C_STATE, ST_FINISHED);
   Atomics.notify(ctrl, C_STATE);
 }

@@ -708,6 +708,11 @@ export class Simulation implements ExitSink {
     return this.exits instanceof ThreadedExits ? this.exits.waitedMs : 0;
   }
 
+  /** CPU seconds of the analysis thread (NaN on one thread, or where the OS does not say). */
+  analysisCpuS(): number {
+    return this.exits instanceof ThreadedExits ? this.exits.workerCpuS : NaN;
+  }
+
   /** Every exit analysis done (on whichever thread): their results into the metrics and observers. */
   private collectExits(): void {
     const r = this.exits.finish();

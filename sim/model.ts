@@ -19,6 +19,7 @@
  */
 import type { SenderPosterior } from './backward.ts';
 import { Simulation, type Progress } from './engine.ts';
+import { threadCpuSeconds } from './analysis-thread.ts';
 import { LogHistogram, meanOf, quantileOf } from './histogram.ts';
 import { combine, messagesUntilSure } from './attacks/evidence.ts';
 import { watchMailbox, type MailboxWatchReport } from './attacks/mailbox-watch.ts';
@@ -53,6 +54,9 @@ export interface RunPerf {
   /** trace records a walk may read back, and the ring's size in records (twice that on two threads) */
   trace_window: number;
   trace_ring: number;
+  /** CPU seconds of the event loop's thread during the run, and of the analysis thread (NaN: one thread, or not Linux) */
+  loop_cpu_s: number;
+  analysis_cpu_s: number;
 }
 
 export interface Summary {
@@ -215,8 +219,11 @@ export function runSimulation(partial: Partial<Scenario>, opts: RunOptions = {})
       step,
     );
   }
+  const loopCpu0 = threadCpuSeconds();
   sim.run(opts.onProgress, opts.progressEvery ?? 1_000_000);
   if (opts.perf) {
+    opts.perf.loop_cpu_s = threadCpuSeconds() - loopCpu0;
+    opts.perf.analysis_cpu_s = sim.analysisCpuS();
     opts.perf.threads = opts.threads ?? 1;
     opts.perf.analysis_wait_s = sim.analysisWaitMs() / 1000;
     opts.perf.trace_window = sim.traceWindow;
