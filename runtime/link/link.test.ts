@@ -1,4 +1,5 @@
 import type { PeerId } from '@libp2p/interface';
+import { YamuxStream } from '@chainsafe/libp2p-yamux/stream';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame, encodeFrames, FrameDecoder, FramingError } from '../../proto/link/framing.ts';
@@ -340,6 +341,36 @@ describe('PacketLink over loopback', () => {
       releases.splice(0).forEach((r) => r());
     }
     expect(b.link.counters.droppedWrongSizeIn).toBe(0);
+  });
+
+  it('sends a yamux window update once half the receive window is used, not one per data frame', async () => {
+    const allowed = new Set<string>();
+    for (const n of [43, 44]) allowed.add((await peerIdFromSeed(seed(n))).toString());
+    // the window updates that go out (the packet stream's filter calls this one when it lets one pass)
+    const proto = YamuxStream.prototype as unknown as { sendWindowUpdate: () => void };
+    const original = proto.sendWindowUpdate;
+    let updates = 0;
+    proto.sendWindowUpdate = function (this: unknown) {
+      updates++;
+      original.call(this);
+    };
+    try {
+      const b = await mkNode(43, allowed);
+      // 8 frames (16 KiB) per stream write: ~250 data frames for 4 MB, each answered before
+      const a = await mkNode(44, allowed, { maxQueuedFramesPerPeer: 100_000, maxBatchFrames: 8 });
+      const N = 2000;
+      for (let i = 0; i < N; i++) {
+        a.link.send(b.link.peerId, frame(i));
+        if (i % 8 === 7) await a.link.flushed(b.link.peerId);
+      }
+      await until(() => b.got.length === N, 'all frames');
+      expect(b.got.map((g) => new DataView(g.frame.buffer, g.frame.byteOffset).getUint32(0))).toEqual(Array.from({ length: N }, (_, i) => i));
+      // 4 MB through a 256 KiB window: one update per 128 KiB or so (and the stream's opening)
+      expect(updates).toBeLessThan(45);
+      expect(updates).toBeGreaterThan(4);
+    } finally {
+      proto.sendWindowUpdate = original;
+    }
   });
 
   it('bounds the outbound queue per neighbour: drops and counts past the limit', async () => {
