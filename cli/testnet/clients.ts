@@ -101,8 +101,10 @@ export async function startClients(
     const cdir = join(dir, name);
     mkdirSync(cdir, { recursive: true });
     const config = join(cdir, 'client.toml');
-    // the submission password of a testnet user: random, as a provider would hand it out
-    const password = randomBytes(12).toString('base64url');
+    // the submission password of a testnet user: random, as a provider would hand it out; hex,
+    // since a base64url one starts with '-' one time in 64 and mail clients' command lines
+    // (swaks --auth-password, msmtp's passwordeval) read that as an option
+    const password = randomBytes(16).toString('hex');
     const host = plan.host(name);
     writeFileSync(
       config,
