@@ -10,10 +10,9 @@
  *   replay tag, delay queue → forward to the next hop's peer (a legal next hop in the document)
  *   | deliver to the role
  *
- * The processor peels the layer on the event loop (`[crypto] workers = 0`, `InlineFrames`: the
- * frames of one event-loop run decided together, one replay append for them), or hands it to
- * the pool of Sphinx worker threads (runtime/hop/unwrap-pool.ts): the layer is peeled in a
- * worker, the replay check and the scheduling stay on the event loop.
+ * The processor is the engine itself on the event loop (`[crypto] workers = 0`), or the pool of
+ * Sphinx worker threads (runtime/hop/unwrap-pool.ts): the layer is peeled in a worker, the
+ * replay check and the scheduling stay on the event loop.
  *
  * Every `tick_ms` the epoch driver fetches documents, uploads the descriptor with Sphinx keys
  * made ahead of time and expires the previous epoch. When the view changes, the node installs
@@ -28,17 +27,9 @@ import { join } from 'node:path';
 import type { PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { HopEngine, type HopCounters, type UnwrappedFrame } from '../../proto/hop/engine.ts';
+import { HopEngine, type HopCounters } from '../../proto/hop/engine.ts';
 import { epochAt, epochStart, type IdentityKey, type VerifiedDocument } from '../../proto/pki/index.ts';
-import {
-  DEFAULT_GEOMETRY,
-  fastestSuiteSelection,
-  packetSizes,
-  processPacket,
-  type Geometry,
-  type HopDeliver,
-  type ProcessOptions,
-} from '../../proto/sphinx/index.ts';
+import { DEFAULT_GEOMETRY, fastestSuiteSelection, packetSizes, type Geometry, type HopDeliver } from '../../proto/sphinx/index.ts';
 import { hex } from '../../proto/util/bytes.ts';
 import { samplePerHopDelayMs } from '../../proto/mixing/params.ts';
 import { csprngUniform } from '../../proto/util/random.ts';
@@ -94,97 +85,13 @@ export interface HopRole {
 }
 
 /**
- * Where frames off the link go. The default peels each on the event loop and decides the frames
- * of one run together (`InlineFrames`); a pool of worker threads can take its place (a returned
- * promise holds the link's backpressure until it settles). A frame is a view into the link's receive buffer (PacketLink `viewFrames`):
+ * Where frames off the link go. The default hands each to the current engine on the event loop;
+ * a pool of worker threads can take its place (a returned promise holds the link's backpressure
+ * until it settles). A frame is a view into the link's receive buffer (PacketLink `viewFrames`):
  * copy what is kept past the call (processPacket and the pool's batch copy already do).
  */
 export interface FrameProcessor {
   process(frame: Uint8Array): void | Promise<void>;
-}
-
-/**
- * The hop node's FrameProcessor with `[crypto] workers = 0`: each frame's layer is peeled on the
- * event loop as it arrives, and the frames that arrived in one run of the event loop (one
- * socket read: one or a few Noise messages, ~25 frames under load, one at low load) are
- * decided together at its end (a microtask), through `HopEngine.admit` as the pool's batches
- * are. So the replay store takes one `seenOrAddMany` per epoch and run: the log store appends
- * the run's new tags with one write(2) instead of one per packet, SQLite commits them in one
- * transaction.
- *
- * The replay check stays exact and its crash semantics do not change. `admit` checks and
- * inserts every tag of the run, in arrival order, before anything of it is scheduled (a copy
- * later in the same run is dropped as `replay`; one in a later run meets the tag already in
- * the store), and the append has returned before any of them can leave: a packet leaves only
- * from the delay queue's timer, a later macrotask, or (`deliverAtOnce`) from inside `admit`
- * after the append. A crash between the peel and the append loses the run's frames as a crash
- * before `seenOrAdd` did: none of their tags is written and none of them left, so a copy
- * replayed after the restart is the only one to pass. A crash after the append and before
- * the forward loses the packets (held in memory) and keeps the tags, as before.
- */
-export class InlineFrames<P> {
-  private items: UnwrappedFrame[] = [];
-  private batchEngine: HopEngine<P> | undefined;
-  private armed = false;
-  private tag: Uint8Array | undefined;
-  // one options object for every frame: processPacket hands it the tag, admit checks it
-  private readonly peel: ProcessOptions = {
-    isReplay: (t) => {
-      this.tag = t;
-      return false;
-    },
-  };
-  private readonly end = (): void => {
-    this.armed = false;
-    this.decide();
-  };
-
-  constructor(
-    /** The engine of the current geometry (a frame is decided by the one current when it arrived). */
-    private readonly engine: () => HopEngine<P>,
-    /**
-     * A run whose decision threw: the replay store could not append (then none of the run was
-     * queued or left), or a role's deliverAtOnce threw (the frames after it are lost).
-     */
-    private readonly failed: (frames: number, err: unknown) => void,
-    /** Frames decided at once when a run brings this many (bounds the time a peeled packet waits). */
-    private readonly maxBatch = 64,
-  ) {}
-
-  process(frame: Uint8Array): void {
-    const engine = this.engine();
-    if (this.batchEngine !== engine) this.decide();
-    const t0 = performance.now();
-    const k = engine.precheck(frame, t0);
-    if (!k) return;
-    this.tag = undefined;
-    const result = processPacket(engine.geometry, k.key, frame, this.peel);
-    this.batchEngine = engine;
-    this.items.push({ epoch: k.epoch, result, tag: this.tag, t0 });
-    if (this.items.length >= this.maxBatch) this.decide();
-    else if (!this.armed) {
-      this.armed = true;
-      queueMicrotask(this.end);
-    }
-  }
-
-  /** Frames peeled and not decided yet. */
-  get pending(): number {
-    return this.items.length;
-  }
-
-  /** Decides the frames peeled so far (the end of a run; also before shutdown). */
-  decide(): void {
-    const items = this.items;
-    const engine = this.batchEngine;
-    if (items.length === 0 || engine === undefined) return;
-    this.items = [];
-    try {
-      engine.admit(items);
-    } catch (err) {
-      this.failed(items.length, err);
-    }
-  }
 }
 
 /** What starting a mix or a gateway takes (the role's config extends HopNodeConfig). */
@@ -246,7 +153,6 @@ export class HopNode {
   private processor: FrameProcessor;
   private pool: UnwrapPool | undefined;
   private pooled: PooledFrames<Peer> | undefined;
-  private readonly inline: InlineFrames<Peer>;
   private readonly custom: boolean;
   private readonly testWorkerCrashes: SharedArrayBuffer | undefined;
   private readonly ignoreDelays: boolean;
@@ -323,12 +229,7 @@ export class HopNode {
     this.engine = this.newEngine(this.geometryNow);
     this.custom = o.processor !== undefined;
     this.testWorkerCrashes = o.testWorkerCrashes;
-    this.inline = new InlineFrames<Peer>(
-      () => this.engine,
-      (frames, err) => this.log.warn({ frames, err: String(err) }, 'frames dropped: their decision failed (replay store append?)'),
-    );
-    const inline = this.inline;
-    this.processor = o.processor?.(this) ?? { process: (frame) => inline.process(frame) };
+    this.processor = o.processor?.(this) ?? { process: (frame) => this.engine.handle(frame) };
   }
 
   /** Sphinx worker threads in use (0: the layers are peeled on the event loop). */
@@ -603,7 +504,6 @@ export class HopNode {
     this.accepting = false;
     await this.epochs.stop();
     // frames already taken are decided (peeled, replay-checked, queued) before the drain
-    this.inline.decide();
     await this.pooled?.drain();
     const before = this.counters.forwarded + this.counters.delivered;
     const left = await this.engine.drain(Math.floor(graceMs * 0.6));
