@@ -138,18 +138,26 @@ export class ForwardTracker {
         if (isExit) this.sink.exit(tg, out, p, t);
         else if (out >= EPS) this.attach(p, tg, out);
         else this.lost[tg]! += out;
-        if (rest < EPS) {
-          this.lost[tg]! += rest;
-          const last = tgs.length - 1;
-          tgs[j] = tgs[last]!;
-          mss[j] = mss[last]!;
-          tgs.pop();
-          this.poolLen[node]!--;
-          mss.pop();
-          if (--this.live[tg]! === 0) this.sink.finish(tg);
-        } else mss[j] = rest;
+        if (rest < EPS) this.dropEntry(node, tgs, mss, j, tg, rest);
+        else mss[j] = rest;
       }
     } else if (isExit) this.exitCarried(p, t);
+  }
+
+  /**
+   * Entry `j` of `node`'s pool (target `tg`) keeps only `rest` < EPS: that is counted lost and
+   * the entry removed by swapping the last one into its place. Callers walk `j` downward, so the
+   * entry swapped in has already been visited.
+   */
+  private dropEntry(node: number, tgs: number[], mss: number[], j: number, tg: number, rest: number): void {
+    this.lost[tg]! += rest;
+    const last = tgs.length - 1;
+    tgs[j] = tgs[last]!;
+    mss[j] = mss[last]!;
+    tgs.pop();
+    mss.pop();
+    this.poolLen[node]!--;
+    if (--this.live[tg]! === 0) this.sink.finish(tg);
   }
 
   private tmpTg = new Int32Array(64);
@@ -182,16 +190,8 @@ export class ForwardTracker {
         tmpMs[k++] = out;
         live[tg]!++;
       } else this.lost[tg]! += out;
-      if (rest < EPS) {
-        this.lost[tg]! += rest;
-        const last = tgs.length - 1;
-        tgs[j] = tgs[last]!;
-        mss[j] = mss[last]!;
-        tgs.pop();
-        this.poolLen[node]!--;
-        mss.pop();
-        if (--live[tg]! === 0) this.sink.finish(tg);
-      } else mss[j] = rest;
+      if (rest < EPS) this.dropEntry(node, tgs, mss, j, tg, rest);
+      else mss[j] = rest;
     }
     const ntg = this.poolTg[next]!;
     const nms = this.poolMs[next]!;
