@@ -403,6 +403,7 @@ async function delayQueue(opts: BenchOptions): Promise<Record<string, unknown>> 
     epochs: () => [],
     dropEpoch() {},
     dropEpochsBefore: () => [],
+    flush() {},
     close() {},
   };
   const late: number[] = [];

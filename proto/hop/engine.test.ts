@@ -1,19 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_GEOMETRY as G, createPacket, nodeSuite, prepareHopKey, processPacket, type HopDeliver } from '../sphinx/index.ts';
-import { HopEngine, type EpochHopKey } from './engine.ts';
-import { ReplayStore } from '../../runtime/hop/replay-store.ts';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HopEngine, type EpochHopKey, type ReplayTagStore } from './engine.ts';
+import { LogReplayStore, ReplayStore } from '../../runtime/hop/replay-store.ts';
 
 function node(i: number) {
   const sk = new Uint8Array(32).fill(i + 1);
   return { id: new Uint8Array(32).fill(0x10 + i), sk, pk: nodeSuite.publicKey(sk) };
 }
 
-function setup(opts: { keys?: () => EpochHopKey[]; maxQueuedBytes?: number; known?: boolean; deliverAtOnce?: boolean } = {}) {
+function setup(opts: { keys?: () => EpochHopKey[]; maxQueuedBytes?: number; known?: boolean; deliverAtOnce?: boolean; replay?: ReplayTagStore } = {}) {
   let now = 0;
   const a = node(0);
   const sent: { next: string; packet: Uint8Array; at: number }[] = [];
   const delivered: HopDeliver[] = [];
-  const replay = new ReplayStore(':memory:');
+  const replay = opts.replay ?? new ReplayStore(':memory:');
   const engine = new HopEngine<string>({
     geometry: G,
     replay,
@@ -83,6 +86,88 @@ describe('HopEngine', () => {
     });
     s.engine.handle(packet);
     expect([s.delivered.length, s.engine.held.packets, s.engine.counters.delivered]).toEqual([1, 0, 1]);
+  });
+
+  it("a processed packet leaves only once its replay tag is on disk (the log store's pending tags)", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'postmix-engine-replay-'));
+    try {
+      const store = new LogReplayStore(dir);
+      const s = setup({ replay: store });
+      const file = join(dir, 'tags-7.log');
+      const onDisk = () => statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+      const route = [s.a, b].map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 10 }));
+      const mk = () => createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1), keyEpoch: 7 }).packet;
+      const packets = [mk(), mk(), mk()];
+      for (const p of packets) s.engine.handle(p);
+      expect([store.count(7), onDisk()]).toEqual([3, 0]); // taken, not written yet
+      s.engine.handle(packets[1]!); // and exact before the write
+      expect(s.engine.counters.dropped.replay).toBe(1);
+      // what the file holds at the moment each packet is handed to the link
+      const seenAtSend: number[] = [];
+      const engine = new HopEngine<string>({
+        geometry: G,
+        replay: store,
+        keys: () => [{ epoch: 7, key: prepareHopKey(nodeSuite, s.a.sk) }],
+        resolveNext: (id) => Buffer.from(id).toString('hex'),
+        forward: () => seenAtSend.push(onDisk()),
+        deliver: () => {},
+        maxQueuedBytes: 1_000_000,
+        now: () => 0,
+        autoTimer: false,
+      });
+      const later = mk();
+      engine.handle(later);
+      expect(onDisk()).toBe(0);
+      engine.releaseDue(10);
+      // one write for the four tags, before the first packet left
+      expect(seenAtSend).toEqual([4 * 32]);
+      expect(readFileSync(file).length).toBe(4 * 32);
+      s.tick(10);
+      expect(s.sent.length).toBe(3);
+      expect(onDisk()).toBe(4 * 32);
+      store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a packet whose tag cannot be written does not leave: dropped as replay-store-failed; own packets still leave', () => {
+    const inner = new ReplayStore(':memory:');
+    let failing = true;
+    const store: ReplayTagStore = {
+      seenOrAdd: (e, t) => inner.seenOrAdd(e, t),
+      seenOrAddMany: (e, t) => inner.seenOrAddMany(e, t),
+      has: (e, t) => inner.has(e, t),
+      count: (e) => inner.count(e),
+      epochs: () => inner.epochs(),
+      dropEpoch: (e) => inner.dropEpoch(e),
+      dropEpochsBefore: (e) => inner.dropEpochsBefore(e),
+      flush: () => {
+        if (failing) throw new Error('ENOSPC: no space left on device');
+      },
+      close: () => inner.close(),
+    };
+    const s = setup({ replay: store });
+    const route = [s.a, b].map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 10 }));
+    s.engine.handle(createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1), keyEpoch: 7 }).packet);
+    s.engine.emit('peer-x', new Uint8Array(5), 10);
+    s.tick(10);
+    expect(s.sent.map((x) => x.next)).toEqual(['peer-x']);
+    expect([s.engine.counters.dropped['replay-store-failed'], s.engine.counters.forwarded]).toEqual([1, 1]);
+    // a final hop taken at once is refused the same way, and taken once the store writes again
+    const d = setup({ replay: store, deliverAtOnce: true });
+    const fin = () =>
+      createPacket(nodeSuite, G, {
+        route: [{ nodeId: d.a.id, publicKey: d.a.pk, delayMs: 0 }],
+        terminal: { kind: 'deliver', queueId: new Uint8Array(32) },
+        payload: new Uint8Array(1),
+        keyEpoch: 7,
+      }).packet;
+    d.engine.handle(fin());
+    expect([d.delivered.length, d.engine.counters.dropped['replay-store-failed']]).toEqual([0, 1]);
+    failing = false;
+    d.engine.handle(fin());
+    expect(d.delivered.length).toBe(1);
   });
 
   it('drops a replay, an unknown next hop, garbage and a full queue, counting each', () => {

@@ -27,8 +27,17 @@ import { DelayQueue } from './delay-queue.ts';
  * has the SQLite and append-log implementations).
  */
 export interface ReplayTagStore {
+  /** True when `tag` was seen under `epoch` before; otherwise takes it (exact at once, in memory). */
   seenOrAdd(epoch: number, tag: Uint8Array): boolean;
   seenOrAddMany(epoch: number, tags: readonly Uint8Array[]): boolean[];
+  /**
+   * Makes every tag taken so far durable (survives the process dying). A store may hold new tags
+   * in memory until then; the engine calls it before any packet leaves (`release`, and a final
+   * hop taken at once), so a packet is never out while its tag could still be lost. A replay of
+   * a packet that had not left when the process died is then taken once, as if the first copy
+   * had been lost with the delay queue. Throws when the write fails (the tags stay pending).
+   */
+  flush(): void;
   has(epoch: number, tag: Uint8Array): boolean;
   count(epoch: number): number;
   epochs(): number[];
@@ -70,7 +79,7 @@ export interface UnwrappedFrame {
  * `no-key` (no Sphinx key for now), `not-deliverable` (a final-hop packet this hop does not
  * take, see `admitDeliver`).
  */
-export type HopDropReason = SphinxDropReason | 'expired-key' | 'unknown-next-hop' | 'queue-full' | 'no-key' | 'not-deliverable';
+export type HopDropReason = SphinxDropReason | 'expired-key' | 'unknown-next-hop' | 'queue-full' | 'no-key' | 'not-deliverable' | 'replay-store-failed';
 
 export const HOP_DROP_REASONS: readonly HopDropReason[] = [
   ...SPHINX_DROP_REASONS,
@@ -79,6 +88,7 @@ export const HOP_DROP_REASONS: readonly HopDropReason[] = [
   'queue-full',
   'no-key',
   'not-deliverable',
+  'replay-store-failed',
 ];
 
 export interface HopCounters {
@@ -281,6 +291,7 @@ export class HopEngine<P> {
     } else if (r.kind === 'deliver') {
       if (this.opts.admitDeliver !== undefined && !this.opts.admitDeliver(r)) return this.finish(t0, 'not-deliverable');
       if (this.opts.deliverAtOnce?.(r) === true) {
+        if (!this.tagsDurable()) return this.finish(t0, 'replay-store-failed');
         this.counters.delivered++;
         this.opts.deliver(r, epoch);
         return this.finish(t0);
@@ -310,7 +321,23 @@ export class HopEngine<P> {
     return false;
   }
 
+  /**
+   * The replay store's pending tags written (ReplayTagStore.flush) before a processed packet
+   * leaves; false when that failed, and the packet must not leave (its tag could be lost).
+   */
+  private tagsDurable(): boolean {
+    try {
+      this.opts.replay.flush();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   private release(d: Due<P>): void {
+    // a packet of the node's own (emit) carries no replay tag; a processed one leaves only once
+    // its tag is durable, and is dropped (counted) when the store cannot write it
+    if (d.kind !== 'emit' && !this.tagsDurable()) return this.drop('replay-store-failed');
     if (d.kind === 'emit') {
       if (d.next !== undefined && d.packet !== undefined) {
         this.counters.forwarded++;

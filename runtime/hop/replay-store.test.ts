@@ -64,7 +64,7 @@ describe.each(kinds)('replay store ($kind)', ({ cls, make }) => {
     for (const t of tags) expect(s2.seenOrAdd(42, t)).toBe(true);
   });
 
-  it('keeps a committed tag when the process is killed (SIGKILL) right after seenOrAdd', () => {
+  it('keeps a tag when the process is killed (SIGKILL) right after seenOrAdd and flush', () => {
     const tag = randomBytes(32);
     const mod = fileURLToPath(new URL('./replay-store.ts', import.meta.url));
     const script = join(dir, 'kill.ts');
@@ -75,6 +75,7 @@ describe.each(kinds)('replay store ($kind)', ({ cls, make }) => {
       `import { ${cls} } from ${JSON.stringify(mod)};\n` +
         `const s = ${ctor};\n` +
         `if (s.seenOrAdd(5, Buffer.from(${JSON.stringify(tag.toString('hex'))}, 'hex'))) process.exit(3);\n` +
+        `s.flush();\n` +
         `process.kill(process.pid, 'SIGKILL');\n`,
     );
     const r = spawnSync(process.execPath, ['--import', 'tsx', script], { timeout: 30_000, encoding: 'utf8' });
@@ -97,6 +98,41 @@ describe.each(kinds)('replay store ($kind)', ({ cls, make }) => {
 });
 
 describe('LogReplayStore', () => {
+  it('holds new tags in memory until flush: exact at once, on disk after one write for all of them', () => {
+    const base = join(dir, 'pending');
+    const s = new LogReplayStore(base);
+    open.push(s);
+    const tags = Array.from({ length: 5 }, () => randomBytes(32));
+    for (const t of tags.slice(0, 3)) expect(s.seenOrAdd(9, t)).toBe(false);
+    expect(s.seenOrAddMany(9, [tags[3]!, tags[0]!, tags[4]!, tags[3]!])).toEqual([false, true, false, true]);
+    // the decision is exact before anything is written
+    for (const t of tags) expect(s.seenOrAdd(9, t)).toBe(true);
+    // and a second store on the directory (what a restart after SIGKILL would read) has none yet
+    expect(new LogReplayStore(base).count(9)).toBe(0);
+    s.flush();
+    expect(statSync(join(base, 'tags-9.log')).size).toBe(5 * 32);
+    const again = new LogReplayStore(base);
+    open.push(again);
+    for (const t of tags) expect(again.has(9, t)).toBe(true);
+    s.flush(); // nothing pending: no second copy
+    expect(statSync(join(base, 'tags-9.log')).size).toBe(5 * 32);
+  });
+
+  it('writes by itself once 2,048 tags are pending, and grows for a larger batch', () => {
+    const base = join(dir, 'full');
+    const s = new LogReplayStore(base);
+    open.push(s);
+    for (let i = 0; i < 2048; i++) s.seenOrAdd(3, randomBytes(32));
+    expect(statSync(join(base, 'tags-3.log'), { throwIfNoEntry: false })).toBeUndefined();
+    s.seenOrAdd(3, randomBytes(32)); // the 2,049th: the 2,048 before it are written first
+    expect(statSync(join(base, 'tags-3.log')).size).toBe(2048 * 32);
+    const batch = Array.from({ length: 5000 }, () => randomBytes(32));
+    expect(s.seenOrAddMany(3, batch).every((x) => !x)).toBe(true);
+    s.flush();
+    expect(statSync(join(base, 'tags-3.log')).size).toBe(7049 * 32);
+    expect(new LogReplayStore(base).count(3)).toBe(7049);
+  });
+
   it('cuts a torn trailing record on open and keeps the whole ones', () => {
     const base = join(dir, 'torn');
     const s1 = new LogReplayStore(base);
@@ -111,6 +147,7 @@ describe('LogReplayStore', () => {
     expect(s2.seenOrAdd(9, a)).toBe(true);
     const b = randomBytes(32);
     expect(s2.seenOrAdd(9, b)).toBe(false);
+    s2.flush();
     expect(statSync(join(base, 'tags-9.log')).size).toBe(64);
   });
 });
