@@ -276,6 +276,20 @@ INSERT INTO f3 SELECT * FROM fragments; DROP TABLE fragments; ALTER TABLE f3 REN
     expect(Buffer.compare(store.handoffOf(frags[0]!.messageId)!.body!, Buffer.from(msg(5000)))).toBe(0);
   });
 
+  it('refuses a database of a newer schema than it knows, and leaves it as it was', () => {
+    store.close();
+    const path = join(dir, 'gw.sqlite');
+    const newer = new Database(path);
+    newer.pragma('user_version = 5');
+    newer.exec('CREATE TABLE from_the_future (x INTEGER)');
+    newer.close();
+    expect(() => new GatewayStore(path)).toThrow(/schema version 5, newer than this build's 4/);
+    const db = new Database(path, { readonly: true });
+    expect(db.pragma('user_version', { simple: true })).toBe(5);
+    db.close();
+    store = new GatewayStore(join(dir, 'other.sqlite')); // for afterEach
+  });
+
   it('migrates a mailbox table of schema version 2: items without a SURB id (plain loops) go, SURB replies stay', () => {
     store.close();
     const path = join(dir, 'gw.sqlite');

@@ -256,6 +256,9 @@ function queueRow(r: RawQueue): QueueRow {
   };
 }
 
+/** The newest schema this build writes (PRAGMA user_version); migrate() brings older ones to it. */
+const SCHEMA_VERSION = 4;
+
 export class GatewayStore {
   readonly db: Database.Database;
   readonly rotation: RotationPolicy;
@@ -282,6 +285,15 @@ export class GatewayStore {
       privateFile(path);
     }
     this.db = new Database(path);
+    // a database a newer build migrated: this build's statements may not fit its tables, and a
+    // write could damage what that build relies on, so it is refused before anything is written
+    const found = this.db.pragma('user_version', { simple: true }) as number;
+    if (found > SCHEMA_VERSION) {
+      this.db.close();
+      throw new Error(
+        `${path}: the gateway database has schema version ${found}, newer than this build's ${SCHEMA_VERSION}; run the postmix version that wrote it (or a later one)`,
+      );
+    }
     this.db.pragma('journal_mode = WAL');
     this.fullSync = opts.synchronous !== 'normal';
     this.db.pragma(`synchronous = ${this.fullSync ? 'FULL' : 'NORMAL'}`);
