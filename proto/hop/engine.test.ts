@@ -11,7 +11,17 @@ function node(i: number) {
   return { id: new Uint8Array(32).fill(0x10 + i), sk, pk: nodeSuite.publicKey(sk) };
 }
 
-function setup(opts: { keys?: () => EpochHopKey[]; maxQueuedBytes?: number; known?: boolean; deliverAtOnce?: boolean; replay?: ReplayTagStore } = {}) {
+function setup(
+  opts: {
+    keys?: () => EpochHopKey[];
+    maxQueuedBytes?: number;
+    known?: boolean;
+    deliverAtOnce?: boolean;
+    replay?: ReplayTagStore;
+    /** called as each packet is handed to the link, before it is recorded in `sent` */
+    onForward?: () => void;
+  } = {},
+) {
   let now = 0;
   const a = node(0);
   const sent: { next: string; packet: Uint8Array; at: number }[] = [];
@@ -22,7 +32,10 @@ function setup(opts: { keys?: () => EpochHopKey[]; maxQueuedBytes?: number; know
     replay,
     keys: opts.keys ?? (() => [{ epoch: 7, key: prepareHopKey(nodeSuite, a.sk) }]),
     resolveNext: (id) => (opts.known === false ? undefined : Buffer.from(id).toString('hex')),
-    forward: (next, packet) => sent.push({ next, packet, at: now }),
+    forward: (next, packet) => {
+      opts.onForward?.();
+      sent.push({ next, packet, at: now });
+    },
     deliver: (r) => delivered.push(r),
     maxQueuedBytes: opts.maxQueuedBytes ?? 10_000_000,
     ...(opts.deliverAtOnce ? { deliverAtOnce: () => true } : {}),
@@ -102,23 +115,13 @@ describe('HopEngine', () => {
       expect([store.count(7), onDisk()]).toEqual([3, 0]); // taken, not written yet
       s.engine.handle(packets[1]!); // and exact before the write
       expect(s.engine.counters.dropped.replay).toBe(1);
-      // what the file holds at the moment each packet is handed to the link
+      // what the file holds at the moment each packet is handed to the link, on a second engine
+      // over the same store
       const seenAtSend: number[] = [];
-      const engine = new HopEngine<string>({
-        geometry: G,
-        replay: store,
-        keys: () => [{ epoch: 7, key: prepareHopKey(nodeSuite, s.a.sk) }],
-        resolveNext: (id) => Buffer.from(id).toString('hex'),
-        forward: () => seenAtSend.push(onDisk()),
-        deliver: () => {},
-        maxQueuedBytes: 1_000_000,
-        now: () => 0,
-        autoTimer: false,
-      });
-      const later = mk();
-      engine.handle(later);
+      const t = setup({ replay: store, onForward: () => seenAtSend.push(onDisk()) });
+      t.engine.handle(mk());
       expect(onDisk()).toBe(0);
-      engine.releaseDue(10);
+      t.tick(10);
       // one write for the four tags, before the first packet left
       expect(seenAtSend).toEqual([4 * 32]);
       expect(readFileSync(file).length).toBe(4 * 32);
@@ -132,21 +135,13 @@ describe('HopEngine', () => {
   });
 
   it('a packet whose tag cannot be written does not leave: dropped as replay-store-failed; own packets still leave', () => {
-    const inner = new ReplayStore(':memory:');
-    let failing = true;
-    const store: ReplayTagStore = {
-      seenOrAdd: (e, t) => inner.seenOrAdd(e, t),
-      seenOrAddMany: (e, t) => inner.seenOrAddMany(e, t),
-      has: (e, t) => inner.has(e, t),
-      count: (e) => inner.count(e),
-      epochs: () => inner.epochs(),
-      dropEpoch: (e) => inner.dropEpoch(e),
-      dropEpochsBefore: (e) => inner.dropEpochsBefore(e),
-      flush: () => {
-        if (failing) throw new Error('ENOSPC: no space left on device');
-      },
-      close: () => inner.close(),
-    };
+    class FailingFlush extends ReplayStore {
+      failing = true;
+      override flush(): void {
+        if (this.failing) throw new Error('ENOSPC: no space left on device');
+      }
+    }
+    const store = new FailingFlush(':memory:');
     const s = setup({ replay: store });
     const route = [s.a, b].map((n) => ({ nodeId: n.id, publicKey: n.pk, delayMs: 10 }));
     s.engine.handle(createPacket(nodeSuite, G, { route, terminal: { kind: 'drop' }, payload: new Uint8Array(1), keyEpoch: 7 }).packet);
@@ -165,7 +160,7 @@ describe('HopEngine', () => {
       }).packet;
     d.engine.handle(fin());
     expect([d.delivered.length, d.engine.counters.dropped['replay-store-failed']]).toEqual([0, 1]);
-    failing = false;
+    store.failing = false;
     d.engine.handle(fin());
     expect(d.delivered.length).toBe(1);
   });

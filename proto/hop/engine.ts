@@ -335,16 +335,19 @@ export class HopEngine<P> {
   }
 
   private release(d: Due<P>): void {
-    // a packet of the node's own (emit) carries no replay tag; a processed one leaves only once
-    // its tag is durable, and is dropped (counted) when the store cannot write it
-    if (d.kind !== 'emit' && !this.tagsDurable()) return this.drop('replay-store-failed');
     if (d.kind === 'emit') {
+      // a packet of the node's own: it carries no replay tag
       if (d.next !== undefined && d.packet !== undefined) {
         this.counters.forwarded++;
         this.opts.forward(d.next, d.packet);
       }
       d.then?.();
-    } else if (d.kind === 'forward') {
+      return;
+    }
+    // a processed packet leaves only once its tag is durable, and is dropped (counted) when
+    // the store cannot write it
+    if (!this.tagsDurable()) return this.drop('replay-store-failed');
+    if (d.kind === 'forward') {
       this.counters.forwarded++;
       this.opts.forward(d.next, d.packet);
     } else {

@@ -185,7 +185,7 @@ const PENDING_TAGS = 2048;
 export class LogReplayStore implements ReplayTagStore {
   private readonly dir: string;
   private readonly logs = new Map<number, EpochLog>();
-  /** some epoch has pending tags */
+  /** set when a tag is taken, cleared by `flush`: false means no epoch has pending tags */
   private dirty = false;
   private closed = false;
 
@@ -267,9 +267,9 @@ export class LogReplayStore implements ReplayTagStore {
       e.set.add(k);
       b.copy(e.pending, e.len);
       e.len += REPLAY_TAG_BYTES;
+      this.dirty = true;
       return false;
     });
-    if (e.len > 0) this.dirty = true;
     return out;
   }
 
