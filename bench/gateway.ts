@@ -23,7 +23,7 @@
  *   4 parallel connections (nodemailer opens one connection per message).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
@@ -33,6 +33,7 @@ import { DEFAULT_GEOMETRY, createPacket, createSurb, fastestSuite, prepareHopKey
 import { GROUP_COMMIT_DEFAULTS, GroupCommit, type FsyncMode } from '../gateway/group-commit.ts';
 import { PoolReplies, PoolTokenChecks } from '../gateway/crypto-offload.ts';
 import { UnwrapPool } from '../runtime/hop/unwrap-pool.ts';
+import { threadCpuSeconds } from '../runtime/thread-cpu.ts';
 import { defaultCryptoWorkers } from '../runtime/config-schema.ts';
 import { HandoffWorker } from '../gateway/handoff.ts';
 import { Intake } from '../gateway/intake.ts';
@@ -129,18 +130,6 @@ export async function run(opts: BenchOptions): Promise<BenchReport> {
   return { suite: 'gateway', machine: machineInfo(), results };
 }
 
-/**
- * CPU time of this process's main thread so far, µs (Linux: its schedstat; elsewhere undefined,
- * and the event loop's busy time stands in, which also counts time it waited for a core).
- */
-function mainThreadCpuUs(): number | undefined {
-  try {
-    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Payloads handed to the intake per event-loop turn (a link hands over frames in small batches). */
 const PER_TURN = 8;
 
@@ -216,7 +205,9 @@ async function intakeFigures(opts: BenchOptions, dir: string, issuer: IssuerKeys
     let failed: Error | undefined;
     const cpu0 = process.cpuUsage();
     const elu0 = performance.eventLoopUtilization();
-    const main0 = mainThreadCpuUs();
+    // this runs on the main thread: its CPU time (Linux; NaN elsewhere, and the event loop's
+    // busy time stands in, which also counts time it waited for a core)
+    const main0 = threadCpuSeconds();
     const t0 = performance.now();
     await new Promise<void>((resolve, reject) => {
       const answer = (r: ReturnType<Intake['handlePayload']>) => {
@@ -237,13 +228,13 @@ async function intakeFigures(opts: BenchOptions, dir: string, issuer: IssuerKeys
     const s = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const elu = performance.eventLoopUtilization(elu0);
-    const main1 = mainThreadCpuUs();
+    const main1 = threadCpuSeconds();
     const c = gc.counters;
     store.close();
     return {
       perSec: payloads.length / s,
       cpuUs: (cpu.user + cpu.system) / payloads.length,
-      mainUs: (main0 !== undefined && main1 !== undefined ? main1 - main0 : elu.active * 1000) / payloads.length,
+      mainUs: (Number.isFinite(main1 - main0) ? (main1 - main0) * 1e6 : elu.active * 1000) / payloads.length,
       fragments: payloads.length,
       meanBatch: c.committedFragments / c.commits,
       messages: intake.counters.messagesCompleted,

@@ -15,8 +15,8 @@
  * how many trace records it has written every `PUBLISH` records (through the ring's `limit`,
  * so the write path has no extra test).
  */
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { threadCpuSeconds } from '../runtime/thread-cpu.ts';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { ExitAnalyses, REQ_FIELDS, type ExitConfig, type ExitRequest, type ExitResults, type ExitRunner } from './exit-analyses.ts';
 import { OP_FIELDS } from './forward-replay.ts';
@@ -80,20 +80,6 @@ const { workerData } = require('node:worker_threads');
   Atomics.notify(c, ${C_STATE});
 });
 `;
-
-/**
- * CPU seconds (user + system) the calling thread has used, from /proc/thread-self/stat (Linux;
- * NaN elsewhere), at the usual 100 clock ticks per second.
- */
-export function threadCpuSeconds(): number {
-  try {
-    const st = readFileSync('/proc/thread-self/stat', 'utf8');
-    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
 
 export class ThreadedExits implements ExitRunner {
   readonly trace: TraceRing;

@@ -19,7 +19,7 @@
  */
 import type { SenderPosterior } from './backward.ts';
 import { Simulation, type Progress } from './engine.ts';
-import { threadCpuSeconds } from './analysis-thread.ts';
+import { threadCpuSeconds } from '../runtime/thread-cpu.ts';
 import { LogHistogram, meanOf, quantileOf } from './histogram.ts';
 import { combine, messagesUntilSure } from './attacks/evidence.ts';
 import { watchMailbox, type MailboxWatchReport } from './attacks/mailbox-watch.ts';
