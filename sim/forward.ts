@@ -103,20 +103,27 @@ export class ForwardTracker {
     let e = head;
     while (e >= 0) {
       const nx = this.arNext[e]!;
-      const tg = this.arTg[e]!;
-      const j = tgs.indexOf(tg);
-      if (j >= 0) {
-        mss[j]! += this.arMs[e]!;
-        this.live[tg]!--;
-      } else {
-        tgs.push(tg);
-        this.poolLen[node]!++;
-        mss.push(this.arMs[e]!);
-      }
+      this.addToPool(node, tgs, mss, this.arTg[e]!, this.arMs[e]!);
       this.release(e);
       e = nx;
     }
     this.pk.setMass(p, -1);
+  }
+
+  /**
+   * Mass `ms` of target `tg`, which rode an entry of its own, joins the pool of `node` (lists
+   * `tgs`/`mss`): added to the target's entry there, one live entry fewer, or a new entry.
+   */
+  private addToPool(node: number, tgs: number[], mss: number[], tg: number, ms: number): void {
+    const j = tgs.indexOf(tg);
+    if (j >= 0) {
+      mss[j]! += ms;
+      this.live[tg]!--;
+    } else {
+      tgs.push(tg);
+      this.poolLen[node]!++;
+      mss.push(ms);
+    }
   }
 
   /** True when the pool of `node` holds some target's mass (the cheap test on every departure). */
@@ -196,17 +203,8 @@ export class ForwardTracker {
     const ntg = this.poolTg[next]!;
     const nms = this.poolMs[next]!;
     while (k > 0) {
-      const tg = tmpTg[--k]!;
-      const ms = tmpMs[k]!;
-      const j = ntg.indexOf(tg);
-      if (j >= 0) {
-        nms[j]! += ms;
-        live[tg]!--;
-      } else {
-        ntg.push(tg);
-        this.poolLen[next]!++;
-        nms.push(ms);
-      }
+      k--;
+      this.addToPool(next, ntg, nms, tmpTg[k]!, tmpMs[k]!);
     }
   }
 
