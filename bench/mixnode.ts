@@ -12,7 +12,8 @@
  *    from the delay-queue figures before it).
  *    Then `scaling`: the same run with `[crypto] workers` = 0, 1 and 2 (Sphinx on worker
  *    threads; runtime/hop/unwrap-pool.ts): forwarded/s and process CPU per packet (all threads).
- * 2. Delay queue at 50k packets in flight (delays on, mean 50 ms for the timed stream): resident
+ * 2. Delay queue at 50k packets in flight (delays on, mean 50 ms for the timed stream; run first,
+ *    in a process of its own, see delayQueueInChild): resident
  *    memory per queued packet (real processed packets held by the HopEngine) and the scheduler's
  *    added latency (how late packets leave after their due time) p50/p99.
  * Figures only, no assertions.
@@ -151,12 +152,20 @@ interface Child {
   close(): void;
 }
 
-function startChild(l2Seed: Uint8Array): Child {
-  const cp = spawn(process.execPath, ['--import', 'tsx/esm', '--input-type=module', '-e', CHILD], {
+/**
+ * A Node process running `code` as an ES module under tsx (so it can import this tree's .ts),
+ * from the repo root, its stdin and stdout piped to us, its stderr ours.
+ */
+function spawnModule(code: string, env: NodeJS.ProcessEnv = process.env) {
+  return spawn(process.execPath, ['--import', 'tsx/esm', '--input-type=module', '-e', code], {
     cwd: new URL('..', import.meta.url).pathname,
-    env: { ...process.env, PM_L2_SEED: Buffer.from(l2Seed).toString('hex'), PM_PACKET: String(PACKET) },
+    env,
     stdio: ['pipe', 'pipe', 'inherit'],
   });
+}
+
+function startChild(l2Seed: Uint8Array): Child {
+  const cp = spawnModule(CHILD, { ...process.env, PM_L2_SEED: Buffer.from(l2Seed).toString('hex'), PM_PACKET: String(PACKET) });
   const lines: string[] = [];
   const waiters: ((l: string) => void)[] = [];
   let buf = '';
@@ -391,10 +400,8 @@ const m = await import(${JSON.stringify(import.meta.url)});
 const r = await m.delayQueue({ json: true, quick: ${opts.quick}, log: (l) => process.stderr.write(l + '\\n') });
 process.stdout.write(JSON.stringify(r));
 `;
-  const cp = spawn(process.execPath, ['--import', 'tsx/esm', '--input-type=module', '-e', code], {
-    cwd: new URL('..', import.meta.url).pathname,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const cp = spawnModule(code);
+  cp.stdin.end();
   let out = '';
   cp.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const status = await new Promise<number | null>((r) => cp.on('close', r));
