@@ -85,7 +85,9 @@ export function sodiumNoiseCrypto(sodium: SodiumAead): ICryptoInterface {
       if (ciphertext.byteLength < NATIVE_FROM_BYTES) return defaultCrypto.chaCha20Poly1305Decrypt(ciphertext, nonce, ad, k, dst);
       const n = ciphertext.byteLength - TAG_BYTES;
       if (dst !== undefined && dst.byteLength === n && !(ciphertext instanceof Uint8Array) && several(ciphertext)) {
-        // the body's pieces straight into dst, the tag apart, then checked and decrypted in place
+        // the body's pieces straight into dst, the tag apart, then checked and decrypted in place.
+        // Noise has filled dst with those bytes already (its own copy of the body), but that is
+        // its internal habit, not its interface: copying again costs a memcpy, not an allocation
         copyPieces(ciphertext, dst, n);
         sodium.crypto_aead_chacha20poly1305_ietf_decrypt_detached(dst, null, dst, ciphertext.subarray(n), ad, nonce, k);
         return dst;
